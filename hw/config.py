@@ -1,0 +1,133 @@
+"""Parameters and shared payload layouts of the accelerator (see docs/ARCHITECTURE.md)."""
+from dataclasses import dataclass
+
+from amaranth.lib import data
+
+__all__ = ["AcceleratorConfig", "LoadWrite", "broadcast_layout", "pe_output_layout",
+           "layer_config_layout", "input_layout", "logit_layout"]
+
+
+@dataclass(frozen=True)
+class AcceleratorConfig:
+    """Everything the gateware is parametric in.
+
+    Attributes
+    ----------
+    n_pes : int
+        Number of processing elements N (rows interleaved ``r mod N``).
+    act_bits, weight_bits, acc_bits, idx_bits, gap_bits, huff_max_len : int
+        Widths of section 1 of docs/ARCHITECTURE.md.
+    pe_mem_depth : int
+        Words (16-bit) of each PE's private memory (16384 = one iCE40 SPRAM).
+    max_layers : int
+        Layer descriptors the hardware holds.
+    max_rows_per_pe : int
+        Accumulator entries per PE, summed over all layers.
+    max_features : int
+        Largest in/out feature count of any layer (sizes activation indices).
+    symbol_depth : int
+        Entries of the joint-symbol table (all layers together).
+    fifo_depth : int
+        Depth of each PE's broadcast FIFO (EIE: 8).
+    memory : str
+        ``"lib"``: every memory is an ``amaranth.lib.memory.Memory`` (simulation, any FPGA);
+        ``"ice40"``: PE memories map to SB_SPRAM256KA.
+    """
+    n_pes: int = 4
+    act_bits: int = 8
+    weight_bits: int = 16
+    acc_bits: int = 32
+    idx_bits: int = 4
+    gap_bits: int = 4
+    huff_max_len: int = 12
+    pe_mem_depth: int = 16384
+    max_layers: int = 4
+    max_rows_per_pe: int = 256
+    max_features: int = 1024
+    symbol_depth: int = 256
+    fifo_depth: int = 8
+    memory: str = "lib"
+
+    def __post_init__(self):
+        if not 1 <= self.n_pes <= 64:
+            raise ValueError(f"n_pes must be 1..64, not {self.n_pes}")
+        if not 1 <= self.huff_max_len <= 15:
+            raise ValueError(f"huff_max_len must be 1..15, not {self.huff_max_len}")
+        if self.idx_bits + self.gap_bits > 16:
+            raise ValueError("idx_bits + gap_bits must fit a 16-bit symbol word")
+        if self.memory not in ("lib", "ice40"):
+            raise ValueError(f"memory must be 'lib' or 'ice40', not {self.memory!r}")
+        if self.pe_mem_depth > 65536 or self.pe_mem_depth & (self.pe_mem_depth - 1):
+            raise ValueError("pe_mem_depth must be a power of two <= 65536")
+
+    @property
+    def mem_codebook(self):
+        return self.n_pes + 0
+
+    @property
+    def mem_huff_limit(self):
+        return self.n_pes + 1
+
+    @property
+    def mem_huff_base(self):
+        return self.n_pes + 2
+
+    @property
+    def mem_huff_symbols(self):
+        return self.n_pes + 3
+
+    @property
+    def mem_layers(self):
+        return self.n_pes + 4
+
+    @property
+    def feature_bits(self):
+        return max(1, (self.max_features - 1).bit_length())
+
+
+#: One word written into a memory image (mem id, word address, data), section 4.
+LoadWrite = data.StructLayout({"mem": 8, "addr": 16, "data": 16})
+
+
+def input_layout(cfg):
+    """One input activation (unsigned ``act_bits``), ``last`` on the final one of a vector."""
+    return data.StructLayout({"value": cfg.act_bits, "last": 1})
+
+
+def logit_layout(cfg):
+    """One final-layer accumulator (signed ``acc_bits``) with its output index."""
+    return data.StructLayout({"index": 8, "value": cfg.acc_bits,
+                              "last": 1})
+
+
+def broadcast_layout(cfg):
+    """Central unit -> PE: non-zero activation ``value`` of input column ``col``.
+
+    ``end`` = 1 marks the end of a layer's inputs (``col``/``value`` are then ignored).
+    """
+    return data.StructLayout({"col": 16, "value": cfg.act_bits, "end": 1})
+
+
+def pe_output_layout(cfg):
+    """PE -> central unit: result of global row ``row``.
+
+    Hidden layers: only non-zero requantized activations (``value`` zero-extended).
+    Last layer: every row's accumulator (``value`` two's complement ``acc_bits``), in local row
+    order. ``end`` = 1 is the PE's completion token for the layer (``row``/``value`` ignored).
+    """
+    return data.StructLayout({"row": 16, "value": cfg.acc_bits, "end": 1})
+
+
+def layer_config_layout(cfg):
+    """Decoded layer descriptor (section 4), held stable by the sequencer during a layer."""
+    return data.StructLayout({
+        "index": max(1, (cfg.max_layers - 1).bit_length()),
+        "in_features": 16,
+        "out_features": 16,
+        "relu": 1,
+        "last": 1,
+        "ptr_words2": 1,
+        "shift": 5,
+        "bias_shift": 5,
+        "sym_base": 16,
+    })
