@@ -168,6 +168,30 @@ class IntModel:
                    acc_bits=ip.acc_bits, idx_bits=ip.idx_bits, gap_bits=ip.gap_bits,
                    huff_max_len=ip.huff_max_len)
 
+    def to_model(self, arch="random"):
+        """A :class:`sw.modelfile.CompressedModel` holding this integer model.
+
+        The float codebook is ``cb_q`` itself and the scales are 1, so the file round-trips
+        exactly (for tests, and for the packer's command line on synthetic models).
+        """
+        from sw.modelfile import CompressedModel, LayerRecord
+        layers = []
+        ilayers = []
+        for i, l in enumerate(self.layers):
+            layers.append(LayerRecord(
+                name=l.name or f"fc{i + 1}", kind="fc", index=l.index.astype(np.uint8),
+                codebook=l.cb_q.astype(np.float32), bias=l.bias_q.astype(np.float32),
+                idx_bits=self.idx_bits, relu=not l.last, cb_q=l.cb_q.astype(np.int32),
+                bias_q=l.bias_q.astype(np.int32)))
+            ilayers.append({"shift": int(l.shift), "bias_shift": int(l.bias_shift),
+                            "s_in": 1.0, "s_out": 1.0})
+        ip = IntegerParams(act_bits=self.act_bits, weight_bits=self.weight_bits,
+                           acc_bits=self.acc_bits, idx_bits=self.idx_bits,
+                           gap_bits=self.gap_bits, huff_max_len=self.huff_max_len,
+                           layers=ilayers)
+        return CompressedModel(arch=arch, input_shape=[self.in_features], layers=layers,
+                               metrics={}, integer=ip)
+
     @property
     def in_features(self):
         return self.layers[0].in_features

@@ -183,6 +183,10 @@ class HuffmanCode:
             self._sorter_cache = np.argsort(self.symbols, kind="stable")
         return self._sorter_cache
 
+    def symbol_lengths(self, symbols):
+        """int64 code length of each symbol of the sequence ``symbols``."""
+        return self.lengths[self._positions(symbols)]
+
     def encoded_bits(self, symbols):
         """Total number of bits :meth:`encode` produces for ``symbols``."""
         return int(self.lengths[self._positions(symbols)].sum())

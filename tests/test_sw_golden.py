@@ -217,3 +217,12 @@ def test_cli(small_float_model, tmp_path, capsys):
     assert "integer model (8-bit" in text and "16-bit" in text and "ideal cycles" in text
     assert load_model(out).integer is not None
     assert golden.main([str(tmp_path / "missing.npz")]) == 1
+
+
+def test_to_model_roundtrip(tmp_path):
+    im = random_int_model([30, 20, 5], density=0.3, seed=2)
+    p = tmp_path / "r.npz"
+    save_model(p, im.to_model())
+    back = IntModel.from_model(load_model(p))
+    x = np.random.default_rng(0).integers(0, 256, size=(20, 30))
+    assert np.array_equal(infer(back, x).logits, infer(im, x).logits)

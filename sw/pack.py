@@ -1,0 +1,484 @@
+"""Memory images for the accelerator (docs/ARCHITECTURE.md section 4, bit level in FORMATS.md).
+
+:func:`pack` turns a calibrated integer model into 16-bit memory images: one private memory per
+PE (layer headers, column pointer tables, Huffman-coded sparse columns, biases) and the shared
+memories (codebook, Huffman ``limit``/``base``/``symbols`` tables, layer descriptors). It proves
+that no accumulator can overflow and refuses (:class:`PackError`) any model the hardware or
+the board cannot hold.
+
+Command line::
+
+    python -m sw.pack MODEL --pes N --board NAME [--out DIR]
+"""
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from boards.registry import get_board
+from sw.golden import GoldenError, IntModel, accumulator_bounds
+from sw.huffman import HuffmanCode, HuffmanError, bits_to_words
+from sw.modelfile import CompressedModel, ModelFormatError, load_model
+from sw.sparse import encode_columns
+
+__all__ = ["PackError", "PackLimits", "PackedImages", "pack", "mem_names", "main",
+           "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2", "DESC_WORDS", "HEADER_WORDS"]
+
+FLAG_RELU = 1 << 0
+FLAG_LAST = 1 << 1
+FLAG_PTR2 = 1 << 2
+DESC_WORDS = 8
+HEADER_WORDS = 4
+MANIFEST_VERSION = 1
+
+
+class PackError(ValueError):
+    """The model cannot be packed for the requested PE count / board (message says why)."""
+
+
+@dataclass(frozen=True)
+class PackLimits:
+    """Hardware limits the images must respect (defaults = ``hw.config.AcceleratorConfig``).
+
+    Attributes
+    ----------
+    max_layers : int
+        Layer descriptors the hardware holds.
+    max_rows_per_pe : int
+        Accumulator entries per PE, all layers together.
+    max_features : int
+        Largest in/out feature count of a layer.
+    symbol_depth : int
+        Entries of the joint-symbol table (all layers).
+    max_logits : int
+        Largest final-layer width (the logit index is 8 bits).
+    """
+    max_layers: int = 4
+    max_rows_per_pe: int = 256
+    max_features: int = 1024
+    symbol_depth: int = 256
+    max_logits: int = 256
+
+    @classmethod
+    def from_config(cls, cfg):
+        """Limits of an ``hw.config.AcceleratorConfig``."""
+        return cls(max_layers=cfg.max_layers, max_rows_per_pe=cfg.max_rows_per_pe,
+                   max_features=cfg.max_features, symbol_depth=cfg.symbol_depth)
+
+
+def mem_names(n_pes):
+    """``dict`` memory id -> name (``pe0..``, ``codebook``, ``huff_limit``, ...)."""
+    names = {p: f"pe{p}" for p in range(n_pes)}
+    for k, nm in enumerate(("codebook", "huff_limit", "huff_base", "huff_symbols", "layers")):
+        names[n_pes + k] = nm
+    return names
+
+
+@dataclass
+class PackedImages:
+    """Memory images and manifest.
+
+    Attributes
+    ----------
+    n_pes : int
+    images : dict[int, numpy.ndarray]
+        Memory id -> uint16 words from address 0 (only the used part; the rest of the memory is
+        zero).
+    manifest : dict
+        JSON-serialisable description (see docs/FORMATS.md).
+    """
+    n_pes: int
+    images: dict
+    manifest: dict = field(default_factory=dict)
+
+    @property
+    def names(self):
+        return mem_names(self.n_pes)
+
+    def image(self, name):
+        """Image of the memory called ``name`` (``"pe0"``, ``"codebook"``...)."""
+        for k, nm in self.names.items():
+            if nm == name:
+                return self.images[k]
+        raise KeyError(name)
+
+    def load_words(self, skip_zeros=False):
+        """Yield ``(mem, addr, data)`` for every word to write over the load port.
+
+        Parameters
+        ----------
+        skip_zeros : bool
+            Omit zero words (valid only when the memories are cleared before loading).
+        """
+        for mem in sorted(self.images):
+            img = self.images[mem]
+            for addr, word in enumerate(img.tolist()):
+                if skip_zeros and word == 0:
+                    continue
+                yield mem, addr, word
+
+    def save(self, directory):
+        """Write ``NAME.hex`` ($readmemh: 4 hex digits a line), ``images.npz``,
+        ``manifest.json`` into ``directory``."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        for mem, nm in self.names.items():
+            img = self.images[mem]
+            (d / f"{nm}.hex").write_text("".join(f"{int(w):04x}\n" for w in img))
+        np.savez(d / "images.npz", **{nm: self.images[mem] for mem, nm in self.names.items()})
+        (d / "manifest.json").write_text(json.dumps(self.manifest, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, directory):
+        """Read images and manifest written by :meth:`save`."""
+        d = Path(directory)
+        try:
+            manifest = json.loads((d / "manifest.json").read_text())
+            n = int(manifest["n_pes"])
+            with np.load(d / "images.npz", allow_pickle=False) as z:
+                images = {mem: z[nm].astype(np.uint16) for mem, nm in mem_names(n).items()}
+        except (OSError, KeyError, ValueError) as e:
+            raise PackError(f"cannot read packed images from {d}: {e}") from None
+        return cls(n, images, manifest)
+
+
+def _as_int_model(model):
+    if isinstance(model, IntModel):
+        return model
+    if isinstance(model, CompressedModel):
+        if model.integer is None:
+            raise PackError("model has no integer section (calibrate it first: "
+                            "python -m sw.golden MODEL --calibrate --out MODEL)")
+        try:
+            return IntModel.from_model(model)
+        except GoldenError as e:
+            raise PackError(str(e)) from None
+    raise PackError(f"cannot pack a {type(model).__name__}; need IntModel or CompressedModel")
+
+
+def _u16(values):
+    v = np.asarray(values, dtype=np.int64)
+    return (v & 0xFFFF).astype(np.uint16)
+
+
+def pack(int_model, n_pes, board="sim", limits=None, x=None):
+    """Pack a model into memory images.
+
+    Parameters
+    ----------
+    int_model : sw.golden.IntModel or sw.modelfile.CompressedModel
+        Calibrated model (a CompressedModel must have its integer section).
+    n_pes : int
+        PE count N.
+    board : str or boards.registry.BoardSpec
+        Board whose memory capacities are checked (``"icebreaker"``, ``"sim"``).
+    limits : PackLimits, optional
+        Hardware limits (default: the ``hw.config.AcceleratorConfig`` defaults).
+    x : array_like, optional
+        Input vectors (e.g. MNIST test bytes) for the ideal-cycle statistics in the manifest.
+
+    Returns
+    -------
+    PackedImages
+
+    Raises
+    ------
+    PackError
+        With a message naming the limit that is exceeded.
+    """
+    im = _as_int_model(int_model)
+    try:
+        spec = get_board(board) if isinstance(board, str) else board
+    except ValueError as e:
+        raise PackError(str(e)) from None
+    limits = limits or PackLimits()
+    N = int(n_pes)
+    if N < 1:
+        raise PackError(f"n_pes must be >= 1, not {n_pes}")
+    if N > spec.max_pes:
+        raise PackError(f"board {spec.name} supports at most {spec.max_pes} PEs, not {N}")
+    if N + 5 > 256:
+        raise PackError(f"{N} PEs leave no room for the shared memory ids (mem is 8 bits)")
+    pe_cap = min(int(spec.pe_mem_words), 65536)
+    n_layers = len(im.layers)
+    L_max = im.huff_max_len
+    cb_size = 1 << im.idx_bits
+    if im.weight_bits > 16:
+        raise PackError(f"weight_bits={im.weight_bits}: codebook words are 16 bits")
+    if n_layers > limits.max_layers:
+        raise PackError(f"model has {n_layers} layers; the hardware holds {limits.max_layers}")
+    for i, l in enumerate(im.layers):
+        if max(l.in_features, l.out_features) > limits.max_features:
+            raise PackError(f"layer {i} ({l.name}) is {l.in_features}->{l.out_features}; "
+                            f"the hardware supports at most {limits.max_features} features")
+    if im.out_features > limits.max_logits:
+        raise PackError(f"{im.out_features} logits exceed the {limits.max_logits} the logit "
+                        "index can address")
+    rows_local = [[-(-(l.out_features - p) // N) for p in range(N)] for l in im.layers]
+    rows_total = [sum(r[p] for r in rows_local) for p in range(N)]
+    if max(rows_total) > limits.max_rows_per_pe:
+        raise PackError(f"PE {int(np.argmax(rows_total))} needs {max(rows_total)} accumulator "
+                        f"rows (all layers); the hardware has {limits.max_rows_per_pe} per PE (too many rows for "
+                        f"{N} PEs)")
+
+    # Accumulator-overflow proof (section 1).
+    acc_limit = 1 << (im.acc_bits - 1)
+    proof = []
+    for i, b in enumerate(accumulator_bounds(im)):
+        worst = int(b.max(initial=0))
+        if worst >= acc_limit:
+            r = int(np.argmax(b))
+            raise PackError(f"layer {i} ({im.layers[i].name}) row {r}: accumulator could reach "
+                            f"{worst} >= 2^{im.acc_bits - 1}; recalibrate with a smaller "
+                            "codebook scale")
+        proof.append({"layer": i, "max_abs_acc": worst, "limit": acc_limit,
+                      "headroom_bits": float(np.log2(acc_limit / max(worst, 1)))})
+
+    # Sparse encoding and one Huffman code per layer.
+    enc, codes = [], []
+    for i, l in enumerate(im.layers):
+        e = encode_columns(l.index, N, im.gap_bits, im.idx_bits)
+        try:
+            code = HuffmanCode.from_symbols(e.all_symbols(), L_max)
+        except HuffmanError as err:
+            raise PackError(f"layer {i} ({l.name}): {err}") from None
+        enc.append(e)
+        codes.append(code)
+    n_symbols = [len(c) for c in codes]
+    if sum(n_symbols) > limits.symbol_depth:
+        raise PackError(f"the layers use {sum(n_symbols)} distinct joint symbols "
+                        f"({', '.join(map(str, n_symbols))}); the symbol table holds "
+                        f"{limits.symbol_depth}")
+
+    # Per PE, per layer: pointer tables and streams.
+    streams = [[None] * n_layers for _ in range(N)]   # (ptr bit offsets, words)
+    ptr_words = []
+    for i, (l, e, code) in enumerate(zip(im.layers, enc, codes)):
+        biggest = 0
+        for p, pe in enumerate(e.pes):
+            lens = code.symbol_lengths(pe.symbols)
+            csum = np.concatenate([[0], np.cumsum(lens)])
+            ptr = csum[pe.col_ptr]
+            bits = code.encode(pe.symbols)
+            streams[p][i] = (ptr, bits_to_words(bits), int(len(bits)), pe)
+            biggest = max(biggest, int(ptr[-1]))
+        if biggest >= 1 << 32:
+            raise PackError(f"layer {i}: stream of {biggest} bits overflows a 32-bit pointer")
+        ptr_words.append(1 if biggest < 65536 else 2)
+
+    pe_images = []
+    pe_usage = []
+    for p in range(N):
+        addr = HEADER_WORDS * n_layers
+        header = np.zeros(HEADER_WORDS * n_layers, dtype=np.int64)
+        parts = []
+        for i in range(n_layers):
+            ptr, words, nbits, _ = streams[p][i]
+            pw = ptr_words[i]
+            if pw == 1:
+                ptab = ptr
+            else:
+                ptab = np.stack([ptr >> 16, ptr & 0xFFFF], axis=1).ravel()
+            ptr_base = addr
+            stream_base = ptr_base + len(ptab)
+            header[HEADER_WORDS * i:HEADER_WORDS * i + 4] = [ptr_base, stream_base, 0,
+                                                             rows_local[i][p]]
+            parts += [ptab, words]
+            addr = stream_base + len(words)
+        bias_base0 = addr
+        for i, l in enumerate(im.layers):
+            header[HEADER_WORDS * i + 2] = addr
+            parts.append(l.bias_q[p::N])
+            addr += rows_local[i][p]
+        if addr > pe_cap:
+            raise PackError(f"PE {p} memory overflow: needs {addr} words, board {spec.name} "
+                            f"has {pe_cap} per PE (use more PEs or prune harder)")
+        if np.any(header >= 65536):
+            raise PackError(f"PE {p}: a header address does not fit 16 bits")
+        img = _u16(np.concatenate([header] + [np.asarray(q, dtype=np.int64) for q in parts]))
+        assert len(img) == addr
+        pe_images.append(img)
+        pe_usage.append({"header": int(len(header)),
+                         "pointers": int(sum(len(streams[p][i][0]) * ptr_words[i]
+                                             for i in range(n_layers))),
+                         "streams": int(sum(len(streams[p][i][1]) for i in range(n_layers))),
+                         "biases": int(addr - bias_base0), "total": int(addr)})
+
+    # Shared memories.
+    codebook = np.zeros(n_layers * cb_size, dtype=np.int64)
+    limit_img = np.zeros(n_layers * L_max, dtype=np.int64)
+    base_img = np.zeros(n_layers * L_max, dtype=np.int64)
+    sym_parts = []
+    desc = np.zeros(DESC_WORDS * n_layers, dtype=np.int64)
+    sym_base = 0
+    for i, (l, code) in enumerate(zip(im.layers, codes)):
+        codebook[i * cb_size:(i + 1) * cb_size] = l.cb_q
+        lim, base, syms = code.tables()
+        limit_img[i * L_max:(i + 1) * L_max] = lim
+        base_img[i * L_max:(i + 1) * L_max] = base
+        sym_parts.append(syms)
+        flags = (FLAG_RELU if not l.last else 0) | (FLAG_LAST if l.last else 0) \
+            | (FLAG_PTR2 if ptr_words[i] == 2 else 0)
+        desc[DESC_WORDS * i:DESC_WORDS * (i + 1)] = [l.in_features, l.out_features, flags,
+                                                      l.shift, l.bias_shift, sym_base,
+                                                      len(syms), 0]
+        sym_base += len(syms)
+    symbols = np.concatenate(sym_parts) if sym_parts else np.zeros(0, dtype=np.int64)
+    images = {p: pe_images[p] for p in range(N)}
+    images[N + 0] = _u16(codebook)
+    images[N + 1] = _u16(limit_img)
+    images[N + 2] = _u16(base_img)
+    images[N + 3] = _u16(symbols)
+    images[N + 4] = _u16(desc)
+    caps = {N + 0: limits.max_layers * cb_size, N + 1: limits.max_layers * L_max,
+            N + 2: limits.max_layers * L_max, N + 3: limits.symbol_depth,
+            N + 4: DESC_WORDS * limits.max_layers}
+    names = mem_names(N)
+
+    manifest = _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, streams,
+                         enc, codes, ptr_words, proof, rows_local)
+    if x is not None:
+        from sw.golden import ideal_cycles
+        manifest["ideal_cycles"] = ideal_cycles(im, x, N).summary()
+        manifest["ideal_cycles"]["images"] = int(np.asarray(x).shape[0])
+    ebr = manifest["totals"]["ebr_blocks_tables"]
+    if ebr > spec.ebr_blocks:
+        raise PackError(f"shared tables need {ebr} EBR blocks (replicated per PE); board "
+                        f"{spec.name} has {spec.ebr_blocks}")
+    return PackedImages(N, images, manifest)
+
+
+def _blocks(words):
+    """iCE40 EBR blocks (256 x 16 bit) for a memory of ``words`` words."""
+    return -(-int(words) // 256)
+
+
+def _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, streams, enc, codes,
+              ptr_words, proof, rows_local):
+    memories = {}
+    for mem, img in images.items():
+        cap = pe_cap if mem < N else caps[mem]
+        memories[names[mem]] = {"mem": mem, "words_used": int(len(img)), "capacity_words": cap,
+                                "bytes": int(2 * len(img))}
+    pe_bytes = sum(2 * len(images[p]) for p in range(N))
+    shared_bytes = sum(2 * len(images[m]) for m in range(N, N + 5))
+    total = pe_bytes + shared_bytes
+    dense_weights = sum(l.in_features * l.out_features for l in im.layers)
+    dense_bias = sum(l.out_features for l in im.layers)
+    dense_bytes = 4 * (dense_weights + dense_bias)
+    # Tables replicated per PE (section 7): codebook, limit, base, symbols; descriptors once.
+    ebr_blocks = N * sum(_blocks(len(images[N + k])) for k in range(4)) + _blocks(
+        len(images[N + 4]))
+    layers = []
+    for i, (l, e, code) in enumerate(zip(im.layers, enc, codes)):
+        nnz = int((l.index != 0).sum())
+        fillers = sum(pe.n_fillers for pe in e.pes)
+        bits = [streams[p][i][2] for p in range(N)]
+        layers.append({
+            "name": l.name, "in_features": l.in_features, "out_features": l.out_features,
+            "relu": bool(l.relu), "last": bool(l.last), "shift": int(l.shift),
+            "bias_shift": int(l.bias_shift), "nonzeros": nnz, "fillers": int(fillers),
+            "density": nnz / max(1, l.in_features * l.out_features),
+            "n_symbols": len(code), "max_code_len": int(code.lengths.max(initial=0)),
+            "ptr_words": ptr_words[i], "stream_bits_per_pe": bits,
+            "stream_bits_total": int(sum(bits)),
+            "bits_per_nonzero": float(sum(bits) / max(1, nnz)),
+            "nonzeros_per_pe": [int(len(pe.symbols) - pe.n_fillers) for pe in e.pes],
+            "fillers_per_pe": [int(pe.n_fillers) for pe in e.pes],
+            "rows_local": rows_local[i],
+            "cb_q": [int(v) for v in l.cb_q],
+        })
+    return {
+        "format": "dcpack", "version": MANIFEST_VERSION,
+        "params": {"act_bits": im.act_bits, "weight_bits": im.weight_bits,
+                   "acc_bits": im.acc_bits, "idx_bits": im.idx_bits, "gap_bits": im.gap_bits,
+                   "huff_max_len": im.huff_max_len},
+        "n_pes": N, "board": spec.name, "n_layers": len(im.layers),
+        "limits": {"max_layers": limits.max_layers,
+                   "max_rows_per_pe": limits.max_rows_per_pe,
+                   "max_features": limits.max_features, "symbol_depth": limits.symbol_depth,
+                   "pe_mem_words": pe_cap},
+        "mem_ids": {nm: mem for mem, nm in names.items()},
+        "memories": memories,
+        "pe_usage_words": pe_usage,
+        "layers": layers,
+        "accumulator_proof": proof,
+        "totals": {
+            "pe_bytes": pe_bytes, "shared_bytes": shared_bytes, "total_bytes": total,
+            "dense_float32_bytes": dense_bytes,
+            "compression_ratio": dense_bytes / max(1, total),
+            "board_spram_bytes": 2 * pe_cap * spec.max_pes,
+            "board_ebr_bytes": spec.ebr_bits // 8,
+            "ebr_blocks_tables": ebr_blocks, "board_ebr_blocks": spec.ebr_blocks,
+            "spram_fraction_used": pe_bytes / (2 * pe_cap * N),
+        },
+    }
+
+
+def main(argv=None):
+    """Command line: pack MODEL for N PEs on a board and write the images."""
+    ap = argparse.ArgumentParser(prog="python -m sw.pack", description=__doc__.split("\n")[0])
+    ap.add_argument("model", help="calibrated dcmodel .npz")
+    ap.add_argument("--pes", type=int, default=None, help="PE count (default: board's)")
+    ap.add_argument("--board", default="icebreaker", help="board name (boards/registry.py)")
+    ap.add_argument("--out", default=None, help="output directory (default: out/pack)")
+    defaults = PackLimits()
+    ap.add_argument("--max-layers", type=int, default=defaults.max_layers,
+                    help="layer descriptors the hardware holds")
+    ap.add_argument("--max-rows", type=int, default=defaults.max_rows_per_pe,
+                    help="accumulator rows per PE (all layers)")
+    ap.add_argument("--max-features", type=int, default=defaults.max_features,
+                    help="largest layer width the hardware supports")
+    ap.add_argument("--symbol-depth", type=int, default=defaults.symbol_depth,
+                    help="joint-symbol table entries (all layers)")
+    ap.add_argument("--no-cycles", action="store_true",
+                    help="skip the ideal-cycle statistics over the MNIST test set")
+    args = ap.parse_args(argv)
+    try:
+        spec = get_board(args.board)
+        n = args.pes or spec.default_pes
+        model = load_model(args.model)
+        x = None
+        if not args.no_cycles and model.layers and model.layers[0].shape[-1] == 784:
+            from sw.golden import images_to_uint8, load_mnist
+            x = images_to_uint8(load_mnist()["test"][0])
+        limits = PackLimits(max_layers=args.max_layers, max_rows_per_pe=args.max_rows,
+                            max_features=args.max_features, symbol_depth=args.symbol_depth)
+        packed = pack(model, n, spec, limits=limits, x=x)
+        out = Path(args.out or "out/pack")
+        packed.save(out)
+    except (PackError, ModelFormatError, GoldenError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    m = packed.manifest
+    t = m["totals"]
+    print(f"packed {args.model} for {n} PEs on {spec.name} -> {out}")
+    for nm, info in m["memories"].items():
+        print(f"  {nm:13s} {info['words_used']:6d} / {info['capacity_words']:6d} words "
+              f"({info['bytes']} bytes)")
+    for l in m["layers"]:
+        print(f"  layer {l['name']}: {l['nonzeros']} non-zeros, {l['fillers']} fillers, "
+              f"{l['n_symbols']} symbols, max code {l['max_code_len']} bits, "
+              f"{l['bits_per_nonzero']:.2f} stream bits/non-zero, ptr_words {l['ptr_words']}, "
+              f"stream bits per PE {l['stream_bits_per_pe']}")
+    print(f"total {t['total_bytes']} bytes (PE memories {t['pe_bytes']}, shared "
+          f"{t['shared_bytes']}) vs dense float32 {t['dense_float32_bytes']} bytes: "
+          f"compression {t['compression_ratio']:.1f}x")
+    print(f"SPRAM used {100 * t['spram_fraction_used']:.1f}% of {n} banks; tables "
+          f"{t['ebr_blocks_tables']} of {t['board_ebr_blocks']} EBR blocks")
+    for pr in m["accumulator_proof"]:
+        print(f"  layer {pr['layer']}: max |acc| {pr['max_abs_acc']} < {pr['limit']} "
+              f"({pr['headroom_bits']:.2f} bits headroom)")
+    if "ideal_cycles" in m:
+        c = m["ideal_cycles"]
+        print(f"ideal cycles over {c['images']} test images: mean {c['ideal_mean']:.1f}, "
+              f"max {c['ideal_max']}; PE bound mean {c['pe_bound_mean']:.1f}; imbalance "
+              f"{c['imbalance_mean']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

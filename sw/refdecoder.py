@@ -1,0 +1,310 @@
+"""Reference decoder: inference from the packed memory images alone.
+
+Reads only what the hardware reads (docs/ARCHITECTURE.md section 4): layer descriptors, PE
+headers, pointer tables, Huffman streams (decoded with the ``limit``/``base``/``symbols`` table
+method of section 3), the codebook and the biases, plus the section-1 widths and N from the
+manifest's ``params``/``n_pes``. The result must equal :func:`sw.golden.infer` bit for bit.
+
+Two ways to run:
+
+* :func:`infer_packed` decodes every PE's columns once into weight matrices and evaluates a whole
+  batch (vectorised, for the 10,000 MNIST test images);
+* :func:`infer_packed_events` walks one input the way a PE does: for each non-zero activation it
+  decodes only that column's bits ``[ptr[j], ptr[j+1])`` symbol by symbol and accumulates;
+  it also counts the symbols each PE decodes.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from sw.huffman import HuffmanError, table_decode, words_to_bits
+
+__all__ = ["RefDecodeError", "LayerDescriptor", "read_descriptors", "decode_layer",
+           "infer_packed", "infer_packed_layers", "infer_packed_events"]
+
+
+class RefDecodeError(ValueError):
+    """The images are inconsistent (bad descriptor, pointer, Huffman code or row)."""
+
+
+@dataclass
+class LayerDescriptor:
+    """Decoded 8-word layer descriptor (section 4)."""
+    index: int
+    in_features: int
+    out_features: int
+    relu: bool
+    last: bool
+    ptr_words: int
+    shift: int
+    bias_shift: int
+    sym_base: int
+    n_symbols: int
+
+
+def _params(packed):
+    m = packed.manifest
+    try:
+        p = m["params"]
+        return (int(m["n_pes"]), int(p["act_bits"]), int(p["acc_bits"]), int(p["idx_bits"]),
+                int(p["gap_bits"]), int(p["huff_max_len"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise RefDecodeError(f"manifest lacks the section-1 parameters: {e}") from None
+
+
+def _word(img, addr, what):
+    if not 0 <= addr < len(img):
+        return 0  # memories are zero beyond the written image
+    return int(img[addr])
+
+
+def _signed16(v):
+    v = np.asarray(v, dtype=np.int64)
+    return v - ((v & 0x8000) << 1)
+
+
+def read_descriptors(packed):
+    """Layer descriptors up to and including the first with the ``last`` flag."""
+    N = _params(packed)[0]
+    img = packed.images[N + 4]
+    out = []
+    for i in range(len(img) // 8):
+        w = [int(v) for v in img[8 * i:8 * i + 8]]
+        flags = w[2]
+        out.append(LayerDescriptor(i, w[0], w[1], bool(flags & 1), bool(flags & 2),
+                                   2 if flags & 4 else 1, w[3], w[4], w[5], w[6]))
+        if flags & 2:
+            return out
+    raise RefDecodeError("no layer descriptor carries the 'last' flag")
+
+
+def _tables(packed, d):
+    N, _, _, _, _, L = _params(packed)
+    limit = packed.images[N + 1][d.index * L:(d.index + 1) * L].astype(np.int64)
+    base = packed.images[N + 2][d.index * L:(d.index + 1) * L].astype(np.int64)
+    symbols = packed.images[N + 3].astype(np.int64)[d.sym_base:d.sym_base + d.n_symbols]
+    if len(limit) != L or len(base) != L or len(symbols) != d.n_symbols:
+        raise RefDecodeError(f"layer {d.index}: Huffman tables are truncated")
+    return limit, base, symbols
+
+
+def _lut(limit, base, symbols, L):
+    """Length and symbol of every L-bit peek value (the table method, applied to all peeks)."""
+    peek = np.arange(1 << L, dtype=np.int64)
+    length = np.zeros(1 << L, dtype=np.int64)
+    for l in range(L, 0, -1):
+        length[peek < limit[l - 1]] = l
+    k = (base[np.maximum(length, 1) - 1] + (peek >> (L - np.maximum(length, 1)))) % (1 << 16)
+    ok = (length > 0) & (k < len(symbols))
+    sym = np.where(ok, symbols[np.minimum(k, max(len(symbols) - 1, 0))] if len(symbols)
+                   else 0, -1)
+    return np.where(ok, length, 0), sym
+
+
+def _header(pe_img, d):
+    h = [_word(pe_img, 4 * d.index + k, "header") for k in range(4)]
+    return h  # ptr_base, stream_base, bias_base, rows_local
+
+
+def _pointers(pe_img, d, ptr_base):
+    n = d.in_features + 1
+    raw = np.array([_word(pe_img, ptr_base + k, "pointer") for k in range(n * d.ptr_words)],
+                   dtype=np.int64)
+    ptr = raw if d.ptr_words == 1 else (raw[0::2] << 16) | raw[1::2]
+    if np.any(np.diff(ptr) < 0) or ptr[0] != 0:
+        raise RefDecodeError(f"layer {d.index}: pointer table is not non-decreasing from 0")
+    return ptr
+
+
+def _stream_bits(pe_img, stream_base, n_bits, L):
+    """Bits from ``stream_base * 16`` on, ``n_bits + L`` of them (memory beyond the image = 0)."""
+    n_words = -(-(n_bits + L) // 16)
+    words = np.zeros(n_words, dtype=np.int64)
+    avail = pe_img[stream_base:stream_base + n_words].astype(np.int64)
+    words[:len(avail)] = avail
+    return words_to_bits(words)
+
+
+def decode_layer(packed, d, p):
+    """Decode PE ``p``'s share of layer ``d`` from the images.
+
+    Returns
+    -------
+    index : numpy.ndarray
+        int64 ``(rows_local, in_features)`` weight indices (0 = none).
+    bias : numpy.ndarray
+        int64 ``[rows_local]`` signed ``bias_q``.
+    n_symbols_per_col : numpy.ndarray
+        int64 ``[in_features]`` symbols (non-zeros and fillers) stored in each column.
+    """
+    N, _, _, idx_bits, _, L = _params(packed)
+    pe_img = packed.images[p]
+    ptr_base, stream_base, bias_base, rows_local = _header(pe_img, d)
+    ptr = _pointers(pe_img, d, ptr_base)
+    total = int(ptr[-1])
+    bits = _stream_bits(pe_img, stream_base, total, L).astype(np.int64)
+    limit, base, symbols = _tables(packed, d)
+    lut_len, lut_sym = _lut(limit, base, symbols, L)
+    # peek value at every bit position (L-bit sliding window).
+    window = np.zeros(total, dtype=np.int64)
+    for k in range(L):
+        window = (window << 1) | bits[k:k + total]
+    starts, syms = [], []
+    pos = 0
+    lut_len_l = lut_len.tolist()
+    lut_sym_l = lut_sym.tolist()
+    window_l = window.tolist()
+    while pos < total:
+        pk = window_l[pos]
+        ln = lut_len_l[pk]
+        if ln == 0:
+            raise RefDecodeError(f"layer {d.index} PE {p}: code at bit {pos} not in the table")
+        starts.append(pos)
+        syms.append(lut_sym_l[pk])
+        pos += ln
+    if pos != total:
+        raise RefDecodeError(f"layer {d.index} PE {p}: last code runs past the stream end")
+    starts = np.array(starts, dtype=np.int64)
+    syms = np.array(syms, dtype=np.int64)
+    # Every column must start on a code boundary.
+    col_start = np.searchsorted(starts, ptr[:-1])
+    bad = (col_start < len(starts)) & (ptr[:-1] < total)
+    if np.any(starts[np.minimum(col_start[bad], max(len(starts) - 1, 0))] != ptr[:-1][bad]):
+        raise RefDecodeError(f"layer {d.index} PE {p}: a column pointer splits a code")
+    col = np.searchsorted(ptr, starts, side="right") - 1
+    gap = syms >> idx_bits
+    index = syms & ((1 << idx_bits) - 1)
+    step = gap + 1
+    csum = np.cumsum(step)
+    first = np.ones(len(col), dtype=bool)
+    first[1:] = col[1:] != col[:-1]
+    seg_start = np.maximum.accumulate(np.where(first, np.arange(len(col)), 0)) \
+        if len(col) else np.zeros(0, dtype=np.int64)
+    before = np.concatenate([[0], csum])[seg_start]
+    rows = csum - before - 1
+    if len(rows) and rows.max() >= rows_local:
+        raise RefDecodeError(f"layer {d.index} PE {p}: a column runs past its {rows_local} rows")
+    out = np.zeros((rows_local, d.in_features), dtype=np.int64)
+    keep = index != 0
+    out[rows[keep], col[keep]] = index[keep]
+    bias = _signed16(pe_img[bias_base:bias_base + rows_local])
+    if len(bias) != rows_local:
+        raise RefDecodeError(f"layer {d.index} PE {p}: biases beyond the memory image")
+    return out, bias, np.bincount(col, minlength=d.in_features)
+
+
+def _codebook(packed, d):
+    N, _, _, idx_bits, _, _ = _params(packed)
+    size = 1 << idx_bits
+    cb = _signed16(packed.images[N][d.index * size:(d.index + 1) * size])
+    if len(cb) != size:
+        raise RefDecodeError(f"layer {d.index}: codebook is truncated")
+    return cb
+
+
+def _requant(acc, d, act_bits, acc_bits):
+    if d.last:
+        m = 1 << acc_bits
+        return ((acc + m // 2) % m) - m // 2
+    rnd = (1 << (d.shift - 1)) if d.shift > 0 else 0
+    return np.clip((acc + rnd) >> d.shift, 0, (1 << act_bits) - 1)
+
+
+def infer_packed_layers(packed, x_uint8):
+    """Batched inference from the images; returns the list of every layer's output (int64)."""
+    N, act_bits, acc_bits, _, _, _ = _params(packed)
+    a = np.asarray(x_uint8)
+    if a.ndim == 1:
+        a = a[None, :]
+    descs = read_descriptors(packed)
+    if a.ndim != 2 or a.shape[1] != descs[0].in_features:
+        raise RefDecodeError(f"input must be (n, {descs[0].in_features}), got {a.shape}")
+    a = a.astype(np.int64)
+    outs = []
+    for d in descs:
+        cb = _codebook(packed, d)
+        acc = np.zeros((a.shape[0], d.out_features), dtype=np.int64)
+        for p in range(N):
+            idx, bias, _ = decode_layer(packed, d, p)
+            w = cb[idx]
+            if idx.shape[0] == 0:
+                continue
+            # Exact in float64: |partial sums| < 2^53 for any model the packer accepts.
+            part = np.rint(a.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
+            acc[:, p::N] = part + (bias << d.bias_shift)[None, :]
+        a = _requant(acc, d, act_bits, acc_bits)
+        outs.append(a)
+    return outs
+
+
+def infer_packed(packed, x_uint8):
+    """Logits from the images alone.
+
+    Parameters
+    ----------
+    packed : sw.pack.PackedImages
+    x_uint8 : array_like of int, shape (n, in) or (in,)
+        Input activations (MNIST pixel bytes).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 logits, ``(n, out)`` (or ``(out,)`` for a 1-D input).
+    """
+    one = np.asarray(x_uint8).ndim == 1
+    logits = infer_packed_layers(packed, x_uint8)[-1]
+    return logits[0] if one else logits
+
+
+def infer_packed_events(packed, x_vector):
+    """One input, PE style: only columns with a non-zero activation are decoded.
+
+    Each column ``j`` of PE ``p`` is decoded with :func:`sw.huffman.table_decode` from bit
+    ``ptr[j]`` until exactly ``ptr[j+1]``; ``row = prev + gap + 1``,
+    ``acc[row] += a[j] * cb_q[index]``.
+
+    Returns
+    -------
+    logits : numpy.ndarray
+        int64 ``[out]``.
+    symbols_decoded : numpy.ndarray
+        int64 ``(layers, N)`` symbols each PE decoded (its busy cycles at one symbol a cycle).
+    """
+    N, act_bits, acc_bits, idx_bits, _, L = _params(packed)
+    a = np.asarray(x_vector, dtype=np.int64).ravel()
+    descs = read_descriptors(packed)
+    if len(a) != descs[0].in_features:
+        raise RefDecodeError(f"input must have {descs[0].in_features} values, got {len(a)}")
+    work = np.zeros((len(descs), N), dtype=np.int64)
+    for d in descs:
+        cb = _codebook(packed, d)
+        limit, base, symbols = _tables(packed, d)
+        acc = np.zeros(d.out_features, dtype=np.int64)
+        for p in range(N):
+            pe_img = packed.images[p]
+            ptr_base, stream_base, bias_base, rows_local = _header(pe_img, d)
+            ptr = _pointers(pe_img, d, ptr_base)
+            bits = _stream_bits(pe_img, stream_base, int(ptr[-1]), L)
+            local = np.zeros(rows_local, dtype=np.int64)
+            for j in np.flatnonzero(a):
+                pos, end = int(ptr[j]), int(ptr[j + 1])
+                row = -1
+                while pos < end:
+                    try:
+                        (sym,), pos = table_decode(bits, 1, limit, base, symbols, L, start=pos)
+                    except HuffmanError as e:
+                        raise RefDecodeError(f"layer {d.index} PE {p} column {j}: {e}") \
+                            from None
+                    work[d.index, p] += 1
+                    row += int(sym >> idx_bits) + 1
+                    if row >= rows_local:
+                        raise RefDecodeError(f"layer {d.index} PE {p} column {j}: row {row} "
+                                             f"beyond {rows_local}")
+                    local[row] += int(a[j]) * int(cb[int(sym) & ((1 << idx_bits) - 1)])
+                if pos != end:
+                    raise RefDecodeError(f"layer {d.index} PE {p} column {j}: code crosses "
+                                         "the column end")
+            bias = _signed16(pe_img[bias_base:bias_base + rows_local])
+            acc[p::N] = local + (bias << d.bias_shift)
+        a = _requant(acc, d, act_bits, acc_bits)
+    return a, work
