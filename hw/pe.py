@@ -1,0 +1,489 @@
+"""Processing element: Huffman-coded sparse columns -> multiply-accumulate -> requantize.
+
+One PE owns the rows ``r`` with ``r mod N == index`` (docs/ARCHITECTURE.md sections 3, 4, 7).
+Its datapath, all stages registered:
+
+1. *Pointer fetch*: per non-zero activation ``(col, value)`` read ``ptr[col]`` and ``ptr[col+1]``
+   (1 or 2 words each) from the private memory; ``ptr[col]`` is skipped when the previous column
+   was ``col - 1`` (its end pointer is this column's start). Empty columns are dropped here.
+2. *Word fetch*: the column's stream words in order; a word that was the last one read (the
+   boundary word of adjacent columns) is reused without a memory read.
+3. :class:`hw.huffman.HuffmanDecoder`: one joint symbol per cycle, columns back to back.
+4. *Accumulate*: ``row = prev + gap + 1``; read ``acc[row]`` and ``codebook[idx]``, multiply
+   ``value * weight`` (one SB_MAC16), add and write back. Two write-forwarding registers cover
+   the read-after-write distance of the pipeline (same row in consecutive columns).
+5. *Requantize* (after the ``end`` token and when stages 1-4 are empty), one row per cycle:
+   ``acc + (bias << bias_shift)``, round-shift-saturate (hidden) or raw (last layer), write 0
+   back, emit the non-zero ones (all on the last layer) with their global row, then ``end``.
+
+The private memory has a single port: stream-word reads have priority over pointer reads; the
+header (5 reads at layer start) and the biases (requantization) use it while nothing else does.
+"""
+from amaranth import Module, Signal, Cat, Const, Mux, signed, unsigned
+from amaranth.lib import wiring, stream, data, fifo
+from amaranth.lib.wiring import In, Out
+
+from .config import (LoadWrite, broadcast_layout, pe_output_layout, layer_config_layout)
+from .huffman import HuffmanDecoder
+from .memories import PEMemory, table_memory
+
+__all__ = ["ProcessingElement"]
+
+
+class ProcessingElement(wiring.Component):
+    """One EIE-style processing element (section 7 of docs/ARCHITECTURE.md).
+
+    Parameters
+    ----------
+    config : hw.config.AcceleratorConfig
+    index : int
+        PE number ``p`` (0..N-1): its memory id and the global row of local row ``i`` is
+        ``p + N * i``.
+
+    Attributes
+    ----------
+    i_load : In(stream.Signature(LoadWrite))
+        Every load write; kept: ``mem == index`` (private memory) and the codebook / Huffman
+        table ids (own replicas). Ready while ``o_idle``.
+    i_layer : In(layer_config_layout(config))
+        Current layer descriptor, stable from ``i_start`` to this PE's ``end`` token.
+    i_start : In(1)
+        Pulse while ``o_idle``: begin layer ``i_layer.index`` (reads its header words).
+    i_act : In(stream.Signature(broadcast_layout(config)))
+        Non-zero input activations ``(col, value)``, then one ``end`` token.
+    o_out : Out(stream.Signature(pe_output_layout(config)))
+        After ``end``: hidden layer: non-zero requantized outputs ``(global row, value)``; last
+        layer: every accumulator in local row order; then one ``end`` token.
+    o_idle : Out(1)
+        No layer in progress.
+    o_error : Out(1)
+        Sticky until reset: invalid Huffman code, a row at or past ``rows_local``, a column at or
+        past ``in_features``, an accumulator range past ``max_rows_per_pe``, decreasing pointers
+        or ``i_start`` while busy.
+    """
+
+    SEG_QUEUE = 2      # fetched column segments waiting for the word fetcher
+    WORD_FIFO = 3      # stream words waiting for the decoder
+
+    def __init__(self, config, index):
+        if not 0 <= index < config.n_pes:
+            raise ValueError(f"PE index {index} outside 0..{config.n_pes - 1}")
+        self.cfg = config
+        self.index = index
+        super().__init__({
+            "i_load": In(stream.Signature(LoadWrite)),
+            "i_layer": In(layer_config_layout(config)),
+            "i_start": In(1),
+            "i_act": In(stream.Signature(broadcast_layout(config))),
+            "o_out": Out(stream.Signature(pe_output_layout(config))),
+            "o_idle": Out(1),
+            "o_error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        A = cfg.act_bits
+        ACC = cfg.acc_bits
+        MA = (cfg.pe_mem_depth - 1).bit_length()      # word address bits
+        BA = MA + 4                                    # bit address bits
+        RB = max(1, (cfg.max_rows_per_pe - 1).bit_length())
+        layer = self.i_layer
+
+        m.submodules.mem = mem = PEMemory(cfg.pe_mem_depth, cfg.memory)
+        m.submodules.dec = dec = HuffmanDecoder(cfg, tag_bits=A)
+        m.submodules.codebook = cbm = table_memory(signed(cfg.weight_bits),
+                                                   cfg.max_layers << cfg.idx_bits)
+        m.submodules.accs = accm = table_memory(signed(ACC), cfg.max_rows_per_pe)
+        cb_rd = cbm.read_port()
+        cb_wr = cbm.write_port()
+        acc_rd = accm.read_port()
+        acc_wr = accm.write_port()
+
+        error = Signal()
+        m.d.comb += self.o_error.eq(error)
+        with m.If(dec.o_error):
+            m.d.sync += error.eq(1)
+
+        # ---- control state ----------------------------------------------------------------
+        IDLE, HDR, CHECK, RUN, REQ, ENDT = range(6)
+        state = Signal(range(6))
+        idle = Signal()
+        m.d.comb += [idle.eq(state == IDLE), self.o_idle.eq(idle)]
+
+        # ---- load port ---------------------------------------------------------------------
+        ld = self.i_load.payload
+        ld_fire = Signal()
+        m.d.comb += [
+            self.i_load.ready.eq(idle),
+            ld_fire.eq(self.i_load.valid & idle),
+            dec.i_load.valid.eq(ld_fire),
+            dec.i_load.payload.eq(ld),
+            cb_wr.addr.eq(ld.addr),
+            cb_wr.data.eq(ld.data),
+            cb_wr.en.eq(ld_fire & (ld.mem == cfg.mem_codebook)
+                        & (ld.addr < (cfg.max_layers << cfg.idx_bits))),
+        ]
+
+        # memory port, driven by whichever client owns it this cycle
+        m_addr = Signal(MA)
+        m_re = Signal()
+        m_we = Signal()
+        m.d.comb += [mem.addr.eq(m_addr), mem.re.eq(m_re), mem.we.eq(m_we),
+                     mem.wdata.eq(ld.data)]
+        with m.If(ld_fire & (ld.mem == self.index) & (ld.addr < cfg.pe_mem_depth)):
+            m.d.comb += [m_addr.eq(ld.addr), m_we.eq(1)]
+
+        # ---- layer header ------------------------------------------------------------------
+        ptr_base = Signal(MA)
+        stream_base = Signal(MA)
+        bias_base = Signal(MA)
+        bias_base0 = Signal(MA)
+        rows_local = Signal(16)
+        acc_base = Signal(RB)
+        hs = Signal(range(6))           # header read being issued
+        hs_d = Signal(range(6))         # header read whose data is on mem.rdata (+1; 0 = none)
+
+        m.d.comb += [
+            dec.i_layer_index.eq(layer.index),
+            dec.i_sym_base.eq(layer.sym_base),
+            dec.i_start.eq(self.i_start & idle),
+        ]
+        with m.If(self.i_start & ~idle):
+            m.d.sync += error.eq(1)
+
+        with m.If(hs_d == 1):
+            m.d.sync += ptr_base.eq(mem.rdata)
+        with m.If(hs_d == 2):
+            m.d.sync += stream_base.eq(mem.rdata)
+        with m.If(hs_d == 3):
+            m.d.sync += bias_base.eq(mem.rdata)
+        with m.If(hs_d == 4):
+            m.d.sync += rows_local.eq(mem.rdata)
+        with m.If(hs_d == 5):
+            m.d.sync += bias_base0.eq(mem.rdata)
+        m.d.sync += hs_d.eq(0)
+
+        # ---- pointer fetch: issue side -----------------------------------------------------
+        pw2 = layer.ptr_words2
+        pi_busy = Signal()
+        pi_col = Signal(16)
+        pi_value = Signal(A)
+        pi_need_start = Signal()
+        pi_phase = Signal()             # 0: reading ptr[col], 1: reading ptr[col + 1]
+        pi_w = Signal()                 # word of a 2-word pointer (0 = high)
+        prev_col1 = Signal(16)          # col + 1 of the last column issued
+        prev_valid = Signal()
+
+        # return side registers (the read issued last cycle)
+        pr_valid = Signal()
+        pr_phase = Signal()
+        pr_hi = Signal()
+        pr_need_start = Signal()
+        pr_value = Signal(A)
+        hi_word = Signal(16)
+        start_ptr = Signal(BA)
+        last_end = Signal(BA)
+
+        seg_layout = data.StructLayout({"start": BA, "end": BA, "value": A})
+        m.submodules.segq = segq = fifo.SyncFIFO(width=seg_layout.size, depth=self.SEG_QUEUE)
+        sq_in = data.View(seg_layout, segq.w_data)
+        sq_out = data.View(seg_layout, segq.r_data)
+
+        pi_last = Signal()              # the read about to be issued is the column's last
+        m.d.comb += pi_last.eq(pi_phase & (~pw2 | pi_w))
+        seg_credit = Signal()
+        m.d.comb += seg_credit.eq(segq.level + (pr_valid & pr_phase & ~pr_hi) < self.SEG_QUEUE)
+        pi_req = Signal()
+        pi_grant = Signal()
+        m.d.comb += pi_req.eq((state == RUN) & pi_busy & (~pi_last | seg_credit))
+        pi_addr = Signal(MA)
+        m.d.comb += pi_addr.eq(ptr_base + ((pi_col + pi_phase) << pw2) + pi_w)
+
+        m.d.sync += pr_valid.eq(0)
+        with m.If(pi_grant):
+            m.d.sync += [
+                pr_valid.eq(1), pr_phase.eq(pi_phase), pr_hi.eq(pw2 & ~pi_w),
+                pr_need_start.eq(pi_need_start), pr_value.eq(pi_value),
+            ]
+            with m.If(pw2 & ~pi_w):
+                m.d.sync += pi_w.eq(1)
+            with m.Else():
+                m.d.sync += [pi_w.eq(0), pi_phase.eq(1)]
+
+        act = self.i_act.payload
+        drained = Signal()              # stages 1-4 are empty (set further down)
+        act_take = Signal()
+        pi_free = Signal()
+        m.d.comb += [
+            pi_free.eq(~pi_busy | (pi_grant & pi_last)),
+            act_take.eq((state == RUN) & self.i_act.valid & ~act.end & pi_free),
+            self.i_act.ready.eq(act_take | ((state == RUN) & self.i_act.valid & act.end
+                                            & ~pi_busy & drained)),
+        ]
+        with m.If(pi_grant & pi_last):
+            m.d.sync += pi_busy.eq(0)
+        with m.If(act_take):
+            with m.If(act.col >= layer.in_features):
+                m.d.sync += error.eq(1)
+            with m.Else():
+                need = ~(prev_valid & (prev_col1 == act.col))
+                m.d.sync += [
+                    pi_busy.eq(1), pi_col.eq(act.col), pi_value.eq(act.value),
+                    pi_need_start.eq(need), pi_phase.eq(~need), pi_w.eq(0),
+                    prev_col1.eq(act.col + 1), prev_valid.eq(1),
+                ]
+
+        # pointer fetch: return side
+        ptr_val = Signal(BA)
+        m.d.comb += ptr_val.eq(Mux(pw2, Cat(mem.rdata, hi_word), mem.rdata))
+        seg_start = Signal(BA)
+        m.d.comb += seg_start.eq(Mux(pr_need_start, start_ptr, last_end))
+        with m.If(pr_valid):
+            with m.If(pr_hi):
+                m.d.sync += hi_word.eq(mem.rdata)
+            with m.Elif(~pr_phase):
+                m.d.sync += start_ptr.eq(ptr_val)
+            with m.Else():
+                m.d.sync += last_end.eq(ptr_val)
+                with m.If(ptr_val < seg_start):
+                    m.d.sync += error.eq(1)
+                with m.If(ptr_val > seg_start):
+                    m.d.comb += segq.w_en.eq(1)
+        m.d.comb += [sq_in.start.eq(seg_start), sq_in.end.eq(ptr_val), sq_in.value.eq(pr_value)]
+
+        # ---- word fetch --------------------------------------------------------------------
+        m.submodules.wfifo = wfifo = fifo.SyncFIFO(width=16, depth=self.WORD_FIFO)
+        wf_active = Signal()
+        wf_addr = Signal(MA)
+        wf_last = Signal(MA)
+        lw_valid = Signal()
+        lw_addr = Signal(MA)
+        lw_data = Signal(16)
+        push_pending = Signal()
+        push_mem = Signal()
+
+        wf_credit = Signal()
+        reuse = Signal()
+        m.d.comb += [
+            wf_credit.eq(wfifo.level + push_pending < self.WORD_FIFO),
+            reuse.eq(lw_valid & (lw_addr == wf_addr)),
+        ]
+        wf_req = Signal()
+        wf_act = Signal()
+        m.d.comb += [
+            wf_req.eq((state == RUN) & wf_active & wf_credit & ~reuse),
+            wf_act.eq(wf_active & wf_credit & (reuse | wf_req)),   # wf_req always granted
+        ]
+        wf_fin = Signal()
+        m.d.comb += wf_fin.eq(wf_act & (wf_addr == wf_last))
+        m.d.sync += push_pending.eq(0)
+        with m.If(wf_act):
+            m.d.sync += [push_pending.eq(1), push_mem.eq(~reuse), wf_addr.eq(wf_addr + 1)]
+            with m.If(~reuse):
+                m.d.sync += [lw_valid.eq(1), lw_addr.eq(wf_addr)]
+            with m.If(wf_fin):
+                m.d.sync += wf_active.eq(0)
+        m.d.comb += [
+            wfifo.w_en.eq(push_pending),
+            wfifo.w_data.eq(Mux(push_mem, mem.rdata, lw_data)),
+        ]
+        with m.If(push_pending & push_mem):
+            m.d.sync += lw_data.eq(mem.rdata)
+
+        seg_nbits = Signal(BA)
+        m.d.comb += seg_nbits.eq(sq_out.end - sq_out.start)
+        m.d.comb += [
+            dec.i_seg.valid.eq(segq.r_rdy & (~wf_active | wf_fin)),
+            dec.i_seg.payload.offset.eq(sq_out.start[:4]),
+            dec.i_seg.payload.nbits.eq(seg_nbits),
+            dec.i_seg.payload.tag.eq(sq_out.value),
+            segq.r_en.eq(dec.i_seg.valid & dec.i_seg.ready),
+        ]
+        with m.If(dec.i_seg.valid & dec.i_seg.ready):
+            m.d.sync += [
+                wf_active.eq(1),
+                wf_addr.eq(stream_base + sq_out.start[4:]),
+                wf_last.eq(stream_base + (sq_out.end - 1)[4:]),
+            ]
+            with m.If(seg_nbits[16:] != 0):
+                m.d.sync += error.eq(1)
+        m.d.comb += [
+            dec.i_word.valid.eq(wfifo.r_rdy),
+            dec.i_word.payload.eq(wfifo.r_data),
+            wfifo.r_en.eq(dec.i_word.ready),
+        ]
+
+        # ---- memory port arbitration -------------------------------------------------------
+        with m.If(state == HDR):
+            m.d.comb += m_re.eq(1)
+            with m.Switch(hs):
+                for k in range(4):
+                    with m.Case(k):
+                        m.d.comb += m_addr.eq((layer.index << 2) + k)
+                with m.Default():
+                    m.d.comb += m_addr.eq(2)
+        with m.Elif(wf_req):
+            m.d.comb += [m_re.eq(1), m_addr.eq(wf_addr)]
+        with m.Elif(pi_req):
+            m.d.comb += [m_re.eq(1), m_addr.eq(pi_addr), pi_grant.eq(1)]
+
+        # ---- accumulate pipeline -----------------------------------------------------------
+        sym = dec.o_sym.payload
+        m.d.comb += dec.o_sym.ready.eq(1)
+        gap = Signal(cfg.gap_bits)
+        idx = Signal(cfg.idx_bits)
+        m.d.comb += Cat(idx, gap).eq(sym.symbol)
+        prev_row = Signal(16)
+        row0 = Signal(16)
+        m.d.comb += row0.eq(Mux(sym.first, gap, prev_row + gap + 1))
+
+        v1 = Signal()
+        row1 = Signal(16)
+        idx1 = Signal(cfg.idx_bits)
+        val1 = Signal(A)
+        m.d.sync += v1.eq(dec.o_sym.valid)
+        with m.If(dec.o_sym.valid):
+            m.d.sync += [prev_row.eq(row0), row1.eq(row0), idx1.eq(idx), val1.eq(sym.tag)]
+
+        ok1 = Signal()
+        m.d.comb += ok1.eq(v1 & (row1 < rows_local))
+        with m.If(v1 & ~ok1):
+            m.d.sync += error.eq(1)
+        v2 = Signal()
+        addr2 = Signal(RB)
+        val2 = Signal(A)
+        m.d.sync += [v2.eq(ok1), addr2.eq(acc_base + row1[:RB]), val2.eq(val1)]
+        m.d.comb += cb_rd.addr.eq(Cat(idx1, layer.index))
+
+        v3 = Signal()
+        addr3 = Signal(RB)
+        prod3 = Signal(signed(A + cfg.weight_bits + 1))
+        acc3 = Signal(signed(ACC))
+        m.d.sync += [
+            v3.eq(v2), addr3.eq(addr2),
+            prod3.eq(Cat(val2, Const(0, 1)).as_signed() * cb_rd.data),
+            acc3.eq(acc_rd.data),
+        ]
+        w1_v = Signal()
+        w1_addr = Signal(RB)
+        w1_data = Signal(signed(ACC))
+        w2_v = Signal()
+        w2_addr = Signal(RB)
+        w2_data = Signal(signed(ACC))
+        acc_in = Signal(signed(ACC))
+        with m.If(w1_v & (w1_addr == addr3)):
+            m.d.comb += acc_in.eq(w1_data)
+        with m.Elif(w2_v & (w2_addr == addr3)):
+            m.d.comb += acc_in.eq(w2_data)
+        with m.Else():
+            m.d.comb += acc_in.eq(acc3)
+        acc_sum = Signal(signed(ACC))
+        m.d.comb += acc_sum.eq(acc_in + prod3)
+        m.d.sync += [
+            w1_v.eq(v3), w1_addr.eq(addr3), w1_data.eq(acc_sum),
+            w2_v.eq(w1_v), w2_addr.eq(w1_addr), w2_data.eq(w1_data),
+        ]
+
+        # ---- requantize pipeline -----------------------------------------------------------
+        ri = Signal(16)                 # next local row to read
+        rv1 = Signal()
+        rrow1 = Signal(16)
+        rv2 = Signal()
+        rrow2 = Signal(16)
+        racc2 = Signal(signed(ACC))
+        rbias2 = Signal(signed(ACC + 1))
+        rv3 = Signal()
+        rrow3 = Signal(16)
+        rt3 = Signal(signed(ACC + 2))
+        ov = Signal()
+        orow = Signal(16)
+        oval = Signal(ACC)
+        rnd = Signal(ACC + 1)
+        r_adv = Signal()
+        m.d.comb += r_adv.eq(~ov | self.o_out.ready)
+        r_issue = Signal()
+        m.d.comb += r_issue.eq((state == REQ) & r_adv & (ri < rows_local))
+        with m.If(r_issue):
+            m.d.comb += [m_re.eq(1), m_addr.eq(bias_base + ri)]
+            m.d.sync += ri.eq(ri + 1)
+
+        # accumulator memory port: accumulate pipeline in RUN, requantize reads otherwise
+        with m.If(state == REQ):
+            m.d.comb += [acc_rd.addr.eq(acc_base + ri[:RB]), acc_rd.en.eq(r_issue)]
+        with m.Else():
+            m.d.comb += [acc_rd.addr.eq(acc_base + row1[:RB]), acc_rd.en.eq(1)]
+        with m.If(state == REQ):
+            m.d.comb += [
+                acc_wr.en.eq(rv1 & r_adv),
+                acc_wr.addr.eq(acc_base + rrow1[:RB]),
+                acc_wr.data.eq(0),
+            ]
+        with m.Else():
+            m.d.comb += [acc_wr.en.eq(v3), acc_wr.addr.eq(addr3), acc_wr.data.eq(acc_sum)]
+
+        with m.If(r_adv):
+            m.d.sync += [
+                rv1.eq(r_issue), rrow1.eq(ri),
+                rv2.eq(rv1), rrow2.eq(rrow1), racc2.eq(acc_rd.data),
+                rbias2.eq(mem.rdata.as_signed() << layer.bias_shift),
+                rv3.eq(rv2), rrow3.eq(rrow2), rt3.eq(racc2 + rbias2 + rnd),
+            ]
+        q3 = Signal(ACC + 2)
+        m.d.comb += q3.eq(rt3 >> layer.shift)
+        hval = Signal(A)
+        with m.If(rt3 < 0):
+            m.d.comb += hval.eq(0)
+        with m.Elif(q3[A:] != 0):
+            m.d.comb += hval.eq((1 << A) - 1)
+        with m.Else():
+            m.d.comb += hval.eq(q3[:A])
+        with m.If(r_adv):
+            m.d.sync += [
+                ov.eq(rv3 & (layer.last | (hval != 0))),
+                orow.eq(rrow3 * cfg.n_pes + self.index),
+                oval.eq(Mux(layer.last, rt3[:ACC], hval)),
+            ]
+        out = self.o_out.payload
+        m.d.comb += [
+            self.o_out.valid.eq(ov | (state == ENDT)),
+            out.row.eq(orow),
+            out.value.eq(oval),
+            out.end.eq(state == ENDT),
+        ]
+
+        # ---- sequencing --------------------------------------------------------------------
+        with m.Switch(state):
+            with m.Case(IDLE):
+                with m.If(self.i_start):
+                    m.d.sync += [state.eq(HDR), hs.eq(0), prev_valid.eq(0), lw_valid.eq(0)]
+            with m.Case(HDR):
+                m.d.sync += [hs.eq(hs + 1), hs_d.eq(hs + 1)]
+                with m.If(hs == 4):
+                    m.d.sync += state.eq(CHECK)
+            with m.Case(CHECK):
+                # bias_base0 arrives this cycle
+                with m.If(hs_d == 0):
+                    m.d.sync += [
+                        acc_base.eq(bias_base - bias_base0),
+                        state.eq(RUN),
+                    ]
+                    with m.If((bias_base < bias_base0)
+                              | (bias_base - bias_base0 + rows_local > cfg.max_rows_per_pe)):
+                        m.d.sync += error.eq(1)
+            with m.Case(RUN):
+                with m.If(self.i_act.valid & act.end & self.i_act.ready):
+                    m.d.sync += [
+                        state.eq(REQ), ri.eq(0),
+                        rnd.eq(Mux(~layer.last & (layer.shift != 0),
+                                   Const(1, ACC + 1) << (layer.shift - 1)[:5], 0)),
+                    ]
+            with m.Case(REQ):
+                with m.If((ri >= rows_local) & ~rv1 & ~rv2 & ~rv3 & ~ov):
+                    m.d.sync += state.eq(ENDT)
+            with m.Case(ENDT):
+                with m.If(self.o_out.ready):
+                    m.d.sync += state.eq(IDLE)
+        m.d.comb += drained.eq(~(pi_busy | pr_valid | segq.r_rdy | wf_active | push_pending
+                                 | wfifo.r_rdy | dec.o_busy | v1 | v2 | v3))
+        return m
