@@ -221,8 +221,8 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None):
     rows_total = [sum(r[p] for r in rows_local) for p in range(N)]
     if max(rows_total) > limits.max_rows_per_pe:
         raise PackError(f"PE {int(np.argmax(rows_total))} needs {max(rows_total)} accumulator "
-                        f"rows (all layers); the hardware has {limits.max_rows_per_pe} per PE (too many rows for "
-                        f"{N} PEs)")
+                        f"rows (all layers); the hardware has {limits.max_rows_per_pe} per PE "
+                        f"(too many rows for {N} PEs)")
 
     # Accumulator-overflow proof (section 1).
     acc_limit = 1 << (im.acc_bits - 1)
