@@ -162,3 +162,19 @@ def test_lenet300_all_test_images(lenet, mnist_test, n_pes):
     got = infer_packed(pk, x)
     assert np.array_equal(got, infer(lenet, x).logits)
     assert (np.argmax(got, axis=1) != y).mean() < 0.02
+
+
+def test_cli(tmp_path, capsys):
+    from sw import refdecoder
+    from sw.modelfile import save_model
+    im = random_int_model([784, 40, 10], density=0.1, seed=8)
+    save_model(tmp_path / "m.npz", im.to_model())
+    pack(im, 3, "sim", limits=BIG).save(tmp_path / "pk")
+    assert refdecoder.main([str(tmp_path / "pk"), "--model", str(tmp_path / "m.npz"),
+                            "--events", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "bit for bit on all 10000 images: True" in out
+    other = random_int_model([784, 40, 10], density=0.1, seed=9)
+    save_model(tmp_path / "o.npz", other.to_model())
+    assert refdecoder.main([str(tmp_path / "pk"), "--model", str(tmp_path / "o.npz")]) == 2
+    assert refdecoder.main([str(tmp_path / "missing")]) == 1
