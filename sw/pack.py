@@ -39,9 +39,24 @@ class PackError(ValueError):
     """The model cannot be packed for the requested PE count / board (message says why)."""
 
 
+def _config_defaults():
+    """Limits of the default ``hw.config.AcceleratorConfig`` (kept in sync with the gateware)."""
+    try:
+        from hw.config import AcceleratorConfig
+        c = AcceleratorConfig()
+        return {"max_layers": c.max_layers, "max_rows_per_pe": c.max_rows_per_pe,
+                "max_features": c.max_features, "symbol_depth": c.symbol_depth}
+    except ImportError:  # gateware dependencies missing: the documented defaults
+        return {"max_layers": 4, "max_rows_per_pe": 256, "max_features": 1024,
+                "symbol_depth": 256}
+
+
+_DEFAULTS = _config_defaults()
+
+
 @dataclass(frozen=True)
 class PackLimits:
-    """Hardware limits the images must respect (defaults = ``hw.config.AcceleratorConfig``).
+    """Hardware limits the images must respect (defaults = ``hw.config.AcceleratorConfig()``).
 
     Attributes
     ----------
@@ -55,18 +70,23 @@ class PackLimits:
         Entries of the joint-symbol table (all layers).
     max_logits : int
         Largest final-layer width (the logit index is 8 bits).
+    pe_mem_words : int or None
+        Words of each PE memory in the gateware; ``None``: the board's ``pe_mem_words``
+        (the smaller of the two applies).
     """
-    max_layers: int = 4
-    max_rows_per_pe: int = 256
-    max_features: int = 1024
-    symbol_depth: int = 256
+    max_layers: int = _DEFAULTS["max_layers"]
+    max_rows_per_pe: int = _DEFAULTS["max_rows_per_pe"]
+    max_features: int = _DEFAULTS["max_features"]
+    symbol_depth: int = _DEFAULTS["symbol_depth"]
     max_logits: int = 256
+    pe_mem_words: int = None
 
     @classmethod
     def from_config(cls, cfg):
         """Limits of an ``hw.config.AcceleratorConfig``."""
         return cls(max_layers=cfg.max_layers, max_rows_per_pe=cfg.max_rows_per_pe,
-                   max_features=cfg.max_features, symbol_depth=cfg.symbol_depth)
+                   max_features=cfg.max_features, symbol_depth=cfg.symbol_depth,
+                   pe_mem_words=cfg.pe_mem_depth)
 
 
 def mem_names(n_pes):
@@ -203,6 +223,8 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None):
     if N + 5 > 256:
         raise PackError(f"{N} PEs leave no room for the shared memory ids (mem is 8 bits)")
     pe_cap = min(int(spec.pe_mem_words), 65536)
+    if limits.pe_mem_words is not None:
+        pe_cap = min(pe_cap, int(limits.pe_mem_words))
     n_layers = len(im.layers)
     L_max = im.huff_max_len
     cb_size = 1 << im.idx_bits
@@ -295,7 +317,7 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None):
             addr += rows_local[i][p]
         if addr > pe_cap:
             raise PackError(f"PE {p} memory overflow: needs {addr} words, board {spec.name} "
-                            f"has {pe_cap} per PE (use more PEs or prune harder)")
+                            f"/ hardware has {pe_cap} per PE (use more PEs or prune harder)")
         if np.any(header >= 65536):
             raise PackError(f"PE {p}: a header address does not fit 16 bits")
         img = _u16(np.concatenate([header] + [np.asarray(q, dtype=np.int64) for q in parts]))

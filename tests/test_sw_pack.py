@@ -202,3 +202,14 @@ def test_cli(tmp_path, capsys):
     assert "accumulator rows" in capsys.readouterr().err
     assert packmod.main([str(p), "--pes", "9", "--board", "icebreaker", "--out",
                          str(out)]) == 1
+
+
+def test_limits_follow_hw_config():
+    from hw.config import AcceleratorConfig
+    d = AcceleratorConfig()
+    assert PackLimits().symbol_depth == d.symbol_depth
+    assert PackLimits().max_rows_per_pe == d.max_rows_per_pe
+    cfg = AcceleratorConfig(n_pes=2, pe_mem_depth=256, symbol_depth=4096, max_rows_per_pe=4096)
+    with pytest.raises(PackError, match="memory overflow"):
+        pack(small_model(sizes=(200, 100, 10), density=0.5), 2, "sim",
+             limits=PackLimits.from_config(cfg))
