@@ -232,6 +232,15 @@ def _arrays(model):
     return arrs
 
 
+def _json_default(obj):
+    """NumPy scalars and arrays in metrics/meta become plain JSON numbers and lists."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
 def save_model(path, model):
     """Write ``model`` (:class:`CompressedModel`) to ``path`` as a ``dcmodel`` v1 ``.npz``.
 
@@ -254,7 +263,7 @@ def save_model(path, model):
         "sha256": {k: array_digest(a) for k, a in arrs.items()},
     }
     try:
-        blob = json.dumps(header, indent=1, sort_keys=True).encode("utf-8")
+        blob = json.dumps(header, indent=1, sort_keys=True, default=_json_default).encode("utf-8")
     except (TypeError, ValueError) as e:
         raise ModelFormatError(f"header is not JSON-serialisable: {e}") from None
     payload = {HEADER: np.frombuffer(blob, dtype=np.uint8)}

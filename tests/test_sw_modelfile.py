@@ -171,3 +171,16 @@ def test_is_plain_npz(tmp_path):
     assert h["format"] == "dcmodel" and h["version"] == 1
     assert set(h["sha256"]) == {f"ip{i}.{k}" for i in (1, 2)
                                 for k in ("index", "codebook", "bias", "cb_q", "bias_q")}
+
+
+def test_numpy_metrics(tmp_path):
+    m = make_model()
+    m.metrics = {"err": np.float32(0.5), "n": np.int64(3), "v": np.arange(3)}
+    m.layers[0].meta = {"density": np.float64(0.25)}
+    save_model(tmp_path / "m.npz", m)
+    back = load_model(tmp_path / "m.npz")
+    assert back.metrics == {"err": 0.5, "n": 3, "v": [0, 1, 2]}
+    assert back.layers[0].meta == {"density": 0.25}
+    m.metrics = {"bad": object()}
+    with pytest.raises(ModelFormatError, match="JSON"):
+        save_model(tmp_path / "m.npz", m)
