@@ -1,4 +1,6 @@
 """Integer golden model: exact arithmetic, calibration, cycle bound, random models."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -226,3 +228,21 @@ def test_to_model_roundtrip(tmp_path):
     back = IntModel.from_model(load_model(p))
     x = np.random.default_rng(0).integers(0, 256, size=(20, 30))
     assert np.array_equal(infer(back, x).logits, infer(im, x).logits)
+
+
+LENET = Path(__file__).resolve().parent.parent / "models" / "lenet300.npz"
+
+
+@pytest.mark.skipif(not LENET.exists(), reason="models/lenet300.npz not built yet")
+def test_lenet300_integer_tracks_float(mnist):
+    """The committed model's integer section: integer test error close to the float error."""
+    m = load_model(LENET)
+    assert m.integer is not None, "models/lenet300.npz lacks its integer section"
+    im = IntModel.from_model(m)
+    xte, yte = mnist["test"]
+    x8 = golden.images_to_uint8(xte)
+    ierr = (infer(im, x8).prediction != yte).mean()
+    ferr = (np.argmax(golden.float_infer(m, xte)[-1], axis=1) != yte).mean()
+    assert ierr <= ferr + 0.002, (ierr, ferr)
+    for b in accumulator_bounds(im):
+        assert b.max() < 2 ** (im.acc_bits - 1)
