@@ -436,6 +436,9 @@ def _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, stream
             "board_ebr_bytes": spec.ebr_bits // 8,
             "ebr_blocks_tables": ebr_blocks, "board_ebr_blocks": spec.ebr_blocks,
             "spram_fraction_used": pe_bytes / (2 * pe_cap * N),
+            "breakdown_bytes": {k: 2 * sum(u[k] for u in pe_usage)
+                                for k in ("header", "pointers", "streams", "biases")}
+            | {"tables": shared_bytes},
         },
     }
 
@@ -489,6 +492,7 @@ def main(argv=None):
     print(f"total {t['total_bytes']} bytes (PE memories {t['pe_bytes']}, shared "
           f"{t['shared_bytes']}) vs dense float32 {t['dense_float32_bytes']} bytes: "
           f"compression {t['compression_ratio']:.1f}x")
+    print("  bytes by kind: " + ", ".join(f"{k} {v}" for k, v in t["breakdown_bytes"].items()))
     print(f"SPRAM used {100 * t['spram_fraction_used']:.1f}% of {n} banks; tables "
           f"{t['ebr_blocks_tables']} of {t['board_ebr_blocks']} EBR blocks")
     for pr in m["accumulator_proof"]:

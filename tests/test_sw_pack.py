@@ -98,6 +98,7 @@ def test_manifest_and_save(tmp_path):
     m = pk.manifest
     t = m["totals"]
     assert t["total_bytes"] == sum(2 * len(v) for v in pk.images.values())
+    assert sum(t["breakdown_bytes"].values()) == t["total_bytes"]
     assert t["dense_float32_bytes"] == 4 * (64 * 32 + 32 + 32 * 10 + 10)
     assert t["compression_ratio"] == pytest.approx(t["dense_float32_bytes"] / t["total_bytes"])
     assert m["params"]["huff_max_len"] == 12 and m["n_pes"] == 2 and m["board"] == "icebreaker"
