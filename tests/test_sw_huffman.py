@@ -165,3 +165,17 @@ def test_bits_words():
     assert np.array_equal(words_to_bits(words)[:77], bits)
     assert not words_to_bits(words)[77:].any()
     assert bits_to_words([1] + [0] * 15).tolist() == [0x8000]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_trailing_bits_do_not_matter(seed):
+    # The hardware peeks HUFF_MAX_LEN bits that may run into the next column or memory words.
+    rng = np.random.default_rng(seed)
+    stream = rng.choice(40, size=300, p=rng.dirichlet(np.full(40, 0.2)))
+    code = HuffmanCode.from_symbols(stream, 9)
+    bits = code.encode(stream)
+    limit, base, syms = code.tables()
+    for _ in range(5):
+        junk = np.concatenate([bits, rng.integers(0, 2, size=20).astype(np.uint8)])
+        out, end = table_decode(junk, len(stream), limit, base, syms, 9)
+        assert np.array_equal(out, stream) and end == len(bits)
