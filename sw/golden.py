@@ -380,7 +380,7 @@ def ideal_cycles(int_model, x, n_pes, result=None):
 
 def random_int_model(sizes, density=0.1, seed=0, *, act_bits=8, weight_bits=16, acc_bits=32,
                      idx_bits=4, gap_bits=4, huff_max_len=12, empty_columns=True,
-                     long_gaps=True, saturate=True):
+                     long_gaps=True, saturate=True, n_indices=None):
     """Random sparse integer model for tests.
 
     Parameters
@@ -399,6 +399,9 @@ def random_int_model(sizes, density=0.1, seed=0, *, act_bits=8, weight_bits=16, 
     saturate : bool
         Choose shifts so that a noticeable fraction of hidden outputs saturate at
         ``2^act_bits - 1`` (otherwise the shift keeps most outputs in range).
+    n_indices : int, optional
+        Use only cluster indices ``1..n_indices`` (fewer distinct joint symbols, e.g. to fit a
+        small symbol table); default all ``2^idx_bits - 1``.
 
     Returns
     -------
@@ -414,7 +417,10 @@ def random_int_model(sizes, density=0.1, seed=0, *, act_bits=8, weight_bits=16, 
     probe = rng.integers(0, amax + 1, size=(64, sizes[0])) * (rng.random((64, sizes[0])) < 0.5)
     for i in range(n_layers):
         n_in, n_out = int(sizes[i]), int(sizes[i + 1])
-        idx = rng.integers(1, 1 << idx_bits, size=(n_out, n_in))
+        top = (1 << idx_bits) - 1 if n_indices is None else int(n_indices)
+        if not 1 <= top < (1 << idx_bits):
+            raise GoldenError(f"n_indices must be 1..{(1 << idx_bits) - 1}")
+        idx = rng.integers(1, top + 1, size=(n_out, n_in))
         idx = idx * (rng.random((n_out, n_in)) < density)
         if empty_columns and n_in >= 3:
             idx[:, rng.choice(n_in, size=max(1, n_in // 10), replace=False)] = 0
@@ -423,7 +429,7 @@ def random_int_model(sizes, density=0.1, seed=0, *, act_bits=8, weight_bits=16, 
             for c in rng.choice(n_in, size=max(1, n_in // 8), replace=False):
                 idx[:, c] = 0
                 idx[n_out - 1 - int(rng.integers(0, max(1, n_out // (span * 2)))), c] = \
-                    int(rng.integers(1, 1 << idx_bits))
+                    int(rng.integers(1, top + 1))
         idx = idx.astype(np.uint8)
         cb = np.concatenate([[0], rng.integers(-wmax - 1, wmax + 1, size=(1 << idx_bits) - 1)])
         # Respect the accumulator bound: scale the codebook down if needed.

@@ -246,3 +246,12 @@ def test_lenet300_integer_tracks_float(mnist):
     assert ierr <= ferr + 0.002, (ierr, ferr)
     for b in accumulator_bounds(im):
         assert b.max() < 2 ** (im.acc_bits - 1)
+
+
+def test_random_model_n_indices():
+    im = random_int_model([200, 80, 10], density=0.1, seed=21, n_indices=4)
+    assert all(int(l.index.max()) <= 4 for l in im.layers)
+    from sw.pack import pack
+    pack(im, 4, "sim")  # fits the default 256-entry symbol table
+    with pytest.raises(GoldenError):
+        random_int_model([20, 10], n_indices=16)
