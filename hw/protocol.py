@@ -1,0 +1,735 @@
+"""Framed UART command protocol (docs/PROTOCOL.md): constants, host-side codec and gateware.
+
+Frame: ``SOF cmd len_lo len_hi payload[len] crc_hi crc_lo``; the CRC is CRC-16/CCITT-FALSE
+(polynomial 0x1021, initial value 0xFFFF, no reflection) over ``cmd``, ``len`` and the payload.
+The board answers every frame it recognises (one that starts with ``SOF``) with exactly one
+response frame: ``STATUS``, ``ACK``, ``RESULT`` or ``ERROR``.
+
+The constants, :func:`crc16`, :func:`encode_frame` and the status layout are shared with the host
+(``sw/host.py``); :class:`ProtocolEngine` is the gateware.
+"""
+from amaranth import Module, Signal, Mux, Cat, Const, C, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.config import AcceleratorConfig, LoadWrite, input_layout, logit_layout
+
+__all__ = [
+    "PROTOCOL_VERSION", "SOF", "Cmd", "Resp", "Err", "ERROR_NAMES", "STATUS_FIELDS",
+    "STATUS_FLAGS", "crc16", "encode_frame", "ProtocolEngine",
+]
+
+PROTOCOL_VERSION = 1
+SOF = 0xA5
+
+
+class Cmd:
+    """Host -> board command codes."""
+    PING = 0x01           #: no payload; answered by STATUS
+    LOAD = 0x02           #: mem u8, addr u16, words u16 * n; answered by ACK(words written)
+    INFER_DENSE = 0x03    #: in_features bytes; answered by RESULT
+    INFER_SPARSE = 0x04   #: (index u16, value u8) * k, ascending indices; answered by RESULT
+    RESET = 0x05          #: no payload; resets the accelerator (memories keep), answered by ACK
+
+
+class Resp:
+    """Board -> host response codes."""
+    STATUS = 0x81
+    ACK = 0x82
+    RESULT = 0x83
+    ERROR = 0xEE
+
+
+class Err:
+    """Error codes carried by an ERROR frame (payload: code, offending cmd, detail)."""
+    BAD_CRC = 0x01
+    UNKNOWN_CMD = 0x02
+    BAD_LENGTH = 0x03
+    TIMEOUT = 0x04
+    BUSY = 0x05
+    NOT_LOADED = 0x06
+    BAD_INPUT = 0x07
+    FRAMING = 0x08
+    ACCEL_ERROR = 0x09
+    ACCEL_TIMEOUT = 0x0A
+    OUTPUT = 0x0B
+
+
+ERROR_NAMES = {
+    Err.BAD_CRC: "bad checksum",
+    Err.UNKNOWN_CMD: "unknown command",
+    Err.BAD_LENGTH: "bad payload length for this command",
+    Err.TIMEOUT: "frame truncated (idle timeout inside a frame)",
+    Err.BUSY: "bytes lost: the board was busy (receive overrun)",
+    Err.NOT_LOADED: "no model loaded (layer 0 descriptor not written)",
+    Err.BAD_INPUT: "sparse input index out of range or not ascending",
+    Err.FRAMING: "UART framing error inside the frame",
+    Err.ACCEL_ERROR: "the accelerator raised its error flag",
+    Err.ACCEL_TIMEOUT: "the accelerator did not finish (it was reset)",
+    Err.OUTPUT: "the accelerator produced more logits than the result buffer holds",
+}
+
+#: STATUS payload, little-endian fields in order: (name, bytes).
+STATUS_FIELDS = (
+    ("version", 1), ("n_pes", 1), ("act_bits", 1), ("weight_bits", 1), ("acc_bits", 1),
+    ("idx_bits", 1), ("gap_bits", 1), ("huff_max_len", 1), ("max_layers", 1),
+    ("max_features", 2), ("pe_mem_log2", 1), ("max_rows_per_pe", 2), ("symbol_depth", 2),
+    ("fifo_depth", 1), ("max_logits", 1), ("clock_hz", 4), ("divisor", 2), ("in_features", 2),
+    ("flags", 1), ("accel_error", 1),
+)
+STATUS_LENGTH = sum(n for _, n in STATUS_FIELDS)
+
+#: Bits of the STATUS ``flags`` byte (sticky ones are cleared by the PING that reports them).
+STATUS_FLAGS = {
+    "framing_error": 0,     # sticky: a UART framing error was seen
+    "overrun": 1,           # sticky: received bytes were lost
+    "accel_timeout": 2,     # sticky: the accelerator was reset after a timeout
+    "accel_error": 3,       # current: the accelerator's error output is non-zero
+    "accel_busy": 4,        # current: the accelerator is busy
+    "loaded": 5,            # current: a layer 0 descriptor with 0 < in_features <= max was written
+}
+
+
+def crc16(data_bytes, crc=0xFFFF):
+    """CRC-16/CCITT-FALSE of ``data_bytes`` (``crc16(b"123456789") == 0x29B1``)."""
+    for byte in data_bytes:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def encode_frame(cmd, payload=b""):
+    """Bytes of one frame carrying ``cmd`` (0..255) and ``payload`` (< 65536 bytes)."""
+    payload = bytes(payload)
+    if not 0 <= cmd <= 255:
+        raise ValueError(f"command must be a byte, not {cmd}")
+    if len(payload) > 0xFFFF:
+        raise ValueError(f"payload of {len(payload)} bytes exceeds the 65535-byte frame limit")
+    body = bytes([cmd, len(payload) & 0xFF, len(payload) >> 8]) + payload
+    crc = crc16(body)
+    return bytes([SOF]) + body + bytes([crc >> 8, crc & 0xFF])
+
+
+def _crc16_byte(crc, byte):
+    """Gateware: CRC-16/CCITT-FALSE register ``crc`` (16 bits) after shifting in ``byte``.
+
+    The CRC is linear over GF(2): each output bit is the XOR of a fixed set of input bits, worked
+    out here symbolically so the netlist is one XOR tree per bit.
+    """
+    # Symbolic bits: frozenset of input bit ids, 0..15 = crc, 16..23 = byte.
+    c = [frozenset([i]) for i in range(16)]
+    for i in range(8):
+        c[8 + i] = c[8 + i] ^ frozenset([16 + i])
+    for _ in range(8):
+        top = c[15]
+        shifted = [frozenset()] + c[:15]
+        c = [shifted[i] ^ top if (0x1021 >> i) & 1 else shifted[i] for i in range(16)]
+    inputs = Cat(crc, byte)
+    out = []
+    for terms in c:
+        bit = C(0, 1)
+        for t in sorted(terms):
+            bit = bit ^ inputs[t]
+        out.append(bit)
+    return Cat(*out)
+
+
+class ProtocolEngine(wiring.Component):
+    """Parses command frames, drives the accelerator and sends response frames.
+
+    Strictly request/response: one frame is handled at a time; bytes that arrive meanwhile wait
+    in the receive FIFO in front of ``i_rx`` (if it overflows, the next response is
+    ``ERROR BUSY``). LOAD and INFER payloads are streamed straight into the accelerator; the CRC is
+    checked at the end, so a LOAD with a bad CRC may already have written words (the host resends
+    the block) and an INFER with a bad CRC still completes (its result is replaced by the error).
+    A frame that stops for ``timeout`` clocks is abandoned (``ERROR TIMEOUT``) after its input
+    vector is padded with zeros so the accelerator stays consistent; an accelerator that makes no
+    progress for ``accel_timeout`` clocks is reset (``ERROR ACCEL_TIMEOUT``).
+
+    The number of inputs of layer 0 is learnt by snooping the LOAD that writes word 0 of the layer
+    descriptor memory (``mem = N + 4``); it sets the INFER_DENSE length and the sparse expansion.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    clock_hz : int
+        Clock frequency, reported by STATUS.
+    divisor : int
+        UART clocks per bit, reported by STATUS.
+    timeout : int
+        Idle clocks inside a frame before it is abandoned.
+    accel_timeout : int
+        Clocks without accelerator progress before it is reset.
+    max_logits : int
+        Depth of the result buffer (final-layer outputs per inference).
+
+    Attributes
+    ----------
+    i_rx : In(stream.Signature(8))
+        Received bytes.
+    i_rx_frame_error, i_rx_overrun : In(1)
+        One-cycle pulses from the UART receiver / receive FIFO: a byte had a bad stop bit / was
+        lost.
+    o_tx : Out(stream.Signature(8))
+        Bytes to transmit.
+    o_load : Out(stream.Signature(LoadWrite))
+        Memory image writes to the accelerator (``i_load``).
+    o_input : Out(stream.Signature(input_layout(config)))
+        Dense input vector to the accelerator (``i_input``), ``last`` on value ``in_features-1``.
+    i_logit : In(stream.Signature(logit_layout(config)))
+        Final-layer outputs from the accelerator (``o_logit``).
+    i_cycles : In(32)
+        Accelerator cycle count of the previous inference, latched once it is idle again.
+    i_accel_busy : In(1)
+    i_accel_error : In(8)
+        Accelerator error flags (zero-extended or truncated to 8 bits by the top).
+    o_accel_reset : Out(1)
+        One-cycle pulse: reset the accelerator (RESET command or accelerator timeout).
+    o_loaded : Out(1)
+        A model's layer 0 descriptor has been written.
+    o_active : Out(1)
+        A frame is being handled.
+    o_error : Out(1)
+        The last response was an ERROR frame.
+    """
+
+    def __init__(self, config=AcceleratorConfig(), *, clock_hz=12_000_000, divisor=4,
+                 timeout=None, accel_timeout=1 << 24, max_logits=16):
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        if timeout is None:
+            timeout = clock_hz // 20
+        if not 16 <= timeout < (1 << 32) or not 16 <= accel_timeout < (1 << 32):
+            raise ValueError("timeouts must be 16 .. 2**32-1 clocks")
+        if not 1 <= max_logits <= 255:
+            raise ValueError(f"max_logits must be 1..255, not {max_logits}")
+        if config.act_bits > 8:
+            raise ValueError("the protocol carries one byte per input value (act_bits <= 8)")
+        self.config = config
+        self.clock_hz = clock_hz
+        self.divisor = divisor
+        self.timeout = timeout
+        self.accel_timeout = accel_timeout
+        self.max_logits = max_logits
+        super().__init__({
+            "i_rx": In(stream.Signature(8)),
+            "i_rx_frame_error": In(1),
+            "i_rx_overrun": In(1),
+            "o_tx": Out(stream.Signature(8)),
+            "o_load": Out(stream.Signature(LoadWrite)),
+            "o_input": Out(stream.Signature(input_layout(config))),
+            "i_logit": In(stream.Signature(logit_layout(config))),
+            "i_cycles": In(32),
+            "i_accel_busy": In(1),
+            "i_accel_error": In(8),
+            "o_accel_reset": Out(1),
+            "o_loaded": Out(1),
+            "o_active": Out(1),
+            "o_error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        rx, tx = self.i_rx, self.o_tx
+
+        # ---- frame registers --------------------------------------------------------------
+        cmd = Signal(8)
+        length = Signal(16)
+        remaining = Signal(16)
+        phase = Signal(3)                   # byte position inside a LOAD header/word, sparse pair
+        crc = Signal(16, init=0xFFFF)
+        crc_rx = Signal(16)
+        mem = Signal(8)
+        addr = Signal(16)
+        data_lo = Signal(8)
+        words = Signal(16)
+        sp_index = Signal(16)
+        sp_value = Signal(8)
+        pos = Signal(16)                    # input values sent to the accelerator so far
+        in_features = Signal(16)
+        loaded = Signal()
+        m.d.comb += loaded.eq((in_features != 0) & (in_features <= cfg.max_features))
+
+        # What the payload is used for (decided when the length is complete).
+        A_DISCARD, A_PING, A_LOAD, A_DENSE, A_SPARSE, A_RESET = range(6)  # A_DISCARD = 0
+        action = Signal(3)
+        is_infer = Signal()
+        m.d.comb += is_infer.eq((action == A_DENSE) | (action == A_SPARSE))
+
+        # Error flags of the current frame.
+        hdr_err = Signal(8)                 # UNKNOWN_CMD / BAD_LENGTH / NOT_LOADED from the header
+        f_timeout = Signal()
+        f_framing = Signal()
+        f_bad_input = Signal()
+        f_bad_len = Signal()
+        f_output = Signal()
+        f_accel_timeout = Signal()
+        overrun = Signal()                  # sticky until reported by a response
+        # Sticky status flags, cleared by the PING that reports them.
+        s_framing = Signal()
+        s_overrun = Signal()
+        s_accel_timeout = Signal()
+
+        # ---- result buffer ----------------------------------------------------------------
+        m.submodules.logits = logits = Memory(shape=32, depth=self.max_logits, init=[])
+        lg_w = logits.write_port()
+        lg_r = logits.read_port()
+        n_logits = Signal(range(self.max_logits + 1))
+        best_value = Signal(signed(32))
+        best_index = Signal(8)
+        cycles = Signal(32)
+
+        # ---- watchdog ---------------------------------------------------------------------
+        idle = Signal(32)
+        progress = Signal()
+        wait_rx = Signal()                  # waiting for the host (else for the accelerator)
+        watching = Signal()
+        m.d.sync += idle.eq(Mux(progress | ~watching, 0, idle + 1))
+        rx_expired = Signal()
+        accel_expired = Signal()
+        m.d.comb += [
+            rx_expired.eq(watching & wait_rx & (idle >= self.timeout)),
+            accel_expired.eq(watching & ~wait_rx & (idle >= self.accel_timeout)),
+        ]
+
+        # ---- response emitter state -------------------------------------------------------
+        R_STATUS, R_ACK, R_RESULT, R_ERROR = range(4)
+        resp = Signal(2)
+        resp_len = Signal(16)
+        err_code = Signal(8)
+        k = Signal(16)                      # byte index inside the response frame
+        crc_tx = Signal(16, init=0xFFFF)
+        resp_byte = Signal(8)
+        p = Signal(16)                      # payload byte index = k - 4
+        m.d.comb += p.eq(k - 4)
+
+        take = Signal()                     # consume the current rx byte
+        m.d.comb += rx.ready.eq(take)
+        byte = rx.payload
+
+        def start_frame_state():
+            m.d.sync += [
+                crc.eq(0xFFFF), hdr_err.eq(0), f_timeout.eq(0), f_framing.eq(0),
+                f_bad_input.eq(0), f_bad_len.eq(0), f_output.eq(0), f_accel_timeout.eq(0),
+                phase.eq(0), words.eq(0), pos.eq(0), n_logits.eq(0),
+            ]
+
+        m.d.comb += self.o_loaded.eq(loaded)
+
+        with m.FSM() as fsm:
+            with m.State("HUNT"):
+                m.d.comb += take.eq(1)
+                with m.If(rx.valid & (byte == SOF)):
+                    start_frame_state()
+                    m.next = "CMD"
+
+            with m.State("CMD"):
+                m.d.comb += [take.eq(1), watching.eq(1), wait_rx.eq(1), progress.eq(rx.valid)]
+                with m.If(rx.valid):
+                    m.d.sync += [cmd.eq(byte), crc.eq(_crc16_byte(crc, byte))]
+                    m.next = "LEN0"
+                with m.If(rx_expired):
+                    m.d.sync += f_timeout.eq(1)
+                    m.next = "RESPOND"
+
+            with m.State("LEN0"):
+                m.d.comb += [take.eq(1), watching.eq(1), wait_rx.eq(1), progress.eq(rx.valid)]
+                with m.If(rx.valid):
+                    m.d.sync += [length[:8].eq(byte), crc.eq(_crc16_byte(crc, byte))]
+                    m.next = "LEN1"
+                with m.If(rx_expired):
+                    m.d.sync += f_timeout.eq(1)
+                    m.next = "RESPOND"
+
+            with m.State("LEN1"):
+                m.d.comb += [take.eq(1), watching.eq(1), wait_rx.eq(1), progress.eq(rx.valid)]
+                full_len = Cat(length[:8], byte)
+                new_action = Signal(3)
+                new_err = Signal(8)
+                with m.Switch(cmd):
+                    with m.Case(Cmd.PING):
+                        with m.If(full_len == 0):
+                            m.d.comb += new_action.eq(A_PING)
+                        with m.Else():
+                            m.d.comb += new_err.eq(Err.BAD_LENGTH)
+                    with m.Case(Cmd.RESET):
+                        with m.If(full_len == 0):
+                            m.d.comb += new_action.eq(A_RESET)
+                        with m.Else():
+                            m.d.comb += new_err.eq(Err.BAD_LENGTH)
+                    with m.Case(Cmd.LOAD):
+                        with m.If((full_len >= 5) & full_len[0]):
+                            m.d.comb += new_action.eq(A_LOAD)
+                        with m.Else():
+                            m.d.comb += new_err.eq(Err.BAD_LENGTH)
+                    with m.Case(Cmd.INFER_DENSE):
+                        with m.If(~loaded):
+                            m.d.comb += new_err.eq(Err.NOT_LOADED)
+                        with m.Elif(full_len != in_features):
+                            m.d.comb += new_err.eq(Err.BAD_LENGTH)
+                        with m.Else():
+                            m.d.comb += new_action.eq(A_DENSE)
+                    with m.Case(Cmd.INFER_SPARSE):
+                        with m.If(~loaded):
+                            m.d.comb += new_err.eq(Err.NOT_LOADED)
+                        with m.Else():
+                            m.d.comb += new_action.eq(A_SPARSE)
+                    with m.Default():
+                        m.d.comb += new_err.eq(Err.UNKNOWN_CMD)
+                with m.If(rx.valid):
+                    m.d.sync += [
+                        length[8:].eq(byte), remaining.eq(full_len),
+                        crc.eq(_crc16_byte(crc, byte)), action.eq(new_action),
+                        hdr_err.eq(new_err),
+                    ]
+                    with m.If(full_len != 0):
+                        m.next = "PAYLOAD"
+                    with m.Elif(new_action == A_SPARSE):
+                        m.next = "PAD"          # all-zero sparse input: only padding
+                    with m.Else():
+                        m.next = "CRC0"
+                with m.If(rx_expired):
+                    m.d.sync += f_timeout.eq(1)
+                    m.next = "RESPOND"
+
+            with m.State("PAYLOAD"):
+                m.d.comb += [watching.eq(1), wait_rx.eq(~rx.valid)]
+                sink_ready = Signal()
+                word_done = (action == A_LOAD) & (phase == 4)
+                m.d.comb += [
+                    self.o_load.payload.mem.eq(mem),
+                    self.o_load.payload.addr.eq(addr),
+                    self.o_load.payload.data.eq(Cat(data_lo, byte)),
+                    self.o_input.payload.value.eq(byte),
+                    self.o_input.payload.last.eq(pos == in_features - 1),
+                ]
+                with m.Switch(action):
+                    with m.Case(A_LOAD):
+                        m.d.comb += [
+                            self.o_load.valid.eq(rx.valid & word_done),
+                            sink_ready.eq(Mux(word_done, self.o_load.ready, 1)),
+                        ]
+                    with m.Case(A_DENSE):
+                        m.d.comb += [
+                            self.o_input.valid.eq(rx.valid),
+                            sink_ready.eq(self.o_input.ready),
+                        ]
+                    with m.Default():
+                        m.d.comb += sink_ready.eq(1)
+                m.d.comb += [take.eq(sink_ready), progress.eq(rx.valid & sink_ready)]
+                last_byte = remaining == 1
+                with m.If(rx.valid & sink_ready):
+                    m.d.sync += [crc.eq(_crc16_byte(crc, byte)), remaining.eq(remaining - 1)]
+                    with m.Switch(action):
+                        with m.Case(A_LOAD):
+                            with m.Switch(phase):
+                                with m.Case(0):
+                                    m.d.sync += [mem.eq(byte), phase.eq(1)]
+                                with m.Case(1):
+                                    m.d.sync += [addr[:8].eq(byte), phase.eq(2)]
+                                with m.Case(2):
+                                    m.d.sync += [addr[8:].eq(byte), phase.eq(3)]
+                                with m.Case(3):
+                                    m.d.sync += [data_lo.eq(byte), phase.eq(4)]
+                                with m.Case(4):
+                                    m.d.sync += [addr.eq(addr + 1), words.eq(words + 1),
+                                                 phase.eq(3)]
+                                    with m.If((mem == cfg.mem_layers) & (addr == 0)):
+                                        m.d.sync += in_features.eq(Cat(data_lo, byte))
+                        with m.Case(A_DENSE):
+                            m.d.sync += pos.eq(pos + 1)
+                        with m.Case(A_SPARSE):
+                            with m.Switch(phase):
+                                with m.Case(0):
+                                    m.d.sync += [sp_index[:8].eq(byte), phase.eq(1)]
+                                with m.Case(1):
+                                    m.d.sync += [sp_index[8:].eq(byte), phase.eq(2)]
+                                with m.Default():
+                                    m.d.sync += [sp_value.eq(byte), phase.eq(0)]
+                    with m.If((action == A_SPARSE) & (phase == 2)):
+                        m.next = "EXPAND"
+                    with m.Elif(last_byte):
+                        with m.If(action == A_SPARSE):
+                            m.d.sync += f_bad_len.eq(1)     # a partial (index, value) pair
+                        with m.If(is_infer):
+                            m.next = "PAD"
+                        with m.Else():
+                            m.next = "CRC0"
+                with m.If(rx_expired):
+                    m.d.sync += f_timeout.eq(1)
+                    with m.If(is_infer):
+                        m.next = "PAD"
+                    with m.Else():
+                        m.next = "RESPOND"
+                with m.If(accel_expired):
+                    m.d.sync += f_accel_timeout.eq(1)
+                    m.next = "RESPOND"
+
+            with m.State("EXPAND"):
+                # Emit zeros up to the pair's index, then its value.
+                m.d.comb += [watching.eq(1), progress.eq(self.o_input.ready)]
+                bad = (sp_index >= in_features) | (sp_index < pos)
+                done = Signal()
+                with m.If(bad):
+                    m.d.sync += f_bad_input.eq(1)
+                    m.d.comb += done.eq(1)
+                with m.Else():
+                    m.d.comb += [
+                        self.o_input.valid.eq(1),
+                        self.o_input.payload.value.eq(Mux(pos == sp_index, sp_value, 0)),
+                        self.o_input.payload.last.eq(pos == in_features - 1),
+                    ]
+                    with m.If(self.o_input.ready):
+                        m.d.sync += pos.eq(pos + 1)
+                        m.d.comb += done.eq(pos == sp_index)
+                with m.If(done):
+                    with m.If(remaining == 0):
+                        m.next = "PAD"
+                    with m.Else():
+                        m.next = "PAYLOAD"
+                with m.If(accel_expired):
+                    m.d.sync += f_accel_timeout.eq(1)
+                    m.next = "RESPOND"
+
+            with m.State("PAD"):
+                # Complete the input vector with zeros (sparse tail, truncated frames).
+                m.d.comb += [watching.eq(1), progress.eq(self.o_input.ready)]
+                with m.If(pos >= in_features):
+                    with m.If(f_timeout):
+                        m.next = "WAIT_LOGITS"
+                    with m.Else():
+                        m.next = "CRC0"
+                with m.Else():
+                    m.d.comb += [
+                        self.o_input.valid.eq(1),
+                        self.o_input.payload.value.eq(0),
+                        self.o_input.payload.last.eq(pos == in_features - 1),
+                    ]
+                    with m.If(self.o_input.ready):
+                        m.d.sync += pos.eq(pos + 1)
+                with m.If(accel_expired):
+                    m.d.sync += f_accel_timeout.eq(1)
+                    m.next = "RESPOND"
+
+            with m.State("CRC0"):
+                m.d.comb += [take.eq(1), watching.eq(1), wait_rx.eq(1), progress.eq(rx.valid)]
+                with m.If(rx.valid):
+                    m.d.sync += crc_rx[8:].eq(byte)
+                    m.next = "CRC1"
+                with m.If(rx_expired):
+                    m.d.sync += f_timeout.eq(1)
+                    with m.If(is_infer):
+                        m.next = "WAIT_LOGITS"
+                    with m.Else():
+                        m.next = "RESPOND"
+
+            with m.State("CRC1"):
+                m.d.comb += [take.eq(1), watching.eq(1), wait_rx.eq(1), progress.eq(rx.valid)]
+                with m.If(rx.valid):
+                    m.d.sync += crc_rx[:8].eq(byte)
+                    with m.If(is_infer):
+                        m.next = "WAIT_LOGITS"
+                    with m.Else():
+                        m.next = "RESPOND"
+                with m.If(rx_expired):
+                    m.d.sync += f_timeout.eq(1)
+                    with m.If(is_infer):
+                        m.next = "WAIT_LOGITS"
+                    with m.Else():
+                        m.next = "RESPOND"
+
+            with m.State("WAIT_LOGITS"):
+                m.d.comb += [
+                    watching.eq(1), progress.eq(self.i_logit.valid),
+                    self.i_logit.ready.eq(1),
+                    lg_w.addr.eq(n_logits),
+                    lg_w.data.eq(self.i_logit.payload.value),
+                ]
+                value = self.i_logit.payload.value.as_signed()
+                with m.If(self.i_logit.valid):
+                    with m.If(n_logits < self.max_logits):
+                        m.d.comb += lg_w.en.eq(1)
+                        m.d.sync += n_logits.eq(n_logits + 1)
+                        with m.If((n_logits == 0) | (value > best_value)):
+                            m.d.sync += [best_value.eq(value), best_index.eq(n_logits)]
+                    with m.Else():
+                        m.d.sync += f_output.eq(1)
+                    with m.If(self.i_logit.payload.index != n_logits):
+                        m.d.sync += f_output.eq(1)
+                    with m.If(self.i_logit.payload.last):
+                        m.next = "WAIT_IDLE"
+                with m.If(accel_expired):
+                    m.d.sync += f_accel_timeout.eq(1)
+                    m.next = "RESPOND"
+
+            with m.State("WAIT_IDLE"):
+                m.d.comb += watching.eq(1)
+                with m.If(~self.i_accel_busy):
+                    m.d.sync += cycles.eq(self.i_cycles)
+                    m.next = "RESPOND"
+                with m.If(accel_expired):
+                    m.d.sync += f_accel_timeout.eq(1)
+                    m.next = "RESPOND"
+
+            with m.State("RESPOND"):
+                code = Signal(8)
+                with m.If(f_accel_timeout):
+                    m.d.comb += code.eq(Err.ACCEL_TIMEOUT)
+                with m.Elif(overrun):
+                    m.d.comb += code.eq(Err.BUSY)
+                with m.Elif(f_timeout):
+                    m.d.comb += code.eq(Err.TIMEOUT)
+                with m.Elif(f_framing):
+                    m.d.comb += code.eq(Err.FRAMING)
+                with m.Elif(crc_rx != crc):
+                    m.d.comb += code.eq(Err.BAD_CRC)
+                with m.Elif(hdr_err != 0):
+                    m.d.comb += code.eq(hdr_err)
+                with m.Elif(f_bad_len):
+                    m.d.comb += code.eq(Err.BAD_LENGTH)
+                with m.Elif(f_bad_input):
+                    m.d.comb += code.eq(Err.BAD_INPUT)
+                with m.Elif(f_output):
+                    m.d.comb += code.eq(Err.OUTPUT)
+                with m.Elif(is_infer & (self.i_accel_error != 0)):
+                    m.d.comb += code.eq(Err.ACCEL_ERROR)
+                m.d.sync += [err_code.eq(code), overrun.eq(0), k.eq(0), crc_tx.eq(0xFFFF),
+                             self.o_error.eq(code != 0)]
+                with m.If(f_accel_timeout):
+                    m.d.comb += self.o_accel_reset.eq(1)
+                    m.d.sync += s_accel_timeout.eq(1)
+                with m.If(code != 0):
+                    m.d.sync += [resp.eq(R_ERROR), resp_len.eq(3)]
+                with m.Elif(action == A_PING):
+                    m.d.sync += [resp.eq(R_STATUS), resp_len.eq(STATUS_LENGTH)]
+                with m.Elif(is_infer):
+                    m.d.sync += [resp.eq(R_RESULT), resp_len.eq(4 * n_logits + 6)]
+                with m.Else():
+                    m.d.sync += [resp.eq(R_ACK), resp_len.eq(2)]
+                    with m.If(action == A_RESET):
+                        m.d.comb += self.o_accel_reset.eq(1)
+                m.next = "SEND_PREP"
+
+            with m.State("SEND_PREP"):
+                # One clock for the result buffer's synchronous read of the addressed logit.
+                m.next = "SEND"
+
+            with m.State("SEND"):
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(resp_byte)]
+                with m.If(tx.ready):
+                    m.d.sync += k.eq(k + 1)
+                    with m.If((k >= 1) & (k < 4 + resp_len)):
+                        m.d.sync += crc_tx.eq(_crc16_byte(crc_tx, resp_byte))
+                    with m.If(k == 5 + resp_len):
+                        m.next = "HUNT"
+                        with m.If((resp == R_STATUS)):
+                            m.d.sync += [s_framing.eq(0), s_overrun.eq(0),
+                                         s_accel_timeout.eq(0)]
+                    with m.Else():
+                        m.next = "SEND_PREP"
+
+        m.d.comb += self.o_active.eq(~fsm.ongoing("HUNT"))
+        # Error inputs are sampled after the FSM so a pulse is never lost to a same-cycle clear.
+        with m.If(self.i_rx_frame_error):
+            m.d.sync += [s_framing.eq(1), f_framing.eq(1)]
+        with m.If(self.i_rx_overrun):
+            m.d.sync += [s_overrun.eq(1), overrun.eq(1)]
+
+        # ---- response bytes ---------------------------------------------------------------
+        cfg_fields = {
+            "version": PROTOCOL_VERSION, "n_pes": cfg.n_pes, "act_bits": cfg.act_bits,
+            "weight_bits": cfg.weight_bits, "acc_bits": cfg.acc_bits, "idx_bits": cfg.idx_bits,
+            "gap_bits": cfg.gap_bits, "huff_max_len": cfg.huff_max_len,
+            "max_layers": cfg.max_layers, "max_features": cfg.max_features,
+            "pe_mem_log2": cfg.pe_mem_depth.bit_length() - 1,
+            "max_rows_per_pe": cfg.max_rows_per_pe, "symbol_depth": cfg.symbol_depth,
+            "fifo_depth": cfg.fifo_depth, "max_logits": self.max_logits,
+            "clock_hz": self.clock_hz, "divisor": self.divisor,
+        }
+        flags = Signal(8)
+        fl = STATUS_FLAGS
+        m.d.comb += [
+            flags[fl["framing_error"]].eq(s_framing),
+            flags[fl["overrun"]].eq(s_overrun),
+            flags[fl["accel_timeout"]].eq(s_accel_timeout),
+            flags[fl["accel_error"]].eq(self.i_accel_error != 0),
+            flags[fl["accel_busy"]].eq(self.i_accel_busy),
+            flags[fl["loaded"]].eq(loaded),
+        ]
+        dyn_fields = {"in_features": in_features, "flags": flags, "accel_error": self.i_accel_error}
+        status_bytes = []
+        for name, size in STATUS_FIELDS:
+            if name in dyn_fields:
+                value = dyn_fields[name]
+            else:
+                value = Const(cfg_fields[name], 8 * size)
+                if cfg_fields[name] >= 1 << (8 * size):
+                    raise ValueError(f"status field {name}={cfg_fields[name]} does not fit")
+            for i in range(size):
+                status_bytes.append(value.word_select(i, 8) if len(value) >= 8 * (i + 1)
+                                    else Const(0, 8))
+
+        resp_cmd = Signal(8)
+        with m.Switch(resp):
+            with m.Case(R_STATUS):
+                m.d.comb += resp_cmd.eq(Resp.STATUS)
+            with m.Case(R_ACK):
+                m.d.comb += resp_cmd.eq(Resp.ACK)
+            with m.Case(R_RESULT):
+                m.d.comb += resp_cmd.eq(Resp.RESULT)
+            with m.Case(R_ERROR):
+                m.d.comb += resp_cmd.eq(Resp.ERROR)
+
+        payload_byte = Signal(8)
+        # Result payload: n u8, logits i32 * n, argmax u8, cycles u32.
+        rp = Signal(16)
+        m.d.comb += [rp.eq(p - 1), lg_r.addr.eq(rp[2:])]
+        tail = Signal(16)
+        m.d.comb += tail.eq(p - 1 - 4 * n_logits)
+        with m.Switch(resp):
+            with m.Case(R_STATUS):
+                with m.Switch(p):
+                    for i, b in enumerate(status_bytes):
+                        with m.Case(i):
+                            m.d.comb += payload_byte.eq(b)
+            with m.Case(R_ACK):
+                m.d.comb += payload_byte.eq(Mux(p == 0, words[:8], words[8:]))
+            with m.Case(R_ERROR):
+                with m.Switch(p):
+                    with m.Case(0):
+                        m.d.comb += payload_byte.eq(err_code)
+                    with m.Case(1):
+                        m.d.comb += payload_byte.eq(cmd)
+                    with m.Case(2):
+                        m.d.comb += payload_byte.eq(self.i_accel_error)
+            with m.Case(R_RESULT):
+                with m.If(p == 0):
+                    m.d.comb += payload_byte.eq(n_logits)
+                with m.Elif(rp < 4 * n_logits):
+                    m.d.comb += payload_byte.eq(lg_r.data.word_select(rp[:2], 8))
+                with m.Else():
+                    with m.Switch(tail):
+                        with m.Case(0):
+                            m.d.comb += payload_byte.eq(best_index)
+                        for i in range(4):
+                            with m.Case(1 + i):
+                                m.d.comb += payload_byte.eq(cycles.word_select(i, 8))
+
+        with m.If(k == 0):
+            m.d.comb += resp_byte.eq(SOF)
+        with m.Elif(k == 1):
+            m.d.comb += resp_byte.eq(resp_cmd)
+        with m.Elif(k == 2):
+            m.d.comb += resp_byte.eq(resp_len[:8])
+        with m.Elif(k == 3):
+            m.d.comb += resp_byte.eq(resp_len[8:])
+        with m.Elif(k < 4 + resp_len):
+            m.d.comb += resp_byte.eq(payload_byte)
+        with m.Elif(k == 4 + resp_len):
+            m.d.comb += resp_byte.eq(crc_tx[8:])
+        with m.Else():
+            m.d.comb += resp_byte.eq(crc_tx[:8])
+        return m

@@ -1,0 +1,232 @@
+"""Top levels: the UART-attached accelerator core, its simulation wrapper and the board top.
+
+``UARTCore`` is the whole design without pins: UART receiver -> receive FIFO -> protocol engine
+-> accelerator, protocol engine -> UART transmitter. ``SimTop`` exposes it with plain ``i_rx`` /
+``o_tx`` bit ports for cocotb; ``BoardTop`` requests the UART and LED pins from an Amaranth
+platform (``dir="-"`` + ``io.Buffer``) and optionally runs the design from an iCE40 PLL.
+"""
+from amaranth import Module, Signal, ClockDomain, ClockSignal, ResetSignal, Instance, Const
+from amaranth.hdl import ResetInserter
+from amaranth.lib import io, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from hw.config import AcceleratorConfig
+from hw.protocol import ProtocolEngine
+from hw.uart import UARTRx, UARTTx, uart_divisor
+
+__all__ = ["TopError", "UARTCore", "SimTop", "BoardTop", "ice40_pll_params",
+           "default_accelerator"]
+
+
+class TopError(ValueError):
+    """Top-level parameters are inconsistent (clock, baud rate, PLL)."""
+
+
+def default_accelerator(config):
+    """The project's accelerator (``hw.accelerator.Accelerator``) for ``config``."""
+    from hw.accelerator import Accelerator
+    return Accelerator(config)
+
+
+class UARTCore(wiring.Component):
+    """UART + protocol + accelerator, clocked by ``sync``.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    clock_hz : int
+        Frequency of ``sync`` (sets the UART divider and the default frame timeout).
+    baud : int
+        UART bit rate (8N1).
+    accelerator : callable
+        ``accelerator(config)`` returns a component with the ports of docs/ARCHITECTURE.md
+        section 5 (``i_load``, ``i_input``, ``o_logit``, ``o_busy``, ``o_cycles``, ``o_error``).
+    timeout, accel_timeout, max_logits :
+        Passed to :class:`hw.protocol.ProtocolEngine`.
+    rx_fifo_depth : int
+        Bytes buffered between the receiver and the protocol engine.
+
+    Attributes
+    ----------
+    i_rx : In(1)
+        UART receive line (idle high).
+    o_tx : Out(1)
+        UART transmit line (idle high).
+    o_leds : Out(3)
+        bit 0: a model is loaded, bit 1: a frame is being handled, bit 2: the last response was an
+        error.
+    """
+    i_rx: In(1, init=1)
+    o_tx: Out(1, init=1)
+    o_leds: Out(3)
+
+    def __init__(self, config=AcceleratorConfig(), *, clock_hz=12_000_000, baud=3_000_000,
+                 accelerator=default_accelerator, timeout=None, accel_timeout=1 << 24,
+                 max_logits=16, rx_fifo_depth=32):
+        self.config = config
+        self.clock_hz = clock_hz
+        self.baud = baud
+        self.divisor = uart_divisor(clock_hz, baud)
+        self.accelerator = accelerator
+        self.timeout = timeout
+        self.accel_timeout = accel_timeout
+        self.max_logits = max_logits
+        self.rx_fifo_depth = rx_fifo_depth
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.uart_rx = rx = UARTRx(self.divisor)
+        m.submodules.uart_tx = tx = UARTTx(self.divisor)
+        m.submodules.rx_fifo = fifo = SyncFIFOBuffered(width=8, depth=self.rx_fifo_depth)
+        m.submodules.protocol = proto = ProtocolEngine(
+            self.config, clock_hz=self.clock_hz, divisor=self.divisor, timeout=self.timeout,
+            accel_timeout=self.accel_timeout, max_logits=self.max_logits)
+        accel = self.accelerator(self.config)
+        m.submodules.accelerator = ResetInserter(proto.o_accel_reset)(accel)
+
+        m.d.comb += [
+            rx.i_rx.eq(self.i_rx),
+            self.o_tx.eq(tx.o_tx),
+            fifo.w_data.eq(rx.o_data.payload),
+            fifo.w_en.eq(rx.o_data.valid),
+            rx.o_data.ready.eq(fifo.w_rdy),
+            proto.i_rx.payload.eq(fifo.r_data),
+            proto.i_rx.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(proto.i_rx.ready),
+            proto.i_rx_frame_error.eq(rx.o_frame_error),
+            proto.i_rx_overrun.eq(rx.o_overrun),
+            proto.i_cycles.eq(accel.o_cycles),
+            proto.i_accel_busy.eq(accel.o_busy),
+            proto.i_accel_error.eq(accel.o_error),
+            self.o_leds.eq(proto.o_loaded | (proto.o_active << 1) | (proto.o_error << 2)),
+        ]
+        wiring.connect(m, proto.o_tx, tx.i_data)
+        wiring.connect(m, proto.o_load, accel.i_load)
+        wiring.connect(m, proto.o_input, accel.i_input)
+        wiring.connect(m, accel.o_logit, proto.i_logit)
+        return m
+
+
+class SimTop(UARTCore):
+    """Simulation top: :class:`UARTCore` with ``clk``/``rst`` and the ``i_rx``/``o_tx``/``o_leds``
+    ports (cocotb drives ``i_rx`` bit by bit and samples ``o_tx``). Same parameters."""
+
+
+def ice40_pll_params(ref_hz, out_hz, tolerance=0.01):
+    """``SB_PLL40`` settings (DIVR, DIVF, DIVQ, FILTER_RANGE, achieved Hz) for ``out_hz``.
+
+    Follows the constraints used by icepll: PFD 10..133 MHz, VCO 533..1066 MHz, output 16..275 MHz.
+
+    Raises
+    ------
+    TopError
+        if no setting is within ``tolerance`` (relative) of ``out_hz``.
+    """
+    best = None
+    for divr in range(16):
+        pfd = ref_hz / (divr + 1)
+        if not 10e6 <= pfd <= 133e6:
+            continue
+        for divf in range(128):
+            vco = pfd * (divf + 1)
+            if not 533e6 <= vco <= 1066e6:
+                continue
+            for divq in range(1, 7):
+                fout = vco / (1 << divq)
+                if not 16e6 <= fout <= 275e6:
+                    continue
+                err = abs(fout - out_hz)
+                if best is None or err < best[0]:
+                    best = (err, divr, divf, divq, pfd, fout)
+    if best is None or best[0] > tolerance * out_hz:
+        raise TopError(f"the iCE40 PLL cannot make {out_hz / 1e6:g} MHz from "
+                       f"{ref_hz / 1e6:g} MHz" + (f" (closest {best[5] / 1e6:.3f} MHz)"
+                                                   if best else ""))
+    _, divr, divf, divq, pfd, fout = best
+    filter_range = next(i for i, lim in enumerate((17e6, 26e6, 44e6, 66e6, 101e6, 1e12), 1)
+                        if pfd < lim)
+    return divr, divf, divq, filter_range, fout
+
+
+class BoardTop(wiring.Component):
+    """Board top level: pins, clock and :class:`UARTCore`.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        Use ``memory="ice40"`` for the iCE40 SPRAM mapping.
+    clock_hz : int or None
+        Design clock; ``None`` or the board oscillator frequency runs from the oscillator
+        directly, anything else from the iCE40 PLL (``SB_PLL40_CORE``).
+    baud : int
+    accelerator : callable
+        See :class:`UARTCore`.
+    """
+
+    def __init__(self, config, *, clock_hz=None, baud=3_000_000,
+                 accelerator=default_accelerator, **core_args):
+        self.config = config
+        self.clock_hz = clock_hz
+        self.baud = baud
+        self.accelerator = accelerator
+        self.core_args = core_args
+        super().__init__({})
+
+    def elaborate(self, platform):
+        m = Module()
+        osc_hz = int(platform.default_clk_frequency)
+        clock_hz = self.clock_hz or osc_hz
+        if clock_hz != osc_hz:
+            divr, divf, divq, filter_range, fout = ice40_pll_params(osc_hz, clock_hz)
+            clock_hz = int(round(fout))
+            clk_io = platform.request(platform.default_clk, dir="-")
+            m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_io)
+            pll_clk = Signal()
+            lock = Signal()
+            m.submodules.pll = Instance(
+                "SB_PLL40_CORE",
+                p_FEEDBACK_PATH="SIMPLE", p_PLLOUT_SELECT="GENCLK",
+                p_DIVR=divr, p_DIVF=divf, p_DIVQ=divq, p_FILTER_RANGE=filter_range,
+                i_REFERENCECLK=clk_buf.i, i_RESETB=Const(1), i_BYPASS=Const(0),
+                o_PLLOUTGLOBAL=pll_clk, o_LOCK=lock,
+            )
+            # Hold reset until the PLL locks and then for 15 us (iCE40 BRAMs read zero ~3 us
+            # after configuration).
+            delay = int(15e-6 * clock_hz)
+            m.domains.por = ClockDomain(reset_less=True, local=True)
+            m.domains.sync = ClockDomain()
+            timer = Signal(range(delay + 1))
+            ready = Signal()
+            m.d.comb += [ClockSignal("por").eq(pll_clk), ClockSignal("sync").eq(pll_clk)]
+            with m.If(~lock):
+                m.d.por += [timer.eq(0), ready.eq(0)]
+            with m.Elif(timer == delay):
+                m.d.por += ready.eq(1)
+            with m.Else():
+                m.d.por += timer.eq(timer + 1)
+            m.d.comb += ResetSignal("sync").eq(~ready)
+            platform.add_clock_constraint(pll_clk, clock_hz)
+        self.actual_clock_hz = clock_hz
+
+        m.submodules.core = core = UARTCore(
+            self.config, clock_hz=clock_hz, baud=self.baud, accelerator=self.accelerator,
+            **self.core_args)
+
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.d.comb += [core.i_rx.eq(rx_buf.i), tx_buf.o.eq(core.o_tx)]
+
+        leds = []
+        for name in ("led_g", "led_r"):
+            try:
+                leds.append(platform.request(name, 0, dir="-"))
+            except Exception:  # the board has no such LED
+                leds.append(None)
+        for i, (led, value) in enumerate(zip(leds, (core.o_leds[0], core.o_leds[2]))):
+            if led is not None:
+                m.submodules[f"led_buf{i}"] = buf = io.Buffer("o", led)
+                m.d.comb += buf.o.eq(value)
+        return m

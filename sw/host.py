@@ -1,0 +1,442 @@
+"""Host runtime: talk to the accelerator board over the framed UART protocol (docs/PROTOCOL.md).
+
+:class:`Board` wraps one :class:`sw.transport.Transport` with plain methods (``status``, ``load``,
+``upload``, ``infer``); :func:`run_benchmark` streams test images and compares every result with
+``sw.golden``. The same code drives a real board (``SerialTransport``) and the simulated one
+(``SimTransport``, see ``tb/top``).
+
+Command line::
+
+    python -m sw.host --port /dev/ttyUSB1 [--baud 3000000] [--model models/lenet300.npz]
+                      [--images 100] [--dense]
+"""
+import argparse
+import struct
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from hw.protocol import (SOF, STATUS_FIELDS, STATUS_FLAGS, STATUS_LENGTH, Cmd, Err,
+                         ERROR_NAMES, Resp, crc16, encode_frame)
+from sw.transport import SerialTransport, TransportError, TransportTimeout
+
+__all__ = ["HostError", "BoardError", "BadFrameError", "BoardTimeout", "InputLengthError",
+           "ModelFitError", "BoardStatus", "Inference", "Board", "run_benchmark", "main"]
+
+
+class HostError(Exception):
+    """Base class of host runtime errors."""
+
+
+class BoardError(HostError):
+    """The board answered with an ERROR frame.
+
+    Attributes
+    ----------
+    code : int
+        One of :class:`hw.protocol.Err`.
+    cmd : int
+        The command the board was handling.
+    detail : int
+        Accelerator error flags at the time.
+    """
+
+    def __init__(self, code, cmd, detail=0):
+        self.code, self.cmd, self.detail = code, cmd, detail
+        name = ERROR_NAMES.get(code, f"unknown error code 0x{code:02x}")
+        super().__init__(f"board error 0x{code:02x} ({name}) for command 0x{cmd:02x}"
+                         + (f", accelerator flags 0x{detail:02x}" if detail else ""))
+
+
+class BadFrameError(HostError):
+    """A response frame was malformed (bad checksum, unexpected type or length)."""
+
+
+class BoardTimeout(HostError):
+    """The board did not answer in time."""
+
+
+class InputLengthError(HostError):
+    """An input vector does not match the model's input size or value range."""
+
+
+class ModelFitError(HostError):
+    """The model needs more than the board's gateware provides."""
+
+
+_STATUS_STRUCT = "<" + "".join({1: "B", 2: "H", 4: "I"}[n] for _, n in STATUS_FIELDS)
+assert struct.calcsize(_STATUS_STRUCT) == STATUS_LENGTH
+
+
+@dataclass
+class BoardStatus:
+    """Decoded STATUS payload (fields of ``hw.protocol.STATUS_FIELDS`` plus decoded flags)."""
+    fields: dict
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["fields"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def flag(self, name):
+        """Value of one ``STATUS_FLAGS`` bit."""
+        return bool((self.fields["flags"] >> STATUS_FLAGS[name]) & 1)
+
+    @property
+    def pe_mem_depth(self):
+        return 1 << self.fields["pe_mem_log2"]
+
+    def summary(self):
+        f = self.fields
+        return (f"protocol v{f['version']}, {f['n_pes']} PEs, A{f['act_bits']}/W{f['weight_bits']}"
+                f"/ACC{f['acc_bits']}, idx {f['idx_bits']} gap {f['gap_bits']} bits, "
+                f"{self.pe_mem_depth} words/PE, {f['clock_hz'] / 1e6:g} MHz, "
+                f"divider {f['divisor']}, in_features {f['in_features']}, "
+                f"flags 0x{f['flags']:02x}")
+
+
+@dataclass
+class Inference:
+    """One RESULT frame.
+
+    Attributes
+    ----------
+    logits : numpy.ndarray
+        int64 final-layer accumulators.
+    prediction : int
+        Argmax computed by the board (lowest index on ties).
+    cycles : int
+        Accelerator clock cycles of this inference.
+    """
+    logits: np.ndarray
+    prediction: int
+    cycles: int
+
+
+class Board:
+    """Host-side interface to one board.
+
+    Parameters
+    ----------
+    transport : sw.transport.Transport
+    retries : int
+        Resends of a frame after a transient error (checksum, truncation, busy, timeout).
+    block_words : int
+        Words per LOAD frame.
+    board_timeout : float
+        The gateware's idle timeout inside a frame (s); after a host-side timeout the host waits
+        this long so the board resynchronises before retrying.
+    """
+    TRANSIENT = (Err.BAD_CRC, Err.TIMEOUT, Err.BUSY, Err.FRAMING)
+
+    def __init__(self, transport, *, retries=2, block_words=256, board_timeout=0.06):
+        self.t = transport
+        self.retries = retries
+        self.block_words = block_words
+        self.board_timeout = board_timeout
+        self._status = None
+
+    # ---- frames --------------------------------------------------------------------------
+    def _timeout(self, n_out, n_in, compute=0.0):
+        return self.t.latency + compute + 2.0 * (n_out + n_in + 16) * 10 / self.t.baud
+
+    def _read_frame(self, timeout):
+        try:
+            skipped = 0
+            while True:
+                b = self.t.read(1, timeout)[0]
+                if b == SOF:
+                    break
+                skipped += 1
+                if skipped > 4096:
+                    raise BadFrameError("no start-of-frame byte in 4096 received bytes")
+            head = self.t.read(3, timeout)
+            length = head[1] | head[2] << 8
+            rest = self.t.read(length + 2, timeout)
+        except TransportTimeout as exc:
+            raise BoardTimeout(f"no complete response from the board: {exc}") from None
+        body = head + rest[:length]
+        crc = rest[length] << 8 | rest[length + 1]
+        if crc16(body) != crc:
+            raise BadFrameError(f"response checksum mismatch (got 0x{crc:04x}, computed "
+                                f"0x{crc16(body):04x}) for response type 0x{head[0]:02x}")
+        return head[0], bytes(rest[:length])
+
+    def exchange(self, cmd, payload=b"", expect=None, resp_len=64, compute=0.0):
+        """Send one frame and return the response payload.
+
+        Retries transient failures ``retries`` times.
+
+        Raises
+        ------
+        BoardError
+            for an ERROR response that persists (or is not transient).
+        BadFrameError, BoardTimeout
+            when the link keeps failing.
+        """
+        frame = encode_frame(cmd, payload)
+        timeout = self._timeout(len(frame), resp_len, compute)
+        for attempt in range(self.retries + 1):
+            final = attempt == self.retries
+            self.t.write(frame)
+            try:
+                code, body = self._read_frame(timeout)
+            except (BoardTimeout, BadFrameError):
+                if final:
+                    raise
+                self._resync()
+                continue
+            if code == Resp.ERROR:
+                if len(body) != 3:
+                    raise BadFrameError(f"ERROR frame with {len(body)} payload bytes (expected 3)")
+                err = BoardError(body[0], body[1], body[2])
+                if body[0] in self.TRANSIENT and not final:
+                    self._resync()
+                    continue
+                raise err
+            if expect is not None and code != expect:
+                raise BadFrameError(f"expected response 0x{expect:02x} to command 0x{cmd:02x}, "
+                                    f"got 0x{code:02x}")
+            return body
+        raise AssertionError("unreachable")
+
+    def _resync(self):
+        """Let the board's frame timeout expire and drop stale bytes."""
+        self.t.sleep(self.board_timeout)
+        self.t.flush_input()
+
+    # ---- commands ------------------------------------------------------------------------
+    def status(self):
+        """PING: the board's parameters and flags (:class:`BoardStatus`)."""
+        body = self.exchange(Cmd.PING, expect=Resp.STATUS)
+        if len(body) != STATUS_LENGTH:
+            raise BadFrameError(f"STATUS payload has {len(body)} bytes, expected {STATUS_LENGTH}")
+        values = struct.unpack(_STATUS_STRUCT, body)
+        self._status = BoardStatus(dict(zip((n for n, _ in STATUS_FIELDS), values)))
+        return self._status
+
+    def reset(self):
+        """Reset the accelerator (memories keep their contents)."""
+        self.exchange(Cmd.RESET, expect=Resp.ACK)
+
+    def load(self, mem, addr, words):
+        """Write ``words`` (16-bit) to memory ``mem`` from word ``addr`` on (one or more frames)."""
+        words = np.asarray(words, dtype=np.int64).ravel()
+        if words.size and (words.min() < -32768 or words.max() > 0xFFFF):
+            raise ValueError("load words must fit 16 bits")
+        if not 0 <= mem <= 255 or not 0 <= addr or addr + len(words) > 65536:
+            raise ValueError(f"memory {mem} address range {addr}..{addr + len(words)} invalid")
+        for start in range(0, len(words), self.block_words):
+            block = words[start:start + self.block_words] & 0xFFFF
+            payload = struct.pack("<BH", mem, addr + start) + block.astype("<u2").tobytes()
+            body = self.exchange(Cmd.LOAD, payload, expect=Resp.ACK, resp_len=8)
+            if len(body) != 2 or struct.unpack("<H", body)[0] != len(block):
+                raise BadFrameError(f"LOAD acknowledged {body!r}, expected {len(block)} words")
+
+    def upload(self, packed, progress=None):
+        """Write every word of ``packed`` (``sw.pack.PackedImages``); returns the word count.
+
+        Consecutive addresses of one memory go out in one block; ``progress(done, total)`` is
+        called after each block.
+        """
+        runs = _runs(packed.load_words())
+        total = sum(len(w) for _, _, w in runs)
+        done = 0
+        for mem, addr, words in runs:
+            for start in range(0, len(words), self.block_words):
+                chunk = words[start:start + self.block_words]
+                self.load(mem, addr + start, chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+        return total
+
+    def infer(self, x, sparse=None):
+        """Run one inference on ``x`` (``in_features`` unsigned activations).
+
+        Parameters
+        ----------
+        sparse : bool or None
+            Send (index, value) pairs of the non-zero values (INFER_SPARSE) or every value
+            (INFER_DENSE); ``None`` picks the shorter frame.
+
+        Raises
+        ------
+        InputLengthError
+            if ``x`` has the wrong length or values outside 0..255.
+        """
+        st = self._status or self.status()
+        x = np.asarray(x).ravel()
+        if x.size != st.in_features:
+            raise InputLengthError(f"input has {x.size} values, the loaded model takes "
+                                   f"{st.in_features}" if st.in_features else
+                                   "no model is loaded on the board (in_features = 0)")
+        if x.size and (x.min() < 0 or x.max() > min(255, (1 << st.act_bits) - 1)):
+            raise InputLengthError(f"input values must be 0..{min(255, (1 << st.act_bits) - 1)}")
+        nz = np.flatnonzero(x)
+        if sparse is None:
+            sparse = 3 * len(nz) < len(x)
+        if sparse:
+            payload = b"".join(struct.pack("<HB", int(i), int(x[i])) for i in nz)
+            cmd = Cmd.INFER_SPARSE
+        else:
+            payload = x.astype(np.uint8).tobytes()
+            cmd = Cmd.INFER_DENSE
+        body = self.exchange(cmd, payload, expect=Resp.RESULT, resp_len=4 * 256 + 6,
+                             compute=self.t.latency)
+        if not body or len(body) != 4 * body[0] + 6:
+            raise BadFrameError(f"RESULT payload of {len(body)} bytes is inconsistent")
+        n = body[0]
+        logits = np.frombuffer(body[1:1 + 4 * n], dtype="<i4").astype(np.int64)
+        pred, cycles = struct.unpack("<BI", body[1 + 4 * n:])
+        return Inference(logits, pred, cycles)
+
+
+def _runs(load_words):
+    """Group ``(mem, addr, data)`` words into ``(mem, addr, [data...])`` consecutive runs."""
+    runs = []
+    for mem, addr, data in load_words:
+        mem, addr, data = int(mem), int(addr), int(data) & 0xFFFF
+        if runs and runs[-1][0] == mem and runs[-1][1] + len(runs[-1][2]) == addr:
+            runs[-1][2].append(data)
+        else:
+            runs.append((mem, addr, [data]))
+    return runs
+
+
+def check_fit(status, int_model, packed):
+    """Raise :class:`ModelFitError` if ``int_model``/``packed`` exceed the board's gateware."""
+    problems = []
+    for name in ("act_bits", "weight_bits", "acc_bits", "idx_bits", "gap_bits", "huff_max_len"):
+        if getattr(int_model, name) != status.fields[name]:
+            problems.append(f"{name} is {getattr(int_model, name)} in the model, "
+                            f"{status.fields[name]} in the gateware")
+    if len(int_model.layers) > status.max_layers:
+        problems.append(f"{len(int_model.layers)} layers > {status.max_layers}")
+    widest = max(max(l.in_features, l.out_features) for l in int_model.layers)
+    if widest > status.max_features:
+        problems.append(f"a layer has {widest} features > {status.max_features}")
+    if int_model.out_features > status.max_logits:
+        problems.append(f"{int_model.out_features} outputs > result buffer of "
+                        f"{status.max_logits}")
+    n = status.n_pes
+    images = getattr(packed, "images", {})
+    for mem, image in images.items():
+        mem = int(mem)
+        if mem < n and len(image) > status.pe_mem_depth:
+            problems.append(f"PE {mem} image has {len(image)} words > {status.pe_mem_depth}")
+        if mem == n + 3 and len(image) > status.symbol_depth:
+            problems.append(f"{len(image)} Huffman symbols > {status.symbol_depth}")
+        if mem > n + 4:
+            problems.append(f"memory id {mem} does not exist with {n} PEs "
+                            f"(packed for more PEs?)")
+    if problems:
+        raise ModelFitError("the model does not fit the board: " + "; ".join(problems))
+
+
+@dataclass
+class BenchmarkResult:
+    """Outcome of :func:`run_benchmark`."""
+    n: int
+    correct: int
+    mismatches: int
+    seconds: float
+    cycles: list
+    ideal: list
+
+    @property
+    def accuracy(self):
+        return self.correct / max(self.n, 1)
+
+    def summary(self):
+        cyc = np.asarray(self.cycles, dtype=np.float64)
+        ideal = np.asarray(self.ideal, dtype=np.float64)
+        text = (f"{self.n} images: accuracy {100 * self.accuracy:.2f} %, "
+                f"{self.mismatches} mismatches vs sw.golden, "
+                f"{self.n / max(self.seconds, 1e-9):.1f} inferences/s over the link")
+        if len(cyc):
+            text += (f", {cyc.mean():.0f} accelerator cycles/inference "
+                     f"(ideal {ideal.mean():.0f}, ratio {(cyc / np.maximum(ideal, 1)).mean():.3f})")
+        return text
+
+
+def run_benchmark(board, int_model, images, labels=None, n_pes=None, log=None, sparse=None):
+    """Infer ``images`` (uint8 ``(n, in)``) on the board and compare with ``sw.golden``.
+
+    Returns
+    -------
+    BenchmarkResult
+        ``mismatches`` counts images whose logits or prediction differ from the golden model.
+    """
+    from sw.golden import ideal_cycles, infer
+    images = np.asarray(images)
+    golden = infer(int_model, images)
+    ideal = ideal_cycles(int_model, images, n_pes or board.status().n_pes, result=golden).ideal
+    correct = mismatches = 0
+    cycles = []
+    start = time.monotonic()
+    for i, x in enumerate(images):
+        r = board.infer(x, sparse=sparse)
+        same = np.array_equal(r.logits, golden.logits[i]) and r.prediction == golden.prediction[i]
+        if not same:
+            mismatches += 1
+            if log:
+                log(f"image {i}: board {r.logits.tolist()} (argmax {r.prediction}) != golden "
+                    f"{golden.logits[i].tolist()} (argmax {golden.prediction[i]})")
+        if labels is not None and r.prediction == labels[i]:
+            correct += 1
+        cycles.append(r.cycles)
+    return BenchmarkResult(len(images), correct, mismatches, time.monotonic() - start, cycles,
+                           list(np.asarray(ideal).tolist()))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m sw.host",
+                                 description="Upload a compressed model to the board and run "
+                                             "MNIST test images on it.")
+    ap.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyUSB1")
+    ap.add_argument("--baud", type=int, default=3_000_000)
+    ap.add_argument("--model", default="models/lenet300.npz", help="calibrated dcmodel file")
+    ap.add_argument("--images", type=int, default=100, help="MNIST test images to run")
+    ap.add_argument("--dense", action="store_true", help="always send dense input frames")
+    ap.add_argument("--no-upload", action="store_true", help="the model is already loaded")
+    args = ap.parse_args(argv)
+    try:
+        from sw.golden import IntModel, images_to_uint8, load_mnist
+        from sw.modelfile import load_model
+        from sw.pack import pack
+        model = load_model(args.model)
+        int_model = IntModel.from_model(model)
+        with SerialTransport(args.port, args.baud) as transport:
+            board = Board(transport)
+            st = board.status()
+            print(f"board: {st.summary()}")
+            packed = pack(int_model, st.n_pes, board="icebreaker")
+            check_fit(st, int_model, packed)
+            if not args.no_upload:
+                t0 = time.monotonic()
+
+                def progress(done, total):
+                    print(f"\ruploading {done}/{total} words", end="", flush=True)
+                n = board.upload(packed, progress)
+                print(f"\ruploaded {n} words ({2 * n} bytes) in {time.monotonic() - t0:.2f} s")
+            st = board.status()
+            if st.in_features != int_model.in_features:
+                raise ModelFitError(f"board reports in_features {st.in_features} after upload, "
+                                    f"model has {int_model.in_features}")
+            test_x, test_y = load_mnist()["test"]
+            x8 = images_to_uint8(test_x[:args.images])
+            res = run_benchmark(board, int_model, x8, test_y[:args.images], st.n_pes,
+                                log=print, sparse=False if args.dense else None)
+            print(res.summary())
+            return 1 if res.mismatches else 0
+    except (HostError, TransportError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

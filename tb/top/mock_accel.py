@@ -1,0 +1,110 @@
+"""A small stand-in accelerator with the ports of docs/ARCHITECTURE.md section 5.
+
+It lets the UART/protocol path be tested without the real PE array, with a result that depends
+on every loaded word and every input value so a lost or reordered byte shows up:
+
+- ``W[a]`` (signed 16-bit, a = 0..15) is written by loads to ``mem 0``; word 0 of ``mem N+4``
+  (layer 0 ``in_features``) is snooped like the real accelerator's descriptor.
+- For the input vector ``x``: ``logit[k] = W[k mod 16] * sum(x) + k * sum(j * x[j])`` (int32
+  wrap-around), ``n_out = W[15] & 0xFF`` logits if non-zero, else 10.
+- ``o_error`` bit 0: ``W[0] == 0x7FFF``; bit 1 (sticky): ``last`` was not on input
+  ``in_features - 1`` or came too early; ``W[1] == 0x7FFF`` makes it never answer (hang).
+- ``o_cycles``: clocks from the first accepted input to the last logit of the previous inference.
+"""
+from amaranth import Module, Signal, Array, Mux, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.config import LoadWrite, input_layout, logit_layout
+
+__all__ = ["MockAccelerator", "mock_logits"]
+
+
+def mock_logits(weights, x):
+    """Reference of :class:`MockAccelerator`: ``weights`` 16 signed words, ``x`` the inputs."""
+    n_out = (weights[15] & 0xFF) or 10
+    sx = sum(int(v) for v in x)
+    sjx = sum(j * int(v) for j, v in enumerate(x))
+    out = []
+    for k in range(n_out):
+        v = (weights[k % 16] * sx + k * sjx) & 0xFFFFFFFF
+        out.append(v - (1 << 32) if v >> 31 else v)
+    return out
+
+
+class MockAccelerator(wiring.Component):
+    """See the module docstring. ``config`` is an :class:`hw.config.AcceleratorConfig`."""
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "i_load": In(stream.Signature(LoadWrite)),
+            "i_input": In(stream.Signature(input_layout(config))),
+            "o_logit": Out(stream.Signature(logit_layout(config))),
+            "o_busy": Out(1),
+            "o_cycles": Out(32),
+            "o_error": Out(2),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        w = Array(Signal(signed(16), name=f"w{i}") for i in range(16))
+        in_features = Signal(16)
+        sx = Signal(32)
+        sjx = Signal(32)
+        j = Signal(16)
+        k = Signal(8)
+        counter = Signal(32)
+        counting = Signal()
+        bad_last = Signal()
+        n_out = Signal(8)
+        m.d.comb += n_out.eq(Mux(w[15][:8] != 0, w[15][:8], 10))
+
+        with m.If(counting):
+            m.d.sync += counter.eq(counter + 1)
+        m.d.comb += self.o_error.eq((w[0] == 0x7FFF) | (bad_last << 1))
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.i_load.ready.eq(1), self.i_input.ready.eq(1)]
+                with m.If(self.i_load.valid):
+                    ld = self.i_load.payload
+                    with m.If((ld.mem == 0) & (ld.addr < 16)):
+                        m.d.sync += w[ld.addr[:4]].eq(ld.data)
+                    with m.If((ld.mem == cfg.mem_layers) & (ld.addr == 0)):
+                        m.d.sync += in_features.eq(ld.data)
+                with m.If(self.i_input.valid):
+                    m.d.sync += [sx.eq(self.i_input.payload.value),
+                                 sjx.eq(0), j.eq(1), counting.eq(1), counter.eq(1)]
+                    with m.If(self.i_input.payload.last):
+                        m.d.sync += bad_last.eq(bad_last | (in_features != 1))
+                        m.next = "OUT"
+                    with m.Else():
+                        m.next = "IN"
+            with m.State("IN"):
+                m.d.comb += [self.o_busy.eq(1), self.i_input.ready.eq(1)]
+                with m.If(self.i_input.valid):
+                    v = self.i_input.payload.value
+                    m.d.sync += [sx.eq(sx + v), sjx.eq(sjx + j * v), j.eq(j + 1)]
+                    with m.If(self.i_input.payload.last):
+                        m.d.sync += bad_last.eq(bad_last | (j != in_features - 1))
+                        m.next = "OUT"
+                    with m.Elif(j >= in_features - 1):
+                        m.d.sync += bad_last.eq(1)
+                m.d.sync += k.eq(0)
+            with m.State("OUT"):
+                m.d.comb += self.o_busy.eq(1)
+                with m.If(w[1] != 0x7FFF):
+                    m.d.comb += [
+                        self.o_logit.valid.eq(1),
+                        self.o_logit.payload.index.eq(k),
+                        self.o_logit.payload.value.eq(w[k[:4]] * sx + k * sjx),
+                        self.o_logit.payload.last.eq(k == n_out - 1),
+                    ]
+                with m.If(self.o_logit.valid & self.o_logit.ready):
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k == n_out - 1):
+                        m.d.sync += [counting.eq(0), self.o_cycles.eq(counter)]
+                        m.next = "IDLE"
+        return m
