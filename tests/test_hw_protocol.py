@@ -38,7 +38,9 @@ def test_engine_rejects_bad_parameters():
 
 def test_mock_reference():
     w = [2] + [0] * 14 + [3]
-    assert mock_logits(w, [1, 2]) == [6, 2, 4]
+    # h = rotl(1, 1) ^ 2 = 0; sum = 3
+    assert mock_logits(w, [1, 2]) == [(2 << 16) + 3, 4, 5]
+    assert mock_logits([-1] + [0] * 14 + [1], [0]) == [-65536]
 
 
 @pytest.mark.sim

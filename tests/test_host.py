@@ -1,0 +1,198 @@
+"""Host runtime against scripted transports: frames, retries, timeouts and clear errors."""
+import struct
+
+import numpy as np
+import pytest
+
+from hw.protocol import STATUS_FIELDS, Cmd, Err, Resp, SOF, crc16, encode_frame
+from sw.host import (BadFrameError, Board, BoardError, BoardTimeout, InputLengthError,
+                     ModelFitError, _runs, check_fit)
+from sw.transport import ScriptedTransport, TransportTimeout
+
+STATUS = {"version": 1, "n_pes": 4, "act_bits": 8, "weight_bits": 16, "acc_bits": 32,
+          "idx_bits": 4, "gap_bits": 4, "huff_max_len": 12, "max_layers": 4,
+          "max_features": 1024, "pe_mem_log2": 14, "max_rows_per_pe": 256, "symbol_depth": 256,
+          "fifo_depth": 8, "max_logits": 16, "clock_hz": 12_000_000, "divisor": 4,
+          "in_features": 6, "flags": 1 << 5, "accel_error": 0}
+
+
+def response(code, payload=b""):
+    return encode_frame(code, payload)
+
+
+def status_payload(**over):
+    fields = dict(STATUS, **over)
+    fmt = "<" + "".join({1: "B", 2: "H", 4: "I"}[n] for _, n in STATUS_FIELDS)
+    return struct.pack(fmt, *(fields[n] for n, _ in STATUS_FIELDS))
+
+
+def parse(frame):
+    assert frame[0] == SOF and crc16(frame[1:-2]) == frame[-2] << 8 | frame[-1]
+    n = frame[2] | frame[3] << 8
+    return frame[1], frame[4:4 + n]
+
+
+class FakeBoard:
+    """A protocol-level model of the board: in_features 6, logits = [sum(x), -sum(x)]."""
+
+    def __init__(self):
+        self.memory = {}
+        self.frames = []
+        self.fail_next = []    # error codes (or "silent"/"garbage") to answer the next frames
+
+    def __call__(self, frame):
+        cmd, payload = parse(frame)
+        self.frames.append((cmd, payload))
+        if self.fail_next:
+            what = self.fail_next.pop(0)
+            if what == "silent":
+                return b""
+            if what == "garbage":
+                good = response(Resp.ACK, b"\x00\x00")
+                return good[:-1] + bytes([good[-1] ^ 0xFF])
+            return response(Resp.ERROR, bytes([what, cmd, 0]))
+        if cmd == Cmd.PING:
+            return response(Resp.STATUS, status_payload())
+        if cmd == Cmd.LOAD:
+            mem, addr = struct.unpack("<BH", payload[:3])
+            words = np.frombuffer(payload[3:], dtype="<u2")
+            for i, w in enumerate(words):
+                self.memory[(mem, addr + i)] = int(w)
+            return response(Resp.ACK, struct.pack("<H", len(words)))
+        if cmd in (Cmd.INFER_DENSE, Cmd.INFER_SPARSE):
+            if cmd == Cmd.INFER_DENSE:
+                x = list(payload)
+            else:
+                x = [0] * 6
+                for i in range(0, len(payload), 3):
+                    idx, v = struct.unpack("<HB", payload[i:i + 3])
+                    x[idx] = v
+            s = sum(x)
+            return response(Resp.RESULT, struct.pack("<B2iBI", 2, s, -s, 0 if s >= 0 else 1, 77))
+        return response(Resp.ERROR, bytes([Err.UNKNOWN_CMD, cmd, 0]))
+
+
+def make_board(fake=None, **kw):
+    fake = fake or FakeBoard()
+    return Board(ScriptedTransport(fake), **kw), fake
+
+
+def test_status_decoded():
+    board, _ = make_board()
+    st = board.status()
+    assert st.n_pes == 4 and st.pe_mem_depth == 16384 and st.flag("loaded")
+    assert not st.flag("overrun")
+    assert "4 PEs" in st.summary()
+
+
+def test_infer_dense_and_sparse_frames():
+    board, fake = make_board()
+    r = board.infer([0, 0, 5, 0, 0, 1])
+    assert list(r.logits) == [6, -6] and r.prediction == 0 and r.cycles == 77
+    assert fake.frames[-1][0] == Cmd.INFER_DENSE      # 2 pairs = 6 bytes, not shorter
+    board.infer([0, 0, 5, 0, 0, 0])
+    assert fake.frames[-1] == (Cmd.INFER_SPARSE, struct.pack("<HB", 2, 5))
+    r = board.infer([1, 2, 3, 4, 5, 6])
+    assert fake.frames[-1] == (Cmd.INFER_DENSE, bytes([1, 2, 3, 4, 5, 6]))
+    r = board.infer([0, 0, 0, 0, 0, 9], sparse=True)
+    assert fake.frames[-1] == (Cmd.INFER_SPARSE, struct.pack("<HB", 5, 9))
+    assert list(r.logits) == [9, -9]
+
+
+def test_wrong_input_is_refused_before_sending():
+    board, fake = make_board()
+    board.status()
+    sent = len(fake.frames)
+    with pytest.raises(InputLengthError, match="7 values.*takes 6"):
+        board.infer([1] * 7)
+    with pytest.raises(InputLengthError, match="0..255"):
+        board.infer([1, 2, 3, 4, 5, 300])
+    assert len(fake.frames) == sent
+
+
+def test_load_splits_blocks_and_checks_ack():
+    board, fake = make_board(block_words=4)
+    board.load(3, 100, list(range(10)))
+    loads = [f for f in fake.frames if f[0] == Cmd.LOAD]
+    assert len(loads) == 3
+    assert all(fake.memory[(3, 100 + i)] == i for i in range(10))
+    with pytest.raises(ValueError):
+        board.load(3, 65530, list(range(10)))
+
+
+def test_upload_groups_runs():
+    class Packed:
+        def load_words(self):
+            yield from [(0, 0, 1), (0, 1, 2), (0, 5, 3), (8, 0, 6)]
+    assert _runs(Packed().load_words()) == [(0, 0, [1, 2]), (0, 5, [3]), (8, 0, [6])]
+    board, fake = make_board()
+    seen = []
+    assert board.upload(Packed(), lambda d, t: seen.append((d, t))) == 4
+    assert seen[-1] == (4, 4) and fake.memory[(8, 0)] == 6
+
+
+def test_transient_errors_are_retried():
+    board, fake = make_board(retries=2)
+    fake.fail_next = [Err.BAD_CRC, "garbage"]
+    assert board.status().n_pes == 4
+    assert len(fake.frames) == 3
+
+
+def test_persistent_errors_raise():
+    board, fake = make_board(retries=1)
+    fake.fail_next = [Err.BUSY, Err.BUSY]
+    with pytest.raises(BoardError, match="busy"):
+        board.status()
+    fake.fail_next = [Err.NOT_LOADED]
+    with pytest.raises(BoardError) as info:
+        board.infer([1] * 6)
+    assert info.value.code == Err.NOT_LOADED and "no model loaded" in str(info.value)
+    with pytest.raises(BoardError, match="unknown command"):
+        board.exchange(0x77)
+
+
+def test_silence_is_a_timeout():
+    board, fake = make_board(retries=1)
+    fake.fail_next = ["silent", "silent"]
+    with pytest.raises(BoardTimeout, match="no complete response"):
+        board.status()
+
+
+def test_bad_response_frames():
+    board, fake = make_board(retries=0)
+    fake.fail_next = ["garbage"]
+    with pytest.raises(BadFrameError, match="checksum"):
+        board.status()
+    bad = Board(ScriptedTransport(lambda f: response(Resp.ACK, b"\x01\x00")), retries=0)
+    with pytest.raises(BadFrameError, match="expected response"):
+        bad.status()
+    noise = Board(ScriptedTransport(lambda f: bytes(5000)), retries=0)
+    with pytest.raises(BadFrameError, match="start-of-frame"):
+        noise.status()
+
+
+def test_scripted_transport_timeout_carries_bytes():
+    t = ScriptedTransport(lambda f: b"ab")
+    t.write(b"x")
+    with pytest.raises(TransportTimeout) as info:
+        t.read(3, 0.1)
+    assert info.value.received == b"ab"
+
+
+def test_check_fit():
+    from sw.golden import random_int_model
+    from sw.host import BoardStatus
+    st = BoardStatus(dict(STATUS))
+    small = random_int_model([6, 5, 3], seed=1)
+
+    class Packed:
+        images = {0: np.zeros(10, np.uint16), 7: np.zeros(300, np.uint16)}
+    with pytest.raises(ModelFitError, match="300 Huffman symbols > 256"):
+        check_fit(st, small, Packed())
+    Packed.images = {0: np.zeros(10, np.uint16)}
+    check_fit(st, small, Packed())
+    with pytest.raises(ModelFitError, match="17 outputs"):
+        check_fit(st, random_int_model([6, 5, 17], seed=1), Packed())
+    st16 = BoardStatus(dict(STATUS, act_bits=16))
+    with pytest.raises(ModelFitError, match="act_bits"):
+        check_fit(st16, small, Packed())
