@@ -181,7 +181,8 @@ class ProtocolEngine(wiring.Component):
     i_logit : In(stream.Signature(logit_layout(config)))
         Final-layer outputs from the accelerator (``o_logit``).
     i_cycles : In(32)
-        Accelerator cycle count of the previous inference, latched once it is idle again.
+        Accelerator cycle count of the previous inference (read while the result is sent; the
+        accelerator holds it until the next inference starts).
     i_accel_busy : In(1)
     i_accel_error : In(8)
         Accelerator error flags (zero-extended or truncated to 8 bits by the top).
@@ -241,17 +242,20 @@ class ProtocolEngine(wiring.Component):
         remaining = Signal(16)
         phase = Signal(3)                   # byte position inside a LOAD header/word, sparse pair
         crc = Signal(16, init=0xFFFF)
-        crc_rx = Signal(16)
+        crc_bad = Signal()                  # a received CRC byte differed from the computed one
         mem = Signal(8)
         addr = Signal(16)
         data_lo = Signal(8)
         words = Signal(16)
         sp_index = Signal(16)
         sp_value = Signal(8)
-        pos = Signal(16)                    # input values sent to the accelerator so far
-        in_features = Signal(16)
-        loaded = Signal()
-        m.d.comb += loaded.eq((in_features != 0) & (in_features <= cfg.max_features))
+        fw = cfg.max_features.bit_length()  # feature counts 0..max_features
+        pos = Signal(fw)                    # input values sent to the accelerator so far
+        in_features = Signal(fw)
+        loaded = Signal()                   # 0 < in_features <= max_features
+        sp_bad = Signal()
+        m.d.comb += sp_bad.eq(sp_index[fw:].any() | (sp_index[:fw] >= in_features)
+                              | (sp_index[:fw] < pos))
 
         # What the payload is used for (decided when the length is complete).
         A_DISCARD, A_PING, A_LOAD, A_DENSE, A_SPARSE, A_RESET = range(6)  # A_DISCARD = 0
@@ -280,30 +284,38 @@ class ProtocolEngine(wiring.Component):
         n_logits = Signal(range(self.max_logits + 1))
         best_value = Signal(signed(32))
         best_index = Signal(8)
-        cycles = Signal(32)
 
         # ---- watchdog ---------------------------------------------------------------------
-        idle = Signal(32)
+        # A down-counter reloaded on progress; the limit depends on who is being waited for.
+        left = Signal(max(self.timeout, self.accel_timeout).bit_length())
         progress = Signal()
         wait_rx = Signal()                  # waiting for the host (else for the accelerator)
+        was_wait_rx = Signal()
         watching = Signal()
-        m.d.sync += idle.eq(Mux(progress | ~watching, 0, idle + 1))
+        m.d.sync += was_wait_rx.eq(wait_rx)
+        with m.If(progress | ~watching | (wait_rx != was_wait_rx)):
+            m.d.sync += left.eq(Mux(wait_rx, self.timeout - 1, self.accel_timeout - 1))
+        with m.Elif(left != 0):
+            m.d.sync += left.eq(left - 1)
+        expired = Signal()
+        m.d.comb += expired.eq(watching & (left == 0) & (wait_rx == was_wait_rx))
         rx_expired = Signal()
         accel_expired = Signal()
         m.d.comb += [
-            rx_expired.eq(watching & wait_rx & (idle >= self.timeout)),
-            accel_expired.eq(watching & ~wait_rx & (idle >= self.accel_timeout)),
+            rx_expired.eq(expired & wait_rx),
+            accel_expired.eq(expired & ~wait_rx),
         ]
 
         # ---- response emitter state -------------------------------------------------------
         R_STATUS, R_ACK, R_RESULT, R_ERROR = range(4)
         resp = Signal(2)
-        resp_len = Signal(16)
+        kw = (4 * self.max_logits + 12).bit_length()
+        resp_len = Signal(kw)
         err_code = Signal(8)
-        k = Signal(16)                      # byte index inside the response frame
+        k = Signal(kw)                      # byte index inside the response frame
         crc_tx = Signal(16, init=0xFFFF)
         resp_byte = Signal(8)
-        p = Signal(16)                      # payload byte index = k - 4
+        p = Signal(kw)                      # payload byte index = k - 4
         m.d.comb += p.eq(k - 4)
 
         take = Signal()                     # consume the current rx byte
@@ -368,7 +380,7 @@ class ProtocolEngine(wiring.Component):
                     with m.Case(Cmd.INFER_DENSE):
                         with m.If(~loaded):
                             m.d.comb += new_err.eq(Err.NOT_LOADED)
-                        with m.Elif(full_len != in_features):
+                        with m.Elif(full_len[fw:].any() | (full_len[:fw] != in_features)):
                             m.d.comb += new_err.eq(Err.BAD_LENGTH)
                         with m.Else():
                             m.d.comb += new_action.eq(A_DENSE)
@@ -438,7 +450,11 @@ class ProtocolEngine(wiring.Component):
                                     m.d.sync += [addr.eq(addr + 1), words.eq(words + 1),
                                                  phase.eq(3)]
                                     with m.If((mem == cfg.mem_layers) & (addr == 0)):
-                                        m.d.sync += in_features.eq(Cat(data_lo, byte))
+                                        value = Cat(data_lo, byte)
+                                        m.d.sync += [
+                                            in_features.eq(value),
+                                            loaded.eq((value != 0) & (value <= cfg.max_features)),
+                                        ]
                         with m.Case(A_DENSE):
                             m.d.sync += pos.eq(pos + 1)
                         with m.Case(A_SPARSE):
@@ -471,20 +487,19 @@ class ProtocolEngine(wiring.Component):
             with m.State("EXPAND"):
                 # Emit zeros up to the pair's index, then its value.
                 m.d.comb += [watching.eq(1), progress.eq(self.o_input.ready)]
-                bad = (sp_index >= in_features) | (sp_index < pos)
                 done = Signal()
-                with m.If(bad):
+                with m.If(sp_bad):
                     m.d.sync += f_bad_input.eq(1)
                     m.d.comb += done.eq(1)
                 with m.Else():
                     m.d.comb += [
                         self.o_input.valid.eq(1),
-                        self.o_input.payload.value.eq(Mux(pos == sp_index, sp_value, 0)),
+                        self.o_input.payload.value.eq(Mux(pos == sp_index[:fw], sp_value, 0)),
                         self.o_input.payload.last.eq(pos == in_features - 1),
                     ]
                     with m.If(self.o_input.ready):
                         m.d.sync += pos.eq(pos + 1)
-                        m.d.comb += done.eq(pos == sp_index)
+                        m.d.comb += done.eq(pos == sp_index[:fw])
                 with m.If(done):
                     with m.If(remaining == 0):
                         m.next = "PAD"
@@ -517,7 +532,7 @@ class ProtocolEngine(wiring.Component):
             with m.State("CRC0"):
                 m.d.comb += [take.eq(1), watching.eq(1), wait_rx.eq(1), progress.eq(rx.valid)]
                 with m.If(rx.valid):
-                    m.d.sync += crc_rx[8:].eq(byte)
+                    m.d.sync += crc_bad.eq(byte != crc[8:])
                     m.next = "CRC1"
                 with m.If(rx_expired):
                     m.d.sync += f_timeout.eq(1)
@@ -529,7 +544,7 @@ class ProtocolEngine(wiring.Component):
             with m.State("CRC1"):
                 m.d.comb += [take.eq(1), watching.eq(1), wait_rx.eq(1), progress.eq(rx.valid)]
                 with m.If(rx.valid):
-                    m.d.sync += crc_rx[:8].eq(byte)
+                    m.d.sync += crc_bad.eq(crc_bad | (byte != crc[:8]))
                     with m.If(is_infer):
                         m.next = "WAIT_LOGITS"
                     with m.Else():
@@ -568,7 +583,6 @@ class ProtocolEngine(wiring.Component):
             with m.State("WAIT_IDLE"):
                 m.d.comb += watching.eq(1)
                 with m.If(~self.i_accel_busy):
-                    m.d.sync += cycles.eq(self.i_cycles)
                     m.next = "RESPOND"
                 with m.If(accel_expired):
                     m.d.sync += f_accel_timeout.eq(1)
@@ -584,7 +598,7 @@ class ProtocolEngine(wiring.Component):
                     m.d.comb += code.eq(Err.TIMEOUT)
                 with m.Elif(f_framing):
                     m.d.comb += code.eq(Err.FRAMING)
-                with m.Elif(crc_rx != crc):
+                with m.Elif(crc_bad):
                     m.d.comb += code.eq(Err.BAD_CRC)
                 with m.Elif(hdr_err != 0):
                     m.d.comb += code.eq(hdr_err)
@@ -685,9 +699,9 @@ class ProtocolEngine(wiring.Component):
 
         payload_byte = Signal(8)
         # Result payload: n u8, logits i32 * n, argmax u8, cycles u32.
-        rp = Signal(16)
+        rp = Signal(kw)
         m.d.comb += [rp.eq(p - 1), lg_r.addr.eq(rp[2:])]
-        tail = Signal(16)
+        tail = Signal(kw)
         m.d.comb += tail.eq(p - 1 - 4 * n_logits)
         with m.Switch(resp):
             with m.Case(R_STATUS):
@@ -716,7 +730,7 @@ class ProtocolEngine(wiring.Component):
                             m.d.comb += payload_byte.eq(best_index)
                         for i in range(4):
                             with m.Case(1 + i):
-                                m.d.comb += payload_byte.eq(cycles.word_select(i, 8))
+                                m.d.comb += payload_byte.eq(self.i_cycles.word_select(i, 8))
 
         with m.If(k == 0):
             m.d.comb += resp_byte.eq(SOF)
@@ -725,7 +739,7 @@ class ProtocolEngine(wiring.Component):
         with m.Elif(k == 2):
             m.d.comb += resp_byte.eq(resp_len[:8])
         with m.Elif(k == 3):
-            m.d.comb += resp_byte.eq(resp_len[8:])
+            m.d.comb += resp_byte.eq(resp_len >> 8)
         with m.Elif(k < 4 + resp_len):
             m.d.comb += resp_byte.eq(payload_byte)
         with m.Elif(k == 4 + resp_len):
