@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -208,7 +209,7 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
                                   do_build=True, nextpnr_opts="--timing-allow-fail")
     except (TopError, UARTError) as exc:
         raise BuildError(str(exc)) from None
-    except Exception as exc:  # a tool failed: point at its log
+    except subprocess.CalledProcessError as exc:  # a tool failed: point at its log
         logs = sorted(str(p) for p in (out / "gateware").glob("top.*") if p.suffix in
                       (".rpt", ".tim"))
         raise BuildError(f"tool chain failed: {exc}; see {', '.join(logs) or out}") from None

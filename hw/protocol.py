@@ -187,7 +187,8 @@ class ProtocolEngine(wiring.Component):
     i_accel_error : In(8)
         Accelerator error flags (zero-extended or truncated to 8 bits by the top).
     o_accel_reset : Out(1)
-        One-cycle pulse: reset the accelerator (RESET command or accelerator timeout).
+        One-cycle pulse (registered): reset the accelerator (RESET command or accelerator
+        timeout).
     o_loaded : Out(1)
         A model's layer 0 descriptor has been written.
     o_active : Out(1)
@@ -283,6 +284,11 @@ class ProtocolEngine(wiring.Component):
         lg_r = logits.read_port()
         n_logits = Signal(range(self.max_logits + 1))
         best_value = Signal(signed(32))
+        lg_valid = Signal()
+        lg_value = Signal(signed(32))
+        lg_index = Signal(8)
+        lg_last = Signal()
+        got_last = Signal()
         best_index = Signal(8)
 
         # ---- watchdog ---------------------------------------------------------------------
@@ -315,8 +321,21 @@ class ProtocolEngine(wiring.Component):
         k = Signal(kw)                      # byte index inside the response frame
         crc_tx = Signal(16, init=0xFFFF)
         resp_byte = Signal(8)
+        tx_byte = Signal(8)
+        tx_crc_en = Signal()
+        tx_last = Signal()
+        pre_byte = Signal(8)                # payload byte unless it is a logit byte
+        pre_logit = Signal()                # the payload byte is byte rp[:2] of a logit
+        pre_lsel = Signal(2)
+        pre_section = Signal(3)             # 0 SOF, 1 cmd, 2 len lo, 3 len hi, 4 payload, 5/6 CRC
         p = Signal(kw)                      # payload byte index = k - 4
         m.d.comb += p.eq(k - 4)
+
+        # Accelerator status is registered (timing isolation); the reset is a registered pulse.
+        accel_error = Signal(8)
+        accel_busy = Signal()
+        m.d.sync += [accel_error.eq(self.i_accel_error), accel_busy.eq(self.i_accel_busy),
+                     self.o_accel_reset.eq(0)]
 
         take = Signal()                     # consume the current rx byte
         m.d.comb += rx.ready.eq(take)
@@ -326,7 +345,8 @@ class ProtocolEngine(wiring.Component):
             m.d.sync += [
                 crc.eq(0xFFFF), hdr_err.eq(0), f_timeout.eq(0), f_framing.eq(0),
                 f_bad_input.eq(0), f_bad_len.eq(0), f_output.eq(0), f_accel_timeout.eq(0),
-                phase.eq(0), words.eq(0), pos.eq(0), n_logits.eq(0),
+                phase.eq(0), words.eq(0), pos.eq(0), n_logits.eq(0), got_last.eq(0),
+                lg_valid.eq(0),
             ]
 
         m.d.comb += self.o_loaded.eq(loaded)
@@ -557,24 +577,33 @@ class ProtocolEngine(wiring.Component):
                         m.next = "RESPOND"
 
             with m.State("WAIT_LOGITS"):
+                # The accelerator's logit is registered first (lg_*), keeping its output logic
+                # out of the argmax comparator's timing path.
                 m.d.comb += [
-                    watching.eq(1), progress.eq(self.i_logit.valid),
-                    self.i_logit.ready.eq(1),
+                    watching.eq(1), progress.eq(self.i_logit.valid | lg_valid),
+                    self.i_logit.ready.eq(~got_last),
                     lg_w.addr.eq(n_logits),
-                    lg_w.data.eq(self.i_logit.payload.value),
+                    lg_w.data.eq(lg_value),
                 ]
-                value = self.i_logit.payload.value.as_signed()
-                with m.If(self.i_logit.valid):
+                m.d.sync += lg_valid.eq(self.i_logit.valid & ~got_last)
+                with m.If(self.i_logit.valid & ~got_last):
+                    m.d.sync += [
+                        lg_value.eq(self.i_logit.payload.value),
+                        lg_index.eq(self.i_logit.payload.index),
+                        lg_last.eq(self.i_logit.payload.last),
+                        got_last.eq(self.i_logit.payload.last),
+                    ]
+                with m.If(lg_valid):
                     with m.If(n_logits < self.max_logits):
                         m.d.comb += lg_w.en.eq(1)
                         m.d.sync += n_logits.eq(n_logits + 1)
-                        with m.If((n_logits == 0) | (value > best_value)):
-                            m.d.sync += [best_value.eq(value), best_index.eq(n_logits)]
+                        with m.If((n_logits == 0) | (lg_value > best_value)):
+                            m.d.sync += [best_value.eq(lg_value), best_index.eq(n_logits)]
                     with m.Else():
                         m.d.sync += f_output.eq(1)
-                    with m.If(self.i_logit.payload.index != n_logits):
+                    with m.If(lg_index != n_logits):
                         m.d.sync += f_output.eq(1)
-                    with m.If(self.i_logit.payload.last):
+                    with m.If(lg_last):
                         m.next = "WAIT_IDLE"
                 with m.If(accel_expired):
                     m.d.sync += f_accel_timeout.eq(1)
@@ -582,7 +611,7 @@ class ProtocolEngine(wiring.Component):
 
             with m.State("WAIT_IDLE"):
                 m.d.comb += watching.eq(1)
-                with m.If(~self.i_accel_busy):
+                with m.If(~accel_busy):
                     m.next = "RESPOND"
                 with m.If(accel_expired):
                     m.d.sync += f_accel_timeout.eq(1)
@@ -608,12 +637,12 @@ class ProtocolEngine(wiring.Component):
                     m.d.comb += code.eq(Err.BAD_INPUT)
                 with m.Elif(f_output):
                     m.d.comb += code.eq(Err.OUTPUT)
-                with m.Elif(is_infer & (self.i_accel_error != 0)):
+                with m.Elif(is_infer & (accel_error != 0)):
                     m.d.comb += code.eq(Err.ACCEL_ERROR)
                 m.d.sync += [err_code.eq(code), overrun.eq(0), k.eq(0), crc_tx.eq(0xFFFF),
                              self.o_error.eq(code != 0)]
                 with m.If(f_accel_timeout):
-                    m.d.comb += self.o_accel_reset.eq(1)
+                    m.d.sync += self.o_accel_reset.eq(1)
                     m.d.sync += s_accel_timeout.eq(1)
                 with m.If(code != 0):
                     m.d.sync += [resp.eq(R_ERROR), resp_len.eq(3)]
@@ -624,20 +653,29 @@ class ProtocolEngine(wiring.Component):
                 with m.Else():
                     m.d.sync += [resp.eq(R_ACK), resp_len.eq(2)]
                     with m.If(action == A_RESET):
-                        m.d.comb += self.o_accel_reset.eq(1)
+                        m.d.sync += self.o_accel_reset.eq(1)
                 m.next = "SEND_PREP"
 
             with m.State("SEND_PREP"):
                 # One clock for the result buffer's synchronous read of the addressed logit.
+                m.next = "SEND_LATCH"
+
+            with m.State("SEND_LATCH"):
+                # Register the byte and its flags: keeps the byte multiplexer out of the CRC path.
+                m.d.sync += [
+                    tx_byte.eq(resp_byte),
+                    tx_crc_en.eq((pre_section >= 1) & (pre_section <= 4)),
+                    tx_last.eq(pre_section == 6),
+                ]
                 m.next = "SEND"
 
             with m.State("SEND"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(resp_byte)]
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(tx_byte)]
                 with m.If(tx.ready):
                     m.d.sync += k.eq(k + 1)
-                    with m.If((k >= 1) & (k < 4 + resp_len)):
-                        m.d.sync += crc_tx.eq(_crc16_byte(crc_tx, resp_byte))
-                    with m.If(k == 5 + resp_len):
+                    with m.If(tx_crc_en):
+                        m.d.sync += crc_tx.eq(_crc16_byte(crc_tx, tx_byte))
+                    with m.If(tx_last):
                         m.next = "HUNT"
                         with m.If((resp == R_STATUS)):
                             m.d.sync += [s_framing.eq(0), s_overrun.eq(0),
@@ -669,11 +707,11 @@ class ProtocolEngine(wiring.Component):
             flags[fl["framing_error"]].eq(s_framing),
             flags[fl["overrun"]].eq(s_overrun),
             flags[fl["accel_timeout"]].eq(s_accel_timeout),
-            flags[fl["accel_error"]].eq(self.i_accel_error != 0),
-            flags[fl["accel_busy"]].eq(self.i_accel_busy),
+            flags[fl["accel_error"]].eq(accel_error != 0),
+            flags[fl["accel_busy"]].eq(accel_busy),
             flags[fl["loaded"]].eq(loaded),
         ]
-        dyn_fields = {"in_features": in_features, "flags": flags, "accel_error": self.i_accel_error}
+        dyn_fields = {"in_features": in_features, "flags": flags, "accel_error": accel_error}
         status_bytes = []
         for name, size in STATUS_FIELDS:
             if name in dyn_fields:
@@ -697,7 +735,10 @@ class ProtocolEngine(wiring.Component):
             with m.Case(R_ERROR):
                 m.d.comb += resp_cmd.eq(Resp.ERROR)
 
-        payload_byte = Signal(8)
+        # The response byte is computed over two clocks: SEND_PREP registers everything but the
+        # logit bytes (which come from the result buffer's synchronous read, valid in
+        # SEND_LATCH), SEND_LATCH selects and registers the final byte.
+        payload_comb = Signal(8)
         # Result payload: n u8, logits i32 * n, argmax u8, cycles u32.
         rp = Signal(kw)
         m.d.comb += [rp.eq(p - 1), lg_r.addr.eq(rp[2:])]
@@ -708,42 +749,57 @@ class ProtocolEngine(wiring.Component):
                 with m.Switch(p):
                     for i, b in enumerate(status_bytes):
                         with m.Case(i):
-                            m.d.comb += payload_byte.eq(b)
+                            m.d.comb += payload_comb.eq(b)
             with m.Case(R_ACK):
-                m.d.comb += payload_byte.eq(Mux(p == 0, words[:8], words[8:]))
+                m.d.comb += payload_comb.eq(Mux(p == 0, words[:8], words[8:]))
             with m.Case(R_ERROR):
                 with m.Switch(p):
                     with m.Case(0):
-                        m.d.comb += payload_byte.eq(err_code)
+                        m.d.comb += payload_comb.eq(err_code)
                     with m.Case(1):
-                        m.d.comb += payload_byte.eq(cmd)
+                        m.d.comb += payload_comb.eq(cmd)
                     with m.Case(2):
-                        m.d.comb += payload_byte.eq(self.i_accel_error)
+                        m.d.comb += payload_comb.eq(accel_error)
             with m.Case(R_RESULT):
                 with m.If(p == 0):
-                    m.d.comb += payload_byte.eq(n_logits)
-                with m.Elif(rp < 4 * n_logits):
-                    m.d.comb += payload_byte.eq(lg_r.data.word_select(rp[:2], 8))
+                    m.d.comb += payload_comb.eq(n_logits)
                 with m.Else():
                     with m.Switch(tail):
                         with m.Case(0):
-                            m.d.comb += payload_byte.eq(best_index)
+                            m.d.comb += payload_comb.eq(best_index)
                         for i in range(4):
                             with m.Case(1 + i):
-                                m.d.comb += payload_byte.eq(self.i_cycles.word_select(i, 8))
-
-        with m.If(k == 0):
-            m.d.comb += resp_byte.eq(SOF)
-        with m.Elif(k == 1):
-            m.d.comb += resp_byte.eq(resp_cmd)
-        with m.Elif(k == 2):
-            m.d.comb += resp_byte.eq(resp_len[:8])
-        with m.Elif(k == 3):
-            m.d.comb += resp_byte.eq(resp_len >> 8)
+                                m.d.comb += payload_comb.eq(self.i_cycles.word_select(i, 8))
+        section = Signal(3)
+        with m.If(k < 4):
+            m.d.comb += section.eq(k)
         with m.Elif(k < 4 + resp_len):
-            m.d.comb += resp_byte.eq(payload_byte)
+            m.d.comb += section.eq(4)
         with m.Elif(k == 4 + resp_len):
-            m.d.comb += resp_byte.eq(crc_tx[8:])
+            m.d.comb += section.eq(5)
         with m.Else():
-            m.d.comb += resp_byte.eq(crc_tx[:8])
+            m.d.comb += section.eq(6)
+        with m.If(fsm.ongoing("SEND_PREP")):
+            m.d.sync += [
+                pre_byte.eq(payload_comb),
+                pre_logit.eq((resp == R_RESULT) & (p != 0) & (rp < 4 * n_logits)),
+                pre_lsel.eq(rp[:2]),
+                pre_section.eq(section),
+            ]
+        payload_byte = Mux(pre_logit, lg_r.data.word_select(pre_lsel, 8), pre_byte)
+        with m.Switch(pre_section):
+            with m.Case(0):
+                m.d.comb += resp_byte.eq(SOF)
+            with m.Case(1):
+                m.d.comb += resp_byte.eq(resp_cmd)
+            with m.Case(2):
+                m.d.comb += resp_byte.eq(resp_len[:8])
+            with m.Case(3):
+                m.d.comb += resp_byte.eq(resp_len >> 8)
+            with m.Case(4):
+                m.d.comb += resp_byte.eq(payload_byte)
+            with m.Case(5):
+                m.d.comb += resp_byte.eq(crc_tx[8:])
+            with m.Default():
+                m.d.comb += resp_byte.eq(crc_tx[:8])
         return m

@@ -159,7 +159,8 @@ class BoardTop(wiring.Component):
         Use ``memory="ice40"`` for the iCE40 SPRAM mapping.
     clock_hz : int or None
         Design clock; ``None`` or the board oscillator frequency runs from the oscillator
-        directly, anything else from the iCE40 PLL (``SB_PLL40_CORE``).
+        directly, anything else from the iCE40 PLL (``SB_PLL40_PAD`` on the clock pin; nextpnr
+        derives the output clock constraint from the pin's).
     baud : int
     accelerator : callable
         See :class:`UARTCore`.
@@ -181,15 +182,16 @@ class BoardTop(wiring.Component):
         if clock_hz != osc_hz:
             divr, divf, divq, filter_range, fout = ice40_pll_params(osc_hz, clock_hz)
             clock_hz = int(round(fout))
+            # On the UP5K the PLL's reference must come straight from its pad (pin 35 on the
+            # iCEBreaker), so the clock pin is not buffered: SB_PLL40_PAD takes the raw port.
             clk_io = platform.request(platform.default_clk, dir="-")
-            m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_io)
             pll_clk = Signal()
             lock = Signal()
             m.submodules.pll = Instance(
-                "SB_PLL40_CORE",
+                "SB_PLL40_PAD",
                 p_FEEDBACK_PATH="SIMPLE", p_PLLOUT_SELECT="GENCLK",
                 p_DIVR=divr, p_DIVF=divf, p_DIVQ=divq, p_FILTER_RANGE=filter_range,
-                i_REFERENCECLK=clk_buf.i, i_RESETB=Const(1), i_BYPASS=Const(0),
+                i_PACKAGEPIN=clk_io.io, i_RESETB=Const(1), i_BYPASS=Const(0),
                 o_PLLOUTGLOBAL=pll_clk, o_LOCK=lock,
             )
             # Hold reset until the PLL locks and then for 15 us (iCE40 BRAMs read zero ~3 us
@@ -207,7 +209,6 @@ class BoardTop(wiring.Component):
             with m.Else():
                 m.d.por += timer.eq(timer + 1)
             m.d.comb += ResetSignal("sync").eq(~ready)
-            platform.add_clock_constraint(pll_clk, clock_hz)
         self.actual_clock_hz = clock_hz
 
         m.submodules.core = core = UARTCore(

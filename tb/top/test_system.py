@@ -1,0 +1,90 @@
+"""End to end: the host runtime (sw.host, in a cocotb bridge thread) uploads a packed model to
+SimTop with the real accelerator over the simulated UART pins, runs images and compares every
+logit with sw.golden.
+
+Environment: SYS_N_PES, SYS_CLOCK_HZ, SYS_DIVISOR, SYS_TIMEOUT, SYS_IMAGES and either
+SYS_MODEL (a calibrated dcmodel file: MNIST test images) or SYS_SIZES/SYS_DENSITY/SYS_SEED
+(sw.golden.random_int_model with random sparse inputs).
+"""
+import os
+import time
+
+import numpy as np
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.task import bridge
+from cocotb.triggers import ClockCycles
+
+from sw.transport import SimTransport
+
+N_PES = int(os.environ.get("SYS_N_PES", "4"))
+CLOCK_HZ = int(os.environ.get("SYS_CLOCK_HZ", "12000000"))
+DIVISOR = int(os.environ.get("SYS_DIVISOR", "4"))
+TIMEOUT = int(os.environ.get("SYS_TIMEOUT", "4000"))
+IMAGES = int(os.environ.get("SYS_IMAGES", "4"))
+CLK_PS = 2 * round(0.5e12 / CLOCK_HZ)
+
+
+def model_and_inputs():
+    from sw.golden import IntModel, images_to_uint8, load_mnist, random_int_model
+    path = os.environ.get("SYS_MODEL")
+    if path:
+        from sw.modelfile import load_model
+        int_model = IntModel.from_model(load_model(path))
+        test_x, test_y = load_mnist()["test"]
+        return int_model, images_to_uint8(test_x[:IMAGES]), test_y[:IMAGES]
+    sizes = [int(s) for s in os.environ.get("SYS_SIZES", "48,24,10").split(",")]
+    density = float(os.environ.get("SYS_DENSITY", "0.3"))
+    seed = int(os.environ.get("SYS_SEED", "1"))
+    int_model = random_int_model(sizes, density=density, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    x = rng.integers(0, 256, size=(IMAGES, sizes[0])) * (rng.random((IMAGES, sizes[0])) < 0.4)
+    x[0] = 0                      # an all-zero input (sparse frame with no pairs)
+    if IMAGES > 1:
+        x[1] = 255                # a dense, saturating one
+    return int_model, x.astype(np.int64), None
+
+
+@cocotb.test()
+async def host_uploads_and_matches_golden(dut):
+    from sw.host import Board, check_fit, run_benchmark
+    from sw.pack import PackLimits, pack
+    cocotb.start_soon(Clock(dut.clk, CLK_PS, unit="ps").start())
+    dut.i_rx.value = 1
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 4)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 4)
+    tr = SimTransport(dut, CLOCK_HZ, DIVISOR)
+    tr.latency = float(os.environ.get("SYS_LATENCY", "0.01"))
+    int_model, x, labels = model_and_inputs()
+
+    @bridge
+    def host():
+        board = Board(tr, board_timeout=4 * TIMEOUT / CLOCK_HZ)
+        st = board.status()
+        assert st.n_pes == N_PES, st.summary()
+        limits = PackLimits(max_layers=st.max_layers, max_rows_per_pe=st.max_rows_per_pe,
+                            max_features=st.max_features, symbol_depth=st.symbol_depth,
+                            max_logits=st.max_logits, pe_mem_words=st.pe_mem_depth)
+        packed = pack(int_model, st.n_pes, board="sim", limits=limits)
+        check_fit(st, int_model, packed)
+        t0 = time.monotonic()
+        words = board.upload(packed)
+        upload_s = time.monotonic() - t0
+        st = board.status()
+        assert st.in_features == int_model.in_features, st.summary()
+        logs = []
+        res = run_benchmark(board, int_model, x, labels, st.n_pes, log=logs.append)
+        # Dense frames too for the first images.
+        res_dense = run_benchmark(board, int_model, x[:2], None, st.n_pes, log=logs.append,
+                                  sparse=False)
+        return words, upload_s, res, res_dense, logs, board.status()
+
+    words, upload_s, res, res_dense, logs, st = await host()
+    cocotb.log.info(f"uploaded {words} words ({upload_s:.1f} s wall); {res.summary()}")
+    assert not logs, "\n".join(logs[:5])
+    assert res.mismatches == 0 and res_dense.mismatches == 0
+    assert st.accel_error == 0, f"accelerator error flags {st.accel_error}"
+    assert all(c > 0 for c in res.cycles)

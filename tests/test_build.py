@@ -1,0 +1,140 @@
+"""Build flow: board registry, PLL settings, log parsing, tool selection, build plans; the full
+bitstream builds are @slow."""
+import os
+
+import pytest
+
+from boards import BoardError, get_platform
+from hw.build import BuildError, build, parse_nextpnr_log, parse_yosys_log, select_tools
+from hw.config import AcceleratorConfig
+from hw.top import BoardTop, TopError, ice40_pll_params
+
+NEXTPNR_LOG = """
+Info: Device utilisation:
+Info: 	         ICESTORM_LC:  1234/ 5280    23%
+Info: 	        ICESTORM_RAM:     4/   30    13%
+Info: 	      ICESTORM_SPRAM:     4/    4   100%
+Info: Max frequency for clock 'cd_sync.clk': 20.00 MHz (PASS at 12.00 MHz)
+Info: Max frequency for clock 'cd_sync.clk': 31.52 MHz (PASS at 12.00 MHz)
+"""
+
+YOSYS_NEW = """
+2.50. Printing statistics.
+
+=== top ===
+       21 cells
+        3   SB_RAM40_4K
+      561   SB_CARRY
+       49   SB_DFF
+      764   SB_DFFESR
+     3157   SB_LUT4
+
+=== design hierarchy ===
+      999   SB_LUT4
+"""
+
+YOSYS_OLD = """
+Printing statistics.
+   Number of cells:               10
+     SB_DFFE                        7
+     SB_LUT4                       12
+"""
+
+
+def test_parse_nextpnr_last_report_wins():
+    util, fmax = parse_nextpnr_log(NEXTPNR_LOG)
+    assert util["ICESTORM_LC"] == (1234, 5280) and util["ICESTORM_SPRAM"] == (4, 4)
+    assert fmax == {"cd_sync.clk": 31.52}
+
+
+def test_parse_yosys_both_layouts():
+    new = parse_yosys_log(YOSYS_NEW)
+    assert new["SB_LUT4"] == 3157 and new["SB_DFFESR"] == 764 and new["SB_RAM40_4K"] == 3
+    assert parse_yosys_log(YOSYS_OLD) == {"SB_DFFE": 7, "SB_LUT4": 12}
+    assert parse_yosys_log("nothing") == {}
+
+
+def test_select_tools_prefers_env_and_reports_missing(tmp_path):
+    env = {}
+    chosen = select_tools(env)
+    assert set(chosen) == {"YOSYS", "NEXTPNR_ICE40", "ICEPACK"}
+    assert env["YOSYS"] == chosen["YOSYS"]
+    with pytest.raises(BuildError, match="not an executable"):
+        select_tools({"YOSYS": str(tmp_path / "no-such-yosys")})
+
+
+def test_platform_registry():
+    platform = get_platform("icebreaker")
+    assert platform.spec.default_pes == 4 and platform.spec.pe_mem_words == 16384
+    with pytest.raises(BoardError, match="simulation-only"):
+        get_platform("sim")
+    with pytest.raises(BoardError, match="buildable boards: icebreaker"):
+        get_platform("nexys")
+
+
+@pytest.mark.parametrize("mhz", [24, 30, 36, 48])
+def test_pll_params(mhz):
+    divr, divf, divq, frange, fout = ice40_pll_params(12e6, mhz * 1e6)
+    pfd = 12e6 / (divr + 1)
+    vco = pfd * (divf + 1)
+    assert 10e6 <= pfd <= 133e6 and 533e6 <= vco <= 1066e6 and 1 <= divq <= 6
+    assert abs(fout - mhz * 1e6) <= 0.01 * mhz * 1e6 and 1 <= frange <= 7
+
+
+def test_pll_unreachable():
+    with pytest.raises(TopError, match="cannot make"):
+        ice40_pll_params(12e6, 1e6)
+
+
+def test_bad_arguments_fail_fast():
+    with pytest.raises(BuildError, match="1..4 PEs"):
+        build("icebreaker", n_pes=5, mock=True, out="build/test-bad")
+    with pytest.raises(BuildError, match="no bitstream platform"):
+        build("sim", mock=True, out="build/test-bad")
+    with pytest.raises(BuildError, match="not found"):
+        build("icebreaker", model="models/does-not-exist.npz", mock=True, out="build/test-bad")
+
+
+def _plan(freq_hz):
+    from tb.top.mock_accel import MockAccelerator
+    platform = get_platform("icebreaker")()
+    top = BoardTop(AcceleratorConfig(n_pes=4, memory="ice40"), clock_hz=freq_hz,
+                   accelerator=MockAccelerator)
+    return platform.build(top, name="top", do_build=False), top
+
+
+def test_build_plan_pins_and_clock():
+    plan, top = _plan(None)
+    pcf = plan.files["top.pcf"]
+    pcf = pcf.decode() if isinstance(pcf, bytes) else pcf
+    # FT2232H channel B: rx on pin 6, tx on pin 9; LEDs on 11 and 37; 12 MHz clock on 35.
+    for pin in ("6", "9", "11", "37", "35"):
+        assert any(line.split()[-1] == pin for line in pcf.splitlines()
+                   if line.startswith("set_io")), pin
+    assert top.actual_clock_hz == 12_000_000
+
+
+def test_build_plan_with_pll():
+    plan, top = _plan(24_000_000)
+    il = plan.files["top.il"]
+    il = il.decode() if isinstance(il, bytes) else il
+    assert "SB_PLL40_PAD" in il and top.actual_clock_hz == 24_000_000
+
+
+@pytest.mark.slow
+def test_full_build_uart_path_with_mock(tmp_path):
+    """The toolchain path on the UART + protocol + stand-in accelerator (about a minute)."""
+    report = build("icebreaker", mock=True, out=str(tmp_path / "mock"), min_fmax=12)
+    assert os.path.getsize(report["bitstream"]) > 100_000
+    assert report["utilisation"]["ICESTORM_LC"][0] > 200
+    assert report["luts"] > 200 and report["fmax_mhz"]
+
+
+@pytest.mark.slow
+def test_full_build_accelerator(tmp_path):
+    """The real design with the packed LeNet-300-100 (several minutes); fits and >= 24 MHz."""
+    pytest.importorskip("hw.accelerator")
+    model = "models/lenet300.npz" if os.path.exists("models/lenet300.npz") else None
+    report = build("icebreaker", model=model, out=str(tmp_path / "eie"))
+    assert report["utilisation"]["ICESTORM_SPRAM"][0] == 4
+    assert min(report["fmax_mhz"].values()) >= 24
