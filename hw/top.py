@@ -6,6 +6,7 @@
 platform (``dir="-"`` + ``io.Buffer``) and optionally runs the design from an iCE40 PLL.
 """
 from amaranth import Module, Signal, ClockDomain, ClockSignal, ResetSignal, Instance, Const
+from amaranth.build import ResourceError
 from amaranth.hdl import ResetInserter
 from amaranth.lib import io, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -224,7 +225,7 @@ class BoardTop(wiring.Component):
         for name in ("led_g", "led_r"):
             try:
                 leds.append(platform.request(name, 0, dir="-"))
-            except Exception:  # the board has no such LED
+            except ResourceError:  # the board has no such LED
                 leds.append(None)
         for i, (led, value) in enumerate(zip(leds, (core.o_leds[0], core.o_leds[2]))):
             if led is not None:

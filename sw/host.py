@@ -23,7 +23,8 @@ from hw.protocol import (SOF, STATUS_FIELDS, STATUS_FLAGS, STATUS_LENGTH, Cmd, E
 from sw.transport import SerialTransport, TransportError, TransportTimeout
 
 __all__ = ["HostError", "BoardError", "BadFrameError", "BoardTimeout", "InputLengthError",
-           "ModelFitError", "BoardStatus", "Inference", "Board", "run_benchmark", "main"]
+           "ModelFitError", "BoardStatus", "Inference", "Board", "check_fit", "pack_for_board",
+           "run_benchmark", "main"]
 
 
 class HostError(Exception):
@@ -337,6 +338,27 @@ def check_fit(status, int_model, packed):
         raise ModelFitError("the model does not fit the board: " + "; ".join(problems))
 
 
+def pack_for_board(status, int_model, board="icebreaker"):
+    """Pack ``int_model`` for the gateware described by ``status`` (its PE count and limits).
+
+    Raises
+    ------
+    ModelFitError
+        if the packer refuses the model (too large for the memories, too many layers...) or
+        the result exceeds the board (:func:`check_fit`).
+    """
+    from sw.pack import PackError, PackLimits, pack
+    limits = PackLimits(max_layers=status.max_layers, max_rows_per_pe=status.max_rows_per_pe,
+                        max_features=status.max_features, symbol_depth=status.symbol_depth,
+                        max_logits=status.max_logits, pe_mem_words=status.pe_mem_depth)
+    try:
+        packed = pack(int_model, status.n_pes, board=board, limits=limits)
+    except PackError as exc:
+        raise ModelFitError(f"the model does not fit the board: {exc}") from None
+    check_fit(status, int_model, packed)
+    return packed
+
+
 @dataclass
 class BenchmarkResult:
     """Outcome of :func:`run_benchmark`."""
@@ -407,15 +429,13 @@ def main(argv=None):
     try:
         from sw.golden import IntModel, images_to_uint8, load_mnist
         from sw.modelfile import load_model
-        from sw.pack import pack
         model = load_model(args.model)
         int_model = IntModel.from_model(model)
         with SerialTransport(args.port, args.baud) as transport:
             board = Board(transport)
             st = board.status()
             print(f"board: {st.summary()}")
-            packed = pack(int_model, st.n_pes, board="icebreaker")
-            check_fit(st, int_model, packed)
+            packed = pack_for_board(st, int_model, "icebreaker")
             if not args.no_upload:
                 t0 = time.monotonic()
 

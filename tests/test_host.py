@@ -196,3 +196,70 @@ def test_check_fit():
     st16 = BoardStatus(dict(STATUS, act_bits=16))
     with pytest.raises(ModelFitError, match="act_bits"):
         check_fit(st16, small, Packed())
+
+
+def test_cli_reports_errors(tmp_path, capsys):
+    from sw.host import main
+    assert main(["--port", str(tmp_path / "no-tty"), "--model", str(tmp_path / "none.npz")]) == 2
+    assert "error:" in capsys.readouterr().err
+    from sw.golden import random_int_model
+    from sw.modelfile import save_model
+    path = tmp_path / "m.npz"
+    save_model(path, random_int_model([8, 4, 3], seed=2).to_model())
+    assert main(["--port", str(tmp_path / "no-tty"), "--model", str(path)]) == 2
+    assert "cannot open serial port" in capsys.readouterr().err
+
+
+# ---- end to end on the simulated board (host in a cocotb bridge thread) -------------------
+
+SYS_ENV = {"SYS_N_PES": 4, "SYS_CLOCK_HZ": 12_000_000, "SYS_DIVISOR": 4, "SYS_TIMEOUT": 4000}
+VERILATOR_ARGS = ["--output-split", "0", "--output-split-cfuncs", "0"]
+
+
+def _system_top(n_pes):
+    from hw.config import AcceleratorConfig
+    from hw.top import SimTop
+    return SimTop(AcceleratorConfig(n_pes=n_pes), clock_hz=SYS_ENV["SYS_CLOCK_HZ"],
+                  baud=SYS_ENV["SYS_CLOCK_HZ"] // SYS_ENV["SYS_DIVISOR"],
+                  timeout=SYS_ENV["SYS_TIMEOUT"], accel_timeout=1 << 22)
+
+
+@pytest.mark.sim
+def test_end_to_end_random_model():
+    """Small random sparse model (empty columns, long gaps, saturation), 6 inputs incl. an
+    all-zero and an all-255 one, sparse and dense frames: logits == sw.golden."""
+    pytest.importorskip("hw.accelerator")
+    from tb.runner import run_testbench
+    run_testbench(_system_top(4), toplevel="sim_top", test_module="tb.top.test_system",
+                  build_name="top_system", build_args=VERILATOR_ARGS,
+                  extra_env=dict(SYS_ENV, SYS_SIZES="48,24,10", SYS_DENSITY=0.3, SYS_SEED=3,
+                                 SYS_IMAGES=6))
+
+
+@pytest.mark.slow
+def test_end_to_end_lenet300():
+    """The real LeNet-300-100 uploaded over the simulated UART, 5 MNIST test images."""
+    import os
+    pytest.importorskip("hw.accelerator")
+    if not os.path.exists("models/lenet300.npz"):
+        pytest.skip("models/lenet300.npz not built yet")
+    from tb.runner import run_testbench
+    run_testbench(_system_top(4), toplevel="sim_top", test_module="tb.top.test_system",
+                  build_name="top_system", build_args=VERILATOR_ARGS,
+                  extra_env=dict(SYS_ENV, SYS_MODEL=os.path.abspath("models/lenet300.npz"),
+                                 SYS_IMAGES=5, SYS_LATENCY=0.05))
+
+
+def test_pack_for_board_and_upload_roundtrip():
+    from sw.golden import random_int_model
+    from sw.host import BoardStatus, pack_for_board
+    model = random_int_model([20, 12, 6], density=0.3, seed=4)
+    st = BoardStatus(dict(STATUS))
+    packed = pack_for_board(st, model, "sim")
+    board, fake = make_board(block_words=50)
+    n = board.upload(packed)
+    assert n == sum(len(v) for v in packed.images.values())
+    for mem, image in packed.images.items():
+        assert [fake.memory[(mem, a)] for a in range(len(image))] == [int(w) for w in image]
+    with pytest.raises(ModelFitError, match="does not fit"):
+        pack_for_board(BoardStatus(dict(STATUS, max_layers=1)), model, "sim")

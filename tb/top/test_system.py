@@ -48,8 +48,7 @@ def model_and_inputs():
 
 @cocotb.test()
 async def host_uploads_and_matches_golden(dut):
-    from sw.host import Board, check_fit, run_benchmark
-    from sw.pack import PackLimits, pack
+    from sw.host import Board, pack_for_board, run_benchmark
     cocotb.start_soon(Clock(dut.clk, CLK_PS, unit="ps").start())
     dut.i_rx.value = 1
     dut.rst.value = 1
@@ -65,11 +64,7 @@ async def host_uploads_and_matches_golden(dut):
         board = Board(tr, board_timeout=4 * TIMEOUT / CLOCK_HZ)
         st = board.status()
         assert st.n_pes == N_PES, st.summary()
-        limits = PackLimits(max_layers=st.max_layers, max_rows_per_pe=st.max_rows_per_pe,
-                            max_features=st.max_features, symbol_depth=st.symbol_depth,
-                            max_logits=st.max_logits, pe_mem_words=st.pe_mem_depth)
-        packed = pack(int_model, st.n_pes, board="sim", limits=limits)
-        check_fit(st, int_model, packed)
+        packed = pack_for_board(st, int_model, "sim")
         t0 = time.monotonic()
         words = board.upload(packed)
         upload_s = time.monotonic() - t0
