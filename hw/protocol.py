@@ -199,16 +199,13 @@ class ProtocolEngine(wiring.Component):
 
     def __init__(self, config=AcceleratorConfig(), *, clock_hz=12_000_000, divisor=4,
                  timeout=None, accel_timeout=1 << 24, max_logits=16):
-        if not isinstance(config, AcceleratorConfig):
-            raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        try:
+            self._check(config, timeout, accel_timeout, max_logits, clock_hz)
+        except (TypeError, ValueError):
+            self._MustUse__silence = True   # a refused component is not an unused one
+            raise
         if timeout is None:
             timeout = clock_hz // 20
-        if not 16 <= timeout < (1 << 32) or not 16 <= accel_timeout < (1 << 32):
-            raise ValueError("timeouts must be 16 .. 2**32-1 clocks")
-        if not 1 <= max_logits <= 255:
-            raise ValueError(f"max_logits must be 1..255, not {max_logits}")
-        if config.act_bits > 8:
-            raise ValueError("the protocol carries one byte per input value (act_bits <= 8)")
         self.config = config
         self.clock_hz = clock_hz
         self.divisor = divisor
@@ -231,6 +228,19 @@ class ProtocolEngine(wiring.Component):
             "o_active": Out(1),
             "o_error": Out(1),
         })
+
+    @staticmethod
+    def _check(config, timeout, accel_timeout, max_logits, clock_hz):
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        if timeout is None:
+            timeout = clock_hz // 20
+        if not 16 <= timeout < (1 << 32) or not 16 <= accel_timeout < (1 << 32):
+            raise ValueError("timeouts must be 16 .. 2**32-1 clocks")
+        if not 1 <= max_logits <= 255:
+            raise ValueError(f"max_logits must be 1..255, not {max_logits}")
+        if config.act_bits > 8:
+            raise ValueError("the protocol carries one byte per input value (act_bits <= 8)")
 
     def elaborate(self, platform):
         m = Module()

@@ -39,8 +39,9 @@ def uart_divisor(clk_hz, baud, tolerance=0.02):
     return divisor
 
 
-def _check_divisor(divisor):
+def _check_divisor(component, divisor):
     if not isinstance(divisor, int) or divisor < 4 or divisor > 65535:
+        component._MustUse__silence = True   # a refused component is not an unused one
         raise UARTError(f"divisor must be an integer 4..65535 clocks per bit, not {divisor!r}")
 
 
@@ -67,7 +68,7 @@ class UARTTx(wiring.Component):
     o_busy: Out(1)
 
     def __init__(self, divisor):
-        _check_divisor(divisor)
+        _check_divisor(self, divisor)
         self.divisor = divisor
         super().__init__()
 
@@ -135,7 +136,7 @@ class UARTRx(wiring.Component):
     o_overrun: Out(1)
 
     def __init__(self, divisor):
-        _check_divisor(divisor)
+        _check_divisor(self, divisor)
         self.divisor = divisor
         super().__init__()
 
