@@ -44,6 +44,19 @@ def test_mock_reference():
 
 
 @pytest.mark.sim
+def test_protocol_cocotb_24mhz_divider_8():
+    """Same protocol at another clock/divider (24 MHz, 3 Mbaud = 8 clocks per bit)."""
+    top = SimTop(AcceleratorConfig(n_pes=2), clock_hz=24_000_000, baud=BAUD,
+                 accelerator=MockAccelerator, timeout=2 * TIMEOUT, accel_timeout=40000)
+    run_testbench(top, toplevel="sim_top_mock", test_module="tb.top.test_protocol",
+                  build_name="top_mock_24", build_args=VERILATOR_ARGS,
+                  testcase=["ping_reports_parameters", "load_and_infer_dense_and_sparse",
+                            "truncated_frames_time_out_and_resync", "random_byte_gaps"],
+                  extra_env={"TOP_CLOCK_HZ": 24_000_000, "TOP_DIVISOR": 8,
+                             "TOP_TIMEOUT": 2 * TIMEOUT, "TOP_N_PES": 2})
+
+
+@pytest.mark.sim
 def test_protocol_cocotb():
     top = SimTop(AcceleratorConfig(n_pes=4), clock_hz=CLOCK_HZ, baud=BAUD,
                  accelerator=MockAccelerator, timeout=TIMEOUT, accel_timeout=20000)
