@@ -5,7 +5,8 @@
 ``o_tx`` bit ports for cocotb; ``BoardTop`` requests the UART and LED pins from an Amaranth
 platform (``dir="-"`` + ``io.Buffer``) and optionally runs the design from an iCE40 PLL.
 """
-from amaranth import Module, Signal, ClockDomain, ClockSignal, ResetSignal, Instance, Const
+from amaranth import (Module, Signal, ClockDomain, ClockSignal, ResetSignal, Instance, Const,
+                      Value)
 from amaranth.build import ResourceError
 from amaranth.hdl import ResetInserter
 from amaranth.lib import io, wiring
@@ -100,7 +101,7 @@ class UARTCore(wiring.Component):
             proto.i_rx_overrun.eq(rx.o_overrun),
             proto.i_cycles.eq(accel.o_cycles),
             proto.i_accel_busy.eq(accel.o_busy),
-            proto.i_accel_error.eq(accel.o_error),
+            proto.i_accel_error.eq(Value.cast(accel.o_error)),   # flags may be a struct
             self.o_leds.eq(proto.o_loaded | (proto.o_active << 1) | (proto.o_error << 2)),
         ]
         wiring.connect(m, proto.o_tx, tx.i_data)
