@@ -329,7 +329,6 @@ class ProtocolEngine(wiring.Component):
         resp_len = Signal(kw)
         err_code = Signal(8)
         k = Signal(kw)                      # byte index inside the response frame
-        crc_tx = Signal(16, init=0xFFFF)
         resp_byte = Signal(8)
         tx_byte = Signal(8)
         tx_crc_en = Signal()
@@ -346,6 +345,11 @@ class ProtocolEngine(wiring.Component):
         accel_busy = Signal()
         m.d.sync += [accel_error.eq(self.i_accel_error), accel_busy.eq(self.i_accel_busy),
                      self.o_accel_reset.eq(0)]
+
+        # One CRC register and update network serves reception and (after RESPOND) transmission.
+        crc_in = Signal(8)
+        crc_next = Signal(16)
+        m.d.comb += crc_next.eq(_crc16_byte(crc, crc_in))
 
         take = Signal()                     # consume the current rx byte
         m.d.comb += rx.ready.eq(take)
@@ -371,7 +375,7 @@ class ProtocolEngine(wiring.Component):
             with m.State("CMD"):
                 m.d.comb += [take.eq(1), watching.eq(1), wait_rx.eq(1), progress.eq(rx.valid)]
                 with m.If(rx.valid):
-                    m.d.sync += [cmd.eq(byte), crc.eq(_crc16_byte(crc, byte))]
+                    m.d.sync += [cmd.eq(byte), crc.eq(crc_next)]
                     m.next = "LEN0"
                 with m.If(rx_expired):
                     m.d.sync += f_timeout.eq(1)
@@ -380,7 +384,7 @@ class ProtocolEngine(wiring.Component):
             with m.State("LEN0"):
                 m.d.comb += [take.eq(1), watching.eq(1), wait_rx.eq(1), progress.eq(rx.valid)]
                 with m.If(rx.valid):
-                    m.d.sync += [length[:8].eq(byte), crc.eq(_crc16_byte(crc, byte))]
+                    m.d.sync += [length[:8].eq(byte), crc.eq(crc_next)]
                     m.next = "LEN1"
                 with m.If(rx_expired):
                     m.d.sync += f_timeout.eq(1)
@@ -424,7 +428,7 @@ class ProtocolEngine(wiring.Component):
                 with m.If(rx.valid):
                     m.d.sync += [
                         length[8:].eq(byte), remaining.eq(full_len),
-                        crc.eq(_crc16_byte(crc, byte)), action.eq(new_action),
+                        crc.eq(crc_next), action.eq(new_action),
                         hdr_err.eq(new_err),
                     ]
                     with m.If(full_len != 0):
@@ -464,7 +468,7 @@ class ProtocolEngine(wiring.Component):
                 m.d.comb += [take.eq(sink_ready), progress.eq(rx.valid & sink_ready)]
                 last_byte = remaining == 1
                 with m.If(rx.valid & sink_ready):
-                    m.d.sync += [crc.eq(_crc16_byte(crc, byte)), remaining.eq(remaining - 1)]
+                    m.d.sync += [crc.eq(crc_next), remaining.eq(remaining - 1)]
                     with m.Switch(action):
                         with m.Case(A_LOAD):
                             with m.Switch(phase):
@@ -649,7 +653,7 @@ class ProtocolEngine(wiring.Component):
                     m.d.comb += code.eq(Err.OUTPUT)
                 with m.Elif(is_infer & (accel_error != 0)):
                     m.d.comb += code.eq(Err.ACCEL_ERROR)
-                m.d.sync += [err_code.eq(code), overrun.eq(0), k.eq(0), crc_tx.eq(0xFFFF),
+                m.d.sync += [err_code.eq(code), overrun.eq(0), k.eq(0), crc.eq(0xFFFF),
                              self.o_error.eq(code != 0)]
                 with m.If(f_accel_timeout):
                     m.d.sync += self.o_accel_reset.eq(1)
@@ -684,7 +688,7 @@ class ProtocolEngine(wiring.Component):
                 with m.If(tx.ready):
                     m.d.sync += k.eq(k + 1)
                     with m.If(tx_crc_en):
-                        m.d.sync += crc_tx.eq(_crc16_byte(crc_tx, tx_byte))
+                        m.d.sync += crc.eq(crc_next)
                     with m.If(tx_last):
                         m.next = "HUNT"
                         with m.If((resp == R_STATUS)):
@@ -693,7 +697,10 @@ class ProtocolEngine(wiring.Component):
                     with m.Else():
                         m.next = "SEND_PREP"
 
-        m.d.comb += self.o_active.eq(~fsm.ongoing("HUNT"))
+        m.d.comb += [
+            self.o_active.eq(~fsm.ongoing("HUNT")),
+            crc_in.eq(Mux(fsm.ongoing("SEND"), tx_byte, rx.payload)),
+        ]
         # Error inputs are sampled after the FSM so a pulse is never lost to a same-cycle clear.
         with m.If(self.i_rx_frame_error):
             m.d.sync += [s_framing.eq(1), f_framing.eq(1)]
@@ -809,7 +816,7 @@ class ProtocolEngine(wiring.Component):
             with m.Case(4):
                 m.d.comb += resp_byte.eq(payload_byte)
             with m.Case(5):
-                m.d.comb += resp_byte.eq(crc_tx[8:])
+                m.d.comb += resp_byte.eq(crc[8:])
             with m.Default():
-                m.d.comb += resp_byte.eq(crc_tx[:8])
+                m.d.comb += resp_byte.eq(crc[:8])
         return m
