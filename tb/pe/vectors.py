@@ -21,6 +21,7 @@ __all__ = ["make_pe_case", "pe_config", "save_case", "load_case"]
 def pe_config(n_pes, **kw):
     """``AcceleratorConfig`` used by the PE tests (small private memory: fast simulation)."""
     kw.setdefault("pe_mem_depth", 4096)
+    kw.setdefault("symbol_depth", 512)
     return AcceleratorConfig(n_pes=n_pes, **kw)
 
 

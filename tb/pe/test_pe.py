@@ -1,0 +1,150 @@
+"""cocotb testbench of hw.pe.ProcessingElement against the golden model (sw.golden + sw.pack).
+
+Parameters come from the environment:
+
+``PE_VECTORS``
+    JSON file written by :func:`tb.pe.vectors.save_case` (load words, layer descriptors, per input
+    and layer the broadcast activations and the exact expected outputs of this PE).
+``PE_P_VALID``, ``PE_P_READY``
+    Probability that the activation driver offers a word / the output sink is ready in a cycle
+    (1.0 = no stalls, used for the cycle measurements).
+``PE_SEED``
+    Seed of the stall pattern.
+``PE_STATS``
+    Optional JSON file the testbench writes its cycle counts to.
+
+Every output word (row, value, order, end token) is compared; ``o_error`` must stay low.
+"""
+import json
+import os
+import random
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
+
+from hw.config import LoadWrite, broadcast_layout, layer_config_layout, pe_output_layout
+from tb.pe.layouts import pack_fields, unpack_fields
+from tb.pe.vectors import load_case, pe_config
+
+
+class TB:
+    """Clock, reset, load port and a per-cycle driver/monitor of one PE.
+
+    Inputs are driven at the falling edge and the handshakes are evaluated in the read-only phase
+    before the next rising edge, so a transfer is counted exactly when the DUT sees it.
+    """
+
+    def __init__(self, dut, case, p_valid, p_ready, seed):
+        self.dut = dut
+        self.case = case
+        self.cfg = pe_config(case["n_pes"])
+        self.p_valid = p_valid
+        self.p_ready = p_ready
+        self.rng = random.Random(seed)
+        self.cycle = 0
+
+    async def reset(self):
+        cocotb.start_soon(Clock(self.dut.clk, 10, unit="ns").start())
+        d = self.dut
+        d.rst.value = 1
+        for sig in (d.i_load__valid, d.i_start, d.i_act__valid, d.o_out__ready, d.i_layer,
+                    d.i_load__payload, d.i_act__payload):
+            sig.value = 0
+        await ClockCycles(d.clk, 3)
+        await FallingEdge(d.clk)
+        d.rst.value = 0
+
+    async def load(self):
+        d = self.dut
+        for mem, addr, data in self.case["loads"]:
+            while True:
+                await FallingEdge(d.clk)
+                d.i_load__valid.value = 1
+                d.i_load__payload.value = pack_fields(LoadWrite, mem=mem, addr=addr, data=data)
+                await ReadOnly()
+                if int(d.i_load__ready.value):
+                    break
+        await FallingEdge(d.clk)
+        d.i_load__valid.value = 0
+
+    async def run_layer(self, desc, acts, timeout=200000):
+        """Start a layer, broadcast ``acts`` then ``end``, collect outputs until ``end``.
+
+        Returns the outputs ``[[row, value]...]`` and the cycle counts: ``column_cycles`` from
+        ``i_start`` to the accepted ``end`` token, ``total_cycles`` to the output ``end``.
+        """
+        d = self.dut
+        bl = broadcast_layout(self.cfg)
+        ol = pe_output_layout(self.cfg)
+        items = [pack_fields(bl, col=c, value=v) for c, v in acts] + [pack_fields(bl, end=1)]
+        await FallingEdge(d.clk)
+        d.i_layer.value = pack_fields(layer_config_layout(self.cfg), **desc)
+        d.i_start.value = 1
+        await FallingEdge(d.clk)
+        d.i_start.value = 0
+        got = []
+        log = {}
+        k = 0
+        offered = False
+        for cyc in range(1, timeout):
+            if k < len(items) and not offered:
+                offered = self.rng.random() < self.p_valid
+                d.i_act__payload.value = items[k]
+            d.i_act__valid.value = int(offered)
+            ready = self.rng.random() < self.p_ready
+            d.o_out__ready.value = int(ready)
+            await ReadOnly()
+            if offered and int(d.i_act__ready.value):
+                k += 1
+                offered = False
+                if k == len(items):
+                    log["column_cycles"] = cyc
+            if ready and int(d.o_out__valid.value):
+                f = unpack_fields(ol, d.o_out__payload.value)
+                if f["end"]:
+                    log["total_cycles"] = cyc
+                    break
+                got.append([f["row"], f["value"]])
+            await FallingEdge(d.clk)
+        else:
+            raise AssertionError(f"layer {desc['index']}: no end token after {timeout} cycles")
+        await FallingEdge(d.clk)
+        d.i_act__valid.value = 0
+        d.o_out__ready.value = 0
+        if "column_cycles" not in log:
+            raise AssertionError(f"layer {desc['index']}: output end before the input end")
+        return got, log
+
+
+@cocotb.test()
+async def pe_matches_golden(dut):
+    """Every output of every layer and input equals sw.golden (bit exact)."""
+    case = load_case(os.environ["PE_VECTORS"])
+    tb = TB(dut, case, float(os.environ.get("PE_P_VALID", "1")),
+            float(os.environ.get("PE_P_READY", "1")), int(os.environ.get("PE_SEED", "1")))
+    await tb.reset()
+    await tb.load()
+    stats = []
+    for n, inp in enumerate(case["inputs"]):
+        for li, desc in enumerate(case["layers"]):
+            vec = inp[li]
+            got, log = await tb.run_layer(desc, vec["acts"])
+            assert int(dut.o_error.value) == 0, f"input {n} layer {li}: o_error set"
+            exp = vec["expect"]
+            if got != exp:
+                bad = next((k for k, (g, e) in enumerate(zip(got, exp)) if g != e),
+                           min(len(got), len(exp)))
+                raise AssertionError(
+                    f"input {n} layer {li}: {len(got)} outputs, expected {len(exp)}; first "
+                    f"difference at #{bad}: got {got[bad] if bad < len(got) else None}, "
+                    f"expected {exp[bad] if bad < len(exp) else None}")
+            stats.append({"input": n, "layer": li, "acts": len(vec["acts"]),
+                          "symbols": vec["symbols"], "macs": vec["macs"],
+                          "rows": sum(1 for _ in range(case["index"], desc["out_features"],
+                                                       case["n_pes"])),
+                          **log})
+    assert int(dut.o_error.value) == 0
+    if os.environ.get("PE_STATS"):
+        with open(os.environ["PE_STATS"], "w") as f:
+            json.dump(stats, f)
