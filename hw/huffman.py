@@ -4,7 +4,7 @@ The decoder works on *segments*: bit ranges of a word stream (one per Huffman-co
 segment starts at bit ``offset`` (0..15, MSB first) of its first word and is ``nbits`` long; its
 words (``ceil((offset + nbits) / 16)`` of them) follow on ``i_word`` in order. Segments are
 decoded back to back without a bubble: the *aligner* strips the bits outside the segments and
-appends the rest to a 32-bit bit buffer, so the decoder sees one continuous bit string and only
+appends the rest to a 40-bit bit buffer, so the decoder sees one continuous bit string and only
 keeps a count of the bits left in the current segment.
 
 Per cycle the decoder peeks at the top ``HUFF_MAX_LEN`` bits of the buffer, compares them with
@@ -26,7 +26,7 @@ from .memories import table_memory
 __all__ = ["HuffmanDecoder", "segment_layout", "symbol_out_layout"]
 
 #: Width of the decoder's bit buffer.
-BUF_BITS = 32
+BUF_BITS = 40
 
 
 def segment_layout(tag_bits):

@@ -62,8 +62,8 @@ class ProcessingElement(wiring.Component):
         or ``i_start`` while busy.
     """
 
-    SEG_QUEUE = 2      # fetched column segments waiting for the word fetcher
-    WORD_FIFO = 3      # stream words waiting for the decoder
+    SEG_QUEUE = 4
+    WORD_FIFO = 3
 
     def __init__(self, config, index):
         if not 0 <= index < config.n_pes:
@@ -92,6 +92,7 @@ class ProcessingElement(wiring.Component):
 
         m.submodules.mem = mem = PEMemory(cfg.pe_mem_depth, cfg.memory)
         m.submodules.dec = dec = HuffmanDecoder(cfg, tag_bits=A)
+        self._mem, self._dec = mem, dec       # for simulation probes
         m.submodules.codebook = cbm = table_memory(signed(cfg.weight_bits),
                                                    cfg.max_layers << cfg.idx_bits)
         m.submodules.accs = accm = table_memory(signed(ACC), cfg.max_rows_per_pe)
@@ -106,8 +107,8 @@ class ProcessingElement(wiring.Component):
             m.d.sync += error.eq(1)
 
         # ---- control state ----------------------------------------------------------------
-        IDLE, HDR, CHECK, RUN, REQ, ENDT = range(6)
-        state = Signal(range(6))
+        IDLE, HDR, RUN, REQ, ENDT = range(5)
+        state = Signal(range(5))
         idle = Signal()
         m.d.comb += [idle.eq(state == IDLE), self.o_idle.eq(idle)]
 
@@ -217,7 +218,8 @@ class ProcessingElement(wiring.Component):
         pi_free = Signal()
         m.d.comb += [
             pi_free.eq(~pi_busy | (pi_grant & pi_last)),
-            act_take.eq((state == RUN) & self.i_act.valid & ~act.end & pi_free),
+            act_take.eq(((state == RUN) | (state == HDR)) & self.i_act.valid & ~act.end
+                        & pi_free),
             self.i_act.ready.eq(act_take | ((state == RUN) & self.i_act.valid & act.end
                                             & ~pi_busy & drained)),
         ]
@@ -452,6 +454,16 @@ class ProcessingElement(wiring.Component):
             out.end.eq(state == ENDT),
         ]
 
+        # header sanity check, two cycles into RUN (bias_base0 is the last header word read)
+        chk = Signal(2)
+        with m.If(chk != 0):
+            m.d.sync += chk.eq(chk - 1)
+        with m.If(chk == 1):
+            with m.If((bias_base < bias_base0)
+                      | (bias_base - bias_base0 + rows_local > cfg.max_rows_per_pe)):
+                m.d.sync += error.eq(1)
+        m.d.sync += acc_base.eq(bias_base - bias_base0)
+
         # ---- sequencing --------------------------------------------------------------------
         with m.Switch(state):
             with m.Case(IDLE):
@@ -460,17 +472,7 @@ class ProcessingElement(wiring.Component):
             with m.Case(HDR):
                 m.d.sync += [hs.eq(hs + 1), hs_d.eq(hs + 1)]
                 with m.If(hs == 4):
-                    m.d.sync += state.eq(CHECK)
-            with m.Case(CHECK):
-                # bias_base0 arrives this cycle
-                with m.If(hs_d == 0):
-                    m.d.sync += [
-                        acc_base.eq(bias_base - bias_base0),
-                        state.eq(RUN),
-                    ]
-                    with m.If((bias_base < bias_base0)
-                              | (bias_base - bias_base0 + rows_local > cfg.max_rows_per_pe)):
-                        m.d.sync += error.eq(1)
+                    m.d.sync += [state.eq(RUN), chk.eq(2)]
             with m.Case(RUN):
                 with m.If(self.i_act.valid & act.end & self.i_act.ready):
                     m.d.sync += [
