@@ -9,7 +9,7 @@ The constants, :func:`crc16`, :func:`encode_frame` and the status layout are sha
 (``sw/host.py``); :class:`ProtocolEngine` is the gateware.
 """
 from amaranth import Module, Signal, Mux, Cat, Const, C, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 

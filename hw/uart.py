@@ -110,8 +110,8 @@ class UARTRx(wiring.Component):
     it can resynchronise to the next start bit even with a slightly fast transmitter; after a
     framing error it waits for the line to go high (a break does not produce a stream of
     errors). At 4 clocks per bit the start-bit uncertainty is a quarter bit, which leaves about
-    +-2 % of baud-rate mismatch (tested; more at larger dividers); the FT2232H and the board oscillator
-    are within 0.1 %.
+    +-2 % of baud-rate mismatch (tested; more at larger dividers); the FT2232H and the board
+    oscillator are within 0.1 %.
 
     Parameters
     ----------

@@ -158,8 +158,8 @@ class SimTransport(Transport):
     """The simulated board: a UART model on the pins of a cocotb-simulated ``SimTop``.
 
     Create it inside a cocotb test (it starts a driver and a monitor task). Blocking host code
-    runs in a thread started with ``cocotb.task.bridge`` and calls :meth:`write` / :meth:`read`; cocotb
-    coroutines can ``await`` :meth:`awrite` / :meth:`aread` directly. Timeouts are in simulated
+    runs in a thread started with ``cocotb.task.bridge`` and calls :meth:`write` / :meth:`read`;
+    cocotb coroutines can ``await`` :meth:`awrite` / :meth:`aread` directly. Timeouts are in simulated
     seconds.
 
     Parameters
