@@ -131,7 +131,9 @@ class HuffmanDecoder(wiring.Component):
         m.d.comb += [tbl_wr.data.eq(ld.data), sym_wr.data.eq(ld.data[:sym_bits])]
 
         # ---- limit loader ------------------------------------------------------------------
-        limit = [Signal(MAX + 1, name=f"limit{l + 1}") for l in range(MAX)]
+        # limit[l] = X << (MAX - l): only its top l + 1 bits are kept and compared with the top
+        # l bits of the peek (peek < X << k  <=>  peek >> k < X)
+        limit = [Signal(l + 2, name=f"limit{l + 1}") for l in range(MAX)]
         loading = Signal()
         lcnt = Signal(range(MAX + 1))            # next table entry to read
         lrd_valid = Signal()                     # tbl_rd.data holds entry lrd_idx
@@ -157,12 +159,18 @@ class HuffmanDecoder(wiring.Component):
                 # Saturate to 2^MAX and force the table monotone, so that the comparator outputs
                 # always form a thermometer code (a corrupt table cannot derail the buffer).
                 raw = tbl_rd.data
-                sat = Mux(raw > (1 << MAX), 1 << MAX, raw)
-                val = Mux(sat < prev_limit, prev_limit, sat)
+                sat = Signal(MAX + 1)
+                low = Signal(MAX + 1)      # bits below the kept slice of entry lrd_idx
+                m.d.comb += [
+                    sat.eq(Mux(raw > (1 << MAX), 1 << MAX, raw)),
+                    low.eq(Const((1 << MAX) - 1, MAX + 1) >> (lrd_idx + 1)),
+                ]
+                rounded = sat & ~low
+                val = Mux(rounded < prev_limit, prev_limit, rounded)
                 m.d.sync += prev_limit.eq(val)
                 for l in range(MAX):
                     with m.If(lrd_idx == l):
-                        m.d.sync += limit[l].eq(val)
+                        m.d.sync += limit[l].eq(val[MAX - l - 1:])
                 with m.If(lrd_idx == MAX - 1):
                     m.d.sync += loading.eq(0)
 
@@ -253,18 +261,29 @@ class HuffmanDecoder(wiring.Component):
         m.d.comb += peek.eq(buf[W - MAX:])
         lt = Signal(MAX)
         for l in range(MAX):
-            m.d.comb += lt[l].eq(peek < limit[l])
+            m.d.comb += lt[l].eq(peek[MAX - l - 1:] < limit[l])
         onehot = Signal(MAX)
         m.d.comb += onehot.eq(lt & ~(lt << 1))
         length = Signal(4)
         for b in range(4):
             m.d.comb += length[b].eq(Cat(*[onehot[l - 1] for l in range(1, MAX + 1)
                                            if l >> b & 1]).any())
-        code_ok = Signal()
+        # Per length l, from registers only: the segment has fewer than / exactly l bits left.
+        # ANDed with the one-hot length this avoids a compare after the length encoder.
         rem_small = Signal()
+        rem_lt = Signal(MAX)
+        rem_eq = Signal(MAX)
+        m.d.comb += rem_small.eq(cur_rem[4:] == 0)
+        for l in range(MAX):
+            m.d.comb += [
+                rem_lt[l].eq(rem_small & (cur_rem[:4] < l + 1)),
+                rem_eq[l].eq(rem_small & (cur_rem[:4] == l + 1)),
+            ]
+        code_ok = Signal()
+        code_ends_seg = Signal()
         m.d.comb += [
-            rem_small.eq(cur_rem[4:] == 0),
-            code_ok.eq(lt[MAX - 1] & ~(rem_small & (length > cur_rem[:4]))),
+            code_ok.eq(lt[MAX - 1] & ~(onehot & rem_lt).any()),
+            code_ends_seg.eq((onehot & rem_eq).any()),
         ]
 
         have_bits = Signal()
@@ -295,7 +314,8 @@ class HuffmanDecoder(wiring.Component):
         ]
 
         seg_done = Signal()
-        m.d.comb += seg_done.eq(cur_valid & (cur_rem == consume))
+        m.d.comb += seg_done.eq((emit & code_ends_seg)
+                                | (flush & cur_valid & rem_small & (cur_rem[:4] == flush_n)))
         with m.If(seg_done):
             m.d.sync += flush.eq(0)
         with m.If(~cur_valid | seg_done):
