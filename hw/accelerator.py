@@ -1,0 +1,148 @@
+"""The EIE-style accelerator: load router, central unit, N processing elements, sequencer.
+
+::
+
+    i_load ──► load router ──► PE 0..N-1 (private memory, codebook + Huffman replicas)
+                   └─────────► sequencer (layers memory, mem N+4)
+    i_input ─► CentralUnit ══► FIFO p ──► PE p ──► CentralUnit ─► o_logit / o_argmax
+                   ▲  list buffer (hidden outputs -> next layer's broadcast)  │
+                   └──────────────── o_done (barrier) ─► sequencer ─► i_start, i_layer
+
+See docs/ARCHITECTURE.md section 5 and docs/HARDWARE.md.
+"""
+from amaranth import Module, Signal, Cat
+from amaranth.lib import wiring, stream, data
+from amaranth.lib.wiring import In, Out
+
+from .central import CentralUnit
+from .config import LoadWrite, input_layout, logit_layout
+from .pe import ProcessingElement
+from .sequencer import LayerSequencer
+
+__all__ = ["Accelerator", "error_layout"]
+
+
+#: Sticky error flags of the accelerator (``o_error``), bit 0 first.
+error_layout = data.StructLayout({
+    "pe": 1,        # a PE flagged an error (invalid Huffman code, row/column out of range...)
+    "input": 1,     # the input vector's ``last`` was not on input ``in_features - 1``
+    "overflow": 1,  # a hidden layer output row does not fit the list buffer
+    "logits": 1,    # the final layer produced a different number of logits than out_features
+    "layers": 1,    # no ``last`` flag within ``max_layers`` descriptors
+    "load": 1,      # a load word for a memory id > N+4 or past the layers memory
+})
+
+
+class Accelerator(wiring.Component):
+    """Sparse, Huffman-coded fully-connected network accelerator.
+
+    Parameters
+    ----------
+    config : hw.config.AcceleratorConfig
+
+    Attributes
+    ----------
+    i_load : In(stream.Signature(LoadWrite))
+        One word of a memory image (``mem`` 8 bits, ``addr`` 16 bits, ``data`` 16 bits).
+        Ready only while idle (no inference in progress); a write for ``mem`` ``0..N+3`` goes to
+        the PEs, ``N+4`` to the layers memory of the sequencer.
+    i_input : In(stream.Signature(input_layout(config)))
+        One inference's dense input vector: ``in_features`` unsigned ``act_bits`` values,
+        ``last`` on the final one. The first word starts an inference (when no load is
+        offered in the same cycle); words are accepted up to one per cycle.
+    o_logit : Out(stream.Signature(logit_layout(config)))
+        The final layer's accumulators (signed ``acc_bits``) with ``index`` 0.. in order and
+        ``last`` on the final one.
+    o_argmax : Out(8)
+        Prediction (index of the largest logit, lowest index on ties) of the last completed
+        inference; valid from the cycle after the final logit's transfer.
+    o_busy : Out(1)
+        An inference is in progress (loads are refused).
+    o_cycles : Out(32)
+        Cycles from the first accepted input word to the final logit's transfer of the previous
+        inference.
+    o_error : Out(error_layout)
+        Sticky error flags until reset (see :data:`error_layout`).
+    """
+
+    def __init__(self, config):
+        self.cfg = config
+        super().__init__({
+            "i_load": In(stream.Signature(LoadWrite)),
+            "i_input": In(stream.Signature(input_layout(config))),
+            "o_logit": Out(stream.Signature(logit_layout(config))),
+            "o_argmax": Out(8),
+            "o_busy": Out(1),
+            "o_cycles": Out(32),
+            "o_error": Out(error_layout),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        N = cfg.n_pes
+
+        m.submodules.seq = seq = LayerSequencer(cfg)
+        m.submodules.central = cu = CentralUnit(cfg)
+        pes = []
+        for p in range(N):
+            pe = ProcessingElement(cfg, p)
+            m.submodules[f"pe{p}"] = pe
+            pes.append(pe)
+
+        pes_idle = Signal()
+        m.d.comb += pes_idle.eq(Cat(pe.o_idle for pe in pes).all() & cu.o_idle)
+        idle = Signal()
+        m.d.comb += idle.eq(seq.o_idle & pes_idle)
+
+        # ---- load router -------------------------------------------------------------------
+        ld = self.i_load.payload
+        ld_fire = Signal()
+        m.d.comb += [
+            self.i_load.ready.eq(idle),
+            ld_fire.eq(self.i_load.valid & idle),
+            seq.i_we.eq(ld_fire & (ld.mem == cfg.mem_layers)),
+            seq.i_addr.eq(ld.addr),
+            seq.i_data.eq(ld.data),
+        ]
+        for pe in pes:
+            m.d.comb += [pe.i_load.valid.eq(ld_fire), pe.i_load.payload.eq(ld)]
+        err_load = Signal()
+        with m.If(ld_fire & ((ld.mem > cfg.mem_layers)
+                             | ((ld.mem == cfg.mem_layers) & (ld.addr >= 8 * cfg.max_layers)))):
+            m.d.sync += err_load.eq(1)
+
+        # ---- layer control -----------------------------------------------------------------
+        m.d.comb += [
+            seq.i_go.eq(self.i_input.valid & ~self.i_load.valid),
+            seq.i_pes_idle.eq(pes_idle),
+            seq.i_done.eq(cu.o_done),
+            cu.i_layer.eq(seq.o_layer),
+            cu.i_start.eq(seq.o_start),
+        ]
+        for pe in pes:
+            m.d.comb += [pe.i_layer.eq(seq.o_layer), pe.i_start.eq(seq.o_start)]
+
+        # ---- data path ---------------------------------------------------------------------
+        wiring.connect(m, wiring.flipped(self.i_input), cu.i_input)
+        wiring.connect(m, cu.o_logit, wiring.flipped(self.o_logit))
+        for p, pe in enumerate(pes):
+            wiring.connect(m, cu.o_act[p], pe.i_act)
+            wiring.connect(m, pe.o_out, cu.i_out[p])
+
+        # ---- status ------------------------------------------------------------------------
+        m.d.comb += [
+            seq.i_first.eq(self.i_input.valid & self.i_input.ready),
+            seq.i_last_logit.eq(self.o_logit.valid & self.o_logit.ready
+                                & self.o_logit.payload.last),
+            self.o_cycles.eq(seq.o_cycles),
+            self.o_argmax.eq(cu.o_argmax),
+            self.o_busy.eq(~seq.o_idle),
+            self.o_error.pe.eq(Cat(pe.o_error for pe in pes).any()),
+            self.o_error.input.eq(cu.o_error.input),
+            self.o_error.overflow.eq(cu.o_error.overflow),
+            self.o_error.logits.eq(cu.o_error.logits),
+            self.o_error.layers.eq(seq.o_error),
+            self.o_error.load.eq(err_load),
+        ]
+        return m

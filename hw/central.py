@@ -1,0 +1,278 @@
+"""Central unit: zero filtering, broadcast to the PE FIFOs, merging and ordering of PE outputs.
+
+Per layer (started by ``i_start`` with ``i_layer`` stable until ``o_done``) the unit runs four
+phases (docs/ARCHITECTURE.md sections 5 and 7):
+
+1. *Broadcast*. Layer 0: the dense input stream; every value is counted as column ``col`` and
+   only the non-zero ones are pushed. Later layers: the list buffer written during the previous
+   layer (``(row, value)`` pairs in the order they were merged). A word enters all N FIFOs in
+   the same cycle and waits while any FIFO is full.
+2. *End token*: one ``end`` word into all FIFOs.
+3. *Collect* until all N PE ``end`` tokens are received. Hidden layer: the non-zero outputs of
+   the N PEs are merged, one per cycle, into the list buffer (the next layer's broadcast; the
+   PE holding the smallest row among the valid heads goes first, which keeps the list nearly
+   ascending and lets a PE reuse the end pointer of the previous column). Last layer: the
+   logits are forwarded in index order, row ``r`` from PE ``r mod N``, onto ``o_logit`` with
+   ``last`` on row ``out_features - 1``; ``o_argmax`` follows (lowest index wins ties).
+4. ``o_done`` pulses for one cycle. This is the layer barrier: a PE only becomes idle after its
+   ``end`` token, and the sequencer starts the next layer (in every PE at once) after
+   ``o_done``, so no PE begins layer ``L + 1`` before all PEs have finished layer ``L``.
+
+The list buffer is written only in phase 3 and read only in phase 1 of the next layer, so one
+single-port-per-direction memory of ``max_features`` entries suffices.
+
+Latency: an input word reaches a PE FIFO output 2 cycles after its transfer
+(``SyncFIFOBuffered``); a buffered word 3 cycles after the layer start. Throughput: one
+broadcast word per cycle while no FIFO is full, one merged PE output per cycle.
+"""
+from amaranth import Module, Signal, Cat, Const, Mux
+from amaranth.lib import wiring, stream, data, fifo, memory
+from amaranth.lib.wiring import In, Out
+
+from .config import (broadcast_layout, pe_output_layout, layer_config_layout, input_layout,
+                     logit_layout)
+
+__all__ = ["CentralUnit", "central_error_layout"]
+
+
+#: Sticky error flags of the central unit.
+central_error_layout = data.StructLayout({
+    "input": 1,     # ``last`` not on input ``in_features - 1`` (the vector ends at either)
+    "overflow": 1,  # a hidden output row >= max_features (dropped)
+    "logits": 1,    # the PEs' logit count differs from ``out_features``
+})
+
+
+class CentralUnit(wiring.Component):
+    """Broadcast and merge unit between the input, the N PEs and the logit output.
+
+    Parameters
+    ----------
+    config : hw.config.AcceleratorConfig
+
+    Attributes
+    ----------
+    i_input : In(stream.Signature(input_layout(config)))
+        Dense input vector of layer 0 (unsigned ``act_bits`` values in index order, ``last`` on
+        the final one). Ready only during layer 0's broadcast phase.
+    i_layer : In(layer_config_layout(config))
+        Current layer descriptor (``index``, ``in_features``, ``out_features``, ``last`` are
+        used), stable from ``i_start`` to ``o_done``.
+    i_start : In(1)
+        One-cycle pulse while ``o_idle``: layer ``i_layer.index`` begins.
+    o_act : Out(stream.Signature(broadcast_layout(config))).array(N)
+        Per-PE FIFO outputs (depth ``fifo_depth``): ``(col, value)`` non-zero activations, then
+        the ``end`` token.
+    i_out : In(stream.Signature(pe_output_layout(config))).array(N)
+        Per-PE outputs (``(global row, value)`` then ``end``).
+    o_logit : Out(stream.Signature(logit_layout(config)))
+        Last layer: the logits (signed ``acc_bits``) in index order, ``last`` on the final one.
+        Payload and valid come straight from the selected PE's registered output.
+    o_argmax : Out(8)
+        Index of the largest logit of the last completed inference (lowest index on ties);
+        updated with the transfer of the final logit.
+    o_done : Out(1)
+        One-cycle pulse: all N PE ``end`` tokens of the layer have been received.
+    o_idle : Out(1)
+        No layer in progress.
+    o_error : Out(central_error_layout)
+        Sticky error flags (see :data:`central_error_layout`).
+    """
+
+    def __init__(self, config):
+        self.cfg = config
+        n = config.n_pes
+        super().__init__({
+            "i_input": In(stream.Signature(input_layout(config))),
+            "i_layer": In(layer_config_layout(config)),
+            "i_start": In(1),
+            "o_act": Out(stream.Signature(broadcast_layout(config))).array(n),
+            "i_out": In(stream.Signature(pe_output_layout(config))).array(n),
+            "o_logit": Out(stream.Signature(logit_layout(config))),
+            "o_argmax": Out(8),
+            "o_done": Out(1),
+            "o_idle": Out(1),
+            "o_error": Out(central_error_layout),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        N = cfg.n_pes
+        A = cfg.act_bits
+        ACC = cfg.acc_bits
+        FB = cfg.feature_bits
+        layer = self.i_layer
+        bl = broadcast_layout(cfg)
+
+        IDLE, BIN, BBUF, END, COLLECT = range(5)
+        state = Signal(range(5))
+        m.d.comb += self.o_idle.eq(state == IDLE)
+
+        # ---- per-PE broadcast FIFOs --------------------------------------------------------
+        fifos = []
+        for p in range(N):
+            f = fifo.SyncFIFOBuffered(width=bl.size, depth=cfg.fifo_depth)
+            m.submodules[f"fifo{p}"] = f
+            fifos.append(f)
+            m.d.comb += [
+                self.o_act[p].valid.eq(f.r_rdy),
+                self.o_act[p].payload.eq(f.r_data),
+                f.r_en.eq(self.o_act[p].ready),
+            ]
+        all_rdy = Signal()
+        m.d.comb += all_rdy.eq(Cat(f.w_rdy for f in fifos).all())
+        push = Signal()                     # only ever asserted together with all_rdy
+        push_data = Signal(bl)
+        for f in fifos:
+            m.d.comb += [f.w_en.eq(push), f.w_data.eq(push_data)]
+
+        # ---- list buffer -------------------------------------------------------------------
+        entry = data.StructLayout({"row": FB, "value": A})
+        m.submodules.buf = buf = memory.Memory(shape=entry, depth=cfg.max_features, init=[])
+        wr = buf.write_port()
+        rd = buf.read_port()
+        wp = Signal(range(cfg.max_features + 1))    # entries written (= next layer's count)
+        rp = Signal(range(cfg.max_features + 1))    # next entry to read
+        bv = Signal()                               # rd.data holds an entry not yet pushed
+
+        err_input = Signal()
+        err_overflow = Signal()
+        err_logits = Signal()
+        m.d.comb += [self.o_error.input.eq(err_input), self.o_error.overflow.eq(err_overflow),
+                     self.o_error.logits.eq(err_logits)]
+
+        # ---- phase 1a: dense input, zeros filtered -----------------------------------------
+        inp = self.i_input.payload
+        col = Signal(16)
+        at_end = Signal()
+        m.d.comb += at_end.eq(col == layer.in_features - 1)
+        with m.If(state == BIN):
+            nz = inp.value != 0
+            m.d.comb += [
+                self.i_input.ready.eq(~nz | all_rdy),
+                push.eq(self.i_input.valid & nz & all_rdy),
+                push_data.col.eq(col),
+                push_data.value.eq(inp.value),
+            ]
+            with m.If(self.i_input.valid & self.i_input.ready):
+                m.d.sync += col.eq(col + 1)
+                with m.If(inp.last | at_end):
+                    m.d.sync += state.eq(END)
+                    with m.If(inp.last != at_end):
+                        m.d.sync += err_input.eq(1)
+
+        # ---- phase 1b: list buffer ---------------------------------------------------------
+        issue = Signal()
+        with m.If(state == BBUF):
+            m.d.comb += [
+                issue.eq((rp < wp) & (~bv | all_rdy)),
+                push.eq(bv & all_rdy),
+                push_data.col.eq(rd.data.row),
+                push_data.value.eq(rd.data.value),
+            ]
+            m.d.sync += bv.eq(issue | (bv & ~all_rdy))
+            with m.If((rp == wp) & (~bv | all_rdy)):
+                m.d.sync += state.eq(END)
+        m.d.comb += [rd.addr.eq(rp), rd.en.eq(issue)]
+        with m.If(issue):
+            m.d.sync += rp.eq(rp + 1)
+
+        # ---- phase 2: end token ------------------------------------------------------------
+        ended = Signal(N)
+        n_logit = Signal(9)
+        sel = Signal(range(N))
+        with m.If(state == END):
+            m.d.comb += [push.eq(all_rdy), push_data.end.eq(1)]
+            with m.If(all_rdy):
+                m.d.sync += [state.eq(COLLECT), ended.eq(0), wp.eq(0), n_logit.eq(0),
+                             sel.eq(0)]
+
+        # ---- phase 3: collect --------------------------------------------------------------
+        heads = [self.i_out[p].payload for p in range(N)]
+        is_end = Signal(N)
+        cand = Signal(N)
+        m.d.comb += [
+            is_end.eq(Cat(self.i_out[p].valid & heads[p].end for p in range(N))),
+            cand.eq(Cat(self.i_out[p].valid & ~heads[p].end for p in range(N))),
+        ]
+        grant = Signal(N)
+        collecting = Signal()
+        m.d.comb += collecting.eq(state == COLLECT)
+        for p in range(N):
+            m.d.comb += self.i_out[p].ready.eq(collecting & (is_end[p] | grant[p]))
+        ended_now = Signal(N)
+        m.d.comb += ended_now.eq(ended | Mux(collecting, is_end, 0))
+        with m.If(collecting):
+            m.d.sync += ended.eq(ended_now)
+
+        # hidden layer: smallest valid row first, into the list buffer
+        found = Const(0, 1)
+        best = Const(0, range(N))
+        best_row = Const(0, 16)
+        for p in range(N):
+            take = cand[p] & (~found | (heads[p].row < best_row))
+            f_p, b_p, r_p = Signal(name=f"mf{p}"), Signal(range(N), name=f"mb{p}"), \
+                Signal(16, name=f"mr{p}")
+            m.d.comb += [f_p.eq(found | cand[p]), b_p.eq(Mux(take, p, best)),
+                         r_p.eq(Mux(take, heads[p].row, best_row))]
+            found, best, best_row = f_p, b_p, r_p
+        hidden_take = Signal()
+        m.d.comb += hidden_take.eq(collecting & ~layer.last & found)
+        with m.If(hidden_take):
+            m.d.comb += grant.eq(1 << best)
+        best_value = Signal(A)
+        m.d.comb += best_value.eq(Mux(best == 0, heads[0].value[:A], 0))
+        for p in range(1, N):
+            with m.If(best == p):
+                m.d.comb += best_value.eq(heads[p].value[:A])
+        m.d.comb += [wr.addr.eq(wp), wr.data.row.eq(best_row), wr.data.value.eq(best_value)]
+        with m.If(hidden_take):
+            with m.If((best_row < cfg.max_features) & (wp < cfg.max_features)):
+                m.d.comb += wr.en.eq(1)
+                m.d.sync += wp.eq(wp + 1)
+            with m.Else():
+                m.d.sync += err_overflow.eq(1)
+
+        # last layer: row r from PE r mod N, forwarded in order
+        sel_valid = Signal()
+        sel_value = Signal(ACC)
+        m.d.comb += [sel_valid.eq(cand.bit_select(sel, 1)), sel_value.eq(heads[0].value)]
+        for p in range(1, N):
+            with m.If(sel == p):
+                m.d.comb += sel_value.eq(heads[p].value)
+        logit_out = Signal()
+        m.d.comb += logit_out.eq(collecting & layer.last & (n_logit < layer.out_features))
+        lo = self.o_logit.payload
+        m.d.comb += [
+            self.o_logit.valid.eq(logit_out & sel_valid),
+            lo.index.eq(n_logit),
+            lo.value.eq(sel_value),
+            lo.last.eq(n_logit == layer.out_features - 1),
+        ]
+        with m.If(logit_out):
+            m.d.comb += grant.eq((self.o_logit.ready & sel_valid) << sel)
+        best_val = Signal(ACC)
+        best_idx = Signal(8)
+        with m.If(self.o_logit.valid & self.o_logit.ready):
+            m.d.sync += [n_logit.eq(n_logit + 1), sel.eq(Mux(sel == N - 1, 0, sel + 1))]
+            better = (n_logit == 0) | (sel_value.as_signed() > best_val.as_signed())
+            with m.If(better):
+                m.d.sync += [best_val.eq(sel_value), best_idx.eq(n_logit)]
+            with m.If(lo.last):
+                m.d.sync += self.o_argmax.eq(Mux(better, n_logit, best_idx))
+
+        # phase 4: barrier
+        m.d.sync += self.o_done.eq(0)
+        with m.If(collecting & ended_now.all()):
+            m.d.sync += [state.eq(IDLE), self.o_done.eq(1)]
+            with m.If(layer.last & (n_logit != layer.out_features)):
+                m.d.sync += err_logits.eq(1)
+
+        # ---- start -------------------------------------------------------------------------
+        with m.If((state == IDLE) & self.i_start):
+            with m.If(layer.index == 0):
+                m.d.sync += [state.eq(BIN), col.eq(0)]
+            with m.Else():
+                m.d.sync += [state.eq(BBUF), rp.eq(0), bv.eq(0)]
+        return m

@@ -1,0 +1,164 @@
+"""Layer sequencer: layer descriptors, layer starts and the inference cycle counter.
+
+The sequencer owns the ``layers`` memory (mem ``N+4``, 8 words per layer, docs/ARCHITECTURE.md
+section 4). It keeps one *prefetched* descriptor: while layer ``L`` runs it reads the descriptor
+of the layer that comes next (``L + 1``, or layer 0 of the next inference after the last layer),
+so a layer starts one cycle after the previous layer's barrier (``i_done``) and an inference
+starts one cycle after ``i_go``, except right after a load into the layers memory (6 extra
+cycles for the first descriptor read).
+
+A descriptor is the last one when its ``last`` flag is set or when it is descriptor
+``max_layers - 1`` (then ``o_error`` is set: the model forgot the flag).
+"""
+from amaranth import Module, Signal, Mux
+from amaranth.lib import wiring, memory
+from amaranth.lib.wiring import In, Out
+
+from .config import layer_config_layout
+
+__all__ = ["LayerSequencer"]
+
+
+class LayerSequencer(wiring.Component):
+    """Descriptor fetch, ``i_start`` generation and cycle counting.
+
+    Parameters
+    ----------
+    config : hw.config.AcceleratorConfig
+
+    Attributes
+    ----------
+    i_we : In(1)
+        Write strobe of the layers memory (a load word for mem ``N+4``); aborts a descriptor
+        read in progress and invalidates the prefetched descriptor.
+    i_addr : In(16)
+        Word address of the write (addresses ``>= 8 * max_layers`` are ignored).
+    i_data : In(16)
+        Word to write.
+    i_go : In(1)
+        Request to start an inference (input available); acted on while ``o_idle``.
+    i_pes_idle : In(1)
+        All PEs and the central unit are idle (a layer start is only issued then).
+    i_done : In(1)
+        Pulse from the central unit: all PEs finished the current layer.
+    o_layer : Out(layer_config_layout(config))
+        Descriptor of the current layer, stable from ``o_start`` to the next ``o_start``.
+    o_start : Out(1)
+        One-cycle pulse: layer ``o_layer.index`` begins.
+    o_idle : Out(1)
+        No inference in progress.
+    o_error : Out(1)
+        Sticky: descriptor ``max_layers - 1`` has no ``last`` flag.
+    i_first : In(1)
+        The first input word of an inference is transferred this cycle (starts the counter).
+    i_last_logit : In(1)
+        The final logit is transferred this cycle (stops the counter).
+    o_cycles : Out(32)
+        Cycles from the first input transfer to the final logit transfer of the last completed
+        inference (``t_last - t_first``).
+    """
+
+    def __init__(self, config):
+        self.cfg = config
+        super().__init__({
+            "i_we": In(1),
+            "i_addr": In(16),
+            "i_data": In(16),
+            "i_go": In(1),
+            "i_pes_idle": In(1),
+            "i_done": In(1),
+            "o_layer": Out(layer_config_layout(config)),
+            "o_start": Out(1),
+            "o_idle": Out(1),
+            "o_error": Out(1),
+            "i_first": In(1),
+            "i_last_logit": In(1),
+            "o_cycles": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        L = cfg.max_layers
+        depth = 8 * L
+        lay = layer_config_layout(cfg)
+
+        m.submodules.mem = mem = memory.Memory(shape=16, depth=depth, init=[])
+        wp = mem.write_port()
+        rd = mem.read_port()
+        m.d.comb += [wp.addr.eq(self.i_addr), wp.data.eq(self.i_data),
+                     wp.en.eq(self.i_we & (self.i_addr < depth))]
+
+        IDLE, RUN, NEXT = range(3)
+        state = Signal(range(3))
+        cur = self.o_layer
+        m.d.comb += self.o_idle.eq(state == IDLE)
+
+        # ---- descriptor prefetch -----------------------------------------------------------
+        nxt = Signal(lay)
+        nxt_valid = Signal()
+        target = Signal(range(L))
+        m.d.comb += target.eq(Mux((state == IDLE) | cur.last, 0, cur.index + 1))
+        fetching = Signal()
+        f_idx = Signal(range(L))
+        fk = Signal(range(8))           # word being requested
+        fk_d = Signal(range(8))         # word on rd.data
+        fv_d = Signal()
+        m.d.comb += [rd.addr.eq(f_idx * 8 + fk), rd.en.eq(fetching)]
+        m.d.sync += fv_d.eq(0)
+        with m.If(self.i_we):
+            m.d.sync += [nxt_valid.eq(0), fetching.eq(0)]
+        with m.Elif(fetching):
+            m.d.sync += [fk.eq(fk + 1), fk_d.eq(fk), fv_d.eq(1)]
+            with m.If(fk == 5):
+                m.d.sync += fetching.eq(0)
+        with m.Elif(~(nxt_valid & (nxt.index == target))):
+            m.d.sync += [fetching.eq(1), f_idx.eq(target), fk.eq(0), nxt_valid.eq(0)]
+        with m.If(fv_d & ~self.i_we):
+            word = rd.data
+            with m.Switch(fk_d):
+                with m.Case(0):
+                    m.d.sync += [nxt.in_features.eq(word), nxt.index.eq(f_idx)]
+                with m.Case(1):
+                    m.d.sync += nxt.out_features.eq(word)
+                with m.Case(2):
+                    m.d.sync += [nxt.relu.eq(word[0]), nxt.last.eq(word[1]),
+                                 nxt.ptr_words2.eq(word[2])]
+                with m.Case(3):
+                    m.d.sync += nxt.shift.eq(word[:5])
+                with m.Case(4):
+                    m.d.sync += nxt.bias_shift.eq(word[:5])
+                with m.Case(5):
+                    m.d.sync += [nxt.sym_base.eq(word), nxt_valid.eq(1)]
+
+        # ---- layer starts ------------------------------------------------------------------
+        ready = Signal()
+        m.d.comb += ready.eq(nxt_valid & (nxt.index == target) & ~fetching & self.i_pes_idle
+                             & ~self.i_we)
+        begin = Signal()
+        m.d.sync += self.o_start.eq(begin)
+        with m.If(begin):
+            m.d.sync += [cur.eq(nxt), state.eq(RUN)]
+            with m.If(nxt.index == L - 1):
+                m.d.sync += cur.last.eq(1)
+                with m.If(~nxt.last):
+                    m.d.sync += self.o_error.eq(1)
+        with m.Switch(state):
+            with m.Case(IDLE):
+                m.d.comb += begin.eq(self.i_go & ready)
+            with m.Case(RUN):
+                with m.If(self.i_done):
+                    m.d.sync += state.eq(Mux(cur.last, IDLE, NEXT))
+            with m.Case(NEXT):
+                m.d.comb += begin.eq(ready)
+
+        # ---- cycle counter -----------------------------------------------------------------
+        counter = Signal(32)
+        counting = Signal()
+        with m.If(counting):
+            m.d.sync += counter.eq(counter + 1)
+        with m.If(self.i_first & ~counting):
+            m.d.sync += [counter.eq(1), counting.eq(1)]
+        with m.If(self.i_last_logit & counting):
+            m.d.sync += [counting.eq(0), self.o_cycles.eq(counter)]
+        return m
