@@ -1,0 +1,108 @@
+"""Accelerator (central unit + N PEs + sequencer) on Verilator against sw.golden, every logit bit.
+
+Random sparse models (``sw.golden.random_int_model``, packed by ``sw.pack``) for N = 1..4 with
+random input idles and logit back-pressure; inputs include an all-zero vector and an all-255
+(saturating) one. The real LeNet-300-100 (``models/lenet300.npz``) runs on MNIST test images
+when the model file exists.
+"""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tb.accelerator.run import run_case
+from tb.accelerator.vectors import case_from_int_model, model_case, random_case, sim_config
+from tb.runner import ROOT, SimulationFailed
+
+LENET = ROOT / "models" / "lenet300.npz"
+
+CASES = {
+    # name: (n_pes, sizes, density, seed, extra random_int_model arguments)
+    "n1": (1, [60, 40, 10], 0.25, 1, {}),
+    "n2": (2, [64, 48, 10], 0.2, 2, {}),
+    "n3_deep": (3, [40, 30, 20, 12], 0.4, 3, {}),
+    "n4": (4, [80, 50, 10], 0.2, 4, {}),
+    "n4_few_logits": (4, [30, 20, 3], 0.5, 5, {}),
+    "n3_long_gaps": (3, [50, 200, 10], 0.03, 6, {}),
+    "n2_no_saturation": (2, [40, 40, 10], 0.3, 7, {"saturate": False}),
+    "n4_dense_in": (4, [300, 24, 10], 0.1, 8, {}),
+}
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_accelerator_random_models(name):
+    n_pes, sizes, density, seed, kw = CASES[name]
+    case = random_case(n_pes, sizes, density, seed, n_inputs=5, **kw)
+    stats = run_case(name, case, p_valid=0.7, p_ready=0.6, seed=seed)
+    assert len(stats["inferences"]) == len(case["inputs"])
+
+
+@pytest.mark.sim
+def test_accelerator_saturation_is_exercised():
+    """The random cases really contain saturated hidden activations and zero inputs."""
+    from sw.golden import infer, random_int_model
+    n_pes, sizes, density, seed, kw = CASES["n4"]
+    im = random_int_model(sizes, density, seed)
+    case = random_case(n_pes, sizes, density, seed, n_inputs=5, **kw)
+    res = infer(im, np.array(case["inputs"]))
+    assert (res.activations[0] == 255).any() and (res.activations[0] == 0).any()
+    assert not np.any(case["inputs"][0])
+
+
+@pytest.mark.sim
+def test_accelerator_back_to_back_cycles():
+    """No stalls: ``o_cycles`` is the hardware's count and stays near the PE-work bound."""
+    case = random_case(2, [120, 60, 10], 0.2, 11, n_inputs=4)
+    stats = run_case("cycles", case)
+    for st, ideal, bound, x in zip(stats["inferences"], case["ideal"], case["pe_bound"],
+                                   case["inputs"]):
+        assert st["cycles"] <= st["wall_cycles"]
+        # the dense input takes in_features cycles; each layer adds a fixed latency
+        assert st["cycles"] >= min(len(x), ideal)
+        assert st["cycles"] <= max(len(x), 2 * bound) + 200, (st, ideal, bound)
+
+
+@pytest.mark.sim
+def test_accelerator_detects_wrong_logit():
+    """A single flipped expected bit makes the testbench fail (the comparison is exact)."""
+    n_pes, sizes, density, seed, kw = CASES["n2"]
+    case = random_case(n_pes, sizes, density, seed, n_inputs=3, **kw)
+    case["logits"][2][3] ^= 1 << 17
+    with pytest.raises(SimulationFailed):
+        run_case("broken", case, seed=3)
+
+
+@pytest.mark.sim
+def test_accelerator_lenet_shaped_random():
+    """LeNet-300-100 dimensions (784 inputs, pointer tables of 785 entries) with MNIST images."""
+    from sw.golden import images_to_uint8, load_mnist, random_int_model
+    cfg = sim_config(4, pe_mem_depth=16384)
+    im = random_int_model([784, 300, 100, 10], 0.05, 21, n_indices=7)
+    xs, _ = load_mnist()["test"]
+    x = images_to_uint8(xs[:3])
+    stats = run_case("lenet_shaped", case_from_int_model(im, x, cfg))
+    assert len(stats["inferences"]) == 3
+
+
+def _lenet(n_images, offset, n_pes=4):
+    if not LENET.exists():
+        pytest.skip(f"{LENET.relative_to(ROOT)} not built yet (python -m sw.compress)")
+    case = model_case(LENET, n_pes, n_images, offset)
+    stats = run_case(f"lenet_{n_images}_{offset}", case, p_valid=0.9, p_ready=0.8)
+    pred = [s["prediction"] for s in stats["inferences"]]
+    assert pred == case["argmax"]
+    return case, stats
+
+
+@pytest.mark.sim
+def test_accelerator_lenet300_mnist():
+    """The real compressed LeNet-300-100 on 20 MNIST test images, bit exact."""
+    _lenet(20, 0)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_accelerator_lenet300_mnist_many():
+    """200 more MNIST test images (slow)."""
+    _lenet(200, 20)
