@@ -273,7 +273,8 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None):
     if sum(n_symbols) > limits.symbol_depth:
         raise PackError(f"the layers use {sum(n_symbols)} distinct joint symbols "
                         f"({', '.join(map(str, n_symbols))}); the symbol table holds "
-                        f"{limits.symbol_depth}")
+                        f"{limits.symbol_depth} (build the gateware with symbol_depth >= "
+                        f"{sum(n_symbols)}, or calibrate with fewer gap_bits)")
 
     # Per PE, per layer: pointer tables and streams.
     streams = [[None] * n_layers for _ in range(N)]   # (ptr bit offsets, words)
