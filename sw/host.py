@@ -368,6 +368,7 @@ class BenchmarkResult:
     seconds: float
     cycles: list
     ideal: list
+    labelled: bool = True
 
     @property
     def accuracy(self):
@@ -376,8 +377,10 @@ class BenchmarkResult:
     def summary(self):
         cyc = np.asarray(self.cycles, dtype=np.float64)
         ideal = np.asarray(self.ideal, dtype=np.float64)
-        text = (f"{self.n} images: accuracy {100 * self.accuracy:.2f} %, "
-                f"{self.mismatches} mismatches vs sw.golden, "
+        text = f"{self.n} images: "
+        if self.labelled:
+            text += f"accuracy {100 * self.accuracy:.2f} %, "
+        text += (f"{self.mismatches} mismatches vs sw.golden, "
                 f"{self.n / max(self.seconds, 1e-9):.1f} inferences/s over the link")
         if len(cyc):
             text += (f", {cyc.mean():.0f} accelerator cycles/inference "
@@ -412,7 +415,7 @@ def run_benchmark(board, int_model, images, labels=None, n_pes=None, log=None, s
             correct += 1
         cycles.append(r.cycles)
     return BenchmarkResult(len(images), correct, mismatches, time.monotonic() - start, cycles,
-                           list(np.asarray(ideal).tolist()))
+                           list(np.asarray(ideal).tolist()), labels is not None)
 
 
 def main(argv=None):
