@@ -89,6 +89,7 @@ class Accelerator(wiring.Component):
             pe = ProcessingElement(cfg, p)
             m.submodules[f"pe{p}"] = pe
             pes.append(pe)
+        self._seq, self._central, self._pes = seq, cu, pes      # for simulation probes
 
         pes_idle = Signal()
         m.d.comb += pes_idle.eq(Cat(pe.o_idle for pe in pes).all() & cu.o_idle)

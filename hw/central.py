@@ -4,26 +4,30 @@ Per layer (started by ``i_start`` with ``i_layer`` stable until ``o_done``) the 
 phases (docs/ARCHITECTURE.md sections 5 and 7):
 
 1. *Broadcast*. Layer 0: the dense input stream; every value is counted as column ``col`` and
-   only the non-zero ones are pushed. Later layers: the list buffer written during the previous
-   layer (``(row, value)`` pairs in the order they were merged). A word enters all N FIFOs in
-   the same cycle and waits while any FIFO is full.
+   only the non-zero ones are pushed. Later layers: the previous layer's non-zero outputs from
+   the N output banks, merged smallest row first (each bank is sorted, so the broadcast is in
+   ascending column order and a PE can reuse the end pointer of the previous column). A word
+   enters all N FIFOs in the same cycle and waits while any FIFO is full.
 2. *End token*: one ``end`` word into all FIFOs.
-3. *Collect* until all N PE ``end`` tokens are received. Hidden layer: the non-zero outputs of
-   the N PEs are merged, one per cycle, into the list buffer (the next layer's broadcast; the
-   PE holding the smallest row among the valid heads goes first, which keeps the list nearly
-   ascending and lets a PE reuse the end pointer of the previous column). Last layer: the
-   logits are forwarded in index order, row ``r`` from PE ``r mod N``, onto ``o_logit`` with
-   ``last`` on row ``out_features - 1``; ``o_argmax`` follows (lowest index wins ties).
+3. *Collect* until all N PE ``end`` tokens are received. Hidden layer: PE ``p``'s non-zero
+   outputs ``(row, value)`` are appended to bank ``p`` (one write port per bank, so the PEs
+   never wait). Last layer: the logits are forwarded in index order, row ``r`` from PE
+   ``r mod N``, onto ``o_logit`` with ``last`` on row ``out_features - 1``; ``o_argmax``
+   follows (lowest index wins ties).
 4. ``o_done`` pulses for one cycle. This is the layer barrier: a PE only becomes idle after its
    ``end`` token, and the sequencer starts the next layer (in every PE at once) after
-   ``o_done``, so no PE begins layer ``L + 1`` before all PEs have finished layer ``L``.
+   ``o_done``, so no PE begins layer ``L + 1`` before all PEs have finished layer ``L``. The
+   whole next-layer input is in the banks by then.
 
-The list buffer is written only in phase 3 and read only in phase 1 of the next layer, so one
-single-port-per-direction memory of ``max_features`` entries suffices.
+A bank is written only in phase 3 and read only in phase 1 of the next layer. Bank depth:
+``min(max_rows_per_pe, ceil(max_features / N))`` entries of ``feature_bits + act_bits`` bits.
+Each bank has a 3-entry head queue so the merge can take from the same bank on consecutive
+cycles.
 
 Latency: an input word reaches a PE FIFO output 2 cycles after its transfer
-(``SyncFIFOBuffered``); a buffered word 3 cycles after the layer start. Throughput: one
-broadcast word per cycle while no FIFO is full, one merged PE output per cycle.
+(``SyncFIFOBuffered``); the first merged word 4 cycles after the layer start. Throughput: one
+broadcast word per cycle while no FIFO is full; the collect phase never stalls a PE on a hidden
+layer and follows ``o_logit.ready`` on the last layer.
 """
 from amaranth import Module, Signal, Cat, Const, Mux
 from amaranth.lib import wiring, stream, data, fifo, memory
@@ -82,6 +86,8 @@ class CentralUnit(wiring.Component):
     def __init__(self, config):
         self.cfg = config
         n = config.n_pes
+        #: Entries of each PE's output bank: the most non-zero outputs one PE has in a layer.
+        self.bank_depth = min(config.max_rows_per_pe, -(-config.max_features // n))
         super().__init__({
             "i_input": In(stream.Signature(input_layout(config))),
             "i_layer": In(layer_config_layout(config)),
@@ -127,14 +133,22 @@ class CentralUnit(wiring.Component):
         for f in fifos:
             m.d.comb += [f.w_en.eq(push), f.w_data.eq(push_data)]
 
-        # ---- list buffer -------------------------------------------------------------------
+        # ---- per-PE output banks ----------------------------------------------------------
+        # Bank p holds PE p's non-zero outputs of the last hidden layer in ascending row order
+        # (each PE writes its own bank: no merge stall). The next layer's broadcast merges the
+        # N sorted lists (smallest row first), so columns arrive in ascending order.
         entry = data.StructLayout({"row": FB, "value": A})
-        m.submodules.buf = buf = memory.Memory(shape=entry, depth=cfg.max_features, init=[])
-        wr = buf.write_port()
-        rd = buf.read_port()
-        wp = Signal(range(cfg.max_features + 1))    # entries written (= next layer's count)
-        rp = Signal(range(cfg.max_features + 1))    # next entry to read
-        bv = Signal()                               # rd.data holds an entry not yet pushed
+        bdepth = self.bank_depth
+        banks = []
+        for p in range(N):
+            mem = memory.Memory(shape=entry, depth=bdepth, init=[])
+            m.submodules[f"bank{p}"] = mem
+            q = fifo.SyncFIFO(width=entry.size, depth=3)
+            m.submodules[f"head{p}"] = q
+            banks.append(dict(wr=mem.write_port(), rd=mem.read_port(), q=q,
+                              wp=Signal(range(bdepth + 1), name=f"wp{p}"),
+                              rp=Signal(range(bdepth + 1), name=f"rp{p}"),
+                              inflight=Signal(name=f"inflight{p}")))
 
         err_input = Signal()
         err_overflow = Signal()
@@ -162,21 +176,50 @@ class CentralUnit(wiring.Component):
                     with m.If(inp.last != at_end):
                         m.d.sync += err_input.eq(1)
 
-        # ---- phase 1b: list buffer ---------------------------------------------------------
-        issue = Signal()
-        with m.If(state == BBUF):
+        # ---- phase 1b: N-way merge of the banks --------------------------------------------
+        bbuf = Signal()
+        m.d.comb += bbuf.eq(state == BBUF)
+        heads = []
+        present = Signal(N)
+        exhausted = Signal(N)
+        pop = Signal(N)
+        for p, b in enumerate(banks):
+            q, rd = b["q"], b["rd"]
+            issue = Signal(name=f"issue{p}")
             m.d.comb += [
-                issue.eq((rp < wp) & (~bv | all_rdy)),
-                push.eq(bv & all_rdy),
-                push_data.col.eq(rd.data.row),
-                push_data.value.eq(rd.data.value),
+                issue.eq(bbuf & (b["rp"] < b["wp"]) & (q.level + b["inflight"] < q.depth)),
+                rd.addr.eq(b["rp"]), rd.en.eq(issue),
+                q.w_en.eq(b["inflight"]), q.w_data.eq(rd.data),
+                q.r_en.eq(pop[p]),
+                present[p].eq(q.r_rdy),
+                exhausted[p].eq((b["rp"] == b["wp"]) & ~b["inflight"] & ~q.r_rdy),
             ]
-            m.d.sync += bv.eq(issue | (bv & ~all_rdy))
-            with m.If((rp == wp) & (~bv | all_rdy)):
+            m.d.sync += b["inflight"].eq(issue)
+            with m.If(issue):
+                m.d.sync += b["rp"].eq(b["rp"] + 1)
+            heads.append(data.View(entry, q.r_data))
+        found = Const(0, 1)
+        best = Const(0, range(N))
+        best_row = Const(0, FB)
+        best_val = Const(0, A)
+        for p in range(N):
+            take = present[p] & (~found | (heads[p].row < best_row))
+            f_p, b_p = Signal(name=f"sf{p}"), Signal(range(N), name=f"sb{p}")
+            r_p, v_p = Signal(FB, name=f"sr{p}"), Signal(A, name=f"sv{p}")
+            m.d.comb += [f_p.eq(found | present[p]), b_p.eq(Mux(take, p, best)),
+                         r_p.eq(Mux(take, heads[p].row, best_row)),
+                         v_p.eq(Mux(take, heads[p].value, best_val))]
+            found, best, best_row, best_val = f_p, b_p, r_p, v_p
+        with m.If(bbuf):
+            ok = (present | exhausted).all() & found & all_rdy
+            m.d.comb += [
+                push.eq(ok),
+                push_data.col.eq(best_row),
+                push_data.value.eq(best_val),
+                pop.eq(Mux(ok, 1 << best, 0)),
+            ]
+            with m.If(exhausted.all()):
                 m.d.sync += state.eq(END)
-        m.d.comb += [rd.addr.eq(rp), rd.en.eq(issue)]
-        with m.If(issue):
-            m.d.sync += rp.eq(rp + 1)
 
         # ---- phase 2: end token ------------------------------------------------------------
         ended = Signal(N)
@@ -185,16 +228,16 @@ class CentralUnit(wiring.Component):
         with m.If(state == END):
             m.d.comb += [push.eq(all_rdy), push_data.end.eq(1)]
             with m.If(all_rdy):
-                m.d.sync += [state.eq(COLLECT), ended.eq(0), wp.eq(0), n_logit.eq(0),
-                             sel.eq(0)]
+                m.d.sync += [state.eq(COLLECT), ended.eq(0), n_logit.eq(0), sel.eq(0)]
+                m.d.sync += [b["wp"].eq(0) for b in banks]
 
         # ---- phase 3: collect --------------------------------------------------------------
-        heads = [self.i_out[p].payload for p in range(N)]
+        outs = [self.i_out[p].payload for p in range(N)]
         is_end = Signal(N)
         cand = Signal(N)
         m.d.comb += [
-            is_end.eq(Cat(self.i_out[p].valid & heads[p].end for p in range(N))),
-            cand.eq(Cat(self.i_out[p].valid & ~heads[p].end for p in range(N))),
+            is_end.eq(Cat(self.i_out[p].valid & outs[p].end for p in range(N))),
+            cand.eq(Cat(self.i_out[p].valid & ~outs[p].end for p in range(N))),
         ]
         grant = Signal(N)
         collecting = Signal()
@@ -206,41 +249,28 @@ class CentralUnit(wiring.Component):
         with m.If(collecting):
             m.d.sync += ended.eq(ended_now)
 
-        # hidden layer: smallest valid row first, into the list buffer
-        found = Const(0, 1)
-        best = Const(0, range(N))
-        best_row = Const(0, 16)
-        for p in range(N):
-            take = cand[p] & (~found | (heads[p].row < best_row))
-            f_p, b_p, r_p = Signal(name=f"mf{p}"), Signal(range(N), name=f"mb{p}"), \
-                Signal(16, name=f"mr{p}")
-            m.d.comb += [f_p.eq(found | cand[p]), b_p.eq(Mux(take, p, best)),
-                         r_p.eq(Mux(take, heads[p].row, best_row))]
-            found, best, best_row = f_p, b_p, r_p
-        hidden_take = Signal()
-        m.d.comb += hidden_take.eq(collecting & ~layer.last & found)
-        with m.If(hidden_take):
-            m.d.comb += grant.eq(1 << best)
-        best_value = Signal(A)
-        m.d.comb += best_value.eq(Mux(best == 0, heads[0].value[:A], 0))
-        for p in range(1, N):
-            with m.If(best == p):
-                m.d.comb += best_value.eq(heads[p].value[:A])
-        m.d.comb += [wr.addr.eq(wp), wr.data.row.eq(best_row), wr.data.value.eq(best_value)]
-        with m.If(hidden_take):
-            with m.If((best_row < cfg.max_features) & (wp < cfg.max_features)):
-                m.d.comb += wr.en.eq(1)
-                m.d.sync += wp.eq(wp + 1)
-            with m.Else():
-                m.d.sync += err_overflow.eq(1)
+        # hidden layer: every PE writes its own bank, no stall
+        hidden = Signal()
+        m.d.comb += hidden.eq(collecting & ~layer.last)
+        for p, b in enumerate(banks):
+            wr = b["wr"]
+            m.d.comb += [wr.addr.eq(b["wp"]), wr.data.row.eq(outs[p].row),
+                         wr.data.value.eq(outs[p].value[:A])]
+            with m.If(hidden & cand[p]):
+                m.d.comb += grant[p].eq(1)
+                with m.If((outs[p].row < cfg.max_features) & (b["wp"] < bdepth)):
+                    m.d.comb += wr.en.eq(1)
+                    m.d.sync += b["wp"].eq(b["wp"] + 1)
+                with m.Else():
+                    m.d.sync += err_overflow.eq(1)
 
         # last layer: row r from PE r mod N, forwarded in order
         sel_valid = Signal()
         sel_value = Signal(ACC)
-        m.d.comb += [sel_valid.eq(cand.bit_select(sel, 1)), sel_value.eq(heads[0].value)]
+        m.d.comb += [sel_valid.eq(cand.bit_select(sel, 1)), sel_value.eq(outs[0].value)]
         for p in range(1, N):
             with m.If(sel == p):
-                m.d.comb += sel_value.eq(heads[p].value)
+                m.d.comb += sel_value.eq(outs[p].value)
         logit_out = Signal()
         m.d.comb += logit_out.eq(collecting & layer.last & (n_logit < layer.out_features))
         lo = self.o_logit.payload
@@ -252,13 +282,13 @@ class CentralUnit(wiring.Component):
         ]
         with m.If(logit_out):
             m.d.comb += grant.eq((self.o_logit.ready & sel_valid) << sel)
-        best_val = Signal(ACC)
+        max_val = Signal(ACC)
         best_idx = Signal(8)
         with m.If(self.o_logit.valid & self.o_logit.ready):
             m.d.sync += [n_logit.eq(n_logit + 1), sel.eq(Mux(sel == N - 1, 0, sel + 1))]
-            better = (n_logit == 0) | (sel_value.as_signed() > best_val.as_signed())
+            better = (n_logit == 0) | (sel_value.as_signed() > max_val.as_signed())
             with m.If(better):
-                m.d.sync += [best_val.eq(sel_value), best_idx.eq(n_logit)]
+                m.d.sync += [max_val.eq(sel_value), best_idx.eq(n_logit)]
             with m.If(lo.last):
                 m.d.sync += self.o_argmax.eq(Mux(better, n_logit, best_idx))
 
@@ -274,5 +304,6 @@ class CentralUnit(wiring.Component):
             with m.If(layer.index == 0):
                 m.d.sync += [state.eq(BIN), col.eq(0)]
             with m.Else():
-                m.d.sync += [state.eq(BBUF), rp.eq(0), bv.eq(0)]
+                m.d.sync += state.eq(BBUF)
+                m.d.sync += [b["rp"].eq(0) for b in banks]
         return m
