@@ -112,8 +112,8 @@ class BuildReport(dict):
     """Build results (JSON-serialisable ``dict``) with a text rendering."""
 
     def text(self):
-        lines = [f"board {self['board']}, {self['n_pes']} PEs, clock {self['clock_mhz']:g} MHz, "
-                 f"accelerator {self['accelerator']}"]
+        lines = [f"board {self['board']}, {self['n_pes']} PEs, clock "
+                 f"{self.get('clock_mhz', 0):g} MHz, accelerator {self['accelerator']}"]
         u = self.get("utilisation", {})
         for key, label in (("ICESTORM_LC", "logic cells"), ("ICESTORM_RAM", "EBR"),
                            ("ICESTORM_SPRAM", "SPRAM"), ("ICESTORM_DSP", "DSP"),
@@ -128,7 +128,8 @@ class BuildReport(dict):
             lines.append(f"  fmax {clock}: {mhz:.2f} MHz")
         if "model" in self:
             lines.append(f"  model: {self['model']}")
-        lines.append(f"  bitstream: {self.get('bitstream')}  ({self.get('seconds', 0):.0f} s)")
+        if "bitstream" in self:
+            lines.append(f"  bitstream: {self['bitstream']}  ({self.get('seconds', 0):.0f} s)")
         return "\n".join(lines)
 
 
@@ -163,6 +164,36 @@ def pack_model(model_path, config, board, out_dir):
     words = sum(len(v) for v in packed.images.values())
     return {"file": str(path), "images": str(out_dir), "words": int(words),
             "bytes": int(2 * words)}
+
+
+def _fail_from_logs(out, report, exc):
+    """Turn a failed tool run into a :class:`BuildError` naming the cause (over-full device,
+    or the log to read), writing what is known to the report first."""
+    gw = out / "gateware"
+    tim = gw / "top.tim"
+    rpt = gw / "top.rpt"
+    if rpt.exists():
+        cells = parse_yosys_log(rpt.read_text(errors="replace"))
+        report["yosys_cells"] = cells
+        report["luts"] = cells.get("SB_LUT4", 0)
+        report["ffs"] = sum(n for c, n in cells.items() if c.startswith("SB_DFF"))
+    if tim.exists():
+        util, fmax = parse_nextpnr_log(tim.read_text(errors="replace"))
+        report["utilisation"] = util
+        report["fmax_mhz"] = fmax
+        over = [f"{cell} {used}/{avail} ({100 * used / avail:.0f} %)"
+                for cell, (used, avail) in util.items() if used > avail]
+        if over:
+            _write_report(out, report)
+            raise BuildError(f"design does not fit the device: {', '.join(over)} (report in "
+                             f"{out / 'report.txt'})") from None
+    logs = [str(p) for p in (rpt, tim) if p.exists()]
+    raise BuildError(f"tool chain failed: {exc}; see {', '.join(logs) or gw}") from None
+
+
+def _write_report(out, report):
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "report.txt").write_text(report.text() + "\n")
 
 
 def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker", freq_mhz=None,
@@ -209,10 +240,9 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
                                   do_build=True, nextpnr_opts="--timing-allow-fail")
     except (TopError, UARTError) as exc:
         raise BuildError(str(exc)) from None
-    except subprocess.CalledProcessError as exc:  # a tool failed: point at its log
-        logs = sorted(str(p) for p in (out / "gateware").glob("top.*") if p.suffix in
-                      (".rpt", ".tim"))
-        raise BuildError(f"tool chain failed: {exc}; see {', '.join(logs) or out}") from None
+    except subprocess.CalledProcessError as exc:  # a tool failed: explain from its log
+        report["clock_mhz"] = getattr(top, "actual_clock_hz", 0) / 1e6
+        _fail_from_logs(out, report, exc)
     report["seconds"] = time.monotonic() - t0
     report["clock_mhz"] = top.actual_clock_hz / 1e6
     gw = out / "gateware"
@@ -224,8 +254,7 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
     report["luts"] = cells.get("SB_LUT4", 0)
     report["ffs"] = sum(n for c, n in cells.items() if c.startswith("SB_DFF"))
     report["bitstream"] = str(gw / "top.bin")
-    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / "report.txt").write_text(report.text() + "\n")
+    _write_report(out, report)
 
     for cell, (used, avail) in util.items():
         if used > avail:

@@ -138,3 +138,20 @@ def test_full_build_accelerator(tmp_path):
     report = build("icebreaker", model=model, out=str(tmp_path / "eie"))
     assert report["utilisation"]["ICESTORM_SPRAM"][0] == 4
     assert min(report["fmax_mhz"].values()) >= 24
+
+
+def test_overfull_device_is_reported(tmp_path):
+    from hw.build import BuildReport, _fail_from_logs
+    gw = tmp_path / "gateware"
+    gw.mkdir()
+    (gw / "top.tim").write_text(NEXTPNR_LOG.replace("1234/ 5280", "18761/ 5280")
+                                .replace("4/   30", "39/   30"))
+    (gw / "top.rpt").write_text(YOSYS_NEW)
+    report = BuildReport(board="icebreaker", n_pes=4, accelerator="eie", clock_mhz=12)
+    with pytest.raises(BuildError, match=r"does not fit.*ICESTORM_LC 18761/5280 \(355 %\).*"
+                                         r"ICESTORM_RAM 39/30"):
+        _fail_from_logs(tmp_path, report, RuntimeError("exit 125"))
+    assert "18761" in (tmp_path / "report.txt").read_text()
+    (gw / "top.tim").write_text("ERROR: something else\n")
+    with pytest.raises(BuildError, match="tool chain failed.*top.tim"):
+        _fail_from_logs(tmp_path, report, RuntimeError("exit 1"))
