@@ -1,0 +1,247 @@
+"""cocotb testbench of hw.central.CentralUnit with behavioural PEs.
+
+The testbench plays the sequencer (``i_start`` / ``i_layer``, the next layer only after
+``o_done``) and N behavioural PEs: each consumes its FIFO with random back-pressure and, after the
+``end`` token, emits random outputs of its rows (``r mod N == p``, ascending; hidden layers:
+a random subset with non-zero values; last layer: every row, random signed values with
+deliberate ties), with random idle cycles, then its ``end`` token.
+
+Checked on every inference: each PE receives exactly the non-zero inputs of layer 0 in index
+order, and for a later layer exactly the previous layer's outputs of all PEs in ascending row
+order, each time followed by one ``end``; ``o_done`` comes once per layer and only after all N
+``end`` tokens; ``i_input`` is not ready outside layer 0; ``o_logit`` carries every logit in
+index order with ``last`` on the final one and the payload held until its transfer; ``o_argmax``
+is the first index of the maximum; ``o_error`` stays 0 (and flags a wrong input length in the
+``bad_length`` test).
+
+Environment: ``CENTRAL_N`` (PEs), ``CENTRAL_SIZES`` (``in,hidden...,out``), ``CENTRAL_SEED``,
+``CENTRAL_INPUTS``, ``CENTRAL_P_VALID``, ``CENTRAL_P_READY``, ``CENTRAL_BREAK`` (expect a wrong
+order: the testbench must then fail).
+"""
+import os
+import random
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
+
+from hw.config import (AcceleratorConfig, broadcast_layout, input_layout, layer_config_layout,
+                       logit_layout, pe_output_layout)
+from tb.pe.layouts import pack_fields, unpack_fields
+
+N = int(os.environ.get("CENTRAL_N", "3"))
+SIZES = [int(v) for v in os.environ.get("CENTRAL_SIZES", "40,30,20,10").split(",")]
+SEED = int(os.environ.get("CENTRAL_SEED", "1"))
+INPUTS = int(os.environ.get("CENTRAL_INPUTS", "4"))
+P_VALID = float(os.environ.get("CENTRAL_P_VALID", "0.7"))
+P_READY = float(os.environ.get("CENTRAL_P_READY", "0.6"))
+#: Test of the testbench: expect the PE outputs in emission order instead of sorted.
+BREAK = bool(int(os.environ.get("CENTRAL_BREAK", "0")))
+CFG = AcceleratorConfig(n_pes=N)
+
+
+def _signed(v, bits):
+    return v - (1 << bits) if v >> (bits - 1) else v
+
+
+class TB:
+    """Clock, reset, the sequencer role and N behavioural PEs around the central unit."""
+
+    def __init__(self, dut, seed):
+        self.dut = dut
+        self.rng = random.Random(seed)
+        self.bl = broadcast_layout(CFG)
+        self.ol = pe_output_layout(CFG)
+        self.il = input_layout(CFG)
+        self.ll = logit_layout(CFG)
+        self.lay = layer_config_layout(CFG)
+
+    def sig(self, name, p=None):
+        return getattr(self.dut, name if p is None else name.format(p=p))
+
+    async def reset(self):
+        d = self.dut
+        Clock(d.clk, 10, unit="ns").start()
+        d.rst.value = 1
+        d.i_start.value = 0
+        d.i_layer.value = 0
+        d.i_input__valid.value = 0
+        d.o_logit__ready.value = 0
+        for p in range(N):
+            self.sig("o_act__{p}__ready", p).value = 0
+            self.sig("i_out__{p}__valid", p).value = 0
+        await ClockCycles(d.clk, 3)
+        await FallingEdge(d.clk)
+        d.rst.value = 0
+
+    def chance(self, p):
+        return p >= 1.0 or self.rng.random() < p
+
+    def pe_outputs(self, layer_index, last):
+        """Per PE the list of (row, value) it will emit for this layer."""
+        out_f = SIZES[layer_index + 1]
+        res = []
+        for p in range(N):
+            rows = range(p, out_f, N)
+            if last:
+                pick = [-7, 1000, 1000, self.rng.randrange(-2**31, 2**31)]   # ties included
+                res.append([(r, self.rng.choice(pick)) for r in rows])
+            else:
+                keep = self.rng.random()
+                res.append([(r, self.rng.randrange(1, 256)) for r in rows
+                            if self.rng.random() < keep])
+        return res
+
+    async def run_layer(self, li, acts, outputs, x=None, bad_length=False, timeout=20000):
+        """Start layer ``li``; returns the logits received (last layer)."""
+        d = self.dut
+        last = li == len(SIZES) - 2
+        # i_input must not be taken outside layer 0
+        if li != 0:
+            await FallingEdge(d.clk)
+            d.i_input__valid.value = 1
+            await ReadOnly()
+            assert not int(d.i_input__ready.value), f"layer {li}: i_input ready outside layer 0"
+            await FallingEdge(d.clk)
+            d.i_input__valid.value = 0
+        await FallingEdge(d.clk)
+        d.i_layer.value = pack_fields(self.lay, index=li, in_features=SIZES[li],
+                                      out_features=SIZES[li + 1], last=int(last),
+                                      relu=int(not last))
+        d.i_start.value = 1
+        await FallingEdge(d.clk)
+        d.i_start.value = 0
+        expect = [list(acts) for _ in range(N)]
+        got = [[] for _ in range(N)]
+        phase = ["recv"] * N            # recv -> emit -> done
+        emit_k = [0] * N
+        offered = [False] * N
+        logits = []
+        held = None
+        xi = 0
+        x_off = False
+        items = []
+        if x is not None:
+            n_items = len(x) - 1 if bad_length else len(x)
+            items = [pack_fields(self.il, value=v, last=int(k == n_items - 1))
+                     for k, v in enumerate(x[:n_items])]
+        for cyc in range(timeout):
+            # drive
+            if xi < len(items) and not x_off:
+                x_off = self.chance(P_VALID)
+                d.i_input__payload.value = items[xi]
+            d.i_input__valid.value = int(x_off)
+            ready = [phase[p] == "recv" and self.chance(P_READY) for p in range(N)]
+            for p in range(N):
+                self.sig("o_act__{p}__ready", p).value = int(ready[p])
+                if phase[p] == "emit" and not offered[p]:
+                    offered[p] = self.chance(P_VALID)
+                    if emit_k[p] < len(outputs[p]):
+                        r, v = outputs[p][emit_k[p]]
+                        word = pack_fields(self.ol, row=r, value=v)
+                    else:
+                        word = pack_fields(self.ol, end=1)
+                    self.sig("i_out__{p}__payload", p).value = word
+                self.sig("i_out__{p}__valid", p).value = int(offered[p])
+            lready = self.chance(P_READY)
+            d.o_logit__ready.value = int(lready)
+            await ReadOnly()
+            # sample
+            if x_off and int(d.i_input__ready.value):
+                xi += 1
+                x_off = False
+            if int(d.o_done.value):
+                assert all(ph == "done" for ph in phase), \
+                    f"layer {li}: o_done before all end tokens ({phase})"
+                break
+            for p in range(N):
+                if ready[p] and int(self.sig("o_act__{p}__valid", p).value):
+                    f = unpack_fields(self.bl, self.sig("o_act__{p}__payload", p).value)
+                    if f["end"]:
+                        assert got[p] == expect[p], \
+                            f"layer {li} PE {p}: broadcast {got[p]}, expected {expect[p]}"
+                        phase[p] = "emit"
+                    else:
+                        got[p].append((f["col"], f["value"]))
+                if offered[p] and int(self.sig("i_out__{p}__ready", p).value):
+                    offered[p] = False
+                    if emit_k[p] == len(outputs[p]):
+                        phase[p] = "done"
+                    emit_k[p] += 1
+            if int(d.o_logit__valid.value):
+                word = int(d.o_logit__payload.value)
+                assert last, f"layer {li}: o_logit valid on a hidden layer"
+                assert held is None or held == word, "o_logit payload changed before transfer"
+                held = word
+                if lready:
+                    held = None
+                    logits.append(unpack_fields(self.ll, word))
+            else:
+                assert held is None, "o_logit valid dropped before its transfer"
+            await FallingEdge(d.clk)
+        else:
+            raise AssertionError(f"layer {li}: no o_done after {timeout} cycles ({phase})")
+        await FallingEdge(d.clk)
+        for p in range(N):
+            self.sig("i_out__{p}__valid", p).value = 0
+            self.sig("o_act__{p}__ready", p).value = 0
+        d.i_input__valid.value = 0
+        d.o_logit__ready.value = 0
+        if x is not None:
+            assert xi == len(items), f"only {xi} of {len(items)} inputs taken"
+        await ReadOnly()
+        assert not int(d.o_done.value), "o_done longer than one cycle"
+        await FallingEdge(d.clk)
+        return logits
+
+    async def inference(self, x, bad_length=False):
+        sent = x[:-1] if bad_length else x
+        acts = [(j, v) for j, v in enumerate(sent) if v]
+        n_layers = len(SIZES) - 1
+        for li in range(n_layers):
+            last = li == n_layers - 1
+            outputs = self.pe_outputs(li, last)
+            logits = await self.run_layer(li, acts, outputs, x=x if li == 0 else None,
+                                          bad_length=bad_length)
+            for _ in range(self.rng.randrange(3)):
+                await FallingEdge(self.dut.clk)
+            acts = [o for per_pe in outputs for o in per_pe]
+            if not BREAK:
+                acts.sort()
+        flat = sorted(o for per_pe in outputs for o in per_pe)
+        want = [v for _, v in flat]
+        assert [f["index"] for f in logits] == list(range(len(want))), "logit indices"
+        assert [_signed(f["value"], CFG.acc_bits) for f in logits] == want, "logit values"
+        assert [f["last"] for f in logits] == [0] * (len(want) - 1) + [1], "last flags"
+        amax = max(range(len(want)), key=lambda k: (want[k], -k))
+        assert int(self.dut.o_argmax.value) == amax, \
+            f"argmax {int(self.dut.o_argmax.value)}, expected {amax} of {want}"
+
+    def make_input(self, n):
+        if n == 0:
+            return [0] * SIZES[0]
+        if n == 1:
+            return [self.rng.randrange(1, 256) for _ in range(SIZES[0])]
+        dens = self.rng.random()
+        return [self.rng.randrange(1, 256) if self.rng.random() < dens else 0
+                for _ in range(SIZES[0])]
+
+
+@cocotb.test()
+async def central_broadcast_merge_order(dut):
+    """Zero-free broadcast, sorted merge, barrier and logit order with random stalls."""
+    tb = TB(dut, SEED)
+    await tb.reset()
+    for n in range(INPUTS):
+        await tb.inference(tb.make_input(n))
+        assert int(dut.o_error.value) == 0, f"input {n}: o_error {int(dut.o_error.value)}"
+        assert int(dut.o_idle.value)
+
+
+@cocotb.test()
+async def central_flags_bad_length(dut):
+    """``last`` one input early: the vector ends there and ``o_error.input`` is set."""
+    tb = TB(dut, SEED + 1)
+    await tb.reset()
+    await tb.inference(tb.make_input(1), bad_length=True)
+    assert int(dut.o_error.value) & 1, "o_error.input not set"
