@@ -8,7 +8,7 @@ response frame: ``STATUS``, ``ACK``, ``RESULT`` or ``ERROR``.
 The constants, :func:`crc16`, :func:`encode_frame` and the status layout are shared with the host
 (``sw/host.py``); :class:`ProtocolEngine` is the gateware.
 """
-from amaranth import Module, Signal, Mux, Cat, Const, C, signed
+from amaranth import Module, Signal, Mux, Cat, Const, C
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -180,6 +180,9 @@ class ProtocolEngine(wiring.Component):
         Dense input vector to the accelerator (``i_input``), ``last`` on value ``in_features-1``.
     i_logit : In(stream.Signature(logit_layout(config)))
         Final-layer outputs from the accelerator (``o_logit``).
+    i_argmax : In(8)
+        The accelerator's prediction for the last inference (lowest index wins ties), read
+        while the result is sent.
     i_cycles : In(32)
         Accelerator cycle count of the previous inference (read while the result is sent; the
         accelerator holds it until the next inference starts).
@@ -221,6 +224,7 @@ class ProtocolEngine(wiring.Component):
             "o_input": Out(stream.Signature(input_layout(config))),
             "i_logit": In(stream.Signature(logit_layout(config))),
             "i_cycles": In(32),
+            "i_argmax": In(8),
             "i_accel_busy": In(1),
             "i_accel_error": In(8),
             "o_accel_reset": Out(1),
@@ -293,13 +297,6 @@ class ProtocolEngine(wiring.Component):
         lg_w = logits.write_port()
         lg_r = logits.read_port()
         n_logits = Signal(range(self.max_logits + 1))
-        best_value = Signal(signed(32))
-        lg_valid = Signal()
-        lg_value = Signal(signed(32))
-        lg_index = Signal(8)
-        lg_last = Signal()
-        got_last = Signal()
-        best_index = Signal(8)
 
         # ---- watchdog ---------------------------------------------------------------------
         # A down-counter reloaded on progress; the limit depends on who is being waited for.
@@ -359,8 +356,7 @@ class ProtocolEngine(wiring.Component):
             m.d.sync += [
                 crc.eq(0xFFFF), hdr_err.eq(0), f_timeout.eq(0), f_framing.eq(0),
                 f_bad_input.eq(0), f_bad_len.eq(0), f_output.eq(0), f_accel_timeout.eq(0),
-                phase.eq(0), words.eq(0), pos.eq(0), n_logits.eq(0), got_last.eq(0),
-                lg_valid.eq(0),
+                phase.eq(0), words.eq(0), pos.eq(0), n_logits.eq(0),
             ]
 
         m.d.comb += self.o_loaded.eq(loaded)
@@ -591,33 +587,22 @@ class ProtocolEngine(wiring.Component):
                         m.next = "RESPOND"
 
             with m.State("WAIT_LOGITS"):
-                # The accelerator's logit is registered first (lg_*), keeping its output logic
-                # out of the argmax comparator's timing path.
+                lg = self.i_logit.payload
                 m.d.comb += [
-                    watching.eq(1), progress.eq(self.i_logit.valid | lg_valid),
-                    self.i_logit.ready.eq(~got_last),
+                    watching.eq(1), progress.eq(self.i_logit.valid),
+                    self.i_logit.ready.eq(1),
                     lg_w.addr.eq(n_logits),
-                    lg_w.data.eq(lg_value),
+                    lg_w.data.eq(lg.value),
                 ]
-                m.d.sync += lg_valid.eq(self.i_logit.valid & ~got_last)
-                with m.If(self.i_logit.valid & ~got_last):
-                    m.d.sync += [
-                        lg_value.eq(self.i_logit.payload.value),
-                        lg_index.eq(self.i_logit.payload.index),
-                        lg_last.eq(self.i_logit.payload.last),
-                        got_last.eq(self.i_logit.payload.last),
-                    ]
-                with m.If(lg_valid):
+                with m.If(self.i_logit.valid):
                     with m.If(n_logits < self.max_logits):
                         m.d.comb += lg_w.en.eq(1)
                         m.d.sync += n_logits.eq(n_logits + 1)
-                        with m.If((n_logits == 0) | (lg_value > best_value)):
-                            m.d.sync += [best_value.eq(lg_value), best_index.eq(n_logits)]
                     with m.Else():
                         m.d.sync += f_output.eq(1)
-                    with m.If(lg_index != n_logits):
+                    with m.If(lg.index != n_logits):
                         m.d.sync += f_output.eq(1)
-                    with m.If(lg_last):
+                    with m.If(lg.last):
                         m.next = "WAIT_IDLE"
                 with m.If(accel_expired):
                     m.d.sync += f_accel_timeout.eq(1)
@@ -783,7 +768,7 @@ class ProtocolEngine(wiring.Component):
                 with m.Else():
                     with m.Switch(tail):
                         with m.Case(0):
-                            m.d.comb += payload_comb.eq(best_index)
+                            m.d.comb += payload_comb.eq(self.i_argmax)
                         for i in range(4):
                             with m.Case(1 + i):
                                 m.d.comb += payload_comb.eq(self.i_cycles.word_select(i, 8))

@@ -43,7 +43,8 @@ class UARTCore(wiring.Component):
         UART bit rate (8N1).
     accelerator : callable
         ``accelerator(config)`` returns a component with the ports of docs/ARCHITECTURE.md
-        section 5 (``i_load``, ``i_input``, ``o_logit``, ``o_busy``, ``o_cycles``, ``o_error``).
+        section 5 (``i_load``, ``i_input``, ``o_logit``, ``o_argmax``, ``o_busy``, ``o_cycles``,
+        ``o_error``).
     timeout, accel_timeout, max_logits :
         Passed to :class:`hw.protocol.ProtocolEngine`.
     rx_fifo_depth : int
@@ -100,6 +101,7 @@ class UARTCore(wiring.Component):
             proto.i_rx_frame_error.eq(rx.o_frame_error),
             proto.i_rx_overrun.eq(rx.o_overrun),
             proto.i_cycles.eq(accel.o_cycles),
+            proto.i_argmax.eq(accel.o_argmax),
             proto.i_accel_busy.eq(accel.o_busy),
             proto.i_accel_error.eq(Value.cast(accel.o_error)),   # flags may be a struct
             self.o_leds.eq(proto.o_loaded | (proto.o_active << 1) | (proto.o_error << 2)),

@@ -11,7 +11,8 @@ on every loaded word and every input value so a lost or reordered byte shows up:
   to synthesise: ``hw.build --mock-accelerator`` measures the UART/protocol path.)
 - ``o_error`` bit 0: ``W[0] == 0x7FFF``; bit 1 (sticky): ``last`` was not on input
   ``in_features - 1`` or came too early; ``W[1] == 0x7FFF`` makes it never answer (hang).
-- ``o_cycles``: clocks from the first accepted input to the last logit of the previous inference.
+- ``o_cycles``: clocks from the first accepted input to the last logit of the previous inference;
+  ``o_argmax``: index of its largest logit (lowest on ties).
 """
 from amaranth import Module, Signal, Array, Mux, signed
 from amaranth.lib import stream, wiring
@@ -45,6 +46,7 @@ class MockAccelerator(wiring.Component):
             "i_load": In(stream.Signature(LoadWrite)),
             "i_input": In(stream.Signature(input_layout(config))),
             "o_logit": Out(stream.Signature(logit_layout(config))),
+            "o_argmax": Out(8),
             "o_busy": Out(1),
             "o_cycles": Out(32),
             "o_error": Out(2),
@@ -63,6 +65,7 @@ class MockAccelerator(wiring.Component):
         counting = Signal()
         bad_last = Signal()
         n_out = Signal(8)
+        best = Signal(signed(32))
         m.d.comb += n_out.eq(Mux(w[15][:8] != 0, w[15][:8], 10))
 
         with m.If(counting):
@@ -110,6 +113,9 @@ class MockAccelerator(wiring.Component):
                     ]
                 with m.If(self.o_logit.valid & self.o_logit.ready):
                     m.d.sync += k.eq(k + 1)
+                    value = self.o_logit.payload.value.as_signed()
+                    with m.If((k == 0) | (value > best)):
+                        m.d.sync += [best.eq(value), self.o_argmax.eq(k)]
                     with m.If(k == n_out - 1):
                         m.d.sync += [counting.eq(0), self.o_cycles.eq(counter)]
                         m.next = "IDLE"
