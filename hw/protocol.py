@@ -141,12 +141,14 @@ class ProtocolEngine(wiring.Component):
 
     Strictly request/response: one frame is handled at a time; bytes that arrive meanwhile wait
     in the receive FIFO in front of ``i_rx`` (if it overflows, the next response is
-    ``ERROR BUSY``). LOAD and INFER payloads are streamed straight into the accelerator; the CRC is
+    ``ERROR BUSY``). LOAD payloads are streamed straight into the accelerator and the CRC is
     checked at the end, so a LOAD with a bad CRC may already have written words (the host resends
-    the block) and an INFER with a bad CRC still completes (its result is replaced by the error).
-    A frame that stops for ``timeout`` clocks is abandoned (``ERROR TIMEOUT``) after its input
-    vector is padded with zeros so the accelerator stays consistent; an accelerator that makes no
-    progress for ``accel_timeout`` clocks is reset (``ERROR ACCEL_TIMEOUT``).
+    the block). INFER payloads are first collected in an input buffer (``max_features`` bytes;
+    sparse pairs are expanded into it, zeros in between, one entry per clock); only when the frame
+    is complete and intact is the vector streamed into the accelerator at up to one value per
+    clock, so ``o_cycles`` measures the accelerator and not the UART. A frame that stops for
+    ``timeout`` clocks is abandoned (``ERROR TIMEOUT``); an accelerator that makes no progress
+    for ``accel_timeout`` clocks is reset (``ERROR ACCEL_TIMEOUT``).
 
     The number of inputs of layer 0 is learnt by snooping the LOAD that writes word 0 of the layer
     descriptor memory (``mem = N + 4``); it sets the INFER_DENSE length and the sparse expansion.
@@ -291,6 +293,14 @@ class ProtocolEngine(wiring.Component):
         s_framing = Signal()
         s_overrun = Signal()
         s_accel_timeout = Signal()
+
+        # ---- input buffer: the whole vector is received (and its CRC checked) first ---------
+        m.submodules.inbuf = inbuf = Memory(shape=cfg.act_bits, depth=cfg.max_features, init=[])
+        ib_w = inbuf.write_port()
+        ib_r = inbuf.read_port()
+        sp = Signal(fw)                     # next buffer entry to stream
+        out_valid = Signal()
+        out_last = Signal()
 
         # ---- result buffer ----------------------------------------------------------------
         m.submodules.logits = logits = Memory(shape=32, depth=self.max_logits, init=[])
@@ -445,8 +455,8 @@ class ProtocolEngine(wiring.Component):
                     self.o_load.payload.mem.eq(mem),
                     self.o_load.payload.addr.eq(addr),
                     self.o_load.payload.data.eq(Cat(data_lo, byte)),
-                    self.o_input.payload.value.eq(byte),
-                    self.o_input.payload.last.eq(pos == in_features - 1),
+                    ib_w.addr.eq(pos),
+                    ib_w.data.eq(byte),
                 ]
                 with m.Switch(action):
                     with m.Case(A_LOAD):
@@ -455,10 +465,7 @@ class ProtocolEngine(wiring.Component):
                             sink_ready.eq(Mux(word_done, self.o_load.ready, 1)),
                         ]
                     with m.Case(A_DENSE):
-                        m.d.comb += [
-                            self.o_input.valid.eq(rx.valid),
-                            sink_ready.eq(self.o_input.ready),
-                        ]
+                        m.d.comb += [ib_w.en.eq(rx.valid), sink_ready.eq(1)]
                     with m.Default():
                         m.d.comb += sink_ready.eq(1)
                 m.d.comb += [take.eq(sink_ready), progress.eq(rx.valid & sink_ready)]
@@ -506,58 +513,37 @@ class ProtocolEngine(wiring.Component):
                             m.next = "CRC0"
                 with m.If(rx_expired):
                     m.d.sync += f_timeout.eq(1)
-                    with m.If(is_infer):
-                        m.next = "PAD"
-                    with m.Else():
-                        m.next = "RESPOND"
+                    m.next = "RESPOND"
                 with m.If(accel_expired):
                     m.d.sync += f_accel_timeout.eq(1)
                     m.next = "RESPOND"
 
             with m.State("EXPAND"):
-                # Emit zeros up to the pair's index, then its value.
-                m.d.comb += [watching.eq(1), progress.eq(self.o_input.ready)]
+                # Write zeros up to the pair's index, then its value (one entry per clock).
                 done = Signal()
                 with m.If(sp_bad):
                     m.d.sync += f_bad_input.eq(1)
                     m.d.comb += done.eq(1)
                 with m.Else():
                     m.d.comb += [
-                        self.o_input.valid.eq(1),
-                        self.o_input.payload.value.eq(Mux(pos == sp_index[:fw], sp_value, 0)),
-                        self.o_input.payload.last.eq(pos == in_features - 1),
+                        ib_w.en.eq(1), ib_w.addr.eq(pos),
+                        ib_w.data.eq(Mux(pos == sp_index[:fw], sp_value, 0)),
+                        done.eq(pos == sp_index[:fw]),
                     ]
-                    with m.If(self.o_input.ready):
-                        m.d.sync += pos.eq(pos + 1)
-                        m.d.comb += done.eq(pos == sp_index[:fw])
+                    m.d.sync += pos.eq(pos + 1)
                 with m.If(done):
                     with m.If(remaining == 0):
                         m.next = "PAD"
                     with m.Else():
                         m.next = "PAYLOAD"
-                with m.If(accel_expired):
-                    m.d.sync += f_accel_timeout.eq(1)
-                    m.next = "RESPOND"
 
             with m.State("PAD"):
-                # Complete the input vector with zeros (sparse tail, truncated frames).
-                m.d.comb += [watching.eq(1), progress.eq(self.o_input.ready)]
+                # Complete the buffered vector with zeros (sparse tail).
                 with m.If(pos >= in_features):
-                    with m.If(f_timeout):
-                        m.next = "WAIT_LOGITS"
-                    with m.Else():
-                        m.next = "CRC0"
+                    m.next = "CRC0"
                 with m.Else():
-                    m.d.comb += [
-                        self.o_input.valid.eq(1),
-                        self.o_input.payload.value.eq(0),
-                        self.o_input.payload.last.eq(pos == in_features - 1),
-                    ]
-                    with m.If(self.o_input.ready):
-                        m.d.sync += pos.eq(pos + 1)
-                with m.If(accel_expired):
-                    m.d.sync += f_accel_timeout.eq(1)
-                    m.next = "RESPOND"
+                    m.d.comb += [ib_w.en.eq(1), ib_w.addr.eq(pos), ib_w.data.eq(0)]
+                    m.d.sync += pos.eq(pos + 1)
 
             with m.State("CRC0"):
                 m.d.comb += [take.eq(1), watching.eq(1), wait_rx.eq(1), progress.eq(rx.valid)]
@@ -566,25 +552,51 @@ class ProtocolEngine(wiring.Component):
                     m.next = "CRC1"
                 with m.If(rx_expired):
                     m.d.sync += f_timeout.eq(1)
-                    with m.If(is_infer):
-                        m.next = "WAIT_LOGITS"
-                    with m.Else():
-                        m.next = "RESPOND"
+                    m.next = "RESPOND"
 
             with m.State("CRC1"):
                 m.d.comb += [take.eq(1), watching.eq(1), wait_rx.eq(1), progress.eq(rx.valid)]
                 with m.If(rx.valid):
                     m.d.sync += crc_bad.eq(crc_bad | (byte != crc[:8]))
-                    with m.If(is_infer):
-                        m.next = "WAIT_LOGITS"
-                    with m.Else():
-                        m.next = "RESPOND"
+                    m.next = "CHECK"
                 with m.If(rx_expired):
                     m.d.sync += f_timeout.eq(1)
-                    with m.If(is_infer):
-                        m.next = "WAIT_LOGITS"
+                    m.next = "RESPOND"
+
+            with m.State("CHECK"):
+                # Only a complete, intact input vector reaches the accelerator.
+                m.d.sync += [sp.eq(0), out_valid.eq(0)]
+                with m.If(is_infer & ~crc_bad & ~f_bad_input & ~f_bad_len & ~f_framing
+                          & ~overrun):
+                    m.next = "STREAM"
+                with m.Else():
+                    m.next = "RESPOND"
+
+            with m.State("STREAM"):
+                # Buffer -> accelerator at up to one value per clock. The buffer's synchronous
+                # read feeds an output register (out_valid) that advances when it is empty or
+                # taken.
+                advance = ~out_valid | self.o_input.ready
+                m.d.comb += [
+                    watching.eq(1), progress.eq(out_valid & self.o_input.ready),
+                    ib_r.addr.eq(sp), ib_r.en.eq(advance),
+                    self.o_input.valid.eq(out_valid),
+                    self.o_input.payload.value.eq(ib_r.data),
+                    self.o_input.payload.last.eq(out_last),
+                ]
+                with m.If(advance):
+                    with m.If(sp == in_features):
+                        m.d.sync += out_valid.eq(0)
                     with m.Else():
-                        m.next = "RESPOND"
+                        m.d.sync += [sp.eq(sp + 1), out_valid.eq(1),
+                                     out_last.eq(sp == in_features - 1)]
+                with m.If(out_valid & self.o_input.ready & out_last):
+                    m.d.sync += out_valid.eq(0)
+                    m.next = "WAIT_LOGITS"
+                with m.If(accel_expired):
+                    m.d.sync += f_accel_timeout.eq(1)
+                    m.next = "RESPOND"
+
 
             with m.State("WAIT_LOGITS"):
                 lg = self.i_logit.payload
