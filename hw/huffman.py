@@ -189,11 +189,12 @@ class HuffmanDecoder(wiring.Component):
         ch_n = Signal(range(17))
         ch_take = Signal()
 
+        al_last = Signal()              # the current word is the segment's last (registered)
         avail = Signal(range(17))
         take_n = Signal(range(17))
         m.d.comb += [
             avail.eq(16 - al_off),
-            take_n.eq(Mux(al_rem < avail, al_rem, avail)),
+            take_n.eq(Mux(al_last, al_rem[:5], avail)),
         ]
         take_word = Signal()
         m.d.comb += [
@@ -207,14 +208,17 @@ class HuffmanDecoder(wiring.Component):
             mask.eq(~(Const(0xFFFF, 16) >> take_n)),
         ]
         al_done = Signal()
-        m.d.comb += al_done.eq(take_word & (al_rem == take_n))
+        rem_next = Signal(16)
+        m.d.comb += [
+            al_done.eq(take_word & al_last),
+            rem_next.eq(al_rem - avail),
+        ]
         with m.If(take_word):
-            m.d.sync += [
-                ch_valid.eq(1), ch_bits.eq(shifted & mask), ch_n.eq(take_n),
-                al_rem.eq(al_rem - take_n), al_off.eq(0),
-            ]
-            with m.If(al_done):
+            m.d.sync += [ch_valid.eq(1), ch_bits.eq(shifted & mask), ch_n.eq(take_n)]
+            with m.If(al_last):
                 m.d.sync += al_valid.eq(0)
+            with m.Else():
+                m.d.sync += [al_rem.eq(rem_next), al_off.eq(0), al_last.eq(rem_next <= 16)]
         with m.Elif(ch_take):
             m.d.sync += ch_valid.eq(0)
 
@@ -228,7 +232,8 @@ class HuffmanDecoder(wiring.Component):
             segq.w_en.eq(seg_take & (seg.nbits != 0)),
         ]
         with m.If(seg_take & (seg.nbits != 0)):
-            m.d.sync += [al_valid.eq(1), al_off.eq(seg.offset), al_rem.eq(seg.nbits)]
+            m.d.sync += [al_valid.eq(1), al_off.eq(seg.offset), al_rem.eq(seg.nbits),
+                         al_last.eq(seg.offset + seg.nbits <= 16)]
 
         # ---- bit buffer and length decision ------------------------------------------------
         buf = Signal(W)

@@ -278,10 +278,12 @@ class ProcessingElement(wiring.Component):
             wf_act.eq(wf_active & wf_credit & (reuse | wf_req)),   # wf_req always granted
         ]
         wf_fin = Signal()
-        m.d.comb += wf_fin.eq(wf_act & (wf_addr == wf_last))
+        wf_at_last = Signal()           # wf_addr == wf_last (registered)
+        m.d.comb += wf_fin.eq(wf_act & wf_at_last)
         m.d.sync += push_pending.eq(0)
         with m.If(wf_act):
-            m.d.sync += [push_pending.eq(1), push_mem.eq(~reuse), wf_addr.eq(wf_addr + 1)]
+            m.d.sync += [push_pending.eq(1), push_mem.eq(~reuse), wf_addr.eq(wf_addr + 1),
+                         wf_at_last.eq(wf_addr + 1 == wf_last)]
             with m.If(~reuse):
                 m.d.sync += [lw_valid.eq(1), lw_addr.eq(wf_addr)]
             with m.If(wf_fin):
@@ -307,6 +309,7 @@ class ProcessingElement(wiring.Component):
                 wf_active.eq(1),
                 wf_addr.eq(stream_base + sq_out.start[4:]),
                 wf_last.eq(stream_base + (sq_out.end - 1)[4:]),
+                wf_at_last.eq(sq_out.start[4:] == (sq_out.end - 1)[4:]),
             ]
             with m.If(seg_nbits[16:] != 0):
                 m.d.sync += error.eq(1)
