@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tb.accelerator.run import run_case
-from tb.accelerator.vectors import case_from_int_model, model_case, random_case, sim_config
+from tb.accelerator.vectors import model_case, random_case
 from tb.runner import ROOT, SimulationFailed
 
 LENET = ROOT / "models" / "lenet300.npz"
@@ -74,15 +74,24 @@ def test_accelerator_detects_wrong_logit():
 
 
 @pytest.mark.sim
-def test_accelerator_lenet_shaped_random():
-    """LeNet-300-100 dimensions (784 inputs, pointer tables of 785 entries) with MNIST images."""
-    from sw.golden import images_to_uint8, load_mnist, random_int_model
-    cfg = sim_config(4, pe_mem_depth=16384)
-    im = random_int_model([784, 300, 100, 10], 0.05, 21, n_indices=7)
-    xs, _ = load_mnist()["test"]
-    x = images_to_uint8(xs[:3])
-    stats = run_case("lenet_shaped", case_from_int_model(im, x, cfg))
-    assert len(stats["inferences"]) == 3
+def test_accelerator_lenet_shaped_random_bench():
+    """LeNet-300-100 dimensions (784 inputs, pointer tables of 785 entries) on MNIST images,
+    through the benchmark's code path (``hw.bench.run_bench``)."""
+    from hw.bench import _model, format_table, run_bench
+    im, _ = _model(None, True)
+    rows = run_bench(im, [4], 3, offset=7, log=lambda *a: None)
+    assert rows[0]["status"] == "bit-exact", rows
+    assert rows[0]["cycles_mean"] >= 784            # the dense input alone takes 784 cycles
+    assert rows[0]["ratio_mean"] >= 1.0
+    assert "bit-exact" in format_table(rows)
+
+
+def test_bench_refuses_missing_model(tmp_path, capsys):
+    from hw.bench import main
+    assert main(["--model", str(tmp_path / "none.npz"), "--pes", "2"]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["--random-model", "--pes", "two"]) == 2
+    assert "--pes" in capsys.readouterr().err
 
 
 def _lenet(n_images, offset, n_pes=4):

@@ -1,0 +1,163 @@
+"""Cycle benchmark of the accelerator on Verilator against the ideal bound.
+
+::
+
+    python -m hw.bench [--model models/lenet300.npz] [--images K] [--pes 1,2,4,8]
+                       [--offset I] [--random-model] [--json FILE]
+
+For every PE count the accelerator (``hw.accelerator.Accelerator``, default
+``AcceleratorConfig(n_pes=N)``) is simulated on K MNIST test images back to back, with no
+stalls on its ports. Every logit is compared with ``sw.golden.infer`` (the run fails on any
+difference). The table shows ``o_cycles`` per inference (first accepted input to final logit),
+the ideal bound of docs/ARCHITECTURE.md section 6 (``sw.golden.ideal_cycles``), their ratio
+(target <= 1.25), the PE-work bound (most symbols, fillers included, any PE decodes; one per
+cycle), the bit-exact result and the top-1 accuracy on those images.
+
+``--random-model`` benchmarks a random sparse model with the LeNet-300-100 shape instead of a
+model file (for when no trained model exists yet).
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["BenchError", "run_bench", "format_table", "main"]
+
+
+class BenchError(Exception):
+    """The benchmark cannot run (missing model, bad arguments)."""
+
+
+def _model(path, random_model):
+    from sw.golden import IntModel, GoldenError, random_int_model
+    if random_model:
+        return (random_int_model([784, 300, 100, 10], 0.08, 1, n_indices=7),
+                "random 784-300-100-10 (density 0.08, 7 clusters)")
+    from sw.modelfile import ModelFormatError, load_model
+    p = Path(path)
+    if not p.exists():
+        raise BenchError(f"model file {p} not found (build it with the compression pipeline, or "
+                         "use --random-model)")
+    try:
+        return IntModel.from_model(load_model(p)), str(p)
+    except (ModelFormatError, GoldenError) as e:
+        raise BenchError(f"cannot use {p}: {e}") from None
+
+
+def bench_config(int_model, n_pes):
+    """``AcceleratorConfig(n_pes)`` with the accumulator rows and symbol table grown (powers of
+    two) when the model needs more than the defaults (e.g. LeNet-300-100 on one PE)."""
+    from hw.config import AcceleratorConfig
+    base = AcceleratorConfig(n_pes=n_pes)
+    rows = sum(-(-l.out_features // n_pes) for l in int_model.layers)
+    symbols = sum(len(np.unique(_joint_symbols(l, int_model, n_pes))) for l in int_model.layers)
+
+    def grow(v, need):
+        while v < need:
+            v *= 2
+        return v
+    return AcceleratorConfig(n_pes=n_pes, max_rows_per_pe=grow(base.max_rows_per_pe, rows),
+                             symbol_depth=grow(base.symbol_depth, symbols))
+
+
+def _joint_symbols(layer, int_model, n_pes):
+    from sw.sparse import encode_columns
+    enc = encode_columns(layer.index, n_pes, int_model.gap_bits, int_model.idx_bits)
+    return enc.all_symbols()
+
+
+def run_bench(int_model, n_pes_list, n_images, offset=0, log=print):
+    """Simulate every PE count; returns a list of result dicts (one per PE count)."""
+    from sw.golden import images_to_uint8, load_mnist
+    from sw.pack import PackError
+    from tb.accelerator.run import run_case
+    from tb.accelerator.vectors import case_from_int_model
+    from tb.runner import SimulationFailed
+
+    xs, ys = load_mnist()["test"]
+    if not 0 <= offset < len(ys) or n_images < 1:
+        raise BenchError(f"images {offset}..{offset + n_images - 1} outside the test set")
+    x = images_to_uint8(xs[offset:offset + n_images])
+    y = ys[offset:offset + n_images]
+    rows = []
+    for n in n_pes_list:
+        cfg = bench_config(int_model, n)
+        row = {"n_pes": n, "images": int(len(y)), "max_rows_per_pe": cfg.max_rows_per_pe,
+               "symbol_depth": cfg.symbol_depth}
+        try:
+            case = case_from_int_model(int_model, x, cfg, labels=y)
+        except PackError as e:
+            row.update(status=f"does not fit: {e}")
+            rows.append(row)
+            log(f"N={n}: {row['status']}")
+            continue
+        log(f"N={n}: simulating {len(y)} images ...")
+        try:
+            stats = run_case(f"bench_{len(y)}_{offset}", case)
+        except SimulationFailed as e:
+            row.update(status="MISMATCH", detail=str(e)[:2000])
+            rows.append(row)
+            log(f"N={n}: {row['status']}: {row['detail']}")
+            continue
+        cyc = np.array([s["cycles"] for s in stats["inferences"]], dtype=np.float64)
+        ideal = np.array(case["ideal"], dtype=np.float64)
+        bound = np.array(case["pe_bound"], dtype=np.float64)
+        ratio = cyc / np.maximum(ideal, 1)
+        pred = np.array([s["prediction"] for s in stats["inferences"]])
+        row.update(status="bit-exact", cycles_mean=float(cyc.mean()), cycles_max=int(cyc.max()),
+                   ideal_mean=float(ideal.mean()), ratio_mean=float(cyc.sum() / ideal.sum()),
+                   ratio_max=float(ratio.max()), pe_bound_mean=float(bound.mean()),
+                   accuracy=float((pred == y).mean()), load_cycles=stats["load_cycles"])
+        rows.append(row)
+    return rows
+
+
+def format_table(rows):
+    """Markdown table of :func:`run_bench` results."""
+    out = ["| N | images | cycles mean | cycles max | ideal mean | cycles/ideal | worst image "
+           "| PE-work bound | check | top-1 |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["status"] != "bit-exact":
+            out.append(f"| {r['n_pes']} | {r['images']} | | | | | | | {r['status']} | |")
+            continue
+        out.append(f"| {r['n_pes']} | {r['images']} | {r['cycles_mean']:.1f} | "
+                   f"{r['cycles_max']} | {r['ideal_mean']:.1f} | {r['ratio_mean']:.3f} | "
+                   f"{r['ratio_max']:.3f} | {r['pe_bound_mean']:.1f} | bit-exact | "
+                   f"{100 * r['accuracy']:.1f}% |")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m hw.bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="models/lenet300.npz", help="calibrated dcmodel file")
+    ap.add_argument("--images", type=int, default=20, help="MNIST test images per PE count")
+    ap.add_argument("--offset", type=int, default=0, help="first MNIST test image")
+    ap.add_argument("--pes", default="1,2,4,8", help="comma-separated PE counts")
+    ap.add_argument("--random-model", action="store_true",
+                    help="random sparse 784-300-100-10 model instead of --model")
+    ap.add_argument("--json", help="also write the results to this JSON file")
+    args = ap.parse_args(argv)
+    try:
+        try:
+            pes = [int(v) for v in args.pes.split(",") if v.strip()]
+        except ValueError:
+            raise BenchError(f"--pes must be comma-separated integers, not {args.pes!r}") from None
+        if not pes or any(not 1 <= n <= 64 for n in pes):
+            raise BenchError("--pes values must be 1..64")
+        im, name = _model(args.model, args.random_model)
+        print(f"model: {name}; {args.images} MNIST test images from #{args.offset}")
+        rows = run_bench(im, pes, args.images, args.offset)
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": name, "results": rows}, indent=1))
+    return 0 if all(r["status"] == "bit-exact" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
