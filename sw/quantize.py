@@ -1,0 +1,262 @@
+"""Trained quantization: per-layer k-means weight sharing and centroid fine-tuning.
+
+For a layer with ``b`` index bits the surviving (non-pruned) weights are clustered into
+``k = 2^b - 1`` shared values by 1-D k-means (Lloyd iterations). Index 0 is reserved for the
+value 0 (pruned weights and the sparse format's fillers), so the codebook is
+``[0, c_1, ..., c_k]`` and every surviving weight gets an index in ``1..k``.
+
+Centroid initialisation (paper section 3.2): ``"linear"`` (evenly spaced between the smallest
+and largest weight; the paper's best), ``"density"`` (evenly spaced in the weights' CDF) and
+``"random"`` (Forgy: ``k`` distinct weights drawn at random).
+
+Fine-tuning: the network is trained with ``W = codebook[index]``; the gradient of centroid ``c``
+is the sum of the gradients of all weights in its cluster (:func:`centroid_gradients`), applied
+by :class:`CentroidSGD` (biases are trained normally).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["QuantizeError", "INIT_METHODS", "init_centroids", "kmeans_1d", "LayerCodebook",
+           "quantize_layer", "quantize_model", "centroid_gradients", "CentroidSGD"]
+
+INIT_METHODS = ("linear", "density", "random")
+
+
+class QuantizeError(ValueError):
+    """Bad bit width, init method or an empty layer."""
+
+
+def init_centroids(w, k, method="linear", rng=None):
+    """Initial centroids for 1-D k-means.
+
+    Parameters
+    ----------
+    w : numpy.ndarray
+        Weights to cluster (any shape, at least one value).
+    k : int
+        Number of clusters (>= 1).
+    method : str
+        ``"linear"``, ``"density"`` or ``"random"``.
+    rng : numpy.random.Generator, optional
+        For ``"random"`` (default seed 0).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[k]`` centroids (sorted ascending).
+    """
+    w = np.asarray(w, dtype=np.float64).ravel()
+    if w.size == 0:
+        raise QuantizeError("cannot initialise centroids of an empty weight set")
+    if k < 1:
+        raise QuantizeError(f"k must be >= 1, not {k}")
+    if method == "linear":
+        if k == 1:
+            return np.array([w.mean()])
+        return np.linspace(w.min(), w.max(), k)
+    if method == "density":
+        # Evenly spaced in the CDF: the quantiles at (i + 0.5) / k.
+        return np.quantile(w, (np.arange(k) + 0.5) / k)
+    if method == "random":
+        rng = rng if rng is not None else np.random.default_rng(0)
+        uniq = np.unique(w)
+        pick = rng.choice(uniq.size, size=min(k, uniq.size), replace=False)
+        c = np.sort(uniq[pick])
+        if c.size < k:  # fewer distinct weights than clusters: repeat the largest
+            c = np.concatenate([c, np.full(k - c.size, c[-1])])
+        return c
+    raise QuantizeError(f"init method must be one of {INIT_METHODS}, not {method!r}")
+
+
+def _assign(w, c):
+    """Index of the nearest centroid (``c`` ascending) for every weight of ``w``."""
+    if c.size == 1:
+        return np.zeros(w.shape, dtype=np.int64)
+    mid = 0.5 * (c[1:] + c[:-1])
+    return np.searchsorted(mid, w, side="left")
+
+
+def kmeans_1d(w, centroids, iters=100, tol=1e-9):
+    """Lloyd's algorithm in 1-D.
+
+    Parameters
+    ----------
+    w : numpy.ndarray
+        Weights (flattened).
+    centroids : numpy.ndarray
+        Initial centroids.
+    iters : int
+        Maximum iterations.
+    tol : float
+        Stop when no centroid moves more than this.
+
+    Returns
+    -------
+    centroids : numpy.ndarray
+        float64 ``[k]``, ascending; an empty cluster keeps its previous centroid.
+    labels : numpy.ndarray
+        int64 cluster of every weight (0-based, into ``centroids``).
+    """
+    w = np.asarray(w, dtype=np.float64).ravel()
+    c = np.sort(np.asarray(centroids, dtype=np.float64).ravel())
+    k = c.size
+    for _ in range(iters):
+        lab = _assign(w, c)
+        cnt = np.bincount(lab, minlength=k)
+        s = np.bincount(lab, weights=w, minlength=k)
+        new = np.where(cnt > 0, s / np.maximum(cnt, 1), c)
+        new = np.sort(new)
+        moved = float(np.abs(new - c).max()) if k else 0.0
+        c = new
+        if moved <= tol:
+            break
+    return c, _assign(w, c)
+
+
+@dataclass
+class LayerCodebook:
+    """Shared weights of one layer.
+
+    Attributes
+    ----------
+    index : numpy.ndarray
+        uint8, weight shape; 0 = pruned, ``1..2^bits-1`` = cluster.
+    codebook : numpy.ndarray
+        float32 ``[2^bits]``, ``codebook[0] == 0``; unused entries hold their last centroid.
+    bits : int
+        Index width.
+    """
+    index: np.ndarray
+    codebook: np.ndarray
+    bits: int
+
+    def weights(self):
+        """Dense float32 weights ``codebook[index]``."""
+        return self.codebook[self.index.astype(np.int64)]
+
+
+def quantize_layer(W, mask, bits=4, method="linear", seed=0, iters=100):
+    """Cluster a layer's surviving weights into ``2^bits - 1`` shared values.
+
+    Parameters
+    ----------
+    W : numpy.ndarray
+        float weights.
+    mask : numpy.ndarray or None
+        bool, true = weight kept (``None``: non-zero weights are kept).
+    bits : int
+        Index width 1..8 (``bits = 1`` gives a single shared value).
+    method : str
+        Centroid initialisation, one of :data:`INIT_METHODS`.
+    seed : int
+        Seed for ``"random"``.
+    iters : int
+        Maximum k-means iterations.
+
+    Returns
+    -------
+    LayerCodebook
+    """
+    if not 1 <= bits <= 8:
+        raise QuantizeError(f"bits must be 1..8, not {bits}")
+    W = np.asarray(W)
+    keep = (W != 0) if mask is None else np.asarray(mask, dtype=bool)
+    if keep.shape != W.shape:
+        raise QuantizeError(f"mask shape {keep.shape} differs from weight shape {W.shape}")
+    k = (1 << bits) - 1
+    index = np.zeros(W.shape, dtype=np.uint8)
+    codebook = np.zeros(1 << bits, dtype=np.float32)
+    w = W[keep].astype(np.float64)
+    if w.size == 0:
+        return LayerCodebook(index, codebook, bits)
+    c0 = init_centroids(w, k, method, np.random.default_rng(seed))
+    c, lab = kmeans_1d(w, c0, iters)
+    codebook[1:] = c.astype(np.float32)
+    index[keep] = (lab + 1).astype(np.uint8)
+    return LayerCodebook(index, codebook, bits)
+
+
+def quantize_model(model, bits=4, method="linear", seed=0, iters=100):
+    """Quantize every weight layer of an ``sw.nn.Model`` in place.
+
+    Parameters
+    ----------
+    model : sw.nn.Model
+    bits : int or dict[str, int]
+        Index width for all layers, or per layer name.
+    method, seed, iters
+        As in :func:`quantize_layer`.
+
+    Returns
+    -------
+    dict[str, LayerCodebook]
+        The layers' ``W`` become ``codebook[index]`` and their masks ``index != 0``.
+    """
+    out = {}
+    for i, l in enumerate(model.weight_layers):
+        b = bits.get(l.name, 4) if isinstance(bits, dict) else bits
+        q = quantize_layer(l.W, l.mask, b, method, seed + i, iters)
+        l.set_mask(q.index != 0)
+        l.W = q.weights()
+        out[l.name] = q
+    return out
+
+
+def centroid_gradients(dW, index, n_entries):
+    """Gradient of every codebook entry: the sum of the weight gradients of its cluster.
+
+    Parameters
+    ----------
+    dW : numpy.ndarray
+        Gradient of the loss w.r.t. the (shared) weights.
+    index : numpy.ndarray
+        Cluster index of every weight (same shape).
+    n_entries : int
+        Codebook size ``2^bits``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[n_entries]``; entry 0 (the fixed zero) is always 0.
+    """
+    g = np.bincount(np.asarray(index, dtype=np.int64).ravel(),
+                    weights=np.asarray(dW, dtype=np.float64).ravel(), minlength=n_entries)
+    g[0] = 0.0
+    return g
+
+
+class CentroidSGD:
+    """Momentum SGD on the shared centroids (and the biases) of a quantized model.
+
+    Parameters
+    ----------
+    model : sw.nn.Model
+        Its weight layers' ``W`` are rewritten as ``codebook[index]`` after every step.
+    codebooks : dict[str, LayerCodebook]
+        From :func:`quantize_model`; updated in place.
+    momentum : float
+    """
+
+    def __init__(self, model, codebooks, momentum=0.9):
+        self.model = model
+        self.codebooks = codebooks
+        self.momentum = momentum
+        self.vc = {n: np.zeros(q.codebook.shape, dtype=np.float64)
+                   for n, q in codebooks.items()}
+        self.vb = {l.name: np.zeros_like(l.b) for l in model.weight_layers}
+
+    def step(self, lr):
+        for l in self.model.weight_layers:
+            q = self.codebooks[l.name]
+            g = centroid_gradients(l.dW, q.index, q.codebook.size)
+            v = self.vc[l.name]
+            v *= self.momentum
+            v -= lr * g
+            q.codebook[1:] = (q.codebook[1:].astype(np.float64) + v[1:]).astype(np.float32)
+            q.codebook[0] = 0.0
+            l.W = q.weights()
+            vb = self.vb[l.name]
+            vb *= np.float32(self.momentum)
+            vb -= np.float32(lr) * l.db
+            l.b += vb
