@@ -5,7 +5,7 @@
     i_load ──► load router ──► PE 0..N-1 (private memory, codebook + Huffman replicas)
                    └─────────► sequencer (layers memory, mem N+4)
     i_input ─► CentralUnit ══► FIFO p ──► PE p ──► CentralUnit ─► o_logit / o_argmax
-                   ▲  list buffer (hidden outputs -> next layer's broadcast)  │
+                   ▲  output banks (hidden outputs -> next layer's broadcast) │
                    └──────────────── o_done (barrier) ─► sequencer ─► i_start, i_layer
 
 See docs/ARCHITECTURE.md section 5 and docs/HARDWARE.md.

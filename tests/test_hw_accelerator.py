@@ -5,8 +5,6 @@ random input idles and logit back-pressure; inputs include an all-zero vector an
 (saturating) one. The real LeNet-300-100 (``models/lenet300.npz``) runs on MNIST test images
 when the model file exists.
 """
-from pathlib import Path
-
 import numpy as np
 import pytest
 

@@ -19,8 +19,8 @@ CASES = {
 
 def _run(name, n, sizes, seed, p_valid, p_ready, testcase=None):
     run_testbench(CentralUnit(AcceleratorConfig(n_pes=n)), toplevel="central",
-                  test_module="tb.central.test_central", build_name=f"central_n{n}", build_args=VERILATOR_ARGS,
-                  testcase=testcase,
+                  test_module="tb.central.test_central", build_name=f"central_n{n}",
+                  build_args=VERILATOR_ARGS, testcase=testcase,
                   extra_env={"CENTRAL_N": n, "CENTRAL_SIZES": sizes, "CENTRAL_SEED": seed,
                              "CENTRAL_INPUTS": 5, "CENTRAL_P_VALID": p_valid,
                              "CENTRAL_P_READY": p_ready})
@@ -37,8 +37,8 @@ def test_central_testbench_can_fail():
     """Expecting the merged broadcast in PE emission order instead of sorted must fail."""
     with pytest.raises(SimulationFailed):
         run_testbench(CentralUnit(AcceleratorConfig(n_pes=2)), toplevel="central",
-                      test_module="tb.central.test_central", build_name="central_n2", build_args=VERILATOR_ARGS,
-                      testcase="central_broadcast_merge_order",
+                      test_module="tb.central.test_central", build_name="central_n2",
+                      build_args=VERILATOR_ARGS, testcase="central_broadcast_merge_order",
                       extra_env={"CENTRAL_N": 2, "CENTRAL_SIZES": "40,30,20,10",
                                  "CENTRAL_SEED": 1, "CENTRAL_INPUTS": 2,
                                  "CENTRAL_P_VALID": 1.0, "CENTRAL_P_READY": 1.0,
