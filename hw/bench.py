@@ -3,7 +3,7 @@
 ::
 
     python -m hw.bench [--model models/lenet300.npz] [--images K] [--pes 1,2,4,8]
-                       [--offset I] [--random-model] [--json FILE]
+                       [--offset I] [--random-model] [--fifo-depth D] [--json FILE]
 
 For every PE count the accelerator (``hw.accelerator.Accelerator``, default
 ``AcceleratorConfig(n_pes=N)``) is simulated on K MNIST test images back to back, with no
@@ -46,11 +46,12 @@ def _model(path, random_model):
         raise BenchError(f"cannot use {p}: {e}") from None
 
 
-def bench_config(int_model, n_pes):
+def bench_config(int_model, n_pes, fifo_depth=None):
     """``AcceleratorConfig(n_pes)`` with the accumulator rows and symbol table grown (powers of
     two) when the model needs more than the defaults (e.g. LeNet-300-100 on one PE)."""
     from hw.config import AcceleratorConfig
     base = AcceleratorConfig(n_pes=n_pes)
+    fifo_depth = fifo_depth or base.fifo_depth
     rows = sum(-(-l.out_features // n_pes) for l in int_model.layers)
     symbols = sum(len(np.unique(_joint_symbols(l, int_model, n_pes))) for l in int_model.layers)
 
@@ -59,7 +60,7 @@ def bench_config(int_model, n_pes):
             v *= 2
         return v
     return AcceleratorConfig(n_pes=n_pes, max_rows_per_pe=grow(base.max_rows_per_pe, rows),
-                             symbol_depth=grow(base.symbol_depth, symbols))
+                             symbol_depth=grow(base.symbol_depth, symbols), fifo_depth=fifo_depth)
 
 
 def _joint_symbols(layer, int_model, n_pes):
@@ -68,7 +69,7 @@ def _joint_symbols(layer, int_model, n_pes):
     return enc.all_symbols()
 
 
-def run_bench(int_model, n_pes_list, n_images, offset=0, log=print):
+def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=None):
     """Simulate every PE count; returns a list of result dicts (one per PE count)."""
     from sw.golden import images_to_uint8, load_mnist
     from sw.pack import PackError
@@ -83,7 +84,7 @@ def run_bench(int_model, n_pes_list, n_images, offset=0, log=print):
     y = ys[offset:offset + n_images]
     rows = []
     for n in n_pes_list:
-        cfg = bench_config(int_model, n)
+        cfg = bench_config(int_model, n, fifo_depth)
         row = {"n_pes": n, "images": int(len(y)), "max_rows_per_pe": cfg.max_rows_per_pe,
                "symbol_depth": cfg.symbol_depth}
         try:
@@ -138,6 +139,8 @@ def main(argv=None):
     ap.add_argument("--pes", default="1,2,4,8", help="comma-separated PE counts")
     ap.add_argument("--random-model", action="store_true",
                     help="random sparse 784-300-100-10 model instead of --model")
+    ap.add_argument("--fifo-depth", type=int, default=None,
+                    help="broadcast FIFO depth (default: the AcceleratorConfig default, 8)")
     ap.add_argument("--json", help="also write the results to this JSON file")
     args = ap.parse_args(argv)
     try:
@@ -149,7 +152,9 @@ def main(argv=None):
             raise BenchError("--pes values must be 1..64")
         im, name = _model(args.model, args.random_model)
         print(f"model: {name}; {args.images} MNIST test images from #{args.offset}")
-        rows = run_bench(im, pes, args.images, args.offset)
+        if args.fifo_depth is not None and not 2 <= args.fifo_depth <= 1024:
+            raise BenchError("--fifo-depth must be 2..1024")
+        rows = run_bench(im, pes, args.images, args.offset, fifo_depth=args.fifo_depth)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
