@@ -32,7 +32,7 @@ from sw.modelfile import CompressedModel, LayerRecord, ModelFormatError, save_mo
 from sw.nn import ARCHS, NNError, build_model  # noqa: E402
 from sw.prune import PruneError, format_sensitivity, iterative_prune, sensitivity  # noqa: E402
 from sw.quantize import (INIT_METHODS, CentroidSGD, QuantizeError,  # noqa: E402
-                         quantize_model)
+                         limit_joint_symbols, quantize_model)
 from sw.report import build_report, plot_layers, write_report  # noqa: E402
 from sw.train import TrainConfig, TrainError, train  # noqa: E402
 
@@ -79,6 +79,14 @@ def _kv(text, cast, what):
     return out
 
 
+def _default_symbol_depth():
+    try:
+        from hw.config import AcceleratorConfig
+        return int(AcceleratorConfig().symbol_depth)
+    except ImportError:  # gateware dependencies missing: the documented default
+        return 256
+
+
 def parser():
     ap = argparse.ArgumentParser(prog="python -m sw.compress",
                                  description="Deep Compression of LeNet on MNIST (NumPy).")
@@ -106,6 +114,9 @@ def parser():
     ap.add_argument("--gap-bits", type=int, default=4)
     ap.add_argument("--huff-max-len", type=int, default=12)
     ap.add_argument("--act-bits", type=int, default=8)
+    ap.add_argument("--max-symbols", type=int, default=_default_symbol_depth(),
+                    help="joint Huffman symbols allowed over all layers for --pes PEs (the "
+                         "accelerator's symbol table depth; 0 = no limit; fc models only)")
     ap.add_argument("--no-sensitivity", action="store_true",
                     help="skip the per-layer pruning sensitivity scan")
     ap.add_argument("--cache", help="directory caching the dense / pruned weights between runs")
@@ -148,8 +159,8 @@ def resolve(args):
             raise CompressError(f"bits of {k} ({v}) + gap bits ({args.gap_bits}) exceed 16")
     if args.subset is not None and args.subset < 10:
         raise CompressError(f"--subset must be >= 10, got {args.subset}")
-    if args.prune_steps < 0 or args.epochs <= 0 or args.pes < 1:
-        raise CompressError("epochs must be > 0, prune steps >= 0, pes >= 1")
+    if args.prune_steps < 0 or args.epochs <= 0 or args.pes < 1 or args.max_symbols < 0:
+        raise CompressError("epochs must be > 0, prune steps >= 0, pes >= 1, max symbols >= 0")
     args.density_map, args.bits_map = dens, bits
     return args
 
@@ -245,7 +256,7 @@ def run(args, log=print):
                            weight_decay=args.weight_decay, batch=args.batch, shift=args.shift,
                            seed=args.seed + 1)
         hist = iterative_prune(model, xtr, ytr, args.density_map, args.prune_steps, pcfg,
-                               xte, yte, log=log if not args.quiet else None)
+                               xte, yte, log=log, train_log=quiet)
         prune_hist = [h.__dict__ for h in hist]
         if cp is not None:
             _save_params(cp, model, {"history": prune_hist})
@@ -258,6 +269,17 @@ def run(args, log=print):
     metrics["quantized_error"] = model.error(xte, yte)
     log(f"quantized ({args.init} init, bits {args.bits_map}): float test error "
         f"{100 * metrics['quantized_error']:.2f}%")
+    fc = all(l.kind == "fc" for l in model.weight_layers)
+    if args.max_symbols and fc:
+        lim = limit_joint_symbols(books, args.pes, args.gap_bits, args.max_symbols)
+        for l in model.weight_layers:
+            l.W = books[l.name].weights()
+        metrics["symbol_limit"] = {**lim, "max_symbols": args.max_symbols, "n_pes": args.pes}
+        metrics["symbol_limited_error"] = model.error(xte, yte)
+        log(f"joint symbols for {args.pes} PEs: {lim['symbols_before']} -> "
+            f"{lim['symbols_after']} (<= {args.max_symbols}); weights moved to a neighbouring "
+            f"cluster: {lim['moved']}; float test error "
+            f"{100 * metrics['symbol_limited_error']:.2f}%")
     if args.finetune_epochs > 0:
         fcfg = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, weight_decay=0.0,
                            batch=args.batch, shift=args.shift, seed=args.seed + 2)
@@ -269,7 +291,7 @@ def run(args, log=print):
         f"{len(yte)} test images (after centroid fine-tuning)")
 
     cm = to_compressed_model(model, books, metrics)
-    if all(l.kind == "fc" for l in cm.layers):
+    if fc:
         try:
             cm = calibrate(cm, xtr, ytr, act_bits=args.act_bits, gap_bits=args.gap_bits,
                            huff_max_len=args.huff_max_len, seed=args.seed)

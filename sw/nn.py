@@ -85,8 +85,8 @@ class Dense(_WeightLayer):
         return x @ w.T + self.b
 
     def backward(self, dy):
-        self.dW = (dy.T @ self._x).astype(np.float32, copy=False)
-        self.db = dy.sum(axis=0).astype(np.float32, copy=False)
+        self.dW = dy.T @ self._x
+        self.db = dy.sum(axis=0)
         self._mask_grad()
         return dy @ self._w
 
@@ -137,9 +137,8 @@ class Conv2D(_WeightLayer):
     def backward(self, dy):
         n, oc, oh, ow = dy.shape
         dyf = dy.transpose(0, 2, 3, 1).reshape(-1, oc)
-        self.dW = (dyf.T @ self._cols_cache).reshape(self.W.shape).astype(np.float32,
-                                                                         copy=False)
-        self.db = dyf.sum(axis=0).astype(np.float32, copy=False)
+        self.dW = (dyf.T @ self._cols_cache).reshape(self.W.shape)
+        self.db = dyf.sum(axis=0)
         self._mask_grad()
         dcols = (dyf @ self._wf).reshape(n, oh, ow, self.W.shape[1], self.k, self.k)
         dx = np.zeros(self._xshape, dtype=dy.dtype)
@@ -300,7 +299,7 @@ def softmax_cross_entropy(logits, labels):
     -------
     loss : float
     dlogits : numpy.ndarray
-        float32 ``(n, classes)`` = ``(softmax - onehot) / n``.
+        ``(n, classes)`` = ``(softmax - onehot) / n`` (float32, or float64 for float64 logits).
     """
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -310,7 +309,7 @@ def softmax_cross_entropy(logits, labels):
     loss = -float(logp[np.arange(n), labels].mean())
     g = e / s
     g[np.arange(n), labels] -= 1.0
-    return loss, (g / n).astype(np.float32)
+    return loss, (g / n).astype(np.result_type(logits.dtype, np.float32), copy=False)
 
 
 def lenet300(seed=0):

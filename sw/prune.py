@@ -101,7 +101,8 @@ class PruneStep:
     error_retrained: float = None
 
 
-def iterative_prune(model, x, y, targets, steps, cfg, x_eval=None, y_eval=None, log=print):
+def iterative_prune(model, x, y, targets, steps, cfg, x_eval=None, y_eval=None, log=print,
+                    train_log="same"):
     """Iterative pruning with masked retraining after every step.
 
     Parameters
@@ -119,6 +120,9 @@ def iterative_prune(model, x, y, targets, steps, cfg, x_eval=None, y_eval=None, 
     x_eval, y_eval : numpy.ndarray, optional
         Images on which the error after pruning and after retraining is measured and printed.
     log : callable or None
+        Printer of the per-step summaries.
+    train_log : callable or None
+        Printer of the retraining epochs (default: ``log``).
 
     Returns
     -------
@@ -140,7 +144,8 @@ def iterative_prune(model, x, y, targets, steps, cfg, x_eval=None, y_eval=None, 
         if x_eval is not None:
             rec.error_pruned = model.error(x_eval, y_eval)
         step_cfg = TrainConfig(**{**cfg.__dict__, "seed": cfg.seed + 1000 * (i + 1)})
-        train(model, x, y, step_cfg, log=log, tag=f"prune {i + 1}/{steps}")
+        train(model, x, y, step_cfg, log=log if train_log == "same" else train_log,
+              tag=f"prune {i + 1}/{steps}")
         if x_eval is not None:
             rec.error_retrained = model.error(x_eval, y_eval)
         if log:

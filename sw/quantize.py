@@ -260,3 +260,114 @@ class CentroidSGD:
             vb *= np.float32(self.momentum)
             vb -= np.float32(lr) * l.db
             l.b += vb
+
+
+def entry_gaps(index, n_pes, gap_bits):
+    """Gap field of the stored entry of every non-zero weight (sparse format, section 3).
+
+    Parameters
+    ----------
+    index : numpy.ndarray
+        ``(out, in)`` cluster indices, 0 = pruned.
+    n_pes : int
+        Rows interleaved over this many PEs.
+    gap_bits : int
+        Gap width; longer runs are split by fillers, leaving ``run mod 2^gap_bits``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 ``(out, in)``: the gap of each non-zero weight's entry (``-1`` where pruned).
+    """
+    idx = np.asarray(index)
+    out = np.full(idx.shape, -1, dtype=np.int64)
+    span = 1 << gap_bits
+    for p in range(n_pes):
+        sub = idx[p::n_pes]
+        nz = sub != 0
+        local = np.arange(sub.shape[0])[:, None]
+        # previous non-zero local row in the same column (-1 if none)
+        marked = np.where(nz, local, -1)
+        prev_incl = np.maximum.accumulate(marked, axis=0)
+        prev = np.vstack([np.full((1, sub.shape[1]), -1), prev_incl[:-1]])
+        g = np.where(nz, (local - prev - 1) % span, -1)
+        out[p::n_pes] = g
+    return out
+
+
+def limit_joint_symbols(codebooks, n_pes, gap_bits, max_symbols):
+    """Remap rare ``(gap, index)`` entries so all layers together use ``<= max_symbols`` joint
+    symbols (the accelerator's Huffman symbol table depth).
+
+    Greedily, the symbol whose removal costs least (``count * (c_i - c_j)^2``, ``c_j`` the
+    nearest centroid that is still used with the same gap in that layer) is removed by moving
+    its weights to cluster ``j``; positions (hence gaps and fillers) do not change. Fillers are
+    never touched. Fine-tune the centroids afterwards.
+
+    Parameters
+    ----------
+    codebooks : dict[str, LayerCodebook]
+        Fully-connected layers' codebooks (``index`` is updated in place), in layer order.
+    n_pes, gap_bits : int
+        Sparse-format parameters the symbols are counted for.
+    max_symbols : int
+        Budget of distinct joint symbols summed over the layers.
+
+    Returns
+    -------
+    dict
+        ``{"symbols_before", "symbols_after", "moved": {layer: weights moved}}``.
+
+    Raises
+    ------
+    QuantizeError
+        When the budget cannot be met (every gap already down to one index).
+    """
+    state = {}
+    for name, q in codebooks.items():
+        if q.index.ndim != 2:
+            raise QuantizeError(f"{name}: symbol limiting needs (out, in) fc index matrices")
+        g = entry_gaps(q.index, n_pes, gap_bits)
+        k = q.codebook.size
+        cnt = np.zeros((1 << gap_bits, k), dtype=np.int64)
+        nz = q.index != 0
+        np.add.at(cnt, (g[nz], q.index[nz].astype(np.int64)), 1)
+        has_filler = bool(any(
+            (np.diff(np.concatenate([[-1], np.flatnonzero(col)])) - 1 >= (1 << gap_bits)).any()
+            for p in range(n_pes) for col in q.index[p::n_pes].T))
+        state[name] = (g, cnt, has_filler)
+
+    def total():
+        return sum(int((c > 0).sum()) + int(f) for _, c, f in state.values())
+
+    before = total()
+    moved = {name: 0 for name in codebooks}
+    cur = before
+    while cur > max_symbols:
+        best = None
+        for name, (g, cnt, _) in state.items():
+            c = codebooks[name].codebook.astype(np.float64)
+            for gap, i in zip(*np.nonzero(cnt)):
+                if i == 0:
+                    continue
+                alt = np.flatnonzero(cnt[gap] > 0)
+                alt = alt[(alt != 0) & (alt != i)]
+                if alt.size == 0:
+                    continue
+                j = int(alt[np.argmin(np.abs(c[alt] - c[i]))])
+                cost = float(cnt[gap, i]) * float(c[j] - c[i]) ** 2
+                if best is None or cost < best[0]:
+                    best = (cost, name, int(gap), int(i), j)
+        if best is None:
+            raise QuantizeError(f"cannot reduce the joint alphabet below {cur} symbols "
+                                f"(budget {max_symbols})")
+        _, name, gap, i, j = best
+        g, cnt, _ = state[name]
+        q = codebooks[name]
+        sel = (g == gap) & (q.index == i)
+        q.index[sel] = j
+        moved[name] += int(sel.sum())
+        cnt[gap, j] += cnt[gap, i]
+        cnt[gap, i] = 0
+        cur -= 1
+    return {"symbols_before": before, "symbols_after": cur, "moved": moved}
