@@ -734,9 +734,10 @@ class ProtocolEngine(wiring.Component):
                 value = Const(cfg_fields[name], 8 * size)
                 if cfg_fields[name] >= 1 << (8 * size):
                     raise ValueError(f"status field {name}={cfg_fields[name]} does not fit")
+            if len(value) < 8 * size:
+                value = Cat(value, Const(0, 8 * size - len(value)))
             for i in range(size):
-                status_bytes.append(value.word_select(i, 8) if len(value) >= 8 * (i + 1)
-                                    else Const(0, 8))
+                status_bytes.append(value.word_select(i, 8))
 
         resp_cmd = Signal(8)
         with m.Switch(resp):

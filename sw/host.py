@@ -384,7 +384,7 @@ class BenchmarkResult:
                 f"{self.n / max(self.seconds, 1e-9):.1f} inferences/s over the link")
         if len(cyc):
             text += (f", {cyc.mean():.0f} accelerator cycles/inference "
-                     f"(ideal {ideal.mean():.0f}, ratio {(cyc / np.maximum(ideal, 1)).mean():.3f})")
+                     f"(ideal {ideal.mean():.0f}, ratio {cyc.sum() / max(ideal.sum(), 1):.3f})")
         return text
 
 

@@ -237,6 +237,17 @@ def test_end_to_end_random_model():
 
 
 @pytest.mark.slow
+def test_end_to_end_lenet_shaped_random():
+    """A random 784-300-100-10 model at 8 % density (~13k words uploaded, ~90 s)."""
+    pytest.importorskip("hw.accelerator")
+    from tb.runner import run_testbench
+    run_testbench(_system_top(4), toplevel="sim_top", test_module="tb.top.test_system",
+                  build_name="top_system", build_args=VERILATOR_ARGS,
+                  extra_env=dict(SYS_ENV, SYS_SIZES="784,300,100,10", SYS_DENSITY=0.08,
+                                 SYS_SEED=5, SYS_N_INDICES=5, SYS_IMAGES=3, SYS_LATENCY=0.05))
+
+
+@pytest.mark.slow
 def test_end_to_end_lenet300():
     """The real LeNet-300-100 uploaded over the simulated UART, 5 MNIST test images."""
     import os

@@ -138,6 +138,13 @@ async def load_and_infer_dense_and_sparse(dut):
     rng = random.Random(5)
     await expect_error(tr, encode_frame(Cmd.INFER_DENSE, bytes(10)), Err.NOT_LOADED,
                        Cmd.INFER_DENSE)
+    # in_features above 255 (two status bytes) and above max_features (not loaded).
+    await load(tr, MEM_LAYERS, 0, [784])
+    st = await status(tr)
+    assert st["in_features"] == 784 and st["flags"] >> STATUS_FLAGS["loaded"] & 1, st
+    await load(tr, MEM_LAYERS, 0, [5000])
+    assert not (await status(tr))["flags"] >> STATUS_FLAGS["loaded"] & 1
+    await expect_error(tr, encode_frame(Cmd.INFER_SPARSE, b""), Err.NOT_LOADED)
     n_in = 37
     w = await load_mock(tr, rng, n_in)
     st = await status(tr)

@@ -4,7 +4,7 @@ logit with sw.golden.
 
 Environment: SYS_N_PES, SYS_CLOCK_HZ, SYS_DIVISOR, SYS_TIMEOUT, SYS_IMAGES and either
 SYS_MODEL (a calibrated dcmodel file: MNIST test images) or SYS_SIZES/SYS_DENSITY/SYS_SEED
-(sw.golden.random_int_model with random sparse inputs).
+/SYS_N_INDICES (sw.golden.random_int_model with random sparse inputs).
 """
 import os
 import time
@@ -37,7 +37,9 @@ def model_and_inputs():
     sizes = [int(s) for s in os.environ.get("SYS_SIZES", "48,24,10").split(",")]
     density = float(os.environ.get("SYS_DENSITY", "0.3"))
     seed = int(os.environ.get("SYS_SEED", "1"))
-    int_model = random_int_model(sizes, density=density, seed=seed)
+    n_indices = os.environ.get("SYS_N_INDICES")
+    int_model = random_int_model(sizes, density=density, seed=seed,
+                                 n_indices=int(n_indices) if n_indices else None)
     rng = np.random.default_rng(seed + 100)
     x = rng.integers(0, 256, size=(IMAGES, sizes[0])) * (rng.random((IMAGES, sizes[0])) < 0.4)
     x[0] = 0                      # an all-zero input (sparse frame with no pairs)
