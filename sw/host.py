@@ -230,6 +230,7 @@ class Board:
             raise ValueError("load words must fit 16 bits")
         if not 0 <= mem <= 255 or not 0 <= addr or addr + len(words) > 65536:
             raise ValueError(f"memory {mem} address range {addr}..{addr + len(words)} invalid")
+        self._status = None          # a load may change the model (in_features)
         for start in range(0, len(words), self.block_words):
             block = words[start:start + self.block_words] & 0xFFFF
             payload = struct.pack("<BH", mem, addr + start) + block.astype("<u2").tobytes()
