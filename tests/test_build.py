@@ -155,3 +155,19 @@ def test_overfull_device_is_reported(tmp_path):
     (gw / "top.tim").write_text("ERROR: something else\n")
     with pytest.raises(BuildError, match="tool chain failed.*top.tim"):
         _fail_from_logs(tmp_path, report, RuntimeError("exit 1"))
+
+
+def test_pack_model_writes_images(tmp_path):
+    from hw.build import pack_model
+    from sw.golden import random_int_model
+    from sw.modelfile import save_model
+    path = tmp_path / "m.npz"
+    save_model(path, random_int_model([30, 12, 10], density=0.2, seed=3).to_model())
+    info = pack_model(path, AcceleratorConfig(n_pes=4, memory="ice40"), "icebreaker",
+                      tmp_path / "images")
+    assert info["words"] > 0 and (tmp_path / "images" / "manifest.json").exists()
+    assert (tmp_path / "images" / "pe0.hex").exists()
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(BuildError, match="cannot pack"):
+        pack_model(bad, AcceleratorConfig(), "icebreaker", tmp_path / "x")
