@@ -46,13 +46,15 @@ class CompressError(ValueError):
 #: Per-architecture defaults (the committed models were made with these).
 DEFAULTS = {
     "lenet300": {
-        "epochs": 30, "lr": 0.05, "prune_steps": 6, "prune_epochs": 8, "prune_lr": 0.02,
+        "epochs": 30, "lr": 0.05, "shift": 1,
+        "prune_steps": 6, "prune_epochs": 8, "prune_lr": 0.02,
         "density": {"ip1": 0.045, "ip2": 0.07, "ip3": 0.2},
         "bits": {"ip1": 4, "ip2": 4, "ip3": 4},
         "finetune_epochs": 6, "finetune_lr": 0.002,
     },
     "lenet5": {
-        "epochs": 12, "lr": 0.05, "prune_steps": 4, "prune_epochs": 3, "prune_lr": 0.02,
+        "epochs": 12, "lr": 0.05, "shift": 1,
+        "prune_steps": 4, "prune_epochs": 3, "prune_lr": 0.02,
         "density": {"conv1": 0.66, "conv2": 0.12, "ip1": 0.08, "ip2": 0.19},
         "bits": {"conv1": 4, "conv2": 4, "ip1": 4, "ip2": 4},
         "finetune_epochs": 2, "finetune_lr": 0.002,
@@ -99,8 +101,8 @@ def parser():
     ap.add_argument("--lr", type=float, help="dense learning rate")
     ap.add_argument("--weight-decay", type=float, default=5e-4)
     ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--shift", type=int, default=0,
-                    help="random translation augmentation (pixels, 0 = off)")
+    ap.add_argument("--shift", type=int,
+                    help="random translation augmentation in pixels (0 = off; default 1)")
     ap.add_argument("--prune-steps", type=int)
     ap.add_argument("--prune-epochs", type=float, help="retraining epochs per pruning step")
     ap.add_argument("--prune-lr", type=float)
@@ -127,8 +129,8 @@ def parser():
 def resolve(args):
     """Fill architecture defaults into parsed arguments and validate them."""
     d = DEFAULTS[args.model]
-    for k in ("epochs", "lr", "prune_steps", "prune_epochs", "prune_lr", "finetune_epochs",
-              "finetune_lr"):
+    for k in ("epochs", "lr", "shift", "prune_steps", "prune_epochs", "prune_lr",
+              "finetune_epochs", "finetune_lr"):
         if getattr(args, k) is None:
             setattr(args, k, d[k])
     dens = dict(d["density"])

@@ -1,0 +1,100 @@
+"""sw.compress: the pipeline end to end on a tiny subset, CLI errors, the committed model."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sw.compress import main
+from sw.golden import IntModel, float_infer, infer
+from sw.modelfile import load_model
+from sw.sparse import encode_columns
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--model", "lenet300", "--subset", "600", "--epochs", "2", "--prune-steps", "2",
+        "--prune-epochs", "1", "--finetune-epochs", "1", "--no-sensitivity", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from sw.mnist import MnistNotFoundError, load_mnist
+    try:
+        data = load_mnist(subset=600)
+    except MnistNotFoundError as e:
+        pytest.skip(str(e))
+    out = tmp_path_factory.mktemp("compress")
+    assert main(TINY + ["--out", str(out), "--density", "ip1=0.1,ip2=0.2,ip3=0.5"]) == 0
+    return out, data
+
+
+def test_tiny_pipeline_writes_loadable_model(tiny, capsys):
+    out, data = tiny
+    m = load_model(out / "lenet300.npz")
+    assert m.arch == "lenet300" and [l.name for l in m.layers] == ["ip1", "ip2", "ip3"]
+    assert m.integer is not None and m.integer.idx_bits == 4 and m.integer.gap_bits == 4
+    dens = [float((l.index != 0).mean()) for l in m.layers]
+    assert dens == pytest.approx([0.1, 0.2, 0.5], abs=0.002)
+    for l in m.layers:
+        assert l.idx_bits == 4 and l.codebook[0] == 0 and l.index.max() <= 15
+    # the float error in the metrics is that of the stored shared-weight model
+    x, y = data.test.images, data.test.labels
+    err = float((np.argmax(float_infer(m, x)[-1], axis=1) != y).mean())
+    assert m.metrics["error"] == pytest.approx(err, abs=1.5 / len(y))
+    res = infer(IntModel.from_model(m), data.test.uint8())
+    assert m.metrics["integer_error"] == pytest.approx(float((res.prediction != y).mean()))
+    # joint alphabet within the accelerator's symbol table for 4 PEs
+    n_sym = sum(len(np.unique(encode_columns(l.index, 4, 4, 4).all_symbols()))
+                for l in m.layers)
+    assert n_sym <= 256
+    rep = json.loads((out / "lenet300_report.json").read_text())
+    assert rep["metrics"]["ratio"] == pytest.approx(m.metrics["ratio"])
+    assert rep["storage"]["joint"]["ratio"] == pytest.approx(m.metrics["ratio"])
+    assert "| ip1 |" in (out / "lenet300_report.md").read_text()
+
+
+def test_tiny_model_packs(tiny):
+    from sw.pack import pack
+    out, _ = tiny
+    m = load_model(out / "lenet300.npz")
+    man = pack(m, 4, board="icebreaker").manifest
+    rep = json.loads((out / "lenet300_report.json").read_text())
+    assert man["totals"]["total_bytes"] == rep["storage"]["joint_4pe"]["total_bytes"]
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--density", "ip9=0.1"], "unknown layers"),
+    (["--density", "ip1=2"], "density of ip1"),
+    (["--bits", "ip1=9"], "bits of ip1"),
+    (["--bits", "x"], "--bits must be"),
+    (["--subset", "3"], "--subset"),
+    (["--density", "ip1"], "name=value"),
+])
+def test_cli_errors(args, msg, capsys, tmp_path):
+    assert main(["--out", str(tmp_path)] + args) == 1
+    assert msg in capsys.readouterr().err
+
+
+LENET = ROOT / "models" / "lenet300.npz"
+
+
+@pytest.mark.skipif(not LENET.exists(), reason="models/lenet300.npz not built yet")
+def test_committed_lenet300_meets_targets():
+    from sw.mnist import load_mnist
+    from sw.report import model_storage
+    m = load_model(LENET)
+    assert all(l.idx_bits == 4 for l in m.layers) and m.integer.gap_bits == 4
+    te = load_mnist().test
+    err = float((np.argmax(float_infer(m, te.images)[-1], axis=1) != te.labels).mean())
+    assert err <= 0.016 and m.metrics["error"] == pytest.approx(err, abs=1e-4)
+    st = model_storage(m, 1, "joint", m.integer.gap_bits, m.integer.huff_max_len)
+    assert st["ratio"] >= 40 and st["ratio"] == pytest.approx(m.metrics["ratio"])
+    assert model_storage(m, 4, "joint")["ratio"] >= 40
+
+
+@pytest.mark.slow
+def test_full_lenet300_run(tmp_path):
+    """The documented full run (about 5 minutes on 2 cores)."""
+    assert main(["--model", "lenet300", "--out", str(tmp_path), "--quiet"]) == 0
+    m = load_model(tmp_path / "lenet300.npz")
+    assert m.metrics["error"] <= 0.016 and m.metrics["ratio"] >= 40
+    assert m.metrics["integer_error"] <= 0.017
