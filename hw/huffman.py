@@ -319,7 +319,9 @@ class HuffmanDecoder(wiring.Component):
         ]
 
         seg_done = Signal()
-        m.d.comb += seg_done.eq((emit & code_ends_seg)
+        # code_ends_seg implies a valid code that does not cross the segment end, so code_ok is
+        # not needed here (keeps the segment bookkeeping off the longest path)
+        m.d.comb += seg_done.eq((fire & code_ends_seg)
                                 | (flush & cur_valid & rem_small & (cur_rem[:4] == flush_n)))
         with m.If(seg_done):
             m.d.sync += flush.eq(0)
@@ -333,7 +335,7 @@ class HuffmanDecoder(wiring.Component):
             ]
         with m.Else():
             m.d.sync += cur_rem.eq(cur_rem - consume)
-            with m.If(emit):
+            with m.If(fire):   # after an invalid code the segment is flushed without output
                 m.d.sync += cur_first.eq(0)
 
         # ---- lookup pipeline: S1 (peek, len) -> S2 (base) -> S3 (symbol) --------------------

@@ -87,7 +87,9 @@ class ProcessingElement(wiring.Component):
         ACC = cfg.acc_bits
         MA = (cfg.pe_mem_depth - 1).bit_length()      # word address bits
         BA = MA + 4                                    # bit address bits
-        RB = max(1, (cfg.max_rows_per_pe - 1).bit_length())
+        RB = max(1, (cfg.max_rows_per_pe - 1).bit_length())   # accumulator address bits
+        RW = cfg.max_rows_per_pe.bit_length()                   # a local row count
+        FB = max(1, cfg.max_features.bit_length())              # a column index + 1
         layer = self.i_layer
 
         m.submodules.mem = mem = PEMemory(cfg.pe_mem_depth, cfg.memory)
@@ -140,7 +142,8 @@ class ProcessingElement(wiring.Component):
         stream_base = Signal(MA)
         bias_base = Signal(MA)
         bias_base0 = Signal(MA)
-        rows_local = Signal(16)
+        rows_local = Signal(RW)         # clamped to max_rows_per_pe (rows_big flags more)
+        rows_big = Signal()
         acc_base = Signal(RB)
         hs = Signal(range(6))           # header read being issued
         hs_d = Signal(range(6))         # header read whose data is on mem.rdata (+1; 0 = none)
@@ -160,7 +163,9 @@ class ProcessingElement(wiring.Component):
         with m.If(hs_d == 3):
             m.d.sync += bias_base.eq(mem.rdata)
         with m.If(hs_d == 4):
-            m.d.sync += rows_local.eq(mem.rdata)
+            big = mem.rdata > cfg.max_rows_per_pe
+            m.d.sync += [rows_local.eq(Mux(big, cfg.max_rows_per_pe, mem.rdata)),
+                         rows_big.eq(big)]
         with m.If(hs_d == 5):
             m.d.sync += bias_base0.eq(mem.rdata)
         m.d.sync += hs_d.eq(0)
@@ -168,12 +173,12 @@ class ProcessingElement(wiring.Component):
         # ---- pointer fetch: issue side -----------------------------------------------------
         pw2 = layer.ptr_words2
         pi_busy = Signal()
-        pi_col = Signal(16)
+        pi_col = Signal(FB)
         pi_value = Signal(A)
         pi_need_start = Signal()
         pi_phase = Signal()             # 0: reading ptr[col], 1: reading ptr[col + 1]
         pi_w = Signal()                 # word of a 2-word pointer (0 = high)
-        prev_col1 = Signal(16)          # col + 1 of the last column issued
+        prev_col1 = Signal(FB)          # col + 1 of the last column issued
         prev_valid = Signal()
 
         # return side registers (the read issued last cycle)
@@ -226,7 +231,7 @@ class ProcessingElement(wiring.Component):
         with m.If(pi_grant & pi_last):
             m.d.sync += pi_busy.eq(0)
         with m.If(act_take):
-            with m.If(act.col >= layer.in_features):
+            with m.If((act.col >= layer.in_features) | (act.col >= cfg.max_features)):
                 m.d.sync += error.eq(1)
             with m.Else():
                 need = ~(prev_valid & (prev_col1 == act.col))
@@ -339,12 +344,12 @@ class ProcessingElement(wiring.Component):
         gap = Signal(cfg.gap_bits)
         idx = Signal(cfg.idx_bits)
         m.d.comb += Cat(idx, gap).eq(sym.symbol)
-        prev_row = Signal(16)
-        row0 = Signal(16)
+        prev_row = Signal(RW + 1)       # one more bit: prev + gap + 1 may pass rows_local
+        row0 = Signal(RW + 1)
         m.d.comb += row0.eq(Mux(sym.first, gap, prev_row + gap + 1))
 
         v1 = Signal()
-        row1 = Signal(16)
+        row1 = Signal(RW + 1)
         idx1 = Signal(cfg.idx_bits)
         val1 = Signal(A)
         m.d.sync += v1.eq(dec.o_sym.valid)
@@ -391,15 +396,15 @@ class ProcessingElement(wiring.Component):
         ]
 
         # ---- requantize pipeline -----------------------------------------------------------
-        ri = Signal(16)                 # next local row to read
+        ri = Signal(RW + 1)             # next local row to read
         rv1 = Signal()
-        rrow1 = Signal(16)
+        rrow1 = Signal(RW)
         rv2 = Signal()
-        rrow2 = Signal(16)
+        rrow2 = Signal(RW)
         racc2 = Signal(signed(ACC))
         rbias2 = Signal(signed(ACC + 1))
         rv3 = Signal()
-        rrow3 = Signal(16)
+        rrow3 = Signal(RW)
         rt3 = Signal(signed(ACC + 2))
         ov = Signal()
         orow = Signal(16)
@@ -463,7 +468,7 @@ class ProcessingElement(wiring.Component):
             m.d.sync += chk.eq(chk - 1)
         with m.If(chk == 1):
             with m.If((bias_base < bias_base0)
-                      | (bias_base - bias_base0 + rows_local > cfg.max_rows_per_pe)):
+                      | (bias_base - bias_base0 + rows_local > cfg.max_rows_per_pe) | rows_big):
                 m.d.sync += error.eq(1)
         m.d.sync += acc_base.eq(bias_base - bias_base0)
 
