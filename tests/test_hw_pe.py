@@ -14,7 +14,8 @@ from tb.runner import ROOT, SimulationFailed, run_testbench
 
 
 def _run(name, n_pes, index, case, *, p_valid=1.0, p_ready=1.0, seed=1):
-    build = f"pe_n{n_pes}_i{index}"
+    depth = case["pe_mem_depth"]
+    build = f"pe_n{n_pes}_i{index}" + ("" if depth == 4096 else f"_d{depth}")
     folder = ROOT / "build" / "sim" / build
     folder.mkdir(parents=True, exist_ok=True)
     vec = folder / f"{name}.json"
@@ -22,7 +23,7 @@ def _run(name, n_pes, index, case, *, p_valid=1.0, p_ready=1.0, seed=1):
     save_case(case, vec)
     if stats.exists():
         stats.unlink()
-    run_testbench(ProcessingElement(pe_config(n_pes), index), toplevel="pe",
+    run_testbench(ProcessingElement(pe_config(n_pes, pe_mem_depth=depth), index), toplevel="pe",
                   test_module="tb.pe.test_pe", build_name=build,
                   extra_env={"PE_VECTORS": vec, "PE_STATS": stats, "PE_P_VALID": p_valid,
                              "PE_P_READY": p_ready, "PE_SEED": seed})
@@ -64,6 +65,17 @@ def test_pe_golden(name):
     case = make_pe_case(n_pes, index, **kw)
     stats = _run(name, n_pes, index, case, p_valid=0.7, p_ready=0.6, seed=len(name))
     assert len(stats) == len(case["inputs"]) * len(case["layers"])
+
+
+@pytest.mark.sim
+def test_pe_two_word_pointers():
+    """A layer whose stream exceeds 65535 bits uses 2-word (high, low) column pointers."""
+    cfg = pe_config(1, pe_mem_depth=8192)
+    case = make_pe_case(1, 0, [200, 200, 10], 0.3, seed=31, n_inputs=2, act_density=0.3,
+                        zero_input=False, config=cfg, empty_columns=False)
+    assert case["layers"][0]["ptr_words2"] == 1 and case["layers"][1]["ptr_words2"] == 0
+    stats = _run("ptr2", 1, 0, case, p_valid=0.9, p_ready=0.8, seed=4)
+    _report("2-word pointers N=1", stats)
 
 
 @pytest.mark.sim

@@ -38,7 +38,8 @@ class TB:
     def __init__(self, dut, case, p_valid, p_ready, seed):
         self.dut = dut
         self.case = case
-        self.cfg = pe_config(case["n_pes"])
+        self.cfg = pe_config(case["n_pes"], pe_mem_depth=case.get("pe_mem_depth", 4096),
+                             symbol_depth=case.get("symbol_depth", 512))
         self.p_valid = p_valid
         self.p_ready = p_ready
         self.rng = random.Random(seed)

@@ -19,7 +19,10 @@ __all__ = ["make_pe_case", "pe_config", "save_case", "load_case"]
 
 
 def pe_config(n_pes, **kw):
-    """``AcceleratorConfig`` used by the PE tests (small private memory: fast simulation)."""
+    """``AcceleratorConfig`` used by the PE tests (small private memory: fast simulation).
+
+    Keyword arguments override fields (``pe_mem_depth``, ``symbol_depth``...).
+    """
     kw.setdefault("pe_mem_depth", 4096)
     kw.setdefault("symbol_depth", 512)
     return AcceleratorConfig(n_pes=n_pes, **kw)
@@ -104,7 +107,8 @@ def make_pe_case(n_pes, index, sizes, density, seed, n_inputs=3, *, zero_input=T
             per_layer.append({"acts": acts, "expect": expect, "symbols": symbols,
                               "macs": macs})
         cases.append(per_layer)
-    return {"n_pes": n_pes, "index": index, "loads": loads, "layers": layers,
+    return {"n_pes": n_pes, "index": index, "pe_mem_depth": cfg.pe_mem_depth,
+            "symbol_depth": cfg.symbol_depth, "loads": loads, "layers": layers,
             "inputs": cases}
 
 
