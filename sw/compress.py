@@ -53,11 +53,11 @@ DEFAULTS = {
         "finetune_epochs": 6, "finetune_lr": 0.002,
     },
     "lenet5": {
-        "epochs": 12, "lr": 0.05, "shift": 1,
-        "prune_steps": 4, "prune_epochs": 3, "prune_lr": 0.02,
+        "epochs": 8, "lr": 0.05, "shift": 1,
+        "prune_steps": 3, "prune_epochs": 2, "prune_lr": 0.02,
         "density": {"conv1": 0.66, "conv2": 0.12, "ip1": 0.08, "ip2": 0.19},
         "bits": {"conv1": 4, "conv2": 4, "ip1": 4, "ip2": 4},
-        "finetune_epochs": 2, "finetune_lr": 0.002,
+        "finetune_epochs": 1, "finetune_lr": 0.002,
     },
 }
 
