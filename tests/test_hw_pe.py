@@ -15,7 +15,9 @@ from tb.runner import ROOT, SimulationFailed, run_testbench
 
 def _run(name, n_pes, index, case, *, p_valid=1.0, p_ready=1.0, seed=1):
     depth = case["pe_mem_depth"]
-    build = f"pe_n{n_pes}_i{index}" + ("" if depth == 4096 else f"_d{depth}")
+    build = f"pe_n{n_pes}_i{index}" + ("" if depth == 4096 else f"_d{depth}") + (
+        "" if case["max_rows_per_pe"] == 256 else f"_r{case['max_rows_per_pe']}") + (
+        "" if case["symbol_depth"] == 512 else f"_s{case['symbol_depth']}")
     folder = ROOT / "build" / "sim" / build
     folder.mkdir(parents=True, exist_ok=True)
     vec = folder / f"{name}.json"
@@ -23,7 +25,9 @@ def _run(name, n_pes, index, case, *, p_valid=1.0, p_ready=1.0, seed=1):
     save_case(case, vec)
     if stats.exists():
         stats.unlink()
-    run_testbench(ProcessingElement(pe_config(n_pes, pe_mem_depth=depth), index), toplevel="pe",
+    cfg = pe_config(n_pes, pe_mem_depth=depth, max_rows_per_pe=case["max_rows_per_pe"],
+                    symbol_depth=case["symbol_depth"])
+    run_testbench(ProcessingElement(cfg, index), toplevel="pe",
                   test_module="tb.pe.test_pe", build_name=build,
                   extra_env={"PE_VECTORS": vec, "PE_STATS": stats, "PE_P_VALID": p_valid,
                              "PE_P_READY": p_ready, "PE_SEED": seed})
@@ -110,3 +114,16 @@ def test_pe_detects_wrong_expectation():
     exp[len(exp) // 2][1] ^= 1
     with pytest.raises(SimulationFailed):
         _run("broken", n_pes, index, case, seed=3)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+@pytest.mark.parametrize("n_pes", [1, 4])
+def test_pe_lenet_shape(n_pes):
+    """Cycle report on a LeNet-300-100-shaped random model (784-300-100-10, 9% dense)."""
+    depth = 16384 if n_pes == 1 else 4096
+    cfg = pe_config(n_pes, pe_mem_depth=depth, max_rows_per_pe=512, symbol_depth=1024)
+    case = make_pe_case(n_pes, n_pes - 1, [784, 300, 100, 10], 0.09, seed=41, n_inputs=2,
+                        act_density=0.2, zero_input=False, config=cfg)
+    stats = _run(f"lenet_n{n_pes}", n_pes, n_pes - 1, case)
+    _report(f"LeNet-shaped N={n_pes} PE{n_pes - 1}", stats)

@@ -39,7 +39,8 @@ class TB:
         self.dut = dut
         self.case = case
         self.cfg = pe_config(case["n_pes"], pe_mem_depth=case.get("pe_mem_depth", 4096),
-                             symbol_depth=case.get("symbol_depth", 512))
+                             symbol_depth=case.get("symbol_depth", 512),
+                             max_rows_per_pe=case.get("max_rows_per_pe", 256))
         self.p_valid = p_valid
         self.p_ready = p_ready
         self.rng = random.Random(seed)
