@@ -36,7 +36,7 @@ from sw.quantize import (INIT_METHODS, CentroidSGD, QuantizeError,  # noqa: E402
 from sw.report import build_report, plot_layers, write_report  # noqa: E402
 from sw.train import TrainConfig, TrainError, train  # noqa: E402
 
-__all__ = ["CompressError", "DEFAULTS", "Options", "run", "to_compressed_model", "main"]
+__all__ = ["CompressError", "DEFAULTS", "parser", "resolve", "run", "to_compressed_model", "main"]
 
 
 class CompressError(ValueError):
@@ -60,10 +60,6 @@ DEFAULTS = {
         "finetune_epochs": 1, "finetune_lr": 0.002,
     },
 }
-
-
-class Options(argparse.Namespace):
-    """Parsed options (see :func:`parser`)."""
 
 
 def _kv(text, cast, what):

@@ -196,6 +196,5 @@ def train(model, x, y, cfg, updater=None, x_val=None, y_val=None, log=print, tag
         if log:
             v = "" if rec["val_err"] is None else f" val_err {100 * rec['val_err']:.2f}%"
             log(f"[{tag}] epoch {epoch} loss {rec['loss']:.4f} train_err "
-                f"{100 * rec['train_err']:.2f}%{v} lr {rec['lr']:.4g} ({rec['seconds']:.0f}s)",
-                )
+                f"{100 * rec['train_err']:.2f}%{v} lr {rec['lr']:.4g} ({rec['seconds']:.0f}s)")
     return history
