@@ -20,16 +20,20 @@ phases (docs/ARCHITECTURE.md sections 5 and 7):
    whole next-layer input is in the banks by then.
 
 A bank is written only in phase 3 and read only in phase 1 of the next layer. Bank depth:
-``min(max_rows_per_pe, ceil(max_features / N))`` entries of ``feature_bits + act_bits`` bits.
-Each bank has a 3-entry head queue so the merge can take from the same bank on consecutive
-cycles.
+``min(max_rows_per_pe, ceil(max_features / N))`` entries of ``(local row, value)``: 8 + 8 bits
+with the default configuration, one iCE40 EBR per bank (the local row ``(row - p) / N`` is
+computed with a constant reciprocal multiply, the global row back as ``local * N + p``). Each
+bank has a 3-entry head queue so the merge can take from the same bank on consecutive cycles.
 
-Latency: an input word reaches a PE FIFO output 2 cycles after its transfer
-(``SyncFIFOBuffered``); the first merged word 4 cycles after the layer start. Throughput: one
-broadcast word per cycle while no FIFO is full; the collect phase never stalls a PE on a hidden
-layer and follows ``o_logit.ready`` on the last layer.
+The N broadcast FIFOs always hold the same words, so they share one ring of ``fifo_depth``
+registers with one read pointer and level per PE (no block RAM).
+
+Latency: an input word is at the PE FIFO outputs 1 cycle after its transfer; the first merged
+word 4 cycles after the layer start. Throughput: one broadcast word per cycle while no FIFO is
+full; the collect phase never stalls a PE on a hidden layer and follows ``o_logit.ready`` on the
+last layer.
 """
-from amaranth import Module, Signal, Cat, Const, Mux
+from amaranth import Module, Signal, Cat, Const, Mux, Array
 from amaranth.lib import wiring, stream, data, fifo, memory
 from amaranth.lib.wiring import In, Out
 
@@ -37,6 +41,15 @@ from .config import (broadcast_layout, pe_output_layout, layer_config_layout, in
                      logit_layout)
 
 __all__ = ["CentralUnit", "central_error_layout"]
+
+
+def _reciprocal(n, limit):
+    """``(m, k)`` with ``(r * m) >> k == r // n`` for every ``0 <= r < limit`` (checked)."""
+    for k in range(max(1, (limit - 1).bit_length()), 64):
+        m = -(-(1 << k) // n)
+        if all((r * m) >> k == r // n for r in range(limit)):
+            return m, k
+    raise ValueError(f"no reciprocal of {n} for rows below {limit}")
 
 
 #: Sticky error flags of the central unit.
@@ -66,7 +79,7 @@ class CentralUnit(wiring.Component):
         One-cycle pulse while ``o_idle``: layer ``i_layer.index`` begins.
     o_act : Out(stream.Signature(broadcast_layout(config))).array(N)
         Per-PE FIFO outputs (depth ``fifo_depth``): ``(col, value)`` non-zero activations, then
-        the ``end`` token.
+        the ``end`` token. ``valid``/payload come from registers through the ring's read mux.
     i_out : In(stream.Signature(pe_output_layout(config))).array(N)
         Per-PE outputs (``(global row, value)`` then ``end``).
     o_logit : Out(stream.Signature(logit_layout(config)))
@@ -115,30 +128,46 @@ class CentralUnit(wiring.Component):
         state = Signal(range(5))
         m.d.comb += self.o_idle.eq(state == IDLE)
 
-        # ---- per-PE broadcast FIFOs --------------------------------------------------------
-        fifos = []
-        for p in range(N):
-            f = fifo.SyncFIFOBuffered(width=bl.size, depth=cfg.fifo_depth)
-            m.submodules[f"fifo{p}"] = f
-            fifos.append(f)
-            m.d.comb += [
-                self.o_act[p].valid.eq(f.r_rdy),
-                self.o_act[p].payload.eq(f.r_data),
-                f.r_en.eq(self.o_act[p].ready),
-            ]
+        # ---- broadcast FIFOs: one shared storage, one read pointer per PE -----------------
+        # Every word enters all N FIFOs at once, so they hold the same words: one ring of
+        # ``fifo_depth`` registers, a write pointer and per PE a read pointer and a level. The
+        # ring is written only when no PE's level is at the depth (then no unread entry is
+        # overwritten). Registers, not block RAM: N copies of a small FIFO would cost N EBRs.
+        D = cfg.fifo_depth
+        slot = data.StructLayout({"col": FB, "value": A, "end": 1})
+        ring = Array(Signal(slot, name=f"ring{k}") for k in range(D))
+        wptr = Signal(range(D))
+        rptrs = [Signal(range(D), name=f"rptr{p}") for p in range(N)]
+        levels = [Signal(range(D + 1), name=f"level{p}") for p in range(N)]
         all_rdy = Signal()
-        m.d.comb += all_rdy.eq(Cat(f.w_rdy for f in fifos).all())
+        m.d.comb += all_rdy.eq(Cat(lv != D for lv in levels).all())
         push = Signal()                     # only ever asserted together with all_rdy
         push_data = Signal(bl)
-        for f in fifos:
-            m.d.comb += [f.w_en.eq(push), f.w_data.eq(push_data)]
+        with m.If(push):
+            m.d.sync += [ring[wptr].col.eq(push_data.col), ring[wptr].value.eq(push_data.value),
+                         ring[wptr].end.eq(push_data.end),
+                         wptr.eq(Mux(wptr == D - 1, 0, wptr + 1))]
+        for p in range(N):
+            act = self.o_act[p]
+            head = ring[rptrs[p]]
+            pop = Signal(name=f"act_pop{p}")
+            m.d.comb += [
+                act.valid.eq(levels[p] != 0),
+                act.payload.col.eq(head.col),
+                act.payload.value.eq(head.value),
+                act.payload.end.eq(head.end),
+                pop.eq(act.valid & act.ready),
+            ]
+            with m.If(pop):
+                m.d.sync += rptrs[p].eq(Mux(rptrs[p] == D - 1, 0, rptrs[p] + 1))
+            m.d.sync += levels[p].eq(levels[p] + push - pop)
 
         # ---- per-PE output banks ----------------------------------------------------------
         # Bank p holds PE p's non-zero outputs of the last hidden layer in ascending row order
         # (each PE writes its own bank: no merge stall). The next layer's broadcast merges the
         # N sorted lists (smallest row first), so columns arrive in ascending order.
-        entry = data.StructLayout({"row": FB, "value": A})
         bdepth = self.bank_depth
+        entry = data.StructLayout({"row": max(1, (bdepth - 1).bit_length()), "value": A})
         banks = []
         for p in range(N):
             mem = memory.Memory(shape=entry, depth=bdepth, init=[])
@@ -197,18 +226,21 @@ class CentralUnit(wiring.Component):
             m.d.sync += b["inflight"].eq(issue)
             with m.If(issue):
                 m.d.sync += b["rp"].eq(b["rp"] + 1)
-            heads.append(data.View(entry, q.r_data))
+            head = data.View(entry, q.r_data)
+            grow = Signal(FB, name=f"grow{p}")          # global row = local * N + p
+            m.d.comb += grow.eq(head.row * N + p)
+            heads.append((grow, head.value))
         found = Const(0, 1)
         best = Const(0, range(N))
         best_row = Const(0, FB)
         best_val = Const(0, A)
         for p in range(N):
-            take = present[p] & (~found | (heads[p].row < best_row))
+            take = present[p] & (~found | (heads[p][0] < best_row))
             f_p, b_p = Signal(name=f"sf{p}"), Signal(range(N), name=f"sb{p}")
             r_p, v_p = Signal(FB, name=f"sr{p}"), Signal(A, name=f"sv{p}")
             m.d.comb += [f_p.eq(found | present[p]), b_p.eq(Mux(take, p, best)),
-                         r_p.eq(Mux(take, heads[p].row, best_row)),
-                         v_p.eq(Mux(take, heads[p].value, best_val))]
+                         r_p.eq(Mux(take, heads[p][0], best_row)),
+                         v_p.eq(Mux(take, heads[p][1], best_val))]
             found, best, best_row, best_val = f_p, b_p, r_p, v_p
         with m.If(bbuf):
             ok = (present | exhausted).all() & found & all_rdy
@@ -250,15 +282,19 @@ class CentralUnit(wiring.Component):
             m.d.sync += ended.eq(ended_now)
 
         # hidden layer: every PE writes its own bank, no stall
+        div_m, div_k = _reciprocal(N, cfg.max_features)
         hidden = Signal()
         m.d.comb += hidden.eq(collecting & ~layer.last)
         for p, b in enumerate(banks):
             wr = b["wr"]
-            m.d.comb += [wr.addr.eq(b["wp"]), wr.data.row.eq(outs[p].row),
+            local = Signal(FB, name=f"local{p}")        # (row - p) / N, row = local * N + p
+            m.d.comb += [local.eq((outs[p].row[:FB] * div_m) >> div_k),
+                         wr.addr.eq(b["wp"]), wr.data.row.eq(local),
                          wr.data.value.eq(outs[p].value[:A])]
             with m.If(hidden & cand[p]):
                 m.d.comb += grant[p].eq(1)
-                with m.If((outs[p].row < cfg.max_features) & (b["wp"] < bdepth)):
+                with m.If((outs[p].row < cfg.max_features) & (local < bdepth)
+                          & (b["wp"] < bdepth)):
                     m.d.comb += wr.en.eq(1)
                     m.d.sync += b["wp"].eq(b["wp"] + 1)
                 with m.Else():
