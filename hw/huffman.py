@@ -54,7 +54,9 @@ class HuffmanDecoder(wiring.Component):
     tag_bits : int
         Width of the per-segment tag.
     seg_queue : int
-        Segments the decoder accepts ahead of the one being decoded (>= 1).
+        Segments whose bits may be in the bit buffer ahead of the one being decoded (>= 1).
+    seg_in : int
+        Segments accepted on ``i_seg`` ahead of the one whose words are being taken (>= 1).
 
     Attributes
     ----------
@@ -81,9 +83,10 @@ class HuffmanDecoder(wiring.Component):
         segment. The rest of that segment is skipped.
     """
 
-    def __init__(self, config, tag_bits=8, seg_queue=3):
-        if seg_queue < 1:
-            raise ValueError("seg_queue must be >= 1")
+    def __init__(self, config, tag_bits=8, seg_queue=3, seg_in=2):
+        if seg_queue < 1 or seg_in < 1:
+            raise ValueError("seg_queue and seg_in must be >= 1")
+        self.seg_in = seg_in
         self.cfg = config
         self.tag_bits = tag_bits
         self.seg_queue = seg_queue
@@ -222,11 +225,20 @@ class HuffmanDecoder(wiring.Component):
         with m.Elif(ch_take):
             m.d.sync += ch_valid.eq(0)
 
-        seg = self.i_seg.payload
+        # input segment queue: lets the word source run ahead of the aligner (a segment's words
+        # can follow right behind the previous segment's words)
+        sl = segment_layout(self.tag_bits)
+        m.submodules.segin = segin = fifo.SyncFIFO(width=sl.size, depth=self.seg_in)
+        m.d.comb += [
+            segin.w_data.eq(self.i_seg.payload),
+            segin.w_en.eq(self.i_seg.valid),
+            self.i_seg.ready.eq(segin.w_rdy),
+        ]
+        seg = data.View(sl, segin.r_data)
         seg_take = Signal()
         m.d.comb += [
-            self.i_seg.ready.eq((~al_valid | al_done) & segq.w_rdy),
-            seg_take.eq(self.i_seg.valid & self.i_seg.ready),
+            segin.r_en.eq((~al_valid | al_done) & segq.w_rdy),
+            seg_take.eq(segin.r_rdy & segin.r_en),
             q_in.nbits.eq(seg.nbits),
             q_in.tag.eq(seg.tag),
             segq.w_en.eq(seg_take & (seg.nbits != 0)),
@@ -371,13 +383,15 @@ class HuffmanDecoder(wiring.Component):
             sym_rd.en.eq(advance),
         ]
 
+        self._segq, self._al_valid, self._ch_valid, self._ch_n = segq, al_valid, ch_valid, ch_n
+        self._count, self._cur_rem, self._cur_valid, self._fire = count, cur_rem, cur_valid, fire
         out = self.o_sym.payload
         m.d.comb += [
             self.o_sym.valid.eq(v3),
             out.symbol.eq(sym_rd.data),
             out.tag.eq(tag3),
             out.first.eq(first3),
-            self.o_busy.eq(loading | cur_valid | segq.r_rdy | al_valid | ch_valid
+            self.o_busy.eq(loading | cur_valid | segq.r_rdy | segin.r_rdy | al_valid | ch_valid
                            | v1 | v2 | v3),
         ]
         return m

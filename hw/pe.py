@@ -494,6 +494,7 @@ class ProcessingElement(wiring.Component):
             with m.Case(ENDT):
                 with m.If(self.o_out.ready):
                     m.d.sync += state.eq(IDLE)
+        self._wq, self._sq = wfifo, segq
         m.d.comb += drained.eq(~(pi_busy | pr_valid | segq.r_rdy | wf_active | push_pending
                                  | wfifo.r_rdy | dec.o_busy | v1 | v2 | v3))
         return m
