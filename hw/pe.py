@@ -62,7 +62,7 @@ class ProcessingElement(wiring.Component):
         or ``i_start`` while busy.
     """
 
-    SEG_QUEUE = 4
+    SEG_QUEUE = 3      # fetched column segments waiting for the word fetcher
     WORD_FIFO = 3
 
     def __init__(self, config, index):
