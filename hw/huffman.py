@@ -16,7 +16,7 @@ three-stage lookup pipeline: ``base[len]`` (table memory), then the symbol table
 Tables are written through ``i_load`` with the memory ids of section 4 (``huff_limit``,
 ``huff_base``, ``huff_symbols``), at the same addresses as in the packed images.
 """
-from amaranth import Module, Signal, Cat, Const, Mux, unsigned
+from amaranth import Module, Signal, Cat, Const, Mux
 from amaranth.lib import wiring, stream, data, fifo
 from amaranth.lib.wiring import In, Out
 

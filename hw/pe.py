@@ -25,7 +25,7 @@ about 14 cycles); short columns are bound by the single memory port at
 ``pointer words + stream words`` per column (about 2-3.5 cycles/column), empty columns cost
 their 1-2 pointer reads. Requantization takes ``rows_local + 6`` cycles.
 """
-from amaranth import Module, Signal, Cat, Const, Mux, signed, unsigned
+from amaranth import Module, Signal, Cat, Const, Mux, signed
 from amaranth.lib import wiring, stream, data, fifo
 from amaranth.lib.wiring import In, Out
 
