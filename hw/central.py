@@ -23,7 +23,7 @@ A bank is written only in phase 3 and read only in phase 1 of the next layer. Ba
 ``min(max_rows_per_pe, ceil(max_features / N))`` entries of ``(local row, value)``: 8 + 8 bits
 with the default configuration, one iCE40 EBR per bank (the local row ``(row - p) / N`` is
 computed with a constant reciprocal multiply, the global row back as ``local * N + p``). Each
-bank has a 3-entry head queue so the merge can take from the same bank on consecutive cycles.
+bank has a 2-entry head queue so the merge can take from the same bank on consecutive cycles.
 
 The N broadcast FIFOs always hold the same words, so they share one ring of ``fifo_depth``
 registers with one read pointer and level per PE (no block RAM).
@@ -172,7 +172,7 @@ class CentralUnit(wiring.Component):
         for p in range(N):
             mem = memory.Memory(shape=entry, depth=bdepth, init=[])
             m.submodules[f"bank{p}"] = mem
-            q = fifo.SyncFIFO(width=entry.size, depth=3)
+            q = fifo.SyncFIFO(width=entry.size, depth=2)
             m.submodules[f"head{p}"] = q
             banks.append(dict(wr=mem.write_port(), rd=mem.read_port(), q=q,
                               wp=Signal(range(bdepth + 1), name=f"wp{p}"),
@@ -216,7 +216,9 @@ class CentralUnit(wiring.Component):
             q, rd = b["q"], b["rd"]
             issue = Signal(name=f"issue{p}")
             m.d.comb += [
-                issue.eq(bbuf & (b["rp"] < b["wp"]) & (q.level + b["inflight"] < q.depth)),
+                # the read lands in q next cycle, after this cycle's pop: credit counts it
+                issue.eq(bbuf & (b["rp"] < b["wp"])
+                         & (q.level + b["inflight"] - pop[p] < q.depth)),
                 rd.addr.eq(b["rp"]), rd.en.eq(issue),
                 q.w_en.eq(b["inflight"]), q.w_data.eq(rd.data),
                 q.r_en.eq(pop[p]),

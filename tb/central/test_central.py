@@ -161,6 +161,10 @@ class TB:
                         assert got[p] == expect[p], \
                             f"layer {li} PE {p}: broadcast {got[p]}, expected {expect[p]}"
                         phase[p] = "emit"
+                        if li > 0 and P_READY >= 1.0:
+                            # the merge delivers one word per cycle after a 4-cycle start
+                            assert cyc <= len(acts) + 5, \
+                                f"layer {li}: {len(acts)} words + end took {cyc + 1} cycles"
                     else:
                         got[p].append((f["col"], f["value"]))
                 if offered[p] and int(self.sig("i_out__{p}__ready", p).value):
