@@ -113,3 +113,11 @@ def test_accelerator_lenet300_mnist():
 def test_accelerator_lenet300_mnist_many():
     """200 more MNIST test images (slow)."""
     _lenet(200, 20)
+
+
+@pytest.mark.sim
+def test_accelerator_error_flags():
+    """Short input vector -> ``o_error.input``; load to an unknown memory -> ``o_error.load``."""
+    n_pes, sizes, density, seed, kw = CASES["n2"]
+    case = random_case(n_pes, sizes, density, seed, n_inputs=2, **kw)
+    run_case("errors", case, testcase="accelerator_flags_errors", env={"ACCEL_ERRORS": 1})

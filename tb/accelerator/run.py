@@ -17,9 +17,11 @@ def build_name(config):
             f"_f{config.fifo_depth}_r{config.max_rows_per_pe}")
 
 
-def run_case(name, case, *, p_valid=1.0, p_ready=1.0, seed=1):
+def run_case(name, case, *, p_valid=1.0, p_ready=1.0, seed=1, testcase=None, env=None):
     """Simulate ``case`` (dict of :mod:`tb.accelerator.vectors`); returns the stats dict
-    ``{"load_cycles", "inferences": [{"cycles", "wall_cycles", "prediction"}...]}``.
+    ``{"load_cycles", "inferences": [{"cycles", "wall_cycles", "prediction"}...]}`` (``None``
+    when ``testcase`` names another cocotb test than the golden comparison). ``env`` adds
+    environment variables for the cocotb module.
 
     Raises
     ------
@@ -37,8 +39,8 @@ def run_case(name, case, *, p_valid=1.0, p_ready=1.0, seed=1):
         stats.unlink()
     run_testbench(Accelerator(cfg), toplevel="accelerator",
                   test_module="tb.accelerator.test_accelerator", build_name=build,
-                  build_args=VERILATOR_ARGS,
+                  build_args=VERILATOR_ARGS, testcase=testcase,
                   extra_env={"ACCEL_VECTORS": vec, "ACCEL_STATS": stats,
                              "ACCEL_P_VALID": p_valid, "ACCEL_P_READY": p_ready,
-                             "ACCEL_SEED": seed})
-    return json.loads(stats.read_text())
+                             "ACCEL_SEED": seed, **(env or {})})
+    return json.loads(stats.read_text()) if stats.exists() else None

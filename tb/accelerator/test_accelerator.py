@@ -52,3 +52,23 @@ async def accelerator_matches_golden(dut):
     if os.environ.get("ACCEL_STATS"):
         with open(os.environ["ACCEL_STATS"], "w") as f:
             json.dump({"load_cycles": load_cycles, "inferences": stats}, f)
+
+
+@cocotb.test(skip=not os.environ.get("ACCEL_ERRORS"))
+async def accelerator_flags_errors(dut):
+    """A short input vector sets ``o_error.input`` (the inference still completes), a load word
+    for an unknown memory id sets ``o_error.load``; loads are refused while busy."""
+    from hw.accelerator import error_layout
+    case = load_case(os.environ["ACCEL_VECTORS"])
+    cfg = config_from_case(case)
+    bit = {name: field.offset for name, field in error_layout}
+    drv = AcceleratorDriver(dut, cfg)
+    await drv.reset()
+    await drv.load(case["loads"])
+    assert int(dut.o_error.value) == 0
+    res = await drv.infer(case["inputs"][1][:-1], n_logits=len(case["logits"][1]))
+    assert res.error == 1 << bit["input"], f"o_error {res.error:#x} after a short input"
+    assert len(res.logits) == len(case["logits"][1])
+    await drv.load([(cfg.n_pes + 5, 0, 1)])
+    err = int(dut.o_error.value)
+    assert err == (1 << bit["input"]) | (1 << bit["load"]), f"o_error {err:#x} after a bad load"
