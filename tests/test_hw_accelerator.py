@@ -36,7 +36,6 @@ def test_accelerator_random_models(name):
     assert len(stats["inferences"]) == len(case["inputs"])
 
 
-@pytest.mark.sim
 def test_accelerator_saturation_is_exercised():
     """The random cases really contain saturated hidden activations and zero inputs."""
     from sw.golden import infer, random_int_model
