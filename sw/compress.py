@@ -55,7 +55,7 @@ DEFAULTS = {
     "lenet5": {
         "epochs": 8, "lr": 0.05, "shift": 1,
         "prune_steps": 3, "prune_epochs": 2, "prune_lr": 0.02,
-        "density": {"conv1": 0.66, "conv2": 0.12, "ip1": 0.08, "ip2": 0.19},
+        "density": {"conv1": 0.66, "conv2": 0.10, "ip1": 0.05, "ip2": 0.15},
         "bits": {"conv1": 4, "conv2": 4, "ip1": 4, "ip2": 4},
         "finetune_epochs": 1, "finetune_lr": 0.002,
     },
