@@ -98,3 +98,21 @@ def test_full_lenet300_run(tmp_path):
     m = load_model(tmp_path / "lenet300.npz")
     assert m.metrics["error"] <= 0.016 and m.metrics["ratio"] >= 40
     assert m.metrics["integer_error"] <= 0.017
+
+
+LENET5 = ROOT / "models" / "lenet5.npz"
+
+
+@pytest.mark.skipif(not LENET5.exists(), reason="models/lenet5.npz not built yet")
+def test_committed_lenet5_matches_its_metrics():
+    from sw.mnist import load_mnist
+    from sw.nn import lenet5
+    from sw.report import model_storage
+    m = load_model(LENET5)
+    assert [l.kind for l in m.layers] == ["conv", "conv", "fc", "fc"] and m.integer is None
+    net = lenet5()
+    net.set_params({l.name: (l.weights(), l.bias, l.index != 0) for l in m.layers})
+    te = load_mnist().test
+    err = net.error(te.images, te.labels)
+    assert err == pytest.approx(m.metrics["error"], abs=1e-4) and err <= 0.0074
+    assert model_storage(m, 1, "joint")["ratio"] == pytest.approx(m.metrics["ratio"])
