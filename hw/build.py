@@ -237,7 +237,8 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
         top = BoardTop(config, clock_hz=clock_hz, accelerator=factory, **(core_args or {}))
         t0 = time.monotonic()
         products = platform.build(top, name="top", build_dir=str(out / "gateware"),
-                                  do_build=True, nextpnr_opts="--timing-allow-fail")
+                                  do_build=True, synth_opts="-dsp",
+                                  nextpnr_opts="--timing-allow-fail")
     except (TopError, UARTError) as exc:
         raise BuildError(str(exc)) from None
     except subprocess.CalledProcessError as exc:  # a tool failed: explain from its log

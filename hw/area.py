@@ -1,0 +1,120 @@
+"""Per-module iCE40 area of the gateware (yosys ``synth_ice40 -dsp``, hierarchy kept).
+
+Command line::
+
+    python -m hw.area [--pes N] [--part accelerator|pe|decoder|central|core] [--flat]
+
+Prints, for every module instance of the chosen part, its ``SB_LUT4``, flip-flop, carry, EBR
+(``SB_RAM40_4K``) and DSP (``SB_MAC16``) counts, so area work can see where the cells go without a
+full place and route (``python -m hw.build`` gives the placed numbers and fmax). ``--flat`` runs
+the same flattened synthesis as the bitstream build (cross-module optimisation included) and
+prints only the total. ``core`` is the UART + protocol path with the test stand-in accelerator.
+"""
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from hw.build import select_tools
+
+__all__ = ["AreaError", "synthesise", "module_table", "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class AreaError(RuntimeError):
+    """Synthesis failed or printed no statistics."""
+
+
+def _component(part, n_pes):
+    from hw.config import AcceleratorConfig
+    cfg = AcceleratorConfig(n_pes=n_pes, memory="ice40")
+    if part == "accelerator":
+        from hw.accelerator import Accelerator
+        return Accelerator(cfg)
+    if part == "pe":
+        from hw.pe import ProcessingElement
+        return ProcessingElement(cfg, 0)
+    if part == "decoder":
+        from hw.huffman import HuffmanDecoder
+        return HuffmanDecoder(cfg, tag_bits=cfg.act_bits)
+    if part == "central":
+        from hw.central import CentralUnit
+        return CentralUnit(cfg)
+    if part == "core":
+        from hw.top import UARTCore
+        from tb.top.mock_accel import MockAccelerator
+        return UARTCore(cfg, accelerator=MockAccelerator)
+    raise AreaError(f"unknown part {part!r}")
+
+
+PARTS = ("accelerator", "pe", "decoder", "central", "core")
+_CELL_RE = re.compile(r"^\s+(\d+)\s+(SB_\w+|\$\w+)\s*$|^\s+(SB_\w+|\$\w+)\s+(\d+)\s*$")
+
+
+def module_table(stat_text):
+    """``{module: {cell: count}}`` from the output of yosys ``stat`` (either layout)."""
+    table = {}
+    current = None
+    for line in stat_text.splitlines():
+        head = re.match(r"^=== (.+) ===\s*$", line)
+        if head:
+            current = head.group(1)
+            table[current] = {}
+            continue
+        cell = _CELL_RE.match(line)
+        if cell and current is not None:
+            count, name = (cell.group(1), cell.group(2)) if cell.group(1) else \
+                (cell.group(4), cell.group(3))
+            table[current][name] = table[current].get(name, 0) + int(count)
+    return table
+
+
+def synthesise(part="accelerator", n_pes=4, flat=False, workdir=None):
+    """Synthesise ``part`` for iCE40 and return ``{module: {cell: count}}``."""
+    tools = select_tools(dict(__import__("os").environ))
+    work = Path(workdir or ROOT / "build" / "area")
+    work.mkdir(parents=True, exist_ok=True)
+    name = part
+    (work / f"{name}.v").write_text(verilog.convert(_component(part, n_pes), name=name))
+    script = (f"read_verilog -sv {name}.v; synth_ice40 -dsp -top {name}"
+              f"{'' if flat else ' -noflatten'}; tee -q -o {name}.stat stat")
+    run = subprocess.run([tools["YOSYS"], "-q", "-p", script], cwd=work, capture_output=True,
+                         text=True)
+    stat = work / f"{name}.stat"
+    if run.returncode != 0 or not stat.exists():
+        raise AreaError(f"yosys failed ({run.returncode}): {run.stderr.strip()[-2000:]}")
+    return module_table(stat.read_text())
+
+
+def _row(name, cells):
+    ffs = sum(n for c, n in cells.items() if c.startswith("SB_DFF"))
+    return (f"{name:40s} {cells.get('SB_LUT4', 0):6d} {ffs:6d} {cells.get('SB_CARRY', 0):6d} "
+            f"{cells.get('SB_RAM40_4K', 0):4d} {cells.get('SB_MAC16', 0):4d}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m hw.area", description=__doc__.split("\n")[0])
+    ap.add_argument("--part", choices=PARTS, default="accelerator")
+    ap.add_argument("--pes", type=int, default=4)
+    ap.add_argument("--flat", action="store_true", help="flattened synthesis, totals only")
+    args = ap.parse_args(argv)
+    try:
+        table = synthesise(args.part, args.pes, args.flat)
+    except AreaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{'module':40s} {'LUT4':>6s} {'FF':>6s} {'CARRY':>6s} {'EBR':>4s} {'DSP':>4s}")
+    for name, cells in table.items():
+        if name != "design hierarchy" and not args.flat:
+            print(_row(name, cells))
+    total = table.get("design hierarchy") or next(iter(table.values()))
+    print(_row("TOTAL", total))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
