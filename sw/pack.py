@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from boards.registry import get_board
+from sw.balance import balance_rows
 from sw.golden import GoldenError, IntModel, accumulator_bounds
 from sw.huffman import HuffmanCode, HuffmanError, bits_to_words
 from sw.modelfile import CompressedModel, ModelFormatError, load_model
@@ -184,7 +185,7 @@ def _u16(values):
     return (v & 0xFFFF).astype(np.uint16)
 
 
-def pack(int_model, n_pes, board="sim", limits=None, x=None):
+def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
     """Pack a model into memory images.
 
     Parameters
@@ -199,6 +200,10 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None):
         Hardware limits (default: the ``hw.config.AcceleratorConfig`` defaults).
     x : array_like, optional
         Input vectors (e.g. MNIST test bytes) for the ideal-cycle statistics in the manifest.
+    balance : bool
+        Renumber hidden neurons so the PEs get equal work (:func:`sw.balance.balance_rows`; the
+        logits are bit-identical, hidden activations come out in the new order). The manifest's
+        ``row_order`` lists, per layer, the original neuron of each packed row.
 
     Returns
     -------
@@ -226,6 +231,9 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None):
     if limits.pe_mem_words is not None:
         pe_cap = min(pe_cap, int(limits.pe_mem_words))
     n_layers = len(im.layers)
+    row_order = [np.arange(l.out_features) for l in im.layers]
+    if balance:
+        im, row_order = balance_rows(im, N)
     L_max = im.huff_max_len
     cb_size = 1 << im.idx_bits
     if im.weight_bits > 16:
@@ -363,6 +371,8 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None):
 
     manifest = _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, streams,
                          enc, codes, ptr_words, proof, rows_local)
+    manifest["row_order"] = {"balanced": bool(balance),
+                             "layers": [[int(r) for r in o] for o in row_order]}
     if x is not None:
         from sw.golden import ideal_cycles
         manifest["ideal_cycles"] = ideal_cycles(im, x, N).summary()
@@ -460,6 +470,9 @@ def main(argv=None):
                     help="largest layer width the hardware supports")
     ap.add_argument("--symbol-depth", type=int, default=defaults.symbol_depth,
                     help="joint-symbol table entries (all layers)")
+    ap.add_argument("--no-balance", action="store_true",
+                    help="keep the neuron order (default: renumber hidden neurons so every PE "
+                         "gets the same work; the logits are identical)")
     ap.add_argument("--no-cycles", action="store_true",
                     help="skip the ideal-cycle statistics over the MNIST test set")
     args = ap.parse_args(argv)
@@ -473,7 +486,7 @@ def main(argv=None):
             x = images_to_uint8(load_mnist()["test"][0])
         limits = PackLimits(max_layers=args.max_layers, max_rows_per_pe=args.max_rows,
                             max_features=args.max_features, symbol_depth=args.symbol_depth)
-        packed = pack(model, n, spec, limits=limits, x=x)
+        packed = pack(model, n, spec, limits=limits, x=x, balance=not args.no_balance)
         out = Path(args.out or "out/pack")
         packed.save(out)
     except (PackError, ModelFormatError, GoldenError, ValueError) as e:
