@@ -119,15 +119,19 @@ def pe_output_layout(cfg):
 
 
 def layer_config_layout(cfg):
-    """Decoded layer descriptor (section 4), held stable by the sequencer during a layer."""
+    """Decoded layer descriptor (section 4), held stable by the sequencer during a layer.
+
+    Fields are as wide as the configuration needs (feature counts up to ``max_features``,
+    ``sym_base`` below ``symbol_depth``); the packer refuses models that need more.
+    """
     return data.StructLayout({
         "index": max(1, (cfg.max_layers - 1).bit_length()),
-        "in_features": 16,
-        "out_features": 16,
+        "in_features": cfg.max_features.bit_length(),     # 0..max_features
+        "out_features": cfg.max_features.bit_length(),
         "relu": 1,
         "last": 1,
         "ptr_words2": 1,
         "shift": 5,
         "bias_shift": 5,
-        "sym_base": 16,
+        "sym_base": max(1, (cfg.symbol_depth - 1).bit_length()),
     })

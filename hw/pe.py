@@ -68,8 +68,8 @@ class ProcessingElement(wiring.Component):
         or ``i_start`` while busy.
     """
 
-    SEG_QUEUE = 3      # fetched column segments waiting for the word fetcher
-    WORD_FIFO = 3
+    SEG_QUEUE = 2      # fetched column segments waiting for the word fetcher
+    WORD_FIFO = 2
 
     def __init__(self, config, index):
         if not 0 <= index < config.n_pes:
@@ -99,7 +99,7 @@ class ProcessingElement(wiring.Component):
         layer = self.i_layer
 
         m.submodules.mem = mem = PEMemory(cfg.pe_mem_depth, cfg.memory)
-        m.submodules.dec = dec = HuffmanDecoder(cfg, tag_bits=A)
+        m.submodules.dec = dec = HuffmanDecoder(cfg, tag_bits=A, seg_queue=2, seg_in=1)
         self._mem, self._dec = mem, dec       # for simulation probes
         m.submodules.codebook = cbm = table_memory(signed(cfg.weight_bits),
                                                    cfg.max_layers << cfg.idx_bits)
@@ -376,11 +376,14 @@ class ProcessingElement(wiring.Component):
         addr3 = Signal(RB)
         prod3 = Signal(signed(A + cfg.weight_bits + 1))
         acc3 = Signal(signed(ACC))
-        m.d.sync += [
-            v3.eq(v2), addr3.eq(addr2),
-            prod3.eq(Cat(val2, Const(0, 1)).as_signed() * cb_rd.data),
-            acc3.eq(acc_rd.data),
-        ]
+        # The one multiplier (SB_MAC16): value * weight while accumulating; during
+        # requantization bias * 2^(bias_shift mod 8) (the rest of the shift is a byte shift).
+        mul_a = Signal(A)
+        mul_b = Signal(signed(cfg.weight_bits))
+        mul_ce = Signal()
+        m.d.sync += [v3.eq(v2), addr3.eq(addr2), acc3.eq(acc_rd.data)]
+        with m.If(mul_ce):
+            m.d.sync += prod3.eq(Cat(mul_a, Const(0, 1)).as_signed() * mul_b)
         w1_v = Signal()
         w1_addr = Signal(RB)
         w1_data = Signal(signed(ACC))
@@ -402,20 +405,24 @@ class ProcessingElement(wiring.Component):
         ]
 
         # ---- requantize pipeline -----------------------------------------------------------
+        # r1: acc[row] and bias[row] read; r2: prod3 = bias * 2^(bias_shift mod 8) (DSP);
+        # r3: t = acc + (prod3 << 8 * (bias_shift // 8)) (32 bits: the packer proves it fits);
+        # r4: output register. Hidden layers: y = clamp((t + 2^(S-1)) >> S, 0, 255) computed as
+        # v = (2t) >> S (9 bits), y = (v + 1) >> 1, saturating when t < 0 (to 0) or when any bit
+        # of t at or above S + 8 is set or v == 511 (to 255); no wide shifter, no rounding add.
         ri = Signal(RW + 1)             # next local row to read
         rv1 = Signal()
         rrow1 = Signal(RW)
         rv2 = Signal()
         rrow2 = Signal(RW)
         racc2 = Signal(signed(ACC))
-        rbias2 = Signal(signed(ACC + 1))
         rv3 = Signal()
         rrow3 = Signal(RW)
-        rt3 = Signal(signed(ACC + 2))
+        rt3 = Signal(signed(ACC))
         ov = Signal()
         orow = Signal(16)
         oval = Signal(ACC)
-        rnd = Signal(ACC + 1)
+        hi_mask = Signal(ACC)           # bits of t at or above S + 8 (set at requantize start)
         r_adv = Signal()
         m.d.comb += r_adv.eq(~ov | self.o_out.ready)
         r_issue = Signal()
@@ -423,6 +430,12 @@ class ProcessingElement(wiring.Component):
         with m.If(r_issue):
             m.d.comb += [m_re.eq(1), m_addr.eq(bias_base + ri)]
             m.d.sync += ri.eq(ri + 1)
+
+        with m.If(state == REQ):
+            m.d.comb += [mul_a.eq(Const(1, A) << layer.bias_shift[:3]), mul_b.eq(mem.rdata),
+                         mul_ce.eq(r_adv)]
+        with m.Else():
+            m.d.comb += [mul_a.eq(val2), mul_b.eq(cb_rd.data), mul_ce.eq(1)]
 
         # accumulator memory port: accumulate pipeline in RUN, requantize reads otherwise
         with m.If(state == REQ):
@@ -438,27 +451,31 @@ class ProcessingElement(wiring.Component):
         with m.Else():
             m.d.comb += [acc_wr.en.eq(v3), acc_wr.addr.eq(addr3), acc_wr.data.eq(acc_sum)]
 
+        bias_sh = Signal(signed(ACC))
+        with m.Switch(layer.bias_shift[3:5]):
+            for k in range(4):
+                with m.Case(k):
+                    m.d.comb += bias_sh.eq(prod3 << (8 * k))
         with m.If(r_adv):
             m.d.sync += [
                 rv1.eq(r_issue), rrow1.eq(ri),
                 rv2.eq(rv1), rrow2.eq(rrow1), racc2.eq(acc_rd.data),
-                rbias2.eq(mem.rdata.as_signed() << layer.bias_shift),
-                rv3.eq(rv2), rrow3.eq(rrow2), rt3.eq(racc2 + rbias2 + rnd),
+                rv3.eq(rv2), rrow3.eq(rrow2), rt3.eq(racc2 + bias_sh),
             ]
-        q3 = Signal(ACC + 2)
-        m.d.comb += q3.eq(rt3 >> layer.shift)
+        v9 = Signal(A + 1)
+        m.d.comb += v9.eq(Cat(Const(0, 1), rt3) >> layer.shift)
         hval = Signal(A)
         with m.If(rt3 < 0):
             m.d.comb += hval.eq(0)
-        with m.Elif(q3[A:] != 0):
+        with m.Elif(((rt3 & hi_mask) != 0) | (v9 == (1 << (A + 1)) - 1)):
             m.d.comb += hval.eq((1 << A) - 1)
         with m.Else():
-            m.d.comb += hval.eq(q3[:A])
+            m.d.comb += hval.eq((v9 + 1)[1:])
         with m.If(r_adv):
             m.d.sync += [
                 ov.eq(rv3 & (layer.last | (hval != 0))),
                 orow.eq(rrow3 * cfg.n_pes + self.index),
-                oval.eq(Mux(layer.last, rt3[:ACC], hval)),
+                oval.eq(Mux(layer.last, rt3, hval)),
             ]
         out = self.o_out.payload
         m.d.comb += [
@@ -489,11 +506,8 @@ class ProcessingElement(wiring.Component):
                     m.d.sync += [state.eq(RUN), chk.eq(2)]
             with m.Case(RUN):
                 with m.If(self.i_act.valid & act.end & self.i_act.ready):
-                    m.d.sync += [
-                        state.eq(REQ), ri.eq(0),
-                        rnd.eq(Mux(~layer.last & (layer.shift != 0),
-                                   Const(1, ACC + 1) << (layer.shift - 1)[:5], 0)),
-                    ]
+                    m.d.sync += [state.eq(REQ), ri.eq(0),
+                                 hi_mask.eq(Const(-1, ACC) << (layer.shift + A))]
             with m.Case(REQ):
                 with m.If((ri >= rows_local) & ~rv1 & ~rv2 & ~rv3 & ~ov):
                     m.d.sync += state.eq(ENDT)

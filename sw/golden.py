@@ -435,12 +435,14 @@ def random_int_model(sizes, density=0.1, seed=0, *, act_bits=8, weight_bits=16, 
         # Respect the accumulator bound: scale the codebook down if needed.
         row_abs = np.abs(cb[idx.astype(np.int64)]).sum(axis=1)
         worst = int(row_abs.max(initial=0)) * amax
-        bias_shift = int(rng.integers(0, 8))
+        bias_shift = int(rng.integers(0, 16))   # >= 8 exercises the byte-shift path of the PE
         room = limit - (32768 << bias_shift)
         if worst > room // 2:
             cb = (cb * (room // 2) // max(worst, 1)).astype(np.int64)
         cb[0] = 0
-        bias_q = rng.integers(-32768, 32768, size=n_out)
+        # Shifts >= 8 exercise the hardware's byte-shift path; the bias magnitude shrinks with
+        # them so the bias term stays below 2^22 like with the smaller shifts.
+        bias_q = rng.integers(-32768, 32768, size=n_out) >> max(0, bias_shift - 7)
         last = i == n_layers - 1
         layer = IntLayer(idx, cb.astype(np.int64), bias_q.astype(np.int64), 0, bias_shift,
                          relu=not last, last=last, name=f"fc{i + 1}")
