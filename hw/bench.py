@@ -69,8 +69,13 @@ def _joint_symbols(layer, int_model, n_pes):
     return enc.all_symbols()
 
 
-def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=None):
-    """Simulate every PE count; returns a list of result dicts (one per PE count)."""
+def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=None,
+              balance=True):
+    """Simulate every PE count; returns a list of result dicts (one per PE count).
+
+    ``balance``: renumber hidden neurons per PE count as ``sw.pack --balance`` does for the board
+    (same logits; the PE-work bound is that of the balanced model)."""
+    from sw.balance import balance_rows
     from sw.golden import images_to_uint8, load_mnist
     from sw.pack import PackError
     from tb.accelerator.run import run_case
@@ -83,7 +88,9 @@ def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=N
     x = images_to_uint8(xs[offset:offset + n_images])
     y = ys[offset:offset + n_images]
     rows = []
+    original = int_model
     for n in n_pes_list:
+        int_model = balance_rows(original, n)[0] if balance else original
         cfg = bench_config(int_model, n, fifo_depth)
         row = {"n_pes": n, "images": int(len(y)), "max_rows_per_pe": cfg.max_rows_per_pe,
                "symbol_depth": cfg.symbol_depth}
@@ -141,6 +148,8 @@ def main(argv=None):
                     help="random sparse 784-300-100-10 model instead of --model")
     ap.add_argument("--fifo-depth", type=int, default=None,
                     help="broadcast FIFO depth (default: the AcceleratorConfig default, 8)")
+    ap.add_argument("--no-balance", action="store_true",
+                    help="keep the model's neuron order (default: balanced over the PEs)")
     ap.add_argument("--json", help="also write the results to this JSON file")
     args = ap.parse_args(argv)
     try:
@@ -154,7 +163,8 @@ def main(argv=None):
         print(f"model: {name}; {args.images} MNIST test images from #{args.offset}")
         if args.fifo_depth is not None and not 2 <= args.fifo_depth <= 1024:
             raise BenchError("--fifo-depth must be 2..1024")
-        rows = run_bench(im, pes, args.images, args.offset, fifo_depth=args.fifo_depth)
+        rows = run_bench(im, pes, args.images, args.offset, fifo_depth=args.fifo_depth,
+                         balance=not args.no_balance)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

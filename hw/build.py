@@ -25,7 +25,11 @@ from pathlib import Path
 __all__ = ["BuildError", "BuildReport", "select_tools", "parse_nextpnr_log", "parse_yosys_log",
            "build", "main"]
 
-MIN_FMAX_MHZ = 24.0
+#: The project's timing target (docs: SPEC). Builds fail only below the design clock itself;
+#: below this target they succeed with a warning in the report.
+TARGET_FMAX_MHZ = 24.0
+#: Broadcast FIFO depth of board builds (see docs/HARDWARE.md: depth 4 costs ~1.5 % cycles).
+BOARD_FIFO_DEPTH = 4
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -130,6 +134,8 @@ class BuildReport(dict):
             lines.append(f"  model: {self['model']}")
         if "bitstream" in self:
             lines.append(f"  bitstream: {self['bitstream']}  ({self.get('seconds', 0):.0f} s)")
+        for warning in self.get("warnings", []):
+            lines.append(f"  warning: {warning}")
         return "\n".join(lines)
 
 
@@ -146,9 +152,23 @@ def _accelerator_factory(mock):
     return default_accelerator, "eie"
 
 
-def pack_model(model_path, config, board, out_dir):
-    """Pack ``model_path`` for ``config`` and save the images to ``out_dir``; returns the
-    manifest summary."""
+def _pow2_at_least(n, floor):
+    size = floor
+    while size < n:
+        size *= 2
+    return size
+
+
+def size_config(model_path, config, board):
+    """``config`` with ``max_rows_per_pe`` and ``symbol_depth`` grown (powers of two) to what the
+    model needs for ``config.n_pes`` PEs; ``config`` itself when the model fits it already.
+
+    Raises
+    ------
+    BuildError
+        the model file is missing or malformed, or cannot be packed for another reason.
+    """
+    import dataclasses
     from sw.modelfile import ModelFormatError, load_model
     from sw.pack import PackError, PackLimits, pack
     path = Path(model_path)
@@ -156,14 +176,42 @@ def pack_model(model_path, config, board, out_dir):
         raise BuildError(f"model file {path} not found (train one with sw.compress, or pass "
                          f"--no-model to build the gateware alone)")
     try:
-        packed = pack(load_model(path), config.n_pes, board=board,
+        model = load_model(path)
+        probe = pack(model, config.n_pes, board=board, balance=True,
+                     limits=PackLimits(max_layers=config.max_layers, max_rows_per_pe=1 << 16,
+                                       max_features=config.max_features, symbol_depth=1 << 16,
+                                       pe_mem_words=config.pe_mem_depth))
+    except (ModelFormatError, PackError) as exc:
+        raise BuildError(f"cannot pack {path}: {exc}") from None
+    m = probe.manifest
+    # header word 4L+3 of PE p's memory: its rows in layer L (docs/ARCHITECTURE.md section 4)
+    rows = max(int(sum(probe.images[p][4 * i + 3] for i in range(len(m["layers"]))))
+               for p in range(config.n_pes))
+    symbols = sum(l["n_symbols"] for l in m["layers"])
+    return dataclasses.replace(
+        config, max_rows_per_pe=_pow2_at_least(rows, config.max_rows_per_pe),
+        symbol_depth=_pow2_at_least(symbols, config.symbol_depth))
+
+
+def pack_model(model_path, config, board, out_dir):
+    """Pack ``model_path`` for ``config`` (hidden neurons balanced over the PEs) and save the
+    images to ``out_dir``; returns the manifest summary."""
+    from sw.modelfile import ModelFormatError, load_model
+    from sw.pack import PackError, PackLimits, pack
+    path = Path(model_path)
+    if not path.exists():
+        raise BuildError(f"model file {path} not found (train one with sw.compress, or pass "
+                         f"--no-model to build the gateware alone)")
+    try:
+        packed = pack(load_model(path), config.n_pes, board=board, balance=True,
                       limits=PackLimits.from_config(config))
     except (ModelFormatError, PackError) as exc:
         raise BuildError(f"cannot pack {path}: {exc}") from None
     packed.save(out_dir)
     words = sum(len(v) for v in packed.images.values())
     return {"file": str(path), "images": str(out_dir), "words": int(words),
-            "bytes": int(2 * words)}
+            "bytes": int(2 * words), "max_rows_per_pe": config.max_rows_per_pe,
+            "symbol_depth": config.symbol_depth}
 
 
 def _fail_from_logs(out, report, exc):
@@ -197,14 +245,16 @@ def _write_report(out, report):
 
 
 def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker", freq_mhz=None,
-          program=False, mock=False, min_fmax=MIN_FMAX_MHZ, core_args=None):
+          program=False, mock=False, min_fmax=None, core_args=None):
     """Run the whole flow; returns a :class:`BuildReport`.
 
     Raises
     ------
     BuildError
         unknown board, too many PEs, missing tools, a failing tool, a design that does not fit
-        or misses ``min_fmax`` (the report is still written before timing errors are raised).
+        or misses ``min_fmax`` (MHz; default: the design clock) (the report is still written
+        before timing errors are raised). Below ``TARGET_FMAX_MHZ`` the report carries a
+        warning.
     """
     from boards import BoardError, get_platform
     from hw.config import AcceleratorConfig
@@ -219,7 +269,9 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
     n_pes = spec.default_pes if n_pes is None else n_pes
     if not 1 <= n_pes <= spec.max_pes:
         raise BuildError(f"{board} supports 1..{spec.max_pes} PEs (one SPRAM each), not {n_pes}")
-    config = AcceleratorConfig(n_pes=n_pes, memory="ice40", pe_mem_depth=spec.pe_mem_words)
+    # A 4-deep broadcast FIFO: half the central unit's ring of the default 8 for ~1.5 % cycles.
+    config = AcceleratorConfig(n_pes=n_pes, memory="ice40", pe_mem_depth=spec.pe_mem_words,
+                               fifo_depth=BOARD_FIFO_DEPTH)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("report.json", "report.txt"):
@@ -227,6 +279,7 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
     factory, accel_name = _accelerator_factory(mock)
     report = BuildReport(board=board, n_pes=n_pes, accelerator=accel_name)
     if model is not None:
+        config = size_config(model, config, board)
         report["model"] = pack_model(model, config, board, out / "images")
 
     tools = select_tools()
@@ -262,8 +315,13 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
             raise BuildError(f"design does not fit: {cell} {used} > {avail}")
     if not fmax:
         raise BuildError("nextpnr reported no fmax (see gateware/top.tim)")
-    need = max(min_fmax, report["clock_mhz"])
+    need = max(min_fmax or 0, report["clock_mhz"])
     worst = min(fmax.values())
+    if worst < TARGET_FMAX_MHZ:
+        report["warnings"] = [f"fmax {worst:.2f} MHz is below the project's "
+                              f"{TARGET_FMAX_MHZ:g} MHz target (the bitstream runs at "
+                              f"{report['clock_mhz']:g} MHz)"]
+        _write_report(out, report)
     if worst < need:
         raise BuildError(f"timing failed: fmax {worst:.2f} MHz < required {need:g} MHz "
                          f"(report in {out / 'report.txt'})")
@@ -286,8 +344,8 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="output directory (default: build/BOARD)")
     ap.add_argument("--freq", type=float, default=None,
                     help="design clock in MHz (default: the board oscillator; else the PLL)")
-    ap.add_argument("--min-fmax", type=float, default=MIN_FMAX_MHZ,
-                    help="fail if fmax is below this (MHz, default %(default)s)")
+    ap.add_argument("--min-fmax", type=float, default=None,
+                    help="fail if fmax is below this (MHz, default: the design clock)")
     ap.add_argument("--program", action="store_true", help="flash with iceprog")
     ap.add_argument("--mock-accelerator", action="store_true",
                     help="UART/protocol path with the test stand-in accelerator")

@@ -2,12 +2,13 @@
 
 The decoder works on *segments*: bit ranges of a word stream (one per Huffman-coded column). A
 segment starts at bit ``offset`` (0..15, MSB first) of its first word and is ``nbits`` long; its
-words (``ceil((offset + nbits) / 16)`` of them) follow on ``i_word`` in order. Segments are
-decoded back to back without a bubble: the *aligner* strips the bits outside the segments and
-appends the rest to a 40-bit bit buffer, so the decoder sees one continuous bit string and only
-keeps a count of the bits left in the current segment.
+words (``ceil((offset + nbits) / 16)`` of them) follow on ``i_word`` in order. The current
+segment's words sit in a 3-word window (a bit position ``pos`` inside the first word; a word
+leaves when a code crosses into the next one); the next segment is held pending with its first two
+words already in a second window, so segments are decoded back to back without a bubble. Bits of a
+word outside the segment are never decoded: the decoder counts the bits left in the segment.
 
-Per cycle the decoder peeks at the top ``HUFF_MAX_LEN`` bits of the buffer, compares them with
+Per cycle the decoder peeks at the ``HUFF_MAX_LEN`` bits at ``pos``, compares them with
 ``limit[l]`` for all ``l`` at once (the limits are monotone, so the comparisons form a
 thermometer code whose edge is the length), consumes ``len`` bits and passes ``(peek, len)`` to a
 three-stage lookup pipeline: ``base[len]`` (table memory), then the symbol table at
@@ -17,7 +18,7 @@ Tables are written through ``i_load`` with the memory ids of section 4 (``huff_l
 ``huff_base``, ``huff_symbols``), at the same addresses as in the packed images.
 """
 from amaranth import Module, Signal, Cat, Const, Mux
-from amaranth.lib import wiring, stream, data, fifo
+from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 
 from .config import LoadWrite
@@ -25,8 +26,6 @@ from .memories import table_memory
 
 __all__ = ["HuffmanDecoder", "segment_layout", "symbol_out_layout"]
 
-#: Width of the decoder's bit buffer.
-BUF_BITS = 40
 
 
 def segment_layout(tag_bits):
@@ -53,10 +52,6 @@ class HuffmanDecoder(wiring.Component):
         memory ids of the Huffman tables.
     tag_bits : int
         Width of the per-segment tag.
-    seg_queue : int
-        Segments whose bits may be in the bit buffer ahead of the one being decoded (>= 1).
-    seg_in : int
-        Segments accepted on ``i_seg`` ahead of the one whose words are being taken (>= 1).
 
     Attributes
     ----------
@@ -83,13 +78,9 @@ class HuffmanDecoder(wiring.Component):
         segment. The rest of that segment is skipped.
     """
 
-    def __init__(self, config, tag_bits=8, seg_queue=3, seg_in=2):
-        if seg_queue < 1 or seg_in < 1:
-            raise ValueError("seg_queue and seg_in must be >= 1")
-        self.seg_in = seg_in
+    def __init__(self, config, tag_bits=8):
         self.cfg = config
         self.tag_bits = tag_bits
-        self.seg_queue = seg_queue
         self.max_len = config.huff_max_len
         self.layer_bits = max(1, (config.max_layers - 1).bit_length())
         super().__init__({
@@ -108,7 +99,6 @@ class HuffmanDecoder(wiring.Component):
         m = Module()
         cfg = self.cfg
         MAX = self.max_len
-        W = BUF_BITS
         sym_bits = cfg.idx_bits + cfg.gap_bits
         tbl_words = cfg.max_layers * MAX          # limit at [0, tbl_words), base after it
         sym_depth = cfg.symbol_depth
@@ -177,84 +167,45 @@ class HuffmanDecoder(wiring.Component):
                 with m.If(lrd_idx == MAX - 1):
                     m.d.sync += loading.eq(0)
 
-        # ---- segment queue (nbits, tag) feeding the decoder's segment tracker --------------
-        qlayout = data.StructLayout({"nbits": 16, "tag": self.tag_bits})
-        m.submodules.segq = segq = fifo.SyncFIFO(width=qlayout.size, depth=self.seg_queue)
-        q_in = data.View(qlayout, segq.w_data)
-        q_out = data.View(qlayout, segq.r_data)
+        # ---- segments: one pending behind the current one --------------------------------
+        # A segment's words: ceil((offset + nbits) / 16) (nbits <= 65535: at most 4097 words).
+        WB = 13
+        seg = self.i_seg.payload
+        pend_valid = Signal()
+        pend_off = Signal(4)
+        pend_rem = Signal(16)
+        pend_tag = Signal(self.tag_bits)
+        pend_left = Signal(WB)          # words of the pending segment not yet taken
+        m.d.comb += self.i_seg.ready.eq(~pend_valid)
+        seg_words = Signal(17)
+        m.d.comb += seg_words.eq((seg.offset + seg.nbits + 15) >> 4)
 
-        # ---- aligner: words -> chunks of segment bits (MSB aligned, zero below) -------------
-        al_valid = Signal()
-        al_off = Signal(4)
-        al_rem = Signal(16)
-        ch_valid = Signal()
-        ch_bits = Signal(16)
-        ch_n = Signal(range(17))
-        ch_take = Signal()
-
-        al_last = Signal()              # the current word is the segment's last (registered)
-        avail = Signal(range(17))
-        take_n = Signal(range(17))
-        m.d.comb += [
-            avail.eq(16 - al_off),
-            take_n.eq(Mux(al_last, al_rem[:5], avail)),
-        ]
-        take_word = Signal()
-        m.d.comb += [
-            take_word.eq(al_valid & self.i_word.valid & (~ch_valid | ch_take)),
-            self.i_word.ready.eq(al_valid & (~ch_valid | ch_take)),
-        ]
-        shifted = Signal(16)
-        mask = Signal(16)
-        m.d.comb += [
-            shifted.eq(self.i_word.payload << al_off),
-            mask.eq(~(Const(0xFFFF, 16) >> take_n)),
-        ]
-        al_done = Signal()
-        rem_next = Signal(16)
-        m.d.comb += [
-            al_done.eq(take_word & al_last),
-            rem_next.eq(al_rem - avail),
-        ]
-        with m.If(take_word):
-            m.d.sync += [ch_valid.eq(1), ch_bits.eq(shifted & mask), ch_n.eq(take_n)]
-            with m.If(al_last):
-                m.d.sync += al_valid.eq(0)
-            with m.Else():
-                m.d.sync += [al_rem.eq(rem_next), al_off.eq(0), al_last.eq(rem_next <= 16)]
-        with m.Elif(ch_take):
-            m.d.sync += ch_valid.eq(0)
-
-        # input segment queue: lets the word source run ahead of the aligner (a segment's words
-        # can follow right behind the previous segment's words)
-        sl = segment_layout(self.tag_bits)
-        m.submodules.segin = segin = fifo.SyncFIFO(width=sl.size, depth=self.seg_in)
-        m.d.comb += [
-            segin.w_data.eq(self.i_seg.payload),
-            segin.w_en.eq(self.i_seg.valid),
-            self.i_seg.ready.eq(segin.w_rdy),
-        ]
-        seg = data.View(sl, segin.r_data)
-        seg_take = Signal()
-        m.d.comb += [
-            segin.r_en.eq((~al_valid | al_done) & segq.w_rdy),
-            seg_take.eq(segin.r_rdy & segin.r_en),
-            q_in.nbits.eq(seg.nbits),
-            q_in.tag.eq(seg.tag),
-            segq.w_en.eq(seg_take & (seg.nbits != 0)),
-        ]
-        with m.If(seg_take & (seg.nbits != 0)):
-            m.d.sync += [al_valid.eq(1), al_off.eq(seg.offset), al_rem.eq(seg.nbits),
-                         al_last.eq(seg.offset + seg.nbits <= 16)]
-
-        # ---- bit buffer and length decision ------------------------------------------------
-        buf = Signal(W)
-        count = Signal(range(W + 1))
         cur_valid = Signal()
-        cur_rem = Signal(16)
+        cur_rem = Signal(16)            # segment bits not yet decoded
         cur_tag = Signal(self.tag_bits)
         cur_first = Signal()
-        flush = Signal()
+        cur_left = Signal(WB)           # words of the current segment not yet taken
+        pos = Signal(4)                 # next bit inside w[0] (0 = its MSB)
+        flush = Signal()                # invalid code: drop the rest of the segment
+
+        # ---- word windows: 3 words of the current segment, 2 of the pending one ------------
+        w = [Signal(16, name=f"w{k}") for k in range(3)]
+        n_w = Signal(range(4))
+        nw = [Signal(16, name=f"nw{k}") for k in range(2)]
+        n_nw = Signal(range(3))
+        word = self.i_word.payload
+        route_cur = Signal()
+        route_next = Signal()
+        m.d.comb += [
+            route_cur.eq(cur_valid & (cur_left != 0) & ((n_w < 3) | flush)),
+            route_next.eq(pend_valid & (pend_left != 0) & (n_nw < 2)
+                          & ~(cur_valid & (cur_left != 0))),
+            self.i_word.ready.eq(route_cur | route_next),
+        ]
+        take_cur = Signal()
+        take_next = Signal()
+        m.d.comb += [take_cur.eq(self.i_word.valid & route_cur),
+                     take_next.eq(self.i_word.valid & route_next)]
 
         v1 = Signal()
         v2 = Signal()
@@ -262,93 +213,110 @@ class HuffmanDecoder(wiring.Component):
         advance = Signal()
         m.d.comb += advance.eq(~v3 | self.o_sym.ready)
 
-        fill = Signal()
-        m.d.comb += [
-            fill.eq(ch_valid & (count + ch_n <= W)),
-            ch_take.eq(fill),
-        ]
-        buf_f = Signal(W)
-        count_f = Signal(range(W + 17))
-        m.d.comb += [
-            buf_f.eq(buf | Mux(fill, (Cat(Const(0, W - 16), ch_bits) >> count), 0)),
-            count_f.eq(count + Mux(fill, ch_n, 0)),
-        ]
-
+        # ---- length decision on the 12 bits at pos -------------------------------------------
         peek = Signal(MAX)
-        m.d.comb += peek.eq(buf[W - MAX:])
+        m.d.comb += peek.eq((Cat(w[1], w[0]) << pos)[32 - MAX:32])
         lt = Signal(MAX)
         for l in range(MAX):
             m.d.comb += lt[l].eq(peek[MAX - l - 1:] < limit[l])
         onehot = Signal(MAX)
         m.d.comb += onehot.eq(lt & ~(lt << 1))
-        length = Signal(4)
+        # len - 1 straight from the thermometer code (len - 1 >= j  <=>  ~lt[j - 1]): one LUT
+        # level less than encoding the one-hot edge; it is on the decode loop.
+        len_m1 = Signal(4)
         for b in range(4):
-            m.d.comb += length[b].eq(Cat(*[onehot[l - 1] for l in range(1, MAX + 1)
-                                           if l >> b & 1]).any())
-        # Per length l, from registers only: the segment has fewer than / exactly l bits left.
-        # ANDed with the one-hot length this avoids a compare after the length encoder.
+            terms = []
+            for a in range(1 << b, MAX, 1 << (b + 1)):       # ranges [a, a + 2^b) with bit b
+                hi = a + (1 << b) - 1
+                terms.append(~lt[a - 1] & lt[hi] if hi < MAX else ~lt[a - 1])
+            m.d.comb += len_m1[b].eq(Cat(*terms).any() if terms else 0)
+        length = Signal(4)
+        m.d.comb += length.eq(len_m1 + 1)
+        # Per length l, from registers only: the segment has fewer than l bits left.
         rem_small = Signal()
         rem_lt = Signal(MAX)
-        rem_eq = Signal(MAX)
         m.d.comb += rem_small.eq(cur_rem[4:] == 0)
         for l in range(MAX):
             m.d.comb += [
                 rem_lt[l].eq(rem_small & (cur_rem[:4] < l + 1)),
-                rem_eq[l].eq(rem_small & (cur_rem[:4] == l + 1)),
             ]
         code_ok = Signal()
-        code_ends_seg = Signal()
         m.d.comb += [
             code_ok.eq(lt[MAX - 1] & ~(onehot & rem_lt).any()),
-            code_ends_seg.eq((onehot & rem_eq).any()),
         ]
-
+        # Enough bits: two words, or one word holding all of the segment's rest or 12 bits.
         have_bits = Signal()
-        m.d.comb += have_bits.eq((count >= MAX) | ((cur_rem[6:] == 0) & (count >= cur_rem[:6])))
+        m.d.comb += have_bits.eq((n_w >= 2) | ((n_w == 1) & ((pos <= 16 - MAX) | (cur_left == 0))))
+        # Timing: the decode result (length, code_ok) only feeds data inputs (pos, the window's
+        # word selection, cur_rem, the lookup pipeline); every enable and the segment hand-over
+        # depend on registers only. A segment ends the cycle after its last code (cur_rem == 0).
+        rem_zero = Signal()
+        m.d.comb += rem_zero.eq(cur_rem == 0)
+        bad = Signal()                  # last cycle's code was invalid (flush starts now)
         fire = Signal()
-        m.d.comb += fire.eq(cur_valid & ~flush & ~loading & advance & have_bits)
-
-        cnt_cap = Signal(range(MAX + 1))
-        flush_n = Signal(range(MAX + 1))
-        m.d.comb += [
-            cnt_cap.eq(Mux(count < MAX, count, MAX)),
-            flush_n.eq(Mux(rem_small & (cur_rem[:4] < cnt_cap), cur_rem[:4], cnt_cap)),
-        ]
-
-        consume = Signal(range(MAX + 1))
+        m.d.comb += fire.eq(cur_valid & ~rem_zero & ~flush & ~bad & ~loading & advance
+                            & have_bits)
         emit = Signal()
-        with m.If(fire):
-            with m.If(code_ok):
-                m.d.comb += [consume.eq(length), emit.eq(1)]
-            with m.Else():
-                m.d.sync += [error.eq(1), flush.eq(1)]
-        with m.Elif(flush & cur_valid):
-            m.d.comb += consume.eq(flush_n)
+        m.d.comb += emit.eq(fire & code_ok)
+        m.d.sync += bad.eq(fire & ~code_ok)
+        with m.If(bad):
+            m.d.sync += [error.eq(1), flush.eq(1)]
 
-        m.d.sync += [
-            buf.eq(buf_f << consume),
-            count.eq(count_f - consume),
-        ]
-
+        pos_sum = Signal(5)
+        cur_rem_m1 = Signal(16)
+        m.d.comb += cur_rem_m1.eq(cur_rem - 1)
+        m.d.comb += pos_sum.eq(pos + len_m1 + 1)
+        shift = Signal()
+        m.d.comb += shift.eq(fire & pos_sum[4])
         seg_done = Signal()
-        # code_ends_seg implies a valid code that does not cross the segment end, so code_ok is
-        # not needed here (keeps the segment bookkeeping off the longest path)
-        m.d.comb += seg_done.eq((fire & code_ends_seg)
-                                | (flush & cur_valid & rem_small & (cur_rem[:4] == flush_n)))
-        with m.If(seg_done):
-            m.d.sync += flush.eq(0)
-        with m.If(~cur_valid | seg_done):
-            m.d.comb += segq.r_en.eq(1)
+        m.d.comb += seg_done.eq(cur_valid
+                                & ((rem_zero & ~flush & ~bad) | (flush & (cur_left == 0))))
+
+        # next window after this cycle's intake
+        nw_next = [Signal(16, name=f"nw{k}_next") for k in range(2)]
+        n_nw_next = Signal(range(3))
+        m.d.comb += [nw_next[k].eq(nw[k]) for k in range(2)]
+        m.d.comb += n_nw_next.eq(n_nw + take_next)
+        with m.If(take_next):
+            for k in range(2):
+                with m.If(n_nw == k):
+                    m.d.comb += nw_next[k].eq(word)
+
+        move = Signal()                 # the pending segment becomes the current one
+        m.d.comb += move.eq(pend_valid & (~cur_valid | seg_done))
+        with m.If(move):
             m.d.sync += [
-                cur_valid.eq(segq.r_rdy),
-                cur_rem.eq(q_out.nbits),
-                cur_tag.eq(q_out.tag),
-                cur_first.eq(1),
+                cur_valid.eq(1), cur_rem.eq(pend_rem), cur_tag.eq(pend_tag), cur_first.eq(1),
+                cur_left.eq(pend_left - take_next), pos.eq(pend_off), flush.eq(0),
+                w[0].eq(nw_next[0]), w[1].eq(nw_next[1]), n_w.eq(n_nw_next),
+                n_nw.eq(0), pend_valid.eq(0),
             ]
         with m.Else():
-            m.d.sync += cur_rem.eq(cur_rem - consume)
-            with m.If(fire):   # after an invalid code the segment is flushed without output
-                m.d.sync += cur_first.eq(0)
+            with m.If(seg_done):
+                m.d.sync += [cur_valid.eq(0), flush.eq(0), n_w.eq(0)]
+            with m.Else():
+                # current window: drop w[0] when the code crossed into w[1], then take a word.
+                # Both outcomes are prepared from registers; the late `shift` picks one.
+                take_w = Signal()
+                m.d.comb += take_w.eq(take_cur & ~flush)
+                keep = [Mux(take_w & (n_w == k), word, w[k]) for k in range(3)]
+                drop = [Mux(take_w & (n_w == k + 1), word, w[k + 1] if k < 2 else w[2])
+                        for k in range(3)]
+                for k in range(3):
+                    m.d.sync += w[k].eq(Mux(shift, drop[k], keep[k]))
+                m.d.sync += n_w.eq(Mux(shift, n_w - 1, n_w) + take_w)
+                with m.If(take_cur):
+                    m.d.sync += cur_left.eq(cur_left - 1)
+                with m.If(fire):
+                    m.d.sync += [pos.eq(pos_sum[:4]), cur_rem.eq(cur_rem_m1 - len_m1),
+                                 cur_first.eq(0)]
+            m.d.sync += [nw[0].eq(nw_next[0]), nw[1].eq(nw_next[1]), n_nw.eq(n_nw_next)]
+            with m.If(take_next):
+                m.d.sync += pend_left.eq(pend_left - 1)
+        with m.If(self.i_seg.valid & ~pend_valid & (seg.nbits != 0)):
+            m.d.sync += [pend_valid.eq(1), pend_off.eq(seg.offset), pend_rem.eq(seg.nbits),
+                         pend_tag.eq(seg.tag), pend_left.eq(seg_words[:WB]),
+                         n_nw.eq(0)]
 
         # ---- lookup pipeline: S1 (peek, len) -> S2 (base) -> S3 (symbol) --------------------
         peek1 = Signal(MAX)
@@ -383,15 +351,13 @@ class HuffmanDecoder(wiring.Component):
             sym_rd.en.eq(advance),
         ]
 
-        self._segq, self._al_valid, self._ch_valid, self._ch_n = segq, al_valid, ch_valid, ch_n
-        self._count, self._cur_rem, self._cur_valid, self._fire = count, cur_rem, cur_valid, fire
+        self._cur_rem, self._cur_valid, self._fire = cur_rem, cur_valid, fire
         out = self.o_sym.payload
         m.d.comb += [
             self.o_sym.valid.eq(v3),
             out.symbol.eq(sym_rd.data),
             out.tag.eq(tag3),
             out.first.eq(first3),
-            self.o_busy.eq(loading | cur_valid | segq.r_rdy | segin.r_rdy | al_valid | ch_valid
-                           | v1 | v2 | v3),
+            self.o_busy.eq(loading | cur_valid | pend_valid | bad | v1 | v2 | v3),
         ]
         return m

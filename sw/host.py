@@ -353,7 +353,7 @@ def pack_for_board(status, int_model, board="icebreaker"):
                         max_features=status.max_features, symbol_depth=status.symbol_depth,
                         max_logits=status.max_logits, pe_mem_words=status.pe_mem_depth)
     try:
-        packed = pack(int_model, status.n_pes, board=board, limits=limits)
+        packed = pack(int_model, status.n_pes, board=board, limits=limits, balance=True)
     except PackError as exc:
         raise ModelFitError(f"the model does not fit the board: {exc}") from None
     check_fit(status, int_model, packed)
