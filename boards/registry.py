@@ -31,6 +31,9 @@ class BoardSpec:
     dsps : int
     clock_hz : int
         Board oscillator frequency.
+    design_clock_hz : int
+        Clock the bitstream runs at by default (from the PLL when it differs from
+        ``clock_hz``; 0 = the oscillator).
     """
     name: str
     device: str
@@ -42,6 +45,7 @@ class BoardSpec:
     luts: int
     dsps: int
     clock_hz: int
+    design_clock_hz: int = 0
 
 
 BOARDS = {
@@ -49,7 +53,10 @@ BOARDS = {
         # One PE is what fits the UP5K's 5280 logic cells today (97 %, see docs/HARDWARE.md);
         # the 4 SPRAM banks would carry 4 PEs once the PE shrinks further.
         name="icebreaker", device="iCE40UP5K-SG48", default_pes=1, pe_mem_words=16384,
-        max_pes=4, ebr_bits=30 * 4096, ebr_blocks=30, luts=5280, dsps=8, clock_hz=12_000_000),
+        max_pes=4, ebr_bits=30 * 4096, ebr_blocks=30, luts=5280, dsps=8, clock_hz=12_000_000,
+        # 18 MHz from the PLL: below the design's fmax (~21-23 MHz) with margin, and 3 Mbaud
+        # divides it exactly (6 clocks per bit).
+        design_clock_hz=18_000_000),
     # Simulation-only "board": no resource limits beyond the gateware parameters.
     "sim": BoardSpec(
         name="sim", device="verilator", default_pes=4, pe_mem_words=65536, max_pes=64,

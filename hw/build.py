@@ -285,6 +285,8 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
     tools = select_tools()
     report["tools"] = tools
     platform = platform_cls()
+    if freq_mhz is None and spec.design_clock_hz:
+        freq_mhz = spec.design_clock_hz / 1e6
     clock_hz = None if freq_mhz is None else int(round(freq_mhz * 1e6))
     try:
         top = BoardTop(config, clock_hz=clock_hz, accelerator=factory, **(core_args or {}))
@@ -343,7 +345,8 @@ def main(argv=None):
     ap.add_argument("--pes", type=int, default=None, help="PE count (default: the board's)")
     ap.add_argument("--out", default=None, help="output directory (default: build/BOARD)")
     ap.add_argument("--freq", type=float, default=None,
-                    help="design clock in MHz (default: the board oscillator; else the PLL)")
+                    help="design clock in MHz (default: the board's design clock; a clock other "
+                         "than the oscillator comes from the PLL)")
     ap.add_argument("--min-fmax", type=float, default=None,
                     help="fail if fmax is below this (MHz, default: the design clock)")
     ap.add_argument("--program", action="store_true", help="flash with iceprog")
