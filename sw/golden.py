@@ -380,7 +380,7 @@ def ideal_cycles(int_model, x, n_pes, result=None):
 
 def random_int_model(sizes, density=0.1, seed=0, *, act_bits=8, weight_bits=16, acc_bits=32,
                      idx_bits=4, gap_bits=4, huff_max_len=12, empty_columns=True,
-                     long_gaps=True, saturate=True, n_indices=None):
+                     long_gaps=True, saturate=True, n_indices=None, max_bias_shift=15):
     """Random sparse integer model for tests.
 
     Parameters
@@ -402,6 +402,9 @@ def random_int_model(sizes, density=0.1, seed=0, *, act_bits=8, weight_bits=16, 
     n_indices : int, optional
         Use only cluster indices ``1..n_indices`` (fewer distinct joint symbols, e.g. to fit a
         small symbol table); default all ``2^idx_bits - 1``.
+    max_bias_shift : int
+        Bias shifts are drawn from ``0..max_bias_shift`` (<= 31; the bias shrinks with large
+        shifts so that ``bias << bias_shift`` stays near 2^22).
 
     Returns
     -------
@@ -435,8 +438,9 @@ def random_int_model(sizes, density=0.1, seed=0, *, act_bits=8, weight_bits=16, 
         # Respect the accumulator bound: scale the codebook down if needed.
         row_abs = np.abs(cb[idx.astype(np.int64)]).sum(axis=1)
         worst = int(row_abs.max(initial=0)) * amax
-        bias_shift = int(rng.integers(0, 16))   # >= 8 exercises the byte-shift path of the PE
-        room = limit - (32768 << bias_shift)
+        bias_shift = int(rng.integers(0, max_bias_shift + 1))   # >= 8: the PE's byte shifts
+        bias_mag = 32768 if bias_shift < 16 else 32768 >> (bias_shift - 7)
+        room = limit - (bias_mag << bias_shift)
         if worst > room // 2:
             cb = (cb * (room // 2) // max(worst, 1)).astype(np.int64)
         cb[0] = 0

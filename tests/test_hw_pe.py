@@ -59,6 +59,8 @@ CASES = {
     "n4_pe3": (4, 3, dict(sizes=[50, 70, 12], density=0.3, seed=13, n_inputs=3)),
     "n4_pe2_sparse_gaps": (4, 2, dict(sizes=[40, 200, 10], density=0.03, seed=14, n_inputs=3)),
     "n2_pe0_dense3": (2, 0, dict(sizes=[30, 24, 20, 10], density=0.6, seed=15, n_inputs=2)),
+    # bias shifts 16..31 go through the requantizer's 16- and 24-bit byte shifts
+    "n1_big_bias_shifts": (1, 0, dict(SMALL, seed=18, max_bias_shift=31)),   # shifts 16, 25
 }
 
 
