@@ -152,14 +152,7 @@ def _accelerator_factory(mock):
     return default_accelerator, "eie"
 
 
-def _pow2_at_least(n, floor):
-    size = floor
-    while size < n:
-        size *= 2
-    return size
-
-
-def size_config(model_path, config, board):
+def size_config(model_path, config):
     """``config`` with ``max_rows_per_pe`` and ``symbol_depth`` grown (powers of two) to what the
     model needs for ``config.n_pes`` PEs; ``config`` itself when the model fits it already.
 
@@ -170,27 +163,17 @@ def size_config(model_path, config, board):
     """
     import dataclasses
     from sw.modelfile import ModelFormatError, load_model
-    from sw.pack import PackError, PackLimits, pack
+    from sw.pack import PackError, PackLimits, sized_limits
     path = Path(model_path)
     if not path.exists():
         raise BuildError(f"model file {path} not found (train one with sw.compress, or pass "
                          f"--no-model to build the gateware alone)")
     try:
-        model = load_model(path)
-        probe = pack(model, config.n_pes, board=board, balance=True,
-                     limits=PackLimits(max_layers=config.max_layers, max_rows_per_pe=1 << 16,
-                                       max_features=config.max_features, symbol_depth=1 << 16,
-                                       pe_mem_words=config.pe_mem_depth))
+        limits = sized_limits(load_model(path), config.n_pes, PackLimits.from_config(config))
     except (ModelFormatError, PackError) as exc:
         raise BuildError(f"cannot pack {path}: {exc}") from None
-    m = probe.manifest
-    # header word 4L+3 of PE p's memory: its rows in layer L (docs/ARCHITECTURE.md section 4)
-    rows = max(int(sum(probe.images[p][4 * i + 3] for i in range(len(m["layers"]))))
-               for p in range(config.n_pes))
-    symbols = sum(l["n_symbols"] for l in m["layers"])
-    return dataclasses.replace(
-        config, max_rows_per_pe=_pow2_at_least(rows, config.max_rows_per_pe),
-        symbol_depth=_pow2_at_least(symbols, config.symbol_depth))
+    return dataclasses.replace(config, max_rows_per_pe=limits.max_rows_per_pe,
+                               symbol_depth=limits.symbol_depth)
 
 
 def pack_model(model_path, config, board, out_dir):
@@ -279,7 +262,7 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
     factory, accel_name = _accelerator_factory(mock)
     report = BuildReport(board=board, n_pes=n_pes, accelerator=accel_name)
     if model is not None:
-        config = size_config(model, config, board)
+        config = size_config(model, config)
         report["model"] = pack_model(model, config, board, out / "images")
 
     tools = select_tools()

@@ -13,6 +13,7 @@ Command line::
 import argparse
 import json
 import sys
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from sw.huffman import HuffmanCode, HuffmanError, bits_to_words
 from sw.modelfile import CompressedModel, ModelFormatError, load_model
 from sw.sparse import encode_columns
 
-__all__ = ["PackError", "PackLimits", "PackedImages", "pack", "mem_names", "main",
+__all__ = ["PackError", "PackLimits", "PackedImages", "pack", "sized_limits", "mem_names", "main",
            "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2", "DESC_WORDS", "HEADER_WORDS"]
 
 FLAG_RELU = 1 << 0
@@ -88,6 +89,27 @@ class PackLimits:
         return cls(max_layers=cfg.max_layers, max_rows_per_pe=cfg.max_rows_per_pe,
                    max_features=cfg.max_features, symbol_depth=cfg.symbol_depth,
                    pe_mem_words=cfg.pe_mem_depth)
+
+
+def sized_limits(model, n_pes, limits=None, balance=True):
+    """``limits`` with ``max_rows_per_pe`` and ``symbol_depth`` grown (doubling) to what
+    ``model`` needs on ``n_pes`` PEs (the gateware can be built with these sizes; ``hw.build``
+    does). Other limits are kept; :func:`pack` still checks everything.
+    """
+    im = _as_int_model(model)
+    limits = limits or PackLimits()
+    if balance:
+        im = balance_rows(im, int(n_pes))[0]
+    rows = max(sum(-(-(l.out_features - p) // n_pes) for l in im.layers) for p in range(n_pes))
+    symbols = sum(len(np.unique(encode_columns(l.index, n_pes, im.gap_bits, im.idx_bits)
+                                .all_symbols())) for l in im.layers)
+
+    def grow(size, need):
+        while size < need:
+            size *= 2
+        return size
+    return dataclasses.replace(limits, max_rows_per_pe=grow(limits.max_rows_per_pe, rows),
+                               symbol_depth=grow(limits.symbol_depth, symbols))
 
 
 def mem_names(n_pes):
@@ -464,12 +486,14 @@ def main(argv=None):
     defaults = PackLimits()
     ap.add_argument("--max-layers", type=int, default=defaults.max_layers,
                     help="layer descriptors the hardware holds")
-    ap.add_argument("--max-rows", type=int, default=defaults.max_rows_per_pe,
-                    help="accumulator rows per PE (all layers)")
+    ap.add_argument("--max-rows", type=int, default=None,
+                    help="accumulator rows per PE, all layers (default: %d, doubled until the "
+                         "model fits, as hw.build sizes the gateware)" % defaults.max_rows_per_pe)
     ap.add_argument("--max-features", type=int, default=defaults.max_features,
                     help="largest layer width the hardware supports")
-    ap.add_argument("--symbol-depth", type=int, default=defaults.symbol_depth,
-                    help="joint-symbol table entries (all layers)")
+    ap.add_argument("--symbol-depth", type=int, default=None,
+                    help="joint-symbol table entries, all layers (default: %d, doubled until "
+                         "the model fits)" % defaults.symbol_depth)
     ap.add_argument("--no-balance", action="store_true",
                     help="keep the neuron order (default: renumber hidden neurons so every PE "
                          "gets the same work; the logits are identical)")
@@ -484,8 +508,15 @@ def main(argv=None):
         if not args.no_cycles and model.layers and model.layers[0].shape[-1] == 784:
             from sw.golden import images_to_uint8, load_mnist
             x = images_to_uint8(load_mnist()["test"][0])
-        limits = PackLimits(max_layers=args.max_layers, max_rows_per_pe=args.max_rows,
-                            max_features=args.max_features, symbol_depth=args.symbol_depth)
+        limits = PackLimits(max_layers=args.max_layers,
+                            max_rows_per_pe=args.max_rows or defaults.max_rows_per_pe,
+                            max_features=args.max_features,
+                            symbol_depth=args.symbol_depth or defaults.symbol_depth)
+        if args.max_rows is None or args.symbol_depth is None:
+            grown = sized_limits(model, n, limits, balance=not args.no_balance)
+            limits = dataclasses.replace(
+                limits, max_rows_per_pe=args.max_rows or grown.max_rows_per_pe,
+                symbol_depth=args.symbol_depth or grown.symbol_depth)
         packed = pack(model, n, spec, limits=limits, x=x, balance=not args.no_balance)
         out = Path(args.out or "out/pack")
         packed.save(out)
@@ -494,7 +525,8 @@ def main(argv=None):
         return 1
     m = packed.manifest
     t = m["totals"]
-    print(f"packed {args.model} for {n} PEs on {spec.name} -> {out}")
+    print(f"packed {args.model} for {n} PEs on {spec.name} -> {out} (gateware limits: "
+          f"{limits.max_rows_per_pe} accumulator rows per PE, {limits.symbol_depth} symbols)")
     for nm, info in m["memories"].items():
         print(f"  {nm:13s} {info['words_used']:6d} / {info['capacity_words']:6d} words "
               f"({info['bytes']} bytes)")

@@ -214,3 +214,16 @@ def test_limits_follow_hw_config():
     with pytest.raises(PackError, match="memory overflow"):
         pack(small_model(sizes=(200, 100, 10), density=0.5), 2, "sim",
              limits=PackLimits.from_config(cfg))
+
+
+def test_sized_limits_grow_to_the_model():
+    from sw.pack import sized_limits
+    im = random_int_model([64, 300, 100, 10], density=0.2, seed=3)
+    with pytest.raises(PackError, match="accumulator rows"):
+        pack(im, 1, "sim")                        # 410 rows > the default 256
+    lim = sized_limits(im, 1)
+    assert lim.max_rows_per_pe == 512 and lim.symbol_depth >= 256
+    assert lim.symbol_depth & (lim.symbol_depth - 1) == 0
+    pk = pack(im, 1, "sim", limits=lim, balance=True)
+    assert pk.images[0][3] + pk.images[0][7] + pk.images[0][11] == 410
+    assert sized_limits(im, 4).max_rows_per_pe == 256   # 103 rows per PE fit the default
