@@ -26,7 +26,8 @@ class AcceleratorConfig:
     max_features : int
         Largest in/out feature count of any layer (sizes activation indices).
     symbol_depth : int
-        Entries of the joint-symbol table (all layers together).
+        Entries of the joint-symbol table (all layers together). 512 8-bit entries are one iCE40
+        EBR, like 256; LeNet-300-100 packed with balanced rows needs 396 at N = 4.
     fifo_depth : int
         Depth of each PE's broadcast FIFO (EIE: 8).
     memory : str
@@ -44,7 +45,7 @@ class AcceleratorConfig:
     max_layers: int = 4
     max_rows_per_pe: int = 256
     max_features: int = 1024
-    symbol_depth: int = 256
+    symbol_depth: int = 512
     fifo_depth: int = 8
     memory: str = "lib"
 

@@ -353,7 +353,12 @@ def pack_for_board(status, int_model, board="icebreaker"):
                         max_features=status.max_features, symbol_depth=status.symbol_depth,
                         max_logits=status.max_logits, pe_mem_words=status.pe_mem_depth)
     try:
-        packed = pack(int_model, status.n_pes, board=board, limits=limits, balance=True)
+        # Balanced rows are faster; they can need more joint symbols than the neuron order
+        # (different gaps), so a board with a small symbol table gets the unbalanced packing.
+        try:
+            packed = pack(int_model, status.n_pes, board=board, limits=limits, balance=True)
+        except PackError:
+            packed = pack(int_model, status.n_pes, board=board, limits=limits)
     except PackError as exc:
         raise ModelFitError(f"the model does not fit the board: {exc}") from None
     check_fit(status, int_model, packed)

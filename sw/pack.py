@@ -50,7 +50,7 @@ def _config_defaults():
                 "max_features": c.max_features, "symbol_depth": c.symbol_depth}
     except ImportError:  # gateware dependencies missing: the documented defaults
         return {"max_layers": 4, "max_rows_per_pe": 256, "max_features": 1024,
-                "symbol_depth": 256}
+                "symbol_depth": 512}
 
 
 _DEFAULTS = _config_defaults()

@@ -252,6 +252,7 @@ def test_random_model_n_indices():
     im = random_int_model([200, 80, 10], density=0.1, seed=21, n_indices=4)
     assert all(int(l.index.max()) <= 4 for l in im.layers)
     from sw.pack import pack
-    pack(im, 4, "sim")  # fits the default 256-entry symbol table
+    layers = pack(im, 4, "sim").manifest["layers"]
+    assert sum(l["n_symbols"] for l in layers) <= 256   # few indices: a small symbol table fits
     with pytest.raises(GoldenError):
         random_int_model([20, 10], n_indices=16)

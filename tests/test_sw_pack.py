@@ -130,7 +130,7 @@ def test_refusals():
         pack(im, 0, "sim", limits=BIG)
     with pytest.raises(PackError, match="symbol table"):
         pack(random_int_model([300, 100, 10], density=0.3, seed=1), 2, "sim",
-             limits=PackLimits(max_rows_per_pe=1024))
+             limits=PackLimits(max_rows_per_pe=1024, symbol_depth=256))
     with pytest.raises(PackError, match="accumulator rows"):
         pack(im, 1, "sim", limits=PackLimits(max_rows_per_pe=20, symbol_depth=4096))
     with pytest.raises(PackError, match="layers"):
