@@ -262,15 +262,35 @@ class HuffmanDecoder(wiring.Component):
         with m.If(bad):
             m.d.sync += [error.eq(1), flush.eq(1)]
 
-        pos_sum = Signal(5)
+        # Per code length l (1..MAX), from registers only: the code ends in w[1] or exactly at
+        # the end of w[0] (the window drops w[0]), the next position, and the code is the
+        # segment's last one. The late one-hot length edge picks among them (an AND-OR of
+        # twelve terms instead of an adder behind the thermometer decoder).
+        cross_vec = Signal(MAX)
+        pos_vec = [Signal(MAX, name=f"pos_vec{b}") for b in range(4)]
+        last_vec = Signal(MAX)
+        for l in range(MAX):
+            nxt = pos + (l + 1)
+            m.d.comb += [cross_vec[l].eq(nxt[4]),
+                         last_vec[l].eq(rem_small & (cur_rem[:4] == l + 1))]
+            for b in range(4):
+                m.d.comb += pos_vec[b][l].eq(nxt[b])
+        pos_next = Signal(4)
+        for b in range(4):
+            m.d.comb += pos_next[b].eq((onehot & pos_vec[b]).any())
         cur_rem_m1 = Signal(16)
         m.d.comb += cur_rem_m1.eq(cur_rem - 1)
-        m.d.comb += pos_sum.eq(pos + len_m1 + 1)
         shift = Signal()
-        m.d.comb += shift.eq(fire & pos_sum[4])
+        m.d.comb += shift.eq(fire & (onehot & cross_vec).any())
         seg_done = Signal()
         m.d.comb += seg_done.eq(cur_valid
                                 & ((rem_zero & ~flush & ~bad) | (flush & (cur_left == 0))))
+        # The segment's last code: the pending segment takes over in the same cycle (no bubble
+        # between columns). All of the segment's words are in the window by then
+        # (cur_left == 0 for a well-formed segment; otherwise the hand-over waits for rem_zero).
+        handover = Signal()
+        m.d.comb += handover.eq(fire & pend_valid & (cur_left == 0)
+                                & (onehot & last_vec).any())
 
         # next window after this cycle's intake
         nw_next = [Signal(16, name=f"nw{k}_next") for k in range(2)]
@@ -283,7 +303,7 @@ class HuffmanDecoder(wiring.Component):
                     m.d.comb += nw_next[k].eq(word)
 
         move = Signal()                 # the pending segment becomes the current one
-        m.d.comb += move.eq(pend_valid & (~cur_valid | seg_done))
+        m.d.comb += move.eq(pend_valid & (~cur_valid | seg_done | handover))
         with m.If(move):
             m.d.sync += [
                 cur_valid.eq(1), cur_rem.eq(pend_rem), cur_tag.eq(pend_tag), cur_first.eq(1),
@@ -308,7 +328,7 @@ class HuffmanDecoder(wiring.Component):
                 with m.If(take_cur):
                     m.d.sync += cur_left.eq(cur_left - 1)
                 with m.If(fire):
-                    m.d.sync += [pos.eq(pos_sum[:4]), cur_rem.eq(cur_rem_m1 - len_m1),
+                    m.d.sync += [pos.eq(pos_next), cur_rem.eq(cur_rem_m1 - len_m1),
                                  cur_first.eq(0)]
             m.d.sync += [nw[0].eq(nw_next[0]), nw[1].eq(nw_next[1]), n_nw.eq(n_nw_next)]
             with m.If(take_next):

@@ -48,15 +48,30 @@ def test_decoder_errors():
 
 @pytest.mark.sim
 def test_decoder_one_symbol_per_cycle():
-    """Without stalls and with long segments the decoder sustains one symbol per cycle."""
+    """Without stalls the decoder sustains one symbol per cycle, across segment boundaries too:
+    the pending segment takes over in the cycle of the current one's last code (measured: 1,000
+    symbols in 46-52 segments take 1,017-1,019 cycles, 18 of them the table load and pipeline;
+    a decoder with one idle cycle per segment needs about 1,065)."""
     cases = [make_case(kind, 60 + k, n_symbols=1000, max_seg=40)
              for k, kind in enumerate(("random", "uniform256", "two", "maxlen"))]
     stats = _run("rate", cases)
     for s in stats:
         print(f"\n{s['kind']}: {s['symbols']} symbols in {s['segments']} segments: "
               f"{s['cycles']} cycles ({s['symbols'] / s['cycles']:.3f} symbols/cycle)")
-        # maxlen streams average more than 12 bits per 16-bit word fetched every cycle
-        assert s["cycles"] <= 1.08 * s["symbols"] + 30, s
+        assert s["cycles"] <= s["symbols"] + 25, s
+
+
+@pytest.mark.sim
+def test_decoder_short_segments_rate():
+    """Short segments (1-8 symbols, as a PE sees with many PEs): a segment costs
+    ``max(symbols, about 2)`` cycles (the pending slot refills in two), never symbols + 1
+    (measured 645-659 cycles for 600 symbols in 126-137 segments)."""
+    cases = [make_case(kind, 80 + k, n_symbols=600, max_seg=8)
+             for k, kind in enumerate(("random", "maxlen", "two"))]
+    for s in _run("short", cases):
+        print(f"\n{s['kind']}: {s['symbols']} symbols in {s['segments']} segments: "
+              f"{s['cycles']} cycles")
+        assert s["cycles"] <= s["symbols"] + s["segments"] // 2 + 30, s
 
 
 @pytest.mark.sim
