@@ -110,8 +110,11 @@ class ProcessingElement(wiring.Component):
         m.submodules.accs = accm = table_memory(signed(ACC), cfg.max_rows_per_pe)
         cb_rd = cbm.read_port()
         cb_wr = cbm.write_port()
-        acc_rd = accm.read_port()
         acc_wr = accm.write_port()
+        # Transparent: a read in the cycle of a write to the same row returns the new sum, so
+        # the accumulate pipeline needs no forwarding registers (yosys adds the one bypass an
+        # iCE40 EBR needs; a read-first port would cost a delayed write on top of it).
+        acc_rd = accm.read_port(transparent_for=(acc_wr,))
 
         error = Signal()
         m.d.comb += self.o_error.eq(error)
@@ -379,47 +382,38 @@ class ProcessingElement(wiring.Component):
         v3 = Signal()
         addr3 = Signal(RB)
         prod3 = Signal(signed(A + cfg.weight_bits + 1))
-        acc3 = Signal(signed(ACC))
         # The one multiplier (SB_MAC16): value * weight while accumulating; during
         # requantization bias * 2^(bias_shift mod 8) (the rest of the shift is a byte shift).
         mul_a = Signal(A)
         mul_b = Signal(signed(cfg.weight_bits))
         mul_ce = Signal()
-        m.d.sync += [v3.eq(v2), addr3.eq(addr2), acc3.eq(acc_rd.data)]
+        m.d.sync += [v3.eq(v2), addr3.eq(addr2)]
         with m.If(mul_ce):
             m.d.sync += prod3.eq(Cat(mul_a, Const(0, 1)).as_signed() * mul_b)
-        w1_v = Signal()
-        w1_addr = Signal(RB)
-        w1_data = Signal(signed(ACC))
-        w2_v = Signal()
-        w2_addr = Signal(RB)
-        w2_data = Signal(signed(ACC))
-        acc_in = Signal(signed(ACC))
-        with m.If(w1_v & (w1_addr == addr3)):
-            m.d.comb += acc_in.eq(w1_data)
-        with m.Elif(w2_v & (w2_addr == addr3)):
-            m.d.comb += acc_in.eq(w2_data)
-        with m.Else():
-            m.d.comb += acc_in.eq(acc3)
+        # acc[addr2] is read in stage 2 and arrives with prod3 in stage 3, where the sum is
+        # written back. The read port is transparent, so a read of the row written in the same
+        # cycle (the same row in consecutive columns) sees the new sum; a row written two or more
+        # cycles earlier is already in the memory.
+        # One adder for both pipelines: acc + prod3 while accumulating, acc + (prod3 << 8 * j)
+        # (the bias term, j = bias_shift // 8) while requantizing.
+        bias_sh = Signal(signed(ACC))
         acc_sum = Signal(signed(ACC))
-        m.d.comb += acc_sum.eq(acc_in + prod3)
-        m.d.sync += [
-            w1_v.eq(v3), w1_addr.eq(addr3), w1_data.eq(acc_sum),
-            w2_v.eq(w1_v), w2_addr.eq(w1_addr), w2_data.eq(w1_data),
-        ]
+        m.d.comb += acc_sum.eq(acc_rd.data.as_signed() + bias_sh)
 
         # ---- requantize pipeline -----------------------------------------------------------
-        # r1: acc[row] and bias[row] read; r2: prod3 = bias * 2^(bias_shift mod 8) (DSP);
-        # r3: t = acc + (prod3 << 8 * (bias_shift // 8)) (32 bits: the packer proves it fits);
-        # r4: output register. Hidden layers: y = clamp((t + 2^(S-1)) >> S, 0, 255) computed as
-        # v = (2t) >> S (9 bits), y = (v + 1) >> 1, saturating when t < 0 (to 0) or when any bit
-        # of t at or above S + 8 is set or v == 511 (to 255); no wide shifter, no rounding add.
+        # r0: bias[row] read (private memory); r1: prod3 = bias * 2^(bias_shift mod 8) (DSP),
+        # acc[row] read; r2: t = acc + (prod3 << 8 * (bias_shift // 8)) (32 bits: the packer
+        # proves it fits), acc[row] = 0; r3: output register. Hidden layers:
+        # y = clamp((t + 2^(S-1)) >> S, 0, 255) computed as v = (2t) >> S (9 bits),
+        # y = (v + 1) >> 1, saturating when t < 0 (to 0) or when any bit of t at or above S + 8
+        # is set or v == 511 (to 255); no wide shifter, no rounding add.
         ri = Signal(RW + 1)             # next local row to read
         rv1 = Signal()
         rrow1 = Signal(RW)
+        raddr1 = Signal(RB)
         rv2 = Signal()
         rrow2 = Signal(RW)
-        racc2 = Signal(signed(ACC))
+        raddr2 = Signal(RB)
         rv3 = Signal()
         rrow3 = Signal(RW)
         rt3 = Signal(signed(ACC))
@@ -441,30 +435,28 @@ class ProcessingElement(wiring.Component):
         with m.Else():
             m.d.comb += [mul_a.eq(val2), mul_b.eq(cb_rd.data), mul_ce.eq(1)]
 
-        # accumulator memory port: accumulate pipeline in RUN, requantize reads otherwise
-        with m.If(state == REQ):
-            m.d.comb += [acc_rd.addr.eq(acc_base + ri[:RB]), acc_rd.en.eq(r_issue)]
-        with m.Else():
-            m.d.comb += [acc_rd.addr.eq(acc_base + row1[:RB]), acc_rd.en.eq(1)]
+        # accumulator memory port: accumulate pipeline in RUN, requantize otherwise (the read of
+        # row r1 and the clearing write of row r2 never meet)
         with m.If(state == REQ):
             m.d.comb += [
-                acc_wr.en.eq(rv1 & r_adv),
-                acc_wr.addr.eq(acc_base + rrow1[:RB]),
-                acc_wr.data.eq(0),
+                acc_rd.addr.eq(raddr1), acc_rd.en.eq(rv1 & r_adv),
+                acc_wr.en.eq(rv2 & r_adv), acc_wr.addr.eq(raddr2), acc_wr.data.eq(0),
             ]
         with m.Else():
-            m.d.comb += [acc_wr.en.eq(v3), acc_wr.addr.eq(addr3), acc_wr.data.eq(acc_sum)]
+            m.d.comb += [
+                acc_rd.addr.eq(addr2), acc_rd.en.eq(1),
+                acc_wr.en.eq(v3), acc_wr.addr.eq(addr3), acc_wr.data.eq(acc_sum),
+            ]
 
-        bias_sh = Signal(signed(ACC))
-        with m.Switch(layer.bias_shift[3:5]):
+        with m.Switch(Mux(state == REQ, layer.bias_shift[3:5], 0)):
             for k in range(4):
                 with m.Case(k):
                     m.d.comb += bias_sh.eq(prod3 << (8 * k))
         with m.If(r_adv):
             m.d.sync += [
-                rv1.eq(r_issue), rrow1.eq(ri),
-                rv2.eq(rv1), rrow2.eq(rrow1), racc2.eq(acc_rd.data),
-                rv3.eq(rv2), rrow3.eq(rrow2), rt3.eq(racc2 + bias_sh),
+                rv1.eq(r_issue), rrow1.eq(ri), raddr1.eq(acc_base + ri[:RB]),
+                rv2.eq(rv1), rrow2.eq(rrow1), raddr2.eq(raddr1),
+                rv3.eq(rv2), rrow3.eq(rrow2), rt3.eq(acc_sum),
             ]
         v9 = Signal(A + 1)
         m.d.comb += v9.eq(Cat(Const(0, 1), rt3) >> layer.shift)
