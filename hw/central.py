@@ -172,13 +172,14 @@ class CentralUnit(wiring.Component):
         for p in range(N):
             mem = memory.Memory(shape=entry, depth=bdepth, init=[])
             m.submodules[f"bank{p}"] = mem
-            q = fifo.SyncFIFO(width=entry.size, depth=2)
-            m.submodules[f"head{p}"] = q
-            banks.append(dict(wr=mem.write_port(), rd=mem.read_port(), q=q,
-                              wp=Signal(range(bdepth + 1), name=f"wp{p}"),
-                              rp=Signal(range(bdepth + 1), name=f"rp{p}"),
-                              inflight=Signal(name=f"inflight{p}")))
-
+            bank = dict(wr=mem.write_port(), rd=mem.read_port(),
+                        wp=Signal(range(bdepth + 1), name=f"wp{p}"),
+                        rp=Signal(range(bdepth + 1), name=f"rp{p}"),
+                        inflight=Signal(name=f"inflight{p}"))
+            if N > 1:
+                bank["q"] = q = fifo.SyncFIFO(width=entry.size, depth=2)
+                m.submodules[f"head{p}"] = q
+            banks.append(bank)
         err_input = Signal()
         err_overflow = Signal()
         err_logits = Signal()
@@ -187,7 +188,7 @@ class CentralUnit(wiring.Component):
 
         # ---- phase 1a: dense input, zeros filtered -----------------------------------------
         inp = self.i_input.payload
-        col = Signal(16)
+        col = Signal(len(layer.in_features))     # counts to in_features - 1 at most
         at_end = Signal()
         m.d.comb += at_end.eq(col == layer.in_features - 1)
         with m.If(state == BIN):
@@ -213,30 +214,47 @@ class CentralUnit(wiring.Component):
         exhausted = Signal(N)
         pop = Signal(N)
         for p, b in enumerate(banks):
-            q, rd = b["q"], b["rd"]
+            rd = b["rd"]
             issue = Signal(name=f"issue{p}")
-            m.d.comb += [
-                # the read lands in q next cycle, after this cycle's pop: credit counts it
-                issue.eq(bbuf & (b["rp"] < b["wp"])
-                         & (q.level + b["inflight"] - pop[p] < q.depth)),
-                rd.addr.eq(b["rp"]), rd.en.eq(issue),
-                q.w_en.eq(b["inflight"]), q.w_data.eq(rd.data),
-                q.r_en.eq(pop[p]),
-                present[p].eq(q.r_rdy),
-                exhausted[p].eq((b["rp"] == b["wp"]) & ~b["inflight"] & ~q.r_rdy),
-            ]
-            m.d.sync += b["inflight"].eq(issue)
+            if N == 1:
+                # One bank: its read port's output register is the head. ``inflight`` means
+                # rd.data holds an entry not yet broadcast; the next read is issued in the
+                # cycle the head is taken (or while there is none), and rd.data holds otherwise.
+                m.d.comb += [
+                    issue.eq(bbuf & (b["rp"] < b["wp"]) & (~b["inflight"] | pop[p])),
+                    present[p].eq(b["inflight"]),
+                    exhausted[p].eq((b["rp"] == b["wp"]) & ~b["inflight"]),
+                ]
+                with m.If(issue):
+                    m.d.sync += b["inflight"].eq(1)
+                with m.Elif(pop[p]):
+                    m.d.sync += b["inflight"].eq(0)
+                head = data.View(entry, rd.data)
+            else:
+                q = b["q"]
+                m.d.comb += [
+                    # the read lands in q next cycle, after this cycle's pop: credit counts it
+                    issue.eq(bbuf & (b["rp"] < b["wp"])
+                             & (q.level + b["inflight"] - pop[p] < q.depth)),
+                    q.w_en.eq(b["inflight"]), q.w_data.eq(rd.data),
+                    q.r_en.eq(pop[p]),
+                    present[p].eq(q.r_rdy),
+                    exhausted[p].eq((b["rp"] == b["wp"]) & ~b["inflight"] & ~q.r_rdy),
+                ]
+                m.d.sync += b["inflight"].eq(issue)
+                head = data.View(entry, q.r_data)
+            m.d.comb += [rd.addr.eq(b["rp"]), rd.en.eq(issue)]
             with m.If(issue):
                 m.d.sync += b["rp"].eq(b["rp"] + 1)
-            head = data.View(entry, q.r_data)
             grow = Signal(FB, name=f"grow{p}")          # global row = local * N + p
             m.d.comb += grow.eq(head.row * N + p)
             heads.append((grow, head.value))
-        found = Const(0, 1)
+        # smallest present head; bank 0 is taken as the candidate unconditionally (when it is
+        # not present, ``found`` is 0 and the next present bank replaces it)
+        found = present[0]
         best = Const(0, range(N))
-        best_row = Const(0, FB)
-        best_val = Const(0, A)
-        for p in range(N):
+        best_row, best_val = heads[0]
+        for p in range(1, N):
             take = present[p] & (~found | (heads[p][0] < best_row))
             f_p, b_p = Signal(name=f"sf{p}"), Signal(range(N), name=f"sb{p}")
             r_p, v_p = Signal(FB, name=f"sr{p}"), Signal(A, name=f"sv{p}")

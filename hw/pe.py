@@ -29,6 +29,9 @@ Area (``python -m hw.area --part pe``, yosys, iCE40): 1954 LUT4, 1242 FF, 5 EBR,
 (of which the decoder 744 LUT4, 408 FF); it was 2403 LUT4 / 1425 FF before the requantizer lost
 its wide shifters and the decoder its 40-bit bit buffer.
 """
+import functools
+import operator
+
 from amaranth import Module, Signal, Cat, Const, Mux, signed
 from amaranth.lib import wiring, stream, data, fifo
 from amaranth.lib.wiring import In, Out
@@ -37,7 +40,7 @@ from .config import (LoadWrite, broadcast_layout, pe_output_layout, layer_config
 from .huffman import HuffmanDecoder
 from .memories import PEMemory, table_memory
 
-__all__ = ["ProcessingElement"]
+__all__ = ["ProcessingElement", "round_shift_saturate"]
 
 
 class ProcessingElement(wiring.Component):
@@ -147,8 +150,11 @@ class ProcessingElement(wiring.Component):
         m_we = Signal()
         m.d.comb += [mem.addr.eq(m_addr), mem.re.eq(m_re), mem.we.eq(m_we),
                      mem.wdata.eq(ld.data)]
-        with m.If(ld_fire & (ld.mem == self.index) & (ld.addr < cfg.pe_mem_depth)):
-            m.d.comb += [m_addr.eq(ld.addr), m_we.eq(1)]
+        # The clients of the port are mutually exclusive (load: IDLE, header: HDR, words and
+        # pointers: RUN, biases: REQ), so the address is an OR of gated client addresses.
+        addr_terms = []             # (select, address)
+        m.d.comb += m_we.eq(ld_fire & (ld.mem == self.index) & (ld.addr < cfg.pe_mem_depth))
+        addr_terms.append((m_we, ld.addr))
 
         # ---- layer header ------------------------------------------------------------------
         ptr_base = Signal(MA)
@@ -188,7 +194,6 @@ class ProcessingElement(wiring.Component):
         pi_busy = Signal()
         pi_col = Signal(FB)
         pi_value = Signal(A)
-        pi_need_start = Signal()
         pi_phase = Signal()             # 0: reading ptr[col], 1: reading ptr[col + 1]
         pi_w = Signal()                 # word of a 2-word pointer (0 = high)
         prev_col1 = Signal(FB)          # col + 1 of the last column issued
@@ -198,11 +203,9 @@ class ProcessingElement(wiring.Component):
         pr_valid = Signal()
         pr_phase = Signal()
         pr_hi = Signal()
-        pr_need_start = Signal()
         pr_value = Signal(A)
         hi_word = Signal(16)
-        start_ptr = Signal(BA)
-        last_end = Signal(BA)
+        last_end = Signal(BA)           # the last pointer read: a column's start, then its end
 
         seg_layout = data.StructLayout({"start": BA, "end": BA, "value": A})
         m.submodules.segq = segq = fifo.SyncFIFO(width=seg_layout.size, depth=self.SEG_QUEUE)
@@ -223,7 +226,7 @@ class ProcessingElement(wiring.Component):
         with m.If(pi_grant):
             m.d.sync += [
                 pr_valid.eq(1), pr_phase.eq(pi_phase), pr_hi.eq(pw2 & ~pi_w),
-                pr_need_start.eq(pi_need_start), pr_value.eq(pi_value),
+                pr_value.eq(pi_value),
             ]
             with m.If(pw2 & ~pi_w):
                 m.d.sync += pi_w.eq(1)
@@ -250,22 +253,23 @@ class ProcessingElement(wiring.Component):
                 need = ~(prev_valid & (prev_col1 == act.col))
                 m.d.sync += [
                     pi_busy.eq(1), pi_col.eq(act.col), pi_value.eq(act.value),
-                    pi_need_start.eq(need), pi_phase.eq(~need), pi_w.eq(0),
+                    pi_phase.eq(~need), pi_w.eq(0),
                     prev_col1.eq(act.col + 1), prev_valid.eq(1),
                 ]
 
         # pointer fetch: return side
         ptr_val = Signal(BA)
         m.d.comb += ptr_val.eq(Mux(pw2, Cat(mem.rdata, hi_word), mem.rdata))
+        # A column's start is the pointer read just before its end: ptr[col] when it was read,
+        # else the previous column's end. Either way it is in last_end.
         seg_start = Signal(BA)
-        m.d.comb += seg_start.eq(Mux(pr_need_start, start_ptr, last_end))
+        m.d.comb += seg_start.eq(last_end)
         with m.If(pr_valid):
             with m.If(pr_hi):
                 m.d.sync += hi_word.eq(mem.rdata)
-            with m.Elif(~pr_phase):
-                m.d.sync += start_ptr.eq(ptr_val)
             with m.Else():
                 m.d.sync += last_end.eq(ptr_val)
+            with m.If(~pr_hi & pr_phase):
                 with m.If(ptr_val < seg_start):
                     m.d.sync += error.eq(1)
                 with m.If(ptr_val > seg_start):
@@ -275,7 +279,7 @@ class ProcessingElement(wiring.Component):
         # ---- word fetch --------------------------------------------------------------------
         m.submodules.wfifo = wfifo = fifo.SyncFIFO(width=16, depth=self.WORD_FIFO)
         wf_active = Signal()
-        wf_addr = Signal(MA)
+        wf_addr = Signal(MA)            # word address relative to stream_base
         wf_last = Signal(MA)
         lw_valid = Signal()
         lw_addr = Signal(MA)
@@ -325,8 +329,8 @@ class ProcessingElement(wiring.Component):
         with m.If(dec.i_seg.valid & dec.i_seg.ready):
             m.d.sync += [
                 wf_active.eq(1),
-                wf_addr.eq(stream_base + sq_out.start[4:]),
-                wf_last.eq(stream_base + (sq_out.end - 1)[4:]),
+                wf_addr.eq(sq_out.start[4:]),
+                wf_last.eq((sq_out.end - 1)[4:]),
                 wf_at_last.eq(sq_out.start[4:] == (sq_out.end - 1)[4:]),
             ]
             with m.If(seg_nbits[16:] != 0):
@@ -338,18 +342,16 @@ class ProcessingElement(wiring.Component):
         ]
 
         # ---- memory port arbitration -------------------------------------------------------
-        with m.If(state == HDR):
-            m.d.comb += m_re.eq(1)
-            with m.Switch(hs):
-                for k in range(4):
-                    with m.Case(k):
-                        m.d.comb += m_addr.eq((layer.index << 2) + k)
-                with m.Default():
-                    m.d.comb += m_addr.eq(2)
-        with m.Elif(wf_req):
-            m.d.comb += [m_re.eq(1), m_addr.eq(wf_addr)]
-        with m.Elif(pi_req):
-            m.d.comb += [m_re.eq(1), m_addr.eq(pi_addr), pi_grant.eq(1)]
+        hdr_addr = Signal(MA)
+        with m.Switch(hs):
+            for k in range(4):
+                with m.Case(k):
+                    m.d.comb += hdr_addr.eq((layer.index << 2) + k)
+            with m.Default():
+                m.d.comb += hdr_addr.eq(2)
+        m.d.comb += pi_grant.eq(pi_req & ~wf_req)
+        addr_terms += [(state == HDR, hdr_addr), (wf_req, stream_base + wf_addr),
+                       (pi_grant, pi_addr)]
 
         # ---- accumulate pipeline -----------------------------------------------------------
         sym = dec.o_sym.payload
@@ -420,14 +422,16 @@ class ProcessingElement(wiring.Component):
         ov = Signal()
         orow = Signal(16)
         oval = Signal(ACC)
-        hi_mask = Signal(ACC)           # bits of t at or above S + 8 (set at requantize start)
         r_adv = Signal()
         m.d.comb += r_adv.eq(~ov | self.o_out.ready)
         r_issue = Signal()
         m.d.comb += r_issue.eq((state == REQ) & r_adv & (ri < rows_local))
         with m.If(r_issue):
-            m.d.comb += [m_re.eq(1), m_addr.eq(bias_base + ri)]
             m.d.sync += ri.eq(ri + 1)
+        addr_terms.append((r_issue, bias_base + ri))
+        gated = [Mux(sel, addr, 0) for sel, addr in addr_terms]
+        m.d.comb += [m_re.eq(Cat(sel for sel, _ in addr_terms[1:]).any()),
+                     m_addr.eq(functools.reduce(operator.or_, gated))]
 
         with m.If(state == REQ):
             m.d.comb += [mul_a.eq(Const(1, A) << layer.bias_shift[:3]), mul_b.eq(mem.rdata),
@@ -458,15 +462,7 @@ class ProcessingElement(wiring.Component):
                 rv2.eq(rv1), rrow2.eq(rrow1), raddr2.eq(raddr1),
                 rv3.eq(rv2), rrow3.eq(rrow2), rt3.eq(acc_sum),
             ]
-        v9 = Signal(A + 1)
-        m.d.comb += v9.eq(Cat(Const(0, 1), rt3) >> layer.shift)
-        hval = Signal(A)
-        with m.If(rt3 < 0):
-            m.d.comb += hval.eq(0)
-        with m.Elif(((rt3 & hi_mask) != 0) | (v9 == (1 << (A + 1)) - 1)):
-            m.d.comb += hval.eq((1 << A) - 1)
-        with m.Else():
-            m.d.comb += hval.eq((v9 + 1)[1:])
+        hval = round_shift_saturate(m, rt3, layer.shift, A)
         with m.If(r_adv):
             m.d.sync += [
                 ov.eq(rv3 & (layer.last | (hval != 0))),
@@ -502,8 +498,7 @@ class ProcessingElement(wiring.Component):
                     m.d.sync += [state.eq(RUN), chk.eq(2)]
             with m.Case(RUN):
                 with m.If(self.i_act.valid & act.end & self.i_act.ready):
-                    m.d.sync += [state.eq(REQ), ri.eq(0),
-                                 hi_mask.eq(Const(-1, ACC) << (layer.shift + A))]
+                    m.d.sync += [state.eq(REQ), ri.eq(0)]
             with m.Case(REQ):
                 with m.If((ri >= rows_local) & ~rv1 & ~rv2 & ~rv3 & ~ov):
                     m.d.sync += state.eq(ENDT)
@@ -514,3 +509,36 @@ class ProcessingElement(wiring.Component):
         m.d.comb += drained.eq(~(pi_busy | pr_valid | segq.r_rdy | wf_active | push_pending
                                  | wfifo.r_rdy | dec.o_busy | v1 | v2 | v3))
         return m
+
+
+def round_shift_saturate(m, t, shift, bits):
+    """Hidden-layer requantization ``clamp((t + 2^(S-1)) >> S, 0, 2^bits - 1)`` (section 1).
+
+    Adds the logic to ``m`` (combinational) and returns the ``bits``-wide result. ``t`` is a
+    signed accumulator, ``shift`` the unsigned shift ``S`` (any width). Computed as
+    ``v = (2t) >> S`` (``bits + 1`` bits), ``y = (v + 1) >> 1``, saturating to 0 when ``t < 0``
+    and to ``2^bits - 1`` when ``v`` is all ones or some bit of ``t`` at or above ``S + bits``
+    is set. The shifter is logarithmic and keeps at each stage only the window the remaining
+    (smaller) shifts can still reach; the bits it drops above that window are ORed into the
+    saturation flag, so neither a wide shifter nor a mask of the high bits is needed.
+    """
+    win = Cat(Const(0, 1), t)
+    above = Const(0, 1)
+    for k in reversed(range(len(shift))):
+        step = 1 << k
+        width = bits + step                     # (bits + 1) + (step - 1)
+        padded = Cat(win, Const(0, step + width))
+        if len(win) > width:
+            above = above | (~shift[k] & win[width:].any())
+        win = Mux(shift[k], padded[step:step + width], padded[:width])
+    v = Signal(bits + 1)
+    sat = Signal()
+    y = Signal(bits)
+    m.d.comb += [v.eq(win), sat.eq(above)]
+    with m.If(t < 0):
+        m.d.comb += y.eq(0)
+    with m.Elif(sat | (v == (1 << (bits + 1)) - 1)):
+        m.d.comb += y.eq((1 << bits) - 1)
+    with m.Else():
+        m.d.comb += y.eq((v + 1)[1:])
+    return y
