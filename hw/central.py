@@ -22,16 +22,18 @@ phases (docs/ARCHITECTURE.md sections 5 and 7):
 A bank is written only in phase 3 and read only in phase 1 of the next layer. Bank depth:
 ``min(max_rows_per_pe, ceil(max_features / N))`` entries of ``(local row, value)``: 8 + 8 bits
 with the default configuration, one iCE40 EBR per bank (the local row ``(row - p) / N`` is
-computed with a constant reciprocal multiply, the global row back as ``local * N + p``). Each
-bank has a 2-entry head queue so the merge can take from the same bank on consecutive cycles.
+computed with a constant reciprocal multiply, the global row back as ``local * N + p``). With
+N > 1 each bank has a 2-entry head queue so the merge can take from the same bank on consecutive
+cycles; with N = 1 the bank's read port is the head (the next entry is read in the cycle the head
+is broadcast), which also takes one cycle off the merge latency.
 
 The N broadcast FIFOs always hold the same words, so they share one ring of ``fifo_depth``
 registers with one read pointer and level per PE (no block RAM).
 
 Latency: an input word is at the PE FIFO outputs 1 cycle after its transfer; the first merged
-word 4 cycles after the layer start. Throughput: one broadcast word per cycle while no FIFO is
-full; the collect phase never stalls a PE on a hidden layer and follows ``o_logit.ready`` on the
-last layer.
+word 4 cycles after the layer start (3 with N = 1). Throughput: one broadcast word per cycle
+while no FIFO is full; the collect phase never stalls a PE on a hidden layer and follows
+``o_logit.ready`` on the last layer.
 """
 from amaranth import Module, Signal, Cat, Const, Mux, Array
 from amaranth.lib import wiring, stream, data, fifo, memory
@@ -190,7 +192,7 @@ class CentralUnit(wiring.Component):
         inp = self.i_input.payload
         col = Signal(len(layer.in_features))     # counts to in_features - 1 at most
         at_end = Signal()
-        m.d.comb += at_end.eq(col == layer.in_features - 1)
+        m.d.comb += at_end.eq(col + 1 == layer.in_features)     # col == in_features - 1
         with m.If(state == BIN):
             nz = inp.value != 0
             m.d.comb += [
@@ -334,7 +336,7 @@ class CentralUnit(wiring.Component):
             self.o_logit.valid.eq(logit_out & sel_valid),
             lo.index.eq(n_logit),
             lo.value.eq(sel_value),
-            lo.last.eq(n_logit == layer.out_features - 1),
+            lo.last.eq(n_logit + 1 == layer.out_features),
         ]
         with m.If(logit_out):
             m.d.comb += grant.eq((self.o_logit.ready & sel_valid) << sel)
@@ -342,7 +344,7 @@ class CentralUnit(wiring.Component):
         best_idx = Signal(8)
         with m.If(self.o_logit.valid & self.o_logit.ready):
             m.d.sync += [n_logit.eq(n_logit + 1), sel.eq(Mux(sel == N - 1, 0, sel + 1))]
-            better = (n_logit == 0) | (sel_value.as_signed() > max_val.as_signed())
+            better = (n_logit == 0) | (max_val.as_signed() < sel_value.as_signed())
             with m.If(better):
                 m.d.sync += [max_val.eq(sel_value), best_idx.eq(n_logit)]
             with m.If(lo.last):

@@ -10,10 +10,12 @@ Its datapath, all stages registered:
    boundary word of adjacent columns) is reused without a memory read.
 3. :class:`hw.huffman.HuffmanDecoder`: one joint symbol per cycle, columns back to back.
 4. *Accumulate*: ``row = prev + gap + 1``; read ``acc[row]`` and ``codebook[idx]``, multiply
-   ``value * weight`` (one SB_MAC16), add and write back. Two write-forwarding registers cover
-   the read-after-write distance of the pipeline (same row in consecutive columns).
+   ``value * weight`` (one SB_MAC16), add and write back. The accumulator is read one stage
+   before the write-back through a port that is transparent for it, so the same row in
+   consecutive columns (read and written in the same cycle) needs no forwarding registers.
 5. *Requantize* (after the ``end`` token and when stages 1-4 are empty), one row per cycle:
-   ``acc + (bias << bias_shift)``, round-shift-saturate (hidden) or raw (last layer), write 0
+   ``acc + (bias << bias_shift)`` (the accumulate adder, free in this phase),
+   round-shift-saturate (hidden, :func:`round_shift_saturate`) or raw (last layer), write 0
    back, emit the non-zero ones (all on the last layer) with their global row, then ``end``.
 
 The private memory has a single port: stream-word reads have priority over pointer reads; the
@@ -467,8 +469,14 @@ class ProcessingElement(wiring.Component):
             m.d.sync += [
                 ov.eq(rv3 & (layer.last | (hval != 0))),
                 orow.eq(rrow3 * cfg.n_pes + self.index),
-                oval.eq(Mux(layer.last, rt3, hval)),
+                oval[:A].eq(Mux(layer.last, rt3[:A], hval)),
             ]
+        # the high bits are zero on hidden layers: written as a synchronous reset of their
+        # flip-flops (SB_DFFESR) rather than a multiplexer
+        with m.If(r_adv & ~layer.last):
+            m.d.sync += oval[A:].eq(0)
+        with m.Elif(r_adv):
+            m.d.sync += oval[A:].eq(rt3[A:])
         out = self.o_out.payload
         m.d.comb += [
             self.o_out.valid.eq(ov | (state == ENDT)),
