@@ -27,9 +27,12 @@ about 20 symbols); short columns are bound by the single memory port at ``pointe
 words`` per column (about 2-3.5 cycles/column), empty columns cost their 1-2 pointer reads.
 Requantization takes ``rows_local + 6`` cycles.
 
-Area (``python -m hw.area --part pe``, yosys, iCE40): 1954 LUT4, 1242 FF, 5 EBR, 1 SB_MAC16
-(of which the decoder 744 LUT4, 408 FF); it was 2403 LUT4 / 1425 FF before the requantizer lost
-its wide shifters and the decoder its 40-bit bit buffer.
+Area (``python -m hw.area --part pe``, yosys, iCE40): everything but the decoder 1001 LUT4,
+693 FF (body 917 / 565, segment queue 55 / 92, word FIFO 28 / 36), 3 EBR, 1 SB_MAC16; it was
+1200 / 842 before the accumulator lost its forwarding registers (and yosys' read-first
+emulation), the requantizer its high-bit mask and the bias add its own adder, and 2403 LUT4 /
+1425 FF (decoder included) before the requantizer lost its wide shifters and the decoder its
+40-bit bit buffer.
 """
 import functools
 import operator
