@@ -291,7 +291,11 @@ class ProtocolEngine(wiring.Component):
         s_accel_timeout = Signal()
 
         # ---- input buffer: the whole vector is received (and its CRC checked) first ---------
-        m.submodules.inbuf = inbuf = Memory(shape=cfg.act_bits, depth=cfg.max_features, init=[])
+        # ``no_rw_check``: a read of the entry being written is never used (the buffers are
+        # written and read in different states), so yosys need not emulate read-during-write
+        # (it otherwise adds a bypass register and multiplexer around the EBR).
+        m.submodules.inbuf = inbuf = Memory(shape=cfg.act_bits, depth=cfg.max_features, init=[],
+                                            attrs={"no_rw_check": 1})
         ib_w = inbuf.write_port()
         ib_r = inbuf.read_port()
         m.d.comb += [ib_w.addr.eq(pos), ib_r.addr.eq(pos)]
@@ -299,7 +303,8 @@ class ProtocolEngine(wiring.Component):
         out_last = Signal()
 
         # ---- result buffer ----------------------------------------------------------------
-        m.submodules.logits = logits = Memory(shape=32, depth=self.max_logits, init=[])
+        m.submodules.logits = logits = Memory(shape=32, depth=self.max_logits, init=[],
+                                              attrs={"no_rw_check": 1})
         lg_w = logits.write_port()
         lg_r = logits.read_port()
         # Logits received; while a RESULT is sent, the index of the logit being read.
