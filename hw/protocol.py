@@ -346,13 +346,16 @@ class ProtocolEngine(wiring.Component):
         crc2 = Signal()                     # the CRC's high byte has been sent
         err_code = Signal(8)
         tx_byte = Signal(8)
-        tx_crc_en = Signal()
-        tx_last = Signal()
-        pre_byte = Signal(8)                # payload byte unless it is a logit byte
-        pre_logit = Signal()                # the payload byte is a logit byte
-        pre_lsel = Signal(2)
-        pre_section = Signal(3)             # 0 SOF, 1 cmd, 2 len lo, 3 len hi, 4 payload, 5/6 CRC
-        resp_byte = Signal(8)
+        tx_crc_en = Signal()                # the byte goes into the CRC
+        tx_last = Signal()                  # the frame's last byte
+        # SEND_SEL registers where the next byte comes from (src, byte bsel of a multi-byte
+        # source, or the constant cst); SEND_PREP multiplexes it into tx_byte.
+        (S_CONST, S_REM, S_CRC, S_INF, S_FLAGS, S_AERR, S_ERR, S_CMD, S_WORDS, S_N, S_ARGMAX,
+         S_CYCLES, S_LOGIT) = range(13)
+        src = Signal(4)
+        bsel = Signal(2)
+        cst = Signal(8)
+        in_payload = Signal()               # the byte is a payload byte
 
         # Accelerator status is registered (timing isolation); the reset is a registered pulse.
         accel_error = Signal(8)
@@ -649,19 +652,14 @@ class ProtocolEngine(wiring.Component):
                     m.d.sync += [resp.eq(R_ACK), rem.eq(2)]
                     with m.If(action == A_RESET):
                         m.d.sync += self.o_accel_reset.eq(1)
+                m.next = "SEND_SEL"
+
+            with m.State("SEND_SEL"):
+                # Decode the byte's source (also one clock for the result buffer's read).
                 m.next = "SEND_PREP"
 
             with m.State("SEND_PREP"):
-                # One clock for the result buffer's synchronous read of the addressed logit.
-                m.next = "SEND_LATCH"
-
-            with m.State("SEND_LATCH"):
-                # Register the byte and its flags: keeps the byte multiplexer out of the CRC path.
-                m.d.sync += [
-                    tx_byte.eq(resp_byte),
-                    tx_crc_en.eq((pre_section >= 1) & (pre_section <= 4)),
-                    tx_last.eq(pre_section == 6),
-                ]
+                # Register the byte: keeps the byte multiplexer out of the CRC path.
                 m.next = "SEND"
 
             with m.State("SEND"):
@@ -670,14 +668,16 @@ class ProtocolEngine(wiring.Component):
                     m.d.sync += k.eq(k + 1)
                     with m.If(tx_crc_en):
                         m.d.sync += crc.eq(crc_next)
-                    with m.If(pre_section == 4):
+                    with m.If(in_payload):
                         m.d.sync += rem.eq(rem - 1)
-                        # The result's logits are read in order: n_logits becomes the index.
-                        with m.If(k == 4):
-                            m.d.sync += n_logits.eq(0)
-                        with m.Elif(pre_logit & (pre_lsel == 3)):
-                            m.d.sync += n_logits.eq(n_logits + 1)
-                    with m.If(pre_section == 5):
+                    # The result's logits are read in order: n_logits becomes the index.
+                    with m.If(src == S_N):
+                        m.d.sync += n_logits.eq(0)
+                    with m.Elif((src == S_LOGIT) & (bsel == 3)):
+                        m.d.sync += n_logits.eq(n_logits + 1)
+                    # The CRC's high byte goes through the CRC too, which leaves the low byte
+                    # in the high half.
+                    with m.If(src == S_CRC):
                         m.d.sync += crc2.eq(1)
                     with m.If(tx_last):
                         m.next = "HUNT"
@@ -685,7 +685,7 @@ class ProtocolEngine(wiring.Component):
                             m.d.sync += [s_framing.eq(0), s_overrun.eq(0),
                                          s_accel_timeout.eq(0)]
                     with m.Else():
-                        m.next = "SEND_PREP"
+                        m.next = "SEND_SEL"
 
         m.d.comb += [
             self.o_active.eq(~fsm.ongoing("HUNT")),
@@ -718,93 +718,102 @@ class ProtocolEngine(wiring.Component):
             flags[fl["accel_busy"]].eq(accel_busy),
             flags[fl["loaded"]].eq(loaded),
         ]
-        dyn_fields = {"in_features": in_features, "flags": flags, "accel_error": accel_error}
-        status_bytes = []
         for name, size in STATUS_FIELDS:
-            if name in dyn_fields:
-                value = dyn_fields[name]
-            else:
-                value = Const(cfg_fields[name], 8 * size)
-                if cfg_fields[name] >= 1 << (8 * size):
-                    raise ValueError(f"status field {name}={cfg_fields[name]} does not fit")
-            if len(value) < 8 * size:
-                value = Cat(value, Const(0, 8 * size - len(value)))
+            if name in cfg_fields and cfg_fields[name] >= 1 << (8 * size):
+                raise ValueError(f"status field {name}={cfg_fields[name]} does not fit")
+
+        resp_code = {R_STATUS: Resp.STATUS, R_ACK: Resp.ACK, R_RESULT: Resp.RESULT,
+                     R_ERROR: Resp.ERROR}
+        # STATUS payload byte p is frame byte k = p + 4 < 32: a constant or (source, byte).
+        status_src = {"in_features": S_INF, "flags": S_FLAGS, "accel_error": S_AERR}
+        status_table = []
+        for name, size in STATUS_FIELDS:
             for i in range(size):
-                status_bytes.append(value.word_select(i, 8))
-
-        resp_cmd = Signal(8)
-        with m.Switch(resp):
-            with m.Case(R_STATUS):
-                m.d.comb += resp_cmd.eq(Resp.STATUS)
-            with m.Case(R_ACK):
-                m.d.comb += resp_cmd.eq(Resp.ACK)
-            with m.Case(R_RESULT):
-                m.d.comb += resp_cmd.eq(Resp.RESULT)
-            with m.Case(R_ERROR):
-                m.d.comb += resp_cmd.eq(Resp.ERROR)
-
-        # The response byte is computed over two clocks: SEND_PREP registers everything but the
-        # logit bytes (which come from the result buffer's synchronous read, valid in
-        # SEND_LATCH), SEND_LATCH selects and registers the final byte. Payload byte p is frame
-        # byte k = p + 4; ``rem`` counts the payload bytes left (including byte k).
-        payload_comb = Signal(8)
-        # Result payload: n u8, logits i32 * n, argmax u8, cycles u32 (tail: rem = 5 .. 1).
-        with m.Switch(resp):
-            with m.Case(R_STATUS):
-                with m.Switch(k[:5]):
-                    for i, b in enumerate(status_bytes):
-                        with m.Case((i + 4) % 32):
-                            m.d.comb += payload_comb.eq(b)
-            with m.Case(R_ACK):
-                m.d.comb += payload_comb.eq(Mux(k[0], cnt[8:], cnt[:8]))
-            with m.Case(R_ERROR):
+                if name in status_src:
+                    status_table.append((status_src[name], i, 0))
+                else:
+                    status_table.append((S_CONST, 0, cfg_fields[name] >> (8 * i) & 0xFF))
+        with m.If(fsm.ongoing("SEND_SEL")):
+            m.d.sync += [src.eq(S_CONST), bsel.eq(0), cst.eq(0), in_payload.eq(0)]
+            with m.If(k[2:] == 0):
                 with m.Switch(k[:2]):
                     with m.Case(0):
-                        m.d.comb += payload_comb.eq(err_code)
+                        m.d.sync += cst.eq(SOF)
                     with m.Case(1):
-                        m.d.comb += payload_comb.eq(cmd)
+                        with m.Switch(resp):
+                            for r, code in resp_code.items():
+                                with m.Case(r):
+                                    m.d.sync += cst.eq(code)
                     with m.Case(2):
-                        m.d.comb += payload_comb.eq(accel_error)
-            with m.Case(R_RESULT):
-                with m.If(k == 4):
-                    m.d.comb += payload_comb.eq(n_logits)
-                with m.Else():
-                    with m.Switch(rem):
-                        with m.Case(5):
-                            m.d.comb += payload_comb.eq(self.i_argmax)
-                        for i in range(4):
-                            with m.Case(4 - i):
-                                m.d.comb += payload_comb.eq(self.i_cycles.word_select(i, 8))
-        section = Signal(3)
-        with m.If(k < 4):
-            m.d.comb += section.eq(k)
-        with m.Elif(rem != 0):
-            m.d.comb += section.eq(4)
-        with m.Else():
-            m.d.comb += section.eq(5 + crc2)
+                        m.d.sync += src.eq(S_REM)
+                    with m.Case(3):
+                        m.d.sync += [src.eq(S_REM), bsel.eq(1)]
+            with m.Elif(rem != 0):
+                m.d.sync += in_payload.eq(1)
+                with m.Switch(resp):
+                    with m.Case(R_STATUS):
+                        with m.Switch(k[:5]):
+                            for i, (s_src, s_byte, s_const) in enumerate(status_table):
+                                with m.Case((i + 4) % 32):
+                                    m.d.sync += [src.eq(s_src), bsel.eq(s_byte),
+                                                 cst.eq(s_const)]
+                    with m.Case(R_ACK):
+                        m.d.sync += [src.eq(S_WORDS), bsel.eq(k[0])]
+                    with m.Case(R_ERROR):
+                        with m.Switch(k[:2]):
+                            with m.Case(0):
+                                m.d.sync += src.eq(S_ERR)
+                            with m.Case(1):
+                                m.d.sync += src.eq(S_CMD)
+                            with m.Case(2):
+                                m.d.sync += src.eq(S_AERR)
+                    with m.Case(R_RESULT):
+                        # n u8 (k = 4), logits i32 * n, argmax u8 (rem = 5), cycles u32 (4..1).
+                        with m.If(k == 4):
+                            m.d.sync += src.eq(S_N)
+                        with m.Elif(rem == 5):
+                            m.d.sync += src.eq(S_ARGMAX)
+                        with m.Elif(rem < 5):
+                            m.d.sync += [src.eq(S_CYCLES), bsel.eq(-rem[:2])]
+                        with m.Else():
+                            m.d.sync += [src.eq(S_LOGIT), bsel.eq(k[:2] - 1)]
+            with m.Else():
+                m.d.sync += src.eq(S_CRC)
+            last = (k[2:] != 0) & (rem == 0) & crc2
+            m.d.sync += [tx_last.eq(last), tx_crc_en.eq((k != 0) & ~last)]
+
+        def byte_of(value, index):
+            value = Cat(value, Const(0, 32 - len(value)))
+            return value.word_select(index, 8)
+
         with m.If(fsm.ongoing("SEND_PREP")):
-            m.d.sync += [
-                pre_byte.eq(payload_comb),
-                pre_logit.eq((resp == R_RESULT) & (k != 4) & (rem > 5)),
-                pre_lsel.eq(k[:2] - 1),
-                pre_section.eq(section),
-            ]
-        payload_byte = Mux(pre_logit, lg_r.data.word_select(pre_lsel, 8), pre_byte)
-        with m.Switch(pre_section):
-            with m.Case(0):
-                m.d.comb += resp_byte.eq(SOF)
-            with m.Case(1):
-                m.d.comb += resp_byte.eq(resp_cmd)
-            with m.Case(2):
-                m.d.comb += resp_byte.eq(rem[:8])
-            with m.Case(3):
-                m.d.comb += resp_byte.eq(rem >> 8)
-            with m.Case(4):
-                m.d.comb += resp_byte.eq(payload_byte)
-            with m.Case(5):
-                m.d.comb += resp_byte.eq(crc[8:])
-            with m.Default():
-                m.d.comb += resp_byte.eq(crc[:8])
+            with m.Switch(src):
+                with m.Case(S_CONST):
+                    m.d.sync += tx_byte.eq(cst)
+                with m.Case(S_REM):
+                    m.d.sync += tx_byte.eq(byte_of(rem, bsel[0]))
+                with m.Case(S_CRC):
+                    m.d.sync += tx_byte.eq(crc[8:])
+                with m.Case(S_INF):
+                    m.d.sync += tx_byte.eq(byte_of(in_features, bsel[0]))
+                with m.Case(S_FLAGS):
+                    m.d.sync += tx_byte.eq(flags)
+                with m.Case(S_AERR):
+                    m.d.sync += tx_byte.eq(accel_error)
+                with m.Case(S_ERR):
+                    m.d.sync += tx_byte.eq(err_code)
+                with m.Case(S_CMD):
+                    m.d.sync += tx_byte.eq(cmd)
+                with m.Case(S_WORDS):
+                    m.d.sync += tx_byte.eq(byte_of(cnt, bsel[0]))
+                with m.Case(S_N):
+                    m.d.sync += tx_byte.eq(n_logits)
+                with m.Case(S_ARGMAX):
+                    m.d.sync += tx_byte.eq(self.i_argmax)
+                with m.Case(S_CYCLES):
+                    m.d.sync += tx_byte.eq(self.i_cycles.word_select(bsel, 8))
+                with m.Case(S_LOGIT):
+                    m.d.sync += tx_byte.eq(lg_r.data.word_select(bsel, 8))
         return m
 
 
