@@ -348,8 +348,9 @@ class ProtocolEngine(wiring.Component):
         tx_byte = Signal(8)
         tx_crc_en = Signal()                # the byte goes into the CRC
         tx_last = Signal()                  # the frame's last byte
-        # SEND_SEL registers where the next byte comes from (src, byte bsel of a multi-byte
-        # source, or the constant cst); SEND_PREP multiplexes it into tx_byte.
+        # Where the byte comes from: a ROM read in SEND_SEL (valid in SEND_PREP and SEND) gives
+        # the source src, the byte bsel of a multi-byte source or the constant cst, and flags;
+        # SEND_PREP multiplexes the byte into tx_byte.
         (S_CONST, S_REM, S_CRC, S_INF, S_FLAGS, S_AERR, S_ERR, S_CMD, S_WORDS, S_N, S_ARGMAX,
          S_CYCLES, S_LOGIT) = range(13)
         src = Signal(4)
@@ -733,54 +734,51 @@ class ProtocolEngine(wiring.Component):
                     status_table.append((status_src[name], i, 0))
                 else:
                     status_table.append((S_CONST, 0, cfg_fields[name] >> (8 * i) & 0xFF))
-        with m.If(fsm.ongoing("SEND_SEL")):
-            m.d.sync += [src.eq(S_CONST), bsel.eq(0), cst.eq(0), in_payload.eq(0)]
-            with m.If(k[2:] == 0):
-                with m.Switch(k[:2]):
-                    with m.Case(0):
-                        m.d.sync += cst.eq(SOF)
-                    with m.Case(1):
-                        with m.Switch(resp):
-                            for r, code in resp_code.items():
-                                with m.Case(r):
-                                    m.d.sync += cst.eq(code)
-                    with m.Case(2):
-                        m.d.sync += src.eq(S_REM)
-                    with m.Case(3):
-                        m.d.sync += [src.eq(S_REM), bsel.eq(1)]
-            with m.Elif(rem != 0):
-                m.d.sync += in_payload.eq(1)
-                with m.Switch(resp):
-                    with m.Case(R_STATUS):
-                        with m.Switch(k[:5]):
-                            for i, (s_src, s_byte, s_const) in enumerate(status_table):
-                                with m.Case((i + 4) % 32):
-                                    m.d.sync += [src.eq(s_src), bsel.eq(s_byte),
-                                                 cst.eq(s_const)]
-                    with m.Case(R_ACK):
-                        m.d.sync += [src.eq(S_WORDS), bsel.eq(k[0])]
-                    with m.Case(R_ERROR):
-                        with m.Switch(k[:2]):
-                            with m.Case(0):
-                                m.d.sync += src.eq(S_ERR)
-                            with m.Case(1):
-                                m.d.sync += src.eq(S_CMD)
-                            with m.Case(2):
-                                m.d.sync += src.eq(S_AERR)
-                    with m.Case(R_RESULT):
-                        # n u8 (k = 4), logits i32 * n, argmax u8 (rem = 5), cycles u32 (4..1).
-                        with m.If(k == 4):
-                            m.d.sync += src.eq(S_N)
-                        with m.Elif(rem == 5):
-                            m.d.sync += src.eq(S_ARGMAX)
-                        with m.Elif(rem < 5):
-                            m.d.sync += [src.eq(S_CYCLES), bsel.eq(-rem[:2])]
-                        with m.Else():
-                            m.d.sync += [src.eq(S_LOGIT), bsel.eq(k[:2] - 1)]
-            with m.Else():
-                m.d.sync += src.eq(S_CRC)
-            last = (k[2:] != 0) & (rem == 0) & crc2
-            m.d.sync += [tx_last.eq(last), tx_crc_en.eq((k != 0) & ~last)]
+        # ROM address {resp, idx}: idx = k for the header and the fixed payloads (k < 32);
+        # RESULT logit bytes at 40 + k % 4, its tail at 32 + rem (rem = 5 .. 1); the CRC at
+        # 62 / 63 (after the payload, rem = 0).
+        def entry(src_=S_CONST, bsel_=0, cst_=0, last_=0, payload_=1):
+            return cst_ | src_ << 8 | bsel_ << 12 | last_ << 14 | payload_ << 15
+
+        rom_init = [0] * 256
+        for r, code in resp_code.items():
+            rows = {0: entry(cst_=SOF, payload_=0), 1: entry(cst_=code, payload_=0),
+                    2: entry(S_REM, 0, payload_=0), 3: entry(S_REM, 1, payload_=0),
+                    62: entry(S_CRC, payload_=0), 63: entry(S_CRC, last_=1, payload_=0)}
+            if r == R_STATUS:
+                for i, (s_src, s_byte, s_const) in enumerate(status_table):
+                    rows[4 + i] = entry(s_src, s_byte, s_const)
+            elif r == R_ACK:
+                rows[4], rows[5] = entry(S_WORDS, 0), entry(S_WORDS, 1)
+            elif r == R_ERROR:
+                rows[4], rows[5], rows[6] = entry(S_ERR), entry(S_CMD), entry(S_AERR)
+            else:
+                rows[4] = entry(S_N)
+                rows[32 + 5] = entry(S_ARGMAX)
+                for t in range(1, 5):
+                    rows[32 + t] = entry(S_CYCLES, (4 - t) & 3)
+                for b in range(4):
+                    rows[40 + b] = entry(S_LOGIT, (b - 1) & 3)
+            for idx, value in rows.items():
+                rom_init[r << 6 | idx] = value
+        m.submodules.resp_rom = resp_rom = Memory(shape=16, depth=256, init=rom_init)
+        rom_r = resp_rom.read_port()
+        idx = Signal(6)
+        body = (k[2:] != 0) & (resp == R_RESULT) & (k != 4)
+        with m.If((k[2:] != 0) & (rem == 0)):
+            m.d.comb += idx.eq(62 | crc2)
+        with m.Elif(body & (rem <= 5)):
+            m.d.comb += idx.eq(32 | rem[:3])
+        with m.Elif(body):
+            m.d.comb += idx.eq(40 | k[:2])
+        with m.Else():
+            m.d.comb += idx.eq(k[:5])
+        m.d.comb += [
+            rom_r.addr.eq(Cat(idx, resp)),
+            cst.eq(rom_r.data[:8]), src.eq(rom_r.data[8:12]), bsel.eq(rom_r.data[12:14]),
+            tx_last.eq(rom_r.data[14]), in_payload.eq(rom_r.data[15]),
+            tx_crc_en.eq((k != 0) & ~tx_last),
+        ]
 
         def byte_of(value, index):
             value = Cat(value, Const(0, 32 - len(value)))
