@@ -394,7 +394,22 @@ class ProtocolEngine(wiring.Component):
                 m.d.sync += f_timeout.eq(1)
                 m.next = "RESPOND"
 
+        fsm_expand = Signal()
         m.d.comb += self.o_loaded.eq(loaded)
+        # Stream payloads and buffer write data are driven outside the FSM (they only matter
+        # with valid / the write enable, which the states drive), so they cost no gating.
+        hit = Signal()                      # EXPAND: pos is the pair's index
+        m.d.comb += [
+            hit.eq((pos == word[:fw]) & ~word[fw:].any()),
+            self.o_load.payload.mem.eq(mem),
+            self.o_load.payload.addr.eq(word),
+            self.o_load.payload.data.eq(Cat(low, byte)),
+            ib_w.data.eq(Mux(action == A_DENSE, byte, Mux(hit & fsm_expand, low, 0))),
+            self.o_input.payload.value.eq(ib_r.data),
+            self.o_input.payload.last.eq(out_last),
+            lg_w.data.eq(self.i_logit.payload.value),
+            tx.payload.eq(tx_byte),
+        ]
 
         with m.FSM() as fsm:
             with m.State("HUNT"):
@@ -466,12 +481,6 @@ class ProtocolEngine(wiring.Component):
                 m.d.comb += [watching.eq(1), wait_rx.eq(~rx.valid)]
                 sink_ready = Signal()
                 word_done = (action == A_LOAD) & (phase == 4)
-                m.d.comb += [
-                    self.o_load.payload.mem.eq(mem),
-                    self.o_load.payload.addr.eq(word),
-                    self.o_load.payload.data.eq(Cat(low, byte)),
-                    ib_w.data.eq(byte),
-                ]
                 with m.Switch(action):
                     with m.Case(A_LOAD):
                         m.d.comb += [
@@ -522,15 +531,15 @@ class ProtocolEngine(wiring.Component):
                     m.next = "RESPOND"
 
             with m.State("EXPAND"):
+                m.d.comb += fsm_expand.eq(1)
                 # Write zeros up to the pair's index, then its value (one entry per clock). An
                 # index that is out of range or not ascending is never met before the end.
                 done = Signal()
-                hit = (pos == word[:fw]) & ~word[fw:].any()
                 with m.If(at_end):
                     m.d.sync += f_bad_input.eq(1)
                     m.d.comb += done.eq(1)
                 with m.Else():
-                    m.d.comb += [ib_w.en.eq(1), ib_w.data.eq(Mux(hit, low, 0)), done.eq(hit)]
+                    m.d.comb += [ib_w.en.eq(1), done.eq(hit)]
                     step_pos()
                 with m.If(done):
                     with m.If(remaining == 0):
@@ -543,7 +552,7 @@ class ProtocolEngine(wiring.Component):
                 with m.If(at_end):
                     m.next = "CRC0"
                 with m.Else():
-                    m.d.comb += [ib_w.en.eq(1), ib_w.data.eq(0)]
+                    m.d.comb += ib_w.en.eq(1)
                     step_pos()
 
             with m.State("CRC0"):
@@ -571,8 +580,6 @@ class ProtocolEngine(wiring.Component):
                     watching.eq(1), progress.eq(out_valid & self.o_input.ready),
                     ib_r.en.eq(advance),
                     self.o_input.valid.eq(out_valid),
-                    self.o_input.payload.value.eq(ib_r.data),
-                    self.o_input.payload.last.eq(out_last),
                 ]
                 with m.If(advance):
                     with m.If(at_end):
@@ -592,7 +599,6 @@ class ProtocolEngine(wiring.Component):
                 m.d.comb += [
                     watching.eq(1), progress.eq(self.i_logit.valid),
                     self.i_logit.ready.eq(1),
-                    lg_w.data.eq(lg.value),
                 ]
                 with m.If(self.i_logit.valid):
                     with m.If(n_logits < self.max_logits):
@@ -664,7 +670,7 @@ class ProtocolEngine(wiring.Component):
                 m.next = "SEND"
 
             with m.State("SEND"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(tx_byte)]
+                m.d.comb += tx.valid.eq(1)
                 with m.If(tx.ready):
                     m.d.sync += k.eq(k + 1)
                     with m.If(tx_crc_en):
