@@ -261,7 +261,7 @@ class ProtocolEngine(wiring.Component):
         phase = Signal(3)                   # LOAD: 0 mem, 1/2 addr, 3/4 word; sparse: 1/2 index, 3 value
         crc = Signal(16, init=0xFFFF)
         mem = Signal(8)
-        word = Signal(16)                   # LOAD address / sparse index
+        word = Signal(16)                   # LOAD start address / sparse index
         low = Signal(8)                     # LOAD data low byte / sparse value
         cnt = Signal(16)                    # LOAD: words written; INFER: input buffer position
         pos = cnt[:fw]
@@ -399,10 +399,12 @@ class ProtocolEngine(wiring.Component):
         # Stream payloads and buffer write data are driven outside the FSM (they only matter
         # with valid / the write enable, which the states drive), so they cost no gating.
         hit = Signal()                      # EXPAND: pos is the pair's index
+        load_addr = Signal(16)              # LOAD: start address + words written
         m.d.comb += [
             hit.eq((pos == word[:fw]) & ~word[fw:].any()),
             self.o_load.payload.mem.eq(mem),
-            self.o_load.payload.addr.eq(word),
+            load_addr.eq(word + cnt),
+            self.o_load.payload.addr.eq(load_addr),
             self.o_load.payload.data.eq(Cat(low, byte)),
             ib_w.data.eq(Mux(action == A_DENSE, byte, Mux(hit & fsm_expand, low, 0))),
             self.o_input.payload.value.eq(ib_r.data),
@@ -505,8 +507,8 @@ class ProtocolEngine(wiring.Component):
                         with m.Case(3):
                             m.d.sync += [low.eq(byte), phase.eq(Mux(action == A_LOAD, 4, 1))]
                         with m.Default():
-                            m.d.sync += [word.eq(word + 1), cnt.eq(cnt + 1), phase.eq(3)]
-                            with m.If((mem == cfg.mem_layers) & (word == 0)):
+                            m.d.sync += [cnt.eq(cnt + 1), phase.eq(3)]
+                            with m.If((mem == cfg.mem_layers) & (load_addr == 0)):
                                 value = Cat(low, byte)
                                 m.d.sync += [
                                     in_features.eq(value),
