@@ -148,7 +148,8 @@ class ProtocolEngine(wiring.Component):
     is complete and intact is the vector streamed into the accelerator at up to one value per
     clock, so ``o_cycles`` measures the accelerator and not the UART. A frame that stops for
     ``timeout`` clocks is abandoned (``ERROR TIMEOUT``); an accelerator that makes no progress
-    for ``accel_timeout`` clocks is reset (``ERROR ACCEL_TIMEOUT``).
+    for ``accel_timeout`` clocks is reset (``ERROR ACCEL_TIMEOUT``). Both limits are rounded down
+    to four significant bits (:func:`_watch_limit`: between 7/8 of the limit and the limit).
 
     The number of inputs of layer 0 is learnt by snooping the LOAD that writes word 0 of the layer
     descriptor memory (``mem = N + 4``); it sets the INFER_DENSE length and the sparse expansion.
@@ -792,34 +793,19 @@ class ProtocolEngine(wiring.Component):
             value = Cat(value, Const(0, 32 - len(value)))
             return value.word_select(index, 8)
 
+        sources = {
+            S_CONST: cst, S_REM: byte_of(rem, bsel[0]), S_CRC: crc[8:],
+            S_INF: byte_of(in_features, bsel[0]), S_FLAGS: flags, S_AERR: accel_error,
+            S_ERR: err_code, S_CMD: cmd, S_WORDS: byte_of(cnt, bsel[0]), S_N: n_logits,
+            S_ARGMAX: self.i_argmax, S_CYCLES: self.i_cycles.word_select(bsel, 8),
+            S_LOGIT: lg_r.data.word_select(bsel, 8),
+        }
+        terms = [Mux(src == code, value, 0) for code, value in sources.items()]
+        mux_out = terms[0]
+        for t in terms[1:]:
+            mux_out = mux_out | t
         with m.If(fsm.ongoing("SEND_PREP")):
-            with m.Switch(src):
-                with m.Case(S_CONST):
-                    m.d.sync += tx_byte.eq(cst)
-                with m.Case(S_REM):
-                    m.d.sync += tx_byte.eq(byte_of(rem, bsel[0]))
-                with m.Case(S_CRC):
-                    m.d.sync += tx_byte.eq(crc[8:])
-                with m.Case(S_INF):
-                    m.d.sync += tx_byte.eq(byte_of(in_features, bsel[0]))
-                with m.Case(S_FLAGS):
-                    m.d.sync += tx_byte.eq(flags)
-                with m.Case(S_AERR):
-                    m.d.sync += tx_byte.eq(accel_error)
-                with m.Case(S_ERR):
-                    m.d.sync += tx_byte.eq(err_code)
-                with m.Case(S_CMD):
-                    m.d.sync += tx_byte.eq(cmd)
-                with m.Case(S_WORDS):
-                    m.d.sync += tx_byte.eq(byte_of(cnt, bsel[0]))
-                with m.Case(S_N):
-                    m.d.sync += tx_byte.eq(n_logits)
-                with m.Case(S_ARGMAX):
-                    m.d.sync += tx_byte.eq(self.i_argmax)
-                with m.Case(S_CYCLES):
-                    m.d.sync += tx_byte.eq(self.i_cycles.word_select(bsel, 8))
-                with m.Case(S_LOGIT):
-                    m.d.sync += tx_byte.eq(lg_r.data.word_select(bsel, 8))
+            m.d.sync += tx_byte.eq(mux_out)
         return m
 
 
