@@ -390,7 +390,8 @@ class ProtocolEngine(wiring.Component):
             m.d.comb += [take.eq(1), watching.eq(1), wait_rx.eq(1), progress.eq(rx.valid)]
             with m.If(rx.valid):
                 m.d.sync += crc.eq(crc_next)
-                m.next = next_state
+                if next_state is not None:
+                    m.next = next_state
             with m.If(rx_expired):
                 m.d.sync += f_timeout.eq(1)
                 m.next = "RESPOND"
@@ -469,7 +470,6 @@ class ProtocolEngine(wiring.Component):
                             m.d.comb += new_action.eq(A_SPARSE)
                     with m.Default():
                         m.d.comb += new_err.eq(Err.UNKNOWN_CMD)
-                rx_state("CRC0")
                 with m.If(rx.valid):
                     m.d.sync += [
                         remaining.eq(full_len), action.eq(new_action), hdr_err.eq(new_err),
@@ -479,6 +479,9 @@ class ProtocolEngine(wiring.Component):
                         m.next = "PAYLOAD"
                     with m.Elif(new_action == A_SPARSE):
                         m.next = "PAD"          # all-zero sparse input: only padding
+                    with m.Else():
+                        m.next = "CRC0"
+                rx_state(None)                  # last: a timeout wins over the next state
 
             with m.State("PAYLOAD"):
                 m.d.comb += [watching.eq(1), wait_rx.eq(~rx.valid)]
