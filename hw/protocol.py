@@ -334,8 +334,8 @@ class ProtocolEngine(wiring.Component):
         rx_expired = Signal()
         accel_expired = Signal()
         m.d.comb += [
-            rx_expired.eq(wait_rx & was_wait_rx & reached(t_rx)),
-            accel_expired.eq(~wait_rx & ~was_wait_rx & reached(t_accel)),
+            rx_expired.eq(watching & wait_rx & was_wait_rx & reached(t_rx)),
+            accel_expired.eq(watching & ~wait_rx & ~was_wait_rx & reached(t_accel)),
         ]
 
         # ---- response emitter state -------------------------------------------------------
@@ -393,7 +393,6 @@ class ProtocolEngine(wiring.Component):
                 if next_state is not None:
                     m.next = next_state
             with m.If(rx_expired):
-                m.d.sync += f_timeout.eq(1)
                 m.next = "RESPOND"
 
         fsm_expand = Signal()
@@ -530,10 +529,8 @@ class ProtocolEngine(wiring.Component):
                         with m.Else():
                             m.next = "CRC0"
                 with m.If(rx_expired):
-                    m.d.sync += f_timeout.eq(1)
                     m.next = "RESPOND"
                 with m.If(accel_expired):
-                    m.d.sync += f_accel_timeout.eq(1)
                     m.next = "RESPOND"
 
             with m.State("EXPAND"):
@@ -597,7 +594,6 @@ class ProtocolEngine(wiring.Component):
                     m.d.sync += out_valid.eq(0)
                     m.next = "WAIT_LOGITS"
                 with m.If(accel_expired):
-                    m.d.sync += f_accel_timeout.eq(1)
                     m.next = "RESPOND"
 
             with m.State("WAIT_LOGITS"):
@@ -617,7 +613,6 @@ class ProtocolEngine(wiring.Component):
                     with m.If(lg.last):
                         m.next = "WAIT_IDLE"
                 with m.If(accel_expired):
-                    m.d.sync += f_accel_timeout.eq(1)
                     m.next = "RESPOND"
 
             with m.State("WAIT_IDLE"):
@@ -625,7 +620,6 @@ class ProtocolEngine(wiring.Component):
                 with m.If(~accel_busy):
                     m.next = "RESPOND"
                 with m.If(accel_expired):
-                    m.d.sync += f_accel_timeout.eq(1)
                     m.next = "RESPOND"
 
             with m.State("RESPOND"):
@@ -704,6 +698,11 @@ class ProtocolEngine(wiring.Component):
             self.o_active.eq(~fsm.ongoing("HUNT")),
             crc_in.eq(Mux(fsm.ongoing("SEND"), tx_byte, rx.payload)),
         ]
+        # Every watching state leaves for RESPOND when the watchdog expires.
+        with m.If(rx_expired):
+            m.d.sync += f_timeout.eq(1)
+        with m.If(accel_expired):
+            m.d.sync += f_accel_timeout.eq(1)
         # Error inputs are sampled after the FSM so a pulse is never lost to a same-cycle clear.
         with m.If(self.i_rx_frame_error):
             m.d.sync += [s_framing.eq(1), f_framing.eq(1)]
