@@ -259,7 +259,8 @@ class ProtocolEngine(wiring.Component):
         cmd = Signal(8)
         len_lo = Signal(8)
         remaining = Signal(16)              # payload bytes still to receive
-        phase = Signal(3)                   # LOAD: 0 mem, 1/2 addr, 3/4 word; sparse: 1/2 index, 3 value
+        # Byte position: LOAD 0 mem, 1-2 address, 3-4 word; sparse 1-2 index, 3 value.
+        phase = Signal(3)
         crc = Signal(16, init=0xFFFF)
         mem = Signal(8)
         word = Signal(16)                   # LOAD start address / sparse index
