@@ -148,7 +148,8 @@ class ProtocolEngine(wiring.Component):
     is complete and intact is the vector streamed into the accelerator at up to one value per
     clock, so ``o_cycles`` measures the accelerator and not the UART. A frame that stops for
     ``timeout`` clocks is abandoned (``ERROR TIMEOUT``); an accelerator that makes no progress
-    for ``accel_timeout`` clocks is reset (``ERROR ACCEL_TIMEOUT``).
+    for ``accel_timeout`` clocks is reset (``ERROR ACCEL_TIMEOUT``). Both limits are rounded down
+    to four significant bits (:func:`_watch_limit`: between 7/8 of the limit and the limit).
 
     The number of inputs of layer 0 is learnt by snooping the LOAD that writes word 0 of the layer
     descriptor memory (``mem = N + 4``); it sets the INFER_DENSE length and the sparse expansion.
@@ -252,27 +253,24 @@ class ProtocolEngine(wiring.Component):
         m = Module()
         cfg = self.config
         rx, tx = self.i_rx, self.o_tx
+        fw = cfg.max_features.bit_length()  # feature counts 0..max_features
 
         # ---- frame registers --------------------------------------------------------------
         cmd = Signal(8)
-        length = Signal(16)
-        remaining = Signal(16)
-        phase = Signal(3)                   # byte position inside a LOAD header/word, sparse pair
+        len_lo = Signal(8)
+        remaining = Signal(16)              # payload bytes still to receive
+        # Byte position: LOAD 0 mem, 1-2 address, 3-4 word; sparse 1-2 index, 3 value.
+        phase = Signal(3)
         crc = Signal(16, init=0xFFFF)
-        crc_bad = Signal()                  # a received CRC byte differed from the computed one
         mem = Signal(8)
-        addr = Signal(16)
-        data_lo = Signal(8)
-        words = Signal(16)
-        sp_index = Signal(16)
-        sp_value = Signal(8)
-        fw = cfg.max_features.bit_length()  # feature counts 0..max_features
-        pos = Signal(fw)                    # input values sent to the accelerator so far
+        word = Signal(16)                   # LOAD start address / sparse index
+        low = Signal(8)                     # LOAD data low byte / sparse value
+        cnt = Signal(16)                    # LOAD: words written; INFER: input buffer position
+        pos = cnt[:fw]
+        pos_next = Signal(fw)
+        at_end = Signal()                   # pos == in_features (updated with pos)
         in_features = Signal(fw)
         loaded = Signal()                   # 0 < in_features <= max_features
-        sp_bad = Signal()
-        m.d.comb += sp_bad.eq(sp_index[fw:].any() | (sp_index[:fw] >= in_features)
-                              | (sp_index[:fw] < pos))
 
         # What the payload is used for (decided when the length is complete).
         A_DISCARD, A_PING, A_LOAD, A_DENSE, A_SPARSE, A_RESET = range(6)  # A_DISCARD = 0
@@ -295,57 +293,72 @@ class ProtocolEngine(wiring.Component):
         s_accel_timeout = Signal()
 
         # ---- input buffer: the whole vector is received (and its CRC checked) first ---------
-        m.submodules.inbuf = inbuf = Memory(shape=cfg.act_bits, depth=cfg.max_features, init=[])
+        # ``no_rw_check``: a read of the entry being written is never used (the buffers are
+        # written and read in different states), so yosys need not emulate read-during-write
+        # (it otherwise adds a bypass register and multiplexer around the EBR).
+        m.submodules.inbuf = inbuf = Memory(shape=cfg.act_bits, depth=cfg.max_features, init=[],
+                                            attrs={"no_rw_check": 1})
         ib_w = inbuf.write_port()
         ib_r = inbuf.read_port()
-        sp = Signal(fw)                     # next buffer entry to stream
+        m.d.comb += [ib_w.addr.eq(pos), ib_r.addr.eq(pos)]
         out_valid = Signal()
         out_last = Signal()
 
         # ---- result buffer ----------------------------------------------------------------
-        m.submodules.logits = logits = Memory(shape=32, depth=self.max_logits, init=[])
+        m.submodules.logits = logits = Memory(shape=32, depth=self.max_logits, init=[],
+                                              attrs={"no_rw_check": 1})
         lg_w = logits.write_port()
         lg_r = logits.read_port()
+        # Logits received; while a RESULT is sent, the index of the logit being read.
         n_logits = Signal(range(self.max_logits + 1))
+        m.d.comb += [lg_w.addr.eq(n_logits), lg_r.addr.eq(n_logits)]
 
         # ---- watchdog ---------------------------------------------------------------------
-        # A down-counter reloaded on progress; the limit depends on who is being waited for.
-        left = Signal(max(self.timeout, self.accel_timeout).bit_length())
+        # An up-counter cleared on progress, when nothing is watched and when the party waited
+        # for changes; it expires when it has all the bits of the (rounded) limit set, which
+        # first happens exactly at that count. Expiry always leaves the watching state.
+        t_rx, t_accel = _watch_limit(self.timeout), _watch_limit(self.accel_timeout)
+        wd = Signal(max(t_rx, t_accel).bit_length())
         progress = Signal()
         wait_rx = Signal()                  # waiting for the host (else for the accelerator)
         was_wait_rx = Signal()
         watching = Signal()
         m.d.sync += was_wait_rx.eq(wait_rx)
         with m.If(progress | ~watching | (wait_rx != was_wait_rx)):
-            m.d.sync += left.eq(Mux(wait_rx, self.timeout - 1, self.accel_timeout - 1))
-        with m.Elif(left != 0):
-            m.d.sync += left.eq(left - 1)
-        expired = Signal()
-        m.d.comb += expired.eq(watching & (left == 0) & (wait_rx == was_wait_rx))
+            m.d.sync += wd.eq(0)
+        with m.Else():
+            m.d.sync += wd.eq(wd + 1)
+
+        def reached(limit):
+            return Cat(*(wd[i] for i in range(len(wd)) if limit >> i & 1)).all()
+
         rx_expired = Signal()
         accel_expired = Signal()
         m.d.comb += [
-            rx_expired.eq(expired & wait_rx),
-            accel_expired.eq(expired & ~wait_rx),
+            rx_expired.eq(watching & wait_rx & was_wait_rx & reached(t_rx)),
+            accel_expired.eq(watching & ~wait_rx & ~was_wait_rx & reached(t_accel)),
         ]
 
         # ---- response emitter state -------------------------------------------------------
         R_STATUS, R_ACK, R_RESULT, R_ERROR = range(4)
         resp = Signal(2)
         kw = (4 * self.max_logits + 12).bit_length()
-        resp_len = Signal(kw)
-        err_code = Signal(8)
         k = Signal(kw)                      # byte index inside the response frame
-        resp_byte = Signal(8)
+        rem = Signal(kw)                    # payload bytes still to send (the length before)
+        crc2 = Signal()                     # the CRC's high byte has been sent
+        err_code = Signal(8)
         tx_byte = Signal(8)
-        tx_crc_en = Signal()
-        tx_last = Signal()
-        pre_byte = Signal(8)                # payload byte unless it is a logit byte
-        pre_logit = Signal()                # the payload byte is byte rp[:2] of a logit
-        pre_lsel = Signal(2)
-        pre_section = Signal(3)             # 0 SOF, 1 cmd, 2 len lo, 3 len hi, 4 payload, 5/6 CRC
-        p = Signal(kw)                      # payload byte index = k - 4
-        m.d.comb += p.eq(k - 4)
+        tx_crc_en = Signal()                # the byte goes into the CRC
+        tx_last = Signal()                  # the frame's last byte
+        # Where the byte comes from: a ROM read in SEND_SEL (valid in SEND_PREP and SEND) gives
+        # the source src, the byte bsel of a multi-byte source or the constant cst, and flags;
+        # SEND_PREP multiplexes the byte into tx_byte.
+        (S_CONST, S_REM, S_CRC, S_INF, S_FLAGS, S_AERR, S_ERR, S_CMD, S_WORDS, S_N, S_ARGMAX,
+         S_CYCLES, S_LOGIT) = range(13)
+        src = Signal(4)
+        bsel = Signal(2)
+        cst = Signal(8)
+        in_payload = Signal()               # the byte is a payload byte
 
         # Accelerator status is registered (timing isolation); the reset is a registered pulse.
         accel_error = Signal(8)
@@ -354,51 +367,77 @@ class ProtocolEngine(wiring.Component):
                      self.o_accel_reset.eq(0)]
 
         # One CRC register and update network serves reception and (after RESPOND) transmission.
+        # Received frames are checked by their residue: the CRC over cmd, len, payload and the
+        # big-endian CRC itself is zero.
         crc_in = Signal(8)
         crc_next = Signal(16)
         m.d.comb += crc_next.eq(_crc16_byte(crc, crc_in))
+        crc_bad = Signal()
+        m.d.comb += crc_bad.eq(crc != 0)
 
         take = Signal()                     # consume the current rx byte
         m.d.comb += rx.ready.eq(take)
         byte = rx.payload
+        taken = Signal()
+        m.d.comb += taken.eq(take & rx.valid)
 
-        def start_frame_state():
-            m.d.sync += [
-                crc.eq(0xFFFF), hdr_err.eq(0), f_timeout.eq(0), f_framing.eq(0),
-                f_bad_input.eq(0), f_bad_len.eq(0), f_output.eq(0), f_accel_timeout.eq(0),
-                phase.eq(0), words.eq(0), pos.eq(0), n_logits.eq(0),
-            ]
+        m.d.comb += pos_next.eq(pos + 1)
 
+        def step_pos():
+            m.d.sync += [pos.eq(pos_next), at_end.eq(pos_next == in_features)]
+
+        def rx_state(next_state):
+            # A header or CRC byte: consumed into the CRC, or the frame times out.
+            m.d.comb += [take.eq(1), watching.eq(1), wait_rx.eq(1), progress.eq(rx.valid)]
+            with m.If(rx.valid):
+                m.d.sync += crc.eq(crc_next)
+                if next_state is not None:
+                    m.next = next_state
+            with m.If(rx_expired):
+                m.next = "RESPOND"
+
+        fsm_expand = Signal()
         m.d.comb += self.o_loaded.eq(loaded)
+        # Stream payloads and buffer write data are driven outside the FSM (they only matter
+        # with valid / the write enable, which the states drive), so they cost no gating.
+        hit = Signal()                      # EXPAND: pos is the pair's index
+        load_addr = Signal(16)              # LOAD: start address + words written
+        m.d.comb += [
+            hit.eq((pos == word[:fw]) & ~word[fw:].any()),
+            self.o_load.payload.mem.eq(mem),
+            load_addr.eq(word + cnt),
+            self.o_load.payload.addr.eq(load_addr),
+            self.o_load.payload.data.eq(Cat(low, byte)),
+            ib_w.data.eq(Mux(action == A_DENSE, byte, Mux(hit & fsm_expand, low, 0))),
+            self.o_input.payload.value.eq(ib_r.data),
+            self.o_input.payload.last.eq(out_last),
+            lg_w.data.eq(self.i_logit.payload.value),
+            tx.payload.eq(tx_byte),
+        ]
 
         with m.FSM() as fsm:
             with m.State("HUNT"):
                 m.d.comb += take.eq(1)
                 with m.If(rx.valid & (byte == SOF)):
-                    start_frame_state()
+                    m.d.sync += [
+                        crc.eq(0xFFFF), hdr_err.eq(0), f_timeout.eq(0), f_framing.eq(0),
+                        f_bad_input.eq(0), f_bad_len.eq(0), f_output.eq(0),
+                        f_accel_timeout.eq(0), cnt.eq(0), at_end.eq(0), n_logits.eq(0),
+                    ]
                     m.next = "CMD"
 
             with m.State("CMD"):
-                m.d.comb += [take.eq(1), watching.eq(1), wait_rx.eq(1), progress.eq(rx.valid)]
+                rx_state("LEN0")
                 with m.If(rx.valid):
-                    m.d.sync += [cmd.eq(byte), crc.eq(crc_next)]
-                    m.next = "LEN0"
-                with m.If(rx_expired):
-                    m.d.sync += f_timeout.eq(1)
-                    m.next = "RESPOND"
+                    m.d.sync += cmd.eq(byte)
 
             with m.State("LEN0"):
-                m.d.comb += [take.eq(1), watching.eq(1), wait_rx.eq(1), progress.eq(rx.valid)]
+                rx_state("LEN1")
                 with m.If(rx.valid):
-                    m.d.sync += [length[:8].eq(byte), crc.eq(crc_next)]
-                    m.next = "LEN1"
-                with m.If(rx_expired):
-                    m.d.sync += f_timeout.eq(1)
-                    m.next = "RESPOND"
+                    m.d.sync += len_lo.eq(byte)
 
             with m.State("LEN1"):
-                m.d.comb += [take.eq(1), watching.eq(1), wait_rx.eq(1), progress.eq(rx.valid)]
-                full_len = Cat(length[:8], byte)
+                full_len = Cat(len_lo, byte)
                 new_action = Signal(3)
                 new_err = Signal(8)
                 with m.Switch(cmd):
@@ -433,9 +472,8 @@ class ProtocolEngine(wiring.Component):
                         m.d.comb += new_err.eq(Err.UNKNOWN_CMD)
                 with m.If(rx.valid):
                     m.d.sync += [
-                        length[8:].eq(byte), remaining.eq(full_len),
-                        crc.eq(crc_next), action.eq(new_action),
-                        hdr_err.eq(new_err),
+                        remaining.eq(full_len), action.eq(new_action), hdr_err.eq(new_err),
+                        phase.eq(cmd == Cmd.INFER_SPARSE),
                     ]
                     with m.If(full_len != 0):
                         m.next = "PAYLOAD"
@@ -443,66 +481,46 @@ class ProtocolEngine(wiring.Component):
                         m.next = "PAD"          # all-zero sparse input: only padding
                     with m.Else():
                         m.next = "CRC0"
-                with m.If(rx_expired):
-                    m.d.sync += f_timeout.eq(1)
-                    m.next = "RESPOND"
+                rx_state(None)                  # last: a timeout wins over the next state
 
             with m.State("PAYLOAD"):
                 m.d.comb += [watching.eq(1), wait_rx.eq(~rx.valid)]
                 sink_ready = Signal()
                 word_done = (action == A_LOAD) & (phase == 4)
-                m.d.comb += [
-                    self.o_load.payload.mem.eq(mem),
-                    self.o_load.payload.addr.eq(addr),
-                    self.o_load.payload.data.eq(Cat(data_lo, byte)),
-                    ib_w.addr.eq(pos),
-                    ib_w.data.eq(byte),
-                ]
                 with m.Switch(action):
                     with m.Case(A_LOAD):
                         m.d.comb += [
                             self.o_load.valid.eq(rx.valid & word_done),
-                            sink_ready.eq(Mux(word_done, self.o_load.ready, 1)),
+                            sink_ready.eq(~word_done | self.o_load.ready),
                         ]
                     with m.Case(A_DENSE):
                         m.d.comb += [ib_w.en.eq(rx.valid), sink_ready.eq(1)]
                     with m.Default():
                         m.d.comb += sink_ready.eq(1)
-                m.d.comb += [take.eq(sink_ready), progress.eq(rx.valid & sink_ready)]
+                m.d.comb += [take.eq(sink_ready), progress.eq(taken)]
                 last_byte = remaining == 1
-                with m.If(rx.valid & sink_ready):
+                with m.If(taken):
                     m.d.sync += [crc.eq(crc_next), remaining.eq(remaining - 1)]
-                    with m.Switch(action):
-                        with m.Case(A_LOAD):
-                            with m.Switch(phase):
-                                with m.Case(0):
-                                    m.d.sync += [mem.eq(byte), phase.eq(1)]
-                                with m.Case(1):
-                                    m.d.sync += [addr[:8].eq(byte), phase.eq(2)]
-                                with m.Case(2):
-                                    m.d.sync += [addr[8:].eq(byte), phase.eq(3)]
-                                with m.Case(3):
-                                    m.d.sync += [data_lo.eq(byte), phase.eq(4)]
-                                with m.Case(4):
-                                    m.d.sync += [addr.eq(addr + 1), words.eq(words + 1),
-                                                 phase.eq(3)]
-                                    with m.If((mem == cfg.mem_layers) & (addr == 0)):
-                                        value = Cat(data_lo, byte)
-                                        m.d.sync += [
-                                            in_features.eq(value),
-                                            loaded.eq((value != 0) & (value <= cfg.max_features)),
-                                        ]
-                        with m.Case(A_DENSE):
-                            m.d.sync += pos.eq(pos + 1)
-                        with m.Case(A_SPARSE):
-                            with m.Switch(phase):
-                                with m.Case(0):
-                                    m.d.sync += [sp_index[:8].eq(byte), phase.eq(1)]
-                                with m.Case(1):
-                                    m.d.sync += [sp_index[8:].eq(byte), phase.eq(2)]
-                                with m.Default():
-                                    m.d.sync += [sp_value.eq(byte), phase.eq(0)]
-                    with m.If((action == A_SPARSE) & (phase == 2)):
+                    with m.Switch(phase):
+                        with m.Case(0):
+                            m.d.sync += [mem.eq(byte), phase.eq(1)]
+                        with m.Case(1):
+                            m.d.sync += [word[:8].eq(byte), phase.eq(2)]
+                        with m.Case(2):
+                            m.d.sync += [word[8:].eq(byte), phase.eq(3)]
+                        with m.Case(3):
+                            m.d.sync += [low.eq(byte), phase.eq(Mux(action == A_LOAD, 4, 1))]
+                        with m.Default():
+                            m.d.sync += [cnt.eq(cnt + 1), phase.eq(3)]
+                            with m.If((mem == cfg.mem_layers) & (load_addr == 0)):
+                                value = Cat(low, byte)
+                                m.d.sync += [
+                                    in_features.eq(value),
+                                    loaded.eq((value != 0) & (value <= cfg.max_features)),
+                                ]
+                    with m.If(action == A_DENSE):
+                        step_pos()
+                    with m.If((action == A_SPARSE) & (phase == 3)):
                         m.next = "EXPAND"
                     with m.Elif(last_byte):
                         with m.If(action == A_SPARSE):
@@ -512,25 +530,21 @@ class ProtocolEngine(wiring.Component):
                         with m.Else():
                             m.next = "CRC0"
                 with m.If(rx_expired):
-                    m.d.sync += f_timeout.eq(1)
                     m.next = "RESPOND"
                 with m.If(accel_expired):
-                    m.d.sync += f_accel_timeout.eq(1)
                     m.next = "RESPOND"
 
             with m.State("EXPAND"):
-                # Write zeros up to the pair's index, then its value (one entry per clock).
+                m.d.comb += fsm_expand.eq(1)
+                # Write zeros up to the pair's index, then its value (one entry per clock). An
+                # index that is out of range or not ascending is never met before the end.
                 done = Signal()
-                with m.If(sp_bad):
+                with m.If(at_end):
                     m.d.sync += f_bad_input.eq(1)
                     m.d.comb += done.eq(1)
                 with m.Else():
-                    m.d.comb += [
-                        ib_w.en.eq(1), ib_w.addr.eq(pos),
-                        ib_w.data.eq(Mux(pos == sp_index[:fw], sp_value, 0)),
-                        done.eq(pos == sp_index[:fw]),
-                    ]
-                    m.d.sync += pos.eq(pos + 1)
+                    m.d.comb += [ib_w.en.eq(1), done.eq(hit)]
+                    step_pos()
                 with m.If(done):
                     with m.If(remaining == 0):
                         m.next = "PAD"
@@ -539,35 +553,24 @@ class ProtocolEngine(wiring.Component):
 
             with m.State("PAD"):
                 # Complete the buffered vector with zeros (sparse tail).
-                with m.If(pos >= in_features):
+                with m.If(at_end):
                     m.next = "CRC0"
                 with m.Else():
-                    m.d.comb += [ib_w.en.eq(1), ib_w.addr.eq(pos), ib_w.data.eq(0)]
-                    m.d.sync += pos.eq(pos + 1)
+                    m.d.comb += ib_w.en.eq(1)
+                    step_pos()
 
             with m.State("CRC0"):
-                m.d.comb += [take.eq(1), watching.eq(1), wait_rx.eq(1), progress.eq(rx.valid)]
-                with m.If(rx.valid):
-                    m.d.sync += crc_bad.eq(byte != crc[8:])
-                    m.next = "CRC1"
-                with m.If(rx_expired):
-                    m.d.sync += f_timeout.eq(1)
-                    m.next = "RESPOND"
+                rx_state("CRC1")
 
             with m.State("CRC1"):
-                m.d.comb += [take.eq(1), watching.eq(1), wait_rx.eq(1), progress.eq(rx.valid)]
-                with m.If(rx.valid):
-                    m.d.sync += crc_bad.eq(crc_bad | (byte != crc[:8]))
-                    m.next = "CHECK"
-                with m.If(rx_expired):
-                    m.d.sync += f_timeout.eq(1)
-                    m.next = "RESPOND"
+                rx_state("CHECK")
 
             with m.State("CHECK"):
                 # Only a complete, intact input vector reaches the accelerator.
-                m.d.sync += [sp.eq(0), out_valid.eq(0)]
+                m.d.sync += out_valid.eq(0)
                 with m.If(is_infer & ~crc_bad & ~f_bad_input & ~f_bad_len & ~f_framing
                           & ~overrun):
+                    m.d.sync += [pos.eq(0), at_end.eq(0)]     # (cnt counts LOAD words)
                     m.next = "STREAM"
                 with m.Else():
                     m.next = "RESPOND"
@@ -579,32 +582,26 @@ class ProtocolEngine(wiring.Component):
                 advance = ~out_valid | self.o_input.ready
                 m.d.comb += [
                     watching.eq(1), progress.eq(out_valid & self.o_input.ready),
-                    ib_r.addr.eq(sp), ib_r.en.eq(advance),
+                    ib_r.en.eq(advance),
                     self.o_input.valid.eq(out_valid),
-                    self.o_input.payload.value.eq(ib_r.data),
-                    self.o_input.payload.last.eq(out_last),
                 ]
                 with m.If(advance):
-                    with m.If(sp == in_features):
+                    with m.If(at_end):
                         m.d.sync += out_valid.eq(0)
                     with m.Else():
-                        m.d.sync += [sp.eq(sp + 1), out_valid.eq(1),
-                                     out_last.eq(sp == in_features - 1)]
+                        m.d.sync += [out_valid.eq(1), out_last.eq(pos_next == in_features)]
+                        step_pos()
                 with m.If(out_valid & self.o_input.ready & out_last):
                     m.d.sync += out_valid.eq(0)
                     m.next = "WAIT_LOGITS"
                 with m.If(accel_expired):
-                    m.d.sync += f_accel_timeout.eq(1)
                     m.next = "RESPOND"
-
 
             with m.State("WAIT_LOGITS"):
                 lg = self.i_logit.payload
                 m.d.comb += [
                     watching.eq(1), progress.eq(self.i_logit.valid),
                     self.i_logit.ready.eq(1),
-                    lg_w.addr.eq(n_logits),
-                    lg_w.data.eq(lg.value),
                 ]
                 with m.If(self.i_logit.valid):
                     with m.If(n_logits < self.max_logits):
@@ -617,7 +614,6 @@ class ProtocolEngine(wiring.Component):
                     with m.If(lg.last):
                         m.next = "WAIT_IDLE"
                 with m.If(accel_expired):
-                    m.d.sync += f_accel_timeout.eq(1)
                     m.next = "RESPOND"
 
             with m.State("WAIT_IDLE"):
@@ -625,7 +621,6 @@ class ProtocolEngine(wiring.Component):
                 with m.If(~accel_busy):
                     m.next = "RESPOND"
                 with m.If(accel_expired):
-                    m.d.sync += f_accel_timeout.eq(1)
                     m.next = "RESPOND"
 
             with m.State("RESPOND"):
@@ -650,54 +645,65 @@ class ProtocolEngine(wiring.Component):
                     m.d.comb += code.eq(Err.OUTPUT)
                 with m.Elif(is_infer & (accel_error != 0)):
                     m.d.comb += code.eq(Err.ACCEL_ERROR)
-                m.d.sync += [err_code.eq(code), overrun.eq(0), k.eq(0), crc.eq(0xFFFF),
-                             self.o_error.eq(code != 0)]
+                m.d.sync += [err_code.eq(code), overrun.eq(0), k.eq(0), crc2.eq(0),
+                             crc.eq(0xFFFF), self.o_error.eq(code != 0)]
                 with m.If(f_accel_timeout):
                     m.d.sync += self.o_accel_reset.eq(1)
                     m.d.sync += s_accel_timeout.eq(1)
                 with m.If(code != 0):
-                    m.d.sync += [resp.eq(R_ERROR), resp_len.eq(3)]
+                    m.d.sync += [resp.eq(R_ERROR), rem.eq(3)]
                 with m.Elif(action == A_PING):
-                    m.d.sync += [resp.eq(R_STATUS), resp_len.eq(STATUS_LENGTH)]
+                    m.d.sync += [resp.eq(R_STATUS), rem.eq(STATUS_LENGTH)]
                 with m.Elif(is_infer):
-                    m.d.sync += [resp.eq(R_RESULT), resp_len.eq(4 * n_logits + 6)]
+                    m.d.sync += [resp.eq(R_RESULT), rem.eq(4 * n_logits + 6)]
                 with m.Else():
-                    m.d.sync += [resp.eq(R_ACK), resp_len.eq(2)]
+                    m.d.sync += [resp.eq(R_ACK), rem.eq(2)]
                     with m.If(action == A_RESET):
                         m.d.sync += self.o_accel_reset.eq(1)
+                m.next = "SEND_SEL"
+
+            with m.State("SEND_SEL"):
+                # Decode the byte's source (also one clock for the result buffer's read).
                 m.next = "SEND_PREP"
 
             with m.State("SEND_PREP"):
-                # One clock for the result buffer's synchronous read of the addressed logit.
-                m.next = "SEND_LATCH"
-
-            with m.State("SEND_LATCH"):
-                # Register the byte and its flags: keeps the byte multiplexer out of the CRC path.
-                m.d.sync += [
-                    tx_byte.eq(resp_byte),
-                    tx_crc_en.eq((pre_section >= 1) & (pre_section <= 4)),
-                    tx_last.eq(pre_section == 6),
-                ]
+                # Register the byte: keeps the byte multiplexer out of the CRC path.
                 m.next = "SEND"
 
             with m.State("SEND"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(tx_byte)]
+                m.d.comb += tx.valid.eq(1)
                 with m.If(tx.ready):
                     m.d.sync += k.eq(k + 1)
                     with m.If(tx_crc_en):
                         m.d.sync += crc.eq(crc_next)
+                    with m.If(in_payload):
+                        m.d.sync += rem.eq(rem - 1)
+                    # The result's logits are read in order: n_logits becomes the index.
+                    with m.If(src == S_N):
+                        m.d.sync += n_logits.eq(0)
+                    with m.Elif((src == S_LOGIT) & (bsel == 3)):
+                        m.d.sync += n_logits.eq(n_logits + 1)
+                    # The CRC's high byte goes through the CRC too, which leaves the low byte
+                    # in the high half.
+                    with m.If(src == S_CRC):
+                        m.d.sync += crc2.eq(1)
                     with m.If(tx_last):
                         m.next = "HUNT"
                         with m.If((resp == R_STATUS)):
                             m.d.sync += [s_framing.eq(0), s_overrun.eq(0),
                                          s_accel_timeout.eq(0)]
                     with m.Else():
-                        m.next = "SEND_PREP"
+                        m.next = "SEND_SEL"
 
         m.d.comb += [
             self.o_active.eq(~fsm.ongoing("HUNT")),
             crc_in.eq(Mux(fsm.ongoing("SEND"), tx_byte, rx.payload)),
         ]
+        # Every watching state leaves for RESPOND when the watchdog expires.
+        with m.If(rx_expired):
+            m.d.sync += f_timeout.eq(1)
+        with m.If(accel_expired):
+            m.d.sync += f_accel_timeout.eq(1)
         # Error inputs are sampled after the FSM so a pulse is never lost to a same-cycle clear.
         with m.If(self.i_rx_frame_error):
             m.d.sync += [s_framing.eq(1), f_framing.eq(1)]
@@ -725,96 +731,93 @@ class ProtocolEngine(wiring.Component):
             flags[fl["accel_busy"]].eq(accel_busy),
             flags[fl["loaded"]].eq(loaded),
         ]
-        dyn_fields = {"in_features": in_features, "flags": flags, "accel_error": accel_error}
-        status_bytes = []
         for name, size in STATUS_FIELDS:
-            if name in dyn_fields:
-                value = dyn_fields[name]
-            else:
-                value = Const(cfg_fields[name], 8 * size)
-                if cfg_fields[name] >= 1 << (8 * size):
-                    raise ValueError(f"status field {name}={cfg_fields[name]} does not fit")
-            if len(value) < 8 * size:
-                value = Cat(value, Const(0, 8 * size - len(value)))
+            if name in cfg_fields and cfg_fields[name] >= 1 << (8 * size):
+                raise ValueError(f"status field {name}={cfg_fields[name]} does not fit")
+
+        resp_code = {R_STATUS: Resp.STATUS, R_ACK: Resp.ACK, R_RESULT: Resp.RESULT,
+                     R_ERROR: Resp.ERROR}
+        # STATUS payload byte p is frame byte k = p + 4 < 32: a constant or (source, byte).
+        status_src = {"in_features": S_INF, "flags": S_FLAGS, "accel_error": S_AERR}
+        status_table = []
+        for name, size in STATUS_FIELDS:
             for i in range(size):
-                status_bytes.append(value.word_select(i, 8))
+                if name in status_src:
+                    status_table.append((status_src[name], i, 0))
+                else:
+                    status_table.append((S_CONST, 0, cfg_fields[name] >> (8 * i) & 0xFF))
+        # ROM address {resp, idx}: idx = k for the header and the fixed payloads (k < 32);
+        # RESULT logit bytes at 40 + k % 4, its tail at 32 + rem (rem = 5 .. 1); the CRC at
+        # 62 / 63 (after the payload, rem = 0).
+        def entry(src_=S_CONST, bsel_=0, cst_=0, last_=0, payload_=1):
+            return cst_ | src_ << 8 | bsel_ << 12 | last_ << 14 | payload_ << 15
 
-        resp_cmd = Signal(8)
-        with m.Switch(resp):
-            with m.Case(R_STATUS):
-                m.d.comb += resp_cmd.eq(Resp.STATUS)
-            with m.Case(R_ACK):
-                m.d.comb += resp_cmd.eq(Resp.ACK)
-            with m.Case(R_RESULT):
-                m.d.comb += resp_cmd.eq(Resp.RESULT)
-            with m.Case(R_ERROR):
-                m.d.comb += resp_cmd.eq(Resp.ERROR)
-
-        # The response byte is computed over two clocks: SEND_PREP registers everything but the
-        # logit bytes (which come from the result buffer's synchronous read, valid in
-        # SEND_LATCH), SEND_LATCH selects and registers the final byte.
-        payload_comb = Signal(8)
-        # Result payload: n u8, logits i32 * n, argmax u8, cycles u32.
-        rp = Signal(kw)
-        m.d.comb += [rp.eq(p - 1), lg_r.addr.eq(rp[2:])]
-        tail = Signal(kw)
-        m.d.comb += tail.eq(p - 1 - 4 * n_logits)
-        with m.Switch(resp):
-            with m.Case(R_STATUS):
-                with m.Switch(p):
-                    for i, b in enumerate(status_bytes):
-                        with m.Case(i):
-                            m.d.comb += payload_comb.eq(b)
-            with m.Case(R_ACK):
-                m.d.comb += payload_comb.eq(Mux(p == 0, words[:8], words[8:]))
-            with m.Case(R_ERROR):
-                with m.Switch(p):
-                    with m.Case(0):
-                        m.d.comb += payload_comb.eq(err_code)
-                    with m.Case(1):
-                        m.d.comb += payload_comb.eq(cmd)
-                    with m.Case(2):
-                        m.d.comb += payload_comb.eq(accel_error)
-            with m.Case(R_RESULT):
-                with m.If(p == 0):
-                    m.d.comb += payload_comb.eq(n_logits)
-                with m.Else():
-                    with m.Switch(tail):
-                        with m.Case(0):
-                            m.d.comb += payload_comb.eq(self.i_argmax)
-                        for i in range(4):
-                            with m.Case(1 + i):
-                                m.d.comb += payload_comb.eq(self.i_cycles.word_select(i, 8))
-        section = Signal(3)
-        with m.If(k < 4):
-            m.d.comb += section.eq(k)
-        with m.Elif(k < 4 + resp_len):
-            m.d.comb += section.eq(4)
-        with m.Elif(k == 4 + resp_len):
-            m.d.comb += section.eq(5)
+        rom_init = [0] * 256
+        for r, code in resp_code.items():
+            rows = {0: entry(cst_=SOF, payload_=0), 1: entry(cst_=code, payload_=0),
+                    2: entry(S_REM, 0, payload_=0), 3: entry(S_REM, 1, payload_=0),
+                    62: entry(S_CRC, payload_=0), 63: entry(S_CRC, last_=1, payload_=0)}
+            if r == R_STATUS:
+                for i, (s_src, s_byte, s_const) in enumerate(status_table):
+                    rows[4 + i] = entry(s_src, s_byte, s_const)
+            elif r == R_ACK:
+                rows[4], rows[5] = entry(S_WORDS, 0), entry(S_WORDS, 1)
+            elif r == R_ERROR:
+                rows[4], rows[5], rows[6] = entry(S_ERR), entry(S_CMD), entry(S_AERR)
+            else:
+                rows[4] = entry(S_N)
+                rows[32 + 5] = entry(S_ARGMAX)
+                for t in range(1, 5):
+                    rows[32 + t] = entry(S_CYCLES, (4 - t) & 3)
+                for b in range(4):
+                    rows[40 + b] = entry(S_LOGIT, (b - 1) & 3)
+            for idx, value in rows.items():
+                rom_init[r << 6 | idx] = value
+        m.submodules.resp_rom = resp_rom = Memory(shape=16, depth=256, init=rom_init)
+        rom_r = resp_rom.read_port()
+        idx = Signal(6)
+        body = (k[2:] != 0) & (resp == R_RESULT) & (k != 4)
+        with m.If((k[2:] != 0) & (rem == 0)):
+            m.d.comb += idx.eq(62 | crc2)
+        with m.Elif(body & (rem <= 5)):
+            m.d.comb += idx.eq(32 | rem[:3])
+        with m.Elif(body):
+            m.d.comb += idx.eq(40 | k[:2])
         with m.Else():
-            m.d.comb += section.eq(6)
+            m.d.comb += idx.eq(k[:5])
+        m.d.comb += [
+            rom_r.addr.eq(Cat(idx, resp)),
+            cst.eq(rom_r.data[:8]), src.eq(rom_r.data[8:12]), bsel.eq(rom_r.data[12:14]),
+            tx_last.eq(rom_r.data[14]), in_payload.eq(rom_r.data[15]),
+            tx_crc_en.eq((k != 0) & ~tx_last),
+        ]
+
+        def byte_of(value, index):
+            value = Cat(value, Const(0, 32 - len(value)))
+            return value.word_select(index, 8)
+
+        sources = {
+            S_CONST: cst, S_REM: byte_of(rem, bsel[0]), S_CRC: crc[8:],
+            S_INF: byte_of(in_features, bsel[0]), S_FLAGS: flags, S_AERR: accel_error,
+            S_ERR: err_code, S_CMD: cmd, S_WORDS: byte_of(cnt, bsel[0]), S_N: n_logits,
+            S_ARGMAX: self.i_argmax, S_CYCLES: self.i_cycles.word_select(bsel, 8),
+            S_LOGIT: lg_r.data.word_select(bsel, 8),
+        }
+        terms = [Mux(src == code, value, 0) for code, value in sources.items()]
+        mux_out = terms[0]
+        for t in terms[1:]:
+            mux_out = mux_out | t
         with m.If(fsm.ongoing("SEND_PREP")):
-            m.d.sync += [
-                pre_byte.eq(payload_comb),
-                pre_logit.eq((resp == R_RESULT) & (p != 0) & (rp < 4 * n_logits)),
-                pre_lsel.eq(rp[:2]),
-                pre_section.eq(section),
-            ]
-        payload_byte = Mux(pre_logit, lg_r.data.word_select(pre_lsel, 8), pre_byte)
-        with m.Switch(pre_section):
-            with m.Case(0):
-                m.d.comb += resp_byte.eq(SOF)
-            with m.Case(1):
-                m.d.comb += resp_byte.eq(resp_cmd)
-            with m.Case(2):
-                m.d.comb += resp_byte.eq(resp_len[:8])
-            with m.Case(3):
-                m.d.comb += resp_byte.eq(resp_len >> 8)
-            with m.Case(4):
-                m.d.comb += resp_byte.eq(payload_byte)
-            with m.Case(5):
-                m.d.comb += resp_byte.eq(crc[8:])
-            with m.Default():
-                m.d.comb += resp_byte.eq(crc[:8])
+            m.d.sync += tx_byte.eq(mux_out)
         return m
+
+
+def _watch_limit(clocks):
+    """Watchdog count for a limit of ``clocks``: ``clocks - 1`` rounded down to its four most
+    significant set bits (at most 1/8 shorter), so expiry is a 4-input AND of counter bits."""
+    value = clocks - 1
+    keep = 0
+    for i in reversed(range(value.bit_length())):
+        if value >> i & 1 and bin(keep).count("1") < 4:
+            keep |= 1 << i
+    return keep

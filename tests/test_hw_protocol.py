@@ -2,7 +2,7 @@
 import pytest
 
 from hw.config import AcceleratorConfig
-from hw.protocol import SOF, Cmd, ProtocolEngine, crc16, encode_frame
+from hw.protocol import SOF, Cmd, ProtocolEngine, _watch_limit, crc16, encode_frame
 from hw.top import SimTop
 from tb.runner import run_testbench
 from tb.top.mock_accel import MockAccelerator, mock_logits
@@ -34,6 +34,17 @@ def test_engine_rejects_bad_parameters():
         ProtocolEngine(max_logits=0)
     with pytest.raises(TypeError):
         ProtocolEngine(config={"n_pes": 4})
+
+
+def test_watch_limit_rounding():
+    """The watchdog expires at a count with at most four set bits, 7/8 .. 1 of the limit."""
+    assert _watch_limit(600_000) == 599_040          # default 50 ms frame timeout at 12 MHz
+    assert _watch_limit(1 << 24) == 0xF00000
+    assert _watch_limit(2000) == 1920 and _watch_limit(16) == 15
+    for clocks in [16, 17, 100, 2000, 4000, 20000, 40000, 600_000, 12_345_678, (1 << 32) - 1]:
+        limit = _watch_limit(clocks)
+        assert bin(limit).count("1") <= 4
+        assert 7 * (clocks - 1) / 8 < limit <= clocks - 1, clocks
 
 
 def test_mock_reference():

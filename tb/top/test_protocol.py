@@ -184,6 +184,15 @@ async def malformed_frames_get_errors(dut):
                        Err.BAD_INPUT, Cmd.INFER_SPARSE)
     await expect_error(tr, encode_frame(Cmd.INFER_SPARSE, struct.pack("<HBHB", 5, 1, 3, 2)),
                        Err.BAD_INPUT)
+    # A repeated index, an index with high bits set (its low bits in range), a bad pair
+    # followed by good ones.
+    await expect_error(tr, encode_frame(Cmd.INFER_SPARSE, struct.pack("<HBHB", 4, 1, 4, 2)),
+                       Err.BAD_INPUT)
+    await expect_error(tr, encode_frame(Cmd.INFER_SPARSE, struct.pack("<HB", 0x8001, 1)),
+                       Err.BAD_INPUT)
+    await expect_error(tr, encode_frame(Cmd.INFER_SPARSE,
+                                        struct.pack("<HBHBHB", n_in + 3, 1, 0, 2, 1, 3)),
+                       Err.BAD_INPUT)
     # A bad checksum on an inference: the result is withheld.
     frame = encode_frame(Cmd.INFER_DENSE, bytes(range(n_in)))
     await expect_error(tr, frame[:-2] + bytes([frame[-2] ^ 0x80, frame[-1]]), Err.BAD_CRC)
