@@ -280,3 +280,9 @@ def test_pack_for_board_and_upload_roundtrip():
         assert [fake.memory[(mem, a)] for a in range(len(image))] == [int(w) for w in image]
     with pytest.raises(ModelFitError, match="does not fit"):
         pack_for_board(BoardStatus(dict(STATUS, max_layers=1)), model, "sim")
+    # a model with 5-bit gaps on a gateware built for 4: refused by the packer, by name
+    gap5 = random_int_model([20, 12, 6], density=0.3, seed=4, gap_bits=5)
+    with pytest.raises(ModelFitError, match=r"gap_bits=5 \(the gateware has 4\)"):
+        pack_for_board(st, gap5, "sim")
+    assert pack_for_board(BoardStatus(dict(STATUS, gap_bits=5)), gap5, "sim").manifest[
+        "params"]["gap_bits"] == 5
