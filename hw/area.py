@@ -23,7 +23,7 @@ from amaranth.back import verilog
 
 from hw.build import select_tools
 
-__all__ = ["AreaError", "synthesise", "module_table", "main"]
+__all__ = ["AreaError", "part_config", "synthesise", "module_table", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,9 @@ class AreaError(RuntimeError):
     """Synthesis failed or printed no statistics."""
 
 
-def _component(part, n_pes, model=None):
+def part_config(n_pes, model=None):
+    """``AcceleratorConfig`` synthesised: the default for ``n_pes`` PEs, or sized for the
+    ``model`` file as ``hw.build`` does (its widths, tables grown to fit)."""
     from hw.config import AcceleratorConfig
     cfg = AcceleratorConfig(n_pes=n_pes, memory="ice40")
     if model is not None:
@@ -41,6 +43,13 @@ def _component(part, n_pes, model=None):
             cfg = size_config(model, cfg)
         except BuildError as exc:
             raise AreaError(str(exc)) from None
+    return cfg
+
+
+def _component(part, n_pes, model=None):
+    if part not in PARTS:
+        raise AreaError(f"unknown part {part!r}")
+    cfg = part_config(n_pes, model)
     if part == "accelerator":
         from hw.accelerator import Accelerator
         return Accelerator(cfg)
