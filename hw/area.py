@@ -3,12 +3,15 @@
 Command line::
 
     python -m hw.area [--pes N] [--part accelerator|pe|decoder|central|core] [--flat]
+                      [--model FILE]
 
 Prints, for every module instance of the chosen part, its ``SB_LUT4``, flip-flop, carry, EBR
 (``SB_RAM40_4K``) and DSP (``SB_MAC16``) counts, so area work can see where the cells go without a
 full place and route (``python -m hw.build`` gives the placed numbers and fmax). ``--flat`` runs
 the same flattened synthesis as the bitstream build (cross-module optimisation included) and
 prints only the total. ``core`` is the UART + protocol path with the test stand-in accelerator.
+``--model`` sizes the configuration for a model file as ``hw.build`` does (its widths, e.g.
+5-bit gaps, and tables grown to fit); without it the default ``AcceleratorConfig`` is used.
 """
 import argparse
 import re
@@ -20,7 +23,7 @@ from amaranth.back import verilog
 
 from hw.build import select_tools
 
-__all__ = ["AreaError", "synthesise", "module_table", "main"]
+__all__ = ["AreaError", "part_config", "synthesise", "module_table", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,9 +32,24 @@ class AreaError(RuntimeError):
     """Synthesis failed or printed no statistics."""
 
 
-def _component(part, n_pes):
+def part_config(n_pes, model=None):
+    """``AcceleratorConfig`` synthesised: the default for ``n_pes`` PEs, or sized for the
+    ``model`` file as ``hw.build`` does (its widths, tables grown to fit)."""
     from hw.config import AcceleratorConfig
     cfg = AcceleratorConfig(n_pes=n_pes, memory="ice40")
+    if model is not None:
+        from hw.build import BuildError, size_config
+        try:
+            cfg = size_config(model, cfg)
+        except BuildError as exc:
+            raise AreaError(str(exc)) from None
+    return cfg
+
+
+def _component(part, n_pes, model=None):
+    if part not in PARTS:
+        raise AreaError(f"unknown part {part!r}")
+    cfg = part_config(n_pes, model)
     if part == "accelerator":
         from hw.accelerator import Accelerator
         return Accelerator(cfg)
@@ -73,13 +91,14 @@ def module_table(stat_text):
     return table
 
 
-def synthesise(part="accelerator", n_pes=4, flat=False, workdir=None):
-    """Synthesise ``part`` for iCE40 and return ``{module: {cell: count}}``."""
+def synthesise(part="accelerator", n_pes=4, flat=False, workdir=None, model=None):
+    """Synthesise ``part`` for iCE40 (configuration sized for the ``model`` file if given) and
+    return ``{module: {cell: count}}``."""
     tools = select_tools(dict(__import__("os").environ))
     work = Path(workdir or ROOT / "build" / "area")
     work.mkdir(parents=True, exist_ok=True)
     name = part
-    (work / f"{name}.v").write_text(verilog.convert(_component(part, n_pes), name=name))
+    (work / f"{name}.v").write_text(verilog.convert(_component(part, n_pes, model), name=name))
     script = (f"read_verilog -sv {name}.v; synth_ice40 -dsp -top {name}"
               f"{'' if flat else ' -noflatten'}; tee -q -o {name}.stat stat")
     run = subprocess.run([tools["YOSYS"], "-q", "-p", script], cwd=work, capture_output=True,
@@ -101,9 +120,10 @@ def main(argv=None):
     ap.add_argument("--part", choices=PARTS, default="accelerator")
     ap.add_argument("--pes", type=int, default=4)
     ap.add_argument("--flat", action="store_true", help="flattened synthesis, totals only")
+    ap.add_argument("--model", help="size the gateware for this model file (as hw.build does)")
     args = ap.parse_args(argv)
     try:
-        table = synthesise(args.part, args.pes, args.flat)
+        table = synthesise(args.part, args.pes, args.flat, model=args.model)
     except AreaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

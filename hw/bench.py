@@ -47,26 +47,19 @@ def _model(path, random_model):
 
 
 def bench_config(int_model, n_pes, fifo_depth=None):
-    """``AcceleratorConfig(n_pes)`` with the accumulator rows and symbol table grown (powers of
-    two) when the model needs more than the defaults (e.g. LeNet-300-100 on one PE)."""
+    """``AcceleratorConfig(n_pes)`` built for ``int_model`` as it is packed (already balanced
+    if it is to be): the model's widths (``idx_bits``, ``gap_bits``... ``sw.pack.WIDTH_KEYS``),
+    accumulator rows and symbol table grown (powers of two) when the model needs more than the
+    defaults (e.g. LeNet-300-100 on one PE; 5-bit gaps need a 1024-entry symbol table)."""
+    import dataclasses
     from hw.config import AcceleratorConfig
+    from sw.pack import WIDTH_KEYS, PackLimits, sized_limits
     base = AcceleratorConfig(n_pes=n_pes)
-    fifo_depth = fifo_depth or base.fifo_depth
-    rows = sum(-(-l.out_features // n_pes) for l in int_model.layers)
-    symbols = sum(len(np.unique(_joint_symbols(l, int_model, n_pes))) for l in int_model.layers)
-
-    def grow(v, need):
-        while v < need:
-            v *= 2
-        return v
-    return AcceleratorConfig(n_pes=n_pes, max_rows_per_pe=grow(base.max_rows_per_pe, rows),
-                             symbol_depth=grow(base.symbol_depth, symbols), fifo_depth=fifo_depth)
-
-
-def _joint_symbols(layer, int_model, n_pes):
-    from sw.sparse import encode_columns
-    enc = encode_columns(layer.index, n_pes, int_model.gap_bits, int_model.idx_bits)
-    return enc.all_symbols()
+    lim = sized_limits(int_model, n_pes, PackLimits.from_config(base), balance=False)
+    return dataclasses.replace(base, max_rows_per_pe=lim.max_rows_per_pe,
+                               symbol_depth=lim.symbol_depth,
+                               fifo_depth=fifo_depth or base.fifo_depth,
+                               **{k: getattr(lim, k) for k in WIDTH_KEYS})
 
 
 def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=None,

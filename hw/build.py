@@ -153,8 +153,10 @@ def _accelerator_factory(mock):
 
 
 def size_config(model_path, config):
-    """``config`` with ``max_rows_per_pe`` and ``symbol_depth`` grown (powers of two) to what the
-    model needs for ``config.n_pes`` PEs; ``config`` itself when the model fits it already.
+    """``config`` sized for the model: ``max_rows_per_pe`` and ``symbol_depth`` grown (powers of
+    two) to what the model needs for ``config.n_pes`` PEs, and the integer widths the model
+    defines (``idx_bits``, ``gap_bits``, ... ``sw.pack.WIDTH_KEYS``; the decoder's symbol is
+    ``idx_bits + gap_bits`` wide) taken from the model; ``config`` itself when it matches.
 
     Raises
     ------
@@ -163,17 +165,18 @@ def size_config(model_path, config):
     """
     import dataclasses
     from sw.modelfile import ModelFormatError, load_model
-    from sw.pack import PackError, PackLimits, sized_limits
+    from sw.pack import WIDTH_KEYS, PackError, PackLimits, sized_limits
     path = Path(model_path)
     if not path.exists():
         raise BuildError(f"model file {path} not found (train one with sw.compress, or pass "
                          f"--no-model to build the gateware alone)")
     try:
         limits = sized_limits(load_model(path), config.n_pes, PackLimits.from_config(config))
-    except (ModelFormatError, PackError) as exc:
+        return dataclasses.replace(config, max_rows_per_pe=limits.max_rows_per_pe,
+                                   symbol_depth=limits.symbol_depth,
+                                   **{k: getattr(limits, k) for k in WIDTH_KEYS})
+    except (ModelFormatError, PackError, ValueError) as exc:
         raise BuildError(f"cannot pack {path}: {exc}") from None
-    return dataclasses.replace(config, max_rows_per_pe=limits.max_rows_per_pe,
-                               symbol_depth=limits.symbol_depth)
 
 
 def pack_model(model_path, config, board, out_dir):

@@ -27,7 +27,9 @@ class AcceleratorConfig:
         Largest in/out feature count of any layer (sizes activation indices).
     symbol_depth : int
         Entries of the joint-symbol table (all layers together). 512 8-bit entries are one iCE40
-        EBR, like 256; LeNet-300-100 packed with balanced rows needs 396 at N = 4.
+        EBR, like 256. ``hw.build`` / ``hw.bench`` grow it (and take ``idx_bits``/``gap_bits``)
+        from the model: the committed LeNet-300-100 with 5-bit gaps has up to 738 joint
+        symbols (N = 1), so it gets 1024 entries of 9 bits.
     fifo_depth : int
         Depth of each PE's broadcast FIFO (EIE: 8).
     memory : str

@@ -32,7 +32,7 @@ from sw.modelfile import CompressedModel, LayerRecord, ModelFormatError, save_mo
 from sw.nn import ARCHS, NNError, build_model  # noqa: E402
 from sw.prune import PruneError, format_sensitivity, iterative_prune, sensitivity  # noqa: E402
 from sw.quantize import (INIT_METHODS, CentroidSGD, QuantizeError,  # noqa: E402
-                         limit_joint_symbols, quantize_model)
+                         limit_joint_symbols_all, quantize_model)
 from sw.report import build_report, plot_layers, write_report  # noqa: E402
 from sw.train import TrainConfig, TrainError, train  # noqa: E402
 
@@ -51,6 +51,10 @@ DEFAULTS = {
         "density": {"ip1": 0.045, "ip2": 0.07, "ip3": 0.2},
         "bits": {"ip1": 4, "ip2": 4, "ip3": 4},
         "finetune_epochs": 6, "finetune_lr": 0.002,
+        # 5-bit relative indices (the paper's choice for fc layers): with 4 bits the filler
+        # zeros of the 4.5 %-dense ip1 alone cost ~20 % extra PE cycles. The larger joint
+        # alphabet (~700 symbols) gets a 1024-entry symbol table (hw.build sizes it).
+        "gap_bits": 5, "max_symbols": 1024,
     },
     "lenet5": {
         "epochs": 8, "lr": 0.05, "shift": 1,
@@ -58,6 +62,7 @@ DEFAULTS = {
         "density": {"conv1": 0.66, "conv2": 0.10, "ip1": 0.05, "ip2": 0.15},
         "bits": {"conv1": 4, "conv2": 4, "ip1": 4, "ip2": 4},
         "finetune_epochs": 1, "finetune_lr": 0.002,
+        "gap_bits": 4, "max_symbols": None,   # None: AcceleratorConfig().symbol_depth
     },
 }
 
@@ -109,12 +114,17 @@ def parser():
     ap.add_argument("--finetune-epochs", type=float)
     ap.add_argument("--finetune-lr", type=float)
     ap.add_argument("--pes", type=int, default=4, help="PE count of the hardware accounting")
-    ap.add_argument("--gap-bits", type=int, default=4)
+    ap.add_argument("--gap-bits", type=int,
+                    help="relative-index (gap) width (default: lenet300 5, lenet5 4)")
     ap.add_argument("--huff-max-len", type=int, default=12)
     ap.add_argument("--act-bits", type=int, default=8)
-    ap.add_argument("--max-symbols", type=int, default=_default_symbol_depth(),
-                    help="joint Huffman symbols allowed over all layers for --pes PEs (the "
-                         "accelerator's symbol table depth; 0 = no limit; fc models only)")
+    ap.add_argument("--max-symbols", type=int,
+                    help="joint Huffman symbols allowed over all layers, for every PE count of "
+                         "--symbol-pes with the rows in training order or balanced (the "
+                         "accelerator's symbol table depth; 0 = no limit; fc models only; "
+                         "default: lenet300 1024, else AcceleratorConfig().symbol_depth)")
+    ap.add_argument("--symbol-pes", default="1,2,4,8",
+                    help="PE counts the symbol limit holds for (comma-separated)")
     ap.add_argument("--no-sensitivity", action="store_true",
                     help="skip the per-layer pruning sensitivity scan")
     ap.add_argument("--cache", help="directory caching the dense / pruned weights between runs")
@@ -126,9 +136,20 @@ def resolve(args):
     """Fill architecture defaults into parsed arguments and validate them."""
     d = DEFAULTS[args.model]
     for k in ("epochs", "lr", "shift", "prune_steps", "prune_epochs", "prune_lr",
-              "finetune_epochs", "finetune_lr"):
+              "finetune_epochs", "finetune_lr", "gap_bits", "max_symbols"):
         if getattr(args, k) is None:
             setattr(args, k, d[k])
+    if args.max_symbols is None:
+        args.max_symbols = _default_symbol_depth()
+    if not 1 <= args.gap_bits <= 15:
+        raise CompressError(f"--gap-bits must be 1..15, got {args.gap_bits}")
+    try:
+        args.symbol_pes_list = [int(v) for v in args.symbol_pes.split(",") if v.strip()]
+    except ValueError:
+        raise CompressError(f"--symbol-pes must be comma-separated integers, not "
+                            f"{args.symbol_pes!r}") from None
+    if not args.symbol_pes_list or min(args.symbol_pes_list) < 1:
+        raise CompressError("--symbol-pes needs PE counts >= 1")
     dens = dict(d["density"])
     if args.density:
         dens.update(_kv(args.density, float, "density"))
@@ -269,14 +290,21 @@ def run(args, log=print):
         f"{100 * metrics['quantized_error']:.2f}%")
     fc = all(l.kind == "fc" for l in model.weight_layers)
     if args.max_symbols and fc:
-        lim = limit_joint_symbols(books, args.pes, args.gap_bits, args.max_symbols)
+        try:
+            lim = limit_joint_symbols_all(books, args.gap_bits, args.max_symbols,
+                                          args.symbol_pes_list)
+        except QuantizeError as e:
+            raise CompressError(f"symbol limit: {e}") from None
         for l in model.weight_layers:
             l.W = books[l.name].weights()
-        metrics["symbol_limit"] = {**lim, "max_symbols": args.max_symbols, "n_pes": args.pes}
+        worst = max(lim["symbols_before"], key=lim["symbols_before"].get)
+        metrics["symbol_limit"] = {**lim, "max_symbols": args.max_symbols,
+                                   "gap_bits": args.gap_bits, "pes": args.symbol_pes_list}
         metrics["symbol_limited_error"] = model.error(xte, yte)
-        log(f"joint symbols for {args.pes} PEs: {lim['symbols_before']} -> "
-            f"{lim['symbols_after']} (<= {args.max_symbols}); weights moved to a neighbouring "
-            f"cluster: {lim['moved']}; float test error "
+        log(f"joint symbols ({args.gap_bits}-bit gaps), worst layout {worst}: "
+            f"{lim['symbols_before'][worst]} -> {max(lim['symbols_after'].values())} "
+            f"(<= {args.max_symbols}; all: {lim['symbols_after']}); weights moved to a "
+            f"neighbouring cluster: {lim['moved']}; float test error "
             f"{100 * metrics['symbol_limited_error']:.2f}%")
     if args.finetune_epochs > 0:
         fcfg = TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, weight_decay=0.0,

@@ -348,10 +348,11 @@ def pack_for_board(status, int_model, board="icebreaker"):
         if the packer refuses the model (too large for the memories, too many layers...) or
         the result exceeds the board (:func:`check_fit`).
     """
-    from sw.pack import PackError, PackLimits, pack
+    from sw.pack import WIDTH_KEYS, PackError, PackLimits, pack
     limits = PackLimits(max_layers=status.max_layers, max_rows_per_pe=status.max_rows_per_pe,
                         max_features=status.max_features, symbol_depth=status.symbol_depth,
-                        max_logits=status.max_logits, pe_mem_words=status.pe_mem_depth)
+                        max_logits=status.max_logits, pe_mem_words=status.pe_mem_depth,
+                        **{k: status.fields[k] for k in WIDTH_KEYS})
     try:
         # Balanced rows are faster; they can need more joint symbols than the neuron order
         # (different gaps), so a board with a small symbol table gets the unbalanced packing.

@@ -26,8 +26,8 @@ from sw.huffman import HuffmanCode, HuffmanError, bits_to_words
 from sw.modelfile import CompressedModel, ModelFormatError, load_model
 from sw.sparse import encode_columns
 
-__all__ = ["PackError", "PackLimits", "PackedImages", "pack", "sized_limits", "mem_names", "main",
-           "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2", "DESC_WORDS", "HEADER_WORDS"]
+__all__ = ["PackError", "PackLimits", "WIDTH_KEYS", "PackedImages", "pack", "sized_limits",
+           "mem_names", "main", "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2", "DESC_WORDS", "HEADER_WORDS"]
 
 FLAG_RELU = 1 << 0
 FLAG_LAST = 1 << 1
@@ -35,6 +35,10 @@ FLAG_PTR2 = 1 << 2
 DESC_WORDS = 8
 HEADER_WORDS = 4
 MANIFEST_VERSION = 1
+
+
+#: Integer widths a model defines and the gateware is built with (section 1 of ARCHITECTURE.md).
+WIDTH_KEYS = ("act_bits", "weight_bits", "acc_bits", "idx_bits", "gap_bits", "huff_max_len")
 
 
 class PackError(ValueError):
@@ -75,6 +79,10 @@ class PackLimits:
     pe_mem_words : int or None
         Words of each PE memory in the gateware; ``None``: the board's ``pe_mem_words``
         (the smaller of the two applies).
+    act_bits, weight_bits, acc_bits, idx_bits, gap_bits, huff_max_len : int or None
+        Widths the gateware is built with (``hw.config.AcceleratorConfig``); the model's must be
+        equal (:func:`pack` raises :class:`PackError` otherwise). ``None``: not checked (any
+        width; the gateware is built for the model, as :func:`sized_limits` sets them).
     """
     max_layers: int = _DEFAULTS["max_layers"]
     max_rows_per_pe: int = _DEFAULTS["max_rows_per_pe"]
@@ -82,19 +90,31 @@ class PackLimits:
     symbol_depth: int = _DEFAULTS["symbol_depth"]
     max_logits: int = 256
     pe_mem_words: int = None
+    act_bits: int = None
+    weight_bits: int = None
+    acc_bits: int = None
+    idx_bits: int = None
+    gap_bits: int = None
+    huff_max_len: int = None
 
     @classmethod
     def from_config(cls, cfg):
-        """Limits of an ``hw.config.AcceleratorConfig``."""
+        """Limits (and widths) of an ``hw.config.AcceleratorConfig``."""
         return cls(max_layers=cfg.max_layers, max_rows_per_pe=cfg.max_rows_per_pe,
                    max_features=cfg.max_features, symbol_depth=cfg.symbol_depth,
-                   pe_mem_words=cfg.pe_mem_depth)
+                   pe_mem_words=cfg.pe_mem_depth,
+                   **{k: getattr(cfg, k) for k in WIDTH_KEYS})
+
+    def widths(self):
+        """``{name: width}`` of the widths that are fixed (not ``None``)."""
+        return {k: getattr(self, k) for k in WIDTH_KEYS if getattr(self, k) is not None}
 
 
 def sized_limits(model, n_pes, limits=None, balance=True):
     """``limits`` with ``max_rows_per_pe`` and ``symbol_depth`` grown (doubling) to what
-    ``model`` needs on ``n_pes`` PEs (the gateware can be built with these sizes; ``hw.build``
-    does). Other limits are kept; :func:`pack` still checks everything.
+    ``model`` needs on ``n_pes`` PEs and the widths (``idx_bits``, ``gap_bits``... see
+    :data:`WIDTH_KEYS`) set to the model's (the gateware can be built with these; ``hw.build``
+    and ``hw.bench`` do). Other limits are kept; :func:`pack` still checks everything.
     """
     im = _as_int_model(model)
     limits = limits or PackLimits()
@@ -109,7 +129,8 @@ def sized_limits(model, n_pes, limits=None, balance=True):
             size *= 2
         return size
     return dataclasses.replace(limits, max_rows_per_pe=grow(limits.max_rows_per_pe, rows),
-                               symbol_depth=grow(limits.symbol_depth, symbols))
+                               symbol_depth=grow(limits.symbol_depth, symbols),
+                               **{k: int(getattr(im, k)) for k in WIDTH_KEYS})
 
 
 def mem_names(n_pes):
@@ -256,6 +277,12 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
     row_order = [np.arange(l.out_features) for l in im.layers]
     if balance:
         im, row_order = balance_rows(im, N)
+    wrong = [f"{k}={getattr(im, k)} (the gateware has {v})"
+             for k, v in limits.widths().items() if getattr(im, k) != v]
+    if wrong:
+        raise PackError("the model's widths differ from the gateware's: " + ", ".join(wrong)
+                        + "; build the gateware for the model (hw.build sizes it from the model "
+                          "file) or calibrate the model with the gateware's widths")
     L_max = im.huff_max_len
     cb_size = 1 << im.idx_bits
     if im.weight_bits > 16:
@@ -494,6 +521,11 @@ def main(argv=None):
     ap.add_argument("--symbol-depth", type=int, default=None,
                     help="joint-symbol table entries, all layers (default: %d, doubled until "
                          "the model fits)" % defaults.symbol_depth)
+    ap.add_argument("--idx-bits", type=int, default=None,
+                    help="cluster-index width of the gateware (default: the model's)")
+    ap.add_argument("--gap-bits", type=int, default=None,
+                    help="relative-index (gap) width of the gateware (default: the model's; "
+                         "a model with another width is refused)")
     ap.add_argument("--no-balance", action="store_true",
                     help="keep the neuron order (default: renumber hidden neurons so every PE "
                          "gets the same work; the logits are identical)")
@@ -517,6 +549,9 @@ def main(argv=None):
             limits = dataclasses.replace(
                 limits, max_rows_per_pe=args.max_rows or grown.max_rows_per_pe,
                 symbol_depth=args.symbol_depth or grown.symbol_depth)
+        fixed = {k: getattr(args, k) for k in ("idx_bits", "gap_bits")
+                 if getattr(args, k) is not None}
+        limits = dataclasses.replace(limits, **fixed)
         packed = pack(model, n, spec, limits=limits, x=x, balance=not args.no_balance)
         out = Path(args.out or "out/pack")
         packed.save(out)
@@ -525,8 +560,10 @@ def main(argv=None):
         return 1
     m = packed.manifest
     t = m["totals"]
+    p = m["params"]
     print(f"packed {args.model} for {n} PEs on {spec.name} -> {out} (gateware limits: "
-          f"{limits.max_rows_per_pe} accumulator rows per PE, {limits.symbol_depth} symbols)")
+          f"{limits.max_rows_per_pe} accumulator rows per PE, {limits.symbol_depth} symbols of "
+          f"{p['idx_bits']} index + {p['gap_bits']} gap bits)")
     for nm, info in m["memories"].items():
         print(f"  {nm:13s} {info['words_used']:6d} / {info['capacity_words']:6d} words "
               f"({info['bytes']} bytes)")

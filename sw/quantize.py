@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["QuantizeError", "INIT_METHODS", "init_centroids", "kmeans_1d", "LayerCodebook",
-           "quantize_layer", "quantize_model", "centroid_gradients", "CentroidSGD"]
+           "quantize_layer", "quantize_model", "centroid_gradients", "CentroidSGD",
+           "entry_gaps", "limit_joint_symbols", "joint_symbol_counts", "limit_joint_symbols_all"]
 
 INIT_METHODS = ("linear", "density", "random")
 
@@ -371,3 +372,82 @@ def limit_joint_symbols(codebooks, n_pes, gap_bits, max_symbols):
         cnt[gap, i] = 0
         cur -= 1
     return {"symbols_before": before, "symbols_after": cur, "moved": moved}
+
+
+def _layout_perms(codebooks, n_pes, balanced):
+    """Per layer ``(row order, column order)`` of the packed layout: identity, or the
+    ``sw.balance`` renumbering of hidden neurons for ``n_pes`` PEs (rows of every layer but the
+    last, and the next layer's columns the same way)."""
+    from sw.balance import balance_permutation
+    names = list(codebooks)
+    rows = [np.arange(codebooks[n].index.shape[0]) for n in names]
+    if balanced:
+        for i, n in enumerate(names[:-1]):
+            rows[i] = balance_permutation((codebooks[n].index != 0).sum(axis=1), n_pes)
+    cols = [np.arange(codebooks[names[0]].index.shape[1])] + rows[:-1]
+    return {n: (r, c) for n, r, c in zip(names, rows, cols)}
+
+
+def joint_symbol_counts(codebooks, gap_bits, pes=(1, 2, 4, 8)):
+    """Distinct joint ``(gap, index)`` symbols over all layers (the symbol table entries the
+    packer needs, fillers included) for every PE count in ``pes``, with the neurons in training
+    order (``"N=4"``) and balanced over the PEs as the hardware packs them (``"N=4 balanced"``).
+
+    Returns
+    -------
+    dict[str, int]
+    """
+    from sw.sparse import encode_columns
+    out = {}
+    for n in pes:
+        for balanced in (False, True):
+            perms = _layout_perms(codebooks, n, balanced)
+            total = 0
+            for name, q in codebooks.items():
+                r, c = perms[name]
+                enc = encode_columns(q.index[np.ix_(r, c)], n, gap_bits, int(q.bits))
+                total += len(np.unique(enc.all_symbols()))
+            out[f"N={n}" + (" balanced" if balanced else "")] = total
+    return out
+
+
+def limit_joint_symbols_all(codebooks, gap_bits, max_symbols, pes=(1, 2, 4, 8), max_rounds=20):
+    """:func:`limit_joint_symbols` for the worst layout: afterwards every PE count in ``pes``,
+    rows in training order or balanced (:func:`joint_symbol_counts`), needs ``<= max_symbols``
+    joint symbols. Each round limits the layout that needs the most; moving weights to another
+    cluster keeps the non-zero pattern, so the balanced row orders do not change.
+
+    Returns
+    -------
+    dict
+        ``{"symbols_before": {layout: n}, "symbols_after": {layout: n},
+        "moved": {layer: weight moves}}`` (a weight moved in two rounds counts twice).
+
+    Raises
+    ------
+    QuantizeError
+        When the budget cannot be met within ``max_rounds`` rounds.
+    """
+    from types import SimpleNamespace
+    before = joint_symbol_counts(codebooks, gap_bits, pes)
+    counts = before
+    moved = {name: 0 for name in codebooks}
+    margin = {}   # a layout pushed over budget again by another's moves is limited tighter
+    for _ in range(max_rounds):
+        worst = max(counts, key=counts.get)
+        if counts[worst] <= max_symbols:
+            return {"symbols_before": before, "symbols_after": counts, "moved": moved}
+        if worst in margin:
+            margin[worst] += counts[worst] - max_symbols
+        margin.setdefault(worst, 0)
+        n = int(worst.split()[0][2:])
+        perms = _layout_perms(codebooks, n, worst.endswith("balanced"))
+        views = {name: SimpleNamespace(index=q.index[np.ix_(*perms[name])], codebook=q.codebook)
+                 for name, q in codebooks.items()}
+        res = limit_joint_symbols(views, n, gap_bits, max(0, max_symbols - margin[worst]))
+        for name, q in codebooks.items():
+            q.index[np.ix_(*perms[name])] = views[name].index
+            moved[name] += res["moved"][name]
+        counts = joint_symbol_counts(codebooks, gap_bits, pes)
+    raise QuantizeError(f"joint symbols still {max(counts.values())} > {max_symbols} after "
+                        f"{max_rounds} rounds")

@@ -144,8 +144,18 @@ def layer_storage(layer, n_pes=1, coding="joint", gap_bits=4, huff_max_len=12):
     return out
 
 
-def model_storage(model, n_pes=1, coding="joint", gap_bits=4, huff_max_len=12):
-    """:func:`layer_storage` for every layer plus totals (``total_bytes``, ``ratio``)."""
+def _gap_bits(model, gap_bits):
+    """``gap_bits``, or (``None``) the model's integer section's, else 4."""
+    if gap_bits is not None:
+        return gap_bits
+    integer = getattr(model, "integer", None)
+    return int(integer.gap_bits) if integer is not None else 4
+
+
+def model_storage(model, n_pes=1, coding="joint", gap_bits=None, huff_max_len=12):
+    """:func:`layer_storage` for every layer plus totals (``total_bytes``, ``ratio``);
+    ``gap_bits=None``: the model's (integer section), else 4."""
+    gap_bits = _gap_bits(model, gap_bits)
     layers = [layer_storage(l, n_pes, coding, gap_bits, huff_max_len) for l in model.layers]
     words = {k: sum(l["words"][k] for l in layers) for k in layers[0]["words"]}
     total_bits = sum(l["total_bits"] for l in layers)
@@ -158,13 +168,14 @@ def model_storage(model, n_pes=1, coding="joint", gap_bits=4, huff_max_len=12):
             "weights": sum(l["weights"] for l in layers)}
 
 
-def paper_table(model, gap_bits=4, huff_max_len=12):
+def paper_table(model, gap_bits=None, huff_max_len=12):
     """Rows of the paper's Table 2 style per-layer table (single PE, paper's codings).
 
     ``weight bits`` are the bits per stored entry spent on the weight (cluster) index,
     ``index bits`` those spent on the relative index (gap); ``rate`` is everything stored for
     the layer (including pointers, codebook, biases and tables) over its dense float32 size.
     """
+    gap_bits = _gap_bits(model, gap_bits)
     pq = model_storage(model, 1, "pq", gap_bits, huff_max_len)
     h = model_storage(model, 1, "separate", gap_bits, huff_max_len)
     rows = []
@@ -191,7 +202,7 @@ def paper_table(model, gap_bits=4, huff_max_len=12):
     return rows + [tot]
 
 
-def build_report(model, n_pes=4, gap_bits=4, huff_max_len=12, extra=None):
+def build_report(model, n_pes=4, gap_bits=None, huff_max_len=12, extra=None):
     """All numbers of the report as a JSON-serialisable dict.
 
     Parameters
@@ -200,9 +211,11 @@ def build_report(model, n_pes=4, gap_bits=4, huff_max_len=12, extra=None):
     n_pes : int
         PE count of the hardware accounting (joint coding).
     gap_bits, huff_max_len : int
+        (``gap_bits=None``: the model's integer section's, else 4.)
     extra : dict, optional
         Merged in (training history, errors, command line...).
     """
+    gap_bits = _gap_bits(model, gap_bits)
     rep = {
         "arch": model.arch,
         "metrics": dict(model.metrics),

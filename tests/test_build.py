@@ -176,3 +176,51 @@ def test_pack_model_writes_images(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(BuildError, match="cannot pack"):
         pack_model(bad, AcceleratorConfig(), "icebreaker", tmp_path / "x")
+
+
+@pytest.mark.parametrize("gap_bits, idx_bits", [(5, 4), (3, 4), (4, 3)])
+def test_size_config_follows_the_model_widths(tmp_path, gap_bits, idx_bits):
+    """The gateware is built with the model's gap/index widths (the decoder's symbol is
+    ``idx_bits + gap_bits`` wide) and a symbol table that holds the model's alphabet; packing
+    for the unsized default config is refused instead of producing a wrong stream."""
+    import numpy as np
+    from hw.build import pack_model, size_config
+    from sw.golden import random_int_model
+    from sw.modelfile import save_model
+    im = random_int_model([60, 40, 10], density=0.3, seed=5, gap_bits=gap_bits,
+                          idx_bits=idx_bits)
+    path = tmp_path / "m.npz"
+    save_model(path, im.to_model())
+    base = AcceleratorConfig(n_pes=2, memory="ice40", symbol_depth=16)
+    cfg = size_config(path, base)
+    assert (cfg.gap_bits, cfg.idx_bits) == (gap_bits, idx_bits)
+    from sw.balance import balance_rows
+    from sw.sparse import encode_columns
+    bal = balance_rows(im, 2)[0]
+    n_sym = sum(len(np.unique(encode_columns(l.index, 2, gap_bits, idx_bits).all_symbols()))
+                for l in bal.layers)
+    d = cfg.symbol_depth
+    assert d & (d - 1) == 0 and max(16, n_sym) <= d < max(32, 2 * n_sym)
+    assert cfg.n_pes == 2 and cfg.memory == "ice40"
+    info = pack_model(path, cfg, "icebreaker", tmp_path / "images")
+    assert info["symbol_depth"] == cfg.symbol_depth and np.isfinite(info["words"])
+    if (gap_bits, idx_bits) != (4, 4):
+        with pytest.raises(BuildError, match="widths differ from the gateware"):
+            pack_model(path, AcceleratorConfig(n_pes=2, symbol_depth=4096), "icebreaker",
+                       tmp_path / "x")
+
+
+def test_size_config_committed_lenet300():
+    """models/lenet300.npz uses 5-bit gaps: its gateware gets 9-bit symbols and a 1024-entry
+    table for every PE count (~600-700 joint symbols balanced)."""
+    from pathlib import Path
+    from hw.build import size_config
+    from sw.modelfile import load_model
+    path = Path(__file__).resolve().parent.parent / "models" / "lenet300.npz"
+    if not path.exists():
+        pytest.skip("models/lenet300.npz not built yet")
+    gap = load_model(path).integer.gap_bits
+    assert gap == 5
+    for n in (1, 2, 4, 8):
+        cfg = size_config(path, AcceleratorConfig(n_pes=n, memory="ice40"))
+        assert cfg.gap_bits == gap and cfg.idx_bits == 4 and cfg.symbol_depth == 1024

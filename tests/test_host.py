@@ -216,10 +216,15 @@ SYS_ENV = {"SYS_N_PES": 4, "SYS_CLOCK_HZ": 12_000_000, "SYS_DIVISOR": 4, "SYS_TI
 VERILATOR_ARGS = ["--output-split", "0", "--output-split-cfuncs", "0"]
 
 
-def _system_top(n_pes):
+def _system_top(n_pes, model=None):
+    """Simulated board; with ``model`` (a file) the gateware is sized for it as hw.build does."""
     from hw.config import AcceleratorConfig
     from hw.top import SimTop
-    return SimTop(AcceleratorConfig(n_pes=n_pes), clock_hz=SYS_ENV["SYS_CLOCK_HZ"],
+    config = AcceleratorConfig(n_pes=n_pes)
+    if model is not None:
+        from hw.build import size_config
+        config = size_config(model, config)
+    return SimTop(config, clock_hz=SYS_ENV["SYS_CLOCK_HZ"],
                   baud=SYS_ENV["SYS_CLOCK_HZ"] // SYS_ENV["SYS_DIVISOR"],
                   timeout=SYS_ENV["SYS_TIMEOUT"], accel_timeout=1 << 22)
 
@@ -255,8 +260,9 @@ def test_end_to_end_lenet300():
     if not os.path.exists("models/lenet300.npz"):
         pytest.skip("models/lenet300.npz not built yet")
     from tb.runner import run_testbench
-    run_testbench(_system_top(4), toplevel="sim_top", test_module="tb.top.test_system",
-                  build_name="top_system", build_args=VERILATOR_ARGS,
+    run_testbench(_system_top(4, "models/lenet300.npz"), toplevel="sim_top",
+                  test_module="tb.top.test_system", build_name="top_system_lenet300",
+                  build_args=VERILATOR_ARGS,
                   extra_env=dict(SYS_ENV, SYS_MODEL=os.path.abspath("models/lenet300.npz"),
                                  SYS_IMAGES=5, SYS_LATENCY=0.05))
 
@@ -274,3 +280,9 @@ def test_pack_for_board_and_upload_roundtrip():
         assert [fake.memory[(mem, a)] for a in range(len(image))] == [int(w) for w in image]
     with pytest.raises(ModelFitError, match="does not fit"):
         pack_for_board(BoardStatus(dict(STATUS, max_layers=1)), model, "sim")
+    # a model with 5-bit gaps on a gateware built for 4: refused by the packer, by name
+    gap5 = random_int_model([20, 12, 6], density=0.3, seed=4, gap_bits=5)
+    with pytest.raises(ModelFitError, match=r"gap_bits=5 \(the gateware has 4\)"):
+        pack_for_board(st, gap5, "sim")
+    assert pack_for_board(BoardStatus(dict(STATUS, gap_bits=5)), gap5, "sim").manifest[
+        "params"]["gap_bits"] == 5

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tb.accelerator.run import run_case
-from tb.accelerator.vectors import model_case, random_case
+from tb.accelerator.vectors import case_from_int_model, model_case, random_case
 from tb.runner import ROOT, SimulationFailed
 
 LENET = ROOT / "models" / "lenet300.npz"
@@ -81,6 +81,21 @@ def test_accelerator_lenet_shaped_random_bench():
     assert rows[0]["cycles_mean"] >= 784            # the dense input alone takes 784 cycles
     assert rows[0]["ratio_mean"] >= 1.0
     assert "bit-exact" in format_table(rows)
+
+
+def test_bench_config_follows_model_widths():
+    """hw.bench simulates the gateware built for the model: its gap/index widths, tables grown
+    (powers of two) to the model's rows and joint symbols; the packer accepts it."""
+    from hw.bench import bench_config
+    from sw.golden import random_int_model
+    im = random_int_model([200, 60, 10], density=0.3, seed=2, gap_bits=5, idx_bits=3)
+    cfg = bench_config(im, 1, fifo_depth=4)
+    assert (cfg.gap_bits, cfg.idx_bits, cfg.fifo_depth, cfg.n_pes) == (5, 3, 4, 1)
+    assert cfg.max_rows_per_pe == 256 and cfg.symbol_depth == 512     # defaults suffice
+    big = random_int_model([300, 300, 10], density=0.3, seed=2, gap_bits=6)
+    cfg = bench_config(big, 1)
+    assert cfg.gap_bits == 6 and cfg.max_rows_per_pe == 512 and cfg.symbol_depth >= 512
+    case_from_int_model(big, np.zeros((1, 300), dtype=np.int64), cfg)     # packs
 
 
 def test_bench_refuses_missing_model(tmp_path, capsys):

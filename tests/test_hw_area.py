@@ -39,3 +39,16 @@ def test_decoder_synthesises(tmp_path, capsys):
     assert top.get("SB_LUT4", 0) > 50          # a real decoder, not an empty module
     assert main(["--part", "decoder"]) == 0
     assert "TOTAL" in capsys.readouterr().out
+
+
+def test_model_sizes_the_config(tmp_path):
+    """--model builds the part as hw.build would for that model (its gap width here)."""
+    from hw.area import part_config
+    from sw.golden import random_int_model
+    from sw.modelfile import save_model
+    path = tmp_path / "m.npz"
+    save_model(path, random_int_model([30, 12, 10], density=0.3, seed=1, gap_bits=6).to_model())
+    assert part_config(1, str(path)).gap_bits == 6
+    assert part_config(1).gap_bits == 4
+    with pytest.raises(AreaError, match="not found"):
+        synthesise("decoder", 1, model=str(tmp_path / "none.npz"))

@@ -31,7 +31,8 @@ def test_tiny_pipeline_writes_loadable_model(tiny, capsys):
     out, data = tiny
     m = load_model(out / "lenet300.npz")
     assert m.arch == "lenet300" and [l.name for l in m.layers] == ["ip1", "ip2", "ip3"]
-    assert m.integer is not None and m.integer.idx_bits == 4 and m.integer.gap_bits == 4
+    # lenet300 defaults to 5-bit gaps (the paper's fc choice; fewer filler cycles)
+    assert m.integer is not None and m.integer.idx_bits == 4 and m.integer.gap_bits == 5
     dens = [float((l.index != 0).mean()) for l in m.layers]
     assert dens == pytest.approx([0.1, 0.2, 0.5], abs=0.002)
     for l in m.layers:
@@ -42,10 +43,14 @@ def test_tiny_pipeline_writes_loadable_model(tiny, capsys):
     assert m.metrics["error"] == pytest.approx(err, abs=1.5 / len(y))
     res = infer(IntModel.from_model(m), data.test.uint8())
     assert m.metrics["integer_error"] == pytest.approx(float((res.prediction != y).mean()))
-    # joint alphabet within the accelerator's symbol table for 4 PEs
-    n_sym = sum(len(np.unique(encode_columns(l.index, 4, 4, 4).all_symbols()))
+    # joint alphabet within the 1024-entry symbol table for every PE count and row order
+    lim = m.metrics["symbol_limit"]
+    assert lim["max_symbols"] == 1024 and lim["gap_bits"] == 5 and lim["pes"] == [1, 2, 4, 8]
+    assert set(lim["symbols_after"]) == {f"N={n}{b}" for n in (1, 2, 4, 8)
+                                         for b in ("", " balanced")}
+    n_sym = sum(len(np.unique(encode_columns(l.index, 1, 5, 4).all_symbols()))
                 for l in m.layers)
-    assert n_sym <= 256
+    assert n_sym == lim["symbols_after"]["N=1"] <= 1024
     rep = json.loads((out / "lenet300_report.json").read_text())
     assert rep["metrics"]["ratio"] == pytest.approx(m.metrics["ratio"])
     assert rep["storage"]["joint"]["ratio"] == pytest.approx(m.metrics["ratio"])
@@ -68,6 +73,9 @@ def test_tiny_model_packs(tiny):
     (["--bits", "x"], "--bits must be"),
     (["--subset", "3"], "--subset"),
     (["--density", "ip1"], "name=value"),
+    (["--gap-bits", "0"], "--gap-bits"),
+    (["--bits", "8", "--gap-bits", "9"], "exceed 16"),
+    (["--symbol-pes", "1,x"], "--symbol-pes"),
 ])
 def test_cli_errors(args, msg, capsys, tmp_path):
     assert main(["--out", str(tmp_path)] + args) == 1
@@ -82,13 +90,18 @@ def test_committed_lenet300_meets_targets():
     from sw.mnist import load_mnist
     from sw.report import model_storage
     m = load_model(LENET)
-    assert all(l.idx_bits == 4 for l in m.layers) and m.integer.gap_bits == 4
+    assert all(l.idx_bits == 4 for l in m.layers) and m.integer.gap_bits == 5
     te = load_mnist().test
     err = float((np.argmax(float_infer(m, te.images)[-1], axis=1) != te.labels).mean())
     assert err <= 0.016 and m.metrics["error"] == pytest.approx(err, abs=1e-4)
+    res = infer(IntModel.from_model(m), te.uint8())
+    int_err = float((res.prediction != te.labels).mean())
+    assert int_err <= 0.017 and m.metrics["integer_error"] == pytest.approx(int_err)
     st = model_storage(m, 1, "joint", m.integer.gap_bits, m.integer.huff_max_len)
     assert st["ratio"] >= 40 and st["ratio"] == pytest.approx(m.metrics["ratio"])
-    assert model_storage(m, 4, "joint")["ratio"] >= 40
+    assert model_storage(m, 4, "joint")["ratio"] >= 40         # the model's 5-bit gaps
+    assert model_storage(m, 4, "joint") == model_storage(m, 4, "joint", 5)
+    assert model_storage(m, 4, "joint")["layers"][0]["gap_bits"] == 5
 
 
 @pytest.mark.slow

@@ -227,3 +227,36 @@ def test_sized_limits_grow_to_the_model():
     pk = pack(im, 1, "sim", limits=lim, balance=True)
     assert pk.images[0][3] + pk.images[0][7] + pk.images[0][11] == 410
     assert sized_limits(im, 4).max_rows_per_pe == 256   # 103 rows per PE fit the default
+
+
+def test_widths_follow_the_model_or_are_refused():
+    """A gateware of fixed widths refuses a model with other widths (its stream would be
+    decoded with the wrong gap/index split); sized_limits takes the model's widths."""
+    import dataclasses
+    from hw.config import AcceleratorConfig
+    from sw.pack import WIDTH_KEYS, sized_limits
+    im = random_int_model([40, 24, 10], density=0.3, seed=1, gap_bits=5)
+    fixed = PackLimits.from_config(AcceleratorConfig(n_pes=2))
+    assert fixed.gap_bits == 4 and fixed.idx_bits == 4
+    with pytest.raises(PackError, match=r"gap_bits=5 \(the gateware has 4\)"):
+        pack(im, 2, "sim", limits=fixed)
+    with pytest.raises(PackError, match=r"idx_bits=4 \(the gateware has 3\)"):
+        pack(im, 2, "sim", limits=dataclasses.replace(fixed, idx_bits=3, gap_bits=5))
+    lim = sized_limits(im, 2, fixed)
+    assert {k: getattr(lim, k) for k in WIDTH_KEYS} == {k: getattr(im, k) for k in WIDTH_KEYS}
+    assert pack(im, 2, "sim", limits=lim).manifest["params"]["gap_bits"] == 5
+    assert PackLimits().widths() == {}            # unset widths: any model packs
+    pack(im, 2, "sim")
+
+
+def test_cli_gap_bits(tmp_path, capsys):
+    im = random_int_model([40, 24, 10], density=0.3, seed=1, gap_bits=5)
+    p = tmp_path / "m.npz"
+    save_model(p, im.to_model())
+    out = tmp_path / "out"
+    assert packmod.main([str(p), "--pes", "2", "--board", "sim", "--out", str(out),
+                         "--no-cycles"]) == 0
+    assert "4 index + 5 gap bits" in capsys.readouterr().out
+    assert packmod.main([str(p), "--pes", "2", "--board", "sim", "--out", str(out),
+                         "--no-cycles", "--gap-bits", "4"]) == 1
+    assert "gap_bits=5 (the gateware has 4)" in capsys.readouterr().err

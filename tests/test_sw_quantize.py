@@ -4,8 +4,9 @@ import pytest
 
 from sw.nn import build_model, softmax_cross_entropy
 from sw.quantize import (CentroidSGD, LayerCodebook, QuantizeError, centroid_gradients,
-                         entry_gaps, init_centroids, kmeans_1d, limit_joint_symbols,
-                         quantize_layer, quantize_model)
+                         entry_gaps, init_centroids, joint_symbol_counts, kmeans_1d,
+                         limit_joint_symbols, limit_joint_symbols_all, quantize_layer,
+                         quantize_model)
 from sw.sparse import encode_columns, split_symbol
 
 
@@ -167,3 +168,39 @@ def test_limit_joint_symbols_meets_budget():
     one = {"c": LayerCodebook(np.eye(4, dtype=np.uint8), np.arange(2, dtype=np.float32), 1)}
     with pytest.raises(QuantizeError):
         limit_joint_symbols(one, 1, 4, 0)
+
+
+def test_limit_joint_symbols_all_layouts():
+    """Every PE count, rows in training order and balanced (as packed), ends within budget."""
+    from sw.balance import balance_rows
+    from sw.golden import IntLayer, IntModel
+    rng = np.random.default_rng(7)
+    books = {}
+    for name, shape, dens in (("a", (60, 150), 0.06), ("b", (30, 60), 0.2), ("c", (10, 30), 0.4)):
+        w = rng.normal(size=shape) * (rng.random(shape) < dens)
+        w[:7] *= rng.random((7, shape[1])) < 0.2          # uneven rows: balancing reorders
+        books[name] = quantize_layer(w, w != 0, 4)
+    orig = {n: q.index.copy() for n, q in books.items()}
+    before = joint_symbol_counts(books, 5)
+    assert before["N=1"] == _n_symbols(books, 1, 5)
+    assert before["N=4"] == _n_symbols(books, 4, 5)
+    names = list(books)
+    layers = [IntLayer(index=q.index, cb_q=np.arange(16), bias_q=np.zeros(len(q.index),
+                       dtype=np.int64), shift=0, bias_shift=0, relu=True,
+                       last=n == names[-1], name=n) for n, q in books.items()]
+    im = IntModel(layers=layers, gap_bits=5)
+    for n in (2, 4):        # the balanced count is the one sw.pack sees
+        bal = balance_rows(im, n)[0]
+        assert not np.array_equal(bal.layers[0].index, im.layers[0].index)
+        assert before[f"N={n} balanced"] == sum(
+            len(np.unique(encode_columns(l.index, n, 5, 4).all_symbols())) for l in bal.layers)
+    budget = max(before.values()) - 60
+    res = limit_joint_symbols_all(books, 5, budget)
+    assert res["symbols_before"] == before
+    assert res["symbols_after"] == joint_symbol_counts(books, 5)
+    assert max(res["symbols_after"].values()) <= budget
+    assert sum(res["moved"].values()) > 0
+    for n, q in books.items():
+        assert np.array_equal(q.index != 0, orig[n] != 0)
+        assert 0 < (q.index != orig[n]).sum() <= res["moved"][n]   # a weight may move twice
+    assert limit_joint_symbols_all(books, 5, 10 ** 6)["moved"] == {"a": 0, "b": 0, "c": 0}

@@ -12,9 +12,12 @@ VERILATOR_ARGS = ["--output-split", "0", "--output-split-cfuncs", "0"]
 
 
 def build_name(config):
-    """Build folder of a configuration (one Verilator model per distinct configuration)."""
+    """Build folder of a configuration (one Verilator model per distinct configuration; the
+    sparse-format widths are named when they are not the defaults' 4 + 4 bits)."""
+    widths = ("" if (config.idx_bits, config.gap_bits) == (4, 4)
+              else f"_i{config.idx_bits}g{config.gap_bits}")
     return (f"accel_n{config.n_pes}_m{config.pe_mem_depth}_s{config.symbol_depth}"
-            f"_f{config.fifo_depth}_r{config.max_rows_per_pe}")
+            f"_f{config.fifo_depth}_r{config.max_rows_per_pe}{widths}")
 
 
 def run_case(name, case, *, p_valid=1.0, p_ready=1.0, seed=1, testcase=None, env=None):

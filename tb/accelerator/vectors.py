@@ -78,14 +78,17 @@ def random_case(n_pes, sizes, density, seed, n_inputs=4, *, act_density=0.4, con
 
 def model_case(path, n_pes, n_images, offset=0, config=None):
     """A calibrated model file (e.g. models/lenet300.npz) on MNIST test images
-    ``offset .. offset + n_images - 1``."""
+    ``offset .. offset + n_images - 1``; ``config`` defaults to ``hw.bench.bench_config`` (the
+    model's widths, tables grown to fit)."""
     from sw.golden import IntModel, images_to_uint8, load_mnist
     from sw.modelfile import load_model
     im = IntModel.from_model(load_model(path))
     xs, ys = load_mnist()["test"]
     x = images_to_uint8(xs[offset:offset + n_images])
-    cfg = config or AcceleratorConfig(n_pes=n_pes)
-    return case_from_int_model(im, x, cfg, labels=ys[offset:offset + n_images])
+    if config is None:                # gateware built for the model (widths, tables)
+        from hw.bench import bench_config
+        config = bench_config(im, n_pes)
+    return case_from_int_model(im, x, config, labels=ys[offset:offset + n_images])
 
 
 def config_from_case(case):
