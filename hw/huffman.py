@@ -5,14 +5,25 @@ segment starts at bit ``offset`` (0..15, MSB first) of its first word and is ``n
 words (``ceil((offset + nbits) / 16)`` of them) follow on ``i_word`` in order. The current
 segment's words sit in a 3-word window (a bit position ``pos`` inside the first word; a word
 leaves when a code crosses into the next one); the next segment is held pending with its first two
-words already in a second window, so segments are decoded back to back without a bubble. Bits of a
-word outside the segment are never decoded: the decoder counts the bits left in the segment.
+words already in a second window and moves in the cycle after the current segment's last code
+(one idle cycle per segment). Bits of a word outside the segment are never decoded: the decoder
+counts the bits left in the segment.
 
-Per cycle the decoder peeks at the ``HUFF_MAX_LEN`` bits at ``pos``, compares them with
+Per cycle the decoder compares the ``HUFF_MAX_LEN`` bits at ``pos`` (``peek``, a register) with
 ``limit[l]`` for all ``l`` at once (the limits are monotone, so the comparisons form a
 thermometer code whose edge is the length), consumes ``len`` bits and passes ``(peek, len)`` to a
 three-stage lookup pipeline: ``base[len]`` (table memory), then the symbol table at
 ``sym_base + base[len] + (peek >> (MAX - len))`` (mod 2^16), then the output register.
+
+Timing (the decode loop sets the iCE40 clock): the loop is ``peek`` -> comparators -> one-hot
+length -> next ``peek``. The next peek is selected by the one-hot length from ``2 * MAX`` bits
+read at ``pos`` out of the window registers (a shifter fed by registers only, working in parallel
+with the comparators); on a segment move it is read from the pending window. The peek is *stale*
+when the bits it needs had not reached the window registers (a word arriving in the same cycle);
+the decoder then re-reads it in the next cycle instead of decoding (rare: with three words in the
+window it cannot happen). Without the register the shifter sat in front of the comparators (about
+15 ns of a 48 ns loop on an iCE40UP5K); segment bookkeeping compares (bits left == 0, words
+left == 0) are registered flags.
 
 Tables are written through ``i_load`` with the memory ids of section 4 (``huff_limit``,
 ``huff_base``, ``huff_symbols``), at the same addresses as in the packed images.
@@ -64,7 +75,7 @@ class HuffmanDecoder(wiring.Component):
         Start of the layer's symbol table (descriptor word 5); must be stable while decoding.
     i_start : In(1)
         Pulse while ``o_busy`` is low: load the layer's ``limit`` table into the comparator
-        registers (``HUFF_MAX_LEN + 2`` cycles; segments may be queued meanwhile).
+        registers (``HUFF_MAX_LEN + 3`` cycles; segments may be queued meanwhile).
     i_seg : In(stream.Signature(segment_layout(tag_bits)))
         Segments to decode, in stream order. ``nbits == 0`` segments are dropped (no words).
     i_word : In(stream.Signature(16))
@@ -137,35 +148,42 @@ class HuffmanDecoder(wiring.Component):
         error = Signal()
         m.d.comb += self.o_error.eq(error)
 
-        with m.If(self.i_start):
-            m.d.sync += [
-                loading.eq(1), lcnt.eq(0), lrd_valid.eq(0), prev_limit.eq(0), error.eq(0),
-                lbase.eq(self.i_layer_index * MAX),
-                bbase.eq(self.i_layer_index * MAX + tbl_words - 1),
-            ]
-        with m.Elif(loading):
+        # Two stages per entry (timing): the table word is saturated and rounded into a
+        # register, then forced monotone against the previous limit. `i_start` (a late signal
+        # from the sequencer) only overrides the loader's control registers.
+        rnd = Signal(MAX + 1)                    # rounded entry rnd_idx
+        rnd_valid = Signal()
+        rnd_idx = Signal(range(MAX))
+        with m.If(loading):
             m.d.sync += lrd_valid.eq(lcnt < MAX)
             m.d.sync += lrd_idx.eq(lcnt)
             with m.If(lcnt < MAX):
                 m.d.sync += lcnt.eq(lcnt + 1)
-            with m.If(lrd_valid):
-                # Saturate to 2^MAX and force the table monotone, so that the comparator outputs
-                # always form a thermometer code (a corrupt table cannot derail the buffer).
-                raw = tbl_rd.data
-                sat = Signal(MAX + 1)
-                low = Signal(MAX + 1)      # bits below the kept slice of entry lrd_idx
-                m.d.comb += [
-                    sat.eq(Mux(raw > (1 << MAX), 1 << MAX, raw)),
-                    low.eq(Const((1 << MAX) - 1, MAX + 1) >> (lrd_idx + 1)),
-                ]
-                rounded = sat & ~low
-                val = Mux(rounded < prev_limit, prev_limit, rounded)
+            # Saturate to 2^MAX and force the table monotone, so that the comparator outputs
+            # always form a thermometer code (a corrupt table cannot derail the buffer).
+            raw = tbl_rd.data
+            sat = Signal(MAX + 1)
+            low = Signal(MAX + 1)      # bits below the kept slice of entry lrd_idx
+            m.d.comb += [
+                sat.eq(Mux(raw > (1 << MAX), 1 << MAX, raw)),
+                low.eq(Const((1 << MAX) - 1, MAX + 1) >> (lrd_idx + 1)),
+            ]
+            m.d.sync += [rnd.eq(sat & ~low), rnd_valid.eq(lrd_valid), rnd_idx.eq(lrd_idx)]
+            with m.If(rnd_valid):
+                val = Mux(rnd < prev_limit, prev_limit, rnd)
                 m.d.sync += prev_limit.eq(val)
                 for l in range(MAX):
-                    with m.If(lrd_idx == l):
+                    with m.If(rnd_idx == l):
                         m.d.sync += limit[l].eq(val[MAX - l - 1:])
-                with m.If(lrd_idx == MAX - 1):
+                with m.If(rnd_idx == MAX - 1):
                     m.d.sync += loading.eq(0)
+        with m.If(self.i_start):
+            m.d.sync += [
+                loading.eq(1), lcnt.eq(0), lrd_valid.eq(0), rnd_valid.eq(0), prev_limit.eq(0),
+                error.eq(0),
+                lbase.eq(self.i_layer_index * MAX),
+                bbase.eq(self.i_layer_index * MAX + tbl_words - 1),
+            ]
 
         # ---- segments: one pending behind the current one --------------------------------
         # A segment's words: ceil((offset + nbits) / 16) (nbits <= 65535: at most 4097 words).
@@ -185,21 +203,23 @@ class HuffmanDecoder(wiring.Component):
         cur_tag = Signal(self.tag_bits)
         cur_first = Signal()
         cur_left = Signal(WB)           # words of the current segment not yet taken
+        left_zero = Signal(init=1)      # cur_left == 0 (registered copy, keeps compares off paths)
+        rem_zero = Signal(init=1)       # cur_rem == 0 (registered copy)
         pos = Signal(4)                 # next bit inside w[0] (0 = its MSB)
         flush = Signal()                # invalid code: drop the rest of the segment
 
         # ---- word windows: 3 words of the current segment, 2 of the pending one ------------
         w = [Signal(16, name=f"w{k}") for k in range(3)]
         n_w = Signal(range(4))
-        nw = [Signal(16, name=f"nw{k}") for k in range(2)]
-        n_nw = Signal(range(3))
+        nw = [Signal(16, name=f"nw{k}") for k in range(3)]
+        n_nw = Signal(range(4))
         word = self.i_word.payload
         route_cur = Signal()
         route_next = Signal()
         m.d.comb += [
-            route_cur.eq(cur_valid & (cur_left != 0) & ((n_w < 3) | flush)),
-            route_next.eq(pend_valid & (pend_left != 0) & (n_nw < 2)
-                          & ~(cur_valid & (cur_left != 0))),
+            route_cur.eq(cur_valid & ~left_zero & ((n_w < 3) | flush)),
+            route_next.eq(pend_valid & (pend_left != 0) & (n_nw < 3)
+                          & ~(cur_valid & ~left_zero)),
             self.i_word.ready.eq(route_cur | route_next),
         ]
         take_cur = Signal()
@@ -214,8 +234,11 @@ class HuffmanDecoder(wiring.Component):
         m.d.comb += advance.eq(~v3 | self.o_sym.ready)
 
         # ---- length decision on the 12 bits at pos -------------------------------------------
+        # `peek` is a register: the MAX bits at `pos` of the current window (valid whenever
+        # have_bits). It is computed a cycle ahead from the window after this cycle's word
+        # intake, so no shifter sits between the length decision and the next one.
         peek = Signal(MAX)
-        m.d.comb += peek.eq((Cat(w[1], w[0]) << pos)[32 - MAX:32])
+        peek_ok = Signal()              # peek holds the bits at pos (else re-read, no decode)
         lt = Signal(MAX)
         for l in range(MAX):
             m.d.comb += lt[l].eq(peek[MAX - l - 1:] < limit[l])
@@ -246,69 +269,84 @@ class HuffmanDecoder(wiring.Component):
         ]
         # Enough bits: two words, or one word holding all of the segment's rest or 12 bits.
         have_bits = Signal()
-        m.d.comb += have_bits.eq((n_w >= 2) | ((n_w == 1) & ((pos <= 16 - MAX) | (cur_left == 0))))
-        # Timing: the decode result (length, code_ok) only feeds data inputs (pos, the window's
-        # word selection, cur_rem, the lookup pipeline); every enable and the segment hand-over
-        # depend on registers only. A segment ends the cycle after its last code (cur_rem == 0).
-        rem_zero = Signal()
-        m.d.comb += rem_zero.eq(cur_rem == 0)
+        m.d.comb += have_bits.eq((n_w >= 2) | ((n_w == 1) & ((pos <= 16 - MAX) | left_zero)))
+        # A segment ends the cycle after its last code (rem_zero), when the pending one moves in.
+        # (Moving it in during the last code's cycle saves that cycle but puts the late length
+        # decision in front of every register of the hand-over: 26 -> 18 MHz on the iCE40.)
         bad = Signal()                  # last cycle's code was invalid (flush starts now)
         fire = Signal()
         m.d.comb += fire.eq(cur_valid & ~rem_zero & ~flush & ~bad & ~loading & advance
-                            & have_bits)
+                            & have_bits & peek_ok)
         emit = Signal()
         m.d.comb += emit.eq(fire & code_ok)
         m.d.sync += bad.eq(fire & ~code_ok)
         with m.If(bad):
             m.d.sync += [error.eq(1), flush.eq(1)]
 
-        # Per code length l (1..MAX), from registers only: the code ends in w[1] or exactly at
-        # the end of w[0] (the window drops w[0]), the next position, and the code is the
-        # segment's last one. The late one-hot length edge picks among them (an AND-OR of
-        # twelve terms instead of an adder behind the thermometer decoder).
-        cross_vec = Signal(MAX)
-        pos_vec = [Signal(MAX, name=f"pos_vec{b}") for b in range(4)]
-        last_vec = Signal(MAX)
-        for l in range(MAX):
-            nxt = pos + (l + 1)
-            m.d.comb += [cross_vec[l].eq(nxt[4]),
-                         last_vec[l].eq(rem_small & (cur_rem[:4] == l + 1))]
-            for b in range(4):
-                m.d.comb += pos_vec[b][l].eq(nxt[b])
+        pos_sum = Signal(5)
+        m.d.comb += pos_sum.eq(pos + len_m1 + 1)
         pos_next = Signal(4)
-        for b in range(4):
-            m.d.comb += pos_next[b].eq((onehot & pos_vec[b]).any())
+        m.d.comb += pos_next.eq(pos_sum[:4])
         cur_rem_m1 = Signal(16)
         m.d.comb += cur_rem_m1.eq(cur_rem - 1)
         shift = Signal()
-        m.d.comb += shift.eq(fire & (onehot & cross_vec).any())
+        m.d.comb += shift.eq(fire & pos_sum[4])
         seg_done = Signal()
         m.d.comb += seg_done.eq(cur_valid
-                                & ((rem_zero & ~flush & ~bad) | (flush & (cur_left == 0))))
-        # The segment's last code: the pending segment takes over in the same cycle (no bubble
-        # between columns). All of the segment's words are in the window by then
-        # (cur_left == 0 for a well-formed segment; otherwise the hand-over waits for rem_zero).
-        handover = Signal()
-        m.d.comb += handover.eq(fire & pend_valid & (cur_left == 0)
-                                & (onehot & last_vec).any())
+                                & ((rem_zero & ~flush & ~bad) | (flush & left_zero)))
+        # next peek, read from the window registers at `pos` (this cycle's incoming word is left
+        # out, so the word routing stays off the path): `ahead` = the 2 * MAX bits at pos; the
+        # consumed length (0 when no code fires) selects the slice. When the slice would reach
+        # past the window while the segment has words still to come, the peek is stale and is
+        # re-read next cycle (no decode then); with 3 words in the window that never happens.
+        take_w = Signal()
+        m.d.comb += take_w.eq(take_cur & ~flush)
+        keep = [Mux(take_w & (n_w == k), word, w[k]) for k in range(3)]
+        ahead = Signal(2 * MAX)
+        m.d.comb += ahead.eq((Cat(w[2], w[1], w[0]) << pos)[48 - 2 * MAX:48])
+        # (`fire` picks between the consumed and the unmoved slice last: it is the later signal)
+        peek_fired = Signal(MAX)
+        for b in range(MAX):
+            m.d.comb += peek_fired[b].eq(
+                (onehot & Cat(*[ahead[MAX - c + b] for c in range(1, MAX + 1)])).any())
+        fits = Signal(MAX + 1)          # per consumed length c: the next peek is in the window
+        for c in range(MAX + 1):
+            m.d.comb += fits[c].eq((pos + (c + MAX) <= (n_w << 4)) | left_zero)
+        peek_next = Signal(MAX)
+        peek_ok_next = Signal()
+        m.d.comb += [
+            peek_next.eq(Mux(fire, peek_fired, ahead[MAX:])),
+            peek_ok_next.eq(Mux(fire, (onehot & fits[1:]).any(), fits[0])),
+        ]
 
         # next window after this cycle's intake
-        nw_next = [Signal(16, name=f"nw{k}_next") for k in range(2)]
-        n_nw_next = Signal(range(3))
-        m.d.comb += [nw_next[k].eq(nw[k]) for k in range(2)]
+        nw_next = [Signal(16, name=f"nw{k}_next") for k in range(3)]
+        n_nw_next = Signal(range(4))
+        m.d.comb += [nw_next[k].eq(nw[k]) for k in range(3)]
         m.d.comb += n_nw_next.eq(n_nw + take_next)
         with m.If(take_next):
-            for k in range(2):
+            for k in range(3):
                 with m.If(n_nw == k):
                     m.d.comb += nw_next[k].eq(word)
 
+        # On a move `peek` is read from the pending window's registers (not from this cycle's
+        # incoming word, which keeps the word routing out of the path): when the bits it needs
+        # are still missing it is marked stale and re-read in the next cycle.
+        pend_peek_ok = Signal()
+        m.d.comb += pend_peek_ok.eq((n_nw >= 2) | ((n_nw == 1)
+                                                   & ((pend_off <= 16 - MAX) | (pend_left == 0))))
+
         move = Signal()                 # the pending segment becomes the current one
-        m.d.comb += move.eq(pend_valid & (~cur_valid | seg_done | handover))
+        m.d.comb += move.eq(pend_valid & (~cur_valid | seg_done))
         with m.If(move):
             m.d.sync += [
                 cur_valid.eq(1), cur_rem.eq(pend_rem), cur_tag.eq(pend_tag), cur_first.eq(1),
                 cur_left.eq(pend_left - take_next), pos.eq(pend_off), flush.eq(0),
-                w[0].eq(nw_next[0]), w[1].eq(nw_next[1]), n_w.eq(n_nw_next),
+                left_zero.eq(pend_left == take_next), rem_zero.eq(pend_rem == 0),
+                peek.eq((Cat(nw[1], nw[0]) << pend_off)[32 - MAX:32]),
+                peek_ok.eq(pend_peek_ok),
+                w[0].eq(nw_next[0]), w[1].eq(nw_next[1]), w[2].eq(nw_next[2]),
+                n_w.eq(n_nw_next),
                 n_nw.eq(0), pend_valid.eq(0),
             ]
         with m.Else():
@@ -317,20 +355,19 @@ class HuffmanDecoder(wiring.Component):
             with m.Else():
                 # current window: drop w[0] when the code crossed into w[1], then take a word.
                 # Both outcomes are prepared from registers; the late `shift` picks one.
-                take_w = Signal()
-                m.d.comb += take_w.eq(take_cur & ~flush)
-                keep = [Mux(take_w & (n_w == k), word, w[k]) for k in range(3)]
+                m.d.sync += [peek.eq(peek_next), peek_ok.eq(peek_ok_next)]
                 drop = [Mux(take_w & (n_w == k + 1), word, w[k + 1] if k < 2 else w[2])
                         for k in range(3)]
                 for k in range(3):
                     m.d.sync += w[k].eq(Mux(shift, drop[k], keep[k]))
                 m.d.sync += n_w.eq(Mux(shift, n_w - 1, n_w) + take_w)
                 with m.If(take_cur):
-                    m.d.sync += cur_left.eq(cur_left - 1)
+                    m.d.sync += [cur_left.eq(cur_left - 1), left_zero.eq(cur_left == 1)]
                 with m.If(fire):
-                    m.d.sync += [pos.eq(pos_next), cur_rem.eq(cur_rem_m1 - len_m1),
+                    new_rem = cur_rem_m1 - len_m1
+                    m.d.sync += [pos.eq(pos_next), cur_rem.eq(new_rem), rem_zero.eq(new_rem == 0),
                                  cur_first.eq(0)]
-            m.d.sync += [nw[0].eq(nw_next[0]), nw[1].eq(nw_next[1]), n_nw.eq(n_nw_next)]
+            m.d.sync += [*(nw[k].eq(nw_next[k]) for k in range(3)), n_nw.eq(n_nw_next)]
             with m.If(take_next):
                 m.d.sync += pend_left.eq(pend_left - 1)
         with m.If(self.i_seg.valid & ~pend_valid & (seg.nbits != 0)):
