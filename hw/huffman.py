@@ -4,10 +4,12 @@ The decoder works on *segments*: bit ranges of a word stream (one per Huffman-co
 segment starts at bit ``offset`` (0..15, MSB first) of its first word and is ``nbits`` long; its
 words (``ceil((offset + nbits) / 16)`` of them) follow on ``i_word`` in order. The current
 segment's words sit in a 3-word window (a bit position ``pos`` inside the first word; a word
-leaves when a code crosses into the next one); the next segment is held pending with its first two
-words already in a second window and moves in the cycle after the current segment's last code
-(one idle cycle per segment). Bits of a word outside the segment are never decoded: the decoder
-counts the bits left in the segment.
+leaves when a code crosses into the next one); the next segment is held pending with its first
+words already in a second window and its first ``HUFF_MAX_LEN`` bits (``pp``) prepared. In the
+cycle after a segment's last code the pending one moves in *and* its first code is decoded: the
+decode datapath then reads the pending registers instead of the current ones (``from_pend``, a
+register), so segments follow each other without an idle cycle. Bits of a word outside the
+segment are never decoded: the decoder counts the bits left in the segment.
 
 Per cycle the decoder compares the ``HUFF_MAX_LEN`` bits at ``pos`` (``peek``, a register) with
 ``limit[l]`` for all ``l`` at once (the limits are monotone, so the comparisons form a
@@ -18,12 +20,14 @@ three-stage lookup pipeline: ``base[len]`` (table memory), then the symbol table
 Timing (the decode loop sets the iCE40 clock): the loop is ``peek`` -> comparators -> one-hot
 length -> next ``peek``. The next peek is selected by the one-hot length from ``2 * MAX`` bits
 read at ``pos`` out of the window registers (a shifter fed by registers only, working in parallel
-with the comparators); on a segment move it is read from the pending window. The peek is *stale*
-when the bits it needs had not reached the window registers (a word arriving in the same cycle);
-the decoder then re-reads it in the next cycle instead of decoding (rare: with three words in the
-window it cannot happen). Without the register the shifter sat in front of the comparators (about
-15 ns of a 48 ns loop on an iCE40UP5K); segment bookkeeping compares (bits left == 0, words
-left == 0) are registered flags.
+with the comparators). The peek is *stale* when the bits it needs had not reached the window
+registers (a word arriving in the same cycle); the decoder then re-reads it in the next cycle
+instead of decoding (rare: with three words in the window it cannot happen). Bookkeeping
+compares (bits left == 0, words left == 0, the segment hand-over) are registered flags whose
+next values come from the one-hot length. Without the peek register the shifter sat in front of
+the comparators (about 15 ns of a 48 ns loop on an iCE40UP5K). Moving the pending segment in
+during the last code's own cycle instead puts the late length decision in front of every
+hand-over register (18 MHz instead of 26).
 
 Tables are written through ``i_load`` with the memory ids of section 4 (``huff_limit``,
 ``huff_base``, ``huff_symbols``), at the same addresses as in the packed images.
@@ -194,6 +198,7 @@ class HuffmanDecoder(wiring.Component):
         pend_rem = Signal(16)
         pend_tag = Signal(self.tag_bits)
         pend_left = Signal(WB)          # words of the pending segment not yet taken
+        pend_lz = Signal()              # pend_left == 0 (registered copy)
         m.d.comb += self.i_seg.ready.eq(~pend_valid)
         seg_words = Signal(17)
         m.d.comb += seg_words.eq((seg.offset + seg.nbits + 15) >> 4)
@@ -207,6 +212,7 @@ class HuffmanDecoder(wiring.Component):
         rem_zero = Signal(init=1)       # cur_rem == 0 (registered copy)
         pos = Signal(4)                 # next bit inside w[0] (0 = its MSB)
         flush = Signal()                # invalid code: drop the rest of the segment
+        bad_r = Signal()                # last cycle's code was invalid (flush starts now)
 
         # ---- word windows: 3 words of the current segment, 2 of the pending one ------------
         w = [Signal(16, name=f"w{k}") for k in range(3)]
@@ -233,15 +239,41 @@ class HuffmanDecoder(wiring.Component):
         advance = Signal()
         m.d.comb += advance.eq(~v3 | self.o_sym.ready)
 
-        # ---- length decision on the 12 bits at pos -------------------------------------------
-        # `peek` is a register: the MAX bits at `pos` of the current window (valid whenever
-        # have_bits). It is computed a cycle ahead from the window after this cycle's word
-        # intake, so no shifter sits between the length decision and the next one.
-        peek = Signal(MAX)
+        # ---- the segment decoded this cycle ----------------------------------------------------
+        # Normally the current one. In the cycle after a segment's last code (or when idle), the
+        # pending segment moves in *and* is decoded in the same cycle: every input of the decode
+        # datapath is read from the pending registers instead (`from_pend`, itself a register
+        # function, so the selection is one early multiplexer level).
+        peek = Signal(MAX)              # current segment: the MAX bits at pos (a register)
         peek_ok = Signal()              # peek holds the bits at pos (else re-read, no decode)
+        pp = Signal(MAX)                # pending segment: the MAX bits at pend_off of its window
+        pp_ok = Signal()
+        # from_pend == pend_valid & (~cur_valid | (rem_zero & ~flush & ~bad)), kept as a register
+        # (its next value is worked out below) so that it costs one level in the decode loop.
+        from_pend = Signal()
+        s_peek = Signal(MAX)
+        s_ok = Signal()
+        s_rem = Signal(16)
+        s_pos = Signal(4)
+        s_n = Signal(range(4))
+        s_lz = Signal()
+        s_tag = Signal(self.tag_bits)
+        s_first = Signal()
+        s_w = [Signal(16, name=f"s_w{k}") for k in range(3)]
+        m.d.comb += [
+            s_peek.eq(Mux(from_pend, pp, peek)), s_ok.eq(Mux(from_pend, pp_ok, peek_ok)),
+            s_rem.eq(Mux(from_pend, pend_rem, cur_rem)), s_pos.eq(Mux(from_pend, pend_off, pos)),
+            s_n.eq(Mux(from_pend, n_nw, n_w)), s_lz.eq(Mux(from_pend, pend_lz, left_zero)),
+            s_tag.eq(Mux(from_pend, pend_tag, cur_tag)), s_first.eq(from_pend | cur_first),
+            *(s_w[k].eq(Mux(from_pend, nw[k], w[k])) for k in range(3)),
+        ]
+
+        # ---- length decision on the 12 bits at pos -------------------------------------------
+        # The peek is computed a cycle ahead (a register), so no shifter sits between the length
+        # decision and the next one.
         lt = Signal(MAX)
         for l in range(MAX):
-            m.d.comb += lt[l].eq(peek[MAX - l - 1:] < limit[l])
+            m.d.comb += lt[l].eq(s_peek[MAX - l - 1:] < limit[l])
         onehot = Signal(MAX)
         m.d.comb += onehot.eq(lt & ~(lt << 1))
         # len - 1 straight from the thermometer code (len - 1 >= j  <=>  ~lt[j - 1]): one LUT
@@ -258,10 +290,10 @@ class HuffmanDecoder(wiring.Component):
         # Per length l, from registers only: the segment has fewer than l bits left.
         rem_small = Signal()
         rem_lt = Signal(MAX)
-        m.d.comb += rem_small.eq(cur_rem[4:] == 0)
+        m.d.comb += rem_small.eq(s_rem[4:] == 0)
         for l in range(MAX):
             m.d.comb += [
-                rem_lt[l].eq(rem_small & (cur_rem[:4] < l + 1)),
+                rem_lt[l].eq(rem_small & (s_rem[:4] < l + 1)),
             ]
         code_ok = Signal()
         m.d.comb += [
@@ -269,14 +301,11 @@ class HuffmanDecoder(wiring.Component):
         ]
         # Enough bits: two words, or one word holding all of the segment's rest or 12 bits.
         have_bits = Signal()
-        m.d.comb += have_bits.eq((n_w >= 2) | ((n_w == 1) & ((pos <= 16 - MAX) | left_zero)))
-        # A segment ends the cycle after its last code (rem_zero), when the pending one moves in.
-        # (Moving it in during the last code's cycle saves that cycle but puts the late length
-        # decision in front of every register of the hand-over: 26 -> 18 MHz on the iCE40.)
-        bad = Signal()                  # last cycle's code was invalid (flush starts now)
+        m.d.comb += have_bits.eq((s_n >= 2) | ((s_n == 1) & ((s_pos <= 16 - MAX) | s_lz)))
+        bad = bad_r
         fire = Signal()
-        m.d.comb += fire.eq(cur_valid & ~rem_zero & ~flush & ~bad & ~loading & advance
-                            & have_bits & peek_ok)
+        m.d.comb += fire.eq((from_pend | (cur_valid & ~rem_zero & ~flush & ~bad))
+                            & ~loading & advance & have_bits & s_ok)
         emit = Signal()
         m.d.comb += emit.eq(fire & code_ok)
         m.d.sync += bad.eq(fire & ~code_ok)
@@ -284,11 +313,11 @@ class HuffmanDecoder(wiring.Component):
             m.d.sync += [error.eq(1), flush.eq(1)]
 
         pos_sum = Signal(5)
-        m.d.comb += pos_sum.eq(pos + len_m1 + 1)
+        m.d.comb += pos_sum.eq(s_pos + len_m1 + 1)
         pos_next = Signal(4)
         m.d.comb += pos_next.eq(pos_sum[:4])
         cur_rem_m1 = Signal(16)
-        m.d.comb += cur_rem_m1.eq(cur_rem - 1)
+        m.d.comb += cur_rem_m1.eq(s_rem - 1)
         shift = Signal()
         m.d.comb += shift.eq(fire & pos_sum[4])
         seg_done = Signal()
@@ -303,7 +332,7 @@ class HuffmanDecoder(wiring.Component):
         m.d.comb += take_w.eq(take_cur & ~flush)
         keep = [Mux(take_w & (n_w == k), word, w[k]) for k in range(3)]
         ahead = Signal(2 * MAX)
-        m.d.comb += ahead.eq((Cat(w[2], w[1], w[0]) << pos)[48 - 2 * MAX:48])
+        m.d.comb += ahead.eq((Cat(s_w[2], s_w[1], s_w[0]) << s_pos)[48 - 2 * MAX:48])
         # (`fire` picks between the consumed and the unmoved slice last: it is the later signal)
         peek_fired = Signal(MAX)
         for b in range(MAX):
@@ -311,7 +340,7 @@ class HuffmanDecoder(wiring.Component):
                 (onehot & Cat(*[ahead[MAX - c + b] for c in range(1, MAX + 1)])).any())
         fits = Signal(MAX + 1)          # per consumed length c: the next peek is in the window
         for c in range(MAX + 1):
-            m.d.comb += fits[c].eq((pos + (c + MAX) <= (n_w << 4)) | left_zero)
+            m.d.comb += fits[c].eq((s_pos + (c + MAX) <= (s_n << 4)) | s_lz)
         peek_next = Signal(MAX)
         peek_ok_next = Signal()
         m.d.comb += [
@@ -329,51 +358,76 @@ class HuffmanDecoder(wiring.Component):
                 with m.If(n_nw == k):
                     m.d.comb += nw_next[k].eq(word)
 
-        # On a move `peek` is read from the pending window's registers (not from this cycle's
-        # incoming word, which keeps the word routing out of the path): when the bits it needs
-        # are still missing it is marked stale and re-read in the next cycle.
-        pend_peek_ok = Signal()
-        m.d.comb += pend_peek_ok.eq((n_nw >= 2) | ((n_nw == 1)
-                                                   & ((pend_off <= 16 - MAX) | (pend_left == 0))))
+        # The pending window's peek, a cycle ahead (with this cycle's word); stale while the
+        # bits it needs have not arrived.
+        pend_lz_next = Signal()
+        m.d.comb += pend_lz_next.eq(pend_left == take_next)
+        m.d.sync += [
+            pp.eq((Cat(nw_next[1], nw_next[0]) << pend_off)[32 - MAX:32]),
+            pp_ok.eq((n_nw_next >= 2) | ((n_nw_next == 1) & ((pend_off <= 16 - MAX)
+                                                             | pend_lz_next))),
+        ]
 
-        move = Signal()                 # the pending segment becomes the current one
-        m.d.comb += move.eq(pend_valid & (~cur_valid | seg_done))
-        with m.If(move):
+        # Window after this cycle: the source window (the pending one when it moves in) with
+        # this cycle's word, w[0] dropped when the code crossed into w[1] (the late `shift`
+        # picks between two prepared candidates).
+        drop = [Mux(take_w & (n_w == k + 1), word, w[k + 1] if k < 2 else w[2]) for k in range(3)]
+        keep_s = [Mux(from_pend, nw_next[k], keep[k]) for k in range(3)]
+        drop_s = [Mux(from_pend, nw_next[min(k + 1, 2)], drop[k]) for k in range(3)]
+        m.d.sync += [w[k].eq(Mux(shift, drop_s[k], keep_s[k])) for k in range(3)]
+        new_rem = Signal(16)
+        m.d.comb += new_rem.eq(cur_rem_m1 - len_m1)
+        # last_hit: the code that fires is the segment's last one (== new_rem == 0 for a valid
+        # code), from the one-hot length and per-length flags of registers.
+        last_vec = Signal(MAX)
+        for l in range(MAX):
+            m.d.comb += last_vec[l].eq(rem_small & (s_rem[:4] == l + 1))
+        last_hit = Signal()
+        m.d.comb += last_hit.eq((onehot & last_vec).any())
+        with m.If(fire):
+            m.d.sync += [pos.eq(pos_next), cur_rem.eq(new_rem), rem_zero.eq(last_hit),
+                         cur_first.eq(0)]
+
+        with m.If(from_pend):
+            # the pending segment moves in (and its first code was decoded if `fire`)
             m.d.sync += [
-                cur_valid.eq(1), cur_rem.eq(pend_rem), cur_tag.eq(pend_tag), cur_first.eq(1),
-                cur_left.eq(pend_left - take_next), pos.eq(pend_off), flush.eq(0),
-                left_zero.eq(pend_left == take_next), rem_zero.eq(pend_rem == 0),
-                peek.eq((Cat(nw[1], nw[0]) << pend_off)[32 - MAX:32]),
-                peek_ok.eq(pend_peek_ok),
-                w[0].eq(nw_next[0]), w[1].eq(nw_next[1]), w[2].eq(nw_next[2]),
-                n_w.eq(n_nw_next),
-                n_nw.eq(0), pend_valid.eq(0),
+                cur_valid.eq(1), cur_tag.eq(pend_tag), flush.eq(0), pend_valid.eq(0),
+                n_nw.eq(0), cur_left.eq(pend_left - take_next), left_zero.eq(pend_lz_next),
+                n_w.eq(n_nw_next - shift), peek.eq(peek_next), peek_ok.eq(peek_ok_next),
             ]
+            with m.If(~fire):
+                m.d.sync += [pos.eq(pend_off), cur_rem.eq(pend_rem),
+                             rem_zero.eq(pend_rem == 0), cur_first.eq(1)]
         with m.Else():
             with m.If(seg_done):
                 m.d.sync += [cur_valid.eq(0), flush.eq(0), n_w.eq(0)]
             with m.Else():
-                # current window: drop w[0] when the code crossed into w[1], then take a word.
-                # Both outcomes are prepared from registers; the late `shift` picks one.
                 m.d.sync += [peek.eq(peek_next), peek_ok.eq(peek_ok_next)]
-                drop = [Mux(take_w & (n_w == k + 1), word, w[k + 1] if k < 2 else w[2])
-                        for k in range(3)]
-                for k in range(3):
-                    m.d.sync += w[k].eq(Mux(shift, drop[k], keep[k]))
                 m.d.sync += n_w.eq(Mux(shift, n_w - 1, n_w) + take_w)
                 with m.If(take_cur):
                     m.d.sync += [cur_left.eq(cur_left - 1), left_zero.eq(cur_left == 1)]
-                with m.If(fire):
-                    new_rem = cur_rem_m1 - len_m1
-                    m.d.sync += [pos.eq(pos_next), cur_rem.eq(new_rem), rem_zero.eq(new_rem == 0),
-                                 cur_first.eq(0)]
             m.d.sync += [*(nw[k].eq(nw_next[k]) for k in range(3)), n_nw.eq(n_nw_next)]
             with m.If(take_next):
-                m.d.sync += pend_left.eq(pend_left - 1)
-        with m.If(self.i_seg.valid & ~pend_valid & (seg.nbits != 0)):
+                m.d.sync += [pend_left.eq(pend_left - 1), pend_lz.eq(pend_left == 1)]
+
+        # next from_pend: the same function of the next register values
+        seg_accept = Signal()
+        m.d.comb += seg_accept.eq(self.i_seg.valid & ~pend_valid & (seg.nbits != 0))
+        pv_n = Signal()
+        cv_n = Signal()
+        rz_n = Signal()
+        fl_n = Signal()
+        m.d.comb += [
+            pv_n.eq(Mux(from_pend, 0, pend_valid | seg_accept)),
+            cv_n.eq(from_pend | (cur_valid & ~seg_done)),
+            rz_n.eq(Mux(fire, last_hit, Mux(from_pend, pend_rem == 0, rem_zero))),
+            fl_n.eq(bad | (flush & ~from_pend & ~seg_done)),
+        ]
+        m.d.sync += from_pend.eq(pv_n & (~cv_n | (rz_n & ~fl_n & ~(fire & ~code_ok))))
+        with m.If(seg_accept):
             m.d.sync += [pend_valid.eq(1), pend_off.eq(seg.offset), pend_rem.eq(seg.nbits),
                          pend_tag.eq(seg.tag), pend_left.eq(seg_words[:WB]),
-                         n_nw.eq(0)]
+                         pend_lz.eq(seg_words[:WB] == 0), n_nw.eq(0), pp_ok.eq(0)]
 
         # ---- lookup pipeline: S1 (peek, len) -> S2 (base) -> S3 (symbol) --------------------
         peek1 = Signal(MAX)
@@ -390,8 +444,8 @@ class HuffmanDecoder(wiring.Component):
         m.d.comb += sh1.eq(MAX - len1)
         with m.If(advance):
             m.d.sync += [
-                v1.eq(emit), peek1.eq(peek), len1.eq(length), tag1.eq(cur_tag),
-                first1.eq(cur_first),
+                v1.eq(emit), peek1.eq(s_peek), len1.eq(length), tag1.eq(s_tag),
+                first1.eq(s_first),
                 v2.eq(v1), off2.eq(peek1 >> sh1), tag2.eq(tag1), first2.eq(first1),
                 v3.eq(v2), tag3.eq(tag2), first3.eq(first2),
             ]

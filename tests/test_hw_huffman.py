@@ -46,32 +46,38 @@ def test_decoder_errors():
     _run("errors", cases, p_valid=0.8, p_ready=0.8, seed=6)
 
 
+def _stale_allowance(s):
+    # 12-bit codes consume 12 bits a cycle: the word window lags now and then and the decoder
+    # re-reads its (stale) peek instead of decoding
+    return s["symbols"] // 10 if s["kind"] == "maxlen" else 0
+
+
 @pytest.mark.sim
 def test_decoder_one_symbol_per_cycle():
-    """Without stalls the decoder sustains one symbol per cycle within a segment; a segment
-    costs one more cycle (it moves in after the previous one's last code) and a stale peek
-    (a word that reached the window a cycle late) one more now and then. Measured: 1,000
-    symbols in 46-52 segments take 1,063-1,069 cycles (12-bit codes: 1,127), 18 of them the
-    table load and pipeline."""
+    """Without stalls the decoder sustains one symbol per cycle, across segment boundaries too:
+    the pending segment moves in and its first code is decoded in the cycle after the previous
+    segment's last code. Measured: 1,000 symbols in 46-52 segments take 1,019-1,024 cycles
+    (18 of them the table load and pipeline; 12-bit codes 1,085); with an idle cycle per
+    segment it was 1,063-1,071."""
     cases = [make_case(kind, 60 + k, n_symbols=1000, max_seg=40)
              for k, kind in enumerate(("random", "uniform256", "two", "maxlen"))]
     stats = _run("rate", cases)
     for s in stats:
         print(f"\n{s['kind']}: {s['symbols']} symbols in {s['segments']} segments: "
               f"{s['cycles']} cycles ({s['symbols'] / s['cycles']:.3f} symbols/cycle)")
-        assert s["cycles"] <= s["symbols"] + 2 * s["segments"] + 40, s
+        assert s["cycles"] <= s["symbols"] + 30 + _stale_allowance(s), s
 
 
 @pytest.mark.sim
 def test_decoder_short_segments_rate():
-    """Short segments (1-8 symbols, as a PE sees with many PEs): measured 768-811 cycles for 600
-    symbols in 126-137 segments."""
+    """Short segments (1-8 symbols, as a PE sees with many PEs): measured 694-752 cycles for 600
+    symbols in 126-137 segments (768-831 with an idle cycle per segment)."""
     cases = [make_case(kind, 80 + k, n_symbols=600, max_seg=8)
              for k, kind in enumerate(("random", "maxlen", "two"))]
     for s in _run("short", cases):
         print(f"\n{s['kind']}: {s['symbols']} symbols in {s['segments']} segments: "
               f"{s['cycles']} cycles")
-        assert s["cycles"] <= s["symbols"] + 2 * s["segments"] + 40, s
+        assert s["cycles"] <= s["symbols"] + s["segments"] // 2 + 60 + _stale_allowance(s), s
 
 
 @pytest.mark.sim
