@@ -22,8 +22,8 @@ The private memory has a single port: stream-word reads have priority over point
 header (5 reads at layer start) and the biases (requantization) use it while nothing else does.
 
 Throughput (tests/test_hw_pe.py, tests/test_hw_huffman.py, no back-pressure): within a column
-one symbol per cycle; each column costs one extra decoder cycle (0.94 symbols/cycle on columns of
-about 20 symbols); short columns are bound by the single memory port at ``pointer words + stream
+one symbol per cycle, columns back to back (0.98 symbols/cycle on columns of about 20 symbols,
+the rest table loading and pipeline fill); short columns are bound by the single memory port at ``pointer words + stream
 words`` per column (about 2-3.5 cycles/column), empty columns cost their 1-2 pointer reads.
 Requantization takes ``rows_local + 6`` cycles.
 
