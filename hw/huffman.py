@@ -199,7 +199,6 @@ class HuffmanDecoder(wiring.Component):
         pend_tag = Signal(self.tag_bits)
         pend_left = Signal(WB)          # words of the pending segment not yet taken
         pend_lz = Signal()              # pend_left == 0 (registered copy)
-        m.d.comb += self.i_seg.ready.eq(~pend_valid)
         seg_words = Signal(17)
         m.d.comb += seg_words.eq((seg.offset + seg.nbits + 15) >> 4)
 
@@ -251,6 +250,8 @@ class HuffmanDecoder(wiring.Component):
         # from_pend == pend_valid & (~cur_valid | (rem_zero & ~flush & ~bad)), kept as a register
         # (its next value is worked out below) so that it costs one level in the decode loop.
         from_pend = Signal()
+        # the pending slot takes the next segment while its segment moves in
+        m.d.comb += self.i_seg.ready.eq(~pend_valid | from_pend)
         s_peek = Signal(MAX)
         s_ok = Signal()
         s_rem = Signal(16)
@@ -412,13 +413,13 @@ class HuffmanDecoder(wiring.Component):
 
         # next from_pend: the same function of the next register values
         seg_accept = Signal()
-        m.d.comb += seg_accept.eq(self.i_seg.valid & ~pend_valid & (seg.nbits != 0))
+        m.d.comb += seg_accept.eq(self.i_seg.valid & self.i_seg.ready & (seg.nbits != 0))
         pv_n = Signal()
         cv_n = Signal()
         rz_n = Signal()
         fl_n = Signal()
         m.d.comb += [
-            pv_n.eq(Mux(from_pend, 0, pend_valid | seg_accept)),
+            pv_n.eq(seg_accept | (pend_valid & ~from_pend)),
             cv_n.eq(from_pend | (cur_valid & ~seg_done)),
             rz_n.eq(Mux(fire, last_hit, Mux(from_pend, pend_rem == 0, rem_zero))),
             fl_n.eq(bad | (flush & ~from_pend & ~seg_done)),
