@@ -80,14 +80,21 @@ class ProcessingElement(wiring.Component):
         or ``i_start`` while busy.
     """
 
-    SEG_QUEUE = 2      # fetched column segments waiting for the word fetcher
-    WORD_FIFO = 2
+    # Queue depths: fetched column segments waiting for the word fetcher, and fetched words.
+    # With several PEs the columns are short and deeper queues keep the decoder fed (LeNet-300-100,
+    # 2 -> 4 entries: N=2 1.347 -> 1.324, N=4 1.687 -> 1.624 of the ideal bound); one PE gains
+    # 0.8 % for 260 more logic cells, which the iCEBreaker build cannot spare.
+    SEG_QUEUE, WORD_FIFO = 2, 2              # N = 1
+    SEG_QUEUE_MANY, WORD_FIFO_MANY = 4, 4    # N > 1
 
     def __init__(self, config, index):
         if not 0 <= index < config.n_pes:
             raise ValueError(f"PE index {index} outside 0..{config.n_pes - 1}")
         self.cfg = config
         self.index = index
+        many = config.n_pes > 1
+        self.seg_queue = self.SEG_QUEUE_MANY if many else self.SEG_QUEUE
+        self.word_fifo = self.WORD_FIFO_MANY if many else self.WORD_FIFO
         super().__init__({
             "i_load": In(stream.Signature(LoadWrite)),
             "i_layer": In(layer_config_layout(config)),
@@ -213,14 +220,14 @@ class ProcessingElement(wiring.Component):
         last_end = Signal(BA)           # the last pointer read: a column's start, then its end
 
         seg_layout = data.StructLayout({"start": BA, "end": BA, "value": A})
-        m.submodules.segq = segq = fifo.SyncFIFO(width=seg_layout.size, depth=self.SEG_QUEUE)
+        m.submodules.segq = segq = fifo.SyncFIFO(width=seg_layout.size, depth=self.seg_queue)
         sq_in = data.View(seg_layout, segq.w_data)
         sq_out = data.View(seg_layout, segq.r_data)
 
         pi_last = Signal()              # the read about to be issued is the column's last
         m.d.comb += pi_last.eq(pi_phase & (~pw2 | pi_w))
         seg_credit = Signal()
-        m.d.comb += seg_credit.eq(segq.level + (pr_valid & pr_phase & ~pr_hi) < self.SEG_QUEUE)
+        m.d.comb += seg_credit.eq(segq.level + (pr_valid & pr_phase & ~pr_hi) < self.seg_queue)
         pi_req = Signal()
         pi_grant = Signal()
         m.d.comb += pi_req.eq((state == RUN) & pi_busy & (~pi_last | seg_credit))
@@ -282,7 +289,7 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [sq_in.start.eq(seg_start), sq_in.end.eq(ptr_val), sq_in.value.eq(pr_value)]
 
         # ---- word fetch --------------------------------------------------------------------
-        m.submodules.wfifo = wfifo = fifo.SyncFIFO(width=16, depth=self.WORD_FIFO)
+        m.submodules.wfifo = wfifo = fifo.SyncFIFO(width=16, depth=self.word_fifo)
         wf_active = Signal()
         wf_addr = Signal(MA)            # word address relative to stream_base
         wf_last = Signal(MA)
@@ -295,7 +302,7 @@ class ProcessingElement(wiring.Component):
         wf_credit = Signal()
         reuse = Signal()
         m.d.comb += [
-            wf_credit.eq(wfifo.level + push_pending < self.WORD_FIFO),
+            wf_credit.eq(wfifo.level + push_pending < self.word_fifo),
             reuse.eq(lw_valid & (lw_addr == wf_addr)),
         ]
         wf_req = Signal()
