@@ -52,14 +52,12 @@ def bench_config(int_model, n_pes, fifo_depth=None):
     accumulator rows and symbol table grown (powers of two) when the model needs more than the
     defaults (e.g. LeNet-300-100 on one PE; 5-bit gaps need a 1024-entry symbol table)."""
     import dataclasses
+    from hw.build import sized_config
     from hw.config import AcceleratorConfig
-    from sw.pack import WIDTH_KEYS, PackLimits, sized_limits
     base = AcceleratorConfig(n_pes=n_pes)
-    lim = sized_limits(int_model, n_pes, PackLimits.from_config(base), balance=False)
-    return dataclasses.replace(base, max_rows_per_pe=lim.max_rows_per_pe,
-                               symbol_depth=lim.symbol_depth,
-                               fifo_depth=fifo_depth or base.fifo_depth,
-                               **{k: getattr(lim, k) for k in WIDTH_KEYS})
+    if fifo_depth:
+        base = dataclasses.replace(base, fifo_depth=fifo_depth)
+    return sized_config(int_model, base, balance=False)
 
 
 def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=None,

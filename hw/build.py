@@ -152,29 +152,40 @@ def _accelerator_factory(mock):
     return default_accelerator, "eie"
 
 
-def size_config(model_path, config):
-    """``config`` sized for the model: ``max_rows_per_pe`` and ``symbol_depth`` grown (powers of
-    two) to what the model needs for ``config.n_pes`` PEs, and the integer widths the model
+def sized_config(model, config, balance=True):
+    """``config`` sized for ``model`` (a ``CompressedModel`` or ``IntModel``): ``max_rows_per_pe``
+    and ``symbol_depth`` grown (powers of two) to what the model needs for ``config.n_pes`` PEs
+    (hidden neurons balanced over the PEs first if ``balance``), and the integer widths the model
     defines (``idx_bits``, ``gap_bits``, ... ``sw.pack.WIDTH_KEYS``; the decoder's symbol is
     ``idx_bits + gap_bits`` wide) taken from the model; ``config`` itself when it matches.
+
+    Raises ``sw.pack.PackError`` or ``ValueError`` when the model cannot be packed at all.
+    """
+    import dataclasses
+    from sw.pack import WIDTH_KEYS, PackLimits, sized_limits
+    limits = sized_limits(model, config.n_pes, PackLimits.from_config(config), balance=balance)
+    return dataclasses.replace(config, max_rows_per_pe=limits.max_rows_per_pe,
+                               symbol_depth=limits.symbol_depth,
+                               **{k: getattr(limits, k) for k in WIDTH_KEYS})
+
+
+def size_config(model_path, config):
+    """:func:`sized_config` for the model file ``model_path`` (packed balanced, as ``hw.build``
+    packs it).
 
     Raises
     ------
     BuildError
         the model file is missing or malformed, or cannot be packed for another reason.
     """
-    import dataclasses
     from sw.modelfile import ModelFormatError, load_model
-    from sw.pack import WIDTH_KEYS, PackError, PackLimits, sized_limits
+    from sw.pack import PackError
     path = Path(model_path)
     if not path.exists():
         raise BuildError(f"model file {path} not found (train one with sw.compress, or pass "
                          f"--no-model to build the gateware alone)")
     try:
-        limits = sized_limits(load_model(path), config.n_pes, PackLimits.from_config(config))
-        return dataclasses.replace(config, max_rows_per_pe=limits.max_rows_per_pe,
-                                   symbol_depth=limits.symbol_depth,
-                                   **{k: getattr(limits, k) for k in WIDTH_KEYS})
+        return sized_config(load_model(path), config)
     except (ModelFormatError, PackError, ValueError) as exc:
         raise BuildError(f"cannot pack {path}: {exc}") from None
 
