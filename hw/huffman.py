@@ -211,7 +211,7 @@ class HuffmanDecoder(wiring.Component):
         rem_zero = Signal(init=1)       # cur_rem == 0 (registered copy)
         pos = Signal(4)                 # next bit inside w[0] (0 = its MSB)
         flush = Signal()                # invalid code: drop the rest of the segment
-        bad_r = Signal()                # last cycle's code was invalid (flush starts now)
+        bad = Signal()                  # last cycle's code was invalid (flush starts now)
 
         # ---- word windows: 3 words of the current segment, 2 of the pending one ------------
         w = [Signal(16, name=f"w{k}") for k in range(3)]
@@ -223,7 +223,7 @@ class HuffmanDecoder(wiring.Component):
         route_next = Signal()
         m.d.comb += [
             route_cur.eq(cur_valid & ~left_zero & ((n_w < 3) | flush)),
-            route_next.eq(pend_valid & (pend_left != 0) & (n_nw < 3)
+            route_next.eq(pend_valid & ~pend_lz & (n_nw < 3)
                           & ~(cur_valid & ~left_zero)),
             self.i_word.ready.eq(route_cur | route_next),
         ]
@@ -303,7 +303,6 @@ class HuffmanDecoder(wiring.Component):
         # Enough bits: two words, or one word holding all of the segment's rest or 12 bits.
         have_bits = Signal()
         m.d.comb += have_bits.eq((s_n >= 2) | ((s_n == 1) & ((s_pos <= 16 - MAX) | s_lz)))
-        bad = bad_r
         fire = Signal()
         m.d.comb += fire.eq((from_pend | (cur_valid & ~rem_zero & ~flush & ~bad))
                             & ~loading & advance & have_bits & s_ok)
