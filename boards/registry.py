@@ -55,7 +55,7 @@ BOARDS = {
         name="icebreaker", device="iCE40UP5K-SG48", default_pes=1, pe_mem_words=16384,
         max_pes=4, ebr_bits=30 * 4096, ebr_blocks=30, luts=5280, dsps=8, clock_hz=12_000_000,
         # 24 MHz from the PLL: the project's timing target (nextpnr closes it with fmax about
-        # 25 MHz), and 3 Mbaud divides it exactly (8 clocks per bit).
+        # 25-26 MHz), and 3 Mbaud divides it exactly (8 clocks per bit).
         design_clock_hz=24_000_000),
     # Simulation-only "board": no resource limits beyond the gateware parameters.
     "sim": BoardSpec(
