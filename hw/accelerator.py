@@ -2,7 +2,7 @@
 
 ::
 
-    i_load ──► load router ──► PE 0..N-1 (private memory, codebook + Huffman replicas)
+    i_load ──► load router ──► PE 0..N-1 (data + pointer memories, codebook + Huffman replicas)
                    └─────────► sequencer (layers memory, mem N+4)
     i_input ─► CentralUnit ══► FIFO p ──► PE p ──► CentralUnit ─► o_logit / o_argmax
                    ▲  output banks (hidden outputs -> next layer's broadcast) │
@@ -29,7 +29,7 @@ error_layout = data.StructLayout({
     "overflow": 1,  # a hidden layer output row does not fit the list buffer
     "logits": 1,    # the final layer produced a different number of logits than out_features
     "layers": 1,    # no ``last`` flag within ``max_layers`` descriptors
-    "load": 1,      # a load word for a memory id > N+4 or past the layers memory
+    "load": 1,      # a load word for a memory id > 2N+4 or past the layers memory
 })
 
 
@@ -44,8 +44,9 @@ class Accelerator(wiring.Component):
     ----------
     i_load : In(stream.Signature(LoadWrite))
         One word of a memory image (``mem`` 8 bits, ``addr`` 16 bits, ``data`` 16 bits).
-        Ready only while idle (no inference in progress); a write for ``mem`` ``0..N+3`` goes to
-        the PEs, ``N+4`` to the layers memory of the sequencer.
+        Ready only while idle (no inference in progress); a write for ``mem`` ``0..N+3`` or
+        ``N+5..2N+4`` (pointer memories) goes to the PEs, ``N+4`` to the layers memory of the
+        sequencer.
     i_input : In(stream.Signature(input_layout(config)))
         One inference's dense input vector: ``in_features`` unsigned ``act_bits`` values,
         ``last`` on the final one. The first word starts an inference (when no load is
@@ -109,7 +110,7 @@ class Accelerator(wiring.Component):
         for pe in pes:
             m.d.comb += [pe.i_load.valid.eq(ld_fire), pe.i_load.payload.eq(ld)]
         err_load = Signal()
-        with m.If(ld_fire & ((ld.mem > cfg.mem_layers)
+        with m.If(ld_fire & ((ld.mem >= cfg.n_mem_ids)
                              | ((ld.mem == cfg.mem_layers) & (ld.addr >= 8 * cfg.max_layers)))):
             m.d.sync += err_load.eq(1)
 

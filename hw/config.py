@@ -18,7 +18,9 @@ class AcceleratorConfig:
     act_bits, weight_bits, acc_bits, idx_bits, gap_bits, huff_max_len : int
         Widths of section 1 of docs/ARCHITECTURE.md.
     pe_mem_depth : int
-        Words (16-bit) of each PE's private memory (16384 = one iCE40 SPRAM).
+        Words (16-bit) of each of a PE's two private memories: the data memory (headers,
+        Huffman streams, biases) and the pointer memory (column pointer tables), each with its
+        own port (16384 = one iCE40 SPRAM each).
     max_layers : int
         Layer descriptors the hardware holds.
     max_rows_per_pe : int
@@ -34,7 +36,7 @@ class AcceleratorConfig:
         Depth of each PE's broadcast FIFO (EIE: 8).
     memory : str
         ``"lib"``: every memory is an ``amaranth.lib.memory.Memory`` (simulation, any FPGA);
-        ``"ice40"``: PE memories map to SB_SPRAM256KA.
+        ``"ice40"``: PE memories (data and pointers) map to SB_SPRAM256KA.
     """
     n_pes: int = 4
     act_bits: int = 8
@@ -82,6 +84,16 @@ class AcceleratorConfig:
     @property
     def mem_layers(self):
         return self.n_pes + 4
+
+    @property
+    def mem_pointers(self):
+        """Memory id of PE 0's pointer memory (PE ``p``: ``mem_pointers + p``)."""
+        return self.n_pes + 5
+
+    @property
+    def n_mem_ids(self):
+        """Memory ids in use: ``0 .. n_mem_ids - 1``."""
+        return 2 * self.n_pes + 5
 
     @property
     def feature_bits(self):

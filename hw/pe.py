@@ -42,7 +42,7 @@ from amaranth.lib import wiring, stream, data, fifo
 from amaranth.lib.wiring import In, Out
 
 from .config import (LoadWrite, broadcast_layout, pe_output_layout, layer_config_layout)
-from .huffman import HuffmanDecoder
+from .huffman import HuffmanDecoder, segment_layout
 from .memories import PEMemory, table_memory
 
 __all__ = ["ProcessingElement", "round_shift_saturate"]
@@ -86,6 +86,7 @@ class ProcessingElement(wiring.Component):
     # 0.8 % for 260 more logic cells, which the iCEBreaker build cannot spare.
     SEG_QUEUE, WORD_FIFO = 2, 2              # N = 1
     SEG_QUEUE_MANY, WORD_FIFO_MANY = 4, 4    # N > 1
+    DEC_QUEUE = 2       # segments whose words are being fetched, waiting for the decoder
 
     def __init__(self, config, index):
         if not 0 <= index < config.n_pes:
@@ -95,6 +96,7 @@ class ProcessingElement(wiring.Component):
         many = config.n_pes > 1
         self.seg_queue = self.SEG_QUEUE_MANY if many else self.SEG_QUEUE
         self.word_fifo = self.WORD_FIFO_MANY if many else self.WORD_FIFO
+        self.dec_queue = self.DEC_QUEUE
         super().__init__({
             "i_load": In(stream.Signature(LoadWrite)),
             "i_layer": In(layer_config_layout(config)),
@@ -118,8 +120,9 @@ class ProcessingElement(wiring.Component):
         layer = self.i_layer
 
         m.submodules.mem = mem = PEMemory(cfg.pe_mem_depth, cfg.memory)
+        m.submodules.ptrmem = pmem = PEMemory(cfg.pe_mem_depth, cfg.memory)
         m.submodules.dec = dec = HuffmanDecoder(cfg, tag_bits=A)
-        self._mem, self._dec = mem, dec       # for simulation probes
+        self._mem, self._pmem, self._dec = mem, pmem, dec       # for simulation probes
         m.submodules.codebook = cbm = table_memory(signed(cfg.weight_bits),
                                                    cfg.max_layers << cfg.idx_bits)
         m.submodules.accs = accm = table_memory(signed(ACC), cfg.max_rows_per_pe)
@@ -167,6 +170,11 @@ class ProcessingElement(wiring.Component):
         addr_terms = []             # (select, address)
         m.d.comb += m_we.eq(ld_fire & (ld.mem == self.index) & (ld.addr < cfg.pe_mem_depth))
         addr_terms.append((m_we, ld.addr))
+        # the pointer memory: written by loads, read only by the pointer fetch
+        p_we = Signal()
+        m.d.comb += [p_we.eq(ld_fire & (ld.mem == cfg.mem_pointers + self.index)
+                             & (ld.addr < cfg.pe_mem_depth)),
+                     pmem.we.eq(p_we), pmem.wdata.eq(ld.data)]
 
         # ---- layer header ------------------------------------------------------------------
         ptr_base = Signal(MA)
@@ -271,14 +279,14 @@ class ProcessingElement(wiring.Component):
 
         # pointer fetch: return side
         ptr_val = Signal(BA)
-        m.d.comb += ptr_val.eq(Mux(pw2, Cat(mem.rdata, hi_word), mem.rdata))
+        m.d.comb += ptr_val.eq(Mux(pw2, Cat(pmem.rdata, hi_word), pmem.rdata))
         # A column's start is the pointer read just before its end: ptr[col] when it was read,
         # else the previous column's end. Either way it is in last_end.
         seg_start = Signal(BA)
         m.d.comb += seg_start.eq(last_end)
         with m.If(pr_valid):
             with m.If(pr_hi):
-                m.d.sync += hi_word.eq(mem.rdata)
+                m.d.sync += hi_word.eq(pmem.rdata)
             with m.Else():
                 m.d.sync += last_end.eq(ptr_val)
             with m.If(~pr_hi & pr_phase):
@@ -329,16 +337,29 @@ class ProcessingElement(wiring.Component):
         with m.If(push_pending & push_mem):
             m.d.sync += lw_data.eq(mem.rdata)
 
+        # The word fetch runs ahead of the decoder: it takes a segment from the segment queue as
+        # soon as the previous segment's words are requested and hands the segment's framing
+        # to the decoder's queue, so a short column's words are already in the word FIFO when
+        # the decoder reaches it (waiting for the decoder to accept the segment first exposed
+        # the fetch latency once per column).
         seg_nbits = Signal(BA)
         m.d.comb += seg_nbits.eq(sq_out.end - sq_out.start)
+        dseg = segment_layout(A)
+        m.submodules.decq = decq = fifo.SyncFIFO(width=dseg.size, depth=self.dec_queue)
+        dq_in = data.View(dseg, decq.w_data)
+        wf_start = Signal()
         m.d.comb += [
-            dec.i_seg.valid.eq(segq.r_rdy & (~wf_active | wf_fin)),
-            dec.i_seg.payload.offset.eq(sq_out.start[:4]),
-            dec.i_seg.payload.nbits.eq(seg_nbits),
-            dec.i_seg.payload.tag.eq(sq_out.value),
-            segq.r_en.eq(dec.i_seg.valid & dec.i_seg.ready),
+            wf_start.eq(segq.r_rdy & (~wf_active | wf_fin) & decq.w_rdy),
+            segq.r_en.eq(wf_start),
+            decq.w_en.eq(wf_start),
+            dq_in.offset.eq(sq_out.start[:4]),
+            dq_in.nbits.eq(seg_nbits),
+            dq_in.tag.eq(sq_out.value),
+            dec.i_seg.valid.eq(decq.r_rdy),
+            dec.i_seg.payload.eq(decq.r_data),
+            decq.r_en.eq(dec.i_seg.ready),
         ]
-        with m.If(dec.i_seg.valid & dec.i_seg.ready):
+        with m.If(wf_start):
             m.d.sync += [
                 wf_active.eq(1),
                 wf_addr.eq(sq_out.start[4:]),
@@ -361,9 +382,9 @@ class ProcessingElement(wiring.Component):
                     m.d.comb += hdr_addr.eq((layer.index << 2) + k)
             with m.Default():
                 m.d.comb += hdr_addr.eq(2)
-        m.d.comb += pi_grant.eq(pi_req & ~wf_req)
-        addr_terms += [(state == HDR, hdr_addr), (wf_req, stream_base + wf_addr),
-                       (pi_grant, pi_addr)]
+        m.d.comb += [pi_grant.eq(pi_req),
+                     pmem.addr.eq(Mux(p_we, ld.addr, pi_addr)), pmem.re.eq(pi_grant)]
+        addr_terms += [(state == HDR, hdr_addr), (wf_req, stream_base + wf_addr)]
 
         # ---- accumulate pipeline -----------------------------------------------------------
         sym = dec.o_sym.payload
@@ -524,8 +545,8 @@ class ProcessingElement(wiring.Component):
                 with m.If(self.o_out.ready):
                     m.d.sync += state.eq(IDLE)
         self._wq, self._sq = wfifo, segq
-        m.d.comb += drained.eq(~(pi_busy | pr_valid | segq.r_rdy | wf_active | push_pending
-                                 | wfifo.r_rdy | dec.o_busy | v1 | v2 | v3))
+        m.d.comb += drained.eq(~(pi_busy | pr_valid | segq.r_rdy | decq.r_rdy | wf_active
+                                 | push_pending | wfifo.r_rdy | dec.o_busy | v1 | v2 | v3))
         return m
 
 

@@ -20,7 +20,7 @@ __all__ = [
     "STATUS_FLAGS", "crc16", "encode_frame", "ProtocolEngine",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2      # 2: per-PE pointer memories (mem ids N+5..2N+4)
 SOF = 0xA5
 
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.protocol import (SOF, STATUS_FIELDS, STATUS_FLAGS, STATUS_LENGTH, Cmd, Err,
-                         ERROR_NAMES, Resp, crc16, encode_frame)
+from hw.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, STATUS_LENGTH,
+                         Cmd, Err, ERROR_NAMES, Resp, crc16, encode_frame)
 from sw.transport import SerialTransport, TransportError, TransportTimeout
 
 __all__ = ["HostError", "BoardError", "BadFrameError", "BoardTimeout", "InputLengthError",
@@ -312,6 +312,9 @@ def _runs(load_words):
 def check_fit(status, int_model, packed):
     """Raise :class:`ModelFitError` if ``int_model``/``packed`` exceed the board's gateware."""
     problems = []
+    if status.version != PROTOCOL_VERSION:
+        problems.append(f"the gateware speaks protocol version {status.version}, this host "
+                        f"{PROTOCOL_VERSION} (different memory layout): rebuild the bitstream")
     for name in ("act_bits", "weight_bits", "acc_bits", "idx_bits", "gap_bits", "huff_max_len"):
         if getattr(int_model, name) != status.fields[name]:
             problems.append(f"{name} is {getattr(int_model, name)} in the model, "
@@ -330,9 +333,12 @@ def check_fit(status, int_model, packed):
         mem = int(mem)
         if mem < n and len(image) > status.pe_mem_depth:
             problems.append(f"PE {mem} image has {len(image)} words > {status.pe_mem_depth}")
+        if n + 5 <= mem < 2 * n + 5 and len(image) > status.pe_mem_depth:
+            problems.append(f"PE {mem - n - 5} pointer image has {len(image)} words > "
+                            f"{status.pe_mem_depth}")
         if mem == n + 3 and len(image) > status.symbol_depth:
             problems.append(f"{len(image)} Huffman symbols > {status.symbol_depth}")
-        if mem > n + 4:
+        if mem >= 2 * n + 5:
             problems.append(f"memory id {mem} does not exist with {n} PEs "
                             f"(packed for more PEs?)")
     if problems:

@@ -1,7 +1,8 @@
 """Memory images for the accelerator (docs/ARCHITECTURE.md section 4, bit level in FORMATS.md).
 
-:func:`pack` turns a calibrated integer model into 16-bit memory images: one private memory per
-PE (layer headers, column pointer tables, Huffman-coded sparse columns, biases) and the shared
+:func:`pack` turns a calibrated integer model into 16-bit memory images: two private memories per
+PE (data: layer headers, Huffman-coded sparse columns, biases; pointers: the column pointer
+tables, read through their own port) and the shared
 memories (codebook, Huffman ``limit``/``base``/``symbols`` tables, layer descriptors). It proves
 that no accumulator can overflow and refuses (:class:`PackError`) any model the hardware or
 the board cannot hold.
@@ -27,14 +28,14 @@ from sw.modelfile import CompressedModel, ModelFormatError, load_model
 from sw.sparse import encode_columns
 
 __all__ = ["PackError", "PackLimits", "WIDTH_KEYS", "PackedImages", "pack", "sized_limits",
-           "mem_names", "main", "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2", "DESC_WORDS", "HEADER_WORDS"]
+           "mem_names", "is_pe_memory", "main", "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2", "DESC_WORDS", "HEADER_WORDS"]
 
 FLAG_RELU = 1 << 0
 FLAG_LAST = 1 << 1
 FLAG_PTR2 = 1 << 2
 DESC_WORDS = 8
 HEADER_WORDS = 4
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2      # 2: pointer tables in their own per-PE memories (ids N+5..2N+4)
 
 
 #: Integer widths a model defines and the gateware is built with (section 1 of ARCHITECTURE.md).
@@ -77,8 +78,8 @@ class PackLimits:
     max_logits : int
         Largest final-layer width (the logit index is 8 bits).
     pe_mem_words : int or None
-        Words of each PE memory in the gateware; ``None``: the board's ``pe_mem_words``
-        (the smaller of the two applies).
+        Words of each of a PE's two memories (data, pointers) in the gateware; ``None``: the
+        board's ``pe_mem_words`` (the smaller of the two applies).
     act_bits, weight_bits, acc_bits, idx_bits, gap_bits, huff_max_len : int or None
         Widths the gateware is built with (``hw.config.AcceleratorConfig``); the model's must be
         equal (:func:`pack` raises :class:`PackError` otherwise). ``None``: not checked (any
@@ -134,11 +135,20 @@ def sized_limits(model, n_pes, limits=None, balance=True):
 
 
 def mem_names(n_pes):
-    """``dict`` memory id -> name (``pe0..``, ``codebook``, ``huff_limit``, ...)."""
+    """``dict`` memory id -> name: ``pe0..`` (ids ``0..N-1``, the PEs' data memories),
+    ``codebook``, ``huff_limit``, ``huff_base``, ``huff_symbols``, ``layers`` (``N..N+4``),
+    ``ptr0..`` (``N+5..2N+4``, the PEs' pointer memories)."""
     names = {p: f"pe{p}" for p in range(n_pes)}
     for k, nm in enumerate(("codebook", "huff_limit", "huff_base", "huff_symbols", "layers")):
         names[n_pes + k] = nm
+    for p in range(n_pes):
+        names[n_pes + 5 + p] = f"ptr{p}"
     return names
+
+
+def is_pe_memory(mem, n_pes):
+    """Memory id ``mem`` is a PE's data or pointer memory (``pe_mem_words`` deep)."""
+    return mem < n_pes or n_pes + 5 <= mem < 2 * n_pes + 5
 
 
 @dataclass
@@ -268,8 +278,8 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
         raise PackError(f"n_pes must be >= 1, not {n_pes}")
     if N > spec.max_pes:
         raise PackError(f"board {spec.name} supports at most {spec.max_pes} PEs, not {N}")
-    if N + 5 > 256:
-        raise PackError(f"{N} PEs leave no room for the shared memory ids (mem is 8 bits)")
+    if 2 * N + 5 > 256:
+        raise PackError(f"{N} PEs need more than 256 memory ids (mem is 8 bits)")
     pe_cap = min(int(spec.pe_mem_words), 65536)
     if limits.pe_mem_words is not None:
         pe_cap = min(pe_cap, int(limits.pe_mem_words))
@@ -349,43 +359,51 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
             raise PackError(f"layer {i}: stream of {biggest} bits overflows a 32-bit pointer")
         ptr_words.append(1 if biggest < 65536 else 2)
 
+    # PE p: the data memory holds the headers, the streams and the biases; the pointer memory
+    # (its own read port, section 4) the pointer tables of all layers.
     pe_images = []
+    ptr_images = []
     pe_usage = []
     for p in range(N):
         addr = HEADER_WORDS * n_layers
+        paddr = 0
         header = np.zeros(HEADER_WORDS * n_layers, dtype=np.int64)
         parts = []
+        ptr_parts = []
         for i in range(n_layers):
             ptr, words, nbits, _ = streams[p][i]
-            pw = ptr_words[i]
-            if pw == 1:
+            if ptr_words[i] == 1:
                 ptab = ptr
             else:
                 ptab = np.stack([ptr >> 16, ptr & 0xFFFF], axis=1).ravel()
-            ptr_base = addr
-            stream_base = ptr_base + len(ptab)
-            header[HEADER_WORDS * i:HEADER_WORDS * i + 4] = [ptr_base, stream_base, 0,
-                                                             rows_local[i][p]]
-            parts += [ptab, words]
-            addr = stream_base + len(words)
+            header[HEADER_WORDS * i:HEADER_WORDS * i + 4] = [paddr, addr, 0, rows_local[i][p]]
+            ptr_parts.append(ptab)
+            parts.append(words)
+            paddr += len(ptab)
+            addr += len(words)
         bias_base0 = addr
         for i, l in enumerate(im.layers):
             header[HEADER_WORDS * i + 2] = addr
             parts.append(l.bias_q[p::N])
             addr += rows_local[i][p]
         if addr > pe_cap:
-            raise PackError(f"PE {p} memory overflow: needs {addr} words, board {spec.name} "
-                            f"/ hardware has {pe_cap} per PE (use more PEs or prune harder)")
+            raise PackError(f"PE {p} memory overflow: its streams and biases need {addr} words, "
+                            f"board {spec.name} / hardware has {pe_cap} per PE (use more PEs or "
+                            "prune harder)")
+        if paddr > pe_cap:
+            raise PackError(f"PE {p} pointer memory overflow: its pointer tables need {paddr} "
+                            f"words, board {spec.name} / hardware has {pe_cap} per PE (use more "
+                            "PEs)")
         if np.any(header >= 65536):
             raise PackError(f"PE {p}: a header address does not fit 16 bits")
         img = _u16(np.concatenate([header] + [np.asarray(q, dtype=np.int64) for q in parts]))
-        assert len(img) == addr
+        pimg = _u16(np.concatenate([np.asarray(q, dtype=np.int64) for q in ptr_parts]))
+        assert len(img) == addr and len(pimg) == paddr
         pe_images.append(img)
-        pe_usage.append({"header": int(len(header)),
-                         "pointers": int(sum(len(streams[p][i][0]) * ptr_words[i]
-                                             for i in range(n_layers))),
+        ptr_images.append(pimg)
+        pe_usage.append({"header": int(len(header)), "pointers": int(paddr),
                          "streams": int(sum(len(streams[p][i][1]) for i in range(n_layers))),
-                         "biases": int(addr - bias_base0), "total": int(addr)})
+                         "biases": int(addr - bias_base0), "total": int(addr + paddr)})
 
     # Shared memories.
     codebook = np.zeros(n_layers * cb_size, dtype=np.int64)
@@ -413,6 +431,8 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
     images[N + 2] = _u16(base_img)
     images[N + 3] = _u16(symbols)
     images[N + 4] = _u16(desc)
+    for p in range(N):
+        images[N + 5 + p] = ptr_images[p]
     caps = {N + 0: limits.max_layers * cb_size, N + 1: limits.max_layers * L_max,
             N + 2: limits.max_layers * L_max, N + 3: limits.symbol_depth,
             N + 4: DESC_WORDS * limits.max_layers}
@@ -442,10 +462,10 @@ def _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, stream
               ptr_words, proof, rows_local):
     memories = {}
     for mem, img in images.items():
-        cap = pe_cap if mem < N else caps[mem]
+        cap = pe_cap if is_pe_memory(mem, N) else caps[mem]
         memories[names[mem]] = {"mem": mem, "words_used": int(len(img)), "capacity_words": cap,
                                 "bytes": int(2 * len(img))}
-    pe_bytes = sum(2 * len(images[p]) for p in range(N))
+    pe_bytes = sum(2 * len(img) for mem, img in images.items() if is_pe_memory(mem, N))
     shared_bytes = sum(2 * len(images[m]) for m in range(N, N + 5))
     total = pe_bytes + shared_bytes
     dense_weights = sum(l.in_features * l.out_features for l in im.layers)
@@ -492,10 +512,10 @@ def _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, stream
             "pe_bytes": pe_bytes, "shared_bytes": shared_bytes, "total_bytes": total,
             "dense_float32_bytes": dense_bytes,
             "compression_ratio": dense_bytes / max(1, total),
-            "board_spram_bytes": 2 * pe_cap * spec.max_pes,
+            "board_spram_bytes": 2 * 2 * pe_cap * spec.max_pes,
             "board_ebr_bytes": spec.ebr_bits // 8,
             "ebr_blocks_tables": ebr_blocks, "board_ebr_blocks": spec.ebr_blocks,
-            "spram_fraction_used": pe_bytes / (2 * pe_cap * N),
+            "spram_fraction_used": pe_bytes / (2 * 2 * pe_cap * N),
             "breakdown_bytes": {k: 2 * sum(u[k] for u in pe_usage)
                                 for k in ("header", "pointers", "streams", "biases")}
             | {"tables": shared_bytes},

@@ -106,9 +106,10 @@ def _header(pe_img, d):
     return h  # ptr_base, stream_base, bias_base, rows_local
 
 
-def _pointers(pe_img, d, ptr_base):
+def _pointers(ptr_img, d, ptr_base):
+    """Pointer table of layer ``d`` at ``ptr_base`` of a PE's pointer memory image."""
     n = d.in_features + 1
-    raw = np.array([_word(pe_img, ptr_base + k, "pointer") for k in range(n * d.ptr_words)],
+    raw = np.array([_word(ptr_img, ptr_base + k, "pointer") for k in range(n * d.ptr_words)],
                    dtype=np.int64)
     ptr = raw if d.ptr_words == 1 else (raw[0::2] << 16) | raw[1::2]
     if np.any(np.diff(ptr) < 0) or ptr[0] != 0:
@@ -140,7 +141,7 @@ def decode_layer(packed, d, p):
     N, _, _, idx_bits, _, L = _params(packed)
     pe_img = packed.images[p]
     ptr_base, stream_base, bias_base, rows_local = _header(pe_img, d)
-    ptr = _pointers(pe_img, d, ptr_base)
+    ptr = _pointers(packed.images[N + 5 + p], d, ptr_base)
     total = int(ptr[-1])
     bits = _stream_bits(pe_img, stream_base, total, L).astype(np.int64)
     limit, base, symbols = _tables(packed, d)
@@ -283,7 +284,7 @@ def infer_packed_events(packed, x_vector):
         for p in range(N):
             pe_img = packed.images[p]
             ptr_base, stream_base, bias_base, rows_local = _header(pe_img, d)
-            ptr = _pointers(pe_img, d, ptr_base)
+            ptr = _pointers(packed.images[N + 5 + p], d, ptr_base)
             bits = _stream_bits(pe_img, stream_base, int(ptr[-1]), L)
             local = np.zeros(rows_local, dtype=np.int64)
             for j in np.flatnonzero(a):

@@ -4,12 +4,12 @@ import struct
 import numpy as np
 import pytest
 
-from hw.protocol import STATUS_FIELDS, Cmd, Err, Resp, SOF, crc16, encode_frame
+from hw.protocol import PROTOCOL_VERSION, STATUS_FIELDS, Cmd, Err, Resp, SOF, crc16, encode_frame
 from sw.host import (BadFrameError, Board, BoardError, BoardTimeout, InputLengthError,
                      ModelFitError, _runs, check_fit)
 from sw.transport import ScriptedTransport, TransportTimeout
 
-STATUS = {"version": 1, "n_pes": 4, "act_bits": 8, "weight_bits": 16, "acc_bits": 32,
+STATUS = {"version": PROTOCOL_VERSION, "n_pes": 4, "act_bits": 8, "weight_bits": 16, "acc_bits": 32,
           "idx_bits": 4, "gap_bits": 4, "huff_max_len": 12, "max_layers": 4,
           "max_features": 1024, "pe_mem_log2": 14, "max_rows_per_pe": 256, "symbol_depth": 256,
           "fifo_depth": 8, "max_logits": 16, "clock_hz": 12_000_000, "divisor": 4,
@@ -196,6 +196,15 @@ def test_check_fit():
     st16 = BoardStatus(dict(STATUS, act_bits=16))
     with pytest.raises(ModelFitError, match="act_bits"):
         check_fit(st16, small, Packed())
+    # pointer memories (ids N+5..2N+4) are as deep as the data memories; ids past them are bad
+    Packed.images = {4 + 5 + 3: np.zeros(16385, np.uint16)}
+    with pytest.raises(ModelFitError, match="PE 3 pointer image has 16385 words"):
+        check_fit(st, small, Packed())
+    Packed.images = {2 * 4 + 5: np.zeros(1, np.uint16)}
+    with pytest.raises(ModelFitError, match="memory id 13 does not exist"):
+        check_fit(st, small, Packed())
+    with pytest.raises(ModelFitError, match="protocol version 1, this host"):
+        check_fit(BoardStatus(dict(STATUS, version=1)), small, Packed())
 
 
 def test_cli_reports_errors(tmp_path, capsys):

@@ -24,7 +24,7 @@ def test_layout_addresses(n_pes):
     pk = pack(im, n_pes, "sim", limits=BIG)
     N = n_pes
     L = im.huff_max_len
-    assert sorted(pk.images) == list(range(N + 5))
+    assert sorted(pk.images) == list(range(2 * N + 5))
     assert all(img.dtype == np.uint16 for img in pk.images.values())
     desc = pk.images[N + 4]
     assert len(desc) == 8 * len(im.layers)
@@ -47,10 +47,15 @@ def test_layout_addresses(n_pes):
         assert d[6] == len(syms)
         for p in range(N):
             img = pk.images[p]
+            pimg = pk.images[N + 5 + p]         # the PE's pointer memory
             ptr_base, stream_base, bias_base, rows_local = img[4 * i:4 * i + 4].tolist()
             assert rows_local == -(-(l.out_features - p) // N)
-            ptr = img[ptr_base:ptr_base + l.in_features + 1].astype(np.int64)
-            assert stream_base == ptr_base + l.in_features + 1
+            ptr = pimg[ptr_base:ptr_base + l.in_features + 1].astype(np.int64)
+            # tables back to back from address 0; streams after the headers, layer after layer
+            assert ptr_base == sum(k.in_features + 1 for k in im.layers[:i])
+            assert stream_base == 4 * len(im.layers) + sum(
+                -(-int(pk.manifest["layers"][k]["stream_bits_per_pe"][p]) // 16)
+                for k in range(i))
             assert ptr[0] == 0
             bits = words_to_bits(img[stream_base:])
             pe = enc.pes[p]
@@ -82,8 +87,8 @@ def test_ptr_words_2():
     assert pk.images[1 + 4][8 * 0 + 2] & 4  # layers memory is N + 4; flags bit2
     assert pk.manifest["layers"][1]["ptr_words"] == 1
     img = pk.images[0]
-    ptr_base, stream_base = int(img[0]), int(img[1])
-    ptrs = img[ptr_base:stream_base].astype(np.int64)
+    ptr_base, next_base = int(img[0]), int(img[4])      # layer 1's table follows layer 0's
+    ptrs = pk.images[1 + 5][ptr_base:next_base].astype(np.int64)
     assert len(ptrs) == 2 * 701
     ptr = (ptrs[0::2] << 16) | ptrs[1::2]
     assert ptr[-1] == layer["stream_bits_per_pe"][0]
@@ -106,6 +111,9 @@ def test_manifest_and_save(tmp_path):
     for pr in m["accumulator_proof"]:
         assert pr["max_abs_acc"] < pr["limit"] == 2 ** 31
     assert m["memories"]["pe0"]["capacity_words"] == 16384
+    assert m["memories"]["ptr1"]["capacity_words"] == 16384
+    assert m["memories"]["ptr1"]["mem"] == 2 + 5 + 1
+    assert m["pe_usage_words"][1]["pointers"] == len(pk.images[2 + 5 + 1])
     pk.save(tmp_path)
     assert json.loads((tmp_path / "manifest.json").read_text()) == json.loads(json.dumps(m))
     hexlines = (tmp_path / "pe1.hex").read_text().splitlines()

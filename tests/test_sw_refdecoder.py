@@ -98,14 +98,14 @@ def test_corrupt_images():
     # A pointer moved by one bit splits a code (or runs past the rows).
     bad = pack(im, 2, "sim", limits=BIG)
     ptr_base = int(bad.images[0][0])
-    col = next(j for j in range(1, 40) if bad.images[0][ptr_base + j] !=
-               bad.images[0][ptr_base + j + 1])
-    bad.images[0][ptr_base + col] += 1
+    ptrs = bad.images[2 + 5]            # PE 0's pointer memory
+    col = next(j for j in range(1, 40) if ptrs[ptr_base + j] != ptrs[ptr_base + j + 1])
+    ptrs[ptr_base + col] += 1
     with pytest.raises(RefDecodeError):
         infer_packed(bad, x)
     # Decreasing pointers.
     bad = pack(im, 2, "sim", limits=BIG)
-    bad.images[0][ptr_base + 40] = 0
+    bad.images[2 + 5][ptr_base + 40] = 0
     with pytest.raises(RefDecodeError, match="pointer"):
         infer_packed(bad, x)
     # Wrong input size.

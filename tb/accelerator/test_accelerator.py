@@ -69,6 +69,6 @@ async def accelerator_flags_errors(dut):
     res = await drv.infer(case["inputs"][1][:-1], n_logits=len(case["logits"][1]))
     assert res.error == 1 << bit["input"], f"o_error {res.error:#x} after a short input"
     assert len(res.logits) == len(case["logits"][1])
-    await drv.load([(cfg.n_pes + 5, 0, 1)])
+    await drv.load([(cfg.n_mem_ids, 0, 1)])
     err = int(dut.o_error.value)
     assert err == (1 << bit["input"]) | (1 << bit["load"]), f"o_error {err:#x} after a bad load"

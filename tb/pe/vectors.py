@@ -73,11 +73,12 @@ def make_pe_case(n_pes, index, sizes, density, seed, n_inputs=3, *, zero_input=T
                           idx_bits=cfg.idx_bits, gap_bits=cfg.gap_bits,
                           huff_max_len=cfg.huff_max_len, **model_kw)
     packed = pack(im, n_pes, board="sim", limits=PackLimits.from_config(cfg))
-    if len(packed.images[index]) > cfg.pe_mem_depth:
-        raise ValueError(f"PE {index} image of {len(packed.images[index])} words exceeds the "
-                         f"test memory of {cfg.pe_mem_depth}")
+    for mem in (index, cfg.mem_pointers + index):
+        if len(packed.images[mem]) > cfg.pe_mem_depth:
+            raise ValueError(f"PE {index} image {mem} of {len(packed.images[mem])} words exceeds "
+                             f"the test memory of {cfg.pe_mem_depth}")
     loads = [[int(mem), int(addr), int(word)] for mem, addr, word in packed.load_words(True)
-             if mem == index or n_pes <= mem < n_pes + 4]
+             if mem in (index, cfg.mem_pointers + index) or n_pes <= mem < n_pes + 4]
     layers = _descriptors(packed.images[n_pes + 4], len(im.layers))
     amax = (1 << cfg.act_bits) - 1
     x = rng.integers(1, amax + 1, size=(n_inputs, sizes[0]))
