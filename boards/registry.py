@@ -19,11 +19,12 @@ class BoardSpec:
     device : str
         FPGA part.
     default_pes : int
-        PE count used when none is given (one PE per SPRAM bank on the UP5K).
+        PE count used when none is given.
     pe_mem_words : int
-        16-bit words of private memory per PE (one SB_SPRAM256KA = 16384).
+        16-bit words of each of a PE's two private memories (data and pointers; one
+        SB_SPRAM256KA = 16384 each).
     max_pes : int
-        PEs the memory allows (each needs its own single-port bank).
+        PEs the memory allows (each needs two single-port banks: data and pointers).
     ebr_bits : int
         Total block RAM bits (iCE40 EBR: 4096 bits each).
     ebr_blocks : int
@@ -50,10 +51,10 @@ class BoardSpec:
 
 BOARDS = {
     "icebreaker": BoardSpec(
-        # One PE is what fits the UP5K's 5280 logic cells today (92 %, see docs/HARDWARE.md);
-        # the 4 SPRAM banks would carry 4 PEs once the PE shrinks further.
+        # One PE is what fits the UP5K's 5280 logic cells (see docs/HARDWARE.md); a PE uses
+        # two of the 4 SPRAM banks (data memory, pointer memory), so 2 PEs at most.
         name="icebreaker", device="iCE40UP5K-SG48", default_pes=1, pe_mem_words=16384,
-        max_pes=4, ebr_bits=30 * 4096, ebr_blocks=30, luts=5280, dsps=8, clock_hz=12_000_000,
+        max_pes=2, ebr_bits=30 * 4096, ebr_blocks=30, luts=5280, dsps=8, clock_hz=12_000_000,
         # 24 MHz from the PLL: the project's timing target (nextpnr closes it with fmax about
         # 25-26 MHz), and 3 Mbaud divides it exactly (8 clocks per bit).
         design_clock_hz=24_000_000),

@@ -265,7 +265,8 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
     spec = platform_cls.spec
     n_pes = spec.default_pes if n_pes is None else n_pes
     if not 1 <= n_pes <= spec.max_pes:
-        raise BuildError(f"{board} supports 1..{spec.max_pes} PEs (one SPRAM each), not {n_pes}")
+        raise BuildError(f"{board} supports 1..{spec.max_pes} PEs (two SPRAMs each: data and "
+                         f"pointers), not {n_pes}")
     # A 4-deep broadcast FIFO: half the central unit's ring of the default 8 for ~1.5 % cycles.
     config = AcceleratorConfig(n_pes=n_pes, memory="ice40", pe_mem_depth=spec.pe_mem_words,
                                fifo_depth=BOARD_FIFO_DEPTH)

@@ -65,7 +65,7 @@ def test_select_tools_prefers_env_and_reports_missing(tmp_path):
 
 def test_platform_registry():
     platform = get_platform("icebreaker")
-    assert platform.spec.default_pes == 1 and platform.spec.max_pes == 4
+    assert platform.spec.default_pes == 1 and platform.spec.max_pes == 2
     assert platform.spec.pe_mem_words == 16384
     with pytest.raises(BoardError, match="simulation-only"):
         get_platform("sim")
@@ -88,8 +88,8 @@ def test_pll_unreachable():
 
 
 def test_bad_arguments_fail_fast():
-    with pytest.raises(BuildError, match="1..4 PEs"):
-        build("icebreaker", n_pes=5, mock=True, out="build/test-bad")
+    with pytest.raises(BuildError, match="1..2 PEs"):
+        build("icebreaker", n_pes=3, mock=True, out="build/test-bad")
     with pytest.raises(BuildError, match="no bitstream platform"):
         build("sim", mock=True, out="build/test-bad")
     with pytest.raises(BuildError, match="not found"):
@@ -99,7 +99,7 @@ def test_bad_arguments_fail_fast():
 def _plan(freq_hz):
     from tb.top.mock_accel import MockAccelerator
     platform = get_platform("icebreaker")()
-    top = BoardTop(AcceleratorConfig(n_pes=4, memory="ice40"), clock_hz=freq_hz,
+    top = BoardTop(AcceleratorConfig(n_pes=2, memory="ice40"), clock_hz=freq_hz,
                    accelerator=MockAccelerator)
     return platform.build(top, name="top", do_build=False), top
 
@@ -168,10 +168,14 @@ def test_pack_model_writes_images(tmp_path):
     from sw.modelfile import save_model
     path = tmp_path / "m.npz"
     save_model(path, random_int_model([30, 12, 10], density=0.2, seed=3).to_model())
-    info = pack_model(path, AcceleratorConfig(n_pes=4, memory="ice40"), "icebreaker",
+    info = pack_model(path, AcceleratorConfig(n_pes=2, memory="ice40"), "icebreaker",
                       tmp_path / "images")
     assert info["words"] > 0 and (tmp_path / "images" / "manifest.json").exists()
     assert (tmp_path / "images" / "pe0.hex").exists()
+    assert (tmp_path / "images" / "ptr1.hex").exists()
+    with pytest.raises(BuildError, match="at most 2 PEs"):
+        pack_model(path, AcceleratorConfig(n_pes=4, memory="ice40"), "icebreaker",
+                   tmp_path / "images4")
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
     with pytest.raises(BuildError, match="cannot pack"):

@@ -61,7 +61,7 @@ def test_tiny_model_packs(tiny):
     from sw.pack import pack
     out, _ = tiny
     m = load_model(out / "lenet300.npz")
-    man = pack(m, 4, board="icebreaker").manifest
+    man = pack(m, 4, board="sim").manifest
     rep = json.loads((out / "lenet300_report.json").read_text())
     assert man["totals"]["total_bytes"] == rep["storage"]["joint_4pe"]["total_bytes"]
 

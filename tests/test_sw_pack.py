@@ -130,8 +130,8 @@ def test_manifest_and_save(tmp_path):
 
 def test_refusals():
     im = small_model()
-    with pytest.raises(PackError, match="at most 4 PEs"):
-        pack(im, 5, "icebreaker", limits=BIG)
+    with pytest.raises(PackError, match="at most 2 PEs"):
+        pack(im, 3, "icebreaker", limits=BIG)
     with pytest.raises(PackError, match="unknown board"):
         pack(im, 1, "nope", limits=BIG)
     with pytest.raises(PackError, match="n_pes"):
