@@ -221,16 +221,25 @@ class HuffmanDecoder(wiring.Component):
         word = self.i_word.payload
         route_cur = Signal()
         route_next = Signal()
+        # A segment accepted into the pending slot takes its first word in the same cycle when
+        # every earlier word has been taken: its first code is then ready in the next cycle, so
+        # a one-symbol segment in front of it costs no bubble.
+        route_new = Signal()
+        seg_accept = Signal()
         m.d.comb += [
             route_cur.eq(cur_valid & ~left_zero & ((n_w < 3) | flush)),
             route_next.eq(pend_valid & ~pend_lz & (n_nw < 3)
                           & ~(cur_valid & ~left_zero)),
-            self.i_word.ready.eq(route_cur | route_next),
+            route_new.eq(seg_accept & (seg_words != 0) & (~pend_valid | pend_lz)
+                         & ~(cur_valid & ~left_zero)),
+            self.i_word.ready.eq(route_cur | route_next | route_new),
         ]
         take_cur = Signal()
         take_next = Signal()
+        take_new = Signal()
         m.d.comb += [take_cur.eq(self.i_word.valid & route_cur),
-                     take_next.eq(self.i_word.valid & route_next)]
+                     take_next.eq(self.i_word.valid & route_next),
+                     take_new.eq(self.i_word.valid & route_new)]
 
         v1 = Signal()
         v2 = Signal()
@@ -411,7 +420,6 @@ class HuffmanDecoder(wiring.Component):
                 m.d.sync += [pend_left.eq(pend_left - 1), pend_lz.eq(pend_left == 1)]
 
         # next from_pend: the same function of the next register values
-        seg_accept = Signal()
         m.d.comb += seg_accept.eq(self.i_seg.valid & self.i_seg.ready & (seg.nbits != 0))
         pv_n = Signal()
         cv_n = Signal()
@@ -426,8 +434,11 @@ class HuffmanDecoder(wiring.Component):
         m.d.sync += from_pend.eq(pv_n & (~cv_n | (rz_n & ~fl_n & ~(fire & ~code_ok))))
         with m.If(seg_accept):
             m.d.sync += [pend_valid.eq(1), pend_off.eq(seg.offset), pend_rem.eq(seg.nbits),
-                         pend_tag.eq(seg.tag), pend_left.eq(seg_words[:WB]),
-                         pend_lz.eq(seg_words[:WB] == 0), n_nw.eq(0), pp_ok.eq(0)]
+                         pend_tag.eq(seg.tag), pend_left.eq(seg_words[:WB] - take_new),
+                         pend_lz.eq(seg_words[:WB] == take_new), n_nw.eq(take_new),
+                         nw[0].eq(word),
+                         pp.eq((Cat(Const(0, 16), word) << seg.offset)[32 - MAX:32]),
+                         pp_ok.eq(take_new & ((seg.offset <= 16 - MAX) | (seg_words == 1)))]
 
         # ---- lookup pipeline: S1 (peek, len) -> S2 (base) -> S3 (symbol) --------------------
         peek1 = Signal(MAX)
