@@ -256,8 +256,9 @@ class HuffmanDecoder(wiring.Component):
         peek_ok = Signal()              # peek holds the bits at pos (else re-read, no decode)
         pp = Signal(MAX)                # pending segment: the MAX bits at pend_off of its window
         pp_ok = Signal()
-        # from_pend == pend_valid & (~cur_valid | (rem_zero & ~flush & ~bad)), kept as a register
-        # (its next value is worked out below) so that it costs one level in the decode loop.
+        # from_pend == pend_valid & pp_ok & (~cur_valid | (rem_zero & ~flush & ~bad)), kept as a
+        # register (its next value is worked out below) so that it costs one level in the decode
+        # loop.
         from_pend = Signal()
         # the pending slot takes the next segment while its segment moves in
         m.d.comb += self.i_seg.ready.eq(~pend_valid | from_pend)
@@ -371,10 +372,12 @@ class HuffmanDecoder(wiring.Component):
         # bits it needs have not arrived.
         pend_lz_next = Signal()
         m.d.comb += pend_lz_next.eq(pend_left == take_next)
+        pp_ok_next = Signal()           # next pp_ok (of the segment pending next cycle)
+        m.d.comb += pp_ok_next.eq((n_nw_next >= 2) | ((n_nw_next == 1) & ((pend_off <= 16 - MAX)
+                                                                          | pend_lz_next)))
         m.d.sync += [
             pp.eq((Cat(nw_next[1], nw_next[0]) << pend_off)[32 - MAX:32]),
-            pp_ok.eq((n_nw_next >= 2) | ((n_nw_next == 1) & ((pend_off <= 16 - MAX)
-                                                             | pend_lz_next))),
+            pp_ok.eq(pp_ok_next),
         ]
 
         # Window after this cycle: the source window (the pending one when it moves in) with
@@ -431,14 +434,19 @@ class HuffmanDecoder(wiring.Component):
             rz_n.eq(Mux(fire, last_hit, Mux(from_pend, pend_rem == 0, rem_zero))),
             fl_n.eq(bad | (flush & ~from_pend & ~seg_done)),
         ]
-        m.d.sync += from_pend.eq(pv_n & (~cv_n | (rz_n & ~fl_n & ~(fire & ~code_ok))))
+        # The pending segment moves in only once its first code can be decoded (pp_ok): moving
+        # in earlier would leave it stale for a cycle and block the word of the one after it.
+        pp_ok_new = Signal()
+        m.d.comb += pp_ok_new.eq(take_new & ((seg.offset <= 16 - MAX) | (seg_words == 1)))
+        m.d.sync += from_pend.eq(pv_n & (~cv_n | (rz_n & ~fl_n & ~(fire & ~code_ok)))
+                                 & Mux(seg_accept, pp_ok_new, pp_ok_next))
         with m.If(seg_accept):
             m.d.sync += [pend_valid.eq(1), pend_off.eq(seg.offset), pend_rem.eq(seg.nbits),
                          pend_tag.eq(seg.tag), pend_left.eq(seg_words[:WB] - take_new),
                          pend_lz.eq(seg_words[:WB] == take_new), n_nw.eq(take_new),
                          nw[0].eq(word),
                          pp.eq((Cat(Const(0, 16), word) << seg.offset)[32 - MAX:32]),
-                         pp_ok.eq(take_new & ((seg.offset <= 16 - MAX) | (seg_words == 1)))]
+                         pp_ok.eq(pp_ok_new)]
 
         # ---- lookup pipeline: S1 (peek, len) -> S2 (base) -> S3 (symbol) --------------------
         peek1 = Signal(MAX)
@@ -474,6 +482,7 @@ class HuffmanDecoder(wiring.Component):
         ]
 
         self._cur_rem, self._cur_valid, self._fire = cur_rem, cur_valid, fire
+        self._probe = dict(fire=fire, from_pend=from_pend, cur_valid=cur_valid, pend_valid=pend_valid, have_bits=have_bits, s_ok=s_ok, loading=loading, rem_zero=rem_zero, flush=flush)
         out = self.o_sym.payload
         m.d.comb += [
             self.o_sym.valid.eq(v3),
