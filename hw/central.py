@@ -3,8 +3,9 @@
 Per layer (started by ``i_start`` with ``i_layer`` stable until ``o_done``) the unit runs four
 phases (docs/ARCHITECTURE.md sections 5 and 7):
 
-1. *Broadcast*. Layer 0: the dense input stream; every value is counted as column ``col`` and
-   only the non-zero ones are pushed. Later layers: the previous layer's non-zero outputs from
+1. *Broadcast*. Layer 0: the dense input stream, ``K = input_lanes`` values per word; lane
+   ``j`` of word ``k`` is column ``k*K + j`` and only the non-zero ones are pushed, lowest
+   column first, one per cycle (a word without non-zero inputs is skipped in one cycle). Later layers: the previous layer's non-zero outputs from
    the N output banks, merged smallest row first (each bank is sorted, so the broadcast is in
    ascending column order and a PE can reuse the end pointer of the previous column). A word
    enters all N FIFOs in the same cycle and waits while any FIFO is full.
@@ -30,10 +31,11 @@ is broadcast), which also takes one cycle off the merge latency.
 The N broadcast FIFOs always hold the same words, so they share one ring of ``fifo_depth``
 registers with one read pointer and level per PE (no block RAM).
 
-Latency: an input word is at the PE FIFO outputs 1 cycle after its transfer; the first merged
+Latency: an input value is at the PE FIFO outputs 1 cycle after its push; the first merged
 word 4 cycles after the layer start (3 with N = 1). Throughput: one broadcast word per cycle
-while no FIFO is full; the collect phase never stalls a PE on a hidden layer and follows
-``o_logit.ready`` on the last layer.
+while no FIFO is full (layer 0: a K-lane input word without non-zero inputs in one cycle, else
+one cycle per non-zero input); the collect phase never stalls a PE on a hidden layer and
+follows ``o_logit.ready`` on the last layer.
 """
 from amaranth import Module, Signal, Cat, Const, Mux, Array
 from amaranth.lib import wiring, stream, data, fifo, memory
@@ -56,7 +58,7 @@ def _reciprocal(n, limit):
 
 #: Sticky error flags of the central unit.
 central_error_layout = data.StructLayout({
-    "input": 1,     # ``last`` not on input ``in_features - 1`` (the vector ends at either)
+    "input": 1,     # ``last`` not on the word of input ``in_features - 1`` (ends at either)
     "overflow": 1,  # a hidden output row >= max_features (dropped)
     "logits": 1,    # the PEs' logit count differs from ``out_features``
 })
@@ -72,8 +74,11 @@ class CentralUnit(wiring.Component):
     Attributes
     ----------
     i_input : In(stream.Signature(input_layout(config)))
-        Dense input vector of layer 0 (unsigned ``act_bits`` values in index order, ``last`` on
-        the final one). Ready only during layer 0's broadcast phase.
+        Dense input vector of layer 0 in words of ``K = input_lanes`` unsigned ``act_bits``
+        values (word ``k`` lane ``j`` = input ``k*K + j``), ``last`` on the word holding input
+        ``in_features - 1`` (its lanes past that input are ignored). Ready only during layer 0's
+        broadcast phase, in the cycle the word's last non-zero input is pushed (at once for a
+        word without one).
     i_layer : In(layer_config_layout(config))
         Current layer descriptor (``index``, ``in_features``, ``out_features``, ``last`` are
         used), stable from ``i_start`` to ``o_done``.
@@ -90,6 +95,9 @@ class CentralUnit(wiring.Component):
     o_argmax : Out(8)
         Index of the largest logit of the last completed inference (lowest index on ties);
         updated with the transfer of the final logit.
+    o_in_take : Out(1)
+        The unit consumes from the offered ``i_input`` word this cycle (pushes one of its lanes
+        or accepts it); the first such cycle of an inference starts ``o_cycles``.
     o_done : Out(1)
         One-cycle pulse: all N PE ``end`` tokens of the layer have been received.
     o_idle : Out(1)
@@ -111,6 +119,7 @@ class CentralUnit(wiring.Component):
             "i_out": In(stream.Signature(pe_output_layout(config))).array(n),
             "o_logit": Out(stream.Signature(logit_layout(config))),
             "o_argmax": Out(8),
+            "o_in_take": Out(1),
             "o_done": Out(1),
             "o_idle": Out(1),
             "o_error": Out(central_error_layout),
@@ -188,25 +197,56 @@ class CentralUnit(wiring.Component):
         m.d.comb += [self.o_error.input.eq(err_input), self.o_error.overflow.eq(err_overflow),
                      self.o_error.logits.eq(err_logits)]
 
-        # ---- phase 1a: dense input, zeros filtered -----------------------------------------
+        # ---- phase 1a: dense input, K lanes per word, zeros filtered ------------------------
+        # ``col`` is the column of lane 0 of the current word, ``left`` = in_features - col the
+        # inputs still expected (lane j is an input iff j < left). ``pend`` has the lanes of the
+        # current word not yet pushed (all ones at a word start). Per cycle the lowest lane
+        # still to push (a priority encoder over K lanes) is pushed; the word is accepted in the
+        # cycle its last one is pushed, or at once when it has none.
+        K = cfg.input_lanes
         inp = self.i_input.payload
-        col = Signal(len(layer.in_features))     # counts to in_features - 1 at most
+        col = Signal(len(layer.in_features))     # multiple of K, < in_features while in BIN
+        left = Signal(len(layer.in_features))
         at_end = Signal()
-        m.d.comb += at_end.eq(col + 1 == layer.in_features)     # col == in_features - 1
+        m.d.comb += at_end.eq(left <= K)         # the word holds column in_features - 1
+        pend = Signal(K, init=(1 << K) - 1)
+        todo = Signal(K)                         # lanes to push: non-zero, inputs, not pushed
+        m.d.comb += todo.eq(Cat((inp.value[j] != 0) & (left > j) & pend[j] for j in range(K)))
+        lowest = Signal(K)                       # one-hot lowest lane of ``todo`` (or 0)
+        rest = Signal(K)                         # ``todo`` without it
+        m.d.comb += [lowest.eq(todo & -todo), rest.eq(todo & ~lowest)]
+        lane = Signal(range(K))                  # index of ``lowest``
+        m.d.comb += lane.eq(0)
+        for j in range(1, K):
+            with m.If(lowest[j]):
+                m.d.comb += lane.eq(j)
+        lane_value = Signal(A)                   # value of ``lowest`` (AND-OR of one-hot)
+        m.d.comb += lane_value.eq(0)
+        for j in range(K):
+            with m.If(lowest[j]):
+                m.d.comb += lane_value.eq(inp.value[j])
+        if K & (K - 1) == 0:                     # col has log2(K) zero low bits
+            lane_col = Cat(lane, col[(K - 1).bit_length():]) if K > 1 else col
+        else:
+            lane_col = col + lane
+        in_take = Signal()
+        m.d.comb += self.o_in_take.eq(in_take)
         with m.If(state == BIN):
-            nz = inp.value != 0
             m.d.comb += [
-                self.i_input.ready.eq(~nz | all_rdy),
-                push.eq(self.i_input.valid & nz & all_rdy),
-                push_data.col.eq(col),
-                push_data.value.eq(inp.value),
+                self.i_input.ready.eq((rest == 0) & ((todo == 0) | all_rdy)),
+                push.eq(self.i_input.valid & (todo != 0) & all_rdy),
+                push_data.col.eq(lane_col),
+                push_data.value.eq(lane_value),
+                in_take.eq(self.i_input.valid & (self.i_input.ready | push)),
             ]
             with m.If(self.i_input.valid & self.i_input.ready):
-                m.d.sync += col.eq(col + 1)
+                m.d.sync += [col.eq(col + K), left.eq(left - K), pend.eq(pend.init)]
                 with m.If(inp.last | at_end):
                     m.d.sync += state.eq(END)
                     with m.If(inp.last != at_end):
                         m.d.sync += err_input.eq(1)
+            with m.Elif(push):
+                m.d.sync += pend.eq(rest)
 
         # ---- phase 1b: N-way merge of the banks --------------------------------------------
         bbuf = Signal()
@@ -360,7 +400,7 @@ class CentralUnit(wiring.Component):
         # ---- start -------------------------------------------------------------------------
         with m.If((state == IDLE) & self.i_start):
             with m.If(layer.index == 0):
-                m.d.sync += [state.eq(BIN), col.eq(0)]
+                m.d.sync += [state.eq(BIN), col.eq(0), left.eq(layer.in_features)]
             with m.Else():
                 m.d.sync += state.eq(BBUF)
                 m.d.sync += [b["rp"].eq(0) for b in banks]
