@@ -5,9 +5,10 @@ phases (docs/ARCHITECTURE.md sections 5 and 7):
 
 1. *Broadcast*. Layer 0: the dense input stream, ``K = input_lanes`` values per word; lane
    ``j`` of word ``k`` is column ``k*K + j`` and only the non-zero ones are pushed, lowest
-   column first, one per cycle (a word without non-zero inputs is skipped in one cycle). Later layers: the previous layer's non-zero outputs from
-   the N output banks, merged smallest row first (each bank is sorted, so the broadcast is in
-   ascending column order and a PE can reuse the end pointer of the previous column). A word
+   column first, one per cycle (a word without non-zero inputs is skipped in one cycle).
+   Later layers: the previous layer's non-zero outputs from the N output banks, merged smallest
+   row first (each bank is sorted, so the broadcast is in ascending column order and a PE can
+   reuse the end pointer of the previous column). A word
    enters all N FIFOs in the same cycle and waits while any FIFO is full.
 2. *End token*: one ``end`` word into all FIFOs.
 3. *Collect* until all N PE ``end`` tokens are received. Hidden layer: PE ``p``'s non-zero

@@ -146,7 +146,8 @@ class ProtocolEngine(wiring.Component):
     the block). INFER payloads are first collected in an input buffer (``max_features`` bytes
     in words of ``input_lanes`` bytes written by byte lane; sparse pairs are expanded into it,
     zeros in between, one value per clock); only when the frame is complete and intact is the
-    vector streamed into the accelerator at up to one ``input_lanes``-value word per clock, so ``o_cycles`` measures the accelerator and not the UART. A frame that stops for
+    vector streamed into the accelerator at up to one ``input_lanes``-value word per clock, so
+    ``o_cycles`` measures the accelerator and not the UART. A frame that stops for
     ``timeout`` clocks is abandoned (``ERROR TIMEOUT``); an accelerator that makes no progress
     for ``accel_timeout`` clocks is reset (``ERROR ACCEL_TIMEOUT``). Both limits are rounded down
     to four significant bits (:func:`_watch_limit`: between 7/8 of the limit and the limit).

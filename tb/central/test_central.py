@@ -11,16 +11,16 @@ carry garbage. Inputs: all zero, all non-zero, zero runs around a dense middle, 
 
 Checked on every inference: each PE receives exactly the non-zero inputs of layer 0 in index
 order (without stalls: in one cycle per input word without non-zero inputs, else one per
-non-zero input), and for a later layer exactly the previous layer's outputs of all PEs in ascending row
-order, each time followed by one ``end``; ``o_done`` comes once per layer and only after all N
-``end`` tokens; ``i_input`` is not ready outside layer 0; ``o_logit`` carries every logit in
-index order with ``last`` on the final one and the payload held until its transfer; ``o_argmax``
-is the first index of the maximum; ``o_error`` stays 0 (and flags a wrong input length in the
-``bad_length`` test: ``last`` one word early).
+non-zero input), and for a later layer exactly the previous layer's outputs of all PEs in
+ascending row order, each time followed by one ``end``; ``o_done`` comes once per layer and
+only after all N ``end`` tokens; ``i_input`` is not ready outside layer 0; ``o_logit`` carries
+every logit in index order with ``last`` on the final one and the payload held until its
+transfer; ``o_argmax`` is the first index of the maximum; ``o_error`` stays 0 (and flags a wrong
+input length in the ``bad_length`` test: ``last`` one word early).
 
-Environment: ``CENTRAL_N`` (PEs), ``CENTRAL_K`` (input lanes), ``CENTRAL_SIZES`` (``in,hidden...,out``), ``CENTRAL_SEED``,
-``CENTRAL_INPUTS``, ``CENTRAL_P_VALID``, ``CENTRAL_P_READY``, ``CENTRAL_BREAK`` (expect a wrong
-order: the testbench must then fail).
+Environment: ``CENTRAL_N`` (PEs), ``CENTRAL_K`` (input lanes), ``CENTRAL_SIZES``
+(``in,hidden...,out``), ``CENTRAL_SEED``, ``CENTRAL_INPUTS``, ``CENTRAL_P_VALID``,
+``CENTRAL_P_READY``, ``CENTRAL_BREAK`` (expect a wrong order: the testbench must then fail).
 """
 import os
 import random

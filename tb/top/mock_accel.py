@@ -13,8 +13,8 @@ on every loaded word and every input value so a lost or reordered byte shows up:
   ``in_features - 1`` are ignored).
 - ``o_error`` bit 0: ``W[0] == 0x7FFF``; bit 1 (sticky): ``last`` was not on the word of input
   ``in_features - 1`` or came too early; ``W[1] == 0x7FFF`` makes it never answer (hang).
-- ``o_cycles``: clocks from the first offered input word to the last logit of the previous inference;
-  ``o_argmax``: index of its largest logit (lowest on ties).
+- ``o_cycles``: clocks from the first offered input word to the last logit of the previous
+  inference; ``o_argmax``: index of its largest logit (lowest on ties).
 """
 from amaranth import Module, Signal, Array, Mux, signed
 from amaranth.lib import stream, wiring
