@@ -199,20 +199,35 @@ class CentralUnit(wiring.Component):
                      self.o_error.logits.eq(err_logits)]
 
         # ---- phase 1a: dense input, K lanes per word, zeros filtered ------------------------
-        # ``col`` is the column of lane 0 of the current word, ``left`` = in_features - col the
-        # inputs still expected (lane j is an input iff j < left). ``pend`` has the lanes of the
-        # current word not yet pushed (all ones at a word start). Per cycle the lowest lane
-        # still to push (a priority encoder over K lanes) is pushed; the word is accepted in the
-        # cycle its last one is pushed, or at once when it has none.
+        # ``pend`` has the lanes of the current word not yet pushed (all ones at a word start).
+        # Per cycle the lowest lane still to push (a priority encoder over K lanes) is pushed;
+        # the word is accepted in the cycle its last one is pushed, or at once when it has none.
+        # ``at_end``: the word holds column in_features - 1; its lanes past it are ignored.
         K = cfg.input_lanes
         inp = self.i_input.payload
-        col = Signal(len(layer.in_features))     # multiple of K, < in_features while in BIN
-        left = Signal(len(layer.in_features))
+        IFW = len(layer.in_features)
         at_end = Signal()
-        m.d.comb += at_end.eq(left <= K)         # the word holds column in_features - 1
+        lane_ok = Signal(K)                      # lane j is an input (column < in_features)
+        if K & (K - 1) == 0:
+            # word index ``wcol``: column = Cat(lane, wcol); the final word and its last lane
+            # are the high and low bits of in_features - 1
+            L = K.bit_length() - 1
+            wcol = Signal(max(1, IFW - L))
+            last_col = Signal(IFW)
+            m.d.comb += [last_col.eq(layer.in_features - 1),
+                         at_end.eq(wcol == last_col[L:]),
+                         lane_ok.eq(Cat(~at_end | (last_col[:L] >= j) for j in range(K)))]
+            word_step = wcol.eq(wcol + 1)
+            word_reset = wcol.eq(0)
+        else:
+            col = Signal(IFW + 1)                # column of lane 0 (a multiple of K)
+            m.d.comb += [at_end.eq(col + K >= layer.in_features),
+                         lane_ok.eq(Cat(col + j < layer.in_features for j in range(K)))]
+            word_step = col.eq(col + K)
+            word_reset = col.eq(0)
         pend = Signal(K, init=(1 << K) - 1)
         todo = Signal(K)                         # lanes to push: non-zero, inputs, not pushed
-        m.d.comb += todo.eq(Cat((inp.value[j] != 0) & (left > j) & pend[j] for j in range(K)))
+        m.d.comb += todo.eq(Cat((inp.value[j] != 0) & lane_ok[j] & pend[j] for j in range(K)))
         lowest = Signal(K)                       # one-hot lowest lane of ``todo`` (or 0)
         rest = Signal(K)                         # ``todo`` without it
         m.d.comb += [lowest.eq(todo & -todo), rest.eq(todo & ~lowest)]
@@ -226,8 +241,8 @@ class CentralUnit(wiring.Component):
         for j in range(K):
             with m.If(lowest[j]):
                 m.d.comb += lane_value.eq(inp.value[j])
-        if K & (K - 1) == 0:                     # col has log2(K) zero low bits
-            lane_col = Cat(lane, col[(K - 1).bit_length():]) if K > 1 else col
+        if K & (K - 1) == 0:
+            lane_col = Cat(lane, wcol) if K > 1 else wcol
         else:
             lane_col = col + lane
         in_take = Signal()
@@ -241,7 +256,7 @@ class CentralUnit(wiring.Component):
                 in_take.eq(self.i_input.valid & (self.i_input.ready | push)),
             ]
             with m.If(self.i_input.valid & self.i_input.ready):
-                m.d.sync += [col.eq(col + K), left.eq(left - K), pend.eq(pend.init)]
+                m.d.sync += [word_step, pend.eq(pend.init)]
                 with m.If(inp.last | at_end):
                     m.d.sync += state.eq(END)
                     with m.If(inp.last != at_end):
@@ -401,7 +416,7 @@ class CentralUnit(wiring.Component):
         # ---- start -------------------------------------------------------------------------
         with m.If((state == IDLE) & self.i_start):
             with m.If(layer.index == 0):
-                m.d.sync += [state.eq(BIN), col.eq(0), left.eq(layer.in_features)]
+                m.d.sync += [state.eq(BIN), word_reset]
             with m.Else():
                 m.d.sync += state.eq(BBUF)
                 m.d.sync += [b["rp"].eq(0) for b in banks]
