@@ -214,9 +214,12 @@ class CentralUnit(wiring.Component):
             L = K.bit_length() - 1
             wcol = Signal(max(1, IFW - L))
             last_col = Signal(IFW)
-            m.d.comb += [last_col.eq(layer.in_features - 1),
-                         at_end.eq(wcol == last_col[L:]),
-                         lane_ok.eq(Cat(~at_end | (last_col[:L] >= j) for j in range(K)))]
+            if K == 1:                           # (shares the incrementer of wcol)
+                m.d.comb += [at_end.eq(wcol + 1 == layer.in_features), lane_ok.eq(1)]
+            else:
+                m.d.comb += [last_col.eq(layer.in_features - 1),
+                             at_end.eq(wcol == last_col[L:]),
+                             lane_ok.eq(Cat(~at_end | (last_col[:L] >= j) for j in range(K)))]
             word_step = wcol.eq(wcol + 1)
             word_reset = wcol.eq(0)
         else:
