@@ -206,28 +206,42 @@ class CentralUnit(wiring.Component):
         K = cfg.input_lanes
         inp = self.i_input.payload
         IFW = len(layer.in_features)
-        at_end = Signal()
+        at_end = Signal()                        # the word holds column in_features - 1
         lane_ok = Signal(K)                      # lane j is an input (column < in_features)
-        if K & (K - 1) == 0:
+        # K > 1: ``at_end`` and the final word's lane mask are registers (set at the layer start
+        # from the stable ``i_layer``, at_end again with every word): no carry chain of
+        # in_features - 1 in front of the lane logic and ``i_input.ready``.
+        at_end_next = Signal()                   # at_end for the word after this one
+        at_end_first = Signal()                  # at_end for word 0
+        last_mask = Signal(K, init=(1 << K) - 1)  # lanes of the final word that are inputs
+        if K == 1:
+            # as with one value per word before: at_end only steers the state
+            wcol = Signal(IFW)
+            m.d.comb += [at_end.eq(wcol + 1 == layer.in_features), lane_ok.eq(1)]
+            word_step = wcol.eq(wcol + 1)
+            word_reset = wcol.eq(0)
+        elif K & (K - 1) == 0:
             # word index ``wcol``: column = Cat(lane, wcol); the final word and its last lane
             # are the high and low bits of in_features - 1
             L = K.bit_length() - 1
             wcol = Signal(max(1, IFW - L))
             last_col = Signal(IFW)
-            if K == 1:                           # (shares the incrementer of wcol)
-                m.d.comb += [at_end.eq(wcol + 1 == layer.in_features), lane_ok.eq(1)]
-            else:
-                m.d.comb += [last_col.eq(layer.in_features - 1),
-                             at_end.eq(wcol == last_col[L:]),
-                             lane_ok.eq(Cat(~at_end | (last_col[:L] >= j) for j in range(K)))]
+            m.d.comb += [last_col.eq(layer.in_features - 1),
+                         at_end_first.eq(last_col[L:] == 0),
+                         at_end_next.eq(wcol + 1 == last_col[L:]),
+                         lane_ok.eq(Mux(at_end, last_mask, (1 << K) - 1))]
+            first_mask = Cat(last_col[:L] >= j for j in range(K))
             word_step = wcol.eq(wcol + 1)
             word_reset = wcol.eq(0)
         else:
             col = Signal(IFW + 1)                # column of lane 0 (a multiple of K)
-            m.d.comb += [at_end.eq(col + K >= layer.in_features),
-                         lane_ok.eq(Cat(col + j < layer.in_features for j in range(K)))]
+            m.d.comb += [at_end_first.eq(K >= layer.in_features),
+                         at_end_next.eq(col + 2 * K >= layer.in_features),
+                         lane_ok.eq(Mux(at_end, last_mask, (1 << K) - 1))]
+            first_mask = Cat((layer.in_features - 1) % K >= j for j in range(K))
             word_step = col.eq(col + K)
             word_reset = col.eq(0)
+        at_end_regs = [] if K == 1 else [at_end.eq(at_end_first), last_mask.eq(first_mask)]
         pend = Signal(K, init=(1 << K) - 1)
         todo = Signal(K)                         # lanes to push: non-zero, inputs, not pushed
         m.d.comb += todo.eq(Cat((inp.value[j] != 0) & lane_ok[j] & pend[j] for j in range(K)))
@@ -244,8 +258,10 @@ class CentralUnit(wiring.Component):
         for j in range(K):
             with m.If(lowest[j]):
                 m.d.comb += lane_value.eq(inp.value[j])
-        if K & (K - 1) == 0:
-            lane_col = Cat(lane, wcol) if K > 1 else wcol
+        if K == 1:
+            lane_col = wcol
+        elif K & (K - 1) == 0:
+            lane_col = Cat(lane, wcol)
         else:
             lane_col = col + lane
         in_take = Signal()
@@ -260,6 +276,8 @@ class CentralUnit(wiring.Component):
             ]
             with m.If(self.i_input.valid & self.i_input.ready):
                 m.d.sync += [word_step, pend.eq(pend.init)]
+                if K > 1:
+                    m.d.sync += at_end.eq(at_end_next)
                 with m.If(inp.last | at_end):
                     m.d.sync += state.eq(END)
                     with m.If(inp.last != at_end):
@@ -419,7 +437,7 @@ class CentralUnit(wiring.Component):
         # ---- start -------------------------------------------------------------------------
         with m.If((state == IDLE) & self.i_start):
             with m.If(layer.index == 0):
-                m.d.sync += [state.eq(BIN), word_reset]
+                m.d.sync += [state.eq(BIN), word_reset, *at_end_regs]
             with m.Else():
                 m.d.sync += state.eq(BBUF)
                 m.d.sync += [b["rp"].eq(0) for b in banks]
