@@ -50,3 +50,23 @@ def test_central_testbench_can_fail():
                                  "CENTRAL_SEED": 1, "CENTRAL_INPUTS": 2,
                                  "CENTRAL_P_VALID": 1.0, "CENTRAL_P_READY": 1.0,
                                  "CENTRAL_BREAK": 1})
+
+
+def test_input_lanes_config_and_packing():
+    """``input_lanes`` is validated; one ``i_input`` word carries K values, lane 0 lowest; the
+    driver puts ``last`` on the final word and fills its unused lanes."""
+    from hw.config import input_layout
+    from tb.accelerator.driver import pack_input_words
+    from tb.pe.layouts import unpack_fields
+    for bad in (0, 17):
+        with pytest.raises(ValueError, match="input_lanes"):
+            AcceleratorConfig(input_lanes=bad)
+    cfg = AcceleratorConfig(input_lanes=4)
+    layout = input_layout(cfg)
+    assert layout.size == 4 * cfg.act_bits + 1
+    words = [unpack_fields(layout, w) for w in pack_input_words(cfg, [1, 2, 3, 4, 5], fill=9)]
+    assert [w["value"] for w in words] == [0x04030201, 0x09090905]
+    assert [w["last"] for w in words] == [0, 1]
+    one = AcceleratorConfig(input_lanes=1)          # K = 1: the former {value, last} payload
+    assert input_layout(one).size == one.act_bits + 1
+    assert pack_input_words(one, [7, 0]) == [7, 1 << 8]
