@@ -314,7 +314,8 @@ class ProtocolEngine(wiring.Component):
         ib_r = inbuf.read_port()
         ib_we = Signal()                    # write the value at pos
         ib_wbyte = Signal(A)
-        n_words = Signal(fw)                # words of a vector, ceil(in_features / K) (snooped)
+        # words of a vector, ceil(in_features / K) (snooped with it; K = 1: in_features itself)
+        n_words = in_features if K == 1 else Signal(fw)
         m.d.comb += [ib_w.addr.eq(pos[L:]), ib_r.addr.eq(pos),
                      ib_w.en.eq(Mux(ib_we, Cat(pos[:L] == j for j in range(K)), 0)),
                      ib_w.data.eq(Cat(*[ib_wbyte] * K))]
@@ -533,7 +534,7 @@ class ProtocolEngine(wiring.Component):
                                 value = Cat(low, byte)
                                 m.d.sync += [
                                     in_features.eq(value),
-                                    n_words.eq((value + (K - 1)) >> L),
+                                    *([] if K == 1 else [n_words.eq((value + (K - 1)) >> L)]),
                                     loaded.eq((value != 0) & (value <= cfg.max_features)),
                                 ]
                     with m.If(action == A_DENSE):
@@ -607,8 +608,12 @@ class ProtocolEngine(wiring.Component):
                     with m.If(at_end):
                         m.d.sync += out_valid.eq(0)
                     with m.Else():
-                        m.d.sync += [out_valid.eq(1), out_last.eq(pos_next == n_words),
-                                     pos.eq(pos_next), at_end.eq(pos_next == n_words)]
+                        if K == 1:
+                            m.d.sync += [out_valid.eq(1), out_last.eq(pos_next == in_features)]
+                            step_pos()
+                        else:
+                            m.d.sync += [out_valid.eq(1), out_last.eq(pos_next == n_words),
+                                         pos.eq(pos_next), at_end.eq(pos_next == n_words)]
                 with m.If(out_valid & self.o_input.ready & out_last):
                     m.d.sync += out_valid.eq(0)
                     m.next = "WAIT_LOGITS"
