@@ -48,9 +48,12 @@ class Accelerator(wiring.Component):
         ``N+5..2N+4`` (pointer memories) goes to the PEs, ``N+4`` to the layers memory of the
         sequencer.
     i_input : In(stream.Signature(input_layout(config)))
-        One inference's dense input vector: ``in_features`` unsigned ``act_bits`` values,
-        ``last`` on the final one. The first word starts an inference (when no load is
-        offered in the same cycle); words are accepted up to one per cycle.
+        One inference's dense input vector: ``in_features`` unsigned ``act_bits`` values in
+        words of ``K = input_lanes`` (word ``k`` lane ``j`` = input ``k*K + j``), ``last`` on the
+        word holding input ``in_features - 1`` (its lanes past that input are ignored). The
+        first word starts an inference (when no load is offered in the same cycle); a word is
+        accepted in one cycle when it holds no non-zero input, else one cycle per non-zero
+        input.
     o_logit : Out(stream.Signature(logit_layout(config)))
         The final layer's accumulators (signed ``acc_bits``) with ``index`` 0.. in order and
         ``last`` on the final one.
@@ -60,7 +63,8 @@ class Accelerator(wiring.Component):
     o_busy : Out(1)
         An inference is in progress (loads are refused).
     o_cycles : Out(32)
-        Cycles from the first accepted input word to the final logit's transfer of the previous
+        Cycles from the first cycle the central unit takes from the first input word (pushes
+        one of its values or accepts it) to the final logit's transfer of the previous
         inference.
     o_error : Out(error_layout)
         Sticky error flags until reset (see :data:`error_layout`).
@@ -134,7 +138,7 @@ class Accelerator(wiring.Component):
 
         # ---- status ------------------------------------------------------------------------
         m.d.comb += [
-            seq.i_first.eq(self.i_input.valid & self.i_input.ready),
+            seq.i_first.eq(cu.o_in_take),
             seq.i_last_logit.eq(self.o_logit.valid & self.o_logit.ready
                                 & self.o_logit.payload.last),
             self.o_cycles.eq(seq.o_cycles),

@@ -3,7 +3,7 @@
 Command line::
 
     python -m hw.area [--pes N] [--part accelerator|pe|decoder|central|core] [--flat]
-                      [--model FILE]
+                      [--model FILE] [--lanes K]
 
 Prints, for every module instance of the chosen part, its ``SB_LUT4``, flip-flop, carry, EBR
 (``SB_RAM40_4K``) and DSP (``SB_MAC16``) counts, so area work can see where the cells go without a
@@ -32,11 +32,15 @@ class AreaError(RuntimeError):
     """Synthesis failed or printed no statistics."""
 
 
-def part_config(n_pes, model=None):
+def part_config(n_pes, model=None, input_lanes=None):
     """``AcceleratorConfig`` synthesised: the default for ``n_pes`` PEs, or sized for the
-    ``model`` file as ``hw.build`` does (its widths, tables grown to fit)."""
+    ``model`` file as ``hw.build`` does (its widths, tables grown to fit); ``input_lanes``
+    overrides the default K."""
     from hw.config import AcceleratorConfig
     cfg = AcceleratorConfig(n_pes=n_pes, memory="ice40")
+    if input_lanes is not None:
+        import dataclasses
+        cfg = dataclasses.replace(cfg, input_lanes=input_lanes)
     if model is not None:
         from hw.build import BuildError, size_config
         try:
@@ -46,10 +50,10 @@ def part_config(n_pes, model=None):
     return cfg
 
 
-def _component(part, n_pes, model=None):
+def _component(part, n_pes, model=None, input_lanes=None):
     if part not in PARTS:
         raise AreaError(f"unknown part {part!r}")
-    cfg = part_config(n_pes, model)
+    cfg = part_config(n_pes, model, input_lanes)
     if part == "accelerator":
         from hw.accelerator import Accelerator
         return Accelerator(cfg)
@@ -91,14 +95,16 @@ def module_table(stat_text):
     return table
 
 
-def synthesise(part="accelerator", n_pes=4, flat=False, workdir=None, model=None):
+def synthesise(part="accelerator", n_pes=4, flat=False, workdir=None, model=None,
+               input_lanes=None):
     """Synthesise ``part`` for iCE40 (configuration sized for the ``model`` file if given) and
     return ``{module: {cell: count}}``."""
     tools = select_tools(dict(__import__("os").environ))
     work = Path(workdir or ROOT / "build" / "area")
     work.mkdir(parents=True, exist_ok=True)
     name = part
-    (work / f"{name}.v").write_text(verilog.convert(_component(part, n_pes, model), name=name))
+    component = _component(part, n_pes, model, input_lanes)
+    (work / f"{name}.v").write_text(verilog.convert(component, name=name))
     script = (f"read_verilog -sv {name}.v; synth_ice40 -dsp -top {name}"
               f"{'' if flat else ' -noflatten'}; tee -q -o {name}.stat stat")
     run = subprocess.run([tools["YOSYS"], "-q", "-p", script], cwd=work, capture_output=True,
@@ -121,9 +127,12 @@ def main(argv=None):
     ap.add_argument("--pes", type=int, default=4)
     ap.add_argument("--flat", action="store_true", help="flattened synthesis, totals only")
     ap.add_argument("--model", help="size the gateware for this model file (as hw.build does)")
+    ap.add_argument("--lanes", type=int, default=None,
+                    help="input values per input word (default: the AcceleratorConfig default)")
     args = ap.parse_args(argv)
     try:
-        table = synthesise(args.part, args.pes, args.flat, model=args.model)
+        table = synthesise(args.part, args.pes, args.flat, model=args.model,
+                           input_lanes=args.lanes)
     except AreaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -3,7 +3,8 @@
 ::
 
     python -m hw.bench [--model models/lenet300.npz] [--images K] [--pes 1,2,4,8]
-                       [--offset I] [--random-model] [--fifo-depth D] [--json FILE]
+                       [--offset I] [--random-model] [--fifo-depth D] [--lanes K]
+                       [--json FILE]
 
 For every PE count the accelerator (``hw.accelerator.Accelerator``, default
 ``AcceleratorConfig(n_pes=N)``) is simulated on K MNIST test images back to back, with no
@@ -46,7 +47,7 @@ def _model(path, random_model):
         raise BenchError(f"cannot use {p}: {e}") from None
 
 
-def bench_config(int_model, n_pes, fifo_depth=None):
+def bench_config(int_model, n_pes, fifo_depth=None, input_lanes=None):
     """``AcceleratorConfig(n_pes)`` built for ``int_model`` as it is packed (already balanced
     if it is to be): the model's widths (``idx_bits``, ``gap_bits``... ``sw.pack.WIDTH_KEYS``),
     accumulator rows and symbol table grown (powers of two) when the model needs more than the
@@ -57,11 +58,13 @@ def bench_config(int_model, n_pes, fifo_depth=None):
     base = AcceleratorConfig(n_pes=n_pes)
     if fifo_depth:
         base = dataclasses.replace(base, fifo_depth=fifo_depth)
+    if input_lanes:
+        base = dataclasses.replace(base, input_lanes=input_lanes)
     return sized_config(int_model, base, balance=False)
 
 
 def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=None,
-              balance=True):
+              balance=True, input_lanes=None):
     """Simulate every PE count; returns a list of result dicts (one per PE count).
 
     ``balance``: renumber hidden neurons per PE count as ``sw.pack --balance`` does for the board
@@ -82,7 +85,7 @@ def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=N
     original = int_model
     for n in n_pes_list:
         int_model = balance_rows(original, n)[0] if balance else original
-        cfg = bench_config(int_model, n, fifo_depth)
+        cfg = bench_config(int_model, n, fifo_depth, input_lanes)
         row = {"n_pes": n, "images": int(len(y)), "max_rows_per_pe": cfg.max_rows_per_pe,
                "symbol_depth": cfg.symbol_depth}
         try:
@@ -139,6 +142,9 @@ def main(argv=None):
                     help="random sparse 784-300-100-10 model instead of --model")
     ap.add_argument("--fifo-depth", type=int, default=None,
                     help="broadcast FIFO depth (default: the AcceleratorConfig default, 8)")
+    ap.add_argument("--lanes", type=int, default=None,
+                    help="input values per input word (default: the AcceleratorConfig default, "
+                         "4)")
     ap.add_argument("--no-balance", action="store_true",
                     help="keep the model's neuron order (default: balanced over the PEs)")
     ap.add_argument("--json", help="also write the results to this JSON file")
@@ -154,8 +160,10 @@ def main(argv=None):
         print(f"model: {name}; {args.images} MNIST test images from #{args.offset}")
         if args.fifo_depth is not None and not 2 <= args.fifo_depth <= 1024:
             raise BenchError("--fifo-depth must be 2..1024")
+        if args.lanes is not None and not 1 <= args.lanes <= 16:
+            raise BenchError("--lanes must be 1..16")
         rows = run_bench(im, pes, args.images, args.offset, fifo_depth=args.fifo_depth,
-                         balance=not args.no_balance)
+                         balance=not args.no_balance, input_lanes=args.lanes)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

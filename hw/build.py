@@ -30,6 +30,11 @@ __all__ = ["BuildError", "BuildReport", "select_tools", "parse_nextpnr_log", "pa
 TARGET_FMAX_MHZ = 24.0
 #: Broadcast FIFO depth of board builds (see docs/HARDWARE.md: depth 4 costs ~1.5 % cycles).
 BOARD_FIFO_DEPTH = 4
+#: Input values per ``i_input`` word of board builds. K = 4 on the iCEBreaker (N = 1, LeNet-300-100)
+#: placed 5,009 LCs (+127) at 22.62 MHz (critical path: in_features - 1 -> final-word lane mask
+#: -> ``i_input.ready`` -> protocol engine); the lane logic was registered afterwards but not
+#: rebuilt, so the board keeps one value per word.
+BOARD_INPUT_LANES = 1
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -269,7 +274,7 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
                          f"pointers), not {n_pes}")
     # A 4-deep broadcast FIFO: half the central unit's ring of the default 8 for ~1.5 % cycles.
     config = AcceleratorConfig(n_pes=n_pes, memory="ice40", pe_mem_depth=spec.pe_mem_words,
-                               fifo_depth=BOARD_FIFO_DEPTH)
+                               fifo_depth=BOARD_FIFO_DEPTH, input_lanes=BOARD_INPUT_LANES)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("report.json", "report.txt"):

@@ -3,10 +3,12 @@
 Per layer (started by ``i_start`` with ``i_layer`` stable until ``o_done``) the unit runs four
 phases (docs/ARCHITECTURE.md sections 5 and 7):
 
-1. *Broadcast*. Layer 0: the dense input stream; every value is counted as column ``col`` and
-   only the non-zero ones are pushed. Later layers: the previous layer's non-zero outputs from
-   the N output banks, merged smallest row first (each bank is sorted, so the broadcast is in
-   ascending column order and a PE can reuse the end pointer of the previous column). A word
+1. *Broadcast*. Layer 0: the dense input stream, ``K = input_lanes`` values per word; lane
+   ``j`` of word ``k`` is column ``k*K + j`` and only the non-zero ones are pushed, lowest
+   column first, one per cycle (a word without non-zero inputs is skipped in one cycle).
+   Later layers: the previous layer's non-zero outputs from the N output banks, merged smallest
+   row first (each bank is sorted, so the broadcast is in ascending column order and a PE can
+   reuse the end pointer of the previous column). A word
    enters all N FIFOs in the same cycle and waits while any FIFO is full.
 2. *End token*: one ``end`` word into all FIFOs.
 3. *Collect* until all N PE ``end`` tokens are received. Hidden layer: PE ``p``'s non-zero
@@ -30,10 +32,11 @@ is broadcast), which also takes one cycle off the merge latency.
 The N broadcast FIFOs always hold the same words, so they share one ring of ``fifo_depth``
 registers with one read pointer and level per PE (no block RAM).
 
-Latency: an input word is at the PE FIFO outputs 1 cycle after its transfer; the first merged
+Latency: an input value is at the PE FIFO outputs 1 cycle after its push; the first merged
 word 4 cycles after the layer start (3 with N = 1). Throughput: one broadcast word per cycle
-while no FIFO is full; the collect phase never stalls a PE on a hidden layer and follows
-``o_logit.ready`` on the last layer.
+while no FIFO is full (layer 0: a K-lane input word without non-zero inputs in one cycle, else
+one cycle per non-zero input); the collect phase never stalls a PE on a hidden layer and
+follows ``o_logit.ready`` on the last layer.
 """
 from amaranth import Module, Signal, Cat, Const, Mux, Array
 from amaranth.lib import wiring, stream, data, fifo, memory
@@ -56,7 +59,7 @@ def _reciprocal(n, limit):
 
 #: Sticky error flags of the central unit.
 central_error_layout = data.StructLayout({
-    "input": 1,     # ``last`` not on input ``in_features - 1`` (the vector ends at either)
+    "input": 1,     # ``last`` not on the word of input ``in_features - 1`` (ends at either)
     "overflow": 1,  # a hidden output row >= max_features (dropped)
     "logits": 1,    # the PEs' logit count differs from ``out_features``
 })
@@ -72,8 +75,11 @@ class CentralUnit(wiring.Component):
     Attributes
     ----------
     i_input : In(stream.Signature(input_layout(config)))
-        Dense input vector of layer 0 (unsigned ``act_bits`` values in index order, ``last`` on
-        the final one). Ready only during layer 0's broadcast phase.
+        Dense input vector of layer 0 in words of ``K = input_lanes`` unsigned ``act_bits``
+        values (word ``k`` lane ``j`` = input ``k*K + j``), ``last`` on the word holding input
+        ``in_features - 1`` (its lanes past that input are ignored). Ready only during layer 0's
+        broadcast phase, in the cycle the word's last non-zero input is pushed (at once for a
+        word without one).
     i_layer : In(layer_config_layout(config))
         Current layer descriptor (``index``, ``in_features``, ``out_features``, ``last`` are
         used), stable from ``i_start`` to ``o_done``.
@@ -90,6 +96,9 @@ class CentralUnit(wiring.Component):
     o_argmax : Out(8)
         Index of the largest logit of the last completed inference (lowest index on ties);
         updated with the transfer of the final logit.
+    o_in_take : Out(1)
+        The unit consumes from the offered ``i_input`` word this cycle (pushes one of its lanes
+        or accepts it); the first such cycle of an inference starts ``o_cycles``.
     o_done : Out(1)
         One-cycle pulse: all N PE ``end`` tokens of the layer have been received.
     o_idle : Out(1)
@@ -111,6 +120,7 @@ class CentralUnit(wiring.Component):
             "i_out": In(stream.Signature(pe_output_layout(config))).array(n),
             "o_logit": Out(stream.Signature(logit_layout(config))),
             "o_argmax": Out(8),
+            "o_in_take": Out(1),
             "o_done": Out(1),
             "o_idle": Out(1),
             "o_error": Out(central_error_layout),
@@ -188,25 +198,92 @@ class CentralUnit(wiring.Component):
         m.d.comb += [self.o_error.input.eq(err_input), self.o_error.overflow.eq(err_overflow),
                      self.o_error.logits.eq(err_logits)]
 
-        # ---- phase 1a: dense input, zeros filtered -----------------------------------------
+        # ---- phase 1a: dense input, K lanes per word, zeros filtered ------------------------
+        # ``pend`` has the lanes of the current word not yet pushed (all ones at a word start).
+        # Per cycle the lowest lane still to push (a priority encoder over K lanes) is pushed;
+        # the word is accepted in the cycle its last one is pushed, or at once when it has none.
+        # ``at_end``: the word holds column in_features - 1; its lanes past it are ignored.
+        K = cfg.input_lanes
         inp = self.i_input.payload
-        col = Signal(len(layer.in_features))     # counts to in_features - 1 at most
-        at_end = Signal()
-        m.d.comb += at_end.eq(col + 1 == layer.in_features)     # col == in_features - 1
+        IFW = len(layer.in_features)
+        at_end = Signal()                        # the word holds column in_features - 1
+        lane_ok = Signal(K)                      # lane j is an input (column < in_features)
+        # K > 1: ``at_end`` and the final word's lane mask are registers (set at the layer start
+        # from the stable ``i_layer``, at_end again with every word): no carry chain of
+        # in_features - 1 in front of the lane logic and ``i_input.ready``.
+        at_end_next = Signal()                   # at_end for the word after this one
+        at_end_first = Signal()                  # at_end for word 0
+        last_mask = Signal(K, init=(1 << K) - 1)  # lanes of the final word that are inputs
+        if K == 1:
+            # as with one value per word before: at_end only steers the state
+            wcol = Signal(IFW)
+            m.d.comb += [at_end.eq(wcol + 1 == layer.in_features), lane_ok.eq(1)]
+            word_step = wcol.eq(wcol + 1)
+            word_reset = wcol.eq(0)
+        elif K & (K - 1) == 0:
+            # word index ``wcol``: column = Cat(lane, wcol); the final word and its last lane
+            # are the high and low bits of in_features - 1
+            L = K.bit_length() - 1
+            wcol = Signal(max(1, IFW - L))
+            last_col = Signal(IFW)
+            m.d.comb += [last_col.eq(layer.in_features - 1),
+                         at_end_first.eq(last_col[L:] == 0),
+                         at_end_next.eq(wcol + 1 == last_col[L:]),
+                         lane_ok.eq(Mux(at_end, last_mask, (1 << K) - 1))]
+            first_mask = Cat(last_col[:L] >= j for j in range(K))
+            word_step = wcol.eq(wcol + 1)
+            word_reset = wcol.eq(0)
+        else:
+            col = Signal(IFW + 1)                # column of lane 0 (a multiple of K)
+            m.d.comb += [at_end_first.eq(K >= layer.in_features),
+                         at_end_next.eq(col + 2 * K >= layer.in_features),
+                         lane_ok.eq(Mux(at_end, last_mask, (1 << K) - 1))]
+            first_mask = Cat((layer.in_features - 1) % K >= j for j in range(K))
+            word_step = col.eq(col + K)
+            word_reset = col.eq(0)
+        at_end_regs = [] if K == 1 else [at_end.eq(at_end_first), last_mask.eq(first_mask)]
+        pend = Signal(K, init=(1 << K) - 1)
+        todo = Signal(K)                         # lanes to push: non-zero, inputs, not pushed
+        m.d.comb += todo.eq(Cat((inp.value[j] != 0) & lane_ok[j] & pend[j] for j in range(K)))
+        lowest = Signal(K)                       # one-hot lowest lane of ``todo`` (or 0)
+        rest = Signal(K)                         # ``todo`` without it
+        m.d.comb += [lowest.eq(todo & -todo), rest.eq(todo & ~lowest)]
+        lane = Signal(range(K))                  # index of ``lowest``
+        m.d.comb += lane.eq(0)
+        for j in range(1, K):
+            with m.If(lowest[j]):
+                m.d.comb += lane.eq(j)
+        lane_value = Signal(A)                   # value of ``lowest`` (AND-OR of one-hot)
+        m.d.comb += lane_value.eq(0)
+        for j in range(K):
+            with m.If(lowest[j]):
+                m.d.comb += lane_value.eq(inp.value[j])
+        if K == 1:
+            lane_col = wcol
+        elif K & (K - 1) == 0:
+            lane_col = Cat(lane, wcol)
+        else:
+            lane_col = col + lane
+        in_take = Signal()
+        m.d.comb += self.o_in_take.eq(in_take)
         with m.If(state == BIN):
-            nz = inp.value != 0
             m.d.comb += [
-                self.i_input.ready.eq(~nz | all_rdy),
-                push.eq(self.i_input.valid & nz & all_rdy),
-                push_data.col.eq(col),
-                push_data.value.eq(inp.value),
+                self.i_input.ready.eq((rest == 0) & ((todo == 0) | all_rdy)),
+                push.eq(self.i_input.valid & (todo != 0) & all_rdy),
+                push_data.col.eq(lane_col),
+                push_data.value.eq(lane_value),
+                in_take.eq(self.i_input.valid & (self.i_input.ready | push)),
             ]
             with m.If(self.i_input.valid & self.i_input.ready):
-                m.d.sync += col.eq(col + 1)
+                m.d.sync += [word_step, pend.eq(pend.init)]
+                if K > 1:
+                    m.d.sync += at_end.eq(at_end_next)
                 with m.If(inp.last | at_end):
                     m.d.sync += state.eq(END)
                     with m.If(inp.last != at_end):
                         m.d.sync += err_input.eq(1)
+            with m.Elif(push):
+                m.d.sync += pend.eq(rest)
 
         # ---- phase 1b: N-way merge of the banks --------------------------------------------
         bbuf = Signal()
@@ -360,7 +437,7 @@ class CentralUnit(wiring.Component):
         # ---- start -------------------------------------------------------------------------
         with m.If((state == IDLE) & self.i_start):
             with m.If(layer.index == 0):
-                m.d.sync += [state.eq(BIN), col.eq(0)]
+                m.d.sync += [state.eq(BIN), word_reset, *at_end_regs]
             with m.Else():
                 m.d.sync += state.eq(BBUF)
                 m.d.sync += [b["rp"].eq(0) for b in banks]

@@ -34,6 +34,11 @@ class AcceleratorConfig:
         symbols (N = 1), so it gets 1024 entries of 9 bits.
     fifo_depth : int
         Depth of each PE's broadcast FIFO (EIE: 8).
+    input_lanes : int
+        K, the input values carried by one dense input word (``i_input``, 1..16): word ``k``
+        holds values ``k*K .. k*K+K-1`` (lane 0 = lowest index). The central unit scans a word
+        for non-zero values in one cycle, so it skips K zero inputs per cycle (EIE's leading
+        non-zero detection).
     memory : str
         ``"lib"``: every memory is an ``amaranth.lib.memory.Memory`` (simulation, any FPGA);
         ``"ice40"``: PE memories (data and pointers) map to SB_SPRAM256KA.
@@ -51,6 +56,7 @@ class AcceleratorConfig:
     max_features: int = 1024
     symbol_depth: int = 512
     fifo_depth: int = 8
+    input_lanes: int = 4
     memory: str = "lib"
 
     def __post_init__(self):
@@ -60,6 +66,8 @@ class AcceleratorConfig:
             raise ValueError(f"huff_max_len must be 1..15, not {self.huff_max_len}")
         if self.idx_bits + self.gap_bits > 16:
             raise ValueError("idx_bits + gap_bits must fit a 16-bit symbol word")
+        if not 1 <= self.input_lanes <= 16:
+            raise ValueError(f"input_lanes must be 1..16, not {self.input_lanes}")
         if self.memory not in ("lib", "ice40"):
             raise ValueError(f"memory must be 'lib' or 'ice40', not {self.memory!r}")
         if self.pe_mem_depth > 65536 or self.pe_mem_depth & (self.pe_mem_depth - 1):
@@ -105,8 +113,14 @@ LoadWrite = data.StructLayout({"mem": 8, "addr": 16, "data": 16})
 
 
 def input_layout(cfg):
-    """One input activation (unsigned ``act_bits``), ``last`` on the final one of a vector."""
-    return data.StructLayout({"value": cfg.act_bits, "last": 1})
+    """One dense input word: ``K = input_lanes`` activations (unsigned ``act_bits`` each).
+
+    ``value[j]`` of word ``k`` is input ``k*K + j`` (lane 0 = lowest index). ``last`` is set on
+    the final word of a vector, the one holding input ``in_features - 1``; its lanes past that
+    input are ignored (any value).
+    """
+    return data.StructLayout({"value": data.ArrayLayout(cfg.act_bits, cfg.input_lanes),
+                              "last": 1})
 
 
 def logit_layout(cfg):

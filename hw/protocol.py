@@ -143,10 +143,11 @@ class ProtocolEngine(wiring.Component):
     in the receive FIFO in front of ``i_rx`` (if it overflows, the next response is
     ``ERROR BUSY``). LOAD payloads are streamed straight into the accelerator and the CRC is
     checked at the end, so a LOAD with a bad CRC may already have written words (the host resends
-    the block). INFER payloads are first collected in an input buffer (``max_features`` bytes;
-    sparse pairs are expanded into it, zeros in between, one entry per clock); only when the frame
-    is complete and intact is the vector streamed into the accelerator at up to one value per
-    clock, so ``o_cycles`` measures the accelerator and not the UART. A frame that stops for
+    the block). INFER payloads are first collected in an input buffer (``max_features`` bytes
+    in words of ``input_lanes`` bytes written by byte lane; sparse pairs are expanded into it,
+    zeros in between, one value per clock); only when the frame is complete and intact is the
+    vector streamed into the accelerator at up to one ``input_lanes``-value word per clock, so
+    ``o_cycles`` measures the accelerator and not the UART. A frame that stops for
     ``timeout`` clocks is abandoned (``ERROR TIMEOUT``); an accelerator that makes no progress
     for ``accel_timeout`` clocks is reset (``ERROR ACCEL_TIMEOUT``). Both limits are rounded down
     to four significant bits (:func:`_watch_limit`: between 7/8 of the limit and the limit).
@@ -180,7 +181,9 @@ class ProtocolEngine(wiring.Component):
     o_load : Out(stream.Signature(LoadWrite))
         Memory image writes to the accelerator (``i_load``).
     o_input : Out(stream.Signature(input_layout(config)))
-        Dense input vector to the accelerator (``i_input``), ``last`` on value ``in_features-1``.
+        Dense input vector to the accelerator (``i_input``): ``input_lanes`` values per word
+        (a power of two), ``last`` on the word of value ``in_features - 1``. The final word's
+        lanes past that value are not defined.
     i_logit : In(stream.Signature(logit_layout(config)))
         Final-layer outputs from the accelerator (``o_logit``).
     i_argmax : In(8)
@@ -248,6 +251,9 @@ class ProtocolEngine(wiring.Component):
             raise ValueError(f"max_logits must be 1..255, not {max_logits}")
         if config.act_bits > 8:
             raise ValueError("the protocol carries one byte per input value (act_bits <= 8)")
+        if config.input_lanes & (config.input_lanes - 1):
+            raise ValueError("the input buffer needs a power-of-two input_lanes, not "
+                             f"{config.input_lanes}")
 
     def elaborate(self, platform):
         m = Module()
@@ -296,11 +302,23 @@ class ProtocolEngine(wiring.Component):
         # ``no_rw_check``: a read of the entry being written is never used (the buffers are
         # written and read in different states), so yosys need not emulate read-during-write
         # (it otherwise adds a bypass register and multiplexer around the EBR).
-        m.submodules.inbuf = inbuf = Memory(shape=cfg.act_bits, depth=cfg.max_features, init=[],
-                                            attrs={"no_rw_check": 1})
-        ib_w = inbuf.write_port()
+        # One entry holds the K = input_lanes values of one accelerator input word; a value is
+        # written into its byte lane (pos mod K) of entry pos / K. While streaming, pos counts
+        # words.
+        K = cfg.input_lanes
+        L = K.bit_length() - 1              # log2(K)
+        A = cfg.act_bits
+        m.submodules.inbuf = inbuf = Memory(shape=K * A, depth=-(-cfg.max_features // K),
+                                            init=[], attrs={"no_rw_check": 1})
+        ib_w = inbuf.write_port(granularity=A)
         ib_r = inbuf.read_port()
-        m.d.comb += [ib_w.addr.eq(pos), ib_r.addr.eq(pos)]
+        ib_we = Signal()                    # write the value at pos
+        ib_wbyte = Signal(A)
+        # words of a vector, ceil(in_features / K) (snooped with it; K = 1: in_features itself)
+        n_words = in_features if K == 1 else Signal(fw)
+        m.d.comb += [ib_w.addr.eq(pos[L:]), ib_r.addr.eq(pos),
+                     ib_w.en.eq(Mux(ib_we, Cat(pos[:L] == j for j in range(K)), 0)),
+                     ib_w.data.eq(Cat(*[ib_wbyte] * K))]
         out_valid = Signal()
         out_last = Signal()
 
@@ -408,7 +426,7 @@ class ProtocolEngine(wiring.Component):
             load_addr.eq(word + cnt),
             self.o_load.payload.addr.eq(load_addr),
             self.o_load.payload.data.eq(Cat(low, byte)),
-            ib_w.data.eq(Mux(action == A_DENSE, byte, Mux(hit & fsm_expand, low, 0))),
+            ib_wbyte.eq(Mux(action == A_DENSE, byte, Mux(hit & fsm_expand, low, 0))),
             self.o_input.payload.value.eq(ib_r.data),
             self.o_input.payload.last.eq(out_last),
             lg_w.data.eq(self.i_logit.payload.value),
@@ -494,7 +512,7 @@ class ProtocolEngine(wiring.Component):
                             sink_ready.eq(~word_done | self.o_load.ready),
                         ]
                     with m.Case(A_DENSE):
-                        m.d.comb += [ib_w.en.eq(rx.valid), sink_ready.eq(1)]
+                        m.d.comb += [ib_we.eq(rx.valid), sink_ready.eq(1)]
                     with m.Default():
                         m.d.comb += sink_ready.eq(1)
                 m.d.comb += [take.eq(sink_ready), progress.eq(taken)]
@@ -516,6 +534,7 @@ class ProtocolEngine(wiring.Component):
                                 value = Cat(low, byte)
                                 m.d.sync += [
                                     in_features.eq(value),
+                                    *([] if K == 1 else [n_words.eq((value + (K - 1)) >> L)]),
                                     loaded.eq((value != 0) & (value <= cfg.max_features)),
                                 ]
                     with m.If(action == A_DENSE):
@@ -543,7 +562,7 @@ class ProtocolEngine(wiring.Component):
                     m.d.sync += f_bad_input.eq(1)
                     m.d.comb += done.eq(1)
                 with m.Else():
-                    m.d.comb += [ib_w.en.eq(1), done.eq(hit)]
+                    m.d.comb += [ib_we.eq(1), done.eq(hit)]
                     step_pos()
                 with m.If(done):
                     with m.If(remaining == 0):
@@ -556,7 +575,7 @@ class ProtocolEngine(wiring.Component):
                 with m.If(at_end):
                     m.next = "CRC0"
                 with m.Else():
-                    m.d.comb += ib_w.en.eq(1)
+                    m.d.comb += ib_we.eq(1)
                     step_pos()
 
             with m.State("CRC0"):
@@ -576,9 +595,9 @@ class ProtocolEngine(wiring.Component):
                     m.next = "RESPOND"
 
             with m.State("STREAM"):
-                # Buffer -> accelerator at up to one value per clock. The buffer's synchronous
-                # read feeds an output register (out_valid) that advances when it is empty or
-                # taken.
+                # Buffer -> accelerator at up to one word (K values) per clock; pos counts
+                # words. The buffer's synchronous read feeds an output register (out_valid)
+                # that advances when it is empty or taken.
                 advance = ~out_valid | self.o_input.ready
                 m.d.comb += [
                     watching.eq(1), progress.eq(out_valid & self.o_input.ready),
@@ -589,8 +608,12 @@ class ProtocolEngine(wiring.Component):
                     with m.If(at_end):
                         m.d.sync += out_valid.eq(0)
                     with m.Else():
-                        m.d.sync += [out_valid.eq(1), out_last.eq(pos_next == in_features)]
-                        step_pos()
+                        if K == 1:
+                            m.d.sync += [out_valid.eq(1), out_last.eq(pos_next == in_features)]
+                            step_pos()
+                        else:
+                            m.d.sync += [out_valid.eq(1), out_last.eq(pos_next == n_words),
+                                         pos.eq(pos_next), at_end.eq(pos_next == n_words)]
                 with m.If(out_valid & self.o_input.ready & out_last):
                     m.d.sync += out_valid.eq(0)
                     m.next = "WAIT_LOGITS"

@@ -36,6 +36,19 @@ def test_accelerator_random_models(name):
     assert len(stats["inferences"]) == len(case["inputs"])
 
 
+@pytest.mark.sim
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_accelerator_input_lanes(lanes):
+    """One and three (not a power of two) input values per ``i_input`` word, 61 inputs (the
+    final word partly used), random stalls: bit exact (the other cases use the default 4)."""
+    from tb.accelerator.vectors import sim_config
+    case = random_case(2, [61, 40, 10], 0.25, 12, n_inputs=5,
+                       config=sim_config(2, input_lanes=lanes))
+    assert case["config"]["input_lanes"] == lanes
+    stats = run_case(f"lanes{lanes}", case, p_valid=0.7, p_ready=0.6, seed=12)
+    assert len(stats["inferences"]) == len(case["inputs"])
+
+
 def test_accelerator_saturation_is_exercised():
     """The random cases really contain saturated hidden activations and zero inputs."""
     from sw.golden import infer, random_int_model

@@ -34,6 +34,8 @@ def test_engine_rejects_bad_parameters():
         ProtocolEngine(max_logits=0)
     with pytest.raises(TypeError):
         ProtocolEngine(config={"n_pes": 4})
+    with pytest.raises(ValueError, match="power-of-two input_lanes"):
+        ProtocolEngine(AcceleratorConfig(input_lanes=3))
 
 
 def test_watch_limit_rounding():
@@ -56,11 +58,12 @@ def test_mock_reference():
 
 @pytest.mark.sim
 def test_protocol_cocotb_24mhz_divider_8():
-    """Same protocol at another clock/divider (24 MHz, 3 Mbaud = 8 clocks per bit)."""
-    top = SimTop(AcceleratorConfig(n_pes=2), clock_hz=24_000_000, baud=BAUD,
+    """Same protocol at another clock/divider (24 MHz, 3 Mbaud = 8 clocks per bit), one input
+    value per accelerator input word (``input_lanes=1``; the other test has 4)."""
+    top = SimTop(AcceleratorConfig(n_pes=2, input_lanes=1), clock_hz=24_000_000, baud=BAUD,
                  accelerator=MockAccelerator, timeout=2 * TIMEOUT, accel_timeout=40000)
     run_testbench(top, toplevel="sim_top_mock", test_module="tb.top.test_protocol",
-                  build_name="top_mock_24", build_args=VERILATOR_ARGS,
+                  build_name="top_mock_24_k1", build_args=VERILATOR_ARGS,
                   testcase=["ping_reports_parameters", "load_and_infer_dense_and_sparse",
                             "truncated_frames_time_out_and_resync", "random_byte_gaps"],
                   extra_env={"TOP_CLOCK_HZ": 24_000_000, "TOP_DIVISOR": 8,
@@ -69,9 +72,9 @@ def test_protocol_cocotb_24mhz_divider_8():
 
 @pytest.mark.sim
 def test_protocol_cocotb():
-    top = SimTop(AcceleratorConfig(n_pes=4), clock_hz=CLOCK_HZ, baud=BAUD,
+    top = SimTop(AcceleratorConfig(n_pes=4, input_lanes=4), clock_hz=CLOCK_HZ, baud=BAUD,
                  accelerator=MockAccelerator, timeout=TIMEOUT, accel_timeout=20000)
     run_testbench(top, toplevel="sim_top_mock", test_module="tb.top.test_protocol",
-                  build_name="top_mock", build_args=VERILATOR_ARGS,
+                  build_name="top_mock_k4", build_args=VERILATOR_ARGS,
                   extra_env={"TOP_CLOCK_HZ": CLOCK_HZ, "TOP_DIVISOR": 4, "TOP_TIMEOUT": TIMEOUT,
                              "TOP_N_PES": 4})

@@ -25,7 +25,24 @@ from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 from hw.config import LoadWrite, input_layout, logit_layout
 from tb.pe.layouts import pack_fields, unpack_fields
 
-__all__ = ["AcceleratorDriver", "Inference", "DriverError"]
+__all__ = ["AcceleratorDriver", "Inference", "DriverError", "pack_input_words"]
+
+
+def pack_input_words(config, x, fill=0):
+    """``i_input`` payloads (integers) of the input vector ``x``: ``K = input_lanes`` values
+    per word, lane 0 = lowest index, ``last`` on the final word. Lanes of the final word past
+    ``len(x) - 1`` get ``fill`` (the hardware ignores them)."""
+    k_lanes = config.input_lanes
+    layout = input_layout(config)
+    amask = (1 << config.act_bits) - 1
+    n_words = -(-len(x) // k_lanes)
+    words = []
+    for w in range(n_words):
+        vals = [int(v) & amask for v in x[w * k_lanes:(w + 1) * k_lanes]]
+        vals += [fill & amask] * (k_lanes - len(vals))
+        packed = sum(v << (config.act_bits * j) for j, v in enumerate(vals))
+        words.append(pack_fields(layout, value=packed, last=int(w == n_words - 1)))
+    return words
 
 
 class DriverError(AssertionError):
@@ -85,7 +102,6 @@ class AcceleratorDriver:
         self.p_ready = p_ready
         self.rng = random.Random(seed)
         self.prefix = prefix
-        self.in_layout = input_layout(config)
         self.logit_layout = logit_layout(config)
 
     def _sig(self, name):
@@ -147,7 +163,8 @@ class AcceleratorDriver:
         Parameters
         ----------
         x : sequence of int
-            Input activations (unsigned ``act_bits``); ``last`` is set on the final one.
+            Input activations (unsigned ``act_bits``), sent ``input_lanes`` per word
+            (:func:`pack_input_words`); ``last`` is set on the final word.
         n_logits : int, optional
             Expected logit count; more than that without ``last`` is an error.
         timeout : int
@@ -158,9 +175,7 @@ class AcceleratorDriver:
                                        self._sig("i_input__ready"))
         o_valid, o_payload, o_ready = (self._sig("o_logit__valid"), self._sig("o_logit__payload"),
                                        self._sig("o_logit__ready"))
-        amask = (1 << self.cfg.act_bits) - 1
-        items = [pack_fields(self.in_layout, value=int(v) & amask, last=int(k == len(x) - 1))
-                 for k, v in enumerate(x)]
+        items = pack_input_words(self.cfg, x)
         acc = self.cfg.acc_bits
         logits, indices = [], []
         k = 0

@@ -6,17 +6,21 @@ The testbench plays the sequencer (``i_start`` / ``i_layer``, the next layer onl
 a random subset with non-zero values; last layer: every row, random signed values with
 deliberate ties), with random idle cycles, then its ``end`` token.
 
-Checked on every inference: each PE receives exactly the non-zero inputs of layer 0 in index
-order, and for a later layer exactly the previous layer's outputs of all PEs in ascending row
-order, each time followed by one ``end``; ``o_done`` comes once per layer and only after all N
-``end`` tokens; ``i_input`` is not ready outside layer 0; ``o_logit`` carries every logit in
-index order with ``last`` on the final one and the payload held until its transfer; ``o_argmax``
-is the first index of the maximum; ``o_error`` stays 0 (and flags a wrong input length in the
-``bad_length`` test).
+The dense input goes in words of ``K`` lanes (``CENTRAL_K``); the lanes past the vector's end
+carry garbage. Inputs: all zero, all non-zero, zero runs around a dense middle, random density.
 
-Environment: ``CENTRAL_N`` (PEs), ``CENTRAL_SIZES`` (``in,hidden...,out``), ``CENTRAL_SEED``,
-``CENTRAL_INPUTS``, ``CENTRAL_P_VALID``, ``CENTRAL_P_READY``, ``CENTRAL_BREAK`` (expect a wrong
-order: the testbench must then fail).
+Checked on every inference: each PE receives exactly the non-zero inputs of layer 0 in index
+order (without stalls: in one cycle per input word without non-zero inputs, else one per
+non-zero input), and for a later layer exactly the previous layer's outputs of all PEs in
+ascending row order, each time followed by one ``end``; ``o_done`` comes once per layer and
+only after all N ``end`` tokens; ``i_input`` is not ready outside layer 0; ``o_logit`` carries
+every logit in index order with ``last`` on the final one and the payload held until its
+transfer; ``o_argmax`` is the first index of the maximum; ``o_error`` stays 0 (and flags a wrong
+input length in the ``bad_length`` test: ``last`` one word early).
+
+Environment: ``CENTRAL_N`` (PEs), ``CENTRAL_K`` (input lanes), ``CENTRAL_SIZES``
+(``in,hidden...,out``), ``CENTRAL_SEED``, ``CENTRAL_INPUTS``, ``CENTRAL_P_VALID``,
+``CENTRAL_P_READY``, ``CENTRAL_BREAK`` (expect a wrong order: the testbench must then fail).
 """
 import os
 import random
@@ -25,11 +29,13 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
-from hw.config import (AcceleratorConfig, broadcast_layout, input_layout, layer_config_layout,
-                       logit_layout, pe_output_layout)
+from hw.config import (AcceleratorConfig, broadcast_layout, layer_config_layout, logit_layout,
+                       pe_output_layout)
+from tb.accelerator.driver import pack_input_words
 from tb.pe.layouts import pack_fields, unpack_fields
 
 N = int(os.environ.get("CENTRAL_N", "3"))
+K = int(os.environ.get("CENTRAL_K", "1"))
 SIZES = [int(v) for v in os.environ.get("CENTRAL_SIZES", "40,30,20,10").split(",")]
 SEED = int(os.environ.get("CENTRAL_SEED", "1"))
 INPUTS = int(os.environ.get("CENTRAL_INPUTS", "4"))
@@ -37,7 +43,7 @@ P_VALID = float(os.environ.get("CENTRAL_P_VALID", "0.7"))
 P_READY = float(os.environ.get("CENTRAL_P_READY", "0.6"))
 #: Test of the testbench: expect the PE outputs in emission order instead of sorted.
 BREAK = bool(int(os.environ.get("CENTRAL_BREAK", "0")))
-CFG = AcceleratorConfig(n_pes=N)
+CFG = AcceleratorConfig(n_pes=N, input_lanes=K)
 
 
 def _signed(v, bits):
@@ -52,7 +58,6 @@ class TB:
         self.rng = random.Random(seed)
         self.bl = broadcast_layout(CFG)
         self.ol = pe_output_layout(CFG)
-        self.il = input_layout(CFG)
         self.ll = logit_layout(CFG)
         self.lay = layer_config_layout(CFG)
 
@@ -92,7 +97,7 @@ class TB:
                             if self.rng.random() < keep])
         return res
 
-    async def run_layer(self, li, acts, outputs, x=None, bad_length=False, timeout=20000):
+    async def run_layer(self, li, acts, outputs, x=None, timeout=20000):
         """Start layer ``li``; returns the logits received (last layer)."""
         d = self.dut
         last = li == len(SIZES) - 2
@@ -122,9 +127,10 @@ class TB:
         x_off = False
         items = []
         if x is not None:
-            n_items = len(x) - 1 if bad_length else len(x)
-            items = [pack_fields(self.il, value=v, last=int(k == n_items - 1))
-                     for k, v in enumerate(x[:n_items])]
+            # K values per word; the lanes past the vector's end carry garbage (ignored)
+            items = pack_input_words(CFG, x, fill=self.rng.randrange(256))
+        layer0_cycles = sum(max(1, sum(1 for v in x[w:w + K] if v))
+                            for w in range(0, len(x), K)) if x is not None else 0
         for cyc in range(timeout):
             # drive
             if xi < len(items) and not x_off:
@@ -165,6 +171,11 @@ class TB:
                             # the merge delivers one word per cycle after a 4-cycle start
                             assert cyc <= len(acts) + 5, \
                                 f"layer {li}: {len(acts)} words + end took {cyc + 1} cycles"
+                        if li == 0 and P_READY >= 1.0 and P_VALID >= 1.0:
+                            # a word without non-zero inputs takes one cycle, else one per
+                            # non-zero input; the end token follows
+                            assert cyc <= layer0_cycles + 1, \
+                                f"layer 0: {layer0_cycles} cycles of input, end at {cyc}"
                     else:
                         got[p].append((f["col"], f["value"]))
                 if offered[p] and int(self.sig("i_out__{p}__ready", p).value):
@@ -199,14 +210,15 @@ class TB:
         return logits
 
     async def inference(self, x, bad_length=False):
-        sent = x[:-1] if bad_length else x
+        if bad_length:          # ``last`` one word early: the final input word is not sent
+            x = x[:(-(-len(x) // K) - 1) * K]
+        sent = x
         acts = [(j, v) for j, v in enumerate(sent) if v]
         n_layers = len(SIZES) - 1
         for li in range(n_layers):
             last = li == n_layers - 1
             outputs = self.pe_outputs(li, last)
-            logits = await self.run_layer(li, acts, outputs, x=x if li == 0 else None,
-                                          bad_length=bad_length)
+            logits = await self.run_layer(li, acts, outputs, x=x if li == 0 else None)
             for _ in range(self.rng.randrange(3)):
                 await FallingEdge(self.dut.clk)
             acts = [o for per_pe in outputs for o in per_pe]
@@ -226,6 +238,11 @@ class TB:
             return [0] * SIZES[0]
         if n == 1:
             return [self.rng.randrange(1, 256) for _ in range(SIZES[0])]
+        if n == 2:              # MNIST-like: zero runs (whole zero words) around a dense middle
+            a = self.rng.randrange(SIZES[0] // 2)
+            b = self.rng.randrange(a, SIZES[0])
+            return [self.rng.randrange(1, 256) if a <= j < b and self.rng.random() < 0.7 else 0
+                    for j in range(SIZES[0])]
         dens = self.rng.random()
         return [self.rng.randrange(1, 256) if self.rng.random() < dens else 0
                 for _ in range(SIZES[0])]

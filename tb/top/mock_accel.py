@@ -9,10 +9,12 @@ on every loaded word and every input value so a lost or reordered byte shows up:
   wrap-around) where ``h`` is a position-sensitive hash (``h = rotl32(h, 1) ^ x[j]`` over the
   inputs in order, from 0); ``n_out = W[15] & 0xFF`` logits if non-zero, else 10. (Cheap enough
   to synthesise: ``hw.build --mock-accelerator`` measures the UART/protocol path.)
-- ``o_error`` bit 0: ``W[0] == 0x7FFF``; bit 1 (sticky): ``last`` was not on input
+- Input words carry ``input_lanes`` values (one lane is taken per clock; lanes past
+  ``in_features - 1`` are ignored).
+- ``o_error`` bit 0: ``W[0] == 0x7FFF``; bit 1 (sticky): ``last`` was not on the word of input
   ``in_features - 1`` or came too early; ``W[1] == 0x7FFF`` makes it never answer (hang).
-- ``o_cycles``: clocks from the first accepted input to the last logit of the previous inference;
-  ``o_argmax``: index of its largest logit (lowest on ties).
+- ``o_cycles``: clocks from the first offered input word to the last logit of the previous
+  inference; ``o_argmax``: index of its largest logit (lowest on ties).
 """
 from amaranth import Module, Signal, Array, Mux, signed
 from amaranth.lib import stream, wiring
@@ -59,7 +61,9 @@ class MockAccelerator(wiring.Component):
         in_features = Signal(16)
         sx = Signal(32)
         h = Signal(32)
-        j = Signal(16)
+        j = Signal(16)                      # index of the input in lane ``lane``
+        K = cfg.input_lanes
+        lane = Signal(range(K))
         k = Signal(8)
         counter = Signal(32)
         counting = Signal()
@@ -74,7 +78,7 @@ class MockAccelerator(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.i_load.ready.eq(1), self.i_input.ready.eq(1)]
+                m.d.comb += self.i_load.ready.eq(1)
                 with m.If(self.i_load.valid):
                     ld = self.i_load.payload
                     with m.If((ld.mem == 0) & (ld.addr < 16)):
@@ -82,24 +86,27 @@ class MockAccelerator(wiring.Component):
                     with m.If((ld.mem == cfg.mem_layers) & (ld.addr == 0)):
                         m.d.sync += in_features.eq(ld.data)
                 with m.If(self.i_input.valid):
-                    m.d.sync += [sx.eq(self.i_input.payload.value),
-                                 h.eq(self.i_input.payload.value), j.eq(1), counting.eq(1),
+                    m.d.sync += [sx.eq(0), h.eq(0), j.eq(0), lane.eq(0), counting.eq(1),
                                  counter.eq(1)]
-                    with m.If(self.i_input.payload.last):
-                        m.d.sync += bad_last.eq(bad_last | (in_features != 1))
-                        m.next = "OUT"
-                    with m.Else():
-                        m.next = "IN"
+                    m.next = "IN"
             with m.State("IN"):
-                m.d.comb += [self.o_busy.eq(1), self.i_input.ready.eq(1)]
+                # One lane per clock; the word is taken after its last lane or after the final
+                # input (lanes past in_features - 1 are ignored).
+                m.d.comb += self.o_busy.eq(1)
                 with m.If(self.i_input.valid):
-                    v = self.i_input.payload.value
-                    m.d.sync += [sx.eq(sx + v), h.eq(h.rotate_left(1) ^ v), j.eq(j + 1)]
-                    with m.If(self.i_input.payload.last):
-                        m.d.sync += bad_last.eq(bad_last | (j != in_features - 1))
-                        m.next = "OUT"
-                    with m.Elif(j >= in_features - 1):
-                        m.d.sync += bad_last.eq(1)
+                    v = self.i_input.payload.value[lane]
+                    final = j == in_features - 1
+                    with m.If(j < in_features):
+                        m.d.sync += [sx.eq(sx + v), h.eq(h.rotate_left(1) ^ v)]
+                    m.d.sync += [j.eq(j + 1), lane.eq(lane + 1)]
+                    with m.If((lane == K - 1) | final):
+                        m.d.comb += self.i_input.ready.eq(1)
+                        m.d.sync += lane.eq(0)
+                        with m.If(self.i_input.payload.last):
+                            m.d.sync += bad_last.eq(bad_last | ~final)
+                            m.next = "OUT"
+                        with m.Elif(final | (j >= in_features)):
+                            m.d.sync += bad_last.eq(1)
                 m.d.sync += k.eq(0)
             with m.State("OUT"):
                 m.d.comb += self.o_busy.eq(1)
