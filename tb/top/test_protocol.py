@@ -12,7 +12,7 @@ from cocotb.clock import Clock
 from cocotb.task import bridge
 from cocotb.triggers import ClockCycles, Timer
 
-from hw.protocol import (SOF, STATUS_FIELDS, STATUS_FLAGS, Cmd, Err, Resp, crc16,
+from hw.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, Cmd, Err, Resp, crc16,
                          encode_frame)
 from sw.transport import SimTransport, TransportTimeout
 from tb.top.mock_accel import mock_logits
@@ -124,12 +124,12 @@ def check_result(w, x, result):
 async def ping_reports_parameters(dut):
     tr = await setup(dut)
     st = await status(tr)
-    assert st["version"] == 1 and st["n_pes"] == N_PES and st["divisor"] == DIVISOR
+    assert st["version"] == PROTOCOL_VERSION and st["n_pes"] == N_PES and st["divisor"] == DIVISOR
     assert st["clock_hz"] == CLOCK_HZ and st["act_bits"] == 8 and st["acc_bits"] == 32
     assert st["in_features"] == 0 and not st["flags"] >> STATUS_FLAGS["loaded"] & 1
     # Garbage before the SOF is skipped.
     await tr.awrite(bytes([0x00, 0x13, 0xFF]))
-    assert (await status(tr))["version"] == 1
+    assert (await status(tr))["version"] == PROTOCOL_VERSION
 
 
 @cocotb.test()
