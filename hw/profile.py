@@ -1,0 +1,374 @@
+"""Cycle profile of the accelerator: where each PE's cycles go, per layer.
+
+::
+
+    python -m hw.profile [--model models/lenet300.npz] [--pes 4] [--image I] [--images K]
+
+The accelerator (``hw.accelerator.Accelerator`` with ``hw.bench.bench_config``, hidden neurons
+renumbered by ``sw.balance.balance_rows`` as for the board) is simulated with Amaranth's Python
+simulator: the packed model is written through ``i_load``, MNIST test images ``I .. I+K-1`` go
+through ``i_input`` back to back (``input_lanes`` values per word) and every logit is compared
+with ``sw.golden.infer`` (:class:`ProfileError` on any difference). Slow: about 15 s per image
+with 4 PEs, most of it writing the ~10k load words.
+
+Per layer the window runs from the cycle the sequencer's ``o_start`` is high to the cycle the
+central unit's ``o_done`` is high, both included (so the layers of an inference tile it). Every
+cycle of every PE in the window falls in exactly one class (:data:`CLASSES`):
+
+``start``    the start pulse and the header reads (PE idle or in its header state)
+``decode``   the decoder fires (one joint symbol, filler or not, leaves the table compare)
+``table``    the decoder loads the layer's Huffman limits while it has a segment to decode
+``words``    a segment (current, or pending and next) waits for its stream words
+``stale``    the decoder re-reads a stale peek (bits arrived in the same cycle)
+``other``    a segment is there but nothing of the above explains the missing decode
+``segment``  no segment in the decoder but one in flight behind it: pointer fetch, segment and
+             word queues, or an activation in the FIFO not yet taken
+``input``    nothing in flight and the activation FIFO is empty (waiting for the broadcast)
+``drain``    the ``end`` token is at the FIFO head, waiting for the accumulate pipeline
+``requant``  requantization (the PE's REQ state)
+``barrier``  end token sent / waiting for the other PEs and the central unit's ``o_done``
+
+``decode`` counts the symbols a PE decodes in its RUN state; the golden per-PE work
+(``sw.golden.ideal_cycles(...).pe_work``) must equal it. The ideal bound of the layer is
+``ceil(MACs / N)`` (docs/ARCHITECTURE.md section 6).
+"""
+import argparse
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["ProfileError", "CLASSES", "LayerProfile", "Profile", "profile_int_model",
+           "format_profile", "main"]
+
+#: Cycle classes, in the order of the printed columns.
+CLASSES = ("start", "decode", "table", "words", "stale", "other", "segment", "input", "drain",
+           "requant", "barrier")
+
+# PE states (hw.pe.ProcessingElement): IDLE, HDR, RUN, REQ, ENDT
+_IDLE, _HDR, _RUN, _REQ, _ENDT = range(5)
+
+# per-PE bits sampled every cycle (names of ProcessingElement._probe, "d_" = HuffmanDecoder._probe,
+# "act_*" = the PE's i_act port)
+_PE_FIELDS = ("state", "pi_busy", "pr_valid", "segq_level", "wf_active", "seg_valid",
+              "d_fire", "d_from_pend", "d_cur_valid", "d_pend_valid", "d_have_bits", "d_s_ok",
+              "d_loading", "d_rem_zero", "act_valid", "act_end")
+_TOP_FIELDS = ("start", "done", "in_ready", "logit_valid", "logit_last")
+
+
+class ProfileError(Exception):
+    """The profile cannot run or the accelerator's logits differ from the golden model."""
+
+
+@dataclass
+class LayerProfile:
+    """One layer, summed over the profiled images.
+
+    Attributes
+    ----------
+    cycles : int
+        Window cycles (``o_start`` to ``o_done``, both included).
+    ideal : int
+        ``sum ceil(MACs / N)`` (section 6).
+    macs : int
+    work : numpy.ndarray
+        int ``(N,)`` golden symbols per PE (``pe_work``).
+    classes : numpy.ndarray
+        int ``(N, len(CLASSES))`` cycles per PE and class; each row sums to ``cycles``.
+    run : numpy.ndarray
+        int ``(N,)`` cycles each PE spent in its RUN state.
+    """
+    cycles: int
+    ideal: int
+    macs: int
+    work: np.ndarray
+    classes: np.ndarray
+    run: np.ndarray
+
+    def count(self, name):
+        """int ``(N,)`` cycles of class ``name`` per PE."""
+        return self.classes[:, CLASSES.index(name)]
+
+
+@dataclass
+class Profile:
+    """Result of :func:`profile_int_model`.
+
+    ``layers`` sums every image; ``per_image`` holds the layers of each image (same type);
+    ``inference`` the accelerator's ``o_cycles`` per image (first input to final logit) and
+    ``ideal`` the golden bound per image; ``logits`` int ``(n, out)``.
+    """
+    n_pes: int
+    layers: list
+    per_image: list
+    inference: list
+    ideal: list
+    logits: np.ndarray
+    load_words: int = 0
+    sim_cycles: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _classify(rec, s, d, n_pes):
+    """Class index per PE and cycle of window ``[s, d]`` from the recorded field arrays.
+
+    Returns int ``(N, d - s + 1)`` indices into :data:`CLASSES` and the RUN mask."""
+    out = np.zeros((n_pes, d - s + 1), dtype=np.int64)
+    runs = np.zeros((n_pes, d - s + 1), dtype=bool)
+    C = {n: i for i, n in enumerate(CLASSES)}
+    for p in range(n_pes):
+        g = {k: rec[f"{p}_{k}"][s:d + 1] for k in _PE_FIELDS}
+        b = {k: v.astype(bool) for k, v in g.items()}
+        st = g["state"]
+        run = st == _RUN
+        # before the PE's RUN state in this window: start pulse and header
+        seen = np.maximum.accumulate(st != _IDLE)            # left IDLE at least once
+        ended = np.maximum.accumulate((st == _REQ) | (st == _ENDT))
+        cls = np.full(st.shape, C["barrier"])
+        cls[~ended & ((st == _IDLE) | (st == _HDR))] = C["start"]
+        cls[st == _REQ] = C["requant"]
+        # RUN
+        fire = b["d_fire"]
+        has = b["d_from_pend"] | (b["d_cur_valid"] & ~b["d_rem_zero"])
+        pend = ~has & b["d_pend_valid"]
+        busy = has | pend
+        upstream = (b["pi_busy"] | b["pr_valid"] | (g["segq_level"] > 0) | b["wf_active"]
+                    | b["seg_valid"] | (b["act_valid"] & ~b["act_end"]))
+        nf = run & ~fire
+        sel = [
+            (run & fire, "decode"),
+            (nf & busy & b["d_loading"], "table"),
+            (nf & pend & ~b["d_loading"], "words"),
+            (nf & has & ~b["d_loading"] & ~b["d_have_bits"], "words"),
+            (nf & has & ~b["d_loading"] & b["d_have_bits"] & ~b["d_s_ok"], "stale"),
+            (nf & has & ~b["d_loading"] & b["d_have_bits"] & b["d_s_ok"], "other"),
+            (nf & ~busy & upstream, "segment"),
+            (nf & ~busy & ~upstream & ~b["act_valid"], "input"),
+            (nf & ~busy & ~upstream & b["act_valid"] & b["act_end"], "drain"),
+        ]
+        for mask, name in sel:
+            cls[mask] = C[name]
+        del seen
+        out[p] = cls
+        runs[p] = run
+    return out, runs
+
+
+def _simulate(cfg, loads, inputs, n_out, log):
+    """Run the accelerator; returns the recorded fields (dict of int arrays, one per cycle from
+    the first input word on), the logits ``(n, n_out)`` and the ``o_cycles`` of each image."""
+    from amaranth import Cat, Module, Signal, Value
+    from amaranth.hdl import Fragment
+    from amaranth.sim import Simulator
+    from hw.accelerator import Accelerator
+
+    dut = Accelerator(cfg)
+    frag = Fragment.get(dut, None)          # elaborates every PE: their _probe dicts exist now
+    m = Module()
+    m.submodules.acc = frag
+    parts = [("start", dut._seq.o_start), ("done", dut._central.o_done),
+             ("in_ready", dut.i_input.ready), ("logit_valid", dut.o_logit.valid),
+             ("logit_last", dut.o_logit.payload.last)]
+    for p, pe in enumerate(dut._pes):
+        probe = dict(pe._probe)
+        probe.update({"d_" + k: v for k, v in pe._dec._probe.items()})
+        probe["act_valid"] = pe.i_act.valid
+        probe["act_end"] = pe.i_act.payload.end
+        parts += [(f"{p}_{k}", probe[k]) for k in _PE_FIELDS]
+    sigs = [Value.cast(s) for _, s in parts]
+    widths = [len(s) for s in sigs]
+    packed = Signal(sum(widths))
+    m.d.comb += packed.eq(Cat(*sigs))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    K = cfg.input_lanes
+    words = []                              # (lanes, last) of every image, back to back
+    for x in inputs:
+        n = len(x)
+        for k in range(0, n, K):
+            words.append(([int(x[j]) if j < n else 0 for j in range(k, k + K)], k + K >= n))
+    trace = []
+    logits = []
+    cycles = []
+    n_img = len(inputs)
+
+    async def tb(ctx):
+        for mem, addr, d in loads:
+            ctx.set(dut.i_load.valid, 1)
+            ctx.set(dut.i_load.payload, {"mem": mem, "addr": addr, "data": d})
+            await ctx.tick()
+        ctx.set(dut.i_load.valid, 0)
+        await ctx.tick().repeat(10)
+        ctx.set(dut.o_logit.ready, 1)
+        w = 0
+        cur = []
+        read_cycles = False
+        limit = 200_000 * n_img
+        while True:
+            if w < len(words):
+                ctx.set(dut.i_input.valid, 1)
+                ctx.set(dut.i_input.payload, {"value": words[w][0], "last": int(words[w][1])})
+            else:
+                ctx.set(dut.i_input.valid, 0)
+            v = ctx.get(packed)
+            trace.append(v)
+            if read_cycles:                 # o_cycles is updated the cycle after the last logit
+                cycles.append(ctx.get(dut.o_cycles))
+                read_cycles = False
+            if len(logits) == n_img and v & 2:
+                break                       # the final layer's barrier
+            if w < len(words) and v & 4:
+                w += 1
+            if v & 8:
+                val = ctx.get(dut.o_logit.payload.value)     # acc_bits, two's complement
+                cur.append(val - ((val >> (cfg.acc_bits - 1)) << cfg.acc_bits))
+                if v & 16:
+                    logits.append(cur)
+                    cur = []
+                    read_cycles = True
+            if len(trace) >= limit:
+                raise ProfileError(f"no final o_done after {limit} cycles")
+            await ctx.tick()
+        err = ctx.get(dut.o_error.as_value())
+        if err:
+            raise ProfileError(f"accelerator error flags {err:#x}")
+
+    sim.add_testbench(tb)
+    sim.run()
+
+    tr = np.array(trace, dtype=object)
+    rec = {}
+    off = 0
+    names = [n for n, _ in parts]
+    for name, wd in zip(names, widths):
+        mask = (1 << wd) - 1
+        rec[name] = np.array([(int(t) >> off) & mask for t in tr], dtype=np.int64)
+        off += wd
+    return rec, np.array(logits, dtype=np.int64), cycles
+
+
+def profile_int_model(int_model, x, n_pes, config=None, log=None):
+    """Profile ``int_model`` (already balanced if it is to be) on inputs ``x`` (int ``(n, in)``).
+
+    ``config``: an ``AcceleratorConfig`` (default ``hw.bench.bench_config(int_model, n_pes)``).
+    Raises :class:`ProfileError` when a logit differs from ``sw.golden.infer``.
+    """
+    from hw.bench import bench_config
+    from tb.accelerator.vectors import case_from_int_model
+    from sw.golden import ideal_cycles, infer
+
+    cfg = config or bench_config(int_model, n_pes)
+    x = np.atleast_2d(np.asarray(x, dtype=np.int64))
+    case = case_from_int_model(int_model, x, cfg)
+    res = infer(int_model, x)
+    cs = ideal_cycles(int_model, x, cfg.n_pes, result=res)
+    n_layers = len(int_model.layers)
+    rec, logits, o_cycles = _simulate(cfg, case["loads"], case["inputs"],
+                                      res.logits.shape[1], log)
+    golden = np.asarray(res.logits, dtype=np.int64)
+    if logits.shape != golden.shape or not np.array_equal(logits, golden):
+        bad = [i for i in range(len(golden))
+               if i >= len(logits) or not np.array_equal(logits[i], golden[i])]
+        raise ProfileError(f"logits differ from sw.golden.infer on input(s) {bad}: "
+                           f"{logits.tolist()} vs {golden.tolist()}")
+    starts = np.flatnonzero(rec["start"])
+    dones = np.flatnonzero(rec["done"])
+    if len(starts) != len(x) * n_layers or len(dones) != len(starts):
+        raise ProfileError(f"{len(starts)} layer starts and {len(dones)} barriers for "
+                           f"{len(x)} input(s) of {n_layers} layers")
+    N = cfg.n_pes
+    per_image = []
+    total = [None] * n_layers
+    for i in range(len(x)):
+        layers = []
+        for li in range(n_layers):
+            s, d = int(starts[i * n_layers + li]), int(dones[i * n_layers + li])
+            if d < s:
+                raise ProfileError(f"barrier at {d} before the layer start at {s}")
+            cls, run = _classify(rec, s, d, N)
+            counts = np.stack([np.bincount(c, minlength=len(CLASSES)) for c in cls])
+            macs = int(cs.macs[i, li])
+            lp = LayerProfile(cycles=d - s + 1, ideal=-(-macs // N), macs=macs,
+                              work=cs.pe_work[i, li].astype(np.int64).copy(),
+                              classes=counts, run=run.sum(axis=1))
+            layers.append(lp)
+            if total[li] is None:
+                total[li] = LayerProfile(0, 0, 0, np.zeros(N, np.int64),
+                                         np.zeros_like(counts), np.zeros(N, np.int64))
+            t = total[li]
+            t.cycles += lp.cycles
+            t.ideal += lp.ideal
+            t.macs += lp.macs
+            t.work += lp.work
+            t.classes += lp.classes
+            t.run += lp.run
+        per_image.append(layers)
+    return Profile(n_pes=N, layers=total, per_image=per_image, inference=list(o_cycles),
+                   ideal=[int(v) for v in cs.ideal], logits=logits,
+                   load_words=len(case["loads"]), sim_cycles=len(rec["start"]))
+
+
+def format_profile(prof, title=""):
+    """Plain-text tables (one per layer) of a :class:`Profile`."""
+    lines = []
+    n_img = len(prof.per_image)
+    if title:
+        lines.append(title)
+    inf, ide = sum(prof.inference), sum(prof.ideal)
+    lines.append(f"N={prof.n_pes}, {n_img} image(s): {inf} cycles per inference "
+                 f"(o_cycles, sum), ideal {ide}, ratio {inf / max(ide, 1):.3f}")
+    short = {"start": "start", "decode": "decode", "table": "table", "words": "words",
+             "stale": "stale", "other": "other", "segment": "seg", "input": "input",
+             "drain": "drain", "requant": "req", "barrier": "barrier"}
+    hdr = "| PE | RUN | symbols | " + " | ".join(short[c] for c in CLASSES) + " |"
+    for li, lp in enumerate(prof.layers):
+        lines.append("")
+        lines.append(f"Layer {li}: {lp.cycles} cycles (o_start..o_done), ideal {lp.ideal} "
+                     f"({lp.macs} MACs / {prof.n_pes}), ratio {lp.cycles / max(lp.ideal, 1):.3f}")
+        lines.append("")
+        lines.append(hdr)
+        lines.append("|" + "---|" * (3 + len(CLASSES)))
+        for p in range(prof.n_pes):
+            lines.append(f"| {p} | {lp.run[p]} | {lp.count('decode')[p]} | "
+                         + " | ".join(str(v) for v in lp.classes[p]) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m hw.profile", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="models/lenet300.npz")
+    ap.add_argument("--pes", type=int, default=4)
+    ap.add_argument("--image", type=int, default=0, help="first MNIST test image")
+    ap.add_argument("--images", type=int, default=1, help="number of images")
+    a = ap.parse_args(argv)
+    from hw.bench import BenchError, _model
+    from sw.balance import balance_rows
+    from sw.golden import images_to_uint8, load_mnist
+    try:
+        im, name = _model(a.model, False)
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if a.pes < 1 or a.images < 1:
+        print("error: --pes and --images must be >= 1", file=sys.stderr)
+        return 2
+    xs, _ = load_mnist()["test"]
+    if not 0 <= a.image or a.image + a.images > len(xs):
+        print(f"error: images {a.image}..{a.image + a.images - 1} outside the test set",
+              file=sys.stderr)
+        return 2
+    x = images_to_uint8(xs[a.image:a.image + a.images])
+    im = balance_rows(im, a.pes)[0]
+    try:
+        prof = profile_int_model(im, x, a.pes)
+    except ProfileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(format_profile(prof, f"{name}, MNIST test image(s) {a.image}.."
+                               f"{a.image + a.images - 1}, bit-exact vs sw.golden.infer"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
