@@ -23,23 +23,26 @@ cycle of every PE in the window falls in exactly one class (:data:`CLASSES`):
 ``other``    a segment is there but nothing of the above explains the missing decode
 ``segment``  no segment in the decoder but one in flight behind it: pointer fetch, segment and
              word queues, or an activation in the FIFO not yet taken
-``input``    nothing in flight and the activation FIFO is empty (waiting for the broadcast)
+``input``    nothing in flight up to the decoder and the activation FIFO is empty (waiting for
+             the broadcast; the accumulate pipeline may still be finishing)
 ``drain``    the ``end`` token is at the FIFO head, waiting for the accumulate pipeline
 ``requant``  requantization (the PE's REQ state)
 ``barrier``  end token sent / waiting for the other PEs and the central unit's ``o_done``
 
-``decode`` counts the symbols a PE decodes in its RUN state; the golden per-PE work
-(``sw.golden.ideal_cycles(...).pe_work``) must equal it. The ideal bound of the layer is
+``decode`` counts the symbols a PE decodes in its RUN state. :func:`check_profile` (run by
+:func:`profile_int_model`) insists that every PE's classes add up to the layer's cycles and that
+the symbols decoded in the window equal the golden per-PE work (non-zeros and fillers,
+``sw.golden.ideal_cycles(...).pe_work``), all of them in RUN. The ideal bound of the layer is
 ``ceil(MACs / N)`` (docs/ARCHITECTURE.md section 6).
 """
 import argparse
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = ["ProfileError", "CLASSES", "LayerProfile", "Profile", "profile_int_model",
-           "format_profile", "main"]
+           "check_profile", "format_profile", "main"]
 
 #: Cycle classes, in the order of the printed columns.
 CLASSES = ("start", "decode", "table", "words", "stale", "other", "segment", "input", "drain",
@@ -77,6 +80,8 @@ class LayerProfile:
         int ``(N, len(CLASSES))`` cycles per PE and class; each row sums to ``cycles``.
     run : numpy.ndarray
         int ``(N,)`` cycles each PE spent in its RUN state.
+    symbols : numpy.ndarray
+        int ``(N,)`` cycles the decoder fired in the window (any state; equals ``work``).
     """
     cycles: int
     ideal: int
@@ -84,6 +89,7 @@ class LayerProfile:
     work: np.ndarray
     classes: np.ndarray
     run: np.ndarray
+    symbols: np.ndarray
 
     def count(self, name):
         """int ``(N,)`` cycles of class ``name`` per PE."""
@@ -106,23 +112,23 @@ class Profile:
     logits: np.ndarray
     load_words: int = 0
     sim_cycles: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def _classify(rec, s, d, n_pes):
     """Class index per PE and cycle of window ``[s, d]`` from the recorded field arrays.
 
-    Returns int ``(N, d - s + 1)`` indices into :data:`CLASSES` and the RUN mask."""
+    Returns int ``(N, d - s + 1)`` indices into :data:`CLASSES`, the RUN mask and the decoder
+    fire mask (same shape)."""
     out = np.zeros((n_pes, d - s + 1), dtype=np.int64)
     runs = np.zeros((n_pes, d - s + 1), dtype=bool)
+    fires = np.zeros((n_pes, d - s + 1), dtype=bool)
     C = {n: i for i, n in enumerate(CLASSES)}
     for p in range(n_pes):
         g = {k: rec[f"{p}_{k}"][s:d + 1] for k in _PE_FIELDS}
         b = {k: v.astype(bool) for k, v in g.items()}
         st = g["state"]
         run = st == _RUN
-        # before the PE's RUN state in this window: start pulse and header
-        seen = np.maximum.accumulate(st != _IDLE)            # left IDLE at least once
+        # IDLE or HDR before the PE's REQ state in this window: start pulse and header
         ended = np.maximum.accumulate((st == _REQ) | (st == _ENDT))
         cls = np.full(st.shape, C["barrier"])
         cls[~ended & ((st == _IDLE) | (st == _HDR))] = C["start"]
@@ -148,15 +154,16 @@ def _classify(rec, s, d, n_pes):
         ]
         for mask, name in sel:
             cls[mask] = C[name]
-        del seen
         out[p] = cls
         runs[p] = run
-    return out, runs
+        fires[p] = fire
+    return out, runs, fires
 
 
-def _simulate(cfg, loads, inputs, n_out, log):
-    """Run the accelerator; returns the recorded fields (dict of int arrays, one per cycle from
-    the first input word on), the logits ``(n, n_out)`` and the ``o_cycles`` of each image."""
+def _simulate(cfg, loads, inputs):
+    """Load the accelerator, then run ``inputs`` back to back; returns the recorded fields
+    (dict of int arrays, one entry per cycle from the first offered input word to the final
+    ``o_done``), the logits ``(n, out)`` and the ``o_cycles`` of each image."""
     from amaranth import Cat, Module, Signal, Value
     from amaranth.hdl import Fragment
     from amaranth.sim import Simulator
@@ -248,7 +255,7 @@ def _simulate(cfg, loads, inputs, n_out, log):
     return rec, np.array(logits, dtype=np.int64), cycles
 
 
-def profile_int_model(int_model, x, n_pes, config=None, log=None):
+def profile_int_model(int_model, x, n_pes, config=None):
     """Profile ``int_model`` (already balanced if it is to be) on inputs ``x`` (int ``(n, in)``).
 
     ``config``: an ``AcceleratorConfig`` (default ``hw.bench.bench_config(int_model, n_pes)``).
@@ -264,8 +271,7 @@ def profile_int_model(int_model, x, n_pes, config=None, log=None):
     res = infer(int_model, x)
     cs = ideal_cycles(int_model, x, cfg.n_pes, result=res)
     n_layers = len(int_model.layers)
-    rec, logits, o_cycles = _simulate(cfg, case["loads"], case["inputs"],
-                                      res.logits.shape[1], log)
+    rec, logits, o_cycles = _simulate(cfg, case["loads"], case["inputs"])
     golden = np.asarray(res.logits, dtype=np.int64)
     if logits.shape != golden.shape or not np.array_equal(logits, golden):
         bad = [i for i in range(len(golden))
@@ -286,16 +292,17 @@ def profile_int_model(int_model, x, n_pes, config=None, log=None):
             s, d = int(starts[i * n_layers + li]), int(dones[i * n_layers + li])
             if d < s:
                 raise ProfileError(f"barrier at {d} before the layer start at {s}")
-            cls, run = _classify(rec, s, d, N)
+            cls, run, fire = _classify(rec, s, d, N)
             counts = np.stack([np.bincount(c, minlength=len(CLASSES)) for c in cls])
             macs = int(cs.macs[i, li])
             lp = LayerProfile(cycles=d - s + 1, ideal=-(-macs // N), macs=macs,
                               work=cs.pe_work[i, li].astype(np.int64).copy(),
-                              classes=counts, run=run.sum(axis=1))
+                              classes=counts, run=run.sum(axis=1), symbols=fire.sum(axis=1))
             layers.append(lp)
             if total[li] is None:
                 total[li] = LayerProfile(0, 0, 0, np.zeros(N, np.int64),
-                                         np.zeros_like(counts), np.zeros(N, np.int64))
+                                         np.zeros_like(counts), np.zeros(N, np.int64),
+                                         np.zeros(N, np.int64))
             t = total[li]
             t.cycles += lp.cycles
             t.ideal += lp.ideal
@@ -303,10 +310,32 @@ def profile_int_model(int_model, x, n_pes, config=None, log=None):
             t.work += lp.work
             t.classes += lp.classes
             t.run += lp.run
+            t.symbols += lp.symbols
         per_image.append(layers)
-    return Profile(n_pes=N, layers=total, per_image=per_image, inference=list(o_cycles),
+    prof = Profile(n_pes=N, layers=total, per_image=per_image, inference=list(o_cycles),
                    ideal=[int(v) for v in cs.ideal], logits=logits,
                    load_words=len(case["loads"]), sim_cycles=len(rec["start"]))
+    check_profile(prof)
+    return prof
+
+
+def check_profile(prof):
+    """Raise :class:`ProfileError` unless, in every layer of every image and in the sums, every
+    PE's classes add up to the layer's cycles, the decoder fired ``work`` times (the golden
+    per-PE symbols) and only in RUN (``decode`` == ``symbols``)."""
+    groups = [(f"image {i} layer {li}", lp) for i, ls in enumerate(prof.per_image)
+              for li, lp in enumerate(ls)]
+    groups += [(f"sum layer {li}", lp) for li, lp in enumerate(prof.layers)]
+    for name, lp in groups:
+        sums = lp.classes.sum(axis=1)
+        if not np.all(sums == lp.cycles):
+            raise ProfileError(f"{name}: classes per PE sum to {sums.tolist()}, not {lp.cycles}")
+        if not np.array_equal(lp.symbols, lp.work):
+            raise ProfileError(f"{name}: symbols decoded {lp.symbols.tolist()}, golden work "
+                               f"{lp.work.tolist()}")
+        if not np.array_equal(lp.count("decode"), lp.symbols):
+            raise ProfileError(f"{name}: {lp.symbols.tolist()} symbols but "
+                               f"{lp.count('decode').tolist()} in RUN")
 
 
 def format_profile(prof, title=""):
@@ -325,12 +354,14 @@ def format_profile(prof, title=""):
     for li, lp in enumerate(prof.layers):
         lines.append("")
         lines.append(f"Layer {li}: {lp.cycles} cycles (o_start..o_done), ideal {lp.ideal} "
-                     f"({lp.macs} MACs / {prof.n_pes}), ratio {lp.cycles / max(lp.ideal, 1):.3f}")
+                     f"({lp.macs} MACs / {prof.n_pes}), ratio {lp.cycles / max(lp.ideal, 1):.3f}; "
+                     f"golden symbols per PE {lp.work.tolist()}; every PE's classes sum to "
+                     f"{lp.cycles}")
         lines.append("")
         lines.append(hdr)
         lines.append("|" + "---|" * (3 + len(CLASSES)))
         for p in range(prof.n_pes):
-            lines.append(f"| {p} | {lp.run[p]} | {lp.count('decode')[p]} | "
+            lines.append(f"| {p} | {lp.run[p]} | {lp.symbols[p]} | "
                          + " | ".join(str(v) for v in lp.classes[p]) + " |")
     return "\n".join(lines)
 
