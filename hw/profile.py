@@ -8,8 +8,8 @@ The accelerator (``hw.accelerator.Accelerator`` with ``hw.bench.bench_config``, 
 renumbered by ``sw.balance.balance_rows`` as for the board) is simulated with Amaranth's Python
 simulator: the packed model is written through ``i_load``, MNIST test images ``I .. I+K-1`` go
 through ``i_input`` back to back (``input_lanes`` values per word) and every logit is compared
-with ``sw.golden.infer`` (:class:`ProfileError` on any difference). Slow: about 15 s per image
-with 4 PEs, most of it writing the ~10k load words.
+with ``sw.golden.infer`` (:class:`ProfileError` on any difference). About 12 s for one
+LeNet-300-100 image with 4 PEs, 7 s with 1.
 
 Per layer the window runs from the cycle the sequencer's ``o_start`` is high to the cycle the
 central unit's ``o_done`` is high, both included (so the layers of an inference tile it). Every
@@ -82,6 +82,9 @@ class LayerProfile:
         int ``(N,)`` cycles each PE spent in its RUN state.
     symbols : numpy.ndarray
         int ``(N,)`` cycles the decoder fired in the window (any state; equals ``work``).
+    end_token : numpy.ndarray
+        int ``(N,)`` cycle (from the layer start) the ``end`` token reached each PE's FIFO head:
+        the central unit's broadcast was over.
     """
     cycles: int
     ideal: int
@@ -90,6 +93,7 @@ class LayerProfile:
     classes: np.ndarray
     run: np.ndarray
     symbols: np.ndarray
+    end_token: np.ndarray
 
     def count(self, name):
         """int ``(N,)`` cycles of class ``name`` per PE."""
@@ -117,11 +121,13 @@ class Profile:
 def _classify(rec, s, d, n_pes):
     """Class index per PE and cycle of window ``[s, d]`` from the recorded field arrays.
 
-    Returns int ``(N, d - s + 1)`` indices into :data:`CLASSES`, the RUN mask and the decoder
-    fire mask (same shape)."""
+    Returns int ``(N, d - s + 1)`` indices into :data:`CLASSES`, the RUN mask, the decoder
+    fire mask (same shape) and int ``(N,)`` the first cycle (from ``s``) with the ``end`` token
+    at the PE's FIFO head."""
     out = np.zeros((n_pes, d - s + 1), dtype=np.int64)
     runs = np.zeros((n_pes, d - s + 1), dtype=bool)
     fires = np.zeros((n_pes, d - s + 1), dtype=bool)
+    end_at = np.zeros(n_pes, dtype=np.int64)
     C = {n: i for i, n in enumerate(CLASSES)}
     for p in range(n_pes):
         g = {k: rec[f"{p}_{k}"][s:d + 1] for k in _PE_FIELDS}
@@ -157,7 +163,11 @@ def _classify(rec, s, d, n_pes):
         out[p] = cls
         runs[p] = run
         fires[p] = fire
-    return out, runs, fires
+        ends = np.flatnonzero(b["act_valid"] & b["act_end"])
+        if len(ends) == 0:
+            raise ProfileError(f"PE {p} saw no end token between cycles {s} and {d}")
+        end_at[p] = ends[0]
+    return out, runs, fires, end_at
 
 
 def _simulate(cfg, loads, inputs):
@@ -292,17 +302,18 @@ def profile_int_model(int_model, x, n_pes, config=None):
             s, d = int(starts[i * n_layers + li]), int(dones[i * n_layers + li])
             if d < s:
                 raise ProfileError(f"barrier at {d} before the layer start at {s}")
-            cls, run, fire = _classify(rec, s, d, N)
+            cls, run, fire, end_at = _classify(rec, s, d, N)
             counts = np.stack([np.bincount(c, minlength=len(CLASSES)) for c in cls])
             macs = int(cs.macs[i, li])
             lp = LayerProfile(cycles=d - s + 1, ideal=-(-macs // N), macs=macs,
                               work=cs.pe_work[i, li].astype(np.int64).copy(),
-                              classes=counts, run=run.sum(axis=1), symbols=fire.sum(axis=1))
+                              classes=counts, run=run.sum(axis=1), symbols=fire.sum(axis=1),
+                              end_token=end_at)
             layers.append(lp)
             if total[li] is None:
                 total[li] = LayerProfile(0, 0, 0, np.zeros(N, np.int64),
                                          np.zeros_like(counts), np.zeros(N, np.int64),
-                                         np.zeros(N, np.int64))
+                                         np.zeros(N, np.int64), np.zeros(N, np.int64))
             t = total[li]
             t.cycles += lp.cycles
             t.ideal += lp.ideal
@@ -311,6 +322,7 @@ def profile_int_model(int_model, x, n_pes, config=None):
             t.classes += lp.classes
             t.run += lp.run
             t.symbols += lp.symbols
+            t.end_token += lp.end_token
         per_image.append(layers)
     prof = Profile(n_pes=N, layers=total, per_image=per_image, inference=list(o_cycles),
                    ideal=[int(v) for v in cs.ideal], logits=logits,
@@ -345,12 +357,18 @@ def format_profile(prof, title=""):
     if title:
         lines.append(title)
     inf, ide = sum(prof.inference), sum(prof.ideal)
-    lines.append(f"N={prof.n_pes}, {n_img} image(s): {inf} cycles per inference "
-                 f"(o_cycles, sum), ideal {ide}, ratio {inf / max(ide, 1):.3f}")
+    lines.append(f"N={prof.n_pes}, {n_img} image(s): {inf} cycles (o_cycles: first input to "
+                 f"final logit{', summed over the images' if n_img > 1 else ''}), ideal {ide}, "
+                 f"ratio {inf / max(ide, 1):.3f}")
+    if n_img > 1:
+        lines.append("Per layer: sums over the images (end token at: sum of the offsets).")
+    lines.append("Per PE: cycle the end token reached its FIFO head (from the layer start), cycles "
+                 "in RUN, symbols decoded, then every cycle of the layer in one class.")
     short = {"start": "start", "decode": "decode", "table": "table", "words": "words",
              "stale": "stale", "other": "other", "segment": "seg", "input": "input",
              "drain": "drain", "requant": "req", "barrier": "barrier"}
-    hdr = "| PE | RUN | symbols | " + " | ".join(short[c] for c in CLASSES) + " |"
+    hdr = ("| PE | end token at | RUN | symbols | " + " | ".join(short[c] for c in CLASSES)
+           + " |")
     for li, lp in enumerate(prof.layers):
         lines.append("")
         lines.append(f"Layer {li}: {lp.cycles} cycles (o_start..o_done), ideal {lp.ideal} "
@@ -359,9 +377,9 @@ def format_profile(prof, title=""):
                      f"{lp.cycles}")
         lines.append("")
         lines.append(hdr)
-        lines.append("|" + "---|" * (3 + len(CLASSES)))
+        lines.append("|" + "---|" * (4 + len(CLASSES)))
         for p in range(prof.n_pes):
-            lines.append(f"| {p} | {lp.run[p]} | {lp.symbols[p]} | "
+            lines.append(f"| {p} | {lp.end_token[p]} | {lp.run[p]} | {lp.symbols[p]} | "
                          + " | ".join(str(v) for v in lp.classes[p]) + " |")
     return "\n".join(lines)
 
@@ -375,7 +393,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     from hw.bench import BenchError, _model
     from sw.balance import balance_rows
-    from sw.golden import images_to_uint8, load_mnist
+    from sw.golden import GoldenError, images_to_uint8, load_mnist
     try:
         im, name = _model(a.model, False)
     except BenchError as e:
@@ -384,7 +402,11 @@ def main(argv=None):
     if a.pes < 1 or a.images < 1:
         print("error: --pes and --images must be >= 1", file=sys.stderr)
         return 2
-    xs, _ = load_mnist()["test"]
+    try:
+        xs, _ = load_mnist()["test"]
+    except GoldenError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if not 0 <= a.image or a.image + a.images > len(xs):
         print(f"error: images {a.image}..{a.image + a.images - 1} outside the test set",
               file=sys.stderr)

@@ -1,5 +1,6 @@
 """hw.profile: cycle classification of the accelerator in the Amaranth simulator."""
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,9 +27,10 @@ def profiled(request):
 
 def test_classes_add_up_and_symbols_match_golden(profiled):
     im, x, n, prof = profiled
+    res = infer(im, x)
     cs = ideal_cycles(im, x, n)
     assert prof.n_pes == n
-    assert np.array_equal(prof.logits, infer(im, x).logits)
+    assert np.array_equal(prof.logits, res.logits)
     assert len(prof.per_image) == 2 and all(len(ls) == 2 for ls in prof.per_image)
     for i, layers in enumerate(prof.per_image):
         for li, lp in enumerate(layers):
@@ -42,6 +44,9 @@ def test_classes_add_up_and_symbols_match_golden(profiled):
             assert np.all(lp.count("start") == 6)
             assert np.all(lp.count("requant") >= im.layers[li].index.shape[0] // n)
             assert np.all(lp.run >= lp.symbols)
+            # the broadcast pushes one non-zero activation per cycle before the end token
+            assert np.all(lp.end_token >= np.count_nonzero(res.inputs[li][i]))
+            assert np.all(lp.end_token < lp.cycles)
     for li, lp in enumerate(prof.layers):
         assert lp.cycles == sum(ls[li].cycles for ls in prof.per_image)
         assert lp.symbols.tolist() == cs.pe_work[:, li].sum(axis=0).tolist()
@@ -90,3 +95,18 @@ def test_logit_mismatch_fails(monkeypatch):
 def test_cli_missing_model(tmp_path, capsys):
     assert main(["--model", str(tmp_path / "none.npz"), "--pes", "1"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_cli_lenet300(capsys):
+    """The committed model on MNIST test image 0, one PE: bit-exact, three layers."""
+    model = Path(__file__).resolve().parent.parent / "models" / "lenet300.npz"
+    if not model.exists():
+        pytest.skip("models/lenet300.npz not built yet")
+    try:
+        sw.golden.load_mnist()
+    except sw.golden.GoldenError as e:
+        pytest.skip(str(e))
+    assert main(["--model", str(model), "--pes", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "bit-exact vs sw.golden.infer" in out and "N=1, 1 image(s)" in out
+    assert all(f"Layer {li}:" in out for li in range(3)) and "Layer 3:" not in out
