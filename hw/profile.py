@@ -114,8 +114,8 @@ class Profile:
     inference: list
     ideal: list
     logits: np.ndarray
-    load_words: int = 0
-    sim_cycles: int = 0
+    load_words: int = 0     # words written through i_load
+    sim_cycles: int = 0     # cycles recorded (first offered input word to the final o_done)
 
 
 def _classify(rec, s, d, n_pes):
@@ -158,6 +158,9 @@ def _classify(rec, s, d, n_pes):
             (nf & ~busy & ~upstream & ~b["act_valid"], "input"),
             (nf & ~busy & ~upstream & b["act_valid"] & b["act_end"], "drain"),
         ]
+        cover = sum(mask.astype(np.int64) for mask, _ in sel)
+        if not np.array_equal(cover, run.astype(np.int64)):
+            raise ProfileError(f"PE {p}: RUN cycles not classified exactly once")
         for mask, name in sel:
             cls[mask] = C[name]
         out[p] = cls
