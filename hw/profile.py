@@ -1,0 +1,430 @@
+"""Cycle profile of the accelerator: where each PE's cycles go, per layer.
+
+::
+
+    python -m hw.profile [--model models/lenet300.npz] [--pes 4] [--image I] [--images K]
+
+The accelerator (``hw.accelerator.Accelerator`` with ``hw.bench.bench_config``, hidden neurons
+renumbered by ``sw.balance.balance_rows`` as for the board) is simulated with Amaranth's Python
+simulator: the packed model is written through ``i_load``, MNIST test images ``I .. I+K-1`` go
+through ``i_input`` back to back (``input_lanes`` values per word) and every logit is compared
+with ``sw.golden.infer`` (:class:`ProfileError` on any difference). About 12 s for one
+LeNet-300-100 image with 4 PEs, 7 s with 1.
+
+Per layer the window runs from the cycle the sequencer's ``o_start`` is high to the cycle the
+central unit's ``o_done`` is high, both included (so the layers of an inference tile it). Every
+cycle of every PE in the window falls in exactly one class (:data:`CLASSES`):
+
+``start``    the start pulse and the header reads (PE idle or in its header state)
+``decode``   the decoder fires (one joint symbol, filler or not, leaves the table compare)
+``table``    the decoder loads the layer's Huffman limits while it has a segment to decode
+``words``    a segment (current, or pending and next) waits for its stream words
+``stale``    the decoder re-reads a stale peek (bits arrived in the same cycle)
+``other``    a segment is there but nothing of the above explains the missing decode
+``segment``  no segment in the decoder but one in flight behind it: pointer fetch, segment and
+             word queues, or an activation in the FIFO not yet taken
+``input``    nothing in flight up to the decoder and the activation FIFO is empty (waiting for
+             the broadcast; the accumulate pipeline may still be finishing)
+``drain``    the ``end`` token is at the FIFO head, waiting for the accumulate pipeline
+``requant``  requantization (the PE's REQ state)
+``barrier``  end token sent / waiting for the other PEs and the central unit's ``o_done``
+
+``decode`` counts the symbols a PE decodes in its RUN state. :func:`check_profile` (run by
+:func:`profile_int_model`) insists that every PE's classes add up to the layer's cycles and that
+the symbols decoded in the window equal the golden per-PE work (non-zeros and fillers,
+``sw.golden.ideal_cycles(...).pe_work``), all of them in RUN. The ideal bound of the layer is
+``ceil(MACs / N)`` (docs/ARCHITECTURE.md section 6).
+"""
+import argparse
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ProfileError", "CLASSES", "LayerProfile", "Profile", "profile_int_model",
+           "check_profile", "format_profile", "main"]
+
+#: Cycle classes, in the order of the printed columns.
+CLASSES = ("start", "decode", "table", "words", "stale", "other", "segment", "input", "drain",
+           "requant", "barrier")
+
+# PE states (hw.pe.ProcessingElement): IDLE, HDR, RUN, REQ, ENDT
+_IDLE, _HDR, _RUN, _REQ, _ENDT = range(5)
+
+# per-PE bits sampled every cycle (names of ProcessingElement._probe, "d_" = HuffmanDecoder._probe,
+# "act_*" = the PE's i_act port)
+_PE_FIELDS = ("state", "pi_busy", "pr_valid", "segq_level", "wf_active", "seg_valid",
+              "d_fire", "d_from_pend", "d_cur_valid", "d_pend_valid", "d_have_bits", "d_s_ok",
+              "d_loading", "d_rem_zero", "act_valid", "act_end")
+_TOP_FIELDS = ("start", "done", "in_ready", "logit_valid", "logit_last")
+
+
+class ProfileError(Exception):
+    """The profile cannot run or the accelerator's logits differ from the golden model."""
+
+
+@dataclass
+class LayerProfile:
+    """One layer, summed over the profiled images.
+
+    Attributes
+    ----------
+    cycles : int
+        Window cycles (``o_start`` to ``o_done``, both included).
+    ideal : int
+        ``sum ceil(MACs / N)`` (section 6).
+    macs : int
+    work : numpy.ndarray
+        int ``(N,)`` golden symbols per PE (``pe_work``).
+    classes : numpy.ndarray
+        int ``(N, len(CLASSES))`` cycles per PE and class; each row sums to ``cycles``.
+    run : numpy.ndarray
+        int ``(N,)`` cycles each PE spent in its RUN state.
+    symbols : numpy.ndarray
+        int ``(N,)`` cycles the decoder fired in the window (any state; equals ``work``).
+    end_token : numpy.ndarray
+        int ``(N,)`` cycle (from the layer start) the ``end`` token reached each PE's FIFO head:
+        the central unit's broadcast was over.
+    """
+    cycles: int
+    ideal: int
+    macs: int
+    work: np.ndarray
+    classes: np.ndarray
+    run: np.ndarray
+    symbols: np.ndarray
+    end_token: np.ndarray
+
+    def count(self, name):
+        """int ``(N,)`` cycles of class ``name`` per PE."""
+        return self.classes[:, CLASSES.index(name)]
+
+
+@dataclass
+class Profile:
+    """Result of :func:`profile_int_model`.
+
+    ``layers`` sums every image; ``per_image`` holds the layers of each image (same type);
+    ``inference`` the accelerator's ``o_cycles`` per image (first input to final logit) and
+    ``ideal`` the golden bound per image; ``logits`` int ``(n, out)``.
+    """
+    n_pes: int
+    layers: list
+    per_image: list
+    inference: list
+    ideal: list
+    logits: np.ndarray
+    load_words: int = 0     # words written through i_load
+    sim_cycles: int = 0     # cycles recorded (first offered input word to the final o_done)
+
+
+def _classify(rec, s, d, n_pes):
+    """Class index per PE and cycle of window ``[s, d]`` from the recorded field arrays.
+
+    Returns int ``(N, d - s + 1)`` indices into :data:`CLASSES`, the RUN mask, the decoder
+    fire mask (same shape) and int ``(N,)`` the first cycle (from ``s``) with the ``end`` token
+    at the PE's FIFO head."""
+    out = np.zeros((n_pes, d - s + 1), dtype=np.int64)
+    runs = np.zeros((n_pes, d - s + 1), dtype=bool)
+    fires = np.zeros((n_pes, d - s + 1), dtype=bool)
+    end_at = np.zeros(n_pes, dtype=np.int64)
+    C = {n: i for i, n in enumerate(CLASSES)}
+    for p in range(n_pes):
+        g = {k: rec[f"{p}_{k}"][s:d + 1] for k in _PE_FIELDS}
+        b = {k: v.astype(bool) for k, v in g.items()}
+        st = g["state"]
+        run = st == _RUN
+        # IDLE or HDR before the PE's REQ state in this window: start pulse and header
+        ended = np.maximum.accumulate((st == _REQ) | (st == _ENDT))
+        cls = np.full(st.shape, C["barrier"])
+        cls[~ended & ((st == _IDLE) | (st == _HDR))] = C["start"]
+        cls[st == _REQ] = C["requant"]
+        # RUN
+        fire = b["d_fire"]
+        has = b["d_from_pend"] | (b["d_cur_valid"] & ~b["d_rem_zero"])
+        pend = ~has & b["d_pend_valid"]
+        busy = has | pend
+        upstream = (b["pi_busy"] | b["pr_valid"] | (g["segq_level"] > 0) | b["wf_active"]
+                    | b["seg_valid"] | (b["act_valid"] & ~b["act_end"]))
+        nf = run & ~fire
+        sel = [
+            (run & fire, "decode"),
+            (nf & busy & b["d_loading"], "table"),
+            (nf & pend & ~b["d_loading"], "words"),
+            (nf & has & ~b["d_loading"] & ~b["d_have_bits"], "words"),
+            (nf & has & ~b["d_loading"] & b["d_have_bits"] & ~b["d_s_ok"], "stale"),
+            (nf & has & ~b["d_loading"] & b["d_have_bits"] & b["d_s_ok"], "other"),
+            (nf & ~busy & upstream, "segment"),
+            (nf & ~busy & ~upstream & ~b["act_valid"], "input"),
+            (nf & ~busy & ~upstream & b["act_valid"] & b["act_end"], "drain"),
+        ]
+        cover = sum(mask.astype(np.int64) for mask, _ in sel)
+        if not np.array_equal(cover, run.astype(np.int64)):
+            raise ProfileError(f"PE {p}: RUN cycles not classified exactly once")
+        for mask, name in sel:
+            cls[mask] = C[name]
+        out[p] = cls
+        runs[p] = run
+        fires[p] = fire
+        ends = np.flatnonzero(b["act_valid"] & b["act_end"])
+        if len(ends) == 0:
+            raise ProfileError(f"PE {p} saw no end token between cycles {s} and {d}")
+        end_at[p] = ends[0]
+    return out, runs, fires, end_at
+
+
+def _simulate(cfg, loads, inputs):
+    """Load the accelerator, then run ``inputs`` back to back; returns the recorded fields
+    (dict of int arrays, one entry per cycle from the first offered input word to the final
+    ``o_done``), the logits ``(n, out)`` and the ``o_cycles`` of each image."""
+    from amaranth import Cat, Module, Signal, Value
+    from amaranth.hdl import Fragment
+    from amaranth.sim import Simulator
+    from hw.accelerator import Accelerator
+
+    dut = Accelerator(cfg)
+    frag = Fragment.get(dut, None)          # elaborates every PE: their _probe dicts exist now
+    m = Module()
+    m.submodules.acc = frag
+    parts = [("start", dut._seq.o_start), ("done", dut._central.o_done),
+             ("in_ready", dut.i_input.ready), ("logit_valid", dut.o_logit.valid),
+             ("logit_last", dut.o_logit.payload.last)]
+    for p, pe in enumerate(dut._pes):
+        probe = dict(pe._probe)
+        probe.update({"d_" + k: v for k, v in pe._dec._probe.items()})
+        probe["act_valid"] = pe.i_act.valid
+        probe["act_end"] = pe.i_act.payload.end
+        parts += [(f"{p}_{k}", probe[k]) for k in _PE_FIELDS]
+    sigs = [Value.cast(s) for _, s in parts]
+    widths = [len(s) for s in sigs]
+    packed = Signal(sum(widths))
+    m.d.comb += packed.eq(Cat(*sigs))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    K = cfg.input_lanes
+    words = []                              # (lanes, last) of every image, back to back
+    for x in inputs:
+        n = len(x)
+        for k in range(0, n, K):
+            words.append(([int(x[j]) if j < n else 0 for j in range(k, k + K)], k + K >= n))
+    trace = []
+    logits = []
+    cycles = []
+    n_img = len(inputs)
+
+    async def tb(ctx):
+        for mem, addr, d in loads:
+            ctx.set(dut.i_load.valid, 1)
+            ctx.set(dut.i_load.payload, {"mem": mem, "addr": addr, "data": d})
+            await ctx.tick()
+        ctx.set(dut.i_load.valid, 0)
+        await ctx.tick().repeat(10)
+        ctx.set(dut.o_logit.ready, 1)
+        w = 0
+        cur = []
+        read_cycles = False
+        limit = 200_000 * n_img
+        while True:
+            if w < len(words):
+                ctx.set(dut.i_input.valid, 1)
+                ctx.set(dut.i_input.payload, {"value": words[w][0], "last": int(words[w][1])})
+            else:
+                ctx.set(dut.i_input.valid, 0)
+            v = ctx.get(packed)
+            trace.append(v)
+            if read_cycles:                 # o_cycles is updated the cycle after the last logit
+                cycles.append(ctx.get(dut.o_cycles))
+                read_cycles = False
+            if len(logits) == n_img and v & 2:
+                break                       # the final layer's barrier
+            if w < len(words) and v & 4:
+                w += 1
+            if v & 8:
+                val = ctx.get(dut.o_logit.payload.value)     # acc_bits, two's complement
+                cur.append(val - ((val >> (cfg.acc_bits - 1)) << cfg.acc_bits))
+                if v & 16:
+                    logits.append(cur)
+                    cur = []
+                    read_cycles = True
+            if len(trace) >= limit:
+                raise ProfileError(f"no final o_done after {limit} cycles")
+            await ctx.tick()
+        err = ctx.get(dut.o_error.as_value())
+        if err:
+            raise ProfileError(f"accelerator error flags {err:#x}")
+
+    sim.add_testbench(tb)
+    sim.run()
+
+    tr = np.array(trace, dtype=object)
+    rec = {}
+    off = 0
+    names = [n for n, _ in parts]
+    for name, wd in zip(names, widths):
+        mask = (1 << wd) - 1
+        rec[name] = np.array([(int(t) >> off) & mask for t in tr], dtype=np.int64)
+        off += wd
+    return rec, np.array(logits, dtype=np.int64), cycles
+
+
+def profile_int_model(int_model, x, n_pes, config=None):
+    """Profile ``int_model`` (already balanced if it is to be) on inputs ``x`` (int ``(n, in)``).
+
+    ``config``: an ``AcceleratorConfig`` (default ``hw.bench.bench_config(int_model, n_pes)``).
+    Raises :class:`ProfileError` when a logit differs from ``sw.golden.infer``.
+    """
+    from hw.bench import bench_config
+    from tb.accelerator.vectors import case_from_int_model
+    from sw.golden import ideal_cycles, infer
+
+    cfg = config or bench_config(int_model, n_pes)
+    x = np.atleast_2d(np.asarray(x, dtype=np.int64))
+    case = case_from_int_model(int_model, x, cfg)
+    res = infer(int_model, x)
+    cs = ideal_cycles(int_model, x, cfg.n_pes, result=res)
+    n_layers = len(int_model.layers)
+    rec, logits, o_cycles = _simulate(cfg, case["loads"], case["inputs"])
+    golden = np.asarray(res.logits, dtype=np.int64)
+    if logits.shape != golden.shape or not np.array_equal(logits, golden):
+        bad = [i for i in range(len(golden))
+               if i >= len(logits) or not np.array_equal(logits[i], golden[i])]
+        raise ProfileError(f"logits differ from sw.golden.infer on input(s) {bad}: "
+                           f"{logits.tolist()} vs {golden.tolist()}")
+    starts = np.flatnonzero(rec["start"])
+    dones = np.flatnonzero(rec["done"])
+    if len(starts) != len(x) * n_layers or len(dones) != len(starts):
+        raise ProfileError(f"{len(starts)} layer starts and {len(dones)} barriers for "
+                           f"{len(x)} input(s) of {n_layers} layers")
+    N = cfg.n_pes
+    per_image = []
+    total = [None] * n_layers
+    for i in range(len(x)):
+        layers = []
+        for li in range(n_layers):
+            s, d = int(starts[i * n_layers + li]), int(dones[i * n_layers + li])
+            if d < s:
+                raise ProfileError(f"barrier at {d} before the layer start at {s}")
+            cls, run, fire, end_at = _classify(rec, s, d, N)
+            counts = np.stack([np.bincount(c, minlength=len(CLASSES)) for c in cls])
+            macs = int(cs.macs[i, li])
+            lp = LayerProfile(cycles=d - s + 1, ideal=-(-macs // N), macs=macs,
+                              work=cs.pe_work[i, li].astype(np.int64).copy(),
+                              classes=counts, run=run.sum(axis=1), symbols=fire.sum(axis=1),
+                              end_token=end_at)
+            layers.append(lp)
+            if total[li] is None:
+                total[li] = LayerProfile(0, 0, 0, np.zeros(N, np.int64),
+                                         np.zeros_like(counts), np.zeros(N, np.int64),
+                                         np.zeros(N, np.int64), np.zeros(N, np.int64))
+            t = total[li]
+            t.cycles += lp.cycles
+            t.ideal += lp.ideal
+            t.macs += lp.macs
+            t.work += lp.work
+            t.classes += lp.classes
+            t.run += lp.run
+            t.symbols += lp.symbols
+            t.end_token += lp.end_token
+        per_image.append(layers)
+    prof = Profile(n_pes=N, layers=total, per_image=per_image, inference=list(o_cycles),
+                   ideal=[int(v) for v in cs.ideal], logits=logits,
+                   load_words=len(case["loads"]), sim_cycles=len(rec["start"]))
+    check_profile(prof)
+    return prof
+
+
+def check_profile(prof):
+    """Raise :class:`ProfileError` unless, in every layer of every image and in the sums, every
+    PE's classes add up to the layer's cycles, the decoder fired ``work`` times (the golden
+    per-PE symbols) and only in RUN (``decode`` == ``symbols``)."""
+    groups = [(f"image {i} layer {li}", lp) for i, ls in enumerate(prof.per_image)
+              for li, lp in enumerate(ls)]
+    groups += [(f"sum layer {li}", lp) for li, lp in enumerate(prof.layers)]
+    for name, lp in groups:
+        sums = lp.classes.sum(axis=1)
+        if not np.all(sums == lp.cycles):
+            raise ProfileError(f"{name}: classes per PE sum to {sums.tolist()}, not {lp.cycles}")
+        if not np.array_equal(lp.symbols, lp.work):
+            raise ProfileError(f"{name}: symbols decoded {lp.symbols.tolist()}, golden work "
+                               f"{lp.work.tolist()}")
+        if not np.array_equal(lp.count("decode"), lp.symbols):
+            raise ProfileError(f"{name}: {lp.symbols.tolist()} symbols but "
+                               f"{lp.count('decode').tolist()} in RUN")
+
+
+def format_profile(prof, title=""):
+    """Plain-text tables (one per layer) of a :class:`Profile`."""
+    lines = []
+    n_img = len(prof.per_image)
+    if title:
+        lines.append(title)
+    inf, ide = sum(prof.inference), sum(prof.ideal)
+    lines.append(f"N={prof.n_pes}, {n_img} image(s): {inf} cycles (o_cycles: first input to "
+                 f"final logit{', summed over the images' if n_img > 1 else ''}), ideal {ide}, "
+                 f"ratio {inf / max(ide, 1):.3f}")
+    if n_img > 1:
+        lines.append("Per layer: sums over the images (end token at: sum of the offsets).")
+    lines.append("Per PE: cycle the end token reached its FIFO head (from the layer start), cycles "
+                 "in RUN, symbols decoded, then every cycle of the layer in one class.")
+    short = {"start": "start", "decode": "decode", "table": "table", "words": "words",
+             "stale": "stale", "other": "other", "segment": "seg", "input": "input",
+             "drain": "drain", "requant": "req", "barrier": "barrier"}
+    hdr = ("| PE | end token at | RUN | symbols | " + " | ".join(short[c] for c in CLASSES)
+           + " |")
+    for li, lp in enumerate(prof.layers):
+        lines.append("")
+        lines.append(f"Layer {li}: {lp.cycles} cycles (o_start..o_done), ideal {lp.ideal} "
+                     f"({lp.macs} MACs / {prof.n_pes}), ratio {lp.cycles / max(lp.ideal, 1):.3f}; "
+                     f"golden symbols per PE {lp.work.tolist()}; every PE's classes sum to "
+                     f"{lp.cycles}")
+        lines.append("")
+        lines.append(hdr)
+        lines.append("|" + "---|" * (4 + len(CLASSES)))
+        for p in range(prof.n_pes):
+            lines.append(f"| {p} | {lp.end_token[p]} | {lp.run[p]} | {lp.symbols[p]} | "
+                         + " | ".join(str(v) for v in lp.classes[p]) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m hw.profile", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="models/lenet300.npz")
+    ap.add_argument("--pes", type=int, default=4)
+    ap.add_argument("--image", type=int, default=0, help="first MNIST test image")
+    ap.add_argument("--images", type=int, default=1, help="number of images")
+    a = ap.parse_args(argv)
+    from hw.bench import BenchError, _model
+    from sw.balance import balance_rows
+    from sw.golden import GoldenError, images_to_uint8, load_mnist
+    try:
+        im, name = _model(a.model, False)
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if a.pes < 1 or a.images < 1:
+        print("error: --pes and --images must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        xs, _ = load_mnist()["test"]
+    except GoldenError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not 0 <= a.image or a.image + a.images > len(xs):
+        print(f"error: images {a.image}..{a.image + a.images - 1} outside the test set",
+              file=sys.stderr)
+        return 2
+    x = images_to_uint8(xs[a.image:a.image + a.images])
+    im = balance_rows(im, a.pes)[0]
+    try:
+        prof = profile_int_model(im, x, a.pes)
+    except ProfileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(format_profile(prof, f"{name}, MNIST test image(s) {a.image}.."
+                               f"{a.image + a.images - 1}, bit-exact vs sw.golden.infer"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
