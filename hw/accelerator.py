@@ -10,7 +10,7 @@
 
 See docs/ARCHITECTURE.md section 5 and docs/HARDWARE.md.
 """
-from amaranth import Module, Signal, Cat
+from amaranth import Module, Signal, Cat, Mux
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 
@@ -96,8 +96,10 @@ class Accelerator(wiring.Component):
             pes.append(pe)
         self._seq, self._central, self._pes = seq, cu, pes      # for simulation probes
 
-        pes_idle = Signal()
+        pes_idle = Signal()             # nothing in progress anywhere (loads accepted)
         m.d.comb += pes_idle.eq(Cat(pe.o_idle for pe in pes).all() & cu.o_idle)
+        can_start = Signal()            # column engines and broadcast idle: a layer may start
+        m.d.comb += can_start.eq(Cat(pe.o_col_idle for pe in pes).all() & cu.o_bidle)
         idle = Signal()
         m.d.comb += idle.eq(seq.o_idle & pes_idle)
 
@@ -121,8 +123,9 @@ class Accelerator(wiring.Component):
         # ---- layer control -----------------------------------------------------------------
         m.d.comb += [
             seq.i_go.eq(self.i_input.valid & ~self.i_load.valid),
-            seq.i_pes_idle.eq(pes_idle),
+            seq.i_pes_idle.eq(Mux(seq.o_idle, pes_idle, can_start)),
             seq.i_done.eq(cu.o_done),
+            seq.i_bdone.eq(cu.o_bdone),
             cu.i_layer.eq(seq.o_layer),
             cu.i_start.eq(seq.o_start),
         ]

@@ -1,27 +1,29 @@
 """Central unit: zero filtering, broadcast to the PE FIFOs, merging and ordering of PE outputs.
 
-Per layer (started by ``i_start`` with ``i_layer`` stable until ``o_done``) the unit runs four
-phases (docs/ARCHITECTURE.md sections 5 and 7):
+Per layer (started by ``i_start`` with ``i_layer`` stable until the next ``i_start``) the unit
+runs four phases (docs/ARCHITECTURE.md sections 5 and 7):
 
 1. *Broadcast*. Layer 0: the dense input stream, ``K = input_lanes`` values per word; lane
    ``j`` of word ``k`` is column ``k*K + j`` and only the non-zero ones are pushed, lowest
    column first, one per cycle (a word without non-zero inputs is skipped in one cycle).
    Later layers: the previous layer's non-zero outputs from the N output banks, merged smallest
    row first (each bank is sorted, so the broadcast is in ascending column order and a PE can
-   reuse the end pointer of the previous column). A word
-   enters all N FIFOs in the same cycle and waits while any FIFO is full.
-2. *End token*: one ``end`` word into all FIFOs.
-3. *Collect* until all N PE ``end`` tokens are received. Hidden layer: PE ``p``'s non-zero
-   outputs ``(row, value)`` are appended to bank ``p`` (one write port per bank, so the PEs
-   never wait). Last layer: the logits are forwarded in index order, row ``r`` from PE
-   ``r mod N``, onto ``o_logit`` with ``last`` on row ``out_features - 1``; ``o_argmax``
-   follows (lowest index wins ties).
-4. ``o_done`` pulses for one cycle. This is the layer barrier: a PE only becomes idle after its
-   ``end`` token, and the sequencer starts the next layer (in every PE at once) after
-   ``o_done``, so no PE begins layer ``L + 1`` before all PEs have finished layer ``L``. The
-   whole next-layer input is in the banks by then.
+   reuse the end pointer of the previous column); a bank is exhausted once it is read to its
+   end *and* its PE's end token of the previous layer was collected. A word enters all N
+   FIFOs in the same cycle and waits while any FIFO is full.
+2. *End token*: one ``end`` word into all FIFOs; the collect of this layer begins. When every
+   PE has taken the token (its column engine hands the layer to its requantization engine),
+   ``o_bdone`` pulses: the sequencer starts the next layer, whose broadcast (phase 1) runs
+   while this layer's outputs are still being collected.
+3. *Collect* (concurrent with the next layer's broadcast) until all N PE ``end`` tokens are
+   received. Hidden layer: PE ``p``'s non-zero outputs ``(row, value)`` are appended to bank
+   ``p`` (one write port per bank, so the PEs never wait). Last layer: the logits are forwarded
+   in index order, row ``r`` from PE ``r mod N``, onto ``o_logit`` with ``last`` on row
+   ``out_features - 1``; ``o_argmax`` follows (lowest index wins ties).
+4. After the last layer's collect ``o_done`` pulses for one cycle (the inference is complete).
 
-A bank is written only in phase 3 and read only in phase 1 of the next layer. Bank depth:
+A bank is written in phase 3 of layer L and read in phase 1 of layer L + 1, concurrently (an
+entry is read only once written: read pointer below write pointer). Bank depth:
 ``min(max_rows_per_pe, ceil(max_features / N))`` entries of ``(local row, value)``: 8 + 8 bits
 with the default configuration, one iCE40 EBR per bank (the local row ``(row - p) / N`` is
 computed with a constant reciprocal multiply, the global row back as ``local * N + p``). With
@@ -100,9 +102,16 @@ class CentralUnit(wiring.Component):
         The unit consumes from the offered ``i_input`` word this cycle (pushes one of its lanes
         or accepts it); the first such cycle of an inference starts ``o_cycles``.
     o_done : Out(1)
-        One-cycle pulse: all N PE ``end`` tokens of the layer have been received.
+        One-cycle pulse: all N PE ``end`` tokens of the *last* layer have been received (the
+        inference is complete).
+    o_bdone : Out(1)
+        One-cycle pulse: the layer's broadcast is complete and every PE has taken its ``end``
+        token (its column engine is idle): the next layer may start, while the PEs still
+        requantize this one and their outputs are collected.
+    o_bidle : Out(1)
+        The broadcast side is idle (``i_start`` is acted on).
     o_idle : Out(1)
-        No layer in progress.
+        Nothing in progress (broadcast and collect idle).
     o_error : Out(central_error_layout)
         Sticky error flags (see :data:`central_error_layout`).
     """
@@ -122,6 +131,8 @@ class CentralUnit(wiring.Component):
             "o_argmax": Out(8),
             "o_in_take": Out(1),
             "o_done": Out(1),
+            "o_bdone": Out(1),
+            "o_bidle": Out(1),
             "o_idle": Out(1),
             "o_error": Out(central_error_layout),
         })
@@ -136,9 +147,14 @@ class CentralUnit(wiring.Component):
         layer = self.i_layer
         bl = broadcast_layout(cfg)
 
-        IDLE, BIN, BBUF, END, COLLECT = range(5)
+        # Broadcast side (``state``) and collect side (``collecting``) run concurrently: layer
+        # L's outputs are collected while layer L + 1 is broadcast from the banks they fill.
+        IDLE, BIN, BBUF, END, DRAIN = range(5)
         state = Signal(range(5))
-        m.d.comb += self.o_idle.eq(state == IDLE)
+        collecting = Signal()
+        m.d.comb += [self.o_bidle.eq(state == IDLE),
+                     self.o_idle.eq((state == IDLE) & ~collecting)]
+        ended = Signal(N)               # PE p's end token of the collected layer was received
 
         # ---- broadcast FIFOs: one shared storage, one read pointer per PE -----------------
         # Every word enters all N FIFOs at once, so they hold the same words: one ring of
@@ -302,7 +318,7 @@ class CentralUnit(wiring.Component):
                 m.d.comb += [
                     issue.eq(bbuf & (b["rp"] < b["wp"]) & (~b["inflight"] | pop[p])),
                     present[p].eq(b["inflight"]),
-                    exhausted[p].eq((b["rp"] == b["wp"]) & ~b["inflight"]),
+                    exhausted[p].eq((b["rp"] == b["wp"]) & ~b["inflight"] & ended[p]),
                 ]
                 with m.If(issue):
                     m.d.sync += b["inflight"].eq(1)
@@ -318,7 +334,8 @@ class CentralUnit(wiring.Component):
                     q.w_en.eq(b["inflight"]), q.w_data.eq(rd.data),
                     q.r_en.eq(pop[p]),
                     present[p].eq(q.r_rdy),
-                    exhausted[p].eq((b["rp"] == b["wp"]) & ~b["inflight"] & ~q.r_rdy),
+                    exhausted[p].eq((b["rp"] == b["wp"]) & ~b["inflight"] & ~q.r_rdy
+                                    & ended[p]),
                 ]
                 m.d.sync += b["inflight"].eq(issue)
                 head = data.View(entry, q.r_data)
@@ -352,15 +369,23 @@ class CentralUnit(wiring.Component):
             with m.If(exhausted.all()):
                 m.d.sync += state.eq(END)
 
-        # ---- phase 2: end token ------------------------------------------------------------
-        ended = Signal(N)
+        # ---- phase 2: end token; the collect of this layer starts ------------------------------
+        # (the previous layer's collect is complete: the broadcast only ends once every bank is
+        # exhausted, which needs every PE's end token of that layer)
         n_logit = Signal(9)
         sel = Signal(range(N))
+        cl_last = Signal()
+        cl_out = Signal(len(layer.out_features))
         with m.If(state == END):
             m.d.comb += [push.eq(all_rdy), push_data.end.eq(1)]
             with m.If(all_rdy):
-                m.d.sync += [state.eq(COLLECT), ended.eq(0), n_logit.eq(0), sel.eq(0)]
+                m.d.sync += [state.eq(DRAIN), collecting.eq(1), ended.eq(0), n_logit.eq(0),
+                             sel.eq(0), cl_last.eq(layer.last), cl_out.eq(layer.out_features)]
                 m.d.sync += [b["wp"].eq(0) for b in banks]
+        # every PE took its end token (handed the layer to its requantization engine)
+        m.d.sync += self.o_bdone.eq(0)
+        with m.If((state == DRAIN) & Cat(lv == 0 for lv in levels).all()):
+            m.d.sync += [state.eq(IDLE), self.o_bdone.eq(1)]
 
         # ---- phase 3: collect --------------------------------------------------------------
         outs = [self.i_out[p].payload for p in range(N)]
@@ -371,8 +396,6 @@ class CentralUnit(wiring.Component):
             cand.eq(Cat(self.i_out[p].valid & ~outs[p].end for p in range(N))),
         ]
         grant = Signal(N)
-        collecting = Signal()
-        m.d.comb += collecting.eq(state == COLLECT)
         for p in range(N):
             m.d.comb += self.i_out[p].ready.eq(collecting & (is_end[p] | grant[p]))
         ended_now = Signal(N)
@@ -383,7 +406,7 @@ class CentralUnit(wiring.Component):
         # hidden layer: every PE writes its own bank, no stall
         div_m, div_k = _reciprocal(N, cfg.max_features)
         hidden = Signal()
-        m.d.comb += hidden.eq(collecting & ~layer.last)
+        m.d.comb += hidden.eq(collecting & ~cl_last)
         for p, b in enumerate(banks):
             wr = b["wr"]
             local = Signal(FB, name=f"local{p}")        # (row - p) / N, row = local * N + p
@@ -407,13 +430,13 @@ class CentralUnit(wiring.Component):
             with m.If(sel == p):
                 m.d.comb += sel_value.eq(outs[p].value)
         logit_out = Signal()
-        m.d.comb += logit_out.eq(collecting & layer.last & (n_logit < layer.out_features))
+        m.d.comb += logit_out.eq(collecting & cl_last & (n_logit < cl_out))
         lo = self.o_logit.payload
         m.d.comb += [
             self.o_logit.valid.eq(logit_out & sel_valid),
             lo.index.eq(n_logit),
             lo.value.eq(sel_value),
-            lo.last.eq(n_logit + 1 == layer.out_features),
+            lo.last.eq(n_logit + 1 == cl_out),
         ]
         with m.If(logit_out):
             m.d.comb += grant.eq((self.o_logit.ready & sel_valid) << sel)
@@ -430,8 +453,8 @@ class CentralUnit(wiring.Component):
         # phase 4: barrier
         m.d.sync += self.o_done.eq(0)
         with m.If(collecting & ended_now.all()):
-            m.d.sync += [state.eq(IDLE), self.o_done.eq(1)]
-            with m.If(layer.last & (n_logit != layer.out_features)):
+            m.d.sync += [collecting.eq(0), self.o_done.eq(cl_last)]
+            with m.If(cl_last & (n_logit != cl_out)):
                 m.d.sync += err_logits.eq(1)
 
         # ---- start -------------------------------------------------------------------------

@@ -66,14 +66,17 @@ class ProcessingElement(wiring.Component):
     i_layer : In(layer_config_layout(config))
         Current layer descriptor, stable from ``i_start`` to this PE's ``end`` token.
     i_start : In(1)
-        Pulse while ``o_idle``: begin layer ``i_layer.index`` (reads its header words).
+        Pulse while ``o_col_idle``: begin layer ``i_layer.index`` (reads its header words).
     i_act : In(stream.Signature(broadcast_layout(config)))
         Non-zero input activations ``(col, value)``, then one ``end`` token.
     o_out : Out(stream.Signature(pe_output_layout(config)))
         After ``end``: hidden layer: non-zero requantized outputs ``(global row, value)``; last
         layer: every accumulator in local row order; then one ``end`` token.
     o_idle : Out(1)
-        No layer in progress.
+        No layer in progress (neither engine busy; loads are accepted).
+    o_col_idle : Out(1)
+        The column engine is idle: the next layer may start (``i_start``) while the
+        requantization engine still works on the previous one.
     o_error : Out(1)
         Sticky until reset: invalid Huffman code, a row at or past ``rows_local``, a column at or
         past ``in_features``, an accumulator range past ``max_rows_per_pe``, decreasing pointers
@@ -104,6 +107,7 @@ class ProcessingElement(wiring.Component):
             "i_act": In(stream.Signature(broadcast_layout(config))),
             "o_out": Out(stream.Signature(pe_output_layout(config))),
             "o_idle": Out(1),
+            "o_col_idle": Out(1),
             "o_error": Out(1),
         })
 
@@ -125,14 +129,19 @@ class ProcessingElement(wiring.Component):
         self._mem, self._pmem, self._dec = mem, pmem, dec       # for simulation probes
         m.submodules.codebook = cbm = table_memory(signed(cfg.weight_bits),
                                                    cfg.max_layers << cfg.idx_bits)
-        m.submodules.accs = accm = table_memory(signed(ACC), cfg.max_rows_per_pe)
         cb_rd = cbm.read_port()
         cb_wr = cbm.write_port()
-        acc_wr = accm.write_port()
-        # Transparent: a read in the cycle of a write to the same row returns the new sum, so
-        # the accumulate pipeline needs no forwarding registers (yosys adds the one bypass an
-        # iCE40 EBR needs; a read-first port would cost a delayed write on top of it).
-        acc_rd = accm.read_port(transparent_for=(acc_wr,))
+        # Two accumulator banks: even layers in bank 0, odd layers in bank 1, so layer L's
+        # requantization (one bank) runs while layer L + 1 accumulates (the other bank).
+        # Transparent read ports: a read in the cycle of a write to the same row returns the new
+        # sum, so the accumulate pipeline needs no forwarding registers (yosys adds the one
+        # bypass an iCE40 EBR needs; a read-first port would cost a delayed write on top of it).
+        acc_banks = []
+        for k in range(2):
+            accm = table_memory(signed(ACC), cfg.max_rows_per_pe)
+            m.submodules[f"accs{k}"] = accm
+            wr = accm.write_port()
+            acc_banks.append((accm.read_port(transparent_for=(wr,)), wr))
 
         error = Signal()
         m.d.comb += self.o_error.eq(error)
@@ -140,10 +149,17 @@ class ProcessingElement(wiring.Component):
             m.d.sync += error.eq(1)
 
         # ---- control state ----------------------------------------------------------------
-        IDLE, HDR, RUN, REQ, ENDT = range(5)
-        state = Signal(range(5))
+        # Column engine (header, pointers, words, decoder, accumulate) and requantization
+        # engine: the column engine hands a finished layer over to the requantization engine
+        # (with the end token) and can start the next layer while it runs.
+        IDLE, HDR, RUN = range(3)
+        state = Signal(range(3))
+        RIDLE, REQ, ENDT = range(3)
+        rstate = Signal(range(3))
         idle = Signal()
-        m.d.comb += [idle.eq(state == IDLE), self.o_idle.eq(idle)]
+        col_idle = Signal()
+        m.d.comb += [col_idle.eq(state == IDLE), idle.eq(col_idle & (rstate == RIDLE)),
+                     self.o_idle.eq(idle), self.o_col_idle.eq(col_idle)]
 
         # ---- load port ---------------------------------------------------------------------
         ld = self.i_load.payload
@@ -165,8 +181,9 @@ class ProcessingElement(wiring.Component):
         m_we = Signal()
         m.d.comb += [mem.addr.eq(m_addr), mem.re.eq(m_re), mem.we.eq(m_we),
                      mem.wdata.eq(ld.data)]
-        # The clients of the port are mutually exclusive (load: IDLE, header: HDR, words and
-        # pointers: RUN, biases: REQ), so the address is an OR of gated client addresses.
+        # The clients of the port are mutually exclusive (load: idle, header: HDR, words: RUN,
+        # biases: REQ only in cycles without a header or word read), so the address is an OR
+        # of gated client addresses.
         addr_terms = []             # (select, address)
         m.d.comb += m_we.eq(ld_fire & (ld.mem == self.index) & (ld.addr < cfg.pe_mem_depth))
         addr_terms.append((m_we, ld.addr))
@@ -190,9 +207,9 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [
             dec.i_layer_index.eq(layer.index),
             dec.i_sym_base.eq(layer.sym_base),
-            dec.i_start.eq(self.i_start & idle),
+            dec.i_start.eq(self.i_start & col_idle),
         ]
-        with m.If(self.i_start & ~idle):
+        with m.If(self.i_start & ~col_idle):
             m.d.sync += error.eq(1)
 
         with m.If(hs_d == 1):
@@ -255,14 +272,17 @@ class ProcessingElement(wiring.Component):
 
         act = self.i_act.payload
         drained = Signal()              # stages 1-4 are empty (set further down)
+        # the end token: the finished layer goes to the requantization engine once it is free
+        handover = Signal()
+        m.d.comb += handover.eq((state == RUN) & self.i_act.valid & act.end & ~pi_busy & drained
+                                & (rstate == RIDLE))
         act_take = Signal()
         pi_free = Signal()
         m.d.comb += [
             pi_free.eq(~pi_busy | (pi_grant & pi_last)),
             act_take.eq(((state == RUN) | (state == HDR)) & self.i_act.valid & ~act.end
                         & pi_free),
-            self.i_act.ready.eq(act_take | ((state == RUN) & self.i_act.valid & act.end
-                                            & ~pi_busy & drained)),
+            self.i_act.ready.eq(act_take | handover),
         ]
         with m.If(pi_grant & pi_last):
             m.d.sync += pi_busy.eq(0)
@@ -417,31 +437,35 @@ class ProcessingElement(wiring.Component):
         v3 = Signal()
         addr3 = Signal(RB)
         prod3 = Signal(signed(A + cfg.weight_bits + 1))
-        # The one multiplier (SB_MAC16): value * weight while accumulating; during
-        # requantization bias * 2^(bias_shift mod 8) (the rest of the shift is a byte shift).
-        mul_a = Signal(A)
-        mul_b = Signal(signed(cfg.weight_bits))
-        mul_ce = Signal()
-        m.d.sync += [v3.eq(v2), addr3.eq(addr2)]
-        with m.If(mul_ce):
-            m.d.sync += prod3.eq(Cat(mul_a, Const(0, 1)).as_signed() * mul_b)
+        # value * weight (an SB_MAC16)
+        m.d.sync += [v3.eq(v2), addr3.eq(addr2),
+                     prod3.eq(Cat(val2, Const(0, 1)).as_signed() * cb_rd.data)]
         # acc[addr2] is read in stage 2 and arrives with prod3 in stage 3, where the sum is
         # written back. The read port is transparent, so a read of the row written in the same
         # cycle (the same row in consecutive columns) sees the new sum; a row written two or more
         # cycles earlier is already in the memory.
-        # One adder for both pipelines: acc + prod3 while accumulating, acc + (prod3 << 8 * j)
-        # (the bias term, j = bias_shift // 8) while requantizing.
-        bias_sh = Signal(signed(ACC))
+        col_bank = Signal()
+        m.d.comb += col_bank.eq(layer.index[0])
+        acc_now = Signal(signed(ACC))
         acc_sum = Signal(signed(ACC))
-        m.d.comb += acc_sum.eq(acc_rd.data.as_signed() + bias_sh)
+        m.d.comb += [acc_now.eq(Mux(col_bank, acc_banks[1][0].data, acc_banks[0][0].data)),
+                     acc_sum.eq(acc_now + prod3)]
 
-        # ---- requantize pipeline -----------------------------------------------------------
-        # r0: bias[row] read (private memory); r1: prod3 = bias * 2^(bias_shift mod 8) (DSP),
-        # acc[row] read; r2: t = acc + (prod3 << 8 * (bias_shift // 8)) (32 bits: the packer
-        # proves it fits), acc[row] = 0; r3: output register. Hidden layers:
+        # ---- requantize pipeline (its own engine, parameters latched at the hand-over) ------
+        # r0: bias[row] read (data memory, in a cycle without a header or word read); r1:
+        # rprod = bias * 2^(bias_shift mod 8) (a second SB_MAC16), acc[row] read; r2: t = acc +
+        # (rprod << 8 * (bias_shift // 8)) (32 bits: the packer proves it fits), acc[row] = 0;
+        # r3: output register. Hidden layers:
         # y = clamp((t + 2^(S-1)) >> S, 0, 255) computed as v = (2t) >> S (9 bits),
         # y = (v + 1) >> 1, saturating when t < 0 (to 0) or when any bit of t at or above S + 8
         # is set or v == 511 (to 255); no wide shifter, no rounding add.
+        rq_rows = Signal(RW)
+        rq_bias_base = Signal(MA)
+        rq_acc_base = Signal(RB)
+        rq_bank = Signal()
+        rq_last = Signal()
+        rq_shift = Signal(len(layer.shift))
+        rq_bias_shift = Signal(len(layer.bias_shift))
         ri = Signal(RW + 1)             # next local row to read
         rv1 = Signal()
         rrow1 = Signal(RW)
@@ -458,62 +482,75 @@ class ProcessingElement(wiring.Component):
         r_adv = Signal()
         m.d.comb += r_adv.eq(~ov | self.o_out.ready)
         r_issue = Signal()
-        m.d.comb += r_issue.eq((state == REQ) & r_adv & (ri < rows_local))
+        m.d.comb += r_issue.eq((rstate == REQ) & r_adv & (ri < rq_rows) & ~wf_req
+                               & (state != HDR))
         with m.If(r_issue):
             m.d.sync += ri.eq(ri + 1)
-        addr_terms.append((r_issue, bias_base + ri))
+        addr_terms.append((r_issue, rq_bias_base + ri))
         gated = [Mux(sel, addr, 0) for sel, addr in addr_terms]
         m.d.comb += [m_re.eq(Cat(sel for sel, _ in addr_terms[1:]).any()),
                      m_addr.eq(functools.reduce(operator.or_, gated))]
-
-        with m.If(state == REQ):
-            m.d.comb += [mul_a.eq(Const(1, A) << layer.bias_shift[:3]), mul_b.eq(mem.rdata),
-                         mul_ce.eq(r_adv)]
-        with m.Else():
-            m.d.comb += [mul_a.eq(val2), mul_b.eq(cb_rd.data), mul_ce.eq(1)]
-
-        # accumulator memory port: accumulate pipeline in RUN, requantize otherwise (the read of
-        # row r1 and the clearing write of row r2 never meet)
-        with m.If(state == REQ):
-            m.d.comb += [
-                acc_rd.addr.eq(raddr1), acc_rd.en.eq(rv1 & r_adv),
-                acc_wr.en.eq(rv2 & r_adv), acc_wr.addr.eq(raddr2), acc_wr.data.eq(0),
-            ]
-        with m.Else():
-            m.d.comb += [
-                acc_rd.addr.eq(addr2), acc_rd.en.eq(1),
-                acc_wr.en.eq(v3), acc_wr.addr.eq(addr3), acc_wr.data.eq(acc_sum),
-            ]
-
-        with m.Switch(Mux(state == REQ, layer.bias_shift[3:5], 0)):
+        # the bias is on mem.rdata only in the cycle after its read (other reads follow)
+        r_issue_d = Signal()
+        bias_hold = Signal(16)
+        bias_now = Signal(signed(cfg.weight_bits))
+        m.d.sync += r_issue_d.eq(r_issue)
+        with m.If(r_issue_d):
+            m.d.sync += bias_hold.eq(mem.rdata)
+        m.d.comb += bias_now.eq(Mux(r_issue_d, mem.rdata, bias_hold))
+        rprod = Signal(signed(A + cfg.weight_bits + 1))
+        with m.If(r_adv):
+            m.d.sync += rprod.eq(Cat(Const(1, A) << rq_bias_shift[:3], Const(0, 1)).as_signed()
+                                 * bias_now)
+        bias_sh = Signal(signed(ACC))
+        with m.Switch(rq_bias_shift[3:5]):
             for k in range(4):
                 with m.Case(k):
-                    m.d.comb += bias_sh.eq(prod3 << (8 * k))
+                    m.d.comb += bias_sh.eq(rprod << (8 * k))
+        rq_sum = Signal(signed(ACC))
+        m.d.comb += rq_sum.eq(Mux(rq_bank, acc_banks[1][0].data, acc_banks[0][0].data)
+                              + bias_sh)
+
+        # accumulator banks: the requantization engine owns the bank of its layer, the
+        # accumulate pipeline the other one (layers L and L + 1 differ in parity); the read of
+        # row r1 and the clearing write of row r2 never meet
+        for k, (rd, wr) in enumerate(acc_banks):
+            with m.If((rstate != RIDLE) & (rq_bank == k)):
+                m.d.comb += [
+                    rd.addr.eq(raddr1), rd.en.eq(rv1 & r_adv),
+                    wr.en.eq(rv2 & r_adv), wr.addr.eq(raddr2), wr.data.eq(0),
+                ]
+            with m.Else():
+                m.d.comb += [
+                    rd.addr.eq(addr2), rd.en.eq(1),
+                    wr.en.eq(v3 & (col_bank == k)), wr.addr.eq(addr3), wr.data.eq(acc_sum),
+                ]
+
         with m.If(r_adv):
             m.d.sync += [
-                rv1.eq(r_issue), rrow1.eq(ri), raddr1.eq(acc_base + ri[:RB]),
+                rv1.eq(r_issue), rrow1.eq(ri), raddr1.eq(rq_acc_base + ri[:RB]),
                 rv2.eq(rv1), rrow2.eq(rrow1), raddr2.eq(raddr1),
-                rv3.eq(rv2), rrow3.eq(rrow2), rt3.eq(acc_sum),
+                rv3.eq(rv2), rrow3.eq(rrow2), rt3.eq(rq_sum),
             ]
-        hval = round_shift_saturate(m, rt3, layer.shift, A)
+        hval = round_shift_saturate(m, rt3, rq_shift, A)
         with m.If(r_adv):
             m.d.sync += [
-                ov.eq(rv3 & (layer.last | (hval != 0))),
+                ov.eq(rv3 & (rq_last | (hval != 0))),
                 orow.eq(rrow3 * cfg.n_pes + self.index),
-                oval[:A].eq(Mux(layer.last, rt3[:A], hval)),
+                oval[:A].eq(Mux(rq_last, rt3[:A], hval)),
             ]
         # the high bits are zero on hidden layers: written as a synchronous reset of their
         # flip-flops (SB_DFFESR) rather than a multiplexer
-        with m.If(r_adv & ~layer.last):
+        with m.If(r_adv & ~rq_last):
             m.d.sync += oval[A:].eq(0)
         with m.Elif(r_adv):
             m.d.sync += oval[A:].eq(rt3[A:])
         out = self.o_out.payload
         m.d.comb += [
-            self.o_out.valid.eq(ov | (state == ENDT)),
+            self.o_out.valid.eq(ov | (rstate == ENDT)),
             out.row.eq(orow),
             out.value.eq(oval),
-            out.end.eq(state == ENDT),
+            out.end.eq(rstate == ENDT),
         ]
 
         # header sanity check, two cycles into RUN (bias_base0 is the last header word read)
@@ -536,16 +573,25 @@ class ProcessingElement(wiring.Component):
                 with m.If(hs == 4):
                     m.d.sync += [state.eq(RUN), chk.eq(2)]
             with m.Case(RUN):
-                with m.If(self.i_act.valid & act.end & self.i_act.ready):
-                    m.d.sync += [state.eq(REQ), ri.eq(0)]
+                with m.If(handover):
+                    m.d.sync += state.eq(IDLE)
+        with m.Switch(rstate):
+            with m.Case(RIDLE):
+                with m.If(handover):
+                    m.d.sync += [
+                        rstate.eq(REQ), ri.eq(0), rq_rows.eq(rows_local),
+                        rq_bias_base.eq(bias_base), rq_acc_base.eq(acc_base), rq_bank.eq(col_bank),
+                        rq_last.eq(layer.last), rq_shift.eq(layer.shift),
+                        rq_bias_shift.eq(layer.bias_shift),
+                    ]
             with m.Case(REQ):
-                with m.If((ri >= rows_local) & ~rv1 & ~rv2 & ~rv3 & ~ov):
-                    m.d.sync += state.eq(ENDT)
+                with m.If((ri >= rq_rows) & ~rv1 & ~rv2 & ~rv3 & ~ov):
+                    m.d.sync += rstate.eq(ENDT)
             with m.Case(ENDT):
                 with m.If(self.o_out.ready):
-                    m.d.sync += state.eq(IDLE)
+                    m.d.sync += rstate.eq(RIDLE)
         self._wq, self._sq = wfifo, segq
-        self._probe = dict(state=state, pi_busy=pi_busy, wf_active=wf_active, seg_valid=dec.i_seg.valid, seg_ready=dec.i_seg.ready, word_valid=dec.i_word.valid, word_ready=dec.i_word.ready, sym=dec.o_sym.valid, segq_level=segq.level, pr_valid=pr_valid, wf_req=wf_req)
+        self._probe = dict(state=state, rstate=rstate, pi_busy=pi_busy, wf_active=wf_active, seg_valid=dec.i_seg.valid, seg_ready=dec.i_seg.ready, word_valid=dec.i_word.valid, word_ready=dec.i_word.ready, sym=dec.o_sym.valid, segq_level=segq.level, pr_valid=pr_valid, wf_req=wf_req)
         m.d.comb += drained.eq(~(pi_busy | pr_valid | segq.r_rdy | decq.r_rdy | wf_active
                                  | push_pending | wfifo.r_rdy | dec.o_busy | v1 | v2 | v3))
         return m

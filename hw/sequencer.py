@@ -3,7 +3,9 @@
 The sequencer owns the ``layers`` memory (mem ``N+4``, 8 words per layer, docs/ARCHITECTURE.md
 section 4). It keeps one *prefetched* descriptor: while layer ``L`` runs it reads the descriptor
 of the layer that comes next (``L + 1``, or layer 0 of the next inference after the last layer),
-so a layer starts one cycle after the previous layer's barrier (``i_done``) and an inference
+so a layer starts one cycle after the previous layer's broadcast is complete (``i_bdone``:
+every PE took its end token; the PEs requantize the previous layer while the next one runs)
+and an inference
 starts one cycle after ``i_go``, except right after a load into the layers memory (6 extra
 cycles for the first descriptor read).
 
@@ -38,9 +40,13 @@ class LayerSequencer(wiring.Component):
     i_go : In(1)
         Request to start an inference (input available); acted on while ``o_idle``.
     i_pes_idle : In(1)
-        All PEs and the central unit are idle (a layer start is only issued then).
+        All PE column engines and the central unit's broadcast side are idle (a layer start is
+        only issued then).
     i_done : In(1)
-        Pulse from the central unit: all PEs finished the current layer.
+        Pulse from the central unit: the last layer's outputs are all collected.
+    i_bdone : In(1)
+        Pulse from the central unit: the current layer's broadcast is complete and every PE
+        took its end token (the next layer may start).
     o_layer : Out(layer_config_layout(config))
         Descriptor of the current layer, stable from ``o_start`` to the next ``o_start``.
     o_start : Out(1)
@@ -67,6 +73,7 @@ class LayerSequencer(wiring.Component):
             "i_go": In(1),
             "i_pes_idle": In(1),
             "i_done": In(1),
+            "i_bdone": In(1),
             "o_layer": Out(layer_config_layout(config)),
             "o_start": Out(1),
             "o_idle": Out(1),
@@ -147,8 +154,10 @@ class LayerSequencer(wiring.Component):
             with m.Case(IDLE):
                 m.d.comb += begin.eq(self.i_go & ready)
             with m.Case(RUN):
-                with m.If(self.i_done):
-                    m.d.sync += state.eq(Mux(cur.last, IDLE, NEXT))
+                with m.If(cur.last & self.i_done):
+                    m.d.sync += state.eq(IDLE)
+                with m.If(~cur.last & self.i_bdone):
+                    m.d.sync += state.eq(NEXT)
             with m.Case(NEXT):
                 m.d.comb += begin.eq(ready)
 
