@@ -11,11 +11,15 @@ through ``i_input`` back to back (``input_lanes`` values per word) and every log
 with ``sw.golden.infer`` (:class:`ProfileError` on any difference). About 12 s for one
 LeNet-300-100 image with 4 PEs, 7 s with 1.
 
-Per layer the window runs from the cycle the sequencer's ``o_start`` is high to the cycle the
-central unit's ``o_done`` is high, both included (so the layers of an inference tile it). Every
-cycle of every PE in the window falls in exactly one class (:data:`CLASSES`):
+Per layer the window runs from the cycle the sequencer's ``o_start`` is high to the cycle before
+the next layer's ``o_start`` (the last layer: to the cycle the central unit's ``o_done`` is high),
+so the layers of an inference tile it. A PE's requantization engine works on layer L while its
+column engine runs layer L + 1 (hw.pe): the classes describe the column engine, so layer L's
+requantization is hidden in layer L + 1's window except where the column engine waits for it.
+Every cycle of every PE in the window falls in exactly one class (:data:`CLASSES`):
 
-``start``    the start pulse and the header reads (PE idle or in its header state)
+``start``    the start pulse and the header reads (column engine idle or in its header state
+             before its RUN state)
 ``decode``   the decoder fires (one joint symbol, filler or not, leaves the table compare)
 ``table``    the decoder loads the layer's Huffman limits while it has a segment to decode
 ``words``    a segment (current, or pending and next) waits for its stream words
@@ -25,9 +29,11 @@ cycle of every PE in the window falls in exactly one class (:data:`CLASSES`):
              word queues, or an activation in the FIFO not yet taken
 ``input``    nothing in flight up to the decoder and the activation FIFO is empty (waiting for
              the broadcast; the accumulate pipeline may still be finishing)
-``drain``    the ``end`` token is at the FIFO head, waiting for the accumulate pipeline
-``requant``  requantization (the PE's REQ state)
-``barrier``  end token sent / waiting for the other PEs and the central unit's ``o_done``
+``drain``    the ``end`` token is at the FIFO head, waiting for the accumulate pipeline (or for
+             the requantization engine to finish the previous layer)
+``requant``  after the hand-over, the column engine idle while this layer is requantized
+``barrier``  after the hand-over, nothing to do: waiting for the other PEs (the next layer's
+             start) or the central unit's ``o_done``
 
 ``decode`` counts the symbols a PE decodes in its RUN state. :func:`check_profile` (run by
 :func:`profile_int_model`) insists that every PE's classes add up to the layer's cycles and that
@@ -48,12 +54,14 @@ __all__ = ["ProfileError", "CLASSES", "LayerProfile", "Profile", "profile_int_mo
 CLASSES = ("start", "decode", "table", "words", "stale", "other", "segment", "input", "drain",
            "requant", "barrier")
 
-# PE states (hw.pe.ProcessingElement): IDLE, HDR, RUN, REQ, ENDT
-_IDLE, _HDR, _RUN, _REQ, _ENDT = range(5)
+# PE states (hw.pe.ProcessingElement): column engine IDLE, HDR, RUN; requantization engine
+# RIDLE, REQ, ENDT
+_IDLE, _HDR, _RUN = range(3)
+_RIDLE = 0
 
 # per-PE bits sampled every cycle (names of ProcessingElement._probe, "d_" = HuffmanDecoder._probe,
 # "act_*" = the PE's i_act port)
-_PE_FIELDS = ("state", "pi_busy", "pr_valid", "segq_level", "wf_active", "seg_valid",
+_PE_FIELDS = ("state", "rstate", "pi_busy", "pr_valid", "segq_level", "wf_active", "seg_valid",
               "d_fire", "d_from_pend", "d_cur_valid", "d_pend_valid", "d_have_bits", "d_s_ok",
               "d_loading", "d_rem_zero", "act_valid", "act_end")
 _TOP_FIELDS = ("start", "done", "in_ready", "logit_valid", "logit_last")
@@ -134,11 +142,12 @@ def _classify(rec, s, d, n_pes):
         b = {k: v.astype(bool) for k, v in g.items()}
         st = g["state"]
         run = st == _RUN
-        # IDLE or HDR before the PE's REQ state in this window: start pulse and header
-        ended = np.maximum.accumulate((st == _REQ) | (st == _ENDT))
+        # before the column engine's RUN state in this window: start pulse and header; after
+        # it (the layer was handed over): its requantization, then the barrier
+        seen = np.maximum.accumulate(run)
         cls = np.full(st.shape, C["barrier"])
-        cls[~ended & ((st == _IDLE) | (st == _HDR))] = C["start"]
-        cls[st == _REQ] = C["requant"]
+        cls[~seen] = C["start"]
+        cls[seen & ~run & (g["rstate"] != _RIDLE)] = C["requant"]
         # RUN
         fire = b["d_fire"]
         has = b["d_from_pend"] | (b["d_cur_valid"] & ~b["d_rem_zero"])
@@ -293,8 +302,8 @@ def profile_int_model(int_model, x, n_pes, config=None):
                            f"{logits.tolist()} vs {golden.tolist()}")
     starts = np.flatnonzero(rec["start"])
     dones = np.flatnonzero(rec["done"])
-    if len(starts) != len(x) * n_layers or len(dones) != len(starts):
-        raise ProfileError(f"{len(starts)} layer starts and {len(dones)} barriers for "
+    if len(starts) != len(x) * n_layers or len(dones) != len(x):
+        raise ProfileError(f"{len(starts)} layer starts and {len(dones)} inference ends for "
                            f"{len(x)} input(s) of {n_layers} layers")
     N = cfg.n_pes
     per_image = []
@@ -302,7 +311,9 @@ def profile_int_model(int_model, x, n_pes, config=None):
     for i in range(len(x)):
         layers = []
         for li in range(n_layers):
-            s, d = int(starts[i * n_layers + li]), int(dones[i * n_layers + li])
+            k = i * n_layers + li
+            s = int(starts[k])
+            d = int(dones[i]) if li == n_layers - 1 else int(starts[k + 1]) - 1
             if d < s:
                 raise ProfileError(f"barrier at {d} before the layer start at {s}")
             cls, run, fire, end_at = _classify(rec, s, d, N)

@@ -39,10 +39,12 @@ def test_classes_add_up_and_symbols_match_golden(profiled):
             assert lp.symbols.tolist() == cs.pe_work[i, li].tolist()
             assert lp.count("decode").tolist() == cs.pe_work[i, li].tolist()
             assert lp.ideal == -(-int(cs.macs[i, li]) // n)
-            # the header takes its 5 cycles plus the start pulse; requantization at least a
-            # cycle per local row; RUN holds every decode
+            # the header takes its 5 cycles plus the start pulse; the last layer's
+            # requantization at least a cycle per local row (a hidden layer's runs in the next
+            # layer's window, behind its column work); RUN holds every decode
             assert np.all(lp.count("start") == 6)
-            assert np.all(lp.count("requant") >= im.layers[li].index.shape[0] // n)
+            if li == len(layers) - 1:
+                assert np.all(lp.count("requant") >= im.layers[li].index.shape[0] // n)
             assert np.all(lp.run >= lp.symbols)
             # the broadcast pushes one non-zero activation per cycle before the end token
             assert np.all(lp.end_token >= np.count_nonzero(res.inputs[li][i]))

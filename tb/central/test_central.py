@@ -1,7 +1,8 @@
 """cocotb testbench of hw.central.CentralUnit with behavioural PEs.
 
-The testbench plays the sequencer (``i_start`` / ``i_layer``, the next layer only after
-``o_done``) and N behavioural PEs: each consumes its FIFO with random back-pressure and, after the
+The testbench plays the sequencer (``i_start`` / ``i_layer``; here the next layer only starts
+after the previous one is completely collected: the broadcast of layer L + 1 during layer L's
+collect is exercised by the accelerator tests with real PEs) and N behavioural PEs: each consumes its FIFO with random back-pressure and, after the
 ``end`` token, emits random outputs of its rows (``r mod N == p``, ascending; hidden layers:
 a random subset with non-zero values; last layer: every row, random signed values with
 deliberate ties), with random idle cycles, then its ``end`` token.
@@ -12,8 +13,8 @@ carry garbage. Inputs: all zero, all non-zero, zero runs around a dense middle, 
 Checked on every inference: each PE receives exactly the non-zero inputs of layer 0 in index
 order (without stalls: in one cycle per input word without non-zero inputs, else one per
 non-zero input), and for a later layer exactly the previous layer's outputs of all PEs in
-ascending row order, each time followed by one ``end``; ``o_done`` comes once per layer and
-only after all N ``end`` tokens; ``i_input`` is not ready outside layer 0; ``o_logit`` carries
+ascending row order, each time followed by one ``end``; ``o_bdone`` comes once per layer, after
+every PE took its ``end``; ``o_done`` only on the last layer, once, after all N ``end`` tokens; ``i_input`` is not ready outside layer 0; ``o_logit`` carries
 every logit in index order with ``last`` on the final one and the payload held until its
 transfer; ``o_argmax`` is the first index of the maximum; ``o_error`` stays 0 (and flags a wrong
 input length in the ``bad_length`` test: ``last`` one word early).
@@ -122,6 +123,7 @@ class TB:
         emit_k = [0] * N
         offered = [False] * N
         logits = []
+        bdone = 0
         held = None
         xi = 0
         x_off = False
@@ -156,9 +158,20 @@ class TB:
             if x_off and int(d.i_input__ready.value):
                 xi += 1
                 x_off = False
+            if int(d.o_bdone.value):
+                assert all(ph != "recv" for ph in phase), \
+                    f"layer {li}: o_bdone before every PE took its end token ({phase})"
+                bdone += 1
+                assert bdone == 1, f"layer {li}: o_bdone pulsed twice"
             if int(d.o_done.value):
+                assert last, f"layer {li}: o_done on a hidden layer"
                 assert all(ph == "done" for ph in phase), \
                     f"layer {li}: o_done before all end tokens ({phase})"
+                assert bdone == 1, f"layer {li}: o_done without o_bdone"
+                break
+            if not last and bdone and all(ph == "done" for ph in phase) \
+                    and int(d.o_idle.value):
+                # hidden layer: broadcast over (o_bdone) and every output collected
                 break
             for p in range(N):
                 if ready[p] and int(self.sig("o_act__{p}__valid", p).value):
