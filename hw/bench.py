@@ -4,6 +4,7 @@
 
     python -m hw.bench [--model models/lenet300.npz] [--images K] [--pes 1,2,4,8]
                        [--offset I] [--random-model] [--fifo-depth D] [--lanes K]
+                       [--no-overlap]
                        [--json FILE]
 
 For every PE count the accelerator (``hw.accelerator.Accelerator``, default
@@ -47,7 +48,7 @@ def _model(path, random_model):
         raise BenchError(f"cannot use {p}: {e}") from None
 
 
-def bench_config(int_model, n_pes, fifo_depth=None, input_lanes=None):
+def bench_config(int_model, n_pes, fifo_depth=None, input_lanes=None, requant_overlap=None):
     """``AcceleratorConfig(n_pes)`` built for ``int_model`` as it is packed (already balanced
     if it is to be): the model's widths (``idx_bits``, ``gap_bits``... ``sw.pack.WIDTH_KEYS``),
     accumulator rows and symbol table grown (powers of two) when the model needs more than the
@@ -60,11 +61,13 @@ def bench_config(int_model, n_pes, fifo_depth=None, input_lanes=None):
         base = dataclasses.replace(base, fifo_depth=fifo_depth)
     if input_lanes:
         base = dataclasses.replace(base, input_lanes=input_lanes)
+    if requant_overlap is not None:
+        base = dataclasses.replace(base, requant_overlap=requant_overlap)
     return sized_config(int_model, base, balance=False)
 
 
 def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=None,
-              balance=True, input_lanes=None):
+              balance=True, input_lanes=None, requant_overlap=None):
     """Simulate every PE count; returns a list of result dicts (one per PE count).
 
     ``balance``: renumber hidden neurons per PE count as ``sw.pack --balance`` does for the board
@@ -85,7 +88,7 @@ def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=N
     original = int_model
     for n in n_pes_list:
         int_model = balance_rows(original, n)[0] if balance else original
-        cfg = bench_config(int_model, n, fifo_depth, input_lanes)
+        cfg = bench_config(int_model, n, fifo_depth, input_lanes, requant_overlap)
         row = {"n_pes": n, "images": int(len(y)), "max_rows_per_pe": cfg.max_rows_per_pe,
                "symbol_depth": cfg.symbol_depth}
         try:
@@ -142,6 +145,9 @@ def main(argv=None):
                     help="random sparse 784-300-100-10 model instead of --model")
     ap.add_argument("--fifo-depth", type=int, default=None,
                     help="broadcast FIFO depth (default: the AcceleratorConfig default, 8)")
+    ap.add_argument("--no-overlap", action="store_true",
+                    help="requantize each layer before the next one starts (the iCEBreaker "
+                         "build's configuration; default: overlapped)")
     ap.add_argument("--lanes", type=int, default=None,
                     help="input values per input word (default: the AcceleratorConfig default, "
                          "4)")
@@ -163,7 +169,8 @@ def main(argv=None):
         if args.lanes is not None and not 1 <= args.lanes <= 16:
             raise BenchError("--lanes must be 1..16")
         rows = run_bench(im, pes, args.images, args.offset, fifo_depth=args.fifo_depth,
-                         balance=not args.no_balance, input_lanes=args.lanes)
+                         balance=not args.no_balance, input_lanes=args.lanes,
+                         requant_overlap=False if args.no_overlap else None)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -35,6 +35,10 @@ BOARD_FIFO_DEPTH = 4
 #: -> ``i_input.ready`` -> protocol engine); the lane logic was registered afterwards but not
 #: rebuilt, so the board keeps one value per word.
 BOARD_INPUT_LANES = 1
+#: Requantization of layer L overlapped with layer L + 1 (``AcceleratorConfig.requant_overlap``):
+#: 5,289 / 5,280 LCs on the iCEBreaker with it (two accumulator banks and their multiplexers),
+#: so the board runs the layers one after the other.
+BOARD_REQUANT_OVERLAP = False
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -274,7 +278,8 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
                          f"pointers), not {n_pes}")
     # A 4-deep broadcast FIFO: half the central unit's ring of the default 8 for ~1.5 % cycles.
     config = AcceleratorConfig(n_pes=n_pes, memory="ice40", pe_mem_depth=spec.pe_mem_words,
-                               fifo_depth=BOARD_FIFO_DEPTH, input_lanes=BOARD_INPUT_LANES)
+                               fifo_depth=BOARD_FIFO_DEPTH, input_lanes=BOARD_INPUT_LANES,
+                               requant_overlap=BOARD_REQUANT_OVERLAP)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("report.json", "report.txt"):

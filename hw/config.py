@@ -39,6 +39,12 @@ class AcceleratorConfig:
         holds values ``k*K .. k*K+K-1`` (lane 0 = lowest index). The central unit scans a word
         for non-zero values in one cycle, so it skips K zero inputs per cycle (EIE's leading
         non-zero detection).
+    requant_overlap : bool
+        Requantize layer L while layer L + 1 accumulates: two accumulator banks (even and odd
+        layers, twice the accumulator EBR) and a second SB_MAC16 per PE; the next layer starts
+        when every PE has taken the end token instead of after the last output. ``False``: one
+        bank, a PE finishes its requantization before the next layer starts (the iCEBreaker
+        build: the overlap costs about 270 logic cells).
     memory : str
         ``"lib"``: every memory is an ``amaranth.lib.memory.Memory`` (simulation, any FPGA);
         ``"ice40"``: PE memories (data and pointers) map to SB_SPRAM256KA.
@@ -57,6 +63,7 @@ class AcceleratorConfig:
     symbol_depth: int = 512
     fifo_depth: int = 8
     input_lanes: int = 4
+    requant_overlap: bool = True
     memory: str = "lib"
 
     def __post_init__(self):

@@ -136,8 +136,9 @@ class ProcessingElement(wiring.Component):
         # Transparent read ports: a read in the cycle of a write to the same row returns the new
         # sum, so the accumulate pipeline needs no forwarding registers (yosys adds the one
         # bypass an iCE40 EBR needs; a read-first port would cost a delayed write on top of it).
+        n_banks = 2 if cfg.requant_overlap else 1
         acc_banks = []
-        for k in range(2):
+        for k in range(n_banks):
             accm = table_memory(signed(ACC), cfg.max_rows_per_pe)
             m.submodules[f"accs{k}"] = accm
             wr = accm.write_port()
@@ -159,7 +160,9 @@ class ProcessingElement(wiring.Component):
         idle = Signal()
         col_idle = Signal()
         m.d.comb += [col_idle.eq(state == IDLE), idle.eq(col_idle & (rstate == RIDLE)),
-                     self.o_idle.eq(idle), self.o_col_idle.eq(col_idle)]
+                     self.o_idle.eq(idle)]
+        # without the overlap the next layer waits for the requantization too
+        m.d.comb += self.o_col_idle.eq(col_idle if cfg.requant_overlap else idle)
 
         # ---- load port ---------------------------------------------------------------------
         ld = self.i_load.payload
@@ -445,10 +448,11 @@ class ProcessingElement(wiring.Component):
         # cycle (the same row in consecutive columns) sees the new sum; a row written two or more
         # cycles earlier is already in the memory.
         col_bank = Signal()
-        m.d.comb += col_bank.eq(layer.index[0])
+        m.d.comb += col_bank.eq(layer.index[0] if n_banks == 2 else 0)
         acc_now = Signal(signed(ACC))
         acc_sum = Signal(signed(ACC))
-        m.d.comb += [acc_now.eq(Mux(col_bank, acc_banks[1][0].data, acc_banks[0][0].data)),
+        m.d.comb += [acc_now.eq(acc_banks[-1][0].data if n_banks == 1 else
+                                Mux(col_bank, acc_banks[1][0].data, acc_banks[0][0].data)),
                      acc_sum.eq(acc_now + prod3)]
 
         # ---- requantize pipeline (its own engine, parameters latched at the hand-over) ------
@@ -459,13 +463,22 @@ class ProcessingElement(wiring.Component):
         # y = clamp((t + 2^(S-1)) >> S, 0, 255) computed as v = (2t) >> S (9 bits),
         # y = (v + 1) >> 1, saturating when t < 0 (to 0) or when any bit of t at or above S + 8
         # is set or v == 511 (to 255); no wide shifter, no rounding add.
-        rq_rows = Signal(RW)
-        rq_bias_base = Signal(MA)
-        rq_acc_base = Signal(RB)
-        rq_bank = Signal()
-        rq_last = Signal()
-        rq_shift = Signal(len(layer.shift))
-        rq_bias_shift = Signal(len(layer.bias_shift))
+        overlap = cfg.requant_overlap
+        if overlap:
+            # latched at the hand-over: the column engine moves on to the next layer
+            rq_rows = Signal(RW)
+            rq_bias_base = Signal(MA)
+            rq_acc_base = Signal(RB)
+            rq_bank = Signal()
+            rq_last = Signal()
+            rq_shift = Signal(len(layer.shift))
+            rq_bias_shift = Signal(len(layer.bias_shift))
+        else:
+            # the next layer waits for the requantization: the column engine's registers and
+            # the descriptor hold still
+            rq_rows, rq_bias_base, rq_acc_base = rows_local, bias_base, acc_base
+            rq_bank, rq_last = Const(0, 1), layer.last
+            rq_shift, rq_bias_shift = layer.shift, layer.bias_shift
         ri = Signal(RW + 1)             # next local row to read
         rv1 = Signal()
         rrow1 = Signal(RW)
@@ -482,22 +495,27 @@ class ProcessingElement(wiring.Component):
         r_adv = Signal()
         m.d.comb += r_adv.eq(~ov | self.o_out.ready)
         r_issue = Signal()
-        m.d.comb += r_issue.eq((rstate == REQ) & r_adv & (ri < rq_rows) & ~wf_req
-                               & (state != HDR))
+        m.d.comb += r_issue.eq((rstate == REQ) & r_adv & (ri < rq_rows)
+                               & ((~wf_req & (state != HDR)) if overlap else 1))
         with m.If(r_issue):
             m.d.sync += ri.eq(ri + 1)
         addr_terms.append((r_issue, rq_bias_base + ri))
         gated = [Mux(sel, addr, 0) for sel, addr in addr_terms]
         m.d.comb += [m_re.eq(Cat(sel for sel, _ in addr_terms[1:]).any()),
                      m_addr.eq(functools.reduce(operator.or_, gated))]
-        # the bias is on mem.rdata only in the cycle after its read (other reads follow)
-        r_issue_d = Signal()
-        bias_hold = Signal(16)
         bias_now = Signal(signed(cfg.weight_bits))
-        m.d.sync += r_issue_d.eq(r_issue)
-        with m.If(r_issue_d):
-            m.d.sync += bias_hold.eq(mem.rdata)
-        m.d.comb += bias_now.eq(Mux(r_issue_d, mem.rdata, bias_hold))
+        if overlap:
+            # the bias is on mem.rdata only in the cycle after its read (other reads follow)
+            r_issue_d = Signal()
+            bias_hold = Signal(16)
+            m.d.sync += r_issue_d.eq(r_issue)
+            with m.If(r_issue_d):
+                m.d.sync += bias_hold.eq(mem.rdata)
+            m.d.comb += bias_now.eq(Mux(r_issue_d, mem.rdata, bias_hold))
+        else:
+            # no other read while requantizing: mem.rdata holds the bias until the next issue,
+            # which waits for the pipeline to advance
+            m.d.comb += bias_now.eq(mem.rdata)
         rprod = Signal(signed(A + cfg.weight_bits + 1))
         with m.If(r_adv):
             m.d.sync += rprod.eq(Cat(Const(1, A) << rq_bias_shift[:3], Const(0, 1)).as_signed()
@@ -508,8 +526,9 @@ class ProcessingElement(wiring.Component):
                 with m.Case(k):
                     m.d.comb += bias_sh.eq(rprod << (8 * k))
         rq_sum = Signal(signed(ACC))
-        m.d.comb += rq_sum.eq(Mux(rq_bank, acc_banks[1][0].data, acc_banks[0][0].data)
-                              + bias_sh)
+        rq_acc = (acc_banks[0][0].data if n_banks == 1 else
+                  Mux(rq_bank, acc_banks[1][0].data, acc_banks[0][0].data))
+        m.d.comb += rq_sum.eq(rq_acc.as_signed() + bias_sh)
 
         # accumulator banks: the requantization engine owns the bank of its layer, the
         # accumulate pipeline the other one (layers L and L + 1 differ in parity); the read of
@@ -578,12 +597,14 @@ class ProcessingElement(wiring.Component):
         with m.Switch(rstate):
             with m.Case(RIDLE):
                 with m.If(handover):
-                    m.d.sync += [
-                        rstate.eq(REQ), ri.eq(0), rq_rows.eq(rows_local),
-                        rq_bias_base.eq(bias_base), rq_acc_base.eq(acc_base), rq_bank.eq(col_bank),
-                        rq_last.eq(layer.last), rq_shift.eq(layer.shift),
-                        rq_bias_shift.eq(layer.bias_shift),
-                    ]
+                    m.d.sync += [rstate.eq(REQ), ri.eq(0)]
+                    if overlap:
+                        m.d.sync += [
+                            rq_rows.eq(rows_local), rq_bias_base.eq(bias_base),
+                            rq_acc_base.eq(acc_base), rq_bank.eq(col_bank),
+                            rq_last.eq(layer.last), rq_shift.eq(layer.shift),
+                            rq_bias_shift.eq(layer.bias_shift),
+                        ]
             with m.Case(REQ):
                 with m.If((ri >= rq_rows) & ~rv1 & ~rv2 & ~rv3 & ~ov):
                     m.d.sync += rstate.eq(ENDT)
