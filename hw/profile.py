@@ -385,7 +385,8 @@ def format_profile(prof, title=""):
            + " |")
     for li, lp in enumerate(prof.layers):
         lines.append("")
-        lines.append(f"Layer {li}: {lp.cycles} cycles (o_start..o_done), ideal {lp.ideal} "
+        window = "o_start..o_done" if li == len(prof.layers) - 1 else "o_start..next o_start"
+        lines.append(f"Layer {li}: {lp.cycles} cycles ({window}), ideal {lp.ideal} "
                      f"({lp.macs} MACs / {prof.n_pes}), ratio {lp.cycles / max(lp.ideal, 1):.3f}; "
                      f"golden symbols per PE {lp.work.tolist()}; every PE's classes sum to "
                      f"{lp.cycles}")
