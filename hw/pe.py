@@ -1,38 +1,42 @@
 """Processing element: Huffman-coded sparse columns -> multiply-accumulate -> requantize.
 
 One PE owns the rows ``r`` with ``r mod N == index`` (docs/ARCHITECTURE.md sections 3, 4, 7).
-Its datapath, all stages registered:
+It has two memories: the *data memory* (layer headers, Huffman streams, biases) and the
+*pointer memory* (the column pointer tables, EIE's pointer SRAM), each with its own port, and
+two engines. The *column engine*, all stages registered:
 
-1. *Pointer fetch*: per non-zero activation ``(col, value)`` read ``ptr[col]`` and ``ptr[col+1]``
-   (1 or 2 words each) from the private memory; ``ptr[col]`` is skipped when the previous column
-   was ``col - 1`` (its end pointer is this column's start). Empty columns are dropped here.
-2. *Word fetch*: the column's stream words in order; a word that was the last one read (the
-   boundary word of adjacent columns) is reused without a memory read.
+1. *Pointer fetch* (pointer memory): per non-zero activation ``(col, value)`` read ``ptr[col]``
+   and ``ptr[col+1]`` (1 or 2 words each); ``ptr[col]`` is skipped when the previous column was
+   ``col - 1`` (its end pointer is this column's start). Empty columns are dropped here.
+2. *Word fetch* (data memory): the column's stream words in order, running ahead of the
+   decoder (the segment's framing waits in a 2-entry queue, its words in the word FIFO); a word
+   that was the last one read (the boundary word of adjacent columns) is reused without a read.
 3. :class:`hw.huffman.HuffmanDecoder`: one joint symbol per cycle, columns back to back.
 4. *Accumulate*: ``row = prev + gap + 1``; read ``acc[row]`` and ``codebook[idx]``, multiply
-   ``value * weight`` (one SB_MAC16), add and write back. The accumulator is read one stage
+   ``value * weight`` (an SB_MAC16), add and write back. The accumulator is read one stage
    before the write-back through a port that is transparent for it, so the same row in
    consecutive columns (read and written in the same cycle) needs no forwarding registers.
-5. *Requantize* (after the ``end`` token and when stages 1-4 are empty), one row per cycle:
-   ``acc + (bias << bias_shift)`` (the accumulate adder, free in this phase),
-   round-shift-saturate (hidden, :func:`round_shift_saturate`) or raw (last layer), write 0
-   back, emit the non-zero ones (all on the last layer) with their global row, then ``end``.
 
-The private memory has a single port: stream-word reads have priority over pointer reads; the
-header (5 reads at layer start) and the biases (requantization) use it while nothing else does.
+On the ``end`` token, once stages 1-4 are empty and the *requantization engine* is free, the
+layer is handed over and the column engine is idle again. The requantization engine, one row per
+cycle: ``acc + (bias << bias_shift)`` (the bias scaled by a second SB_MAC16 and a byte shift),
+round-shift-saturate (hidden, :func:`round_shift_saturate`) or raw (last layer), write 0 back,
+emit the non-zero ones (all on the last layer) with their global row, then ``end``. With
+``config.requant_overlap`` the accumulators are two banks (even and odd layers) and the
+engine's layer parameters are latched at the hand-over, so layer L is requantized while the
+column engine runs layer L + 1 (``o_col_idle``); its bias reads take the data-memory cycles
+the header and word reads leave free. Without it, one bank, and the next layer waits for the
+requantization (``o_col_idle == o_idle``).
 
 Throughput (tests/test_hw_pe.py, tests/test_hw_huffman.py, no back-pressure): within a column
 one symbol per cycle, columns back to back (0.98 symbols/cycle on columns of about 20 symbols,
-the rest table loading and pipeline fill); short columns are bound by the single memory port at ``pointer words + stream
-words`` per column (about 2-3.5 cycles/column), empty columns cost their 1-2 pointer reads.
-Requantization takes ``rows_local + 6`` cycles.
+the rest table loading and pipeline fill); short columns cost their pointer reads (1-2 per
+column on the pointer port) and stream words (one per cycle into the decoder), empty columns
+their pointer reads. Requantization takes ``rows_local + 6`` cycles.
 
-Area (``python -m hw.area --part pe``, yosys, iCE40): everything but the decoder 1001 LUT4,
-693 FF (body 917 / 565, segment queue 55 / 92, word FIFO 28 / 36), 3 EBR, 1 SB_MAC16; it was
-1200 / 842 before the accumulator lost its forwarding registers (and yosys' read-first
-emulation), the requantizer its high-bit mask and the bias add its own adder, and 2403 LUT4 /
-1425 FF (decoder included) before the requantizer lost its wide shifters and the decoder its
-40-bit bit buffer.
+Area (``python -m hw.area --part pe --pes 1 --model models/lenet300.npz``, yosys, iCE40, with
+the overlap): body 1072 LUT4 / 624 FF, 9 EBR (accumulator banks, codebook), 2 SB_MAC16;
+decoder 1249 / 460, 4 EBR. On the iCEBreaker (no overlap) the whole design places 4,997 LCs.
 """
 import functools
 import operator
