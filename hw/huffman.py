@@ -482,7 +482,10 @@ class HuffmanDecoder(wiring.Component):
         ]
 
         self._cur_rem, self._cur_valid, self._fire = cur_rem, cur_valid, fire
-        self._probe = dict(fire=fire, from_pend=from_pend, cur_valid=cur_valid, pend_valid=pend_valid, have_bits=have_bits, s_ok=s_ok, loading=loading, rem_zero=rem_zero, flush=flush)
+        # signals the profiler (hw.profile) samples every cycle
+        self._probe = dict(fire=fire, from_pend=from_pend, cur_valid=cur_valid,
+                           pend_valid=pend_valid, have_bits=have_bits, s_ok=s_ok,
+                           loading=loading, rem_zero=rem_zero, flush=flush)
         out = self.o_sym.payload
         m.d.comb += [
             self.o_sym.valid.eq(v3),

@@ -616,7 +616,12 @@ class ProcessingElement(wiring.Component):
                 with m.If(self.o_out.ready):
                     m.d.sync += rstate.eq(RIDLE)
         self._wq, self._sq = wfifo, segq
-        self._probe = dict(state=state, rstate=rstate, pi_busy=pi_busy, wf_active=wf_active, seg_valid=dec.i_seg.valid, seg_ready=dec.i_seg.ready, word_valid=dec.i_word.valid, word_ready=dec.i_word.ready, sym=dec.o_sym.valid, segq_level=segq.level, pr_valid=pr_valid, wf_req=wf_req)
+        # signals the profiler (hw.profile) samples every cycle
+        self._probe = dict(state=state, rstate=rstate, pi_busy=pi_busy, wf_active=wf_active,
+                           seg_valid=dec.i_seg.valid, seg_ready=dec.i_seg.ready,
+                           word_valid=dec.i_word.valid, word_ready=dec.i_word.ready,
+                           sym=dec.o_sym.valid, segq_level=segq.level, pr_valid=pr_valid,
+                           wf_req=wf_req)
         m.d.comb += drained.eq(~(pi_busy | pr_valid | segq.r_rdy | decq.r_rdy | wf_active
                                  | push_pending | wfifo.r_rdy | dec.o_busy | v1 | v2 | v3))
         return m

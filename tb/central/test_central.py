@@ -2,10 +2,11 @@
 
 The testbench plays the sequencer (``i_start`` / ``i_layer``; here the next layer only starts
 after the previous one is completely collected: the broadcast of layer L + 1 during layer L's
-collect is exercised by the accelerator tests with real PEs) and N behavioural PEs: each consumes its FIFO with random back-pressure and, after the
-``end`` token, emits random outputs of its rows (``r mod N == p``, ascending; hidden layers:
-a random subset with non-zero values; last layer: every row, random signed values with
-deliberate ties), with random idle cycles, then its ``end`` token.
+collect is exercised by the accelerator tests with real PEs) and N behavioural PEs: each
+consumes its FIFO with random back-pressure and, after the ``end`` token, emits random outputs
+of its rows (``r mod N == p``, ascending; hidden layers: a random subset with non-zero values;
+last layer: every row, random signed values with deliberate ties), with random idle cycles,
+then its ``end`` token.
 
 The dense input goes in words of ``K`` lanes (``CENTRAL_K``); the lanes past the vector's end
 carry garbage. Inputs: all zero, all non-zero, zero runs around a dense middle, random density.
@@ -14,10 +15,11 @@ Checked on every inference: each PE receives exactly the non-zero inputs of laye
 order (without stalls: in one cycle per input word without non-zero inputs, else one per
 non-zero input), and for a later layer exactly the previous layer's outputs of all PEs in
 ascending row order, each time followed by one ``end``; ``o_bdone`` comes once per layer, after
-every PE took its ``end``; ``o_done`` only on the last layer, once, after all N ``end`` tokens; ``i_input`` is not ready outside layer 0; ``o_logit`` carries
-every logit in index order with ``last`` on the final one and the payload held until its
-transfer; ``o_argmax`` is the first index of the maximum; ``o_error`` stays 0 (and flags a wrong
-input length in the ``bad_length`` test: ``last`` one word early).
+every PE took its ``end``; ``o_done`` only on the last layer, once, after all N ``end`` tokens;
+``i_input`` is not ready outside layer 0; ``o_logit`` carries every logit in index order with
+``last`` on the final one and the payload held until its transfer; ``o_argmax`` is the first
+index of the maximum; ``o_error`` stays 0 (and flags a wrong input length in the
+``bad_length`` test: ``last`` one word early).
 
 Environment: ``CENTRAL_N`` (PEs), ``CENTRAL_K`` (input lanes), ``CENTRAL_SIZES``
 (``in,hidden...,out``), ``CENTRAL_SEED``, ``CENTRAL_INPUTS``, ``CENTRAL_P_VALID``,
