@@ -65,10 +65,12 @@ class ProcessingElement(wiring.Component):
     Attributes
     ----------
     i_load : In(stream.Signature(LoadWrite))
-        Every load write; kept: ``mem == index`` (private memory) and the codebook / Huffman
-        table ids (own replicas). Ready while ``o_idle``.
+        Every load write; kept: ``mem == index`` (data memory), ``mem == N + 5 + index``
+        (pointer memory) and the codebook / Huffman table ids (own replicas). Ready while
+        ``o_idle``.
     i_layer : In(layer_config_layout(config))
-        Current layer descriptor, stable from ``i_start`` to this PE's ``end`` token.
+        Current layer descriptor, stable from ``i_start`` to the next ``i_start`` (the
+        requantization engine latches what it needs at the hand-over).
     i_start : In(1)
         Pulse while ``o_col_idle``: begin layer ``i_layer.index`` (reads its header words).
     i_act : In(stream.Signature(broadcast_layout(config)))
@@ -103,7 +105,6 @@ class ProcessingElement(wiring.Component):
         many = config.n_pes > 1
         self.seg_queue = self.SEG_QUEUE_MANY if many else self.SEG_QUEUE
         self.word_fifo = self.WORD_FIFO_MANY if many else self.WORD_FIFO
-        self.dec_queue = self.DEC_QUEUE
         super().__init__({
             "i_load": In(stream.Signature(LoadWrite)),
             "i_layer": In(layer_config_layout(config)),
@@ -147,6 +148,12 @@ class ProcessingElement(wiring.Component):
             m.submodules[f"accs{k}"] = accm
             wr = accm.write_port()
             acc_banks.append((accm.read_port(transparent_for=(wr,)), wr))
+
+        def acc_read_data(bank):
+            """Read data of accumulator bank ``bank`` (a 1-bit value; ignored with one bank)."""
+            if n_banks == 1:
+                return acc_banks[0][0].data
+            return Mux(bank, acc_banks[1][0].data, acc_banks[0][0].data)
 
         error = Signal()
         m.d.comb += self.o_error.eq(error)
@@ -261,13 +268,12 @@ class ProcessingElement(wiring.Component):
         seg_credit = Signal()
         m.d.comb += seg_credit.eq(segq.level + (pr_valid & pr_phase & ~pr_hi) < self.seg_queue)
         pi_req = Signal()
-        pi_grant = Signal()
         m.d.comb += pi_req.eq((state == RUN) & pi_busy & (~pi_last | seg_credit))
         pi_addr = Signal(MA)
         m.d.comb += pi_addr.eq(ptr_base + ((pi_col + pi_phase) << pw2) + pi_w)
 
         m.d.sync += pr_valid.eq(0)
-        with m.If(pi_grant):
+        with m.If(pi_req):          # the pointer port serves only this fetch: always granted
             m.d.sync += [
                 pr_valid.eq(1), pr_phase.eq(pi_phase), pr_hi.eq(pw2 & ~pi_w),
                 pr_value.eq(pi_value),
@@ -286,12 +292,12 @@ class ProcessingElement(wiring.Component):
         act_take = Signal()
         pi_free = Signal()
         m.d.comb += [
-            pi_free.eq(~pi_busy | (pi_grant & pi_last)),
+            pi_free.eq(~pi_busy | (pi_req & pi_last)),
             act_take.eq(((state == RUN) | (state == HDR)) & self.i_act.valid & ~act.end
                         & pi_free),
             self.i_act.ready.eq(act_take | handover),
         ]
-        with m.If(pi_grant & pi_last):
+        with m.If(pi_req & pi_last):
             m.d.sync += pi_busy.eq(0)
         with m.If(act_take):
             with m.If((act.col >= layer.in_features) | (act.col >= cfg.max_features)):
@@ -309,19 +315,17 @@ class ProcessingElement(wiring.Component):
         m.d.comb += ptr_val.eq(Mux(pw2, Cat(pmem.rdata, hi_word), pmem.rdata))
         # A column's start is the pointer read just before its end: ptr[col] when it was read,
         # else the previous column's end. Either way it is in last_end.
-        seg_start = Signal(BA)
-        m.d.comb += seg_start.eq(last_end)
         with m.If(pr_valid):
             with m.If(pr_hi):
                 m.d.sync += hi_word.eq(pmem.rdata)
             with m.Else():
                 m.d.sync += last_end.eq(ptr_val)
             with m.If(~pr_hi & pr_phase):
-                with m.If(ptr_val < seg_start):
+                with m.If(ptr_val < last_end):
                     m.d.sync += error.eq(1)
-                with m.If(ptr_val > seg_start):
+                with m.If(ptr_val > last_end):
                     m.d.comb += segq.w_en.eq(1)
-        m.d.comb += [sq_in.start.eq(seg_start), sq_in.end.eq(ptr_val), sq_in.value.eq(pr_value)]
+        m.d.comb += [sq_in.start.eq(last_end), sq_in.end.eq(ptr_val), sq_in.value.eq(pr_value)]
 
         # ---- word fetch --------------------------------------------------------------------
         m.submodules.wfifo = wfifo = fifo.SyncFIFO(width=16, depth=self.word_fifo)
@@ -372,7 +376,7 @@ class ProcessingElement(wiring.Component):
         seg_nbits = Signal(BA)
         m.d.comb += seg_nbits.eq(sq_out.end - sq_out.start)
         dseg = segment_layout(A)
-        m.submodules.decq = decq = fifo.SyncFIFO(width=dseg.size, depth=self.dec_queue)
+        m.submodules.decq = decq = fifo.SyncFIFO(width=dseg.size, depth=self.DEC_QUEUE)
         dq_in = data.View(dseg, decq.w_data)
         wf_start = Signal()
         m.d.comb += [
@@ -409,8 +413,7 @@ class ProcessingElement(wiring.Component):
                     m.d.comb += hdr_addr.eq((layer.index << 2) + k)
             with m.Default():
                 m.d.comb += hdr_addr.eq(2)
-        m.d.comb += [pi_grant.eq(pi_req),
-                     pmem.addr.eq(Mux(p_we, ld.addr, pi_addr)), pmem.re.eq(pi_grant)]
+        m.d.comb += [pmem.addr.eq(Mux(p_we, ld.addr, pi_addr)), pmem.re.eq(pi_req)]
         addr_terms += [(state == HDR, hdr_addr), (wf_req, stream_base + wf_addr)]
 
         # ---- accumulate pipeline -----------------------------------------------------------
@@ -455,9 +458,7 @@ class ProcessingElement(wiring.Component):
         m.d.comb += col_bank.eq(layer.index[0] if n_banks == 2 else 0)
         acc_now = Signal(signed(ACC))
         acc_sum = Signal(signed(ACC))
-        m.d.comb += [acc_now.eq(acc_banks[-1][0].data if n_banks == 1 else
-                                Mux(col_bank, acc_banks[1][0].data, acc_banks[0][0].data)),
-                     acc_sum.eq(acc_now + prod3)]
+        m.d.comb += [acc_now.eq(acc_read_data(col_bank)), acc_sum.eq(acc_now + prod3)]
 
         # ---- requantize pipeline (its own engine, parameters latched at the hand-over) ------
         # r0: bias[row] read (data memory, in a cycle without a header or word read); r1:
@@ -530,9 +531,7 @@ class ProcessingElement(wiring.Component):
                 with m.Case(k):
                     m.d.comb += bias_sh.eq(rprod << (8 * k))
         rq_sum = Signal(signed(ACC))
-        rq_acc = (acc_banks[0][0].data if n_banks == 1 else
-                  Mux(rq_bank, acc_banks[1][0].data, acc_banks[0][0].data))
-        m.d.comb += rq_sum.eq(rq_acc.as_signed() + bias_sh)
+        m.d.comb += rq_sum.eq(acc_read_data(rq_bank).as_signed() + bias_sh)
 
         # accumulator banks: the requantization engine owns the bank of its layer, the
         # accumulate pipeline the other one (layers L and L + 1 differ in parity); the read of

@@ -40,8 +40,9 @@ class LayerSequencer(wiring.Component):
     i_go : In(1)
         Request to start an inference (input available); acted on while ``o_idle``.
     i_pes_idle : In(1)
-        All PE column engines and the central unit's broadcast side are idle (a layer start is
-        only issued then).
+        A layer may start (a start is only issued then): all PE column engines and the central
+        unit's broadcast side are idle (the accelerator asks for everything idle before the
+        first layer of an inference).
     i_done : In(1)
         Pulse from the central unit: the last layer's outputs are all collected.
     i_bdone : In(1)

@@ -311,6 +311,7 @@ def _runs(load_words):
 
 def check_fit(status, int_model, packed):
     """Raise :class:`ModelFitError` if ``int_model``/``packed`` exceed the board's gateware."""
+    from sw.pack import pointer_mem
     problems = []
     if status.version != PROTOCOL_VERSION:
         problems.append(f"the gateware speaks protocol version {status.version}, this host "
@@ -333,12 +334,12 @@ def check_fit(status, int_model, packed):
         mem = int(mem)
         if mem < n and len(image) > status.pe_mem_depth:
             problems.append(f"PE {mem} image has {len(image)} words > {status.pe_mem_depth}")
-        if n + 5 <= mem < 2 * n + 5 and len(image) > status.pe_mem_depth:
-            problems.append(f"PE {mem - n - 5} pointer image has {len(image)} words > "
-                            f"{status.pe_mem_depth}")
+        if pointer_mem(n, 0) <= mem < pointer_mem(n, n) and len(image) > status.pe_mem_depth:
+            problems.append(f"PE {mem - pointer_mem(n, 0)} pointer image has {len(image)} words "
+                            f"> {status.pe_mem_depth}")
         if mem == n + 3 and len(image) > status.symbol_depth:
             problems.append(f"{len(image)} Huffman symbols > {status.symbol_depth}")
-        if mem >= 2 * n + 5:
+        if mem >= pointer_mem(n, n):
             problems.append(f"memory id {mem} does not exist with {n} PEs "
                             f"(packed for more PEs?)")
     if problems:

@@ -28,8 +28,8 @@ from sw.modelfile import CompressedModel, ModelFormatError, load_model
 from sw.sparse import encode_columns
 
 __all__ = ["PackError", "PackLimits", "WIDTH_KEYS", "PackedImages", "pack", "sized_limits",
-           "mem_names", "is_pe_memory", "main", "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2",
-           "DESC_WORDS", "HEADER_WORDS"]
+           "mem_names", "pointer_mem", "is_pe_memory", "main", "FLAG_RELU", "FLAG_LAST",
+           "FLAG_PTR2", "DESC_WORDS", "HEADER_WORDS"]
 
 FLAG_RELU = 1 << 0
 FLAG_LAST = 1 << 1
@@ -143,13 +143,19 @@ def mem_names(n_pes):
     for k, nm in enumerate(("codebook", "huff_limit", "huff_base", "huff_symbols", "layers")):
         names[n_pes + k] = nm
     for p in range(n_pes):
-        names[n_pes + 5 + p] = f"ptr{p}"
+        names[pointer_mem(n_pes, p)] = f"ptr{p}"
     return names
+
+
+def pointer_mem(n_pes, p):
+    """Memory id of PE ``p``'s pointer memory (``N+5+p``; ``pointer_mem(N, N)`` is one past the
+    last id in use)."""
+    return n_pes + 5 + p
 
 
 def is_pe_memory(mem, n_pes):
     """Memory id ``mem`` is a PE's data or pointer memory (``pe_mem_words`` deep)."""
-    return mem < n_pes or n_pes + 5 <= mem < 2 * n_pes + 5
+    return mem < n_pes or pointer_mem(n_pes, 0) <= mem < pointer_mem(n_pes, n_pes)
 
 
 @dataclass
@@ -279,7 +285,7 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
         raise PackError(f"n_pes must be >= 1, not {n_pes}")
     if N > spec.max_pes:
         raise PackError(f"board {spec.name} supports at most {spec.max_pes} PEs, not {N}")
-    if 2 * N + 5 > 256:
+    if pointer_mem(N, N) > 256:
         raise PackError(f"{N} PEs need more than 256 memory ids (mem is 8 bits)")
     pe_cap = min(int(spec.pe_mem_words), 65536)
     if limits.pe_mem_words is not None:
@@ -433,7 +439,7 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
     images[N + 3] = _u16(symbols)
     images[N + 4] = _u16(desc)
     for p in range(N):
-        images[N + 5 + p] = ptr_images[p]
+        images[pointer_mem(N, p)] = ptr_images[p]
     caps = {N + 0: limits.max_layers * cb_size, N + 1: limits.max_layers * L_max,
             N + 2: limits.max_layers * L_max, N + 3: limits.symbol_depth,
             N + 4: DESC_WORDS * limits.max_layers}

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sw.huffman import HuffmanError, table_decode, words_to_bits
+from sw.pack import pointer_mem
 
 __all__ = ["RefDecodeError", "LayerDescriptor", "read_descriptors", "decode_layer",
            "infer_packed", "infer_packed_layers", "infer_packed_events"]
@@ -141,7 +142,7 @@ def decode_layer(packed, d, p):
     N, _, _, idx_bits, _, L = _params(packed)
     pe_img = packed.images[p]
     ptr_base, stream_base, bias_base, rows_local = _header(pe_img, d)
-    ptr = _pointers(packed.images[N + 5 + p], d, ptr_base)
+    ptr = _pointers(packed.images[pointer_mem(N, p)], d, ptr_base)
     total = int(ptr[-1])
     bits = _stream_bits(pe_img, stream_base, total, L).astype(np.int64)
     limit, base, symbols = _tables(packed, d)
@@ -284,7 +285,7 @@ def infer_packed_events(packed, x_vector):
         for p in range(N):
             pe_img = packed.images[p]
             ptr_base, stream_base, bias_base, rows_local = _header(pe_img, d)
-            ptr = _pointers(packed.images[N + 5 + p], d, ptr_base)
+            ptr = _pointers(packed.images[pointer_mem(N, p)], d, ptr_base)
             bits = _stream_bits(pe_img, stream_base, int(ptr[-1]), L)
             local = np.zeros(rows_local, dtype=np.int64)
             for j in np.flatnonzero(a):
