@@ -3,7 +3,8 @@
 ::
 
     i_load ──► load router ──► PE 0..N-1 (data + pointer memories, codebook + Huffman replicas)
-                   └─────────► sequencer (layers memory, mem N+4)
+                   ├─────────► sequencer (layers memory, mem N+4)
+                   └─────────► CentralUnit (column skip table, mem 2N+5)
     i_input ─► CentralUnit ══► FIFO p ──► PE p ──► CentralUnit ─► o_logit / o_argmax
                    ▲  output banks (hidden outputs -> next layer's broadcast) │
                    └──────────────── o_done (barrier) ─► sequencer ─► i_start, i_layer
@@ -29,7 +30,7 @@ error_layout = data.StructLayout({
     "overflow": 1,  # a hidden layer output row does not fit the list buffer
     "logits": 1,    # the final layer produced a different number of logits than out_features
     "layers": 1,    # no ``last`` flag within ``max_layers`` descriptors
-    "load": 1,      # a load word for a memory id > 2N+4 or past the layers memory
+    "load": 1,      # a load word for a memory id > 2N+5, past the layers memory or skip table
 })
 
 
@@ -46,7 +47,8 @@ class Accelerator(wiring.Component):
         One word of a memory image (``mem`` 8 bits, ``addr`` 16 bits, ``data`` 16 bits).
         Ready only while idle (no inference in progress); a write for ``mem`` ``0..N+3`` or
         ``N+5..2N+4`` (pointer memories) goes to the PEs, ``N+4`` to the layers memory of the
-        sequencer.
+        sequencer, ``2N+5`` to the central unit's column skip table (dropped when the
+        configuration has none).
     i_input : In(stream.Signature(input_layout(config)))
         One inference's dense input vector: ``in_features`` unsigned ``act_bits`` values in
         words of ``K = input_lanes`` (word ``k`` lane ``j`` = input ``k*K + j``), ``last`` on the
@@ -115,9 +117,14 @@ class Accelerator(wiring.Component):
         ]
         for pe in pes:
             m.d.comb += [pe.i_load.valid.eq(ld_fire), pe.i_load.payload.eq(ld)]
+        if cfg.skip_columns:
+            m.d.comb += [cu.i_skip_we.eq(ld_fire & (ld.mem == cfg.mem_colskip)),
+                         cu.i_skip_addr.eq(ld.addr), cu.i_skip_data.eq(ld.data)]
+        # (without the column skip table its writes are accepted and dropped)
         err_load = Signal()
         with m.If(ld_fire & ((ld.mem >= cfg.n_mem_ids)
-                             | ((ld.mem == cfg.mem_layers) & (ld.addr >= 8 * cfg.max_layers)))):
+                             | ((ld.mem == cfg.mem_layers) & (ld.addr >= 8 * cfg.max_layers))
+                             | ((ld.mem == cfg.mem_colskip) & (ld.addr >= cfg.colskip_depth)))):
             m.d.sync += err_load.eq(1)
 
         # ---- layer control -----------------------------------------------------------------

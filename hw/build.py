@@ -39,6 +39,10 @@ BOARD_INPUT_LANES = 1
 #: 5,289 / 5,280 LCs on the iCEBreaker with it (two accumulator banks and their multiplexers),
 #: so the board runs the layers one after the other.
 BOARD_REQUANT_OVERLAP = False
+#: The central unit's column skip table (``AcceleratorConfig.column_skip``): with one PE it only
+#: skips input columns without any weight (none of the MNIST pixels that are ever non-zero),
+#: so the board spends no logic on it (its image is still uploaded and dropped).
+BOARD_COLUMN_SKIP = False
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -279,7 +283,8 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
     # A 4-deep broadcast FIFO: half the central unit's ring of the default 8 for ~1.5 % cycles.
     config = AcceleratorConfig(n_pes=n_pes, memory="ice40", pe_mem_depth=spec.pe_mem_words,
                                fifo_depth=BOARD_FIFO_DEPTH, input_lanes=BOARD_INPUT_LANES,
-                               requant_overlap=BOARD_REQUANT_OVERLAP)
+                               requant_overlap=BOARD_REQUANT_OVERLAP,
+                               column_skip=BOARD_COLUMN_SKIP)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("report.json", "report.txt"):

@@ -114,6 +114,11 @@ class CentralUnit(wiring.Component):
         Nothing in progress (broadcast and collect idle).
     o_error : Out(central_error_layout)
         Sticky error flags (see :data:`central_error_layout`).
+    i_skip_we, i_skip_addr, i_skip_data : In(1), In(16), In(16)
+        Only with ``config.skip_columns``: write ``i_skip_data`` (bit ``p`` set: PE ``p``'s
+        column is empty) into entry ``i_skip_addr`` of the column skip table (entry = the
+        layer's first entry + column; the layers' columns back to back, layer 0 first).
+        Writes past ``colskip_depth`` are dropped. Only while ``o_idle``.
     """
 
     def __init__(self, config):
@@ -121,7 +126,11 @@ class CentralUnit(wiring.Component):
         n = config.n_pes
         #: Entries of each PE's output bank: the most non-zero outputs one PE has in a layer.
         self.bank_depth = min(config.max_rows_per_pe, -(-config.max_features // n))
+        skip_ports = {}
+        if config.skip_columns:
+            skip_ports = {"i_skip_we": In(1), "i_skip_addr": In(16), "i_skip_data": In(16)}
         super().__init__({
+            **skip_ports,
             "i_input": In(stream.Signature(input_layout(config))),
             "i_layer": In(layer_config_layout(config)),
             "i_start": In(1),
@@ -156,28 +165,44 @@ class CentralUnit(wiring.Component):
                      self.o_idle.eq((state == IDLE) & ~collecting)]
         ended = Signal(N)               # PE p's end token of the collected layer was received
 
-        # ---- broadcast FIFOs: one shared storage, one read pointer per PE -----------------
-        # Every word enters all N FIFOs at once, so they hold the same words: one ring of
-        # ``fifo_depth`` registers, a write pointer and per PE a read pointer and a level. The
-        # ring is written only when no PE's level is at the depth (then no unread entry is
-        # overwritten). Registers, not block RAM: N copies of a small FIFO would cost N EBRs.
+        # ---- broadcast FIFOs ----------------------------------------------------------------
+        # Without the column skip table every word enters all N FIFOs at once, so they hold the
+        # same words: one ring of ``fifo_depth`` registers, a write pointer and per PE a read
+        # pointer and a level. The ring is written only when no PE's level is at the depth
+        # (then no unread entry is overwritten). Registers, not block RAM: N copies of a small
+        # FIFO would cost N EBRs. With the table a word enters only the FIFOs of the PEs with
+        # work in its column: one ring per PE.
         D = cfg.fifo_depth
+        skip = cfg.skip_columns
         slot = data.StructLayout({"col": FB, "value": A, "end": 1})
-        ring = Array(Signal(slot, name=f"ring{k}") for k in range(D))
-        wptr = Signal(range(D))
+        n_rings = N if skip else 1
+        rings = [Array(Signal(slot, name=f"ring{r}_{k}") for k in range(D))
+                 for r in range(n_rings)]
+        wptrs = [Signal(range(D), name=f"wptr{r}") for r in range(n_rings)]
         rptrs = [Signal(range(D), name=f"rptr{p}") for p in range(N)]
         levels = [Signal(range(D + 1), name=f"level{p}") for p in range(N)]
-        all_rdy = Signal()
-        m.d.comb += all_rdy.eq(Cat(lv != D for lv in levels).all())
-        push = Signal()                     # only ever asserted together with all_rdy
+        # ``take``: the broadcast source hands over ``take_data`` (an input lane, a merged bank
+        # head or the end token); allowed only while ``can_take``. ``push``: ``push_data``
+        # enters the FIFOs of the PEs in ``push_to``; only ever asserted while every one of
+        # them has room.
+        take = Signal()
+        take_data = Signal(bl)
+        can_take = Signal()
+        push = Signal()
         push_data = Signal(bl)
-        with m.If(push):
-            m.d.sync += [ring[wptr].col.eq(push_data.col), ring[wptr].value.eq(push_data.value),
-                         ring[wptr].end.eq(push_data.end),
-                         wptr.eq(Mux(wptr == D - 1, 0, wptr + 1))]
+        push_to = Signal(N)
+        room = Signal(N)
+        m.d.comb += room.eq(Cat(lv != D for lv in levels))
+        for r in range(n_rings):
+            ring, wptr = rings[r], wptrs[r]
+            with m.If(push & (push_to[r] if skip else 1)):
+                m.d.sync += [ring[wptr].col.eq(push_data.col),
+                             ring[wptr].value.eq(push_data.value),
+                             ring[wptr].end.eq(push_data.end),
+                             wptr.eq(Mux(wptr == D - 1, 0, wptr + 1))]
         for p in range(N):
             act = self.o_act[p]
-            head = ring[rptrs[p]]
+            head = rings[p if skip else 0][rptrs[p]]
             pop = Signal(name=f"act_pop{p}")
             m.d.comb += [
                 act.valid.eq(levels[p] != 0),
@@ -188,7 +213,49 @@ class CentralUnit(wiring.Component):
             ]
             with m.If(pop):
                 m.d.sync += rptrs[p].eq(Mux(rptrs[p] == D - 1, 0, rptrs[p] + 1))
-            m.d.sync += levels[p].eq(levels[p] + push - pop)
+            m.d.sync += levels[p].eq(levels[p] + (push & push_to[p]) - pop)
+
+        # ---- column skip stage -------------------------------------------------------------
+        # Without the table a taken word is pushed into all FIFOs in the same cycle. With it,
+        # a taken word waits one cycle in ``held`` while its skip bits are read (table address:
+        # the layer's first entry + column), then enters the FIFOs of the PEs whose bit is
+        # clear (the end token enters all), once all of them have room.
+        held_busy = Signal()            # nothing may follow the end token until it is pushed
+        if skip:
+            sk = memory.Memory(shape=N, depth=cfg.colskip_depth, init=[])
+            m.submodules.colskip = sk
+            sk_wr = sk.write_port()
+            sk_rd = sk.read_port()
+            SA = (cfg.colskip_depth - 1).bit_length()
+            m.d.comb += [sk_wr.addr.eq(self.i_skip_addr), sk_wr.data.eq(self.i_skip_data[:N]),
+                         sk_wr.en.eq(self.i_skip_we
+                                     & (self.i_skip_addr < cfg.colskip_depth))]
+            sk_base = Signal(SA)        # the current layer's first table entry
+            sk_next = Signal(SA + 1)    # the next layer's (this layer's base + in_features)
+            held = Signal(bl)
+            held_valid = Signal()
+            to = Signal(N)
+            m.d.comb += [
+                sk_rd.addr.eq(sk_base + take_data.col[:SA]),
+                sk_rd.en.eq(take),
+                to.eq(Mux(held.end, (1 << N) - 1, ~sk_rd.data)),
+                push.eq(held_valid & ((room | ~to) == (1 << N) - 1)),
+                push_data.eq(held),
+                push_to.eq(to),
+                can_take.eq(~held_valid | push),
+                held_busy.eq(held_valid),
+            ]
+            with m.If(take):
+                m.d.sync += [held.eq(take_data), held_valid.eq(1)]
+            with m.Elif(push):
+                m.d.sync += held_valid.eq(0)
+        else:
+            m.d.comb += [
+                can_take.eq(room.all()),
+                push.eq(take),
+                push_data.eq(take_data),
+                push_to.eq((1 << N) - 1),
+            ]
 
         # ---- per-PE output banks ----------------------------------------------------------
         # Bank p holds PE p's non-zero outputs of the last hidden layer in ascending row order
@@ -284,11 +351,11 @@ class CentralUnit(wiring.Component):
         m.d.comb += self.o_in_take.eq(in_take)
         with m.If(state == BIN):
             m.d.comb += [
-                self.i_input.ready.eq((rest == 0) & ((todo == 0) | all_rdy)),
-                push.eq(self.i_input.valid & (todo != 0) & all_rdy),
-                push_data.col.eq(lane_col),
-                push_data.value.eq(lane_value),
-                in_take.eq(self.i_input.valid & (self.i_input.ready | push)),
+                self.i_input.ready.eq((rest == 0) & ((todo == 0) | can_take)),
+                take.eq(self.i_input.valid & (todo != 0) & can_take),
+                take_data.col.eq(lane_col),
+                take_data.value.eq(lane_value),
+                in_take.eq(self.i_input.valid & (self.i_input.ready | take)),
             ]
             with m.If(self.i_input.valid & self.i_input.ready):
                 m.d.sync += [word_step, pend.eq(pend.init)]
@@ -298,7 +365,7 @@ class CentralUnit(wiring.Component):
                     m.d.sync += state.eq(END)
                     with m.If(inp.last != at_end):
                         m.d.sync += err_input.eq(1)
-            with m.Elif(push):
+            with m.Elif(take):
                 m.d.sync += pend.eq(rest)
 
         # ---- phase 1b: N-way merge of the banks --------------------------------------------
@@ -351,19 +418,19 @@ class CentralUnit(wiring.Component):
         best = Const(0, range(N))
         best_row, best_val = heads[0]
         for p in range(1, N):
-            take = present[p] & (~found | (heads[p][0] < best_row))
+            smaller = present[p] & (~found | (heads[p][0] < best_row))
             f_p, b_p = Signal(name=f"sf{p}"), Signal(range(N), name=f"sb{p}")
             r_p, v_p = Signal(FB, name=f"sr{p}"), Signal(A, name=f"sv{p}")
-            m.d.comb += [f_p.eq(found | present[p]), b_p.eq(Mux(take, p, best)),
-                         r_p.eq(Mux(take, heads[p][0], best_row)),
-                         v_p.eq(Mux(take, heads[p][1], best_val))]
+            m.d.comb += [f_p.eq(found | present[p]), b_p.eq(Mux(smaller, p, best)),
+                         r_p.eq(Mux(smaller, heads[p][0], best_row)),
+                         v_p.eq(Mux(smaller, heads[p][1], best_val))]
             found, best, best_row, best_val = f_p, b_p, r_p, v_p
         with m.If(bbuf):
-            ok = (present | exhausted).all() & found & all_rdy
+            ok = (present | exhausted).all() & found & can_take
             m.d.comb += [
-                push.eq(ok),
-                push_data.col.eq(best_row),
-                push_data.value.eq(best_val),
+                take.eq(ok),
+                take_data.col.eq(best_row),
+                take_data.value.eq(best_val),
                 pop.eq(Mux(ok, 1 << best, 0)),
             ]
             with m.If(exhausted.all()):
@@ -377,14 +444,14 @@ class CentralUnit(wiring.Component):
         cl_last = Signal()
         cl_out = Signal(len(layer.out_features))
         with m.If(state == END):
-            m.d.comb += [push.eq(all_rdy), push_data.end.eq(1)]
-            with m.If(all_rdy):
+            m.d.comb += [take.eq(can_take), take_data.end.eq(1)]
+            with m.If(can_take):
                 m.d.sync += [state.eq(DRAIN), collecting.eq(1), ended.eq(0), n_logit.eq(0),
                              sel.eq(0), cl_last.eq(layer.last), cl_out.eq(layer.out_features)]
                 m.d.sync += [b["wp"].eq(0) for b in banks]
         # every PE took its end token (handed the layer to its requantization engine)
         m.d.sync += self.o_bdone.eq(0)
-        with m.If((state == DRAIN) & Cat(lv == 0 for lv in levels).all()):
+        with m.If((state == DRAIN) & ~held_busy & Cat(lv == 0 for lv in levels).all()):
             m.d.sync += [state.eq(IDLE), self.o_bdone.eq(1)]
 
         # ---- phase 3: collect --------------------------------------------------------------
@@ -459,6 +526,12 @@ class CentralUnit(wiring.Component):
 
         # ---- start -------------------------------------------------------------------------
         with m.If((state == IDLE) & self.i_start):
+            if skip:
+                # the layer's entries follow the previous layer's in the column skip table
+                with m.If(layer.index == 0):
+                    m.d.sync += [sk_base.eq(0), sk_next.eq(layer.in_features)]
+                with m.Else():
+                    m.d.sync += [sk_base.eq(sk_next), sk_next.eq(sk_next + layer.in_features)]
             with m.If(layer.index == 0):
                 m.d.sync += [state.eq(BIN), word_reset, *at_end_regs]
             with m.Else():

@@ -45,6 +45,14 @@ class AcceleratorConfig:
         when every PE has taken the end token instead of after the last output. ``False``: one
         bank, a PE finishes its requantization before the next layer starts (the iCEBreaker
         build: the overlap costs about 270 logic cells).
+    column_skip : bool
+        The central unit holds the *column skip table* (memory id ``mem_colskip``): per layer
+        and input column one bit per PE, set when the PE's column is empty (no stored weight,
+        no filler). A non-zero activation is pushed only into the FIFOs of the PEs that have
+        work in its column, so a PE spends no cycle on columns it has nothing in (one PE's
+        share of a column is often empty with N >= 4). Each PE then has its own FIFO (with
+        the table off they share one ring). Only with ``n_pes <= 16`` (one 16-bit word per
+        column); ignored otherwise. An unloaded table (all zeros) skips nothing.
     memory : str
         ``"lib"``: every memory is an ``amaranth.lib.memory.Memory`` (simulation, any FPGA);
         ``"ice40"``: PE memories (data and pointers) map to SB_SPRAM256KA.
@@ -62,8 +70,9 @@ class AcceleratorConfig:
     max_features: int = 1024
     symbol_depth: int = 512
     fifo_depth: int = 8
-    input_lanes: int = 4
+    input_lanes: int = 16
     requant_overlap: bool = True
+    column_skip: bool = True
     memory: str = "lib"
 
     def __post_init__(self):
@@ -106,9 +115,26 @@ class AcceleratorConfig:
         return self.n_pes + 5
 
     @property
+    def mem_colskip(self):
+        """Memory id of the column skip table (``2N+5``; written and ignored when the table is
+        off, see ``column_skip``)."""
+        return 2 * self.n_pes + 5
+
+    @property
     def n_mem_ids(self):
         """Memory ids in use: ``0 .. n_mem_ids - 1``."""
-        return 2 * self.n_pes + 5
+        return 2 * self.n_pes + 6
+
+    @property
+    def skip_columns(self):
+        """The central unit has the column skip table (``column_skip`` and ``n_pes <= 16``)."""
+        return self.column_skip and self.n_pes <= 16
+
+    @property
+    def colskip_depth(self):
+        """Entries of the column skip table: every layer's input columns, layer after layer
+        (``max_layers * max_features``)."""
+        return self.max_layers * self.max_features
 
     @property
     def feature_bits(self):

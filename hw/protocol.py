@@ -20,7 +20,8 @@ __all__ = [
     "STATUS_FLAGS", "crc16", "encode_frame", "ProtocolEngine",
 ]
 
-PROTOCOL_VERSION = 2      # 2: per-PE pointer memories (mem ids N+5..2N+4)
+PROTOCOL_VERSION = 3      # 2: per-PE pointer memories (mem ids N+5..2N+4)
+#                           3: column skip table (mem id 2N+5)
 SOF = 0xA5
 
 

@@ -311,7 +311,7 @@ def _runs(load_words):
 
 def check_fit(status, int_model, packed):
     """Raise :class:`ModelFitError` if ``int_model``/``packed`` exceed the board's gateware."""
-    from sw.pack import pointer_mem
+    from sw.pack import colskip_mem, pointer_mem
     problems = []
     if status.version != PROTOCOL_VERSION:
         problems.append(f"the gateware speaks protocol version {status.version}, this host "
@@ -339,7 +339,10 @@ def check_fit(status, int_model, packed):
                             f"> {status.pe_mem_depth}")
         if mem == n + 3 and len(image) > status.symbol_depth:
             problems.append(f"{len(image)} Huffman symbols > {status.symbol_depth}")
-        if mem >= pointer_mem(n, n):
+        if mem == colskip_mem(n) and len(image) > status.max_layers * status.max_features:
+            problems.append(f"column skip table of {len(image)} words > "
+                            f"{status.max_layers * status.max_features}")
+        if mem > colskip_mem(n):
             problems.append(f"memory id {mem} does not exist with {n} PEs "
                             f"(packed for more PEs?)")
     if problems:

@@ -28,7 +28,7 @@ from sw.modelfile import CompressedModel, ModelFormatError, load_model
 from sw.sparse import encode_columns
 
 __all__ = ["PackError", "PackLimits", "WIDTH_KEYS", "PackedImages", "pack", "sized_limits",
-           "mem_names", "pointer_mem", "is_pe_memory", "main", "FLAG_RELU", "FLAG_LAST",
+           "mem_names", "pointer_mem", "colskip_mem", "colskip_table", "is_pe_memory", "main", "FLAG_RELU", "FLAG_LAST",
            "FLAG_PTR2", "DESC_WORDS", "HEADER_WORDS"]
 
 FLAG_RELU = 1 << 0
@@ -36,7 +36,10 @@ FLAG_LAST = 1 << 1
 FLAG_PTR2 = 1 << 2
 DESC_WORDS = 8
 HEADER_WORDS = 4
-MANIFEST_VERSION = 2      # 2: pointer tables in their own per-PE memories (ids N+5..2N+4)
+MANIFEST_VERSION = 3      # 2: pointer tables in their own per-PE memories (ids N+5..2N+4)
+#                           3: column skip table (id 2N+5)
+#: Largest PE count with a column skip table (one 16-bit word per column).
+COLSKIP_MAX_PES = 16
 
 
 #: Integer widths a model defines and the gateware is built with (section 1 of ARCHITECTURE.md).
@@ -138,13 +141,38 @@ def sized_limits(model, n_pes, limits=None, balance=True):
 def mem_names(n_pes):
     """``dict`` memory id -> name: ``pe0..`` (ids ``0..N-1``, the PEs' data memories),
     ``codebook``, ``huff_limit``, ``huff_base``, ``huff_symbols``, ``layers`` (``N..N+4``),
-    ``ptr0..`` (``N+5..2N+4``, the PEs' pointer memories)."""
+    ``ptr0..`` (``N+5..2N+4``, the PEs' pointer memories), ``colskip`` (``2N+5``, the central
+    unit's column skip table)."""
     names = {p: f"pe{p}" for p in range(n_pes)}
     for k, nm in enumerate(("codebook", "huff_limit", "huff_base", "huff_symbols", "layers")):
         names[n_pes + k] = nm
     for p in range(n_pes):
         names[pointer_mem(n_pes, p)] = f"ptr{p}"
+    names[colskip_mem(n_pes)] = "colskip"
     return names
+
+
+def colskip_mem(n_pes):
+    """Memory id of the column skip table (``2N+5``, one past the last pointer memory)."""
+    return 2 * n_pes + 5
+
+
+def colskip_table(col_ptrs):
+    """Column skip table image (docs/FORMATS.md): per layer, per input column one word whose
+    bit ``p`` is set when PE ``p``'s share of the column is empty; layers back to back.
+
+    ``col_ptrs[i][p]`` is PE ``p``'s column pointer array (``in + 1`` offsets, any unit) of
+    layer ``i``. Needs at most :data:`COLSKIP_MAX_PES` PEs.
+    """
+    parts = []
+    for ptrs in col_ptrs:
+        if len(ptrs) > COLSKIP_MAX_PES:
+            raise PackError(f"the column skip table has 16 bits per column: {len(ptrs)} PEs")
+        words = np.zeros(len(ptrs[0]) - 1, dtype=np.int64)
+        for p, ptr in enumerate(ptrs):
+            words |= (np.diff(np.asarray(ptr, dtype=np.int64)) == 0).astype(np.int64) << p
+        parts.append(words)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def pointer_mem(n_pes, p):
@@ -285,7 +313,7 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
         raise PackError(f"n_pes must be >= 1, not {n_pes}")
     if N > spec.max_pes:
         raise PackError(f"board {spec.name} supports at most {spec.max_pes} PEs, not {N}")
-    if pointer_mem(N, N) > 256:
+    if colskip_mem(N) >= 256:
         raise PackError(f"{N} PEs need more than 256 memory ids (mem is 8 bits)")
     pe_cap = min(int(spec.pe_mem_words), 65536)
     if limits.pe_mem_words is not None:
@@ -443,6 +471,10 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
     caps = {N + 0: limits.max_layers * cb_size, N + 1: limits.max_layers * L_max,
             N + 2: limits.max_layers * L_max, N + 3: limits.symbol_depth,
             N + 4: DESC_WORDS * limits.max_layers}
+    if N <= COLSKIP_MAX_PES:
+        images[colskip_mem(N)] = _u16(colskip_table([[pe.col_ptr for pe in e.pes]
+                                                     for e in enc]))
+        caps[colskip_mem(N)] = limits.max_layers * limits.max_features
     names = mem_names(N)
 
     manifest = _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, streams,
@@ -526,6 +558,9 @@ def _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, stream
             "breakdown_bytes": {k: 2 * sum(u[k] for u in pe_usage)
                                 for k in ("header", "pointers", "streams", "biases")}
             | {"tables": shared_bytes},
+            # the column skip table only speeds the broadcast up (it follows from the pointer
+            # tables; a configuration without it runs the same images): not in total_bytes
+            "colskip_bits": N * int(len(images.get(colskip_mem(N), []))),
         },
     }
 

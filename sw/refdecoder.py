@@ -4,6 +4,8 @@ Reads only what the hardware reads (docs/ARCHITECTURE.md section 4): layer descr
 headers, pointer tables, Huffman streams (decoded with the ``limit``/``base``/``symbols`` table
 method of section 3), the codebook and the biases, plus the section-1 widths and N from the
 manifest's ``params``/``n_pes``. The result must equal :func:`sw.golden.infer` bit for bit.
+The column skip table (if present) is checked against the pointers: a PE never sees a column
+the table skips, so a skipped column must be empty (:class:`RefDecodeError` otherwise).
 
 Two ways to run:
 
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sw.huffman import HuffmanError, table_decode, words_to_bits
-from sw.pack import pointer_mem
+from sw.pack import colskip_mem, pointer_mem
 
 __all__ = ["RefDecodeError", "LayerDescriptor", "read_descriptors", "decode_layer",
            "infer_packed", "infer_packed_layers", "infer_packed_events"]
@@ -127,6 +129,31 @@ def _stream_bits(pe_img, stream_base, n_bits, L):
     return words_to_bits(words)
 
 
+def _skip_bits(packed, descs, d, p):
+    """bool ``[in_features]``: the column skip table keeps layer ``d``'s column from PE ``p``
+    (all False without a table). Entries: the layers' columns back to back."""
+    N = _params(packed)[0]
+    table = packed.images.get(colskip_mem(N))
+    if table is None:
+        return np.zeros(d.in_features, dtype=bool)
+    base = sum(e.in_features for e in descs[:d.index])
+    entries = np.asarray(table, dtype=np.int64)[base:base + d.in_features]
+    if len(entries) != d.in_features:
+        raise RefDecodeError(f"layer {d.index}: the column skip table ends at {len(table)} "
+                             f"entries, before the layer's columns")
+    return (entries >> p & 1).astype(bool)
+
+
+def _check_skip(packed, d, p, ptr):
+    """Raise if the column skip table keeps a non-empty column from PE ``p``."""
+    skip = _skip_bits(packed, read_descriptors(packed), d, p)
+    bad = np.flatnonzero(skip & (np.diff(ptr) != 0))
+    if len(bad):
+        raise RefDecodeError(f"layer {d.index} PE {p}: the column skip table skips column "
+                             f"{int(bad[0])}, which has {int(ptr[bad[0] + 1] - ptr[bad[0]])} "
+                             "bits of codes")
+
+
 def decode_layer(packed, d, p):
     """Decode PE ``p``'s share of layer ``d`` from the images.
 
@@ -143,6 +170,7 @@ def decode_layer(packed, d, p):
     pe_img = packed.images[p]
     ptr_base, stream_base, bias_base, rows_local = _header(pe_img, d)
     ptr = _pointers(packed.images[pointer_mem(N, p)], d, ptr_base)
+    _check_skip(packed, d, p, ptr)
     total = int(ptr[-1])
     bits = _stream_bits(pe_img, stream_base, total, L).astype(np.int64)
     limit, base, symbols = _tables(packed, d)
@@ -286,6 +314,7 @@ def infer_packed_events(packed, x_vector):
             pe_img = packed.images[p]
             ptr_base, stream_base, bias_base, rows_local = _header(pe_img, d)
             ptr = _pointers(packed.images[pointer_mem(N, p)], d, ptr_base)
+            _check_skip(packed, d, p, ptr)
             bits = _stream_bits(pe_img, stream_base, int(ptr[-1]), L)
             local = np.zeros(rows_local, dtype=np.int64)
             for j in np.flatnonzero(a):

@@ -196,12 +196,19 @@ def test_check_fit():
     st16 = BoardStatus(dict(STATUS, act_bits=16))
     with pytest.raises(ModelFitError, match="act_bits"):
         check_fit(st16, small, Packed())
-    # pointer memories (ids N+5..2N+4) are as deep as the data memories; ids past them are bad
+    # pointer memories (ids N+5..2N+4) are as deep as the data memories; the column skip table
+    # (2N+5) holds max_layers * max_features entries; ids past it are bad
     Packed.images = {4 + 5 + 3: np.zeros(16385, np.uint16)}
     with pytest.raises(ModelFitError, match="PE 3 pointer image has 16385 words"):
         check_fit(st, small, Packed())
-    Packed.images = {2 * 4 + 5: np.zeros(1, np.uint16)}
-    with pytest.raises(ModelFitError, match="memory id 13 does not exist"):
+    cap = st.max_layers * st.max_features
+    Packed.images = {2 * 4 + 5: np.zeros(cap, np.uint16)}
+    check_fit(st, small, Packed())
+    Packed.images = {2 * 4 + 5: np.zeros(cap + 1, np.uint16)}
+    with pytest.raises(ModelFitError, match=f"column skip table of {cap + 1} words"):
+        check_fit(st, small, Packed())
+    Packed.images = {2 * 4 + 6: np.zeros(1, np.uint16)}
+    with pytest.raises(ModelFitError, match="memory id 14 does not exist"):
         check_fit(st, small, Packed())
     with pytest.raises(ModelFitError, match="protocol version 1, this host"):
         check_fit(BoardStatus(dict(STATUS, version=1)), small, Packed())

@@ -19,17 +19,24 @@ CASES = {
     "n2_k3_no_stalls": (2, 3, "50,20,10", 9, 1.0, 1.0),
     "n1_k1_no_stalls": (1, 1, "37,20,10", 10, 1.0, 1.0),
     "n8": (8, 4, "50,70,10", 6, 0.7, 0.7),
+    # with the column skip table (random masks)
+    "n1_skip": (1, 1, "30,20,10", 11, 0.7, 0.6, True),
+    "n4_k4_skip": (4, 4, "45,33,12", 12, 0.6, 0.5, True),
+    "n4_skip_no_stalls": (4, 4, "64,48,10", 13, 1.0, 1.0, True),
+    "n8_k16_skip": (8, 16, "70,50,10", 14, 0.7, 0.7, True),
 }
 
 
-def _run(name, n, k, sizes, seed, p_valid, p_ready, testcase=None):
-    run_testbench(CentralUnit(AcceleratorConfig(n_pes=n, input_lanes=k)), toplevel="central",
-                  test_module="tb.central.test_central", build_name=f"central_n{n}_k{k}",
+def _run(name, n, k, sizes, seed, p_valid, p_ready, skip=False, testcase=None, env=()):
+    run_testbench(CentralUnit(AcceleratorConfig(n_pes=n, input_lanes=k, column_skip=skip)),
+                  toplevel="central", test_module="tb.central.test_central",
+                  build_name=f"central_n{n}_k{k}" + ("_skip" if skip else ""),
                   build_args=VERILATOR_ARGS, testcase=testcase,
                   extra_env={"CENTRAL_N": n, "CENTRAL_K": k, "CENTRAL_SIZES": sizes,
                              "CENTRAL_SEED": seed,
                              "CENTRAL_INPUTS": 5, "CENTRAL_P_VALID": p_valid,
-                             "CENTRAL_P_READY": p_ready})
+                             "CENTRAL_P_READY": p_ready, "CENTRAL_SKIP": int(skip),
+                             **dict(env)})
 
 
 @pytest.mark.sim
@@ -42,7 +49,7 @@ def test_central(name):
 def test_central_testbench_can_fail():
     """Expecting the merged broadcast in PE emission order instead of sorted must fail."""
     with pytest.raises(SimulationFailed):
-        run_testbench(CentralUnit(AcceleratorConfig(n_pes=2, input_lanes=1)),
+        run_testbench(CentralUnit(AcceleratorConfig(n_pes=2, input_lanes=1, column_skip=False)),
                       toplevel="central", test_module="tb.central.test_central",
                       build_name="central_n2_k1",
                       build_args=VERILATOR_ARGS, testcase="central_broadcast_merge_order",
@@ -50,6 +57,14 @@ def test_central_testbench_can_fail():
                                  "CENTRAL_SEED": 1, "CENTRAL_INPUTS": 2,
                                  "CENTRAL_P_VALID": 1.0, "CENTRAL_P_READY": 1.0,
                                  "CENTRAL_BREAK": 1})
+
+
+@pytest.mark.sim
+def test_central_skip_testbench_can_fail():
+    """With the skip table loaded, expecting every column at every PE must fail."""
+    with pytest.raises(SimulationFailed):
+        _run("n4_k4_skip", *CASES["n4_k4_skip"], testcase="central_broadcast_merge_order",
+             env={"CENTRAL_BREAK_SKIP": 1})
 
 
 def test_input_lanes_config_and_packing():

@@ -24,8 +24,11 @@ def test_layout_addresses(n_pes):
     pk = pack(im, n_pes, "sim", limits=BIG)
     N = n_pes
     L = im.huff_max_len
-    assert sorted(pk.images) == list(range(2 * N + 5))
+    assert sorted(pk.images) == list(range(2 * N + 6))
     assert all(img.dtype == np.uint16 for img in pk.images.values())
+    skip = pk.images[2 * N + 5].astype(np.int64)        # the column skip table
+    assert len(skip) == sum(l.in_features for l in im.layers)
+    assert pk.manifest["totals"]["colskip_bits"] == N * len(skip)
     desc = pk.images[N + 4]
     assert len(desc) == 8 * len(im.layers)
     sym_base = 0
@@ -51,6 +54,9 @@ def test_layout_addresses(n_pes):
             ptr_base, stream_base, bias_base, rows_local = img[4 * i:4 * i + 4].tolist()
             assert rows_local == -(-(l.out_features - p) // N)
             ptr = pimg[ptr_base:ptr_base + l.in_features + 1].astype(np.int64)
+            # bit p of the layer's skip entry j: PE p's column j is empty
+            skip_l = skip[sum(k.in_features for k in im.layers[:i]):][:l.in_features]
+            assert np.array_equal(skip_l >> p & 1, (np.diff(ptr) == 0).astype(np.int64))
             # tables back to back from address 0; streams after the headers, layer after layer
             assert ptr_base == sum(k.in_features + 1 for k in im.layers[:i])
             assert stream_base == 4 * len(im.layers) + sum(
@@ -71,6 +77,7 @@ def test_layout_addresses(n_pes):
             assert bias_base - first_bias == sum(-(-(k.out_features - p) // N)
                                                  for k in im.layers[:i])
         sym_base += d[6]
+    assert not np.any(skip >> N), "bits past the PE count"
 
 
 def test_ptr_words_2():
@@ -102,7 +109,9 @@ def test_manifest_and_save(tmp_path):
     pk = pack(im, 2, "icebreaker", limits=BIG, x=x)
     m = pk.manifest
     t = m["totals"]
-    assert t["total_bytes"] == sum(2 * len(v) for v in pk.images.values())
+    # the column skip table (acceleration only, derived from the pointers) is not counted
+    assert t["total_bytes"] == sum(2 * len(v) for k, v in pk.images.items() if k != 2 * 2 + 5)
+    assert t["colskip_bits"] == 2 * (64 + 32)
     assert sum(t["breakdown_bytes"].values()) == t["total_bytes"]
     assert t["dense_float32_bytes"] == 4 * (64 * 32 + 32 + 32 * 10 + 10)
     assert t["compression_ratio"] == pytest.approx(t["dense_float32_bytes"] / t["total_bytes"])

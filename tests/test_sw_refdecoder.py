@@ -108,6 +108,18 @@ def test_corrupt_images():
     bad.images[2 + 5][ptr_base + 40] = 0
     with pytest.raises(RefDecodeError, match="pointer"):
         infer_packed(bad, x)
+    # A column skip table that keeps a non-empty column from its PE (the hardware would drop
+    # that column's weights); a table that skips nothing is only slower.
+    for events in (False, True):
+        bad = pack(im, 2, "sim", limits=BIG)
+        skip = bad.images[2 * 2 + 5]
+        j = 40 + next(j for j in range(30) if skip[40 + j] & 2 == 0)   # layer 1, PE 1 has it
+        skip[j] |= np.uint16(2)
+        with pytest.raises(RefDecodeError, match=f"layer 1 PE 1: .*skips column {j - 40}"):
+            infer_packed_events(bad, x[0]) if events else infer_packed(bad, x)
+    none = pack(im, 2, "sim", limits=BIG)
+    none.images[2 * 2 + 5][:] = 0
+    assert np.array_equal(infer_packed(none, x), infer(im, x).logits)
     # Wrong input size.
     with pytest.raises(RefDecodeError, match="input"):
         infer_packed(pk, np.zeros((1, 41), dtype=np.int64))

@@ -21,9 +21,15 @@ every PE took its ``end``; ``o_done`` only on the last layer, once, after all N 
 index of the maximum; ``o_error`` stays 0 (and flags a wrong input length in the
 ``bad_length`` test: ``last`` one word early).
 
+With ``CENTRAL_SKIP=1`` the unit has the column skip table: the testbench writes a random
+table (per layer and column an N-bit mask: none, some or all PEs skip it) after the reset and
+each PE must receive exactly the columns whose bit is clear (the latency bounds above allow the
+table's extra stage: one cycle).
+
 Environment: ``CENTRAL_N`` (PEs), ``CENTRAL_K`` (input lanes), ``CENTRAL_SIZES``
 (``in,hidden...,out``), ``CENTRAL_SEED``, ``CENTRAL_INPUTS``, ``CENTRAL_P_VALID``,
-``CENTRAL_P_READY``, ``CENTRAL_BREAK`` (expect a wrong order: the testbench must then fail).
+``CENTRAL_P_READY``, ``CENTRAL_SKIP``, ``CENTRAL_BREAK`` (expect a wrong order: the testbench
+must then fail), ``CENTRAL_BREAK_SKIP`` (expect every PE to receive every column: must fail).
 """
 import os
 import random
@@ -46,7 +52,10 @@ P_VALID = float(os.environ.get("CENTRAL_P_VALID", "0.7"))
 P_READY = float(os.environ.get("CENTRAL_P_READY", "0.6"))
 #: Test of the testbench: expect the PE outputs in emission order instead of sorted.
 BREAK = bool(int(os.environ.get("CENTRAL_BREAK", "0")))
-CFG = AcceleratorConfig(n_pes=N, input_lanes=K)
+SKIP = bool(int(os.environ.get("CENTRAL_SKIP", "0")))
+#: Test of the testbench: with the skip table loaded, expect every column at every PE.
+BREAK_SKIP = bool(int(os.environ.get("CENTRAL_BREAK_SKIP", "0")))
+CFG = AcceleratorConfig(n_pes=N, input_lanes=K, column_skip=SKIP)
 
 
 def _signed(v, bits):
@@ -78,9 +87,33 @@ class TB:
         for p in range(N):
             self.sig("o_act__{p}__ready", p).value = 0
             self.sig("i_out__{p}__valid", p).value = 0
+        if SKIP:
+            d.i_skip_we.value = 0
         await ClockCycles(d.clk, 3)
         await FallingEdge(d.clk)
         d.rst.value = 0
+        # the column skip table: layers back to back, bit p set = PE p skips the column
+        self.skip = []
+        if SKIP:
+            addr = 0
+            for li in range(len(SIZES) - 1):
+                masks = []
+                for _ in range(SIZES[li]):
+                    u = self.rng.random()
+                    mask = 0 if u < 0.3 else (1 << N) - 1 if u < 0.4 else \
+                        sum(int(self.rng.random() < 0.5) << p for p in range(N))
+                    masks.append(mask)
+                    d.i_skip_we.value = 1
+                    d.i_skip_addr.value = addr
+                    d.i_skip_data.value = mask | (self.rng.randrange(1 << 16) << N & 0xFFFF)
+                    addr += 1
+                    await FallingEdge(d.clk)
+                self.skip.append(masks)
+            d.i_skip_we.value = 0
+
+    def skipped(self, li, p, col):
+        """PE ``p`` does not receive column ``col`` of layer ``li``."""
+        return bool(self.skip) and not BREAK_SKIP and bool(self.skip[li][col] >> p & 1)
 
     def chance(self, p):
         return p >= 1.0 or self.rng.random() < p
@@ -119,7 +152,7 @@ class TB:
         d.i_start.value = 1
         await FallingEdge(d.clk)
         d.i_start.value = 0
-        expect = [list(acts) for _ in range(N)]
+        expect = [[(c, v) for c, v in acts if not self.skipped(li, p, c)] for p in range(N)]
         got = [[] for _ in range(N)]
         phase = ["recv"] * N            # recv -> emit -> done
         emit_k = [0] * N
@@ -184,12 +217,12 @@ class TB:
                         phase[p] = "emit"
                         if li > 0 and P_READY >= 1.0:
                             # the merge delivers one word per cycle after a 4-cycle start
-                            assert cyc <= len(acts) + 5, \
+                            assert cyc <= len(acts) + 5 + SKIP, \
                                 f"layer {li}: {len(acts)} words + end took {cyc + 1} cycles"
                         if li == 0 and P_READY >= 1.0 and P_VALID >= 1.0:
                             # a word without non-zero inputs takes one cycle, else one per
                             # non-zero input; the end token follows
-                            assert cyc <= layer0_cycles + 1, \
+                            assert cyc <= layer0_cycles + 1 + SKIP, \
                                 f"layer 0: {layer0_cycles} cycles of input, end at {cyc}"
                     else:
                         got[p].append((f["col"], f["value"]))
