@@ -171,9 +171,10 @@ class CentralUnit(wiring.Component):
         # pointer and a level. The ring is written only when no PE's level is at the depth
         # (then no unread entry is overwritten). Registers, not block RAM: N copies of a small
         # FIFO would cost N EBRs. With the table a word enters only the FIFOs of the PEs with
-        # work in its column: one ring per PE.
+        # work in its column: one ring per PE, up to W = ``bcast_width`` words per cycle.
         D = cfg.fifo_depth
         skip = cfg.skip_columns
+        W = cfg.bcast_width
         slot = data.StructLayout({"col": FB, "value": A, "end": 1})
         n_rings = N if skip else 1
         rings = [Array(Signal(slot, name=f"ring{r}_{k}") for k in range(D))
@@ -181,25 +182,33 @@ class CentralUnit(wiring.Component):
         wptrs = [Signal(range(D), name=f"wptr{r}") for r in range(n_rings)]
         rptrs = [Signal(range(D), name=f"rptr{p}") for p in range(N)]
         levels = [Signal(range(D + 1), name=f"level{p}") for p in range(N)]
-        # ``take``: the broadcast source hands over ``take_data`` (an input lane, a merged bank
-        # head or the end token); allowed only while ``can_take``. ``push``: ``push_data``
-        # enters the FIFOs of the PEs in ``push_to``; only ever asserted while every one of
-        # them has room.
-        take = Signal()
-        take_data = Signal(bl)
+
+        def wrap_add(x, k):
+            """``(x + k) mod D`` for ``0 <= x < D``, ``0 <= k <= W``."""
+            t = x + k
+            return Mux(t >= D, t - D, t)
+
+        # ``takes[k]``: the broadcast source hands over word ``take_datas[k]`` (an input lane, a
+        # bank head or the end token; ``takes[1]`` only with ``takes[0]``, never the end
+        # token), allowed only while ``can_take``. ``push``: the words ``push_datas`` enter the
+        # FIFOs of the PEs in ``push_to[k]``; only ever asserted when each of them has room.
+        takes = [Signal(name=f"take{k}") for k in range(W)]
+        take_datas = [Signal(bl, name=f"take_data{k}") for k in range(W)]
+        take, take_data = takes[0], take_datas[0]
         can_take = Signal()
         push = Signal()
-        push_data = Signal(bl)
-        push_to = Signal(N)
-        room = Signal(N)
-        m.d.comb += room.eq(Cat(lv != D for lv in levels))
+        push_datas = [Signal(bl, name=f"push_data{k}") for k in range(W)]
+        push_to = [Signal(N, name=f"push_to{k}") for k in range(W)]
         for r in range(n_rings):
             ring, wptr = rings[r], wptrs[r]
-            with m.If(push & (push_to[r] if skip else 1)):
-                m.d.sync += [ring[wptr].col.eq(push_data.col),
-                             ring[wptr].value.eq(push_data.value),
-                             ring[wptr].end.eq(push_data.end),
-                             wptr.eq(Mux(wptr == D - 1, 0, wptr + 1))]
+            w = [push & (push_to[k][r] if skip else 1) for k in range(W)]
+            pos = [wptr] + ([wrap_add(wptr, w[0])] if W == 2 else [])
+            for k in range(W):
+                with m.If(w[k]):
+                    m.d.sync += [ring[pos[k]].col.eq(push_datas[k].col),
+                                 ring[pos[k]].value.eq(push_datas[k].value),
+                                 ring[pos[k]].end.eq(push_datas[k].end)]
+            m.d.sync += wptr.eq(wrap_add(wptr, sum(w)))
         for p in range(N):
             act = self.o_act[p]
             head = rings[p if skip else 0][rptrs[p]]
@@ -213,48 +222,56 @@ class CentralUnit(wiring.Component):
             ]
             with m.If(pop):
                 m.d.sync += rptrs[p].eq(Mux(rptrs[p] == D - 1, 0, rptrs[p] + 1))
-            m.d.sync += levels[p].eq(levels[p] + (push & push_to[p]) - pop)
+            m.d.sync += levels[p].eq(levels[p] + sum(push & push_to[k][p] for k in range(W))
+                                     - pop)
 
         # ---- column skip stage -------------------------------------------------------------
         # Without the table a taken word is pushed into all FIFOs in the same cycle. With it,
-        # a taken word waits one cycle in ``held`` while its skip bits are read (table address:
-        # the layer's first entry + column), then enters the FIFOs of the PEs whose bit is
-        # clear (the end token enters all), once all of them have room.
+        # the taken words wait one cycle in ``held`` while their skip bits are read (table
+        # address: the layer's first entry + column), then enter the FIFOs of the PEs whose bit
+        # is clear (the end token enters all), once each of those has room for its words.
         held_busy = Signal()            # nothing may follow the end token until it is pushed
         if skip:
             sk = memory.Memory(shape=N, depth=cfg.colskip_depth, init=[])
             m.submodules.colskip = sk
             sk_wr = sk.write_port()
-            sk_rd = sk.read_port()
+            sk_rds = [sk.read_port() for _ in range(W)]
             SA = (cfg.colskip_depth - 1).bit_length()
             m.d.comb += [sk_wr.addr.eq(self.i_skip_addr), sk_wr.data.eq(self.i_skip_data[:N]),
                          sk_wr.en.eq(self.i_skip_we
                                      & (self.i_skip_addr < cfg.colskip_depth))]
             sk_base = Signal(SA)        # the current layer's first table entry
             sk_next = Signal(SA + 1)    # the next layer's (this layer's base + in_features)
-            held = Signal(bl)
-            held_valid = Signal()
-            to = Signal(N)
+            held = [Signal(bl, name=f"held{k}") for k in range(W)]
+            held_valid = [Signal(name=f"held_valid{k}") for k in range(W)]
+            fits = Signal(N)            # every PE has room for the held words it gets
+            for k in range(W):
+                m.d.comb += [
+                    sk_rds[k].addr.eq(sk_base + take_datas[k].col[:SA]),
+                    sk_rds[k].en.eq(take),
+                    push_to[k].eq(Mux(held_valid[k],
+                                      Mux(held[k].end, (1 << N) - 1, ~sk_rds[k].data), 0)),
+                    push_datas[k].eq(held[k]),
+                ]
+            for p in range(N):
+                n_words = sum(push_to[k][p] for k in range(W))
+                m.d.comb += fits[p].eq(levels[p] + n_words <= D)
             m.d.comb += [
-                sk_rd.addr.eq(sk_base + take_data.col[:SA]),
-                sk_rd.en.eq(take),
-                to.eq(Mux(held.end, (1 << N) - 1, ~sk_rd.data)),
-                push.eq(held_valid & ((room | ~to) == (1 << N) - 1)),
-                push_data.eq(held),
-                push_to.eq(to),
-                can_take.eq(~held_valid | push),
-                held_busy.eq(held_valid),
+                push.eq(held_valid[0] & fits.all()),
+                can_take.eq(~held_valid[0] | push),
+                held_busy.eq(held_valid[0]),
             ]
-            with m.If(take):
-                m.d.sync += [held.eq(take_data), held_valid.eq(1)]
-            with m.Elif(push):
-                m.d.sync += held_valid.eq(0)
+            for k in range(W):
+                with m.If(take):
+                    m.d.sync += [held[k].eq(take_datas[k]), held_valid[k].eq(takes[k])]
+                with m.Elif(push):
+                    m.d.sync += held_valid[k].eq(0)
         else:
             m.d.comb += [
-                can_take.eq(room.all()),
+                can_take.eq(Cat(lv != D for lv in levels).all()),
                 push.eq(take),
-                push_data.eq(take_data),
-                push_to.eq((1 << N) - 1),
+                push_datas[0].eq(take_data),
+                push_to[0].eq((1 << N) - 1),
             ]
 
         # ---- per-PE output banks ----------------------------------------------------------
@@ -328,35 +345,45 @@ class CentralUnit(wiring.Component):
         pend = Signal(K, init=(1 << K) - 1)
         todo = Signal(K)                         # lanes to push: non-zero, inputs, not pushed
         m.d.comb += todo.eq(Cat((inp.value[j] != 0) & lane_ok[j] & pend[j] for j in range(K)))
-        lowest = Signal(K)                       # one-hot lowest lane of ``todo`` (or 0)
-        rest = Signal(K)                         # ``todo`` without it
-        m.d.comb += [lowest.eq(todo & -todo), rest.eq(todo & ~lowest)]
-        lane = Signal(range(K))                  # index of ``lowest``
-        m.d.comb += lane.eq(0)
-        for j in range(1, K):
-            with m.If(lowest[j]):
-                m.d.comb += lane.eq(j)
-        lane_value = Signal(A)                   # value of ``lowest`` (AND-OR of one-hot)
-        m.d.comb += lane_value.eq(0)
-        for j in range(K):
-            with m.If(lowest[j]):
-                m.d.comb += lane_value.eq(inp.value[j])
-        if K == 1:
-            lane_col = wcol
-        elif K & (K - 1) == 0:
-            lane_col = Cat(lane, wcol)
-        else:
-            lane_col = col + lane
+        # Per cycle the lowest lane still to push is taken (and, with W = 2, the next one too).
+        lanes2 = W == 2 and K > 1
+        picks = []                               # (one-hot lane, column, value) per taken word
+        left = todo
+        for k in range(2 if lanes2 else 1):
+            one = Signal(K, name=f"lane_onehot{k}")     # lowest lane of ``left`` (or 0)
+            nxt = Signal(K, name=f"lanes_left{k}")      # ``left`` without it
+            m.d.comb += [one.eq(left & -left), nxt.eq(left & ~one)]
+            lane = Signal(range(K), name=f"lane{k}")
+            m.d.comb += lane.eq(0)
+            for j in range(1, K):
+                with m.If(one[j]):
+                    m.d.comb += lane.eq(j)
+            value = Signal(A, name=f"lane_value{k}")    # AND-OR of the one-hot lane
+            m.d.comb += value.eq(0)
+            for j in range(K):
+                with m.If(one[j]):
+                    m.d.comb += value.eq(inp.value[j])
+            if K == 1:
+                lane_col = wcol
+            elif K & (K - 1) == 0:
+                lane_col = Cat(lane, wcol)
+            else:
+                lane_col = col + lane
+            picks.append((one, lane_col, value))
+            left = nxt
+        rest = left                              # lanes still to push after this cycle
         in_take = Signal()
         m.d.comb += self.o_in_take.eq(in_take)
         with m.If(state == BIN):
             m.d.comb += [
                 self.i_input.ready.eq((rest == 0) & ((todo == 0) | can_take)),
                 take.eq(self.i_input.valid & (todo != 0) & can_take),
-                take_data.col.eq(lane_col),
-                take_data.value.eq(lane_value),
                 in_take.eq(self.i_input.valid & (self.i_input.ready | take)),
             ]
+            for k, (one, lane_col, value) in enumerate(picks):
+                m.d.comb += [take_datas[k].col.eq(lane_col), take_datas[k].value.eq(value)]
+                if k:
+                    m.d.comb += takes[k].eq(take & (one != 0))
             with m.If(self.i_input.valid & self.i_input.ready):
                 m.d.sync += [word_step, pend.eq(pend.init)]
                 if K > 1:
@@ -412,29 +439,54 @@ class CentralUnit(wiring.Component):
             grow = Signal(FB, name=f"grow{p}")          # global row = local * N + p
             m.d.comb += grow.eq(head.row * N + p)
             heads.append((grow, head.value))
-        # smallest present head; bank 0 is taken as the candidate unconditionally (when it is
-        # not present, ``found`` is 0 and the next present bank replaces it)
-        found = present[0]
-        best = Const(0, range(N))
-        best_row, best_val = heads[0]
-        for p in range(1, N):
-            smaller = present[p] & (~found | (heads[p][0] < best_row))
-            f_p, b_p = Signal(name=f"sf{p}"), Signal(range(N), name=f"sb{p}")
-            r_p, v_p = Signal(FB, name=f"sr{p}"), Signal(A, name=f"sv{p}")
-            m.d.comb += [f_p.eq(found | present[p]), b_p.eq(Mux(smaller, p, best)),
-                         r_p.eq(Mux(smaller, heads[p][0], best_row)),
-                         v_p.eq(Mux(smaller, heads[p][1], best_val))]
-            found, best, best_row, best_val = f_p, b_p, r_p, v_p
-        with m.If(bbuf):
-            ok = (present | exhausted).all() & found & can_take
-            m.d.comb += [
-                take.eq(ok),
-                take_data.col.eq(best_row),
-                take_data.value.eq(best_val),
-                pop.eq(Mux(ok, 1 << best, 0)),
-            ]
-            with m.If(exhausted.all()):
-                m.d.sync += state.eq(END)
+        if W == 1:
+            # smallest present head; bank 0 is taken as the candidate unconditionally (when it
+            # is not present, ``found`` is 0 and the next present bank replaces it)
+            found = present[0]
+            best = Const(0, range(N))
+            best_row, best_val = heads[0]
+            for p in range(1, N):
+                smaller = present[p] & (~found | (heads[p][0] < best_row))
+                f_p, b_p = Signal(name=f"sf{p}"), Signal(range(N), name=f"sb{p}")
+                r_p, v_p = Signal(FB, name=f"sr{p}"), Signal(A, name=f"sv{p}")
+                m.d.comb += [f_p.eq(found | present[p]), b_p.eq(Mux(smaller, p, best)),
+                             r_p.eq(Mux(smaller, heads[p][0], best_row)),
+                             v_p.eq(Mux(smaller, heads[p][1], best_val))]
+                found, best, best_row, best_val = f_p, b_p, r_p, v_p
+            with m.If(bbuf):
+                ok = (present | exhausted).all() & found & can_take
+                m.d.comb += [
+                    take.eq(ok),
+                    take_data.col.eq(best_row),
+                    take_data.value.eq(best_val),
+                    pop.eq(Mux(ok, 1 << best, 0)),
+                ]
+        else:
+            # two words per cycle: the heads of the two lowest-numbered present banks, as soon
+            # as they are there (bank order, not column order)
+            first = Signal(N)
+            second = Signal(N)
+            others = Signal(N)
+            m.d.comb += [first.eq(present & -present), others.eq(present & ~first),
+                         second.eq(others & -others)]
+            for k, onehot in enumerate((first, second)):
+                row = Signal(FB, name=f"bank_row{k}")
+                val = Signal(A, name=f"bank_value{k}")
+                m.d.comb += [row.eq(0), val.eq(0)]
+                for p in range(N):
+                    with m.If(onehot[p]):
+                        m.d.comb += [row.eq(heads[p][0]), val.eq(heads[p][1])]
+                with m.If(bbuf):
+                    m.d.comb += [take_datas[k].col.eq(row), take_datas[k].value.eq(val)]
+            with m.If(bbuf):
+                ok = present.any() & can_take
+                m.d.comb += [
+                    take.eq(ok),
+                    takes[1].eq(ok & (second != 0)),
+                    pop.eq(Mux(ok, first | second, 0)),
+                ]
+        with m.If(bbuf & exhausted.all()):
+            m.d.sync += state.eq(END)
 
         # ---- phase 2: end token; the collect of this layer starts ------------------------------
         # (the previous layer's collect is complete: the broadcast only ends once every bank is

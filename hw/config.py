@@ -53,6 +53,13 @@ class AcceleratorConfig:
         share of a column is often empty with N >= 4). Each PE then has its own FIFO (with
         the table off they share one ring). Only with ``n_pes <= 16`` (one 16-bit word per
         column); ignored otherwise. An unloaded table (all zeros) skips nothing.
+    broadcast_width : int
+        Activations the central unit hands to the PE FIFOs per cycle, 1 or 2. Two need the
+        column skip table (``skip_columns``; else one is used): a FIFO then takes up to two
+        words per cycle, layer 0 pushes the two lowest non-zero lanes of a word per cycle and
+        the hidden layers' broadcast takes the heads of two output banks per cycle (in bank
+        order, no longer sorted by column: a PE does not need the order, only its reuse of the
+        previous column's end pointer prefers it).
     memory : str
         ``"lib"``: every memory is an ``amaranth.lib.memory.Memory`` (simulation, any FPGA);
         ``"ice40"``: PE memories (data and pointers) map to SB_SPRAM256KA.
@@ -73,6 +80,7 @@ class AcceleratorConfig:
     input_lanes: int = 16
     requant_overlap: bool = True
     column_skip: bool = True
+    broadcast_width: int = 2
     memory: str = "lib"
 
     def __post_init__(self):
@@ -84,6 +92,8 @@ class AcceleratorConfig:
             raise ValueError("idx_bits + gap_bits must fit a 16-bit symbol word")
         if not 1 <= self.input_lanes <= 16:
             raise ValueError(f"input_lanes must be 1..16, not {self.input_lanes}")
+        if self.broadcast_width not in (1, 2):
+            raise ValueError(f"broadcast_width must be 1 or 2, not {self.broadcast_width}")
         if self.memory not in ("lib", "ice40"):
             raise ValueError(f"memory must be 'lib' or 'ice40', not {self.memory!r}")
         if self.pe_mem_depth > 65536 or self.pe_mem_depth & (self.pe_mem_depth - 1):
@@ -129,6 +139,12 @@ class AcceleratorConfig:
     def skip_columns(self):
         """The central unit has the column skip table (``column_skip`` and ``n_pes <= 16``)."""
         return self.column_skip and self.n_pes <= 16
+
+    @property
+    def bcast_width(self):
+        """Activations broadcast per cycle: ``broadcast_width`` with the column skip table,
+        else 1."""
+        return self.broadcast_width if self.skip_columns else 1
 
     @property
     def colskip_depth(self):

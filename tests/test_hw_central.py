@@ -19,23 +19,29 @@ CASES = {
     "n2_k3_no_stalls": (2, 3, "50,20,10", 9, 1.0, 1.0),
     "n1_k1_no_stalls": (1, 1, "37,20,10", 10, 1.0, 1.0),
     "n8": (8, 4, "50,70,10", 6, 0.7, 0.7),
-    # with the column skip table (random masks)
-    "n1_skip": (1, 1, "30,20,10", 11, 0.7, 0.6, True),
-    "n4_k4_skip": (4, 4, "45,33,12", 12, 0.6, 0.5, True),
-    "n4_skip_no_stalls": (4, 4, "64,48,10", 13, 1.0, 1.0, True),
-    "n8_k16_skip": (8, 16, "70,50,10", 14, 0.7, 0.7, True),
+    # with the column skip table (random masks), one or two words per cycle
+    "n1_skip": (1, 1, "30,20,10", 11, 0.7, 0.6, True, 1),
+    "n1_k4_skip2": (1, 4, "30,20,10", 15, 0.7, 0.6, True, 2),
+    "n4_k4_skip": (4, 4, "45,33,12", 12, 0.6, 0.5, True, 1),
+    "n4_k4_skip2": (4, 4, "45,33,12", 16, 0.6, 0.5, True, 2),
+    "n4_skip2_no_stalls": (4, 4, "64,48,10", 13, 1.0, 1.0, True, 2),
+    "n3_k3_skip2_no_stalls": (3, 3, "50,20,10", 17, 1.0, 1.0, True, 2),
+    "n8_k16_skip2": (8, 16, "70,50,10", 14, 0.7, 0.7, True, 2),
 }
 
 
-def _run(name, n, k, sizes, seed, p_valid, p_ready, skip=False, testcase=None, env=()):
-    run_testbench(CentralUnit(AcceleratorConfig(n_pes=n, input_lanes=k, column_skip=skip)),
+def _run(name, n, k, sizes, seed, p_valid, p_ready, skip=False, width=1, testcase=None,
+         env=()):
+    run_testbench(CentralUnit(AcceleratorConfig(n_pes=n, input_lanes=k, column_skip=skip,
+                                                broadcast_width=width)),
                   toplevel="central", test_module="tb.central.test_central",
-                  build_name=f"central_n{n}_k{k}" + ("_skip" if skip else ""),
+                  build_name=f"central_n{n}_k{k}" + (f"_skip{width}" if skip else ""),
                   build_args=VERILATOR_ARGS, testcase=testcase,
                   extra_env={"CENTRAL_N": n, "CENTRAL_K": k, "CENTRAL_SIZES": sizes,
                              "CENTRAL_SEED": seed,
                              "CENTRAL_INPUTS": 5, "CENTRAL_P_VALID": p_valid,
                              "CENTRAL_P_READY": p_ready, "CENTRAL_SKIP": int(skip),
+                             "CENTRAL_WIDTH": width,
                              **dict(env)})
 
 
@@ -49,7 +55,8 @@ def test_central(name):
 def test_central_testbench_can_fail():
     """Expecting the merged broadcast in PE emission order instead of sorted must fail."""
     with pytest.raises(SimulationFailed):
-        run_testbench(CentralUnit(AcceleratorConfig(n_pes=2, input_lanes=1, column_skip=False)),
+        run_testbench(CentralUnit(AcceleratorConfig(n_pes=2, input_lanes=1,
+                                                    column_skip=False)),
                       toplevel="central", test_module="tb.central.test_central",
                       build_name="central_n2_k1",
                       build_args=VERILATOR_ARGS, testcase="central_broadcast_merge_order",
