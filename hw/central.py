@@ -11,6 +11,15 @@ runs four phases (docs/ARCHITECTURE.md sections 5 and 7):
    reuse the end pointer of the previous column); a bank is exhausted once it is read to its
    end *and* its PE's end token of the previous layer was collected. A word enters all N
    FIFOs in the same cycle and waits while any FIFO is full.
+
+   With the *column skip table* (``config.skip_columns``: per layer and column one bit per PE,
+   set when the PE's share of the column is empty; memory id ``2N+5``) a taken word waits one
+   cycle in a holding register while its entry is read, then enters only the FIFOs of the PEs
+   whose bit is clear (each PE has its own ring), once those have room: a PE never spends a
+   cycle on a column it has no weights in. With ``bcast_width == 2`` two words are taken per
+   cycle (layer 0: the two lowest non-zero lanes; later layers: the heads of the two
+   lowest-numbered banks that have one, as soon as they have it: bank order, no longer
+   ascending) and a PE's ring takes both in one cycle.
 2. *End token*: one ``end`` word into all FIFOs; the collect of this layer begins. When every
    PE has taken the token (its column engine hands the layer to its requantization engine),
    ``o_bdone`` pulses: the sequencer starts the next layer, whose broadcast (phase 1) runs
@@ -31,14 +40,15 @@ N > 1 each bank has a 2-entry head queue so the merge can take from the same ban
 cycles; with N = 1 the bank's read port is the head (the next entry is read in the cycle the head
 is broadcast), which also takes one cycle off the merge latency.
 
-The N broadcast FIFOs always hold the same words, so they share one ring of ``fifo_depth``
-registers with one read pointer and level per PE (no block RAM).
+Without the skip table the N broadcast FIFOs always hold the same words, so they share one
+ring of ``fifo_depth`` registers with one read pointer and level per PE (no block RAM).
 
-Latency: an input value is at the PE FIFO outputs 1 cycle after its push; the first merged
-word 4 cycles after the layer start (3 with N = 1). Throughput: one broadcast word per cycle
-while no FIFO is full (layer 0: a K-lane input word without non-zero inputs in one cycle, else
-one cycle per non-zero input); the collect phase never stalls a PE on a hidden layer and
-follows ``o_logit.ready`` on the last layer.
+Latency: an input value is at the PE FIFO outputs 1 cycle after its push (2 with the skip
+table); the first merged word 4 cycles after the layer start (3 with N = 1; one more with the
+skip table). Throughput: ``bcast_width`` broadcast words per cycle while the FIFOs they go to
+have room (layer 0: a K-lane input word without non-zero inputs in one cycle, else one cycle
+per ``bcast_width`` non-zero inputs); the collect phase never stalls a PE on a hidden layer
+and follows ``o_logit.ready`` on the last layer.
 """
 from amaranth import Module, Signal, Cat, Const, Mux, Array
 from amaranth.lib import wiring, stream, data, fifo, memory
