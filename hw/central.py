@@ -218,7 +218,11 @@ class CentralUnit(wiring.Component):
                     m.d.sync += [ring[pos[k]].col.eq(push_datas[k].col),
                                  ring[pos[k]].value.eq(push_datas[k].value),
                                  ring[pos[k]].end.eq(push_datas[k].end)]
-            m.d.sync += wptr.eq(wrap_add(wptr, sum(w)))
+            if W == 1:
+                with m.If(w[0]):
+                    m.d.sync += wptr.eq(Mux(wptr == D - 1, 0, wptr + 1))
+            else:
+                m.d.sync += wptr.eq(wrap_add(wptr, sum(w)))
         for p in range(N):
             act = self.o_act[p]
             head = rings[p if skip else 0][rptrs[p]]
