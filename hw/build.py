@@ -39,6 +39,10 @@ BOARD_INPUT_LANES = 1
 #: 5,289 / 5,280 LCs on the iCEBreaker with it (two accumulator banks and their multiplexers),
 #: so the board runs the layers one after the other.
 BOARD_REQUANT_OVERLAP = False
+#: Read ports of each PE's pointer memory (``AcceleratorConfig.pointer_ports``): the second one
+#: is a duplicate SPRAM per PE, which leaves the iCEBreaker's 4 SPRAMs room for one PE only, and
+#: its address and return logic cost logic cells the board build does not have.
+BOARD_POINTER_PORTS = 1
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -279,7 +283,8 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
     # A 4-deep broadcast FIFO: half the central unit's ring of the default 8 for ~1.5 % cycles.
     config = AcceleratorConfig(n_pes=n_pes, memory="ice40", pe_mem_depth=spec.pe_mem_words,
                                fifo_depth=BOARD_FIFO_DEPTH, input_lanes=BOARD_INPUT_LANES,
-                               requant_overlap=BOARD_REQUANT_OVERLAP)
+                               requant_overlap=BOARD_REQUANT_OVERLAP,
+                               pointer_ports=BOARD_POINTER_PORTS)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("report.json", "report.txt"):

@@ -45,6 +45,13 @@ class AcceleratorConfig:
         when every PE has taken the end token instead of after the last output. ``False``: one
         bank, a PE finishes its requantization before the next layer starts (the iCEBreaker
         build: the overlap costs about 270 logic cells).
+    pointer_ports : int
+        Read ports of each PE's pointer memory (1 or 2). With 2 the pointer fetch reads
+        ``ptr[col]`` and ``ptr[col + 1]`` in one cycle (1-word pointers; EIE's even/odd pointer
+        banks in spirit) or both words of one pointer (2-word pointers), so a column costs one
+        pointer-port cycle instead of up to two (or four). Same memory images; with
+        ``memory == "ice40"`` the second port is a duplicate SPRAM set written in parallel (one
+        more SB_SPRAM256KA per PE: the iCEBreaker build uses 1).
     memory : str
         ``"lib"``: every memory is an ``amaranth.lib.memory.Memory`` (simulation, any FPGA);
         ``"ice40"``: PE memories (data and pointers) map to SB_SPRAM256KA.
@@ -64,6 +71,7 @@ class AcceleratorConfig:
     fifo_depth: int = 8
     input_lanes: int = 4
     requant_overlap: bool = True
+    pointer_ports: int = 2
     memory: str = "lib"
 
     def __post_init__(self):
@@ -75,6 +83,8 @@ class AcceleratorConfig:
             raise ValueError("idx_bits + gap_bits must fit a 16-bit symbol word")
         if not 1 <= self.input_lanes <= 16:
             raise ValueError(f"input_lanes must be 1..16, not {self.input_lanes}")
+        if isinstance(self.pointer_ports, bool) or self.pointer_ports not in (1, 2):
+            raise ValueError(f"pointer_ports must be 1 or 2, not {self.pointer_ports!r}")
         if self.memory not in ("lib", "ice40"):
             raise ValueError(f"memory must be 'lib' or 'ice40', not {self.memory!r}")
         if self.pe_mem_depth > 65536 or self.pe_mem_depth & (self.pe_mem_depth - 1):
