@@ -2,12 +2,17 @@
 
 One PE owns the rows ``r`` with ``r mod N == index`` (docs/ARCHITECTURE.md sections 3, 4, 7).
 It has two memories: the *data memory* (layer headers, Huffman streams, biases) and the
-*pointer memory* (the column pointer tables, EIE's pointer SRAM), each with its own port, and
-two engines. The *column engine*, all stages registered:
+*pointer memory* (the column pointer tables, EIE's pointer SRAM), each with its own port (the
+pointer memory with ``config.pointer_ports == 2``: two read ports), and two engines. The
+*column engine*, all stages registered:
 
 1. *Pointer fetch* (pointer memory): per non-zero activation ``(col, value)`` read ``ptr[col]``
    and ``ptr[col+1]`` (1 or 2 words each); ``ptr[col]`` is skipped when the previous column was
-   ``col - 1`` (its end pointer is this column's start). Empty columns are dropped here.
+   ``col - 1`` (its end pointer is this column's start). One read port: one word per cycle, so
+   a column takes 1-2 cycles (2-word pointers: 2-4). Two read ports (EIE's even/odd pointer
+   banks in spirit, same memory image): 1-word pointers ``ptr[col]`` and ``ptr[col+1]`` in one
+   cycle, one cycle per column; 2-word pointers the high and low word of one pointer per cycle
+   (1-2 cycles). Empty columns and decreasing pointers (``o_error``) are dropped here.
 2. *Word fetch* (data memory): the column's stream words in order, running ahead of the
    decoder (the segment's framing waits in a 2-entry queue, its words in the word FIFO); a word
    that was the last one read (the boundary word of adjacent columns) is reused without a read.
@@ -30,13 +35,16 @@ requantization (``o_col_idle == o_idle``).
 
 Throughput (tests/test_hw_pe.py, tests/test_hw_huffman.py, no back-pressure): within a column
 one symbol per cycle, columns back to back (0.98 symbols/cycle on columns of about 20 symbols,
-the rest table loading and pipeline fill); short columns cost their pointer reads (1-2 per
-column on the pointer port) and stream words (one per cycle into the decoder), empty columns
-their pointer reads. Requantization takes ``rows_local + 6`` cycles.
+the rest table loading and pipeline fill); short columns cost their pointer reads (one port:
+1-2 cycles per column; two ports: one, the fetch takes a column per cycle while the segment
+queue has room) and stream words (one per cycle into the decoder), empty columns their pointer
+reads. Requantization takes ``rows_local + 6`` cycles.
 
-Area (``python -m hw.area --part pe --pes 1 --model models/lenet300.npz``, yosys, iCE40, with
-the overlap): body 1072 LUT4 / 624 FF, 9 EBR (accumulator banks, codebook), 2 SB_MAC16;
-decoder 1249 / 460, 4 EBR. On the iCEBreaker (no overlap) the whole design places 4,997 LCs.
+Area (``python -m hw.area --part pe --pes 1 --model models/lenet300.npz --pointer-ports 1``,
+yosys, iCE40, with the overlap): body 1070 LUT4 / 624 FF / 321 CARRY, 9 EBR (accumulator banks,
+codebook), 2 SB_MAC16; decoder 1249 / 460, 4 EBR. Two pointer ports (the default): body 1104 /
+621 / 333, 15 LUT4 in the pointer memory (the duplicate SPRAM's address multiplexer) and one
+more SPRAM. On the iCEBreaker (no overlap, one pointer port) the whole design places 4,997 LCs.
 """
 import functools
 import operator
