@@ -266,7 +266,8 @@ class ProcessingElement(wiring.Component):
         pr_valid = Signal()
         pr_phase = Signal()
         pr_hi = Signal()                # one port: the read is a high word
-        pr_start = Signal()             # two ports: port 1 read the column's start pointer
+        if two:
+            pr_start = Signal()         # port 1 read the column's start pointer
         pr_value = Signal(A)
         hi_word = Signal(16)
         last_end = Signal(BA)           # the last pointer read: a column's start, then its end
@@ -278,34 +279,40 @@ class ProcessingElement(wiring.Component):
 
         pi_last = Signal()              # the read about to be issued is the column's last
         seg_credit = Signal()
+        pi_req = Signal()
         pi_addr = Signal(MA)
         if two:
-            # one read per pointer (both words of a 2-word one), one per column (1-word)
+            # one read per pointer (both words of a 2-word one), so one per column (1-word)
             pi_addr2 = Signal(MA)
             m.d.comb += [
                 pi_last.eq(pi_phase | ~pw2),
                 seg_credit.eq(segq.level + (pr_valid & pr_phase) < self.seg_queue),
+                pi_req.eq((state == RUN) & pi_busy & (~pi_last | seg_credit)),
                 pi_addr.eq(ptr_base + ((pi_col + (pi_phase & pw2)) << pw2)),
                 pi_addr2.eq(pi_addr + 1),
             ]
-        else:
-            m.d.comb += [
-                pi_last.eq(pi_phase & (~pw2 | pi_w)),
-                seg_credit.eq(segq.level + (pr_valid & pr_phase & ~pr_hi) < self.seg_queue),
-                pi_addr.eq(ptr_base + ((pi_col + pi_phase) << pw2) + pi_w),
-            ]
-        pi_req = Signal()
-        m.d.comb += pi_req.eq((state == RUN) & pi_busy & (~pi_last | seg_credit))
-
-        m.d.sync += pr_valid.eq(0)
-        with m.If(pi_req):          # the pointer ports serve only this fetch: always granted
-            m.d.sync += [pr_valid.eq(1), pr_value.eq(pi_value)]
-            if two:
+            m.d.sync += pr_valid.eq(0)
+            with m.If(pi_req):      # the pointer ports serve only this fetch: always granted
                 # pr_phase: the read returns a column's end pointer
-                m.d.sync += [pr_phase.eq(pi_last), pr_start.eq(~pi_phase & ~pw2),
-                             pi_phase.eq(1)]
-            else:
-                m.d.sync += [pr_phase.eq(pi_phase), pr_hi.eq(pw2 & ~pi_w)]
+                m.d.sync += [
+                    pr_valid.eq(1), pr_phase.eq(pi_last), pr_start.eq(~pi_phase & ~pw2),
+                    pr_value.eq(pi_value), pi_phase.eq(1),
+                ]
+        else:
+            # (the order of these statements is that of the design before the second port:
+            # the same Verilog, so the same netlist for the board)
+            m.d.comb += pi_last.eq(pi_phase & (~pw2 | pi_w))
+            m.d.comb += seg_credit.eq(segq.level + (pr_valid & pr_phase & ~pr_hi)
+                                      < self.seg_queue)
+            m.d.comb += pi_req.eq((state == RUN) & pi_busy & (~pi_last | seg_credit))
+            m.d.comb += pi_addr.eq(ptr_base + ((pi_col + pi_phase) << pw2) + pi_w)
+
+            m.d.sync += pr_valid.eq(0)
+            with m.If(pi_req):      # the pointer port serves only this fetch: always granted
+                m.d.sync += [
+                    pr_valid.eq(1), pr_phase.eq(pi_phase), pr_hi.eq(pw2 & ~pi_w),
+                    pr_value.eq(pi_value),
+                ]
                 with m.If(pw2 & ~pi_w):
                     m.d.sync += pi_w.eq(1)
                 with m.Else():
@@ -340,31 +347,37 @@ class ProcessingElement(wiring.Component):
 
         # pointer fetch: return side
         ptr_val = Signal(BA)            # the pointer read (a column's start or end)
-        seg_start = Signal(BA)          # the start of the column whose end is ptr_val
         if two:
             # A column's start is ptr[col] on port 1 when it was read with its end (1-word
             # pointers), else the pointer read before its end (2-word pointers) or the previous
             # column's end: last_end.
+            seg_start = Signal(BA)
             m.d.comb += [
                 ptr_val.eq(Mux(pw2, Cat(pmem.rdata2, pmem.rdata), pmem.rdata2)),
                 seg_start.eq(Mux(pr_start, pmem.rdata, last_end)),
             ]
-            ptr_ready = pr_valid
+            with m.If(pr_valid):
+                m.d.sync += last_end.eq(ptr_val)
+                with m.If(pr_phase):
+                    with m.If(ptr_val < seg_start):
+                        m.d.sync += error.eq(1)
+                    with m.If(ptr_val > seg_start):
+                        m.d.comb += segq.w_en.eq(1)
         else:
             # A column's start is the pointer read just before its end: ptr[col] when it was
             # read, else the previous column's end. Either way it is in last_end.
-            m.d.comb += [ptr_val.eq(Mux(pw2, Cat(pmem.rdata, hi_word), pmem.rdata)),
-                         seg_start.eq(last_end)]
-            ptr_ready = pr_valid & ~pr_hi
-            with m.If(pr_valid & pr_hi):
-                m.d.sync += hi_word.eq(pmem.rdata)
-        with m.If(ptr_ready):
-            m.d.sync += last_end.eq(ptr_val)
-            with m.If(pr_phase):
-                with m.If(ptr_val < seg_start):
-                    m.d.sync += error.eq(1)
-                with m.If(ptr_val > seg_start):
-                    m.d.comb += segq.w_en.eq(1)
+            seg_start = last_end
+            m.d.comb += ptr_val.eq(Mux(pw2, Cat(pmem.rdata, hi_word), pmem.rdata))
+            with m.If(pr_valid):
+                with m.If(pr_hi):
+                    m.d.sync += hi_word.eq(pmem.rdata)
+                with m.Else():
+                    m.d.sync += last_end.eq(ptr_val)
+                with m.If(~pr_hi & pr_phase):
+                    with m.If(ptr_val < last_end):
+                        m.d.sync += error.eq(1)
+                    with m.If(ptr_val > last_end):
+                        m.d.comb += segq.w_en.eq(1)
         m.d.comb += [sq_in.start.eq(seg_start), sq_in.end.eq(ptr_val), sq_in.value.eq(pr_value)]
 
         # ---- word fetch --------------------------------------------------------------------
