@@ -39,9 +39,11 @@ BOARD_INPUT_LANES = 1
 #: 5,289 / 5,280 LCs on the iCEBreaker with it (two accumulator banks and their multiplexers),
 #: so the board runs the layers one after the other.
 BOARD_REQUANT_OVERLAP = False
-#: Read ports of each PE's pointer memory (``AcceleratorConfig.pointer_ports``): the second one
-#: is a duplicate SPRAM per PE, which leaves the iCEBreaker's 4 SPRAMs room for one PE only, and
-#: its address and return logic cost logic cells the board build does not have.
+#: Read ports of each PE's pointer memory (``AcceleratorConfig.pointer_ports``). The second one
+#: is a duplicate SPRAM per PE (3 of the UP5K's 4 with one PE; two PEs would not fit) and about
+#: 48 LUT4 + 12 carries (``hw.area --part pe --pes 1 --pointer-ports 2``), for little at N = 1:
+#: one PE hides its pointer reads behind decoding (``hw.bench --pes 1``: 1.069x -> 1.068x). So
+#: the board keeps one port and its netlist is the one-port design's (not built with two).
 BOARD_POINTER_PORTS = 1
 ROOT = Path(__file__).resolve().parent.parent
 
