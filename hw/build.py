@@ -46,6 +46,12 @@ BOARD_REQUANT_OVERLAP = False
 #: --fifo-depth 4 --no-overlap [--no-skip]``), so the board spends no logic on it (its image is
 #: still uploaded and dropped).
 BOARD_COLUMN_SKIP = False
+#: Read ports of each PE's pointer memory (``AcceleratorConfig.pointer_ports``). The second one
+#: is a duplicate SPRAM per PE (3 of the UP5K's 4 with one PE; two PEs would not fit) and about
+#: 48 LUT4 + 12 carries (``hw.area --part pe --pes 1 --pointer-ports 2``), for little at N = 1:
+#: one PE hides its pointer reads behind decoding (``hw.bench --pes 1``: 1.069x -> 1.068x). So
+#: the board keeps one port and its netlist is the one-port design's (not built with two).
+BOARD_POINTER_PORTS = 1
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -287,7 +293,8 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
     config = AcceleratorConfig(n_pes=n_pes, memory="ice40", pe_mem_depth=spec.pe_mem_words,
                                fifo_depth=BOARD_FIFO_DEPTH, input_lanes=BOARD_INPUT_LANES,
                                requant_overlap=BOARD_REQUANT_OVERLAP,
-                               column_skip=BOARD_COLUMN_SKIP)
+                               column_skip=BOARD_COLUMN_SKIP,
+                               pointer_ports=BOARD_POINTER_PORTS)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("report.json", "report.txt"):

@@ -60,6 +60,13 @@ class AcceleratorConfig:
         the hidden layers' broadcast takes the heads of two output banks per cycle (in bank
         order, no longer sorted by column: a PE does not need the order, only its reuse of the
         previous column's end pointer prefers it).
+    pointer_ports : int
+        Read ports of each PE's pointer memory (1 or 2). With 2 the pointer fetch reads
+        ``ptr[col]`` and ``ptr[col + 1]`` in one cycle (1-word pointers; EIE's even/odd pointer
+        banks in spirit) or both words of one pointer (2-word pointers), so a column costs one
+        pointer-port cycle instead of up to two (or four). Same memory images; with
+        ``memory == "ice40"`` the second port is a duplicate SPRAM set written in parallel (one
+        more SB_SPRAM256KA per PE: the iCEBreaker build uses 1).
     memory : str
         ``"lib"``: every memory is an ``amaranth.lib.memory.Memory`` (simulation, any FPGA);
         ``"ice40"``: PE memories (data and pointers) map to SB_SPRAM256KA.
@@ -81,6 +88,7 @@ class AcceleratorConfig:
     requant_overlap: bool = True
     column_skip: bool = True
     broadcast_width: int = 2
+    pointer_ports: int = 2
     memory: str = "lib"
 
     def __post_init__(self):
@@ -94,6 +102,8 @@ class AcceleratorConfig:
             raise ValueError(f"input_lanes must be 1..16, not {self.input_lanes}")
         if self.broadcast_width not in (1, 2):
             raise ValueError(f"broadcast_width must be 1 or 2, not {self.broadcast_width}")
+        if isinstance(self.pointer_ports, bool) or self.pointer_ports not in (1, 2):
+            raise ValueError(f"pointer_ports must be 1 or 2, not {self.pointer_ports!r}")
         if self.memory not in ("lib", "ice40"):
             raise ValueError(f"memory must be 'lib' or 'ice40', not {self.memory!r}")
         if self.pe_mem_depth > 65536 or self.pe_mem_depth & (self.pe_mem_depth - 1):

@@ -2,12 +2,17 @@
 
 One PE owns the rows ``r`` with ``r mod N == index`` (docs/ARCHITECTURE.md sections 3, 4, 7).
 It has two memories: the *data memory* (layer headers, Huffman streams, biases) and the
-*pointer memory* (the column pointer tables, EIE's pointer SRAM), each with its own port, and
-two engines. The *column engine*, all stages registered:
+*pointer memory* (the column pointer tables, EIE's pointer SRAM), each with its own port (the
+pointer memory with ``config.pointer_ports == 2``: two read ports), and two engines. The
+*column engine*, all stages registered:
 
 1. *Pointer fetch* (pointer memory): per non-zero activation ``(col, value)`` read ``ptr[col]``
    and ``ptr[col+1]`` (1 or 2 words each); ``ptr[col]`` is skipped when the previous column was
-   ``col - 1`` (its end pointer is this column's start). Empty columns are dropped here.
+   ``col - 1`` (its end pointer is this column's start). One read port: one word per cycle, so
+   a column takes 1-2 cycles (2-word pointers: 2-4). Two read ports (EIE's even/odd pointer
+   banks in spirit, same memory image): 1-word pointers ``ptr[col]`` and ``ptr[col+1]`` in one
+   cycle, one cycle per column; 2-word pointers the high and low word of one pointer per cycle
+   (1-2 cycles). Empty columns and decreasing pointers (``o_error``) are dropped here.
 2. *Word fetch* (data memory): the column's stream words in order, running ahead of the
    decoder (the segment's framing waits in a 2-entry queue, its words in the word FIFO); a word
    that was the last one read (the boundary word of adjacent columns) is reused without a read.
@@ -30,13 +35,16 @@ requantization (``o_col_idle == o_idle``).
 
 Throughput (tests/test_hw_pe.py, tests/test_hw_huffman.py, no back-pressure): within a column
 one symbol per cycle, columns back to back (0.98 symbols/cycle on columns of about 20 symbols,
-the rest table loading and pipeline fill); short columns cost their pointer reads (1-2 per
-column on the pointer port) and stream words (one per cycle into the decoder), empty columns
-their pointer reads. Requantization takes ``rows_local + 6`` cycles.
+the rest table loading and pipeline fill); short columns cost their pointer reads (one port:
+1-2 cycles per column; two ports: one, the fetch takes a column per cycle while the segment
+queue has room) and stream words (one per cycle into the decoder), empty columns their pointer
+reads. Requantization takes ``rows_local + 6`` cycles.
 
-Area (``python -m hw.area --part pe --pes 1 --model models/lenet300.npz``, yosys, iCE40, with
-the overlap): body 1072 LUT4 / 624 FF, 9 EBR (accumulator banks, codebook), 2 SB_MAC16;
-decoder 1249 / 460, 4 EBR. On the iCEBreaker (no overlap) the whole design places 4,997 LCs.
+Area (``python -m hw.area --part pe --pes 1 --model models/lenet300.npz --pointer-ports 1``,
+yosys, iCE40, with the overlap): body 1070 LUT4 / 624 FF / 321 CARRY, 9 EBR (accumulator banks,
+codebook), 2 SB_MAC16; decoder 1249 / 460, 4 EBR. Two pointer ports (the default): body 1104 /
+621 / 333, 15 LUT4 in the pointer memory (the duplicate SPRAM's address multiplexer) and one
+more SPRAM. On the iCEBreaker (no overlap, one pointer port) the whole design places 4,997 LCs.
 """
 import functools
 import operator
@@ -129,7 +137,9 @@ class ProcessingElement(wiring.Component):
         layer = self.i_layer
 
         m.submodules.mem = mem = PEMemory(cfg.pe_mem_depth, cfg.memory)
-        m.submodules.ptrmem = pmem = PEMemory(cfg.pe_mem_depth, cfg.memory)
+        two = cfg.pointer_ports == 2        # the pointer memory's second read port
+        m.submodules.ptrmem = pmem = PEMemory(cfg.pe_mem_depth, cfg.memory,
+                                              read_ports=cfg.pointer_ports)
         m.submodules.dec = dec = HuffmanDecoder(cfg, tag_bits=A)
         self._mem, self._pmem, self._dec = mem, pmem, dec       # for simulation probes
         m.submodules.codebook = cbm = table_memory(signed(cfg.weight_bits),
@@ -245,15 +255,19 @@ class ProcessingElement(wiring.Component):
         pi_busy = Signal()
         pi_col = Signal(FB)
         pi_value = Signal(A)
-        pi_phase = Signal()             # 0: reading ptr[col], 1: reading ptr[col + 1]
-        pi_w = Signal()                 # word of a 2-word pointer (0 = high)
+        # 0: reading ptr[col], 1: reading ptr[col + 1]. Two ports, 1-word pointers: 0 reads
+        # both (port 1: ptr[col], port 2: ptr[col + 1]), 1 only ptr[col + 1] (port 2).
+        pi_phase = Signal()
+        pi_w = Signal()                 # word of a 2-word pointer (0 = high; one port only)
         prev_col1 = Signal(FB)          # col + 1 of the last column issued
         prev_valid = Signal()
 
         # return side registers (the read issued last cycle)
         pr_valid = Signal()
         pr_phase = Signal()
-        pr_hi = Signal()
+        pr_hi = Signal()                # one port: the read is a high word
+        if two:
+            pr_start = Signal()         # port 1 read the column's start pointer
         pr_value = Signal(A)
         hi_word = Signal(16)
         last_end = Signal(BA)           # the last pointer read: a column's start, then its end
@@ -264,24 +278,45 @@ class ProcessingElement(wiring.Component):
         sq_out = data.View(seg_layout, segq.r_data)
 
         pi_last = Signal()              # the read about to be issued is the column's last
-        m.d.comb += pi_last.eq(pi_phase & (~pw2 | pi_w))
         seg_credit = Signal()
-        m.d.comb += seg_credit.eq(segq.level + (pr_valid & pr_phase & ~pr_hi) < self.seg_queue)
         pi_req = Signal()
-        m.d.comb += pi_req.eq((state == RUN) & pi_busy & (~pi_last | seg_credit))
         pi_addr = Signal(MA)
-        m.d.comb += pi_addr.eq(ptr_base + ((pi_col + pi_phase) << pw2) + pi_w)
-
-        m.d.sync += pr_valid.eq(0)
-        with m.If(pi_req):          # the pointer port serves only this fetch: always granted
-            m.d.sync += [
-                pr_valid.eq(1), pr_phase.eq(pi_phase), pr_hi.eq(pw2 & ~pi_w),
-                pr_value.eq(pi_value),
+        if two:
+            # one read per pointer (both words of a 2-word one), so one per column (1-word)
+            pi_addr2 = Signal(MA)
+            m.d.comb += [
+                pi_last.eq(pi_phase | ~pw2),
+                seg_credit.eq(segq.level + (pr_valid & pr_phase) < self.seg_queue),
+                pi_req.eq((state == RUN) & pi_busy & (~pi_last | seg_credit)),
+                pi_addr.eq(ptr_base + ((pi_col + (pi_phase & pw2)) << pw2)),
+                pi_addr2.eq(pi_addr + 1),
             ]
-            with m.If(pw2 & ~pi_w):
-                m.d.sync += pi_w.eq(1)
-            with m.Else():
-                m.d.sync += [pi_w.eq(0), pi_phase.eq(1)]
+            m.d.sync += pr_valid.eq(0)
+            with m.If(pi_req):      # the pointer ports serve only this fetch: always granted
+                # pr_phase: the read returns a column's end pointer
+                m.d.sync += [
+                    pr_valid.eq(1), pr_phase.eq(pi_last), pr_start.eq(~pi_phase & ~pw2),
+                    pr_value.eq(pi_value), pi_phase.eq(1),
+                ]
+        else:
+            # (the order of these statements is that of the design before the second port:
+            # the same Verilog, so the same netlist for the board)
+            m.d.comb += pi_last.eq(pi_phase & (~pw2 | pi_w))
+            m.d.comb += seg_credit.eq(segq.level + (pr_valid & pr_phase & ~pr_hi)
+                                      < self.seg_queue)
+            m.d.comb += pi_req.eq((state == RUN) & pi_busy & (~pi_last | seg_credit))
+            m.d.comb += pi_addr.eq(ptr_base + ((pi_col + pi_phase) << pw2) + pi_w)
+
+            m.d.sync += pr_valid.eq(0)
+            with m.If(pi_req):      # the pointer port serves only this fetch: always granted
+                m.d.sync += [
+                    pr_valid.eq(1), pr_phase.eq(pi_phase), pr_hi.eq(pw2 & ~pi_w),
+                    pr_value.eq(pi_value),
+                ]
+                with m.If(pw2 & ~pi_w):
+                    m.d.sync += pi_w.eq(1)
+                with m.Else():
+                    m.d.sync += [pi_w.eq(0), pi_phase.eq(1)]
 
         act = self.i_act.payload
         drained = Signal()              # stages 1-4 are empty (set further down)
@@ -311,21 +346,39 @@ class ProcessingElement(wiring.Component):
                 ]
 
         # pointer fetch: return side
-        ptr_val = Signal(BA)
-        m.d.comb += ptr_val.eq(Mux(pw2, Cat(pmem.rdata, hi_word), pmem.rdata))
-        # A column's start is the pointer read just before its end: ptr[col] when it was read,
-        # else the previous column's end. Either way it is in last_end.
-        with m.If(pr_valid):
-            with m.If(pr_hi):
-                m.d.sync += hi_word.eq(pmem.rdata)
-            with m.Else():
+        ptr_val = Signal(BA)            # the pointer read (a column's start or end)
+        if two:
+            # A column's start is ptr[col] on port 1 when it was read with its end (1-word
+            # pointers), else the pointer read before its end (2-word pointers) or the previous
+            # column's end: last_end.
+            seg_start = Signal(BA)
+            m.d.comb += [
+                ptr_val.eq(Mux(pw2, Cat(pmem.rdata2, pmem.rdata), pmem.rdata2)),
+                seg_start.eq(Mux(pr_start, pmem.rdata, last_end)),
+            ]
+            with m.If(pr_valid):
                 m.d.sync += last_end.eq(ptr_val)
-            with m.If(~pr_hi & pr_phase):
-                with m.If(ptr_val < last_end):
-                    m.d.sync += error.eq(1)
-                with m.If(ptr_val > last_end):
-                    m.d.comb += segq.w_en.eq(1)
-        m.d.comb += [sq_in.start.eq(last_end), sq_in.end.eq(ptr_val), sq_in.value.eq(pr_value)]
+                with m.If(pr_phase):
+                    with m.If(ptr_val < seg_start):
+                        m.d.sync += error.eq(1)
+                    with m.If(ptr_val > seg_start):
+                        m.d.comb += segq.w_en.eq(1)
+        else:
+            # A column's start is the pointer read just before its end: ptr[col] when it was
+            # read, else the previous column's end. Either way it is in last_end.
+            seg_start = last_end
+            m.d.comb += ptr_val.eq(Mux(pw2, Cat(pmem.rdata, hi_word), pmem.rdata))
+            with m.If(pr_valid):
+                with m.If(pr_hi):
+                    m.d.sync += hi_word.eq(pmem.rdata)
+                with m.Else():
+                    m.d.sync += last_end.eq(ptr_val)
+                with m.If(~pr_hi & pr_phase):
+                    with m.If(ptr_val < last_end):
+                        m.d.sync += error.eq(1)
+                    with m.If(ptr_val > last_end):
+                        m.d.comb += segq.w_en.eq(1)
+        m.d.comb += [sq_in.start.eq(seg_start), sq_in.end.eq(ptr_val), sq_in.value.eq(pr_value)]
 
         # ---- word fetch --------------------------------------------------------------------
         m.submodules.wfifo = wfifo = fifo.SyncFIFO(width=16, depth=self.word_fifo)
@@ -414,6 +467,9 @@ class ProcessingElement(wiring.Component):
             with m.Default():
                 m.d.comb += hdr_addr.eq(2)
         m.d.comb += [pmem.addr.eq(Mux(p_we, ld.addr, pi_addr)), pmem.re.eq(pi_req)]
+        if two:
+            # (ptr[col] on port 1 is read even when it is not needed: no gating logic)
+            m.d.comb += [pmem.addr2.eq(pi_addr2), pmem.re2.eq(pi_req)]
         addr_terms += [(state == HDR, hdr_addr), (wf_req, stream_base + wf_addr)]
 
         # ---- accumulate pipeline -----------------------------------------------------------

@@ -3,6 +3,7 @@
 ::
 
     python -m hw.profile [--model models/lenet300.npz] [--pes 4] [--image I] [--images K]
+                         [--pointer-ports P]
 
 The accelerator (``hw.accelerator.Accelerator`` with ``hw.bench.bench_config``, hidden neurons
 renumbered by ``sw.balance.balance_rows`` as for the board) is simulated with Amaranth's Python
@@ -405,8 +406,11 @@ def main(argv=None):
     ap.add_argument("--pes", type=int, default=4)
     ap.add_argument("--image", type=int, default=0, help="first MNIST test image")
     ap.add_argument("--images", type=int, default=1, help="number of images")
+    ap.add_argument("--pointer-ports", type=int, default=None, choices=(1, 2),
+                    help="read ports of each PE's pointer memory (default: the "
+                         "AcceleratorConfig default, 2)")
     a = ap.parse_args(argv)
-    from hw.bench import BenchError, _model
+    from hw.bench import BenchError, _model, bench_config
     from sw.balance import balance_rows
     from sw.golden import GoldenError, images_to_uint8, load_mnist
     try:
@@ -429,7 +433,8 @@ def main(argv=None):
     x = images_to_uint8(xs[a.image:a.image + a.images])
     im = balance_rows(im, a.pes)[0]
     try:
-        prof = profile_int_model(im, x, a.pes)
+        prof = profile_int_model(im, x, a.pes,
+                                 bench_config(im, a.pes, pointer_ports=a.pointer_ports))
     except ProfileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

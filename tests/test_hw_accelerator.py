@@ -93,6 +93,31 @@ def test_accelerator_column_skip():
     assert all(on < off for on, off in zip(cycles[True], cycles["unloaded"])), cycles
 
 
+@pytest.mark.sim
+def test_accelerator_board_pointer_ports():
+    """The iCEBreaker's configuration (one pointer port, no overlap, one input value per word,
+    4-deep FIFOs: ``hw.build.BOARD_*``) is bit exact under random stalls, and two pointer ports
+    take fewer cycles on the same inputs: no more on the all-zero and the all-255 inputs (every
+    column follows its neighbour: one pointer read each either way), fewer on the random ones
+    (a 200-input layer at 30 % non-zero: short columns, most needing both pointers)."""
+    from hw import build
+    from tb.accelerator.vectors import sim_config
+    board = dict(requant_overlap=build.BOARD_REQUANT_OVERLAP, input_lanes=build.BOARD_INPUT_LANES,
+                 fifo_depth=build.BOARD_FIFO_DEPTH, column_skip=build.BOARD_COLUMN_SKIP)
+    assert build.BOARD_POINTER_PORTS == 1
+    cycles = {}
+    for ports in (1, 2):
+        case = random_case(2, [200, 40, 10], 0.1, 14, n_inputs=4, act_density=0.3,
+                           config=sim_config(2, pointer_ports=ports, **board))
+        assert case["config"]["pointer_ports"] == ports
+        if ports == 1:
+            run_case("board_stalls", case, p_valid=0.7, p_ready=0.6, seed=14)
+        stats = run_case(f"ports{ports}", case)
+        cycles[ports] = [st["cycles"] for st in stats["inferences"]]
+    assert all(two <= one for one, two in zip(cycles[1], cycles[2])), cycles
+    assert all(two < one for one, two in zip(cycles[1][2:], cycles[2][2:])), cycles
+
+
 def test_accelerator_saturation_is_exercised():
     """The random cases really contain saturated hidden activations and zero inputs."""
     from sw.golden import infer, random_int_model

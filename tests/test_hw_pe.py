@@ -3,7 +3,9 @@
 Each case packs a random sparse integer model (``sw.golden.random_int_model`` + ``sw.pack``),
 runs every layer for a few inputs through PE ``index`` and compares every output word with
 ``sw.golden.infer``. Cycle counts are printed (``-s``) and checked against loose throughput bounds.
+The PE is built with one and with two pointer-memory read ports (``pointer_ports``).
 """
+import copy
 import json
 
 import pytest
@@ -13,25 +15,31 @@ from tb.pe.vectors import make_pe_case, pe_config, save_case
 from tb.runner import ROOT, SimulationFailed, run_testbench
 
 
-def _run(name, n_pes, index, case, *, p_valid=1.0, p_ready=1.0, seed=1):
+PORTS = [1, 2]      # pointer_ports
+
+
+def _run(name, n_pes, index, case, *, ports=2, p_valid=1.0, p_ready=1.0, seed=1,
+         testcase="pe_matches_golden"):
+    """Run cocotb ``testcase`` of tb/pe/test_pe.py on PE ``index`` of ``n_pes`` with ``ports``
+    pointer-memory read ports; returns the per-layer cycle statistics (``pe_matches_golden``)."""
     depth = case["pe_mem_depth"]
     build = f"pe_n{n_pes}_i{index}" + ("" if depth == 4096 else f"_d{depth}") + (
         "" if case["max_rows_per_pe"] == 256 else f"_r{case['max_rows_per_pe']}") + (
-        "" if case["symbol_depth"] == 512 else f"_s{case['symbol_depth']}")
+        "" if case["symbol_depth"] == 512 else f"_s{case['symbol_depth']}") + f"_p{ports}"
     folder = ROOT / "build" / "sim" / build
     folder.mkdir(parents=True, exist_ok=True)
     vec = folder / f"{name}.json"
     stats = folder / f"{name}.stats.json"
-    save_case(case, vec)
+    save_case(dict(case, pointer_ports=ports), vec)
     if stats.exists():
         stats.unlink()
     cfg = pe_config(n_pes, pe_mem_depth=depth, max_rows_per_pe=case["max_rows_per_pe"],
-                    symbol_depth=case["symbol_depth"])
+                    symbol_depth=case["symbol_depth"], pointer_ports=ports)
     run_testbench(ProcessingElement(cfg, index), toplevel="pe",
-                  test_module="tb.pe.test_pe", build_name=build,
+                  test_module="tb.pe.test_pe", build_name=build, testcase=testcase,
                   extra_env={"PE_VECTORS": vec, "PE_STATS": stats, "PE_P_VALID": p_valid,
                              "PE_P_READY": p_ready, "PE_SEED": seed})
-    return json.loads(stats.read_text())
+    return json.loads(stats.read_text()) if testcase == "pe_matches_golden" else None
 
 
 def _report(name, stats):
@@ -65,45 +73,124 @@ CASES = {
 
 
 @pytest.mark.sim
+@pytest.mark.parametrize("ports", PORTS)
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_pe_golden(name):
+def test_pe_golden(name, ports):
     n_pes, index, kw = CASES[name]
     case = make_pe_case(n_pes, index, **kw)
-    stats = _run(name, n_pes, index, case, p_valid=0.7, p_ready=0.6, seed=len(name))
+    stats = _run(name, n_pes, index, case, ports=ports, p_valid=0.7, p_ready=0.6,
+                 seed=len(name))
     assert len(stats) == len(case["inputs"]) * len(case["layers"])
 
 
-@pytest.mark.sim
-def test_pe_two_word_pointers():
-    """A layer whose stream exceeds 65535 bits uses 2-word (high, low) column pointers."""
+def _two_word_case():
     cfg = pe_config(1, pe_mem_depth=8192)
     case = make_pe_case(1, 0, [200, 200, 10], 0.3, seed=31, n_inputs=2, act_density=0.3,
                         zero_input=False, config=cfg, empty_columns=False)
     assert case["layers"][0]["ptr_words2"] == 1 and case["layers"][1]["ptr_words2"] == 0
-    stats = _run("ptr2", 1, 0, case, p_valid=0.9, p_ready=0.8, seed=4)
-    _report("2-word pointers N=1", stats)
+    return case
 
 
 @pytest.mark.sim
-def test_pe_throughput():
+@pytest.mark.parametrize("ports", PORTS)
+def test_pe_two_word_pointers(ports):
+    """A layer whose stream exceeds 65535 bits uses 2-word (high, low) column pointers."""
+    stats = _run("ptr2", 1, 0, _two_word_case(), ports=ports, p_valid=0.9, p_ready=0.8, seed=4)
+    _report(f"2-word pointers N=1, {ports} pointer port(s)", stats)
+
+
+def _sparse_case():
+    return make_pe_case(4, 1, [200, 80, 10], 0.1, seed=22, n_inputs=2, act_density=0.3)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("ports", PORTS)
+def test_pe_throughput(ports):
     """No stalls: cycles per column and per symbol.
 
     Long columns (about 12 symbols per column and PE) are decode bound: one symbol per cycle
-    plus a fixed per-layer latency. Short columns (about 2 symbols) are bound by the single
-    memory port: 1-2 pointer words plus 1-2 stream words per column.
+    plus a fixed per-layer latency. Short columns (about 2 symbols) are bound by the pointer
+    port (one port: 1-2 pointer reads per column; two: one) and the stream words (1-2 per
+    column, one per cycle into the decoder).
     """
     dense = make_pe_case(2, 1, [120, 100, 10], 0.25, seed=21, n_inputs=2, act_density=0.4)
-    stats = _run("throughput_dense", 2, 1, dense)
-    _report("long columns N=2 PE1", stats)
+    stats = _run("throughput_dense", 2, 1, dense, ports=ports)
+    _report(f"long columns N=2 PE1, {ports} pointer port(s)", stats)
     for s in stats:
         if s["layer"] == 0 and s["acts"]:
             assert s["column_cycles"] <= 1.1 * s["symbols"] + 30, s
-    sparse = make_pe_case(4, 1, [200, 80, 10], 0.1, seed=22, n_inputs=2, act_density=0.3)
-    stats = _run("throughput_sparse", 4, 1, sparse)
-    _report("short columns N=4 PE1", stats)
+    stats = _run("throughput_sparse", 4, 1, _sparse_case(), ports=ports)
+    _report(f"short columns N=4 PE1, {ports} pointer port(s)", stats)
     for s in stats:
         if s["acts"]:
-            assert s["column_cycles"] <= 3.5 * s["acts"] + 30, s
+            assert s["column_cycles"] <= (3.5 if ports == 1 else 2.5) * s["acts"] + 30, s
+
+
+@pytest.mark.sim
+def test_pe_two_pointer_ports_faster_on_short_columns():
+    """Short columns (0-3 symbols per PE, 30 % of the inputs non-zero, so most columns need
+    both of their pointers): two pointer ports take fewer column-phase cycles than one, with
+    the same (golden) outputs. On mostly empty columns (layer 1: 27 columns, about 10 symbols)
+    the fetch takes one column per cycle: one port needs two reads per column."""
+    case = _sparse_case()
+    cyc = {}
+    for ports in PORTS:
+        stats = _run("faster", 4, 1, case, ports=ports)
+        _report(f"short columns N=4 PE1, {ports} pointer port(s)", stats)
+        cyc[ports] = [(s["acts"], s["symbols"], s["column_cycles"]) for s in stats]
+    fixed = 25          # start pulse, header, pipeline fill and drain
+    for (acts, syms, one), (_, _, two) in zip(cyc[1], cyc[2]):
+        assert two <= one, cyc
+        if acts >= 20 and 2 * syms < acts:
+            assert two <= acts + fixed < one, cyc
+    assert sum(c for *_, c in cyc[2]) < 0.9 * sum(c for *_, c in cyc[1]), cyc
+
+
+def _decreasing_pointer_case(case, chained):
+    """``case`` cut to layer 0 and one input that broadcasts column ``c`` (after ``c - 1`` when
+    ``chained``: its start is then the previous column's end, else a pointer read), with
+    ``ptr[c + 1]`` made smaller than ``ptr[c]``; for 2-word pointers in the high word only (the
+    low word grows). Returns the broken case and the unbroken one (same broadcast)."""
+    n_pes, index = case["n_pes"], case["index"]
+    pmem = n_pes + 5 + index
+    data = {a: d for m, a, d in case["loads"] if m == index}
+    ptrs = {a: d for m, a, d in case["loads"] if m == pmem}
+    desc = case["layers"][0]
+    pw2 = desc["ptr_words2"]
+    base = data.get(0, 0)                     # header word 0 of layer 0: ptr_base
+
+    def ptr(c):
+        a = base + (c << pw2)
+        return (ptrs.get(a, 0) << 16 | ptrs.get(a + 1, 0)) if pw2 else ptrs.get(a, 0)
+
+    c = next(c for c in range(1, desc["in_features"])
+             if ptr(c) >= (1 << 16 if pw2 else 1) and ptr(c + 1) > ptr(c))
+    bad = ((ptr(c) >> 16) - 1) << 16 | 0xFFFF if pw2 else ptr(c) - 1
+    a = base + ((c + 1) << pw2)
+    words = {a: bad >> 16, a + 1: bad & 0xFFFF} if pw2 else {a: bad}
+    loads = [[m, ad, d] for m, ad, d in case["loads"] if not (m == pmem and ad in words)]
+    loads += [[pmem, ad, d] for ad, d in words.items()]
+    acts = ([[c - 1, 3]] if chained else []) + [[c, 5]]
+    run = [{"acts": acts, "expect": [], "symbols": 0, "macs": 0}]
+    good = dict(case, layers=[desc], inputs=[run])
+    return dict(good, loads=loads), good
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("ports", PORTS)
+@pytest.mark.parametrize("kind", ["fresh", "chained", "two_word"])
+def test_pe_decreasing_pointer_sets_error(kind, ports):
+    """``ptr[c + 1] < ptr[c]`` sets ``o_error`` (the column is not decoded), whether the start
+    pointer was read with the end (two ports), before it (one port) or is the previous column's
+    end (``chained``), and for 2-word pointers whose high word decreases; the same broadcast on
+    the unbroken pointers leaves ``o_error`` low (``pe_flags_error`` fails)."""
+    case = _two_word_case() if kind == "two_word" else _sparse_case()
+    bad, good = _decreasing_pointer_case(case, chained=kind == "chained")
+    n_pes, index = case["n_pes"], case["index"]
+    _run(f"decreasing_{kind}", n_pes, index, bad, ports=ports, testcase="pe_flags_error")
+    with pytest.raises(SimulationFailed, match="o_error not set"):
+        _run(f"decreasing_{kind}_ok", n_pes, index, good, ports=ports,
+             testcase="pe_flags_error")
 
 
 @pytest.mark.sim

@@ -19,7 +19,8 @@ def build_name(config):
     return (f"accel_n{config.n_pes}_m{config.pe_mem_depth}_s{config.symbol_depth}"
             f"_f{config.fifo_depth}_r{config.max_rows_per_pe}_k{config.input_lanes}"
             f"{'' if config.requant_overlap else '_seq'}"
-            f"{'' if config.skip_columns else '_noskip'}{widths}")
+            f"{'' if config.skip_columns else '_noskip'}"
+            f"{'' if config.pointer_ports == 2 else f'_p{config.pointer_ports}'}{widths}")
 
 
 def run_case(name, case, *, p_valid=1.0, p_ready=1.0, seed=1, testcase=None, env=None):

@@ -13,7 +13,10 @@ Parameters come from the environment:
 ``PE_STATS``
     Optional JSON file the testbench writes its cycle counts to.
 
-Every output word (row, value, order, end token) is compared; ``o_error`` must stay low.
+``pe_matches_golden``: every output word (row, value, order, end token) is compared; ``o_error``
+must stay low. ``pe_flags_error``: the case is broken on purpose (e.g. a decreasing column
+pointer); ``o_error`` must be low after the loads and high once its layers ran (outputs are not
+compared).
 """
 import json
 import os
@@ -40,7 +43,8 @@ class TB:
         self.case = case
         self.cfg = pe_config(case["n_pes"], pe_mem_depth=case.get("pe_mem_depth", 4096),
                              symbol_depth=case.get("symbol_depth", 512),
-                             max_rows_per_pe=case.get("max_rows_per_pe", 256))
+                             max_rows_per_pe=case.get("max_rows_per_pe", 256),
+                             pointer_ports=case.get("pointer_ports", 2))
         self.p_valid = p_valid
         self.p_ready = p_ready
         self.rng = random.Random(seed)
@@ -150,3 +154,18 @@ async def pe_matches_golden(dut):
     if os.environ.get("PE_STATS"):
         with open(os.environ["PE_STATS"], "w") as f:
             json.dump(stats, f)
+
+
+@cocotb.test()
+async def pe_flags_error(dut):
+    """A broken case (``PE_VECTORS``) sets ``o_error``: low after the loads, high after its
+    layers (every layer of every input, outputs not compared)."""
+    case = load_case(os.environ["PE_VECTORS"])
+    tb = TB(dut, case, 1.0, 1.0, 1)
+    await tb.reset()
+    await tb.load()
+    assert int(dut.o_error.value) == 0, "o_error set by the loads"
+    for inp in case["inputs"]:
+        for desc, vec in zip(case["layers"], inp):
+            await tb.run_layer(desc, vec["acts"])
+    assert int(dut.o_error.value) == 1, "o_error not set"

@@ -109,6 +109,7 @@ def make_pe_case(n_pes, index, sizes, density, seed, n_inputs=3, *, zero_input=T
                               "macs": macs})
         cases.append(per_layer)
     return {"n_pes": n_pes, "index": index, "pe_mem_depth": cfg.pe_mem_depth,
+            "pointer_ports": cfg.pointer_ports,
             "symbol_depth": cfg.symbol_depth, "max_rows_per_pe": cfg.max_rows_per_pe,
             "loads": loads, "layers": layers, "inputs": cases}
 
