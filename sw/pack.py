@@ -28,8 +28,8 @@ from sw.modelfile import CompressedModel, ModelFormatError, load_model
 from sw.sparse import encode_columns
 
 __all__ = ["PackError", "PackLimits", "WIDTH_KEYS", "PackedImages", "pack", "sized_limits",
-           "mem_names", "pointer_mem", "colskip_mem", "colskip_table", "is_pe_memory", "main", "FLAG_RELU", "FLAG_LAST",
-           "FLAG_PTR2", "DESC_WORDS", "HEADER_WORDS"]
+           "mem_names", "pointer_mem", "colskip_mem", "colskip_table", "is_pe_memory", "main",
+           "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2", "DESC_WORDS", "HEADER_WORDS"]
 
 FLAG_RELU = 1 << 0
 FLAG_LAST = 1 << 1

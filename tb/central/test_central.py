@@ -30,8 +30,9 @@ comes in bank order, so it is compared as a set (each column exactly once).
 
 Environment: ``CENTRAL_N`` (PEs), ``CENTRAL_K`` (input lanes), ``CENTRAL_SIZES``
 (``in,hidden...,out``), ``CENTRAL_SEED``, ``CENTRAL_INPUTS``, ``CENTRAL_P_VALID``,
-``CENTRAL_P_READY``, ``CENTRAL_SKIP``, ``CENTRAL_WIDTH``, ``CENTRAL_BREAK`` (expect a wrong order: the testbench
-must then fail), ``CENTRAL_BREAK_SKIP`` (expect every PE to receive every column: must fail).
+``CENTRAL_P_READY``, ``CENTRAL_SKIP``, ``CENTRAL_WIDTH``, ``CENTRAL_BREAK`` (expect a wrong
+order: the testbench must then fail), ``CENTRAL_BREAK_SKIP`` (expect every PE to receive every
+column: must fail).
 """
 import os
 import random
