@@ -44,7 +44,7 @@ Area (``python -m hw.area --part pe --pes 1 --model models/lenet300.npz --pointe
 yosys, iCE40, with the overlap): body 1070 LUT4 / 624 FF / 321 CARRY, 9 EBR (accumulator banks,
 codebook), 2 SB_MAC16; decoder 1249 / 460, 4 EBR. Two pointer ports (the default): body 1104 /
 621 / 333, 15 LUT4 in the pointer memory (the duplicate SPRAM's address multiplexer) and one
-more SPRAM. On the iCEBreaker (no overlap, one pointer port) the whole design places 4,997 LCs.
+more SPRAM. On the iCEBreaker (no overlap, one pointer port) the whole design places 5,000 LCs.
 """
 import functools
 import operator

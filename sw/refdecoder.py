@@ -144,9 +144,10 @@ def _skip_bits(packed, descs, d, p):
     return (entries >> p & 1).astype(bool)
 
 
-def _check_skip(packed, d, p, ptr):
-    """Raise if the column skip table keeps a non-empty column from PE ``p``."""
-    skip = _skip_bits(packed, read_descriptors(packed), d, p)
+def _check_skip(packed, descs, d, p, ptr):
+    """Raise if the column skip table keeps a non-empty column from PE ``p`` (``descs``: all
+    layer descriptors, which place the layer's entries in the table)."""
+    skip = _skip_bits(packed, descs, d, p)
     bad = np.flatnonzero(skip & (np.diff(ptr) != 0))
     if len(bad):
         raise RefDecodeError(f"layer {d.index} PE {p}: the column skip table skips column "
@@ -170,7 +171,7 @@ def decode_layer(packed, d, p):
     pe_img = packed.images[p]
     ptr_base, stream_base, bias_base, rows_local = _header(pe_img, d)
     ptr = _pointers(packed.images[pointer_mem(N, p)], d, ptr_base)
-    _check_skip(packed, d, p, ptr)
+    _check_skip(packed, read_descriptors(packed), d, p, ptr)
     total = int(ptr[-1])
     bits = _stream_bits(pe_img, stream_base, total, L).astype(np.int64)
     limit, base, symbols = _tables(packed, d)
@@ -314,7 +315,7 @@ def infer_packed_events(packed, x_vector):
             pe_img = packed.images[p]
             ptr_base, stream_base, bias_base, rows_local = _header(pe_img, d)
             ptr = _pointers(packed.images[pointer_mem(N, p)], d, ptr_base)
-            _check_skip(packed, d, p, ptr)
+            _check_skip(packed, descs, d, p, ptr)
             bits = _stream_bits(pe_img, stream_base, int(ptr[-1]), L)
             local = np.zeros(rows_local, dtype=np.int64)
             for j in np.flatnonzero(a):
