@@ -49,7 +49,7 @@ def _model(path, random_model):
 
 
 def bench_config(int_model, n_pes, fifo_depth=None, input_lanes=None, requant_overlap=None,
-                 column_skip=None, pointer_ports=None):
+                 column_skip=None, pointer_ports=None, stream_words=None):
     """``AcceleratorConfig(n_pes)`` built for ``int_model`` as it is packed (already balanced
     if it is to be): the model's widths (``idx_bits``, ``gap_bits``... ``sw.pack.WIDTH_KEYS``),
     accumulator rows and symbol table grown (powers of two) when the model needs more than the
@@ -68,12 +68,14 @@ def bench_config(int_model, n_pes, fifo_depth=None, input_lanes=None, requant_ov
         base = dataclasses.replace(base, column_skip=column_skip)
     if pointer_ports is not None:
         base = dataclasses.replace(base, pointer_ports=pointer_ports)
+    if stream_words is not None:
+        base = dataclasses.replace(base, stream_words=stream_words)
     return sized_config(int_model, base, balance=False)
 
 
 def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=None,
               balance=True, input_lanes=None, requant_overlap=None, column_skip=None,
-              pointer_ports=None):
+              pointer_ports=None, stream_words=None):
     """Simulate every PE count; returns a list of result dicts (one per PE count).
 
     ``balance``: renumber hidden neurons per PE count as ``sw.pack --balance`` does for the board
@@ -95,7 +97,7 @@ def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=N
     for n in n_pes_list:
         int_model = balance_rows(original, n)[0] if balance else original
         cfg = bench_config(int_model, n, fifo_depth, input_lanes, requant_overlap,
-                           column_skip, pointer_ports)
+                           column_skip, pointer_ports, stream_words)
         row = {"n_pes": n, "images": int(len(y)), "max_rows_per_pe": cfg.max_rows_per_pe,
                "symbol_depth": cfg.symbol_depth}
         try:
@@ -164,6 +166,10 @@ def main(argv=None):
     ap.add_argument("--pointer-ports", type=int, default=None, choices=(1, 2),
                     help="read ports of each PE's pointer memory (default: the "
                          "AcceleratorConfig default, 2; the iCEBreaker build uses 1)")
+    ap.add_argument("--stream-words", type=int, default=None, choices=(1, 2),
+                    help="16-bit memory words each PE's word fetch reads and decoder takes per "
+                         "cycle (default: the AcceleratorConfig default, 2; the iCEBreaker "
+                         "build uses 1)")
     ap.add_argument("--no-balance", action="store_true",
                     help="keep the model's neuron order (default: balanced over the PEs)")
     ap.add_argument("--json", help="also write the results to this JSON file")
@@ -185,7 +191,8 @@ def main(argv=None):
                          balance=not args.no_balance, input_lanes=args.lanes,
                          requant_overlap=False if args.no_overlap else None,
                          column_skip=False if args.no_skip else None,
-                         pointer_ports=args.pointer_ports)
+                         pointer_ports=args.pointer_ports,
+                         stream_words=args.stream_words)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -52,6 +52,11 @@ BOARD_COLUMN_SKIP = False
 #: one PE hides its pointer reads behind decoding (``hw.bench --pes 1``: 1.069x -> 1.068x). So
 #: the board keeps one port and its netlist is the one-port design's (not built with two).
 BOARD_POINTER_PORTS = 1
+#: Memory words per decoder word (``AcceleratorConfig.stream_words``). Two would need a third
+#: SPRAM per PE (the data memory's duplicate) and a decoder twice as wide, for the short columns
+#: of many PEs; one PE's columns are long (``hw.bench --pes 1``: 1.062x with two, 1.062x... see
+#: docs/HARDWARE.md), so the board reads one word per cycle.
+BOARD_STREAM_WORDS = 1
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -294,7 +299,8 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
                                fifo_depth=BOARD_FIFO_DEPTH, input_lanes=BOARD_INPUT_LANES,
                                requant_overlap=BOARD_REQUANT_OVERLAP,
                                column_skip=BOARD_COLUMN_SKIP,
-                               pointer_ports=BOARD_POINTER_PORTS)
+                               pointer_ports=BOARD_POINTER_PORTS,
+                               stream_words=BOARD_STREAM_WORDS)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("report.json", "report.txt"):

@@ -67,6 +67,13 @@ class AcceleratorConfig:
         pointer-port cycle instead of up to two (or four). Same memory images; with
         ``memory == "ice40"`` the second port is a duplicate SPRAM set written in parallel (one
         more SB_SPRAM256KA per PE: the iCEBreaker build uses 1).
+    stream_words : int
+        16-bit memory words the PE's word fetch reads and its Huffman decoder takes per cycle
+        (1 or 2). With 2 the data memory has a second read port (``"ice40"``: a duplicate SPRAM
+        written in parallel) and a stream word is the 32 bits of words ``a`` and ``a + 1``
+        from a column's first word ``a`` on, so a column of one or two codes almost never
+        needs two words (with 16-bit words about 40 % of them straddle a word boundary and
+        cost the decoder a second cycle). Same memory images.
     memory : str
         ``"lib"``: every memory is an ``amaranth.lib.memory.Memory`` (simulation, any FPGA);
         ``"ice40"``: PE memories (data and pointers) map to SB_SPRAM256KA.
@@ -89,6 +96,7 @@ class AcceleratorConfig:
     column_skip: bool = True
     broadcast_width: int = 2
     pointer_ports: int = 2
+    stream_words: int = 2
     memory: str = "lib"
 
     def __post_init__(self):
@@ -104,6 +112,8 @@ class AcceleratorConfig:
             raise ValueError(f"broadcast_width must be 1 or 2, not {self.broadcast_width}")
         if isinstance(self.pointer_ports, bool) or self.pointer_ports not in (1, 2):
             raise ValueError(f"pointer_ports must be 1 or 2, not {self.pointer_ports!r}")
+        if isinstance(self.stream_words, bool) or self.stream_words not in (1, 2):
+            raise ValueError(f"stream_words must be 1 or 2, not {self.stream_words!r}")
         if self.memory not in ("lib", "ice40"):
             raise ValueError(f"memory must be 'lib' or 'ice40', not {self.memory!r}")
         if self.pe_mem_depth > 65536 or self.pe_mem_depth & (self.pe_mem_depth - 1):

@@ -2,7 +2,9 @@
 
 The decoder works on *segments*: bit ranges of a word stream (one per Huffman-coded column). A
 segment starts at bit ``offset`` (0..15, MSB first) of its first word and is ``nbits`` long; its
-words (``ceil((offset + nbits) / 16)`` of them) follow on ``i_word`` in order. The current
+words (``ceil((offset + nbits) / W)`` of them) follow on ``i_word`` in order. A word is ``W =
+16 * config.stream_words`` bits: 16, or 32 when the PE fetches two memory words per cycle (a
+short column then rarely straddles a word boundary and never needs a second cycle for it). The current
 segment's words sit in a 3-word window (a bit position ``pos`` inside the first word; a word
 leaves when a code crosses into the next one); the next segment is held pending with its first
 words already in a second window and its first ``HUFF_MAX_LEN`` bits (``pp``) prepared. In the
@@ -82,8 +84,9 @@ class HuffmanDecoder(wiring.Component):
         registers (``HUFF_MAX_LEN + 3`` cycles; segments may be queued meanwhile).
     i_seg : In(stream.Signature(segment_layout(tag_bits)))
         Segments to decode, in stream order. ``nbits == 0`` segments are dropped (no words).
-    i_word : In(stream.Signature(16))
-        The segments' 16-bit words, MSB first, ``ceil((offset + nbits) / 16)`` per segment.
+    i_word : In(stream.Signature(W))
+        The segments' ``W``-bit words (``W = 16 * config.stream_words``), MSB first,
+        ``ceil((offset + nbits) / W)`` per segment.
     o_sym : Out(stream.Signature(symbol_out_layout(config, tag_bits)))
         Decoded symbols; one per cycle while ``ready`` is held high.
     o_busy : Out(1)
@@ -98,13 +101,14 @@ class HuffmanDecoder(wiring.Component):
         self.tag_bits = tag_bits
         self.max_len = config.huff_max_len
         self.layer_bits = max(1, (config.max_layers - 1).bit_length())
+        self.word_bits = 16 * config.stream_words
         super().__init__({
             "i_load": In(stream.Signature(LoadWrite)),
             "i_layer_index": In(self.layer_bits),
             "i_sym_base": In(16),
             "i_start": In(1),
             "i_seg": In(stream.Signature(segment_layout(tag_bits))),
-            "i_word": In(stream.Signature(16)),
+            "i_word": In(stream.Signature(self.word_bits)),
             "o_sym": Out(stream.Signature(symbol_out_layout(config, tag_bits))),
             "o_busy": Out(1),
             "o_error": Out(1),
@@ -114,6 +118,8 @@ class HuffmanDecoder(wiring.Component):
         m = Module()
         cfg = self.cfg
         MAX = self.max_len
+        W = self.word_bits               # bits of one stream word
+        PB = (W - 1).bit_length()        # bits of a position inside it
         sym_bits = cfg.idx_bits + cfg.gap_bits
         tbl_words = cfg.max_layers * MAX          # limit at [0, tbl_words), base after it
         sym_depth = cfg.symbol_depth
@@ -190,7 +196,7 @@ class HuffmanDecoder(wiring.Component):
             ]
 
         # ---- segments: one pending behind the current one --------------------------------
-        # A segment's words: ceil((offset + nbits) / 16) (nbits <= 65535: at most 4097 words).
+        # A segment's words: ceil((offset + nbits) / W) (nbits <= 65535: at most 4097 words).
         WB = 13
         seg = self.i_seg.payload
         pend_valid = Signal()
@@ -200,7 +206,7 @@ class HuffmanDecoder(wiring.Component):
         pend_left = Signal(WB)          # words of the pending segment not yet taken
         pend_lz = Signal()              # pend_left == 0 (registered copy)
         seg_words = Signal(17)
-        m.d.comb += seg_words.eq((seg.offset + seg.nbits + 15) >> 4)
+        m.d.comb += seg_words.eq((seg.offset + seg.nbits + W - 1) >> PB)
 
         cur_valid = Signal()
         cur_rem = Signal(16)            # segment bits not yet decoded
@@ -209,14 +215,14 @@ class HuffmanDecoder(wiring.Component):
         cur_left = Signal(WB)           # words of the current segment not yet taken
         left_zero = Signal(init=1)      # cur_left == 0 (registered copy, keeps compares off paths)
         rem_zero = Signal(init=1)       # cur_rem == 0 (registered copy)
-        pos = Signal(4)                 # next bit inside w[0] (0 = its MSB)
+        pos = Signal(PB)                # next bit inside w[0] (0 = its MSB)
         flush = Signal()                # invalid code: drop the rest of the segment
         bad = Signal()                  # last cycle's code was invalid (flush starts now)
 
         # ---- word windows: 3 words of the current segment, 2 of the pending one ------------
-        w = [Signal(16, name=f"w{k}") for k in range(3)]
+        w = [Signal(W, name=f"w{k}") for k in range(3)]
         n_w = Signal(range(4))
-        nw = [Signal(16, name=f"nw{k}") for k in range(3)]
+        nw = [Signal(W, name=f"nw{k}") for k in range(3)]
         n_nw = Signal(range(4))
         word = self.i_word.payload
         route_cur = Signal()
@@ -265,12 +271,12 @@ class HuffmanDecoder(wiring.Component):
         s_peek = Signal(MAX)
         s_ok = Signal()
         s_rem = Signal(16)
-        s_pos = Signal(4)
+        s_pos = Signal(PB)
         s_n = Signal(range(4))
         s_lz = Signal()
         s_tag = Signal(self.tag_bits)
         s_first = Signal()
-        s_w = [Signal(16, name=f"s_w{k}") for k in range(3)]
+        s_w = [Signal(W, name=f"s_w{k}") for k in range(3)]
         m.d.comb += [
             s_peek.eq(Mux(from_pend, pp, peek)), s_ok.eq(Mux(from_pend, pp_ok, peek_ok)),
             s_rem.eq(Mux(from_pend, pend_rem, cur_rem)), s_pos.eq(Mux(from_pend, pend_off, pos)),
@@ -312,7 +318,7 @@ class HuffmanDecoder(wiring.Component):
         ]
         # Enough bits: two words, or one word holding all of the segment's rest or 12 bits.
         have_bits = Signal()
-        m.d.comb += have_bits.eq((s_n >= 2) | ((s_n == 1) & ((s_pos <= 16 - MAX) | s_lz)))
+        m.d.comb += have_bits.eq((s_n >= 2) | ((s_n == 1) & ((s_pos <= W - MAX) | s_lz)))
         fire = Signal()
         m.d.comb += fire.eq((from_pend | (cur_valid & ~rem_zero & ~flush & ~bad))
                             & ~loading & advance & have_bits & s_ok)
@@ -322,14 +328,14 @@ class HuffmanDecoder(wiring.Component):
         with m.If(bad):
             m.d.sync += [error.eq(1), flush.eq(1)]
 
-        pos_sum = Signal(5)
+        pos_sum = Signal(PB + 1)
         m.d.comb += pos_sum.eq(s_pos + len_m1 + 1)
-        pos_next = Signal(4)
-        m.d.comb += pos_next.eq(pos_sum[:4])
+        pos_next = Signal(PB)
+        m.d.comb += pos_next.eq(pos_sum[:PB])
         cur_rem_m1 = Signal(16)
         m.d.comb += cur_rem_m1.eq(s_rem - 1)
         shift = Signal()
-        m.d.comb += shift.eq(fire & pos_sum[4])
+        m.d.comb += shift.eq(fire & pos_sum[PB])
         seg_done = Signal()
         m.d.comb += seg_done.eq(cur_valid
                                 & ((rem_zero & ~flush & ~bad) | (flush & left_zero)))
@@ -342,7 +348,7 @@ class HuffmanDecoder(wiring.Component):
         m.d.comb += take_w.eq(take_cur & ~flush)
         keep = [Mux(take_w & (n_w == k), word, w[k]) for k in range(3)]
         ahead = Signal(2 * MAX)
-        m.d.comb += ahead.eq((Cat(s_w[2], s_w[1], s_w[0]) << s_pos)[48 - 2 * MAX:48])
+        m.d.comb += ahead.eq((Cat(s_w[2], s_w[1], s_w[0]) << s_pos)[3 * W - 2 * MAX:3 * W])
         # (`fire` picks between the consumed and the unmoved slice last: it is the later signal)
         peek_fired = Signal(MAX)
         for b in range(MAX):
@@ -350,7 +356,7 @@ class HuffmanDecoder(wiring.Component):
                 (onehot & Cat(*[ahead[MAX - c + b] for c in range(1, MAX + 1)])).any())
         fits = Signal(MAX + 1)          # per consumed length c: the next peek is in the window
         for c in range(MAX + 1):
-            m.d.comb += fits[c].eq((s_pos + (c + MAX) <= (s_n << 4)) | s_lz)
+            m.d.comb += fits[c].eq((s_pos + (c + MAX) <= (s_n << PB)) | s_lz)
         peek_next = Signal(MAX)
         peek_ok_next = Signal()
         m.d.comb += [
@@ -359,7 +365,7 @@ class HuffmanDecoder(wiring.Component):
         ]
 
         # next window after this cycle's intake
-        nw_next = [Signal(16, name=f"nw{k}_next") for k in range(3)]
+        nw_next = [Signal(W, name=f"nw{k}_next") for k in range(3)]
         n_nw_next = Signal(range(4))
         m.d.comb += [nw_next[k].eq(nw[k]) for k in range(3)]
         m.d.comb += n_nw_next.eq(n_nw + take_next)
@@ -373,10 +379,10 @@ class HuffmanDecoder(wiring.Component):
         pend_lz_next = Signal()
         m.d.comb += pend_lz_next.eq(pend_left == take_next)
         pp_ok_next = Signal()           # next pp_ok (of the segment pending next cycle)
-        m.d.comb += pp_ok_next.eq((n_nw_next >= 2) | ((n_nw_next == 1) & ((pend_off <= 16 - MAX)
+        m.d.comb += pp_ok_next.eq((n_nw_next >= 2) | ((n_nw_next == 1) & ((pend_off <= W - MAX)
                                                                           | pend_lz_next)))
         m.d.sync += [
-            pp.eq((Cat(nw_next[1], nw_next[0]) << pend_off)[32 - MAX:32]),
+            pp.eq((Cat(nw_next[1], nw_next[0]) << pend_off)[2 * W - MAX:2 * W]),
             pp_ok.eq(pp_ok_next),
         ]
 
@@ -437,7 +443,7 @@ class HuffmanDecoder(wiring.Component):
         # The pending segment moves in only once its first code can be decoded (pp_ok): moving
         # in earlier would leave it stale for a cycle and block the word of the one after it.
         pp_ok_new = Signal()
-        m.d.comb += pp_ok_new.eq(take_new & ((seg.offset <= 16 - MAX) | (seg_words == 1)))
+        m.d.comb += pp_ok_new.eq(take_new & ((seg.offset <= W - MAX) | (seg_words == 1)))
         m.d.sync += from_pend.eq(pv_n & (~cv_n | (rz_n & ~fl_n & ~(fire & ~code_ok)))
                                  & Mux(seg_accept, pp_ok_new, pp_ok_next))
         with m.If(seg_accept):
@@ -445,7 +451,7 @@ class HuffmanDecoder(wiring.Component):
                          pend_tag.eq(seg.tag), pend_left.eq(seg_words[:WB] - take_new),
                          pend_lz.eq(seg_words[:WB] == take_new), n_nw.eq(take_new),
                          nw[0].eq(word),
-                         pp.eq((Cat(Const(0, 16), word) << seg.offset)[32 - MAX:32]),
+                         pp.eq((Cat(Const(0, W), word) << seg.offset)[2 * W - MAX:2 * W]),
                          pp_ok.eq(pp_ok_new)]
 
         # ---- lookup pipeline: S1 (peek, len) -> S2 (base) -> S3 (symbol) --------------------

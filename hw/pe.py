@@ -101,9 +101,12 @@ class ProcessingElement(wiring.Component):
     # With several PEs the columns are short and deeper queues keep the decoder fed (LeNet-300-100,
     # 2 -> 4 entries: N=2 1.347 -> 1.324, N=4 1.687 -> 1.624 of the ideal bound); one PE gains
     # 0.8 % for 260 more logic cells, which the iCEBreaker build cannot spare.
-    SEG_QUEUE, WORD_FIFO = 2, 2              # N = 1
-    SEG_QUEUE_MANY, WORD_FIFO_MANY = 4, 4    # N > 1
-    DEC_QUEUE = 2       # segments whose words are being fetched, waiting for the decoder
+    # The decoder's queue holds segments whose words are being fetched: a segment waits there
+    # about three cycles (word read, word FIFO), so with one-code columns 2 entries let the
+    # fetch run only two columns ahead and the decoder waited for words (N = 8, MNIST image 0,
+    # 2 -> 4 entries: layer 1 180 -> 157 cycles).
+    SEG_QUEUE, WORD_FIFO, DEC_QUEUE = 2, 2, 2                  # N = 1
+    SEG_QUEUE_MANY, WORD_FIFO_MANY, DEC_QUEUE_MANY = 4, 4, 4   # N > 1
 
     def __init__(self, config, index):
         if not 0 <= index < config.n_pes:
@@ -113,6 +116,7 @@ class ProcessingElement(wiring.Component):
         many = config.n_pes > 1
         self.seg_queue = self.SEG_QUEUE_MANY if many else self.SEG_QUEUE
         self.word_fifo = self.WORD_FIFO_MANY if many else self.WORD_FIFO
+        self.dec_queue = self.DEC_QUEUE_MANY if many else self.DEC_QUEUE
         super().__init__({
             "i_load": In(stream.Signature(LoadWrite)),
             "i_layer": In(layer_config_layout(config)),
@@ -136,7 +140,8 @@ class ProcessingElement(wiring.Component):
         FB = max(1, cfg.max_features.bit_length())              # a column index + 1
         layer = self.i_layer
 
-        m.submodules.mem = mem = PEMemory(cfg.pe_mem_depth, cfg.memory)
+        SW = cfg.stream_words               # memory words per stream word (1 or 2)
+        m.submodules.mem = mem = PEMemory(cfg.pe_mem_depth, cfg.memory, read_ports=SW)
         two = cfg.pointer_ports == 2        # the pointer memory's second read port
         m.submodules.ptrmem = pmem = PEMemory(cfg.pe_mem_depth, cfg.memory,
                                               read_ports=cfg.pointer_ports)
@@ -381,13 +386,18 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [sq_in.start.eq(seg_start), sq_in.end.eq(ptr_val), sq_in.value.eq(pr_value)]
 
         # ---- word fetch --------------------------------------------------------------------
-        m.submodules.wfifo = wfifo = fifo.SyncFIFO(width=16, depth=self.word_fifo)
+        # A stream word is SW memory words: address a on port 1 (high bits), a + 1 on port 2.
+        m.submodules.wfifo = wfifo = fifo.SyncFIFO(width=16 * SW, depth=self.word_fifo)
         wf_active = Signal()
         wf_addr = Signal(MA)            # word address relative to stream_base
         wf_last = Signal(MA)
         lw_valid = Signal()
         lw_addr = Signal(MA)
-        lw_data = Signal(16)
+        lw_data = Signal(16 * SW)
+
+        def covers_last(a, last):
+            """The stream word read at memory word ``a`` holds word ``last``."""
+            return (a == last) if SW == 1 else ((a == last) | (a + 1 == last))
         push_pending = Signal()
         push_mem = Signal()
 
@@ -404,22 +414,23 @@ class ProcessingElement(wiring.Component):
             wf_act.eq(wf_active & wf_credit & (reuse | wf_req)),   # wf_req always granted
         ]
         wf_fin = Signal()
-        wf_at_last = Signal()           # wf_addr == wf_last (registered)
+        wf_at_last = Signal()           # the stream word at wf_addr holds wf_last (registered)
         m.d.comb += wf_fin.eq(wf_act & wf_at_last)
         m.d.sync += push_pending.eq(0)
         with m.If(wf_act):
-            m.d.sync += [push_pending.eq(1), push_mem.eq(~reuse), wf_addr.eq(wf_addr + 1),
-                         wf_at_last.eq(wf_addr + 1 == wf_last)]
+            m.d.sync += [push_pending.eq(1), push_mem.eq(~reuse), wf_addr.eq(wf_addr + SW),
+                         wf_at_last.eq(covers_last(wf_addr + SW, wf_last))]
             with m.If(~reuse):
                 m.d.sync += [lw_valid.eq(1), lw_addr.eq(wf_addr)]
             with m.If(wf_fin):
                 m.d.sync += wf_active.eq(0)
+        mem_word = Cat(mem.rdata2, mem.rdata) if SW == 2 else mem.rdata
         m.d.comb += [
             wfifo.w_en.eq(push_pending),
-            wfifo.w_data.eq(Mux(push_mem, mem.rdata, lw_data)),
+            wfifo.w_data.eq(Mux(push_mem, mem_word, lw_data)),
         ]
         with m.If(push_pending & push_mem):
-            m.d.sync += lw_data.eq(mem.rdata)
+            m.d.sync += lw_data.eq(mem_word)
 
         # The word fetch runs ahead of the decoder: it takes a segment from the segment queue as
         # soon as the previous segment's words are requested and hands the segment's framing
@@ -429,7 +440,7 @@ class ProcessingElement(wiring.Component):
         seg_nbits = Signal(BA)
         m.d.comb += seg_nbits.eq(sq_out.end - sq_out.start)
         dseg = segment_layout(A)
-        m.submodules.decq = decq = fifo.SyncFIFO(width=dseg.size, depth=self.DEC_QUEUE)
+        m.submodules.decq = decq = fifo.SyncFIFO(width=dseg.size, depth=self.dec_queue)
         dq_in = data.View(dseg, decq.w_data)
         wf_start = Signal()
         m.d.comb += [
@@ -448,7 +459,7 @@ class ProcessingElement(wiring.Component):
                 wf_active.eq(1),
                 wf_addr.eq(sq_out.start[4:]),
                 wf_last.eq((sq_out.end - 1)[4:]),
-                wf_at_last.eq(sq_out.start[4:] == (sq_out.end - 1)[4:]),
+                wf_at_last.eq(covers_last(sq_out.start[4:], (sq_out.end - 1)[4:])),
             ]
             with m.If(seg_nbits[16:] != 0):
                 m.d.sync += error.eq(1)
@@ -471,6 +482,9 @@ class ProcessingElement(wiring.Component):
             # (ptr[col] on port 1 is read even when it is not needed: no gating logic)
             m.d.comb += [pmem.addr2.eq(pi_addr2), pmem.re2.eq(pi_req)]
         addr_terms += [(state == HDR, hdr_addr), (wf_req, stream_base + wf_addr)]
+        if SW == 2:
+            # the second word of a stream word: only the word fetch reads this port
+            m.d.comb += [mem.addr2.eq(stream_base + wf_addr + 1), mem.re2.eq(wf_req)]
 
         # ---- accumulate pipeline -----------------------------------------------------------
         sym = dec.o_sym.payload

@@ -20,7 +20,8 @@ def build_name(config):
             f"_f{config.fifo_depth}_r{config.max_rows_per_pe}_k{config.input_lanes}"
             f"{'' if config.requant_overlap else '_seq'}"
             f"{'' if config.skip_columns else '_noskip'}"
-            f"{'' if config.pointer_ports == 2 else f'_p{config.pointer_ports}'}{widths}")
+            f"{'' if config.pointer_ports == 2 else f'_p{config.pointer_ports}'}"
+            f"{'' if config.stream_words == 2 else f'_w{config.stream_words}'}{widths}")
 
 
 def run_case(name, case, *, p_valid=1.0, p_ready=1.0, seed=1, testcase=None, env=None):

@@ -8,6 +8,7 @@ Every symbol, tag and first-flag is compared in order, and ``o_error`` must matc
 import json
 import os
 import random
+from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
@@ -90,7 +91,7 @@ async def run_case(dut, case, rng, p_valid, p_ready, timeout=20000):
 @cocotb.test()
 async def decoder_matches_reference(dut):
     """Symbols, tags and segment-first flags equal sw.huffman's decode, with random stalls."""
-    cases = json.loads(open(os.environ["HUFF_VECTORS"]).read())
+    cases = json.loads(Path(os.environ["HUFF_VECTORS"]).read_text())
     p_valid = float(os.environ.get("HUFF_P_VALID", "1"))
     p_ready = float(os.environ.get("HUFF_P_READY", "1"))
     rng = random.Random(int(os.environ.get("HUFF_SEED", "1")))

@@ -70,7 +70,8 @@ def reference_decode(code, segments_bits, tags):
     return out, error
 
 
-def make_case(kind, seed, *, max_len=12, layer=1, n_symbols=300, max_seg=6, bad_segment=False):
+def make_case(kind, seed, *, max_len=12, layer=1, n_symbols=300, max_seg=6, bad_segment=False,
+              stream_words=1):
     """One decoder test case (JSON-serialisable dict).
 
     Parameters
@@ -80,6 +81,10 @@ def make_case(kind, seed, *, max_len=12, layer=1, n_symbols=300, max_seg=6, bad_
     bad_segment : bool
         Insert a segment of random bits that is not a valid code sequence (expects ``o_error``
         for the ``single`` code, whose only code is ``0``, by starting it with a ``1``).
+    stream_words : int
+        Memory words per decoder word (``AcceleratorConfig.stream_words``): with 2 a segment's
+        words are the 32-bit pairs of 16-bit words ``a, a + 1``, ``a + 2, a + 3``... from its
+        first word ``a`` on (the offset stays inside word ``a``), as the PE fetches them.
     """
     rng = np.random.default_rng(seed)
     code = code_for(kind, max_len, rng)
@@ -113,11 +118,19 @@ def make_case(kind, seed, *, max_len=12, layer=1, n_symbols=300, max_seg=6, bad_
         stream.append(rng.integers(0, 2, size=skip).astype(np.uint8))
         pos += skip
     words = bits_to_words(np.concatenate(stream)).astype(np.int64)
+    # a pair's second word may lie past the stream: random bits (never decoded)
+    words = np.concatenate([words, rng.integers(0, 1 << 16, size=1)])
+    W = 16 * stream_words
     seg_out = []
     for start, nbits, tag in segments:
-        w0, w1 = start // 16, (start + nbits - 1) // 16
-        seg_out.append({"offset": start % 16, "nbits": nbits, "tag": tag,
-                        "words": [int(w) for w in words[w0:w1 + 1]]})
+        w0 = start // 16
+        n = (start % 16 + nbits + W - 1) // W
+        if stream_words == 1:
+            seg_words = [int(w) for w in words[w0:w0 + n]]
+        else:
+            seg_words = [int(words[w0 + 2 * k]) << 16 | int(words[w0 + 2 * k + 1])
+                         for k in range(n)]
+        seg_out.append({"offset": start % 16, "nbits": nbits, "tag": tag, "words": seg_words})
     expect, error = reference_decode(code, segs_bits, tags)
     return {"kind": kind, "layer": layer, "sym_base": sym_base,
             "limit": [int(v) for v in limit], "base": [int(v) for v in base],
