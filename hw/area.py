@@ -3,7 +3,7 @@
 Command line::
 
     python -m hw.area [--pes N] [--part accelerator|pe|decoder|central|core] [--flat]
-                      [--model FILE] [--lanes K] [--pointer-ports P]
+                      [--model FILE] [--lanes K] [--pointer-ports P] [--stream-words S]
 
 Prints, for every module instance of the chosen part, its ``SB_LUT4``, flip-flop, carry, EBR
 (``SB_RAM40_4K``) and DSP (``SB_MAC16``) counts, so area work can see where the cells go without a
@@ -12,8 +12,9 @@ the same flattened synthesis as the bitstream build (cross-module optimisation i
 prints only the total. ``core`` is the UART + protocol path with the test stand-in accelerator.
 ``--model`` sizes the configuration for a model file as ``hw.build`` does (its widths, e.g.
 5-bit gaps, and tables grown to fit); without it the default ``AcceleratorConfig`` is used.
-``--lanes`` and ``--pointer-ports`` override its ``input_lanes`` and ``pointer_ports`` (the
-iCEBreaker build uses ``--lanes 1 --pointer-ports 1``, ``hw.build.BOARD_*``).
+``--lanes``, ``--pointer-ports`` and ``--stream-words`` override its ``input_lanes``,
+``pointer_ports`` and ``stream_words`` (the iCEBreaker build uses ``--lanes 1 --pointer-ports 1
+--stream-words 1``, ``hw.build.BOARD_*``).
 """
 import argparse
 import re
@@ -34,20 +35,19 @@ class AreaError(RuntimeError):
     """Synthesis failed or printed no statistics."""
 
 
-def part_config(n_pes, model=None, input_lanes=None, pointer_ports=None):
+def part_config(n_pes, model=None, input_lanes=None, pointer_ports=None, stream_words=None):
     """``AcceleratorConfig`` synthesised: the default for ``n_pes`` PEs, or sized for the
-    ``model`` file as ``hw.build`` does (its widths, tables grown to fit); ``input_lanes`` and
-    ``pointer_ports`` override the defaults."""
+    ``model`` file as ``hw.build`` does (its widths, tables grown to fit); ``input_lanes``,
+    ``pointer_ports`` and ``stream_words`` override the defaults."""
     import dataclasses
     from hw.config import AcceleratorConfig
     cfg = AcceleratorConfig(n_pes=n_pes, memory="ice40")
-    if input_lanes is not None:
-        cfg = dataclasses.replace(cfg, input_lanes=input_lanes)
-    if pointer_ports is not None:
-        try:
-            cfg = dataclasses.replace(cfg, pointer_ports=pointer_ports)
-        except ValueError as exc:
-            raise AreaError(str(exc)) from None
+    overrides = {k: v for k, v in dict(input_lanes=input_lanes, pointer_ports=pointer_ports,
+                                       stream_words=stream_words).items() if v is not None}
+    try:
+        cfg = dataclasses.replace(cfg, **overrides)
+    except ValueError as exc:
+        raise AreaError(str(exc)) from None
     if model is not None:
         from hw.build import BuildError, size_config
         try:
@@ -57,10 +57,11 @@ def part_config(n_pes, model=None, input_lanes=None, pointer_ports=None):
     return cfg
 
 
-def _component(part, n_pes, model=None, input_lanes=None, pointer_ports=None):
+def _component(part, n_pes, model=None, input_lanes=None, pointer_ports=None,
+               stream_words=None):
     if part not in PARTS:
         raise AreaError(f"unknown part {part!r}")
-    cfg = part_config(n_pes, model, input_lanes, pointer_ports)
+    cfg = part_config(n_pes, model, input_lanes, pointer_ports, stream_words)
     if part == "accelerator":
         from hw.accelerator import Accelerator
         return Accelerator(cfg)
@@ -103,14 +104,14 @@ def module_table(stat_text):
 
 
 def synthesise(part="accelerator", n_pes=4, flat=False, workdir=None, model=None,
-               input_lanes=None, pointer_ports=None):
+               input_lanes=None, pointer_ports=None, stream_words=None):
     """Synthesise ``part`` for iCE40 (configuration sized for the ``model`` file if given) and
     return ``{module: {cell: count}}``."""
     tools = select_tools(dict(__import__("os").environ))
     work = Path(workdir or ROOT / "build" / "area")
     work.mkdir(parents=True, exist_ok=True)
     name = part
-    component = _component(part, n_pes, model, input_lanes, pointer_ports)
+    component = _component(part, n_pes, model, input_lanes, pointer_ports, stream_words)
     (work / f"{name}.v").write_text(verilog.convert(component, name=name))
     script = (f"read_verilog -sv {name}.v; synth_ice40 -dsp -top {name}"
               f"{'' if flat else ' -noflatten'}; tee -q -o {name}.stat stat")
@@ -139,10 +140,13 @@ def main(argv=None):
     ap.add_argument("--pointer-ports", type=int, default=None, choices=(1, 2),
                     help="read ports of the PE pointer memory (default: the AcceleratorConfig "
                          "default)")
+    ap.add_argument("--stream-words", type=int, default=None, choices=(1, 2),
+                    help="memory words per decoder word (default: the AcceleratorConfig default)")
     args = ap.parse_args(argv)
     try:
         table = synthesise(args.part, args.pes, args.flat, model=args.model,
-                           input_lanes=args.lanes, pointer_ports=args.pointer_ports)
+                           input_lanes=args.lanes, pointer_ports=args.pointer_ports,
+                           stream_words=args.stream_words)
     except AreaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

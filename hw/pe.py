@@ -16,6 +16,9 @@ pointer memory with ``config.pointer_ports == 2``: two read ports), and two engi
 2. *Word fetch* (data memory): the column's stream words in order, running ahead of the
    decoder (the segment's framing waits in a 2-entry queue, its words in the word FIFO); a word
    that was the last one read (the boundary word of adjacent columns) is reused without a read.
+   With ``config.stream_words == 2`` a stream word is two memory words, ``a`` and ``a + 1``
+   (the data memory's second read port), from the column's first word on: a column of one or
+   two codes then fits one stream word instead of straddling two 16-bit words.
 3. :class:`hw.huffman.HuffmanDecoder`: one joint symbol per cycle, columns back to back.
 4. *Accumulate*: ``row = prev + gap + 1``; read ``acc[row]`` and ``codebook[idx]``, multiply
    ``value * weight`` (an SB_MAC16), add and write back. The accumulator is read one stage
@@ -37,8 +40,8 @@ Throughput (tests/test_hw_pe.py, tests/test_hw_huffman.py, no back-pressure): wi
 one symbol per cycle, columns back to back (0.98 symbols/cycle on columns of about 20 symbols,
 the rest table loading and pipeline fill); short columns cost their pointer reads (one port:
 1-2 cycles per column; two ports: one, the fetch takes a column per cycle while the segment
-queue has room) and stream words (one per cycle into the decoder), empty columns their pointer
-reads. Requantization takes ``rows_local + 6`` cycles.
+queue has room) and stream words (one per cycle into the decoder: 16 or 32 bits), empty columns
+their pointer reads. Requantization takes ``rows_local + 6`` cycles.
 
 Area (``python -m hw.area --part pe --pes 1 --model models/lenet300.npz --pointer-ports 1``,
 yosys, iCE40, with the overlap): body 1070 LUT4 / 624 FF / 321 CARRY, 9 EBR (accumulator banks,
