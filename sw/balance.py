@@ -153,13 +153,14 @@ def _perm_from_pes(pe, n_pes):
 def _filler_order(sub, freq, span):
     """Local row order of one PE that leaves few filler entries.
 
-    ``sub`` bool ``(rows, in)`` non-zero pattern of the PE's rows, ``freq`` float ``(in,)`` how
-    often each column's input is non-zero, ``span = 2^gap_bits``. A column needs a filler for
+    ``sub`` bool ``(rows, in)`` non-zero pattern of the PE's rows, ``freq`` ``(in,)`` in how
+    many calibration inputs each column's input is non-zero, ``span = 2^gap_bits``. A column needs a filler for
     every ``span`` zeros in a row between two of its stored entries (or above its first), so
     rows are placed one at a time, each time the unplaced row with the most urgent columns:
     column ``j`` weighs ``freq[j] * exp((gap_j - span + 1) / tau)`` while it has unplaced
-    non-zeros, ``gap_j`` being the zero run it would end. Ties go to the lower row. Returns
-    int64 ``(rows,)`` indices into ``sub``.
+    non-zeros, ``gap_j`` being the zero run it would end (the exponential rounded to 20
+    fractional bits, so every score is an exact integer and no BLAS summation order can break a
+    tie differently). Ties go to the lower row. Returns int64 ``(rows,)`` indices into ``sub``.
     """
     rows = sub.shape[0]
     sub_f = sub.astype(np.float64)
@@ -170,7 +171,8 @@ def _filler_order(sub, freq, span):
     order = np.empty(rows, dtype=np.int64)
     for t in range(rows):
         gap = t - last - 1
-        urgency = np.where(remaining > 0, freq * np.exp(np.minimum(gap - span + 1, 0) / tau), 0)
+        weight = np.round(np.exp(np.minimum(gap - span + 1, 0) / tau) * (1 << 20))
+        urgency = np.where(remaining > 0, freq * weight, 0)
         score = sub_f @ urgency
         score[placed] = -1
         r = int(np.argmax(score))
@@ -294,7 +296,7 @@ def refine_permutation(index, nz, n_pes, perm=None, *, gap_bits=None, idx_bits=N
                     best, best_v = trial.copy(), v
     if gap_bits is None or idx_bits is None:
         return _perm_from_pes(best, n_pes)
-    freq = nz.mean(axis=0)
+    freq = nz.sum(axis=0)
     candidates = [_perm_from_pes(best, n_pes), perm]
     if order:
         span = 1 << gap_bits
