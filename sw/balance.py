@@ -154,13 +154,13 @@ def _filler_order(sub, freq, span):
     """Local row order of one PE that leaves few filler entries.
 
     ``sub`` bool ``(rows, in)`` non-zero pattern of the PE's rows, ``freq`` ``(in,)`` in how
-    many calibration inputs each column's input is non-zero, ``span = 2^gap_bits``. A column needs a filler for
-    every ``span`` zeros in a row between two of its stored entries (or above its first), so
-    rows are placed one at a time, each time the unplaced row with the most urgent columns:
-    column ``j`` weighs ``freq[j] * exp((gap_j - span + 1) / tau)`` while it has unplaced
-    non-zeros, ``gap_j`` being the zero run it would end (the exponential rounded to 20
-    fractional bits, so every score is an exact integer and no BLAS summation order can break a
-    tie differently). Ties go to the lower row. Returns int64 ``(rows,)`` indices into ``sub``.
+    many calibration inputs each column's input is non-zero, ``span = 2^gap_bits``. A column
+    needs a filler for every ``span`` zeros in a row between two of its stored entries (or above
+    its first), so rows are placed one at a time, each time the unplaced row with the most
+    urgent columns: column ``j`` weighs ``freq[j] * exp(min(gap_j - span + 1, 0) / tau)``,
+    ``tau = max(1, span / 8)``, while it has unplaced non-zeros, ``gap_j`` being the zero run it
+    would end (the exponential rounded to 20 fractional bits, so every score is an exact integer
+    and no BLAS summation order can break a tie differently). Ties go to the lower row. Returns int64 ``(rows,)`` indices into ``sub``.
     """
     rows = sub.shape[0]
     sub_f = sub.astype(np.float64)
