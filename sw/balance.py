@@ -160,7 +160,8 @@ def _filler_order(sub, freq, span):
     urgent columns: column ``j`` weighs ``freq[j] * exp(min(gap_j - span + 1, 0) / tau)``,
     ``tau = max(1, span / 8)``, while it has unplaced non-zeros, ``gap_j`` being the zero run it
     would end (the exponential rounded to 20 fractional bits, so every score is an exact integer
-    and no BLAS summation order can break a tie differently). Ties go to the lower row. Returns int64 ``(rows,)`` indices into ``sub``.
+    and no BLAS summation order can break a tie differently). Ties go to the lower row.
+    Returns int64 ``(rows,)`` indices into ``sub``.
     """
     rows = sub.shape[0]
     sub_f = sub.astype(np.float64)
