@@ -5,7 +5,7 @@
     python -m hw.bench [--model models/lenet300.npz] [--images K] [--pes 1,2,4,8]
                        [--offset I] [--random-model] [--fifo-depth D] [--lanes K]
                        [--no-overlap] [--no-skip] [--pointer-ports P]
-                       [--json FILE]
+                       [--balance data|greedy|none] [--json FILE]
 
 For every PE count the accelerator (``hw.accelerator.Accelerator``, default
 ``AcceleratorConfig(n_pes=N)``) is simulated on K MNIST test images back to back, with no
@@ -79,8 +79,10 @@ def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=N
     """Simulate every PE count; returns a list of result dicts (one per PE count).
 
     ``balance``: renumber hidden neurons per PE count as ``sw.pack --balance`` does for the board
-    (same logits; the PE-work bound is that of the balanced model)."""
-    from sw.balance import balance_rows
+    (``sw.balance.balance_model``: ``"data"`` or ``True``, ``"greedy"``, ``"none"`` or
+    ``False``; same logits; the PE-work bound is that of the balanced model). Each row's
+    ``balance`` says which method was used."""
+    from sw.balance import BalanceError, balance_model
     from sw.golden import images_to_uint8, load_mnist
     from sw.pack import PackError
     from tb.accelerator.run import run_case
@@ -95,11 +97,14 @@ def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=N
     rows = []
     original = int_model
     for n in n_pes_list:
-        int_model = balance_rows(original, n)[0] if balance else original
+        try:
+            int_model, _, info = balance_model(original, n, balance)
+        except BalanceError as e:
+            raise BenchError(str(e)) from None
         cfg = bench_config(int_model, n, fifo_depth, input_lanes, requant_overlap,
                            column_skip, pointer_ports, stream_words)
         row = {"n_pes": n, "images": int(len(y)), "max_rows_per_pe": cfg.max_rows_per_pe,
-               "symbol_depth": cfg.symbol_depth}
+               "symbol_depth": cfg.symbol_depth, "balance": info["method"]}
         try:
             case = case_from_int_model(int_model, x, cfg, labels=y)
         except PackError as e:
@@ -145,6 +150,7 @@ def format_table(rows):
 
 
 def main(argv=None):
+    from sw.balance import METHODS
     ap = argparse.ArgumentParser(prog="python -m hw.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/lenet300.npz", help="calibrated dcmodel file")
     ap.add_argument("--images", type=int, default=20, help="MNIST test images per PE count")
@@ -170,8 +176,12 @@ def main(argv=None):
                     help="16-bit memory words each PE's word fetch reads and decoder takes per "
                          "cycle (default: the AcceleratorConfig default, 2; the iCEBreaker "
                          "build uses 1)")
-    ap.add_argument("--no-balance", action="store_true",
-                    help="keep the model's neuron order (default: balanced over the PEs)")
+    ap.add_argument("--balance", choices=METHODS, default="data",
+                    help="renumber hidden neurons as sw.pack does (default data: greedy refined "
+                         "on the first 2000 MNIST training images; greedy; none = keep the "
+                         "model's neuron order)")
+    ap.add_argument("--no-balance", action="store_const", const="none", dest="balance",
+                    help="same as --balance none")
     ap.add_argument("--json", help="also write the results to this JSON file")
     args = ap.parse_args(argv)
     try:
@@ -188,7 +198,7 @@ def main(argv=None):
         if args.lanes is not None and not 1 <= args.lanes <= 16:
             raise BenchError("--lanes must be 1..16")
         rows = run_bench(im, pes, args.images, args.offset, fifo_depth=args.fifo_depth,
-                         balance=not args.no_balance, input_lanes=args.lanes,
+                         balance=args.balance, input_lanes=args.lanes,
                          requant_overlap=False if args.no_overlap else None,
                          column_skip=False if args.no_skip else None,
                          pointer_ports=args.pointer_ports,

@@ -3,10 +3,10 @@
 ::
 
     python -m hw.profile [--model models/lenet300.npz] [--pes 4] [--image I] [--images K]
-                         [--pointer-ports P]
+                         [--pointer-ports P] [--balance data|greedy|none]
 
 The accelerator (``hw.accelerator.Accelerator`` with ``hw.bench.bench_config``, hidden neurons
-renumbered by ``sw.balance.balance_rows`` as for the board) is simulated with Amaranth's Python
+renumbered by ``sw.balance.balance_model`` as for the board) is simulated with Amaranth's Python
 simulator: the packed model is written through ``i_load``, MNIST test images ``I .. I+K-1`` go
 through ``i_input`` back to back (``input_lanes`` values per word) and every logit is compared
 with ``sw.golden.infer`` (:class:`ProfileError` on any difference). About 12 s for one
@@ -401,6 +401,7 @@ def format_profile(prof, title=""):
 
 
 def main(argv=None):
+    from sw.balance import METHODS
     ap = argparse.ArgumentParser(prog="python -m hw.profile", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/lenet300.npz")
     ap.add_argument("--pes", type=int, default=4)
@@ -409,9 +410,11 @@ def main(argv=None):
     ap.add_argument("--pointer-ports", type=int, default=None, choices=(1, 2),
                     help="read ports of each PE's pointer memory (default: the "
                          "AcceleratorConfig default, 2)")
+    ap.add_argument("--balance", choices=METHODS, default="data",
+                    help="hidden-neuron order as sw.pack / hw.bench --balance (default data)")
     a = ap.parse_args(argv)
     from hw.bench import BenchError, _model, bench_config
-    from sw.balance import balance_rows
+    from sw.balance import balance_model
     from sw.golden import GoldenError, images_to_uint8, load_mnist
     try:
         im, name = _model(a.model, False)
@@ -431,7 +434,7 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     x = images_to_uint8(xs[a.image:a.image + a.images])
-    im = balance_rows(im, a.pes)[0]
+    im = balance_model(im, a.pes, a.balance)[0]
     try:
         prof = profile_int_model(im, x, a.pes,
                                  bench_config(im, a.pes, pointer_ports=a.pointer_ports))

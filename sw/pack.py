@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from boards.registry import get_board
-from sw.balance import balance_rows
+from sw.balance import METHODS, BalanceError, balance_model
 from sw.golden import GoldenError, IntModel, accumulator_bounds
 from sw.huffman import HuffmanCode, HuffmanError, bits_to_words
 from sw.modelfile import CompressedModel, ModelFormatError, load_model
@@ -120,11 +120,14 @@ def sized_limits(model, n_pes, limits=None, balance=True):
     ``model`` needs on ``n_pes`` PEs and the widths (``idx_bits``, ``gap_bits``... see
     :data:`WIDTH_KEYS`) set to the model's (the gateware can be built with these; ``hw.build``
     and ``hw.bench`` do). Other limits are kept; :func:`pack` still checks everything.
+    ``balance``: the row order as :func:`pack` gets it (same values).
     """
     im = _as_int_model(model)
     limits = limits or PackLimits()
-    if balance:
-        im = balance_rows(im, int(n_pes))[0]
+    try:
+        im = balance_model(im, int(n_pes), balance)[0]
+    except BalanceError as e:
+        raise PackError(str(e)) from None
     rows = max(sum(-(-(l.out_features - p) // n_pes) for l in im.layers) for p in range(n_pes))
     symbols = sum(len(np.unique(encode_columns(l.index, n_pes, im.gap_bits, im.idx_bits)
                                 .all_symbols())) for l in im.layers)
@@ -288,10 +291,13 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
         Hardware limits (default: the ``hw.config.AcceleratorConfig`` defaults).
     x : array_like, optional
         Input vectors (e.g. MNIST test bytes) for the ideal-cycle statistics in the manifest.
-    balance : bool
-        Renumber hidden neurons so the PEs get equal work (:func:`sw.balance.balance_rows`; the
-        logits are bit-identical, hidden activations come out in the new order). The manifest's
-        ``row_order`` lists, per layer, the original neuron of each packed row.
+    balance : bool or str
+        Renumber hidden neurons so the PEs get equal work (:func:`sw.balance.balance_model`; the
+        logits are bit-identical, hidden activations come out in the new order): ``"data"``
+        (or ``True``: greedy refined on the default calibration set, greedy when the model has
+        none), ``"greedy"``, or ``"none"`` (or ``False``). The manifest's ``row_order`` says
+        which (``balanced``, ``method``, ``calibration``) and lists, per layer, the original
+        neuron of each packed row.
 
     Returns
     -------
@@ -319,9 +325,10 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
     if limits.pe_mem_words is not None:
         pe_cap = min(pe_cap, int(limits.pe_mem_words))
     n_layers = len(im.layers)
-    row_order = [np.arange(l.out_features) for l in im.layers]
-    if balance:
-        im, row_order = balance_rows(im, N)
+    try:
+        im, row_order, balanced = balance_model(im, N, balance)
+    except BalanceError as e:
+        raise PackError(str(e)) from None
     wrong = [f"{k}={getattr(im, k)} (the gateware has {v})"
              for k, v in limits.widths().items() if getattr(im, k) != v]
     if wrong:
@@ -479,7 +486,7 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
 
     manifest = _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, streams,
                          enc, codes, ptr_words, proof, rows_local)
-    manifest["row_order"] = {"balanced": bool(balance),
+    manifest["row_order"] = {"balanced": balanced["method"] != "none", **balanced,
                              "layers": [[int(r) for r in o] for o in row_order]}
     if x is not None:
         from sw.golden import ideal_cycles
@@ -588,9 +595,13 @@ def main(argv=None):
     ap.add_argument("--gap-bits", type=int, default=None,
                     help="relative-index (gap) width of the gateware (default: the model's; "
                          "a model with another width is refused)")
-    ap.add_argument("--no-balance", action="store_true",
-                    help="keep the neuron order (default: renumber hidden neurons so every PE "
-                         "gets the same work; the logits are identical)")
+    ap.add_argument("--balance", choices=METHODS, default="data",
+                    help="renumber hidden neurons so every PE gets the same work (the logits "
+                         "are identical): data = greedy refined on the first 2000 MNIST "
+                         "training images (default; greedy for non-MNIST models), greedy = on "
+                         "the rows' non-zero counts, none = keep the neuron order")
+    ap.add_argument("--no-balance", action="store_const", const="none", dest="balance",
+                    help="same as --balance none")
     ap.add_argument("--no-cycles", action="store_true",
                     help="skip the ideal-cycle statistics over the MNIST test set")
     args = ap.parse_args(argv)
@@ -607,14 +618,14 @@ def main(argv=None):
                             max_features=args.max_features,
                             symbol_depth=args.symbol_depth or defaults.symbol_depth)
         if args.max_rows is None or args.symbol_depth is None:
-            grown = sized_limits(model, n, limits, balance=not args.no_balance)
+            grown = sized_limits(model, n, limits, balance=args.balance)
             limits = dataclasses.replace(
                 limits, max_rows_per_pe=args.max_rows or grown.max_rows_per_pe,
                 symbol_depth=args.symbol_depth or grown.symbol_depth)
         fixed = {k: getattr(args, k) for k in ("idx_bits", "gap_bits")
                  if getattr(args, k) is not None}
         limits = dataclasses.replace(limits, **fixed)
-        packed = pack(model, n, spec, limits=limits, x=x, balance=not args.no_balance)
+        packed = pack(model, n, spec, limits=limits, x=x, balance=args.balance)
         out = Path(args.out or "out/pack")
         packed.save(out)
     except (PackError, ModelFormatError, GoldenError, ValueError) as e:
