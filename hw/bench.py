@@ -4,7 +4,7 @@
 
     python -m hw.bench [--model models/lenet300.npz] [--images K] [--pes 1,2,4,8]
                        [--offset I] [--random-model] [--fifo-depth D] [--lanes K]
-                       [--no-overlap] [--no-skip] [--pointer-ports P]
+                       [--no-overlap] [--no-skip] [--pointer-ports P] [--stream-words S]
                        [--balance data|greedy|none] [--json FILE]
 
 For every PE count the accelerator (``hw.accelerator.Accelerator``, default
