@@ -132,7 +132,9 @@ class Accelerator(wiring.Component):
             seq.i_go.eq(self.i_input.valid & ~self.i_load.valid),
             seq.i_pes_idle.eq(Mux(seq.o_idle, pes_idle, can_start)),
             seq.i_done.eq(cu.o_done),
-            seq.i_bdone.eq(cu.o_bdone),
+            # the next layer starts when this one's broadcast is complete (early start: its end
+            # token is in every FIFO) or when every PE has taken that token
+            seq.i_bdone.eq(cu.o_bend if cfg.early else cu.o_bdone),
             cu.i_layer.eq(seq.o_layer),
             cu.i_start.eq(seq.o_start),
         ]

@@ -139,6 +139,8 @@ class CentralUnit(wiring.Component):
         skip_ports = {}
         if config.skip_columns:
             skip_ports = {"i_skip_we": In(1), "i_skip_addr": In(16), "i_skip_data": In(16)}
+        if config.early:
+            skip_ports["o_bend"] = Out(1)
         super().__init__({
             **skip_ports,
             "i_input": In(stream.Signature(input_layout(config))),
@@ -517,8 +519,28 @@ class CentralUnit(wiring.Component):
                 m.d.sync += [b["wp"].eq(0) for b in banks]
         # every PE took its end token (handed the layer to its requantization engine)
         m.d.sync += self.o_bdone.eq(0)
-        with m.If((state == DRAIN) & ~held_busy & Cat(lv == 0 for lv in levels).all()):
-            m.d.sync += [state.eq(IDLE), self.o_bdone.eq(1)]
+        if cfg.early:
+            # The broadcast side is free once the end token is in every FIFO (``o_bend``): the
+            # next layer's broadcast may follow it into the FIFOs. ``o_bdone`` still pulses
+            # when every PE has popped the token (``etaken``).
+            etaken = Signal(N)
+            bd_wait = Signal()
+            m.d.sync += self.o_bend.eq(0)
+            with m.If((state == DRAIN) & ~held_busy):
+                m.d.sync += [state.eq(IDLE), self.o_bend.eq(1)]
+            with m.If((state == END) & can_take):
+                m.d.sync += [etaken.eq(0), bd_wait.eq(1)]
+            with m.Else():
+                popped = Cat(self.o_act[p].valid & self.o_act[p].ready
+                             & self.o_act[p].payload.end for p in range(N))
+                now = Signal(N)
+                m.d.comb += now.eq(etaken | popped)
+                m.d.sync += etaken.eq(now)
+                with m.If(bd_wait & now.all()):
+                    m.d.sync += [bd_wait.eq(0), self.o_bdone.eq(1)]
+        else:
+            with m.If((state == DRAIN) & ~held_busy & Cat(lv == 0 for lv in levels).all()):
+                m.d.sync += [state.eq(IDLE), self.o_bdone.eq(1)]
 
         # ---- phase 3: collect --------------------------------------------------------------
         outs = [self.i_out[p].payload for p in range(N)]

@@ -67,6 +67,14 @@ class AcceleratorConfig:
         pointer-port cycle instead of up to two (or four). Same memory images; with
         ``memory == "ice40"`` the second port is a duplicate SPRAM set written in parallel (one
         more SB_SPRAM256KA per PE: the iCEBreaker build uses 1).
+    early_start : bool
+        With ``requant_overlap``: layer L + 1 starts as soon as layer L's broadcast is complete
+        (its end token is in every PE FIFO) instead of when every PE has taken that token. A
+        PE still working on layer L keeps the start waiting (one may wait) and begins L + 1 at
+        its hand-over, so the PEs that finished L early already work on the columns of L + 1
+        that come from finished rows (the central unit broadcasts each PE's outputs as they are
+        collected) while the busiest PE finishes L, and the per-layer start costs (header,
+        table load, the first columns' fetch) overlap that PE's tail.
     stream_words : int
         16-bit memory words the PE's word fetch reads and its Huffman decoder takes per cycle
         (1 or 2). With 2 the data memory has a second read port (``"ice40"``: a duplicate SPRAM
@@ -96,6 +104,7 @@ class AcceleratorConfig:
     column_skip: bool = True
     broadcast_width: int = 2
     pointer_ports: int = 2
+    early_start: bool = True
     stream_words: int = 2
     memory: str = "lib"
 
@@ -159,6 +168,11 @@ class AcceleratorConfig:
     def skip_columns(self):
         """The central unit has the column skip table (``column_skip`` and ``n_pes <= 16``)."""
         return self.column_skip and self.n_pes <= 16
+
+    @property
+    def early(self):
+        """Layers start early (``early_start`` and ``requant_overlap``)."""
+        return self.early_start and self.requant_overlap
 
     @property
     def bcast_width(self):

@@ -141,7 +141,18 @@ class ProcessingElement(wiring.Component):
         RB = max(1, (cfg.max_rows_per_pe - 1).bit_length())   # accumulator address bits
         RW = cfg.max_rows_per_pe.bit_length()                   # a local row count
         FB = max(1, cfg.max_features.bit_length())              # a column index + 1
-        layer = self.i_layer
+        # With the early start (``cfg.early_start``) a start may come while the column engine
+        # still works on the previous layer: it waits in ``pending`` (its descriptor in
+        # ``next_layer``) until the hand-over, and the column engine works from its own copy of
+        # the descriptor (``cur_layer``), latched when the start is acted on.
+        early = cfg.early
+        if early:
+            cur_layer = Signal(layer_config_layout(cfg))
+            next_layer = Signal(layer_config_layout(cfg))
+            pending = Signal()
+            layer = cur_layer
+        else:
+            layer = self.i_layer
 
         SW = cfg.stream_words               # memory words per stream word (1 or 2)
         m.submodules.mem = mem = PEMemory(cfg.pe_mem_depth, cfg.memory, read_ports=SW)
@@ -190,8 +201,12 @@ class ProcessingElement(wiring.Component):
         col_idle = Signal()
         m.d.comb += [col_idle.eq(state == IDLE), idle.eq(col_idle & (rstate == RIDLE)),
                      self.o_idle.eq(idle)]
-        # without the overlap the next layer waits for the requantization too
-        m.d.comb += self.o_col_idle.eq(col_idle if cfg.requant_overlap else idle)
+        # without the overlap the next layer waits for the requantization too; with the early
+        # start a start is accepted unless one is already waiting
+        if early:
+            m.d.comb += self.o_col_idle.eq(~pending)
+        else:
+            m.d.comb += self.o_col_idle.eq(col_idle if cfg.requant_overlap else idle)
 
         # ---- load port ---------------------------------------------------------------------
         ld = self.i_load.payload
@@ -236,13 +251,34 @@ class ProcessingElement(wiring.Component):
         hs = Signal(range(6))           # header read being issued
         hs_d = Signal(range(6))         # header read whose data is on mem.rdata (+1; 0 = none)
 
-        m.d.comb += [
-            dec.i_layer_index.eq(layer.index),
-            dec.i_sym_base.eq(layer.sym_base),
-            dec.i_start.eq(self.i_start & col_idle),
-        ]
-        with m.If(self.i_start & ~col_idle):
-            m.d.sync += error.eq(1)
+        if early:
+            # a start is acted on in IDLE: the waiting one first, else one arriving now
+            start_fire = Signal()
+            start_desc = Signal(layer_config_layout(cfg))
+            m.d.comb += [start_fire.eq(col_idle & (pending | self.i_start)),
+                         start_desc.eq(Mux(pending, next_layer, self.i_layer))]
+            m.d.comb += [
+                dec.i_layer_index.eq(start_desc.index),
+                dec.i_sym_base.eq(layer.sym_base),
+                dec.i_start.eq(start_fire),
+            ]
+            with m.If(start_fire):
+                m.d.sync += [cur_layer.eq(start_desc), pending.eq(0)]
+            with m.If(self.i_start & ~col_idle):
+                # the column engine is busy: the start waits for the hand-over (one may wait)
+                m.d.sync += [pending.eq(1), next_layer.eq(self.i_layer)]
+                with m.If(pending):
+                    m.d.sync += error.eq(1)
+            with m.If(self.i_start & col_idle & pending):
+                m.d.sync += error.eq(1)
+        else:
+            m.d.comb += [
+                dec.i_layer_index.eq(layer.index),
+                dec.i_sym_base.eq(layer.sym_base),
+                dec.i_start.eq(self.i_start & col_idle),
+            ]
+            with m.If(self.i_start & ~col_idle):
+                m.d.sync += error.eq(1)
 
         with m.If(hs_d == 1):
             m.d.sync += ptr_base.eq(mem.rdata)
@@ -661,7 +697,7 @@ class ProcessingElement(wiring.Component):
         # ---- sequencing --------------------------------------------------------------------
         with m.Switch(state):
             with m.Case(IDLE):
-                with m.If(self.i_start):
+                with m.If(start_fire if early else self.i_start):
                     m.d.sync += [state.eq(HDR), hs.eq(0), prev_valid.eq(0), lw_valid.eq(0)]
             with m.Case(HDR):
                 m.d.sync += [hs.eq(hs + 1), hs_d.eq(hs + 1)]
@@ -689,7 +725,8 @@ class ProcessingElement(wiring.Component):
                     m.d.sync += rstate.eq(RIDLE)
         self._wq, self._sq = wfifo, segq
         # signals the profiler (hw.profile) samples every cycle
-        self._probe = dict(state=state, rstate=rstate, pi_busy=pi_busy, wf_active=wf_active,
+        self._probe = dict(start=start_fire if early else self.i_start & col_idle,
+                           state=state, rstate=rstate, pi_busy=pi_busy, wf_active=wf_active,
                            seg_valid=dec.i_seg.valid, seg_ready=dec.i_seg.ready,
                            word_valid=dec.i_word.valid, word_ready=dec.i_word.ready,
                            sym=dec.o_sym.valid, segq_level=segq.level, pr_valid=pr_valid,

@@ -61,9 +61,9 @@ _IDLE, _HDR, _RUN = range(3)
 _RIDLE = 0
 
 # per-PE bits sampled every cycle (names of ProcessingElement._probe, "d_" = HuffmanDecoder._probe,
-# "act_*" = the PE's i_act port)
-_PE_FIELDS = ("state", "rstate", "pi_busy", "pr_valid", "segq_level", "wf_active", "seg_valid",
-              "d_fire", "d_from_pend", "d_cur_valid", "d_pend_valid", "d_have_bits", "d_s_ok",
+# "act_*" = the PE's i_act port); "start": the column engine acts on a layer start
+_PE_FIELDS = ("start", "state", "rstate", "pi_busy", "pr_valid", "segq_level", "wf_active",
+              "seg_valid", "d_fire", "d_from_pend", "d_cur_valid", "d_pend_valid", "d_have_bits", "d_s_ok",
               "d_loading", "d_rem_zero", "act_valid", "act_end")
 _TOP_FIELDS = ("start", "done", "in_ready", "logit_valid", "logit_last")
 
@@ -92,8 +92,13 @@ class LayerProfile:
     symbols : numpy.ndarray
         int ``(N,)`` cycles the decoder fired in the window (any state; equals ``work``).
     end_token : numpy.ndarray
-        int ``(N,)`` cycle (from the layer start) the ``end`` token reached each PE's FIFO head:
-        the central unit's broadcast was over.
+        int ``(N,)`` cycle (from the PE's layer start) the ``end`` token reached each PE's FIFO
+        head: the central unit's broadcast was over.
+    span : numpy.ndarray
+        int ``(N,)`` cycles of each PE's window: from the cycle its column engine acts on the
+        layer's start to the cycle before it acts on the next one (the last layer: to
+        ``o_done``). Equal to ``cycles`` unless the early start (``config.early``) lets a PE
+        begin a layer after the sequencer's ``o_start``.
     """
     cycles: int
     ideal: int
@@ -103,6 +108,7 @@ class LayerProfile:
     run: np.ndarray
     symbols: np.ndarray
     end_token: np.ndarray
+    span: np.ndarray
 
     def count(self, name):
         """int ``(N,)`` cycles of class ``name`` per PE."""
@@ -127,18 +133,18 @@ class Profile:
     sim_cycles: int = 0     # cycles recorded (first offered input word to the final o_done)
 
 
-def _classify(rec, s, d, n_pes):
-    """Class index per PE and cycle of window ``[s, d]`` from the recorded field arrays.
+def _classify(rec, windows):
+    """Class index per PE and cycle of PE ``p``'s window ``windows[p] = (s, d)`` (cycles
+    ``s..d``) from the recorded field arrays.
 
-    Returns int ``(N, d - s + 1)`` indices into :data:`CLASSES`, the RUN mask, the decoder
-    fire mask (same shape) and int ``(N,)`` the first cycle (from ``s``) with the ``end`` token
-    at the PE's FIFO head."""
-    out = np.zeros((n_pes, d - s + 1), dtype=np.int64)
-    runs = np.zeros((n_pes, d - s + 1), dtype=bool)
-    fires = np.zeros((n_pes, d - s + 1), dtype=bool)
+    Returns per PE (lists): int ``(d - s + 1,)`` indices into :data:`CLASSES`, the RUN mask,
+    the decoder fire mask (same shape), and int ``(N,)`` the first cycle (from ``s``) with the
+    ``end`` token at the PE's FIFO head."""
+    n_pes = len(windows)
+    out, runs, fires = [None] * n_pes, [None] * n_pes, [None] * n_pes
     end_at = np.zeros(n_pes, dtype=np.int64)
     C = {n: i for i, n in enumerate(CLASSES)}
-    for p in range(n_pes):
+    for p, (s, d) in enumerate(windows):
         g = {k: rec[f"{p}_{k}"][s:d + 1] for k in _PE_FIELDS}
         b = {k: v.astype(bool) for k, v in g.items()}
         st = g["state"]
@@ -307,6 +313,13 @@ def profile_int_model(int_model, x, n_pes, config=None):
         raise ProfileError(f"{len(starts)} layer starts and {len(dones)} inference ends for "
                            f"{len(x)} input(s) of {n_layers} layers")
     N = cfg.n_pes
+    # each PE's own layer starts (with the early start a PE may act on a start later than the
+    # sequencer's o_start, at its hand-over of the previous layer)
+    pe_starts = [np.flatnonzero(rec[f"{p}_start"]) for p in range(N)]
+    for p, ps in enumerate(pe_starts):
+        if len(ps) != len(starts) or np.any(ps < starts):
+            raise ProfileError(f"PE {p} acted on {len(ps)} layer starts, the sequencer issued "
+                               f"{len(starts)}")
     per_image = []
     total = [None] * n_layers
     for i in range(len(x)):
@@ -317,18 +330,24 @@ def profile_int_model(int_model, x, n_pes, config=None):
             d = int(dones[i]) if li == n_layers - 1 else int(starts[k + 1]) - 1
             if d < s:
                 raise ProfileError(f"barrier at {d} before the layer start at {s}")
-            cls, run, fire, end_at = _classify(rec, s, d, N)
+            windows = [(int(ps[k]), d if li == n_layers - 1 else int(ps[k + 1]) - 1)
+                       for ps in pe_starts]
+            if any(pd < ps_ for ps_, pd in windows):
+                raise ProfileError(f"image {i} layer {li}: a PE window ends before it starts")
+            cls, run, fire, end_at = _classify(rec, windows)
             counts = np.stack([np.bincount(c, minlength=len(CLASSES)) for c in cls])
             macs = int(cs.macs[i, li])
             lp = LayerProfile(cycles=d - s + 1, ideal=-(-macs // N), macs=macs,
                               work=cs.pe_work[i, li].astype(np.int64).copy(),
-                              classes=counts, run=run.sum(axis=1), symbols=fire.sum(axis=1),
-                              end_token=end_at)
+                              classes=counts, run=np.array([r.sum() for r in run]),
+                              symbols=np.array([f.sum() for f in fire]), end_token=end_at,
+                              span=np.array([pd - ps_ + 1 for ps_, pd in windows]))
             layers.append(lp)
             if total[li] is None:
                 total[li] = LayerProfile(0, 0, 0, np.zeros(N, np.int64),
                                          np.zeros_like(counts), np.zeros(N, np.int64),
-                                         np.zeros(N, np.int64), np.zeros(N, np.int64))
+                                         np.zeros(N, np.int64), np.zeros(N, np.int64),
+                                         np.zeros(N, np.int64))
             t = total[li]
             t.cycles += lp.cycles
             t.ideal += lp.ideal
@@ -338,6 +357,7 @@ def profile_int_model(int_model, x, n_pes, config=None):
             t.run += lp.run
             t.symbols += lp.symbols
             t.end_token += lp.end_token
+            t.span += lp.span
         per_image.append(layers)
     prof = Profile(n_pes=N, layers=total, per_image=per_image, inference=list(o_cycles),
                    ideal=[int(v) for v in cs.ideal], logits=logits,
@@ -348,15 +368,17 @@ def profile_int_model(int_model, x, n_pes, config=None):
 
 def check_profile(prof):
     """Raise :class:`ProfileError` unless, in every layer of every image and in the sums, every
-    PE's classes add up to the layer's cycles, the decoder fired ``work`` times (the golden
+    PE's classes add up to its window (``span``; the layer's cycles without the early start),
+    the decoder fired ``work`` times (the golden
     per-PE symbols) and only in RUN (``decode`` == ``symbols``)."""
     groups = [(f"image {i} layer {li}", lp) for i, ls in enumerate(prof.per_image)
               for li, lp in enumerate(ls)]
     groups += [(f"sum layer {li}", lp) for li, lp in enumerate(prof.layers)]
     for name, lp in groups:
         sums = lp.classes.sum(axis=1)
-        if not np.all(sums == lp.cycles):
-            raise ProfileError(f"{name}: classes per PE sum to {sums.tolist()}, not {lp.cycles}")
+        if not np.array_equal(sums, lp.span):
+            raise ProfileError(f"{name}: classes per PE sum to {sums.tolist()}, not "
+                               f"{lp.span.tolist()}")
         if not np.array_equal(lp.symbols, lp.work):
             raise ProfileError(f"{name}: symbols decoded {lp.symbols.tolist()}, golden work "
                                f"{lp.work.tolist()}")
@@ -389,8 +411,11 @@ def format_profile(prof, title=""):
         window = "o_start..o_done" if li == len(prof.layers) - 1 else "o_start..next o_start"
         lines.append(f"Layer {li}: {lp.cycles} cycles ({window}), ideal {lp.ideal} "
                      f"({lp.macs} MACs / {prof.n_pes}), ratio {lp.cycles / max(lp.ideal, 1):.3f}; "
-                     f"golden symbols per PE {lp.work.tolist()}; every PE's classes sum to "
-                     f"{lp.cycles}")
+                     f"golden symbols per PE {lp.work.tolist()}; "
+                     + (f"every PE's classes sum to {lp.cycles}"
+                        if np.all(lp.span == lp.cycles) else
+                        f"each PE's classes sum to its own window (it acts on the start when it "
+                        f"has handed over the previous layer: early start): {lp.span.tolist()}"))
         lines.append("")
         lines.append(hdr)
         lines.append("|" + "---|" * (4 + len(CLASSES)))
