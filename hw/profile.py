@@ -14,7 +14,11 @@ LeNet-300-100 image with 4 PEs, 7 s with 1.
 
 Per layer the window runs from the cycle the sequencer's ``o_start`` is high to the cycle before
 the next layer's ``o_start`` (the last layer: to the cycle the central unit's ``o_done`` is high),
-so the layers of an inference tile it. A PE's requantization engine works on layer L while its
+so the layers of an inference tile it. Each PE is classified over its *own* window: from the
+cycle its column engine acts on the layer's start to the cycle before it acts on the next one
+(the last layer: to ``o_done``). Without the early start (``AcceleratorConfig.early``) that is
+the layer's window; with it a PE still busy with layer L acts on L + 1's start at its
+hand-over, so its windows are shifted against the sequencer's (``LayerProfile.span``). A PE's requantization engine works on layer L while its
 column engine runs layer L + 1 (hw.pe): the classes describe the column engine, so layer L's
 requantization is hidden in layer L + 1's window except where the column engine waits for it.
 Every cycle of every PE in the window falls in exactly one class (:data:`CLASSES`):
@@ -37,7 +41,7 @@ Every cycle of every PE in the window falls in exactly one class (:data:`CLASSES
              start) or the central unit's ``o_done``
 
 ``decode`` counts the symbols a PE decodes in its RUN state. :func:`check_profile` (run by
-:func:`profile_int_model`) insists that every PE's classes add up to the layer's cycles and that
+:func:`profile_int_model`) insists that every PE's classes add up to its window and that
 the symbols decoded in the window equal the golden per-PE work (non-zeros and fillers,
 ``sw.golden.ideal_cycles(...).pe_work``), all of them in RUN. The ideal bound of the layer is
 ``ceil(MACs / N)`` (docs/ARCHITECTURE.md section 6).
@@ -131,6 +135,7 @@ class Profile:
     logits: np.ndarray
     load_words: int = 0     # words written through i_load
     sim_cycles: int = 0     # cycles recorded (first offered input word to the final o_done)
+    early: bool = False     # the configuration's early start (PE windows differ from o_start)
 
 
 def _classify(rec, windows):
@@ -361,7 +366,8 @@ def profile_int_model(int_model, x, n_pes, config=None):
         per_image.append(layers)
     prof = Profile(n_pes=N, layers=total, per_image=per_image, inference=list(o_cycles),
                    ideal=[int(v) for v in cs.ideal], logits=logits,
-                   load_words=len(case["loads"]), sim_cycles=len(rec["start"]))
+                   load_words=len(case["loads"]), sim_cycles=len(rec["start"]),
+                   early=cfg.early)
     check_profile(prof)
     return prof
 

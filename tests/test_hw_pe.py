@@ -194,6 +194,37 @@ def test_pe_decreasing_pointer_sets_error(kind, ports):
 
 
 @pytest.mark.sim
+@pytest.mark.parametrize("name", ["n4_pe3", "n2_pe0_dense3"])
+def test_pe_early_start(name):
+    """Early start (the default configuration): each next layer's start arrives while the
+    column engine still works on the previous layer and waits for its hand-over; outputs bit
+    exact under random stalls (tb/pe/test_pe.py ``pe_early_start``)."""
+    n_pes, index, kw = CASES[name]
+    case = make_pe_case(n_pes, index, **kw)
+    _run(f"early_{name}", n_pes, index, case, p_valid=0.7, p_ready=0.6, seed=21,
+         testcase="pe_early_start")
+
+
+@pytest.mark.sim
+def test_pe_second_waiting_start_errors():
+    """Early start: one start may wait; a second one sets ``o_error``."""
+    n_pes, index, kw = CASES["n1"]
+    _run("two_waiting", n_pes, index, make_pe_case(n_pes, index, **kw),
+         testcase="pe_second_waiting_start_errors")
+
+
+@pytest.mark.sim
+def test_pe_early_start_testbench_can_fail():
+    """The early-start testbench compares exactly: a flipped expected bit fails it."""
+    n_pes, index, kw = CASES["n4_pe3"]
+    case = make_pe_case(n_pes, index, **kw)
+    exp = next(v["expect"] for inp in case["inputs"] for v in inp[1:] if v["expect"])
+    exp[0][1] ^= 1
+    with pytest.raises(SimulationFailed):
+        _run("early_broken", n_pes, index, case, testcase="pe_early_start")
+
+
+@pytest.mark.sim
 def test_pe_detects_wrong_expectation():
     """A single flipped expected bit makes the testbench fail (the comparison is exact)."""
     n_pes, index, kw = CASES["n2_pe1"]

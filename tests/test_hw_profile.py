@@ -19,10 +19,15 @@ def _model_and_inputs():
     return im, x
 
 
-@pytest.fixture(scope="module", params=[1, 2])
+@pytest.fixture(scope="module", params=[(1, True), (2, True), (2, False)],
+                ids=["n1", "n2", "n2_late"])
 def profiled(request):
+    """(model, inputs, N, profile); the early start on (the default) or off."""
+    from hw.bench import bench_config
     im, x = _model_and_inputs()
-    return im, x, request.param, profile_int_model(im, x, request.param)
+    n, early = request.param
+    cfg = dataclasses.replace(bench_config(im, n), early_start=early)
+    return im, x, n, profile_int_model(im, x, n, cfg)
 
 
 def test_classes_add_up_and_symbols_match_golden(profiled):
@@ -35,7 +40,11 @@ def test_classes_add_up_and_symbols_match_golden(profiled):
     for i, layers in enumerate(prof.per_image):
         for li, lp in enumerate(layers):
             assert lp.classes.shape == (n, len(CLASSES))
-            assert np.all(lp.classes.sum(axis=1) == lp.cycles)
+            # every PE's classes tile its own window (from the cycle it acts on the layer's
+            # start); without the early start that is the layer's o_start window
+            assert np.all(lp.classes.sum(axis=1) == lp.span)
+            if not prof.early:
+                assert np.all(lp.span == lp.cycles)
             assert lp.symbols.tolist() == cs.pe_work[i, li].tolist()
             assert lp.count("decode").tolist() == cs.pe_work[i, li].tolist()
             assert lp.ideal == -(-int(cs.macs[i, li]) // n)
@@ -48,7 +57,7 @@ def test_classes_add_up_and_symbols_match_golden(profiled):
             assert np.all(lp.run >= lp.symbols)
             # the broadcast pushes one non-zero activation per cycle before the end token
             assert np.all(lp.end_token >= np.count_nonzero(res.inputs[li][i]))
-            assert np.all(lp.end_token < lp.cycles)
+            assert np.all(lp.end_token < lp.span)
     for li, lp in enumerate(prof.layers):
         assert lp.cycles == sum(ls[li].cycles for ls in prof.per_image)
         assert lp.symbols.tolist() == cs.pe_work[:, li].sum(axis=0).tolist()

@@ -19,6 +19,7 @@ def build_name(config):
     return (f"accel_n{config.n_pes}_m{config.pe_mem_depth}_s{config.symbol_depth}"
             f"_f{config.fifo_depth}_r{config.max_rows_per_pe}_k{config.input_lanes}"
             f"{'' if config.requant_overlap else '_seq'}"
+            f"{'' if config.early or not config.requant_overlap else '_late'}"
             f"{'' if config.skip_columns else '_noskip'}"
             f"{'' if config.pointer_ports == 2 else f'_p{config.pointer_ports}'}"
             f"{'' if config.stream_words == 2 else f'_w{config.stream_words}'}{widths}")

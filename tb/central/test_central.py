@@ -15,7 +15,9 @@ Checked on every inference: each PE receives exactly the non-zero inputs of laye
 order (without stalls: in one cycle per input word without non-zero inputs, else one per
 non-zero input), and for a later layer exactly the previous layer's outputs of all PEs in
 ascending row order, each time followed by one ``end``; ``o_bdone`` comes once per layer, after
-every PE took its ``end``; ``o_done`` only on the last layer, once, after all N ``end`` tokens;
+every PE took its ``end`` (with the early start, the default, ``o_bend`` once per layer, at or
+before ``o_bdone``, the broadcast side idle); ``o_done`` only on the last layer, once, after all N
+``end`` tokens;
 ``i_input`` is not ready outside layer 0; ``o_logit`` carries every logit in index order with
 ``last`` on the final one and the payload held until its transfer; ``o_argmax`` is the first
 index of the maximum; ``o_error`` stays 0 (and flags a wrong input length in the
@@ -60,6 +62,8 @@ SKIP = bool(int(os.environ.get("CENTRAL_SKIP", "0")))
 BREAK_SKIP = bool(int(os.environ.get("CENTRAL_BREAK_SKIP", "0")))
 WIDTH = int(os.environ.get("CENTRAL_WIDTH", "1"))
 CFG = AcceleratorConfig(n_pes=N, input_lanes=K, column_skip=SKIP, broadcast_width=WIDTH)
+#: The early start (``o_bend``: the layer's end token is in every FIFO) is on by default.
+EARLY = CFG.early
 assert CFG.bcast_width == WIDTH, "two words per cycle need the column skip table"
 
 
@@ -164,6 +168,7 @@ class TB:
         offered = [False] * N
         logits = []
         bdone = 0
+        bend = 0
         held = None
         xi = 0
         x_off = False
@@ -198,7 +203,13 @@ class TB:
             if x_off and int(d.i_input__ready.value):
                 xi += 1
                 x_off = False
+            if EARLY and int(d.o_bend.value):
+                # the end token is in every FIFO: the broadcast side is free
+                bend += 1
+                assert bend == 1, f"layer {li}: o_bend pulsed twice"
+                assert int(d.o_bidle.value), f"layer {li}: o_bend without o_bidle"
             if int(d.o_bdone.value):
+                assert not EARLY or bend == 1, f"layer {li}: o_bdone before o_bend"
                 assert all(ph != "recv" for ph in phase), \
                     f"layer {li}: o_bdone before every PE took its end token ({phase})"
                 bdone += 1

@@ -169,3 +169,104 @@ async def pe_flags_error(dut):
         for desc, vec in zip(case["layers"], inp):
             await tb.run_layer(desc, vec["acts"])
     assert int(dut.o_error.value) == 1, "o_error not set"
+
+
+@cocotb.test()
+async def pe_early_start(dut):
+    """Early start (``config.early``): layer L + 1's start comes while the column engine still
+    works on layer L (in the cycle L's end token is first offered; ``i_layer`` switches to
+    L + 1's descriptor at once), L + 1's activations follow the end token at once, and the
+    outputs of both layers (read concurrently from ``o_out``) equal sw.golden. A start is only
+    issued while ``o_col_idle`` says one may wait; after it, ``o_col_idle`` is low until the
+    PE acts on it. Random valid/ready stalls."""
+    case = load_case(os.environ["PE_VECTORS"])
+    tb = TB(dut, case, float(os.environ.get("PE_P_VALID", "1")),
+            float(os.environ.get("PE_P_READY", "1")), int(os.environ.get("PE_SEED", "1")))
+    await tb.reset()
+    await tb.load()
+    cfg = tb.cfg
+    assert cfg.early, "the case's configuration has no early start"
+    bl = broadcast_layout(cfg)
+    ol = pe_output_layout(cfg)
+    lcl = layer_config_layout(cfg)
+    layers = case["layers"]
+    queued = 0
+    for n, inp in enumerate(case["inputs"]):
+        # (layer, item) in stream order; an item is None for a layer start
+        stream = []
+        for li, desc in enumerate(layers):
+            stream += [(li, pack_fields(bl, col=c, value=v)) for c, v in inp[li]["acts"]]
+            stream.append((li, pack_fields(bl, end=1)))
+        d = dut
+        await FallingEdge(d.clk)
+        d.i_layer.value = pack_fields(lcl, **layers[0])
+        d.i_start.value = 1
+        await FallingEdge(d.clk)
+        d.i_start.value = 0
+        got = [[] for _ in layers]
+        out_layer = 0
+        k = 0
+        offered = False
+        started = 1                         # layers started so far
+        for cyc in range(200000):
+            if k < len(stream) and not offered:
+                offered = tb.rng.random() < tb.p_valid
+                d.i_act__payload.value = stream[k][1]
+            d.i_act__valid.value = int(offered)
+            start_now = (offered and k < len(stream) and stream[k][1] == pack_fields(bl, end=1)
+                         and started == stream[k][0] + 1 and started < len(layers))
+            if start_now:
+                assert int(d.o_col_idle.value) == 1, "a start may not wait (o_col_idle low)"
+                d.i_layer.value = pack_fields(lcl, **layers[started])
+                d.i_start.value = 1
+            ready = tb.rng.random() < tb.p_ready
+            d.o_out__ready.value = int(ready)
+            await ReadOnly()
+            if offered and int(d.i_act__ready.value):
+                k += 1
+                offered = False
+            if ready and int(d.o_out__valid.value):
+                f = unpack_fields(ol, d.o_out__payload.value)
+                if f["end"]:
+                    out_layer += 1
+                    if out_layer == len(layers):
+                        break
+                else:
+                    got[out_layer].append([f["row"], f["value"]])
+            await FallingEdge(d.clk)
+            d.i_start.value = 0
+            if start_now:
+                started += 1
+                # the start waits for the hand-over of the running layer, unless it is done
+                if int(d.o_col_idle.value) == 0:
+                    queued += 1
+        else:
+            raise AssertionError(f"input {n}: no final end token")
+        await FallingEdge(d.clk)
+        d.i_act__valid.value = 0
+        d.o_out__ready.value = 0
+        for li, vec in enumerate(inp):
+            assert got[li] == vec["expect"], (
+                f"input {n} layer {li}: {len(got[li])} outputs, expected {len(vec['expect'])}")
+        assert int(dut.o_error.value) == 0, f"input {n}: o_error set"
+    assert queued > 0, "no start ever waited for a hand-over"
+
+
+@cocotb.test()
+async def pe_second_waiting_start_errors(dut):
+    """Early start: a second start while one is waiting (``o_col_idle`` low) sets ``o_error``."""
+    case = load_case(os.environ["PE_VECTORS"])
+    tb = TB(dut, case, 1.0, 1.0, 1)
+    await tb.reset()
+    await tb.load()
+    d = dut
+    lcl = layer_config_layout(tb.cfg)
+    for _ in range(3):                      # a start, one that waits, one too many
+        await FallingEdge(d.clk)
+        d.i_layer.value = pack_fields(lcl, **case["layers"][0])
+        d.i_start.value = 1
+    await FallingEdge(d.clk)
+    d.i_start.value = 0
+    await ClockCycles(d.clk, 2)
+    assert int(d.o_col_idle.value) == 0, "the waiting start does not show on o_col_idle"
+    assert int(d.o_error.value) == 1, "o_error not set"
