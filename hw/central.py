@@ -23,7 +23,10 @@ runs four phases (docs/ARCHITECTURE.md sections 5 and 7):
 2. *End token*: one ``end`` word into all FIFOs; the collect of this layer begins. When every
    PE has taken the token (its column engine hands the layer to its requantization engine),
    ``o_bdone`` pulses: the sequencer starts the next layer, whose broadcast (phase 1) runs
-   while this layer's outputs are still being collected.
+   while this layer's outputs are still being collected. With the early start
+   (``config.early``) the broadcast side is free as soon as the token is in every FIFO
+   (``o_bend``, the sequencer's start signal then): the next layer's words follow it into the
+   FIFOs while busy PEs finish this layer, and ``o_bdone`` still marks every PE taking it.
 3. *Collect* (concurrent with the next layer's broadcast) until all N PE ``end`` tokens are
    received. Hidden layer: PE ``p``'s non-zero outputs ``(row, value)`` are appended to bank
    ``p`` (one write port per bank, so the PEs never wait). Last layer: the logits are forwarded
@@ -118,6 +121,9 @@ class CentralUnit(wiring.Component):
         One-cycle pulse: the layer's broadcast is complete and every PE has taken its ``end``
         token (its column engine is idle): the next layer may start, while the PEs still
         requantize this one and their outputs are collected.
+    o_bend : Out(1)
+        Only with ``config.early``: one-cycle pulse, the layer's ``end`` token is in every PE
+        FIFO (the broadcast side is idle: the next layer may start).
     o_bidle : Out(1)
         The broadcast side is idle (``i_start`` is acted on).
     o_idle : Out(1)

@@ -81,9 +81,12 @@ class ProcessingElement(wiring.Component):
         ``o_idle``.
     i_layer : In(layer_config_layout(config))
         Current layer descriptor, stable from ``i_start`` to the next ``i_start`` (the
-        requantization engine latches what it needs at the hand-over).
+        requantization engine latches what it needs at the hand-over). With the early start
+        (``config.early``) it is sampled with ``i_start`` (the column engine keeps a copy).
     i_start : In(1)
         Pulse while ``o_col_idle``: begin layer ``i_layer.index`` (reads its header words).
+        With the early start a start that comes while the column engine still works on the
+        previous layer waits for its hand-over (one start may wait).
     i_act : In(stream.Signature(broadcast_layout(config)))
         Non-zero input activations ``(col, value)``, then one ``end`` token.
     o_out : Out(stream.Signature(pe_output_layout(config)))
@@ -93,11 +96,12 @@ class ProcessingElement(wiring.Component):
         No layer in progress (neither engine busy; loads are accepted).
     o_col_idle : Out(1)
         The column engine is idle: the next layer may start (``i_start``) while the
-        requantization engine still works on the previous one.
+        requantization engine still works on the previous one. With the early start: no start
+        is waiting (a start is accepted even while the column engine is busy).
     o_error : Out(1)
         Sticky until reset: invalid Huffman code, a row at or past ``rows_local``, a column at or
         past ``in_features``, an accumulator range past ``max_rows_per_pe``, decreasing pointers
-        or ``i_start`` while busy.
+        or ``i_start`` while busy (early start: while a start is already waiting).
     """
 
     # Queue depths: fetched column segments waiting for the word fetcher, and fetched words.

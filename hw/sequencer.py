@@ -4,8 +4,8 @@ The sequencer owns the ``layers`` memory (mem ``N+4``, 8 words per layer, docs/A
 section 4). It keeps one *prefetched* descriptor: while layer ``L`` runs it reads the descriptor
 of the layer that comes next (``L + 1``, or layer 0 of the next inference after the last layer),
 so a layer starts one cycle after the previous layer's broadcast is complete (``i_bdone``:
-every PE took its end token; the PEs requantize the previous layer while the next one runs)
-and an inference
+every PE took its end token, or with the early start the token is in every PE FIFO; the PEs
+requantize the previous layer while the next one runs) and an inference
 starts one cycle after ``i_go``, except right after a load into the layers memory (6 extra
 cycles for the first descriptor read).
 
@@ -47,7 +47,8 @@ class LayerSequencer(wiring.Component):
         Pulse from the central unit: the last layer's outputs are all collected.
     i_bdone : In(1)
         Pulse from the central unit: the current layer's broadcast is complete and every PE
-        took its end token (the next layer may start).
+        took its end token, or (early start) the token is in every PE FIFO: the next layer
+        may start.
     o_layer : Out(layer_config_layout(config))
         Descriptor of the current layer, stable from ``o_start`` to the next ``o_start``.
     o_start : Out(1)
