@@ -5,6 +5,7 @@
     python -m hw.bench [--model models/lenet300.npz] [--images K] [--pes 1,2,4,8]
                        [--offset I] [--random-model] [--fifo-depth D] [--lanes K]
                        [--no-overlap] [--no-skip] [--pointer-ports P] [--stream-words S]
+                       [--no-early]
                        [--balance data|greedy|none] [--json FILE]
 
 For every PE count the accelerator (``hw.accelerator.Accelerator``, default
@@ -49,7 +50,7 @@ def _model(path, random_model):
 
 
 def bench_config(int_model, n_pes, fifo_depth=None, input_lanes=None, requant_overlap=None,
-                 column_skip=None, pointer_ports=None, stream_words=None):
+                 column_skip=None, pointer_ports=None, stream_words=None, early_start=None):
     """``AcceleratorConfig(n_pes)`` built for ``int_model`` as it is packed (already balanced
     if it is to be): the model's widths (``idx_bits``, ``gap_bits``... ``sw.pack.WIDTH_KEYS``),
     accumulator rows and symbol table grown (powers of two) when the model needs more than the
@@ -70,12 +71,14 @@ def bench_config(int_model, n_pes, fifo_depth=None, input_lanes=None, requant_ov
         base = dataclasses.replace(base, pointer_ports=pointer_ports)
     if stream_words is not None:
         base = dataclasses.replace(base, stream_words=stream_words)
+    if early_start is not None:
+        base = dataclasses.replace(base, early_start=early_start)
     return sized_config(int_model, base, balance=False)
 
 
 def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=None,
               balance=True, input_lanes=None, requant_overlap=None, column_skip=None,
-              pointer_ports=None, stream_words=None):
+              pointer_ports=None, stream_words=None, early_start=None):
     """Simulate every PE count; returns a list of result dicts (one per PE count).
 
     ``balance``: renumber hidden neurons per PE count as ``sw.pack --balance`` does for the board
@@ -102,7 +105,7 @@ def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=N
         except BalanceError as e:
             raise BenchError(str(e)) from None
         cfg = bench_config(int_model, n, fifo_depth, input_lanes, requant_overlap,
-                           column_skip, pointer_ports, stream_words)
+                           column_skip, pointer_ports, stream_words, early_start)
         row = {"n_pes": n, "images": int(len(y)), "max_rows_per_pe": cfg.max_rows_per_pe,
                "symbol_depth": cfg.symbol_depth, "balance": info["method"]}
         try:
@@ -176,6 +179,10 @@ def main(argv=None):
                     help="16-bit memory words each PE's word fetch reads and decoder takes per "
                          "cycle (default: the AcceleratorConfig default, 2; the iCEBreaker "
                          "build uses 1)")
+    ap.add_argument("--no-early", action="store_true",
+                    help="start a layer only when every PE has taken the previous one's end "
+                         "token (default: as soon as it is in every FIFO; the iCEBreaker build "
+                         "has no requantization overlap and so no early start)")
     ap.add_argument("--balance", choices=METHODS, default="data",
                     help="renumber hidden neurons as sw.pack does (default data: greedy refined "
                          "on the first 2000 MNIST training images; greedy; none = keep the "
@@ -202,7 +209,8 @@ def main(argv=None):
                          requant_overlap=False if args.no_overlap else None,
                          column_skip=False if args.no_skip else None,
                          pointer_ports=args.pointer_ports,
-                         stream_words=args.stream_words)
+                         stream_words=args.stream_words,
+                         early_start=False if args.no_early else None)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -4,8 +4,8 @@ The decoder works on *segments*: bit ranges of a word stream (one per Huffman-co
 segment starts at bit ``offset`` (0..15, MSB first) of its first word and is ``nbits`` long; its
 words (``ceil((offset + nbits) / W)`` of them) follow on ``i_word`` in order. A word is ``W =
 16 * config.stream_words`` bits: 16, or 32 when the PE fetches two memory words per cycle (a
-short column then rarely straddles a word boundary and never needs a second cycle for it). The current
-segment's words sit in a 3-word window (a bit position ``pos`` inside the first word; a word
+short column then rarely straddles a word boundary and never needs a second cycle for it). The
+current segment's words sit in a 3-word window (a bit position ``pos`` inside the first word; a word
 leaves when a code crosses into the next one); the next segment is held pending with its first
 words already in a second window and its first ``HUFF_MAX_LEN`` bits (``pp``) prepared. In the
 cycle after a segment's last code the pending one moves in *and* its first code is decoded: the

@@ -18,9 +18,10 @@ so the layers of an inference tile it. Each PE is classified over its *own* wind
 cycle its column engine acts on the layer's start to the cycle before it acts on the next one
 (the last layer: to ``o_done``). Without the early start (``AcceleratorConfig.early``) that is
 the layer's window; with it a PE still busy with layer L acts on L + 1's start at its
-hand-over, so its windows are shifted against the sequencer's (``LayerProfile.span``). A PE's requantization engine works on layer L while its
-column engine runs layer L + 1 (hw.pe): the classes describe the column engine, so layer L's
-requantization is hidden in layer L + 1's window except where the column engine waits for it.
+hand-over, so its windows are shifted against the sequencer's (``LayerProfile.span``). A PE's
+requantization engine works on layer L while its column engine runs layer L + 1 (hw.pe): the
+classes describe the column engine, so layer L's requantization is hidden in layer L + 1's
+window except where the column engine waits for it.
 Every cycle of every PE in the window falls in exactly one class (:data:`CLASSES`):
 
 ``start``    the start pulse and the header reads (column engine idle or in its header state
@@ -67,8 +68,8 @@ _RIDLE = 0
 # per-PE bits sampled every cycle (names of ProcessingElement._probe, "d_" = HuffmanDecoder._probe,
 # "act_*" = the PE's i_act port); "start": the column engine acts on a layer start
 _PE_FIELDS = ("start", "state", "rstate", "pi_busy", "pr_valid", "segq_level", "wf_active",
-              "seg_valid", "d_fire", "d_from_pend", "d_cur_valid", "d_pend_valid", "d_have_bits", "d_s_ok",
-              "d_loading", "d_rem_zero", "act_valid", "act_end")
+              "seg_valid", "d_fire", "d_from_pend", "d_cur_valid", "d_pend_valid", "d_have_bits",
+              "d_s_ok", "d_loading", "d_rem_zero", "act_valid", "act_end")
 _TOP_FIELDS = ("start", "done", "in_ready", "logit_valid", "logit_last")
 
 
