@@ -2,16 +2,16 @@
 
 The decoder works on *segments*: bit ranges of a word stream (one per Huffman-coded column). A
 segment starts at bit ``offset`` (0..15, MSB first) of its first word and is ``nbits`` long; its
-words (``ceil((offset + nbits) / W)`` of them) follow on ``i_word`` in order. A word is ``W =
-16 * config.stream_words`` bits: 16, or 32 when the PE fetches two memory words per cycle (a
-segment of up to 17 bits then always fits one word, so a column of one or two codes rarely
-needs a second cycle of word intake). The current segment's words sit in a 3-word window (a
-bit position ``pos`` inside the first word; a word leaves when a code crosses into the next
-one); the next segment is held pending with its first words already in a second window and its
-first ``HUFF_MAX_LEN`` bits (``pp``) prepared. In the cycle after a segment's last code the pending one moves in *and* its first code is decoded: the
-decode datapath then reads the pending registers instead of the current ones (``from_pend``, a
-register), so segments follow each other without an idle cycle. Bits of a word outside the
-segment are never decoded: the decoder counts the bits left in the segment.
+words (``ceil((offset + nbits) / W)`` of them) follow on ``i_word`` in order. A word is ``W = 16 *
+config.stream_words`` bits: 16, or 32 when the PE fetches two memory words per cycle (a segment of
+up to 17 bits then always fits one word, so a column of one or two codes rarely needs a second
+cycle of word intake). The current segment's words sit in a 3-word window (a bit position ``pos``
+inside the first word; a word leaves when a code crosses into the next one); the next segment is
+held pending with its first words already in a second window and its first ``HUFF_MAX_LEN`` bits
+(``pp``) prepared. In the cycle after a segment's last code the pending one moves in *and* its
+first code is decoded: the decode datapath then reads the pending registers instead of the current
+ones (``from_pend``, a register), so segments follow each other without an idle cycle. Bits of a
+word outside the segment are never decoded: the decoder counts the bits left in the segment.
 
 Per cycle the decoder compares the ``HUFF_MAX_LEN`` bits at ``pos`` (``peek``, a register) with
 ``limit[l]`` for all ``l`` at once (the limits are monotone, so the comparisons form a
