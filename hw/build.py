@@ -53,9 +53,10 @@ BOARD_COLUMN_SKIP = False
 #: the board keeps one port and its netlist is the one-port design's (not built with two).
 BOARD_POINTER_PORTS = 1
 #: Memory words per decoder word (``AcceleratorConfig.stream_words``). Two would need a third
-#: SPRAM per PE (the data memory's duplicate) and a decoder twice as wide, for the short columns
-#: of many PEs; one PE's columns are long (``hw.bench --pes 1``: 1.062x with two, 1.062x... see
-#: docs/HARDWARE.md), so the board reads one word per cycle.
+#: SPRAM per PE (the data memory's duplicate) and a decoder with 32-bit windows (hundreds of
+#: logic cells the UP5K does not have left), for the short columns of many PEs; one PE's columns
+#: are long (``hw.bench --images 10 --pes 1 [--stream-words 1]``: 1.021x with two, 1.029x with
+#: one), so the board reads one word per cycle.
 BOARD_STREAM_WORDS = 1
 ROOT = Path(__file__).resolve().parent.parent
 
