@@ -79,9 +79,10 @@ class AcceleratorConfig:
         16-bit memory words the PE's word fetch reads and its Huffman decoder takes per cycle
         (1 or 2). With 2 the data memory has a second read port (``"ice40"``: a duplicate SPRAM
         written in parallel) and a stream word is the 32 bits of words ``a`` and ``a + 1``
-        from a column's first word ``a`` on, so a column of one or two codes almost never
-        needs two words (with 16-bit words about 40 % of them straddle a word boundary and
-        cost the decoder a second cycle). Same memory images.
+        from a column's first word ``a`` on: a segment of up to 17 bits always fits one, so a
+        column of one or two codes rarely needs a second cycle of the decoder's word intake
+        (with 16-bit words every column that crosses a word boundary does). Same memory
+        images.
     memory : str
         ``"lib"``: every memory is an ``amaranth.lib.memory.Memory`` (simulation, any FPGA);
         ``"ice40"``: PE memories (data and pointers) map to SB_SPRAM256KA.

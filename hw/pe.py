@@ -145,7 +145,7 @@ class ProcessingElement(wiring.Component):
         RB = max(1, (cfg.max_rows_per_pe - 1).bit_length())   # accumulator address bits
         RW = cfg.max_rows_per_pe.bit_length()                   # a local row count
         FB = max(1, cfg.max_features.bit_length())              # a column index + 1
-        # With the early start (``cfg.early_start``) a start may come while the column engine
+        # With the early start (``cfg.early``) a start may come while the column engine
         # still works on the previous layer: it waits in ``pending`` (its descriptor in
         # ``next_layer``) until the hand-over, and the column engine works from its own copy of
         # the descriptor (``cur_layer``), latched when the start is acted on.
