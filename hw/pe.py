@@ -43,11 +43,15 @@ the rest table loading and pipeline fill); short columns cost their pointer read
 queue has room) and stream words (one per cycle into the decoder: 16 or 32 bits), empty columns
 their pointer reads. Requantization takes ``rows_local + 6`` cycles.
 
-Area (``python -m hw.area --part pe --pes 1 --model models/lenet300.npz --pointer-ports 1``,
-yosys, iCE40, with the overlap): body 1070 LUT4 / 624 FF / 321 CARRY, 9 EBR (accumulator banks,
-codebook), 2 SB_MAC16; decoder 1249 / 460, 4 EBR. Two pointer ports (the default): body 1104 /
-621 / 333, 15 LUT4 in the pointer memory (the duplicate SPRAM's address multiplexer) and one
-more SPRAM. On the iCEBreaker (no overlap, one pointer port) the whole design places 5,000 LCs.
+Area (``python -m hw.area --part pe --pes 1 --model models/lenet300.npz --pointer-ports 1
+--stream-words 1``, yosys, iCE40, with the overlap and the early start): body 1110 LUT4 / 695 FF
+/ 321 CARRY, 9 EBR (accumulator banks, codebook), 2 SB_MAC16; decoder 1243 / 460, 4 EBR (without
+the early start's two descriptor copies the body was 1070 / 624). Two pointer ports: body 1104 /
+621 / 333 (before the early start), 15 LUT4 in the pointer memory (the duplicate SPRAM's address
+multiplexer) and one more SPRAM. 32-bit stream words (``--stream-words 2``, the default): body
+1189 / 711 / 359, decoder 1506 / 557 / 267, word FIFO 43 / 68 instead of 28 / 36, 16 LUT4 in the
+data memory and one more SPRAM. On the iCEBreaker (no overlap, one pointer port, 16-bit words)
+the whole design places 5,000 LCs.
 """
 import functools
 import operator
