@@ -101,10 +101,15 @@ def test_decoder_wrong_expectation_fails():
 @pytest.mark.parametrize("stream_words", [1, 2])
 def test_decoder_tiny_segments_rate(stream_words):
     """Segments of 1-2 symbols (a PE's hidden-layer columns with 8 PEs). 16-bit words: a
-    segment that straddles a word boundary needs two words, one per cycle. 32-bit words: ..."""
+    segment that straddles a word boundary needs two words, one per cycle: measured 501-540
+    cycles for 400 symbols in 265-280 segments. 32-bit words (a segment of up to 17 bits always
+    fits one): 418-428, about one symbol per cycle."""
     cases = [make_case(kind, 90 + k, n_symbols=400, max_seg=2, stream_words=stream_words)
              for k, kind in enumerate(("random", "skewed", "uniform256"))]
     for s in _run("tiny", cases, stream_words=stream_words):
-        words = sum(len(seg["words"]) for seg in cases[0]["segments"])
         print(f"\n{s['kind']}: {s['symbols']} symbols in {s['segments']} segments: "
               f"{s['cycles']} cycles")
+        if stream_words == 2:
+            assert s["cycles"] <= s["symbols"] + 40 + _stale_allowance(s), s
+        else:
+            assert s["cycles"] <= s["symbols"] + s["segments"] // 2 + 60, s
