@@ -55,24 +55,13 @@ def bench_config(int_model, n_pes, fifo_depth=None, input_lanes=None, requant_ov
     if it is to be): the model's widths (``idx_bits``, ``gap_bits``... ``sw.pack.WIDTH_KEYS``),
     accumulator rows and symbol table grown (powers of two) when the model needs more than the
     defaults (e.g. LeNet-300-100 on one PE; 5-bit gaps need a 1024-entry symbol table)."""
-    import dataclasses
     from hw.build import sized_config
     from hw.config import AcceleratorConfig
-    base = AcceleratorConfig(n_pes=n_pes)
-    if fifo_depth:
-        base = dataclasses.replace(base, fifo_depth=fifo_depth)
-    if input_lanes:
-        base = dataclasses.replace(base, input_lanes=input_lanes)
-    if requant_overlap is not None:
-        base = dataclasses.replace(base, requant_overlap=requant_overlap)
-    if column_skip is not None:
-        base = dataclasses.replace(base, column_skip=column_skip)
-    if pointer_ports is not None:
-        base = dataclasses.replace(base, pointer_ports=pointer_ports)
-    if stream_words is not None:
-        base = dataclasses.replace(base, stream_words=stream_words)
-    if early_start is not None:
-        base = dataclasses.replace(base, early_start=early_start)
+    # (a zero FIFO depth or lane count means the default, as None does)
+    given = dict(fifo_depth=fifo_depth or None, input_lanes=input_lanes or None,
+                 requant_overlap=requant_overlap, column_skip=column_skip,
+                 pointer_ports=pointer_ports, stream_words=stream_words, early_start=early_start)
+    base = AcceleratorConfig(n_pes=n_pes, **{k: v for k, v in given.items() if v is not None})
     return sized_config(int_model, base, balance=False)
 
 

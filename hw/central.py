@@ -231,10 +231,12 @@ class CentralUnit(wiring.Component):
                     m.d.sync += wptr.eq(Mux(wptr == D - 1, 0, wptr + 1))
             else:
                 m.d.sync += wptr.eq(wrap_add(wptr, sum(w)))
+        end_pops = []                   # per PE: it takes an end token this cycle
         for p in range(N):
             act = self.o_act[p]
             head = rings[p if skip else 0][rptrs[p]]
             pop = Signal(name=f"act_pop{p}")
+            end_pops.append(pop & head.end)
             m.d.comb += [
                 act.valid.eq(levels[p] != 0),
                 act.payload.col.eq(head.col),
@@ -537,10 +539,8 @@ class CentralUnit(wiring.Component):
             with m.If((state == END) & can_take):
                 m.d.sync += [etaken.eq(0), bd_wait.eq(1)]
             with m.Else():
-                popped = Cat(self.o_act[p].valid & self.o_act[p].ready
-                             & self.o_act[p].payload.end for p in range(N))
                 now = Signal(N)
-                m.d.comb += now.eq(etaken | popped)
+                m.d.comb += now.eq(etaken | Cat(*end_pops))
                 m.d.sync += etaken.eq(now)
                 with m.If(bd_wait & now.all()):
                     m.d.sync += [bd_wait.eq(0), self.o_bdone.eq(1)]

@@ -1,9 +1,10 @@
 """Memory building blocks of the processing element.
 
 :class:`PEMemory` is a PE's private 16-bit memory (the data memory: header, Huffman streams,
-biases; the pointer memory: column pointers; docs/ARCHITECTURE.md section 4) with one read port,
-or two (the pointer memory with ``config.pointer_ports == 2``). With ``config.memory == "lib"``
-it is an ``amaranth.lib.memory.Memory`` (simulation, any FPGA); with ``"ice40"`` it is built from
+biases; the pointer memory: column pointers; docs/ARCHITECTURE.md section 4) with one read port, or
+two (the pointer memory with ``config.pointer_ports == 2``, the data memory with
+``config.stream_words == 2``). With ``config.memory == "lib"`` it is an
+``amaranth.lib.memory.Memory`` (simulation, any FPGA); with ``"ice40"`` it is built from
 ``SB_SPRAM256KA`` instances, one per 16384 words (a second read port is a duplicate set of them,
 written in parallel). Both behave the same at the ports: a read issued with ``re`` delivers
 ``rdata`` in the next cycle and ``rdata`` then holds its value until the next read (the SPRAM's

@@ -232,9 +232,8 @@ def _layer_bound(index, perm, nz, n_pes, gap_bits, idx_bits):
     """``sum_i max_p`` of the symbols (fillers included) each PE decodes for the rows of
     ``index`` in ``perm`` order, ``nz`` float64 ``(n, in)`` non-zero mask of the inputs."""
     from sw.sparse import encode_columns
-    enc = encode_columns(index[perm], n_pes, gap_bits, idx_bits)
-    per_pe = np.stack([np.diff(pe.col_ptr) for pe in enc.pes], axis=1).astype(np.float64)
-    return float((nz @ per_pe).max(axis=1).sum())
+    per_pe = encode_columns(index[perm], n_pes, gap_bits, idx_bits).entries_per_pe()
+    return float((nz @ per_pe.astype(np.float64)).max(axis=1).sum())
 
 
 def refine_permutation(index, nz, n_pes, perm=None, *, gap_bits=None, idx_bits=None,

@@ -368,8 +368,7 @@ def ideal_cycles(int_model, x, n_pes, result=None):
         nz = (a != 0).astype(np.float64)
         macs[:, li] = np.rint(nz @ (l.index != 0).sum(axis=0).astype(np.float64))
         enc = encode_columns(l.index, n_pes, int_model.gap_bits, int_model.idx_bits)
-        per_pe = np.stack([np.diff(pe.col_ptr) for pe in enc.pes], axis=1).astype(np.float64)
-        work[:, li, :] = np.rint(nz @ per_pe)
+        work[:, li, :] = np.rint(nz @ enc.entries_per_pe().astype(np.float64))
     ideal = (-(-macs // n_pes)).sum(axis=1)
     return CycleStats(n_pes, macs, ideal, work, work.max(axis=2).sum(axis=1))
 

@@ -110,6 +110,11 @@ class SparseLayer:
     gap_bits: int
     idx_bits: int
 
+    def entries_per_pe(self):
+        """int ``(in_features, n_pes)``: the symbols (entries, fillers included) each PE stores
+        for each column, i.e. the decoder cycles it spends on the column."""
+        return np.stack([np.diff(pe.col_ptr) for pe in self.pes], axis=1)
+
     def all_symbols(self):
         """Concatenation of every PE's symbols (for building the layer's Huffman code)."""
         if not self.pes:

@@ -49,6 +49,14 @@ def test_accelerator_input_lanes(lanes):
     assert len(stats["inferences"]) == len(case["inputs"])
 
 
+def _cycles(name, case, stall_seed=None):
+    """Cycles per inference of ``case`` run without stalls (bit exact: the testbench compares
+    every logit), after a run under random valid/ready stalls when ``stall_seed`` is given."""
+    if stall_seed is not None:
+        run_case(f"{name}_stalls", case, p_valid=0.7, p_ready=0.6, seed=stall_seed)
+    return [st["cycles"] for st in run_case(name, case)["inferences"]]
+
+
 @pytest.mark.sim
 def test_accelerator_requant_overlap_on_and_off():
     """The iCEBreaker's configuration (``requant_overlap=False``: one accumulator bank, each
@@ -60,10 +68,8 @@ def test_accelerator_requant_overlap_on_and_off():
         case = random_case(2, [60, 48, 40, 10], 0.25, 13, n_inputs=4,
                            config=sim_config(2, requant_overlap=overlap))
         assert case["config"]["requant_overlap"] == overlap
-        if not overlap:
-            run_case("seq_stalls", case, p_valid=0.7, p_ready=0.6, seed=13)
-        stats = run_case(f"overlap{int(overlap)}", case)
-        cycles[overlap] = [st["cycles"] for st in stats["inferences"]]
+        cycles[overlap] = _cycles(f"overlap{int(overlap)}", case,
+                                  stall_seed=None if overlap else 13)
     # two hidden layers of 24 and 20 rows per PE are requantized behind the next layer
     assert all(on < off for on, off in zip(cycles[True], cycles[False])), cycles
 
@@ -80,9 +86,7 @@ def test_accelerator_early_start_on_and_off():
         case = random_case(4, [90, 64, 48, 40, 10], 0.2, 16, n_inputs=4,
                            config=sim_config(4, early_start=early))
         assert case["config"]["early_start"] == early
-        run_case(f"early{int(early)}_stalls", case, p_valid=0.7, p_ready=0.6, seed=16)
-        stats = run_case(f"early{int(early)}", case)
-        cycles[early] = [st["cycles"] for st in stats["inferences"]]
+        cycles[early] = _cycles(f"early{int(early)}", case, stall_seed=16)
     assert all(on <= off for on, off in zip(cycles[True], cycles[False])), cycles
     assert sum(cycles[True]) < sum(cycles[False]), cycles
 
@@ -104,12 +108,9 @@ def test_accelerator_column_skip():
         # the packer writes the table either way (mem 2N+5)
         assert any(mem == 2 * 4 + 5 for mem, _, _ in case["loads"])
         if skip:
-            run_case("skip_stalls", case, p_valid=0.7, p_ready=0.6, seed=14)
             unloaded = dict(case, loads=[w for w in case["loads"] if w[0] != 2 * 4 + 5])
-            st = run_case("skip_unloaded", unloaded)
-            cycles["unloaded"] = [s["cycles"] for s in st["inferences"]]
-        stats = run_case(f"skip{int(skip)}", case)
-        cycles[skip] = [st["cycles"] for st in stats["inferences"]]
+            cycles["unloaded"] = _cycles("skip_unloaded", unloaded)
+        cycles[skip] = _cycles(f"skip{int(skip)}", case, stall_seed=14 if skip else None)
     assert all(on < off for on, off in zip(cycles[True], cycles[False])), cycles
     assert all(on < off for on, off in zip(cycles[True], cycles["unloaded"])), cycles
 
@@ -132,10 +133,7 @@ def test_accelerator_board_pointer_ports():
         case = random_case(2, [200, 40, 10], 0.1, 14, n_inputs=4, act_density=0.3,
                            config=sim_config(2, pointer_ports=ports, **board))
         assert case["config"]["pointer_ports"] == ports
-        if ports == 1:
-            run_case("board_stalls", case, p_valid=0.7, p_ready=0.6, seed=14)
-        stats = run_case(f"ports{ports}", case)
-        cycles[ports] = [st["cycles"] for st in stats["inferences"]]
+        cycles[ports] = _cycles(f"ports{ports}", case, stall_seed=14 if ports == 1 else None)
     assert all(two <= one for one, two in zip(cycles[1], cycles[2])), cycles
     assert all(two < one for one, two in zip(cycles[1][2:], cycles[2][2:])), cycles
 
@@ -153,10 +151,7 @@ def test_accelerator_stream_words():
         case = random_case(4, [200, 40, 10], 0.1, 15, n_inputs=4, act_density=0.3,
                            config=sim_config(4, stream_words=words))
         assert case["config"]["stream_words"] == words
-        if words == 1:
-            run_case("words1_stalls", case, p_valid=0.7, p_ready=0.6, seed=15)
-        stats = run_case(f"words{words}", case)
-        cycles[words] = [st["cycles"] for st in stats["inferences"]]
+        cycles[words] = _cycles(f"words{words}", case, stall_seed=15 if words == 1 else None)
     assert all(two <= one for one, two in zip(cycles[1], cycles[2])), cycles
     assert sum(cycles[2]) < sum(cycles[1]), cycles
 

@@ -74,6 +74,15 @@ class TB:
         await FallingEdge(d.clk)
         d.i_load__valid.value = 0
 
+    async def start(self, desc):
+        """One ``i_start`` pulse with ``desc`` on ``i_layer`` (from a falling edge to the next)."""
+        d = self.dut
+        await FallingEdge(d.clk)
+        d.i_layer.value = pack_fields(layer_config_layout(self.cfg), **desc)
+        d.i_start.value = 1
+        await FallingEdge(d.clk)
+        d.i_start.value = 0
+
     async def run_layer(self, desc, acts, timeout=200000):
         """Start a layer, broadcast ``acts`` then ``end``, collect outputs until ``end``.
 
@@ -84,11 +93,7 @@ class TB:
         bl = broadcast_layout(self.cfg)
         ol = pe_output_layout(self.cfg)
         items = [pack_fields(bl, col=c, value=v) for c, v in acts] + [pack_fields(bl, end=1)]
-        await FallingEdge(d.clk)
-        d.i_layer.value = pack_fields(layer_config_layout(self.cfg), **desc)
-        d.i_start.value = 1
-        await FallingEdge(d.clk)
-        d.i_start.value = 0
+        await self.start(desc)
         got = []
         log = {}
         k = 0
@@ -189,20 +194,17 @@ async def pe_early_start(dut):
     bl = broadcast_layout(cfg)
     ol = pe_output_layout(cfg)
     lcl = layer_config_layout(cfg)
+    end_word = pack_fields(bl, end=1)
     layers = case["layers"]
     queued = 0
+    d = dut
     for n, inp in enumerate(case["inputs"]):
-        # (layer, item) in stream order; an item is None for a layer start
+        # (layer, broadcast word) in stream order: every layer's activations, then its end token
         stream = []
         for li, desc in enumerate(layers):
             stream += [(li, pack_fields(bl, col=c, value=v)) for c, v in inp[li]["acts"]]
-            stream.append((li, pack_fields(bl, end=1)))
-        d = dut
-        await FallingEdge(d.clk)
-        d.i_layer.value = pack_fields(lcl, **layers[0])
-        d.i_start.value = 1
-        await FallingEdge(d.clk)
-        d.i_start.value = 0
+            stream.append((li, end_word))
+        await tb.start(layers[0])
         got = [[] for _ in layers]
         out_layer = 0
         k = 0
@@ -214,7 +216,7 @@ async def pe_early_start(dut):
                 offered = tb.rng.random() < tb.p_valid
                 d.i_act__payload.value = stream[k][1]
             d.i_act__valid.value = int(offered)
-            if (offered and k < len(stream) and stream[k][1] == pack_fields(bl, end=1)
+            if (offered and k < len(stream) and stream[k][1] == end_word
                     and started == stream[k][0] + 1 and started < len(layers)):
                 due = True                  # layer `started` may start from now on
             # a start is issued only while o_col_idle (no start waiting: after a layer without
