@@ -292,12 +292,12 @@ class _Builder:
         W = self.constant(node.input[1])
         if W is None or W.ndim != 4:
             self.fail(node, "only 2-D convolutions with constant weights are supported")
-        if len(self.shape) != 3 or self.shape[0] != W.shape[1]:
-            self.fail(node, f"input per-sample shape {self.shape} is not (channels={W.shape[1]}, "
-                            "height, width)")
         if at.get("group", 1) != 1:
             self.fail(node, f"group={at['group']}: grouped/depthwise convolutions are not "
                             "supported (sw.nn.Conv2D has one group)")
+        if len(self.shape) != 3 or self.shape[0] != W.shape[1]:
+            self.fail(node, f"input per-sample shape {self.shape} is not (channels={W.shape[1]}, "
+                            "height, width)")
         k = W.shape[2]
         if W.shape[3] != k or list(at.get("kernel_shape", [k, k])) != [k, k]:
             self.fail(node, f"kernel {list(W.shape[2:])}: only square kernels are supported")
@@ -491,6 +491,10 @@ class _Builder:
         nodes = [n for n in g.node if n.op_type != "Constant"]
         for self.index, node in enumerate(nodes):
             op = node.op_type
+            if op == "Shape":
+                self.fail(node, "dynamic shape computation is not supported (export the model "
+                                "with constant shapes, e.g. torch.flatten instead of "
+                                "x.view(x.size(0), -1))")
             if cur not in node.input:
                 self.fail(node, f"does not take the chain's tensor {cur!r} (branches or "
                                 "parallel paths are not supported)")

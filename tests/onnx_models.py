@@ -19,7 +19,7 @@ def normalise(u8):
     return ((u8.reshape(len(u8), -1).astype(np.float32) / 255.0) - MEAN) / STD
 
 
-def train_mlp(x_u8, y, sizes=(784, 128, 64, 10), epochs=3, lr=0.05, batch=50, seed=7):
+def train_mlp(x_u8, y, sizes=(784, 128, 64, 10), epochs=3, lr=0.1, batch=50, seed=7):
     """Weights ``[(W (in, out), b), ...]`` trained on uint8 images ``x_u8``."""
     rng = np.random.default_rng(seed)
     params = [(rng.normal(0, np.sqrt(2.0 / a), (a, b)).astype(np.float32),
