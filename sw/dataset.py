@@ -17,6 +17,11 @@ An ``.npz`` file holds ``x_train, y_train, x_test, y_test``: the inputs as image
 Data that does not map (negative values, more than 256 levels, values over 255 steps) is refused
 with :class:`DataError`: normalisation such as ``(v - mean) / std`` belongs in the model (an
 ONNX ``Sub``/``Div`` is folded into the first layer by :mod:`sw.onnx_import`), not in the data.
+
+Command line::
+
+    python -m sw.dataset DATA.npz [--input-scale S]        # check a data set, print its mapping
+    python -m sw.dataset DATA.npz --write-mnist [--subset N]   # MNIST as a data-set file
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["DataError", "Dataset", "SCALE_CANDIDATES", "find_input_scale", "load_npz",
-           "load_mnist_dataset", "load_dataset", "to_model_inputs"]
+           "load_mnist_dataset", "load_dataset", "to_model_inputs", "write_mnist", "main"]
 
 #: Input scales tried, in this order, when ``input_scale`` is not given (float data).
 SCALE_CANDIDATES = (("1/255", 1.0 / 255.0), ("1/256", 1.0 / 256.0), ("1", 1.0))
@@ -244,3 +249,45 @@ def load_dataset(path=None, input_scale=None, subset=None, seed=0):
             raise DataError("--input-scale applies to an .npz data set (MNIST is pixel / 256)")
         return load_mnist_dataset(subset, seed)
     return load_npz(path, input_scale, subset, seed)
+
+
+def write_mnist(path, subset=None, seed=0):
+    """Write MNIST as a data-set file: uint8 images ``(n, 28, 28)`` and int64 labels."""
+    d = load_mnist_dataset(subset, seed)
+    np.savez_compressed(path, x_train=d.train_uint8().reshape(-1, 28, 28), y_train=d.y_train,
+                        x_test=d.test_uint8().reshape(-1, 28, 28), y_test=d.y_test)
+    return d
+
+
+def main(argv=None):
+    """Command line: check a data set (how its inputs map to bytes) or write MNIST as one."""
+    import argparse
+    import sys
+    ap = argparse.ArgumentParser(prog="python -m sw.dataset",
+                                 description="Check a labelled .npz data set, or write MNIST as "
+                                             "one (--write-mnist).")
+    ap.add_argument("path", help="the .npz data set")
+    ap.add_argument("--input-scale", type=float, help="value of one input step (byte * S)")
+    ap.add_argument("--write-mnist", action="store_true",
+                    help="write MNIST (uint8 28 x 28 images) to PATH instead")
+    ap.add_argument("--subset", type=int, help="only N training and test images")
+    args = ap.parse_args(argv)
+    from sw.mnist import MnistNotFoundError
+    try:
+        if args.write_mnist:
+            Path(args.path).parent.mkdir(parents=True, exist_ok=True)
+            write_mnist(args.path, args.subset)
+            print(f"wrote {args.path}")
+        d = load_npz(args.path, args.input_scale, args.subset)
+    except (DataError, MnistNotFoundError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{d.name}: {len(d.y_train)} training, {len(d.y_test)} test samples of shape "
+          f"{d.sample_shape} ({d.features} features), {d.classes} classes; model input value = "
+          f"byte * {d.input_scale:.6g} (the accelerator's input is the byte 0..255)")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())
