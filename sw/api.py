@@ -16,7 +16,7 @@ and ``bits`` also take a dict per layer or one number; a flag such as ``float_on
 """
 from pathlib import Path
 
-from sw.compress import CompressResult, main, parser, resolve, run  # noqa: F401
+from sw.compress import CompressError, CompressResult, parser, resolve, run
 from sw.dataset import DataError
 from sw.mnist import MnistNotFoundError
 from sw.modelfile import ModelFormatError
@@ -25,7 +25,6 @@ from sw.onnx_import import OnnxImportError
 from sw.prune import PruneError
 from sw.quantize import QuantizeError
 from sw.train import TrainError
-from sw.compress import CompressError
 
 __all__ = ["compress", "CompressResult", "ERRORS"]
 

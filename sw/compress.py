@@ -1,14 +1,20 @@
-"""Deep Compression pipeline on MNIST: train -> prune + retrain -> quantize + fine-tune -> file.
+"""Deep Compression pipeline: train (or import) -> prune + retrain -> quantize + fine-tune -> file.
 
 Command line::
 
-    python -m sw.compress --model lenet300|lenet5 [--out DIR] [--subset N] [--seed S] [...]
+    python -m sw.compress --model lenet300|lenet5 [--data DATA.npz] [--out DIR] [...]
+    python -m sw.compress --onnx MODEL.onnx [--data DATA.npz] [--pack] [...]
 
-Stages: dense training (SGD, momentum, weight decay, cosine LR), iterative magnitude pruning
-with masked retraining (``sw.prune``), per-layer k-means weight sharing with centroid
-fine-tuning (``sw.quantize``), integer calibration (``sw.golden.calibrate``, fc models only),
-saving (``sw.modelfile``) and the size report (``sw.report``). The float test error is measured
-on all 10,000 test images (unless ``--subset``) after every stage.
+Stages (functions shared by the built-in and the imported models; ``sw.api.compress`` runs them
+from Python): the data set (:func:`load_data`: MNIST or a labelled ``.npz``, ``sw.dataset``),
+the dense model (:func:`source_model`: a built-in one trained with SGD, momentum, weight decay,
+cosine LR, or an ONNX classifier imported by ``sw.onnx_import``), iterative magnitude pruning
+with masked retraining (:func:`prune_stage`, ``sw.prune``), per-layer k-means weight sharing
+with centroid fine-tuning (:func:`quantize_stage`, ``sw.quantize``), integer calibration
+(:func:`calibrate_stage`, ``sw.golden.calibrate``, fc models only), saving (``sw.modelfile``),
+the size report (``sw.report``) and, with ``--pack``, the memory images (:func:`pack_stage`,
+``sw.pack``). The float test error is measured on all test images (unless ``--subset``) after
+every stage.
 
 OpenBLAS is limited to one thread (``OPENBLAS_NUM_THREADS=1`` unless set): the matrices are
 small and a multi-threaded BLAS slows down by an order of magnitude when the cores are shared.
