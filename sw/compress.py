@@ -189,29 +189,26 @@ def default_density(n_weights):
     return ONNX_DENSITY[-1][1]
 
 
+def _per_layer(text, cast, what, kind, defaults, names):
+    """``defaults`` updated by an option: ``name=value,...`` or one value for every layer."""
+    out = dict(defaults)
+    if not text:
+        return out
+    if "=" in text:
+        out.update(_kv(text, cast, what))
+        return out
+    try:
+        value = cast(text)
+    except ValueError:
+        raise CompressError(f"--{what} must be {kind} or name=value list, got {text!r}") \
+            from None
+    return {k: value for k in names}
+
+
 def _layer_maps(args, names, density, bits):
     """Per-layer density / bits from the defaults and ``--density`` / ``--bits``."""
-    dens, bits = dict(density), dict(bits)
-    if args.density:
-        if "=" in args.density:
-            dens.update(_kv(args.density, float, "density"))
-        else:
-            try:
-                d = float(args.density)
-            except ValueError:
-                raise CompressError(f"--density must be a number or name=value list, got "
-                                    f"{args.density!r}") from None
-            dens = {k: d for k in names}
-    if args.bits:
-        if "=" in args.bits:
-            bits.update(_kv(args.bits, int, "bits"))
-        else:
-            try:
-                b = int(args.bits)
-            except ValueError:
-                raise CompressError(f"--bits must be an integer or name=b list, got "
-                                    f"{args.bits!r}") from None
-            bits = {k: b for k in names}
+    dens = _per_layer(args.density, float, "density", "a number", density, names)
+    bits = _per_layer(args.bits, int, "bits", "an integer", bits, names)
     unknown = sorted((set(dens) | set(bits)) - set(names))
     if unknown:
         raise CompressError(f"unknown layers {unknown} for {args.model}; layers are "
