@@ -17,6 +17,7 @@ its predictions with the float model's (``sw.nn``).
 """
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -165,6 +166,7 @@ def export_onnx(model, path=None, input_scale=None, name=None):
     proto.ir_version = IR_VERSION
     onnx.checker.check_model(proto)
     if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         onnx.save(proto, str(path))
     return proto
 
