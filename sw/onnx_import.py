@@ -133,14 +133,11 @@ class _Builder:
     """Walks the chain, keeping the pending affine map ``v -> a * v + c`` of the current tensor
     (``a``, ``c`` float64 arrays of the current per-sample shape) until it can be folded."""
 
-    def __init__(self, proto, hardware_limits):
+    def __init__(self, proto):
         _, self.nh = _onnx()
         g = proto.graph
         self.graph = g
-        self.limits = hardware_limits
-        self.const = {t.name: self.nh.to_array(t).astype(np.float64)
-                      if self.nh.to_array(t).dtype.kind == "f" else self.nh.to_array(t)
-                      for t in g.initializer}
+        self.const = {t.name: self._array(t) for t in g.initializer}
         self.layers = []            # sw.nn layers
         self.sources = {}
         self.node_of = {}           # id(layer) -> (node name, op)
@@ -151,6 +148,11 @@ class _Builder:
         self.n_fc = self.n_conv = 0
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _array(self, tensor):
+        """A constant tensor as NumPy (floats as float64: the folding is done in double)."""
+        arr = self.nh.to_array(tensor)
+        return arr.astype(np.float64) if arr.dtype.kind == "f" else arr
 
     def fail(self, node, msg, limit="software"):
         raise OnnxImportError(msg, node.name or f"#{self.index}", node.op_type, limit)
@@ -238,8 +240,9 @@ class _Builder:
         self.pending = None
 
     def add_weight_layer(self, node, layer):
-        if not self.flush_into_previous():
-            pass  # not foldable backwards: folded forwards into this layer's columns below
+        # a pending map goes into the previous layer's rows if it can (a bias stays with its
+        # layer), else into this layer's columns
+        self.flush_into_previous()
         self.fold_into_input(node, layer)
         self.layers.append(layer)
         self.sources[layer.name] = f"{node.name or '#' + str(self.index)} ({node.op_type})"
@@ -383,9 +386,8 @@ class _Builder:
     def op_reshape(self, node, at):
         target = self.constant(node.input[1]) if len(node.input) > 1 else None
         if target is None:
-            self.fail(node, "the target shape must be a constant (dynamic shapes, e.g. from a "
-                            "Shape node, are not supported: export with torch.flatten or a "
-                            "constant shape)")
+            self.fail(node, "the target shape must be a constant or computed from the input's "
+                            f"Shape by {', '.join(SHAPE_OPS[1:])}")
         target = [int(v) for v in np.asarray(target).reshape(-1)]
         if not target or not (target[0] in (0, -1) or (target[0] == 1 and self.batch == 1)):
             self.fail(node, f"target shape {target} does not keep the batch dimension (its "
@@ -497,9 +499,7 @@ class _Builder:
                 if "value" not in at:
                     self.index = 0
                     self.fail(node, "only a Constant with a tensor 'value' is supported")
-                arr = self.nh.to_array(at["value"])
-                self.const[node.output[0]] = arr.astype(np.float64) if arr.dtype.kind == "f" \
-                    else arr
+                self.const[node.output[0]] = self._array(at["value"])
         inputs = [i for i in g.input if i.name not in self.const]
         if len(inputs) != 1:
             raise OnnxImportError(f"the graph has {len(inputs)} inputs "
@@ -652,7 +652,7 @@ def import_onnx(source, name=None, hardware=True, limits=None):
         hardware limit.
     """
     proto = _load(source)
-    b = _Builder(proto, limits)
+    b = _Builder(proto)
     layers = b.run()
     if name is None:
         name = Path(source).stem if isinstance(source, (str, Path)) else \
