@@ -5,12 +5,17 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from gateware.config import AcceleratorConfig, LoadWrite
-from gateware.protocol_defs import SOF, Cmd, Err
+from gateware.protocol_defs import PROTOCOL_VERSION, SOF, Cmd, Err
 
-__all__ = ["FrameReceiver", "A_DISCARD", "A_PING", "A_LOAD", "A_DENSE", "A_SPARSE", "A_RESET"]
+__all__ = ["FrameReceiver", "A_DISCARD", "A_PING", "A_LOAD", "A_DENSE", "A_SPARSE", "A_RESET",
+           "A_CODED"]
 
 #: What a frame's payload is for (``o_action``), decided when its length is complete.
-A_DISCARD, A_PING, A_LOAD, A_DENSE, A_SPARSE, A_RESET = range(6)
+A_DISCARD, A_PING, A_LOAD, A_DENSE, A_SPARSE, A_RESET, A_CODED = range(7)
+
+# Byte positions inside a payload (``phase``): LOAD 0 mem, 1-2 address, 3-4 word; sparse 1-2
+# index, 3 value; coded 5 the sequence byte, 6 tokens and literals; PING 7 the host's version.
+P_SEQ, P_TOKEN, P_VERSION = 5, 6, 7
 
 
 class FrameReceiver(wiring.Component):
@@ -22,7 +27,11 @@ class FrameReceiver(wiring.Component):
     counts them); a LOAD of word 0 of the layer descriptor memory (``config.mem_layers``) also
     sets ``o_in_features``. INFER_DENSE values are written into the input buffer as they arrive;
     INFER_SPARSE pairs are expanded into it one value per clock (zeros up to the pair's index,
-    then its value) and the vector is completed with zeros. Every byte after ``SOF`` (CRC bytes
+    then its value) and the vector is completed with zeros; so are INFER_CODED tokens (a token
+    byte ``z << 3 | l``: ``z`` zeros, then the ``l`` literal bytes that follow it; values past
+    ``in_features`` set ``o_bad_input``, a payload that ends inside a literal run
+    ``o_bad_len``). A PING may carry the host's protocol version; another one than
+    ``PROTOCOL_VERSION`` gives the header error VERSION. Every byte after ``SOF`` (CRC bytes
     included) is stepped into the engine's CRC register (``o_crc_step``), so a good frame leaves
     the residue zero.
 
@@ -47,6 +56,9 @@ class FrameReceiver(wiring.Component):
     o_hunting : Out(1)
         Waiting for a ``SOF``.
     o_cmd : Out(8)
+    o_seq : Out(8)
+        INFER_CODED's sequence byte (bit 7: the host wants the logits); 0x80 for the other
+        frames.
     o_action : Out(3)
         ``A_*``.
     o_hdr_err : Out(8)
@@ -83,7 +95,7 @@ class FrameReceiver(wiring.Component):
             "i_rx": In(stream.Signature(8)),
             "i_resume": In(1),
             "o_sof": Out(1), "o_done": Out(1), "o_hunting": Out(1),
-            "o_cmd": Out(8), "o_action": Out(3), "o_hdr_err": Out(8),
+            "o_cmd": Out(8), "o_seq": Out(8), "o_action": Out(3), "o_hdr_err": Out(8),
             "o_bad_len": Out(1), "o_bad_input": Out(1),
             "o_words": Out(16), "o_in_features": Out(fw), "o_loaded": Out(1),
             "o_load": Out(stream.Signature(LoadWrite)),
@@ -102,8 +114,7 @@ class FrameReceiver(wiring.Component):
         in_features, loaded = self.o_in_features, self.o_loaded
         len_lo = Signal(8)
         remaining = Signal(16)              # payload bytes still to receive
-        # Byte position: LOAD 0 mem, 1-2 address, 3-4 word; sparse 1-2 index, 3 value.
-        phase = Signal(3)
+        phase = Signal(3)                   # P_* / LOAD and sparse positions
         mem = Signal(8)
         word = Signal(16)                   # LOAD start address / sparse index
         low = Signal(8)                     # LOAD data low byte / sparse value
@@ -113,7 +124,10 @@ class FrameReceiver(wiring.Component):
         pos = cnt[:fw]
         pos_next = Signal(fw)
         at_end = Signal()                   # pos == in_features (updated with pos)
-        is_infer = (action == A_DENSE) | (action == A_SPARSE)
+        is_infer = (action == A_DENSE) | (action == A_SPARSE) | (action == A_CODED)
+        # Coded input: literals still to come in the current run, zeros still to write.
+        lits = Signal(3)
+        zeros = Signal(5)
 
         take = Signal()                     # consume the current rx byte
         byte = rx.payload
@@ -135,6 +149,7 @@ class FrameReceiver(wiring.Component):
                 m.next = "DONE"
 
         expanding = Signal()
+        direct = Signal()                   # PAYLOAD: the received byte is the value written
         # Stream payloads and buffer write data are driven outside the FSM (they only matter
         # with valid / the write enable, which the states drive), so they cost no gating.
         hit = Signal()                      # EXPAND: pos is the pair's index
@@ -146,7 +161,7 @@ class FrameReceiver(wiring.Component):
             self.o_load.payload.addr.eq(load_addr),
             self.o_load.payload.data.eq(Cat(low, byte)),
             self.o_windex.eq(pos),
-            self.o_wvalue.eq(Mux(action == A_DENSE, byte, Mux(hit & expanding, low, 0))),
+            self.o_wvalue.eq(Mux(direct, byte, Mux(hit & expanding, low, 0))),
         ]
 
         with m.FSM():
@@ -156,7 +171,7 @@ class FrameReceiver(wiring.Component):
                     m.d.comb += self.o_sof.eq(1)
                     m.d.sync += [self.o_hdr_err.eq(0), self.o_bad_input.eq(0),
                                  self.o_bad_len.eq(0), cnt.eq(0), at_end.eq(0),
-                                 action.eq(A_DISCARD)]
+                                 action.eq(A_DISCARD), self.o_seq.eq(0x80), lits.eq(0)]
                     m.next = "CMD"
 
             with m.State("CMD"):
@@ -175,7 +190,7 @@ class FrameReceiver(wiring.Component):
                 new_err = Signal(8)
                 with m.Switch(cmd):
                     with m.Case(Cmd.PING):
-                        with m.If(full_len == 0):
+                        with m.If(full_len <= 1):
                             m.d.comb += new_action.eq(A_PING)
                         with m.Else():
                             m.d.comb += new_err.eq(Err.BAD_LENGTH)
@@ -201,13 +216,29 @@ class FrameReceiver(wiring.Component):
                             m.d.comb += new_err.eq(Err.NOT_LOADED)
                         with m.Else():
                             m.d.comb += new_action.eq(A_SPARSE)
+                    with m.Case(Cmd.INFER_CODED):
+                        with m.If(~loaded):
+                            m.d.comb += new_err.eq(Err.NOT_LOADED)
+                        with m.Elif(full_len == 0):
+                            m.d.comb += new_err.eq(Err.BAD_LENGTH)
+                        with m.Else():
+                            m.d.comb += new_action.eq(A_CODED)
                     with m.Default():
                         m.d.comb += new_err.eq(Err.UNKNOWN_CMD)
                 with m.If(rx.valid):
                     m.d.sync += [
                         remaining.eq(full_len), action.eq(new_action),
-                        self.o_hdr_err.eq(new_err), phase.eq(cmd == Cmd.INFER_SPARSE),
+                        self.o_hdr_err.eq(new_err),
                     ]
+                    with m.Switch(cmd):
+                        with m.Case(Cmd.INFER_SPARSE):
+                            m.d.sync += phase.eq(1)
+                        with m.Case(Cmd.INFER_CODED):
+                            m.d.sync += phase.eq(P_SEQ)
+                        with m.Case(Cmd.PING):
+                            m.d.sync += phase.eq(P_VERSION)
+                        with m.Default():
+                            m.d.sync += phase.eq(0)
                     with m.If(full_len != 0):
                         m.next = "PAYLOAD"
                     with m.Elif(new_action == A_SPARSE):
@@ -228,10 +259,18 @@ class FrameReceiver(wiring.Component):
                         ]
                     with m.Case(A_DENSE):
                         m.d.comb += [self.o_wen.eq(rx.valid), sink_ready.eq(1)]
+                    with m.Case(A_CODED):
+                        m.d.comb += [
+                            self.o_wen.eq(rx.valid & (phase == P_TOKEN) & (lits != 0) & ~at_end),
+                            sink_ready.eq(1),
+                        ]
                     with m.Default():
                         m.d.comb += sink_ready.eq(1)
                 m.d.comb += [take.eq(sink_ready), self.o_progress.eq(taken),
-                             self.o_crc_step.eq(taken)]
+                             self.o_crc_step.eq(taken), direct.eq(1)]
+                token = (phase == P_TOKEN) & (lits == 0)
+                lits_after = Signal(3)
+                m.d.comb += lits_after.eq(Mux(token, byte[:3], lits - 1))
                 last_byte = remaining == 1
                 with m.If(taken):
                     m.d.sync += remaining.eq(remaining - 1)
@@ -244,7 +283,20 @@ class FrameReceiver(wiring.Component):
                             m.d.sync += [word[8:].eq(byte), phase.eq(3)]
                         with m.Case(3):
                             m.d.sync += [low.eq(byte), phase.eq(Mux(action == A_LOAD, 4, 1))]
-                        with m.Default():
+                        with m.Case(P_SEQ):
+                            m.d.sync += [self.o_seq.eq(byte), phase.eq(P_TOKEN)]
+                        with m.Case(P_TOKEN):
+                            m.d.sync += lits.eq(lits_after)
+                            with m.If(token):
+                                m.d.sync += zeros.eq(byte[3:])
+                            with m.Elif(at_end):
+                                m.d.sync += self.o_bad_input.eq(1)     # a literal past the end
+                            with m.Else():
+                                step_pos()
+                        with m.Case(P_VERSION):
+                            with m.If((byte != PROTOCOL_VERSION) & (self.o_hdr_err == 0)):
+                                m.d.sync += self.o_hdr_err.eq(Err.VERSION)
+                        with m.Case(4):
                             m.d.sync += [cnt.eq(cnt + 1), phase.eq(3)]
                             with m.If((mem == cfg.mem_layers) & (load_addr == 0)):
                                 value = Cat(low, byte)
@@ -256,9 +308,13 @@ class FrameReceiver(wiring.Component):
                         step_pos()
                     with m.If((action == A_SPARSE) & (phase == 3)):
                         m.next = "EXPAND"
+                    with m.Elif(token & (byte[3:] != 0)):
+                        m.next = "ZEROS"
                     with m.Elif(last_byte):
                         with m.If(action == A_SPARSE):
                             m.d.sync += self.o_bad_len.eq(1)     # a partial (index, value) pair
+                        with m.If((action == A_CODED) & (phase == P_TOKEN) & (lits_after != 0)):
+                            m.d.sync += self.o_bad_len.eq(1)     # literals missing
                         with m.If(is_infer):
                             m.next = "PAD"
                         with m.Else():
@@ -279,6 +335,22 @@ class FrameReceiver(wiring.Component):
                     step_pos()
                 with m.If(done):
                     with m.If(remaining == 0):
+                        m.next = "PAD"
+                    with m.Else():
+                        m.next = "PAYLOAD"
+
+            with m.State("ZEROS"):
+                # A coded zero run, one value per clock.
+                with m.If(at_end):
+                    m.d.sync += self.o_bad_input.eq(1)
+                with m.Else():
+                    m.d.comb += self.o_wen.eq(1)
+                    m.d.sync += zeros.eq(zeros - 1)
+                    step_pos()
+                with m.If(at_end | (zeros == 1)):
+                    with m.If(remaining == 0):
+                        with m.If(lits != 0):
+                            m.d.sync += self.o_bad_len.eq(1)     # literals missing
                         m.next = "PAD"
                     with m.Else():
                         m.next = "PAYLOAD"

@@ -15,13 +15,13 @@ received frame, sequences the inference and picks the response. The constants, :
 :func:`encode_frame` and the status layout (``gateware.protocol_defs``, shared with the host) are
 re-exported here.
 """
-from amaranth import Module, Signal
+from amaranth import Module, Signal, Mux
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from gateware.config import AcceleratorConfig, LoadWrite, input_layout, logit_layout
 from gateware.crc import crc16_next
-from gateware.frame_rx import A_DENSE, A_PING, A_RESET, A_SPARSE, FrameReceiver
+from gateware.frame_rx import A_CODED, A_DENSE, A_PING, A_RESET, A_SPARSE, FrameReceiver
 from gateware.input_buffer import InputBuffer
 from gateware.protocol_defs import (ERROR_NAMES, PROTOCOL_VERSION, SOF, STATUS_FIELDS,
                                     STATUS_FLAGS, STATUS_LENGTH, Cmd, Err, Resp, crc16,
@@ -67,6 +67,9 @@ class ProtocolEngine(wiring.Component):
         Clocks without accelerator progress before it is reset.
     max_logits : int
         Depth of the result buffer (final-layer outputs per inference).
+    rx_buffer : int
+        Bytes of the receive FIFO in front of ``i_rx``, reported by STATUS (the host keeps at
+        most this many request bytes unanswered).
 
     Attributes
     ----------
@@ -103,10 +106,14 @@ class ProtocolEngine(wiring.Component):
         A frame is being handled.
     o_error : Out(1)
         The last response was an ERROR frame.
+    o_resp_done : Out(1)
+        One-cycle pulse: a response frame has been sent.
+    i_flash_state : In(3)
+        STATUS ``flash`` (``gateware.flash_loader.FlashState``; 0 without a loader).
     """
 
     def __init__(self, config=AcceleratorConfig(), *, clock_hz=12_000_000, divisor=4,
-                 timeout=None, accel_timeout=1 << 24, max_logits=16):
+                 timeout=None, accel_timeout=1 << 24, max_logits=16, rx_buffer=32):
         try:
             self._check(config, timeout, accel_timeout, max_logits, clock_hz)
         except (TypeError, ValueError):
@@ -120,6 +127,7 @@ class ProtocolEngine(wiring.Component):
         self.timeout = timeout
         self.accel_timeout = accel_timeout
         self.max_logits = max_logits
+        self.rx_buffer = rx_buffer
         super().__init__({
             "i_rx": In(stream.Signature(8)),
             "i_rx_frame_error": In(1),
@@ -136,6 +144,8 @@ class ProtocolEngine(wiring.Component):
             "o_loaded": Out(1),
             "o_active": Out(1),
             "o_error": Out(1),
+            "o_resp_done": Out(1),
+            "i_flash_state": In(3),
         })
 
     @staticmethod
@@ -169,7 +179,7 @@ class ProtocolEngine(wiring.Component):
             "pe_mem_log2": cfg.pe_mem_depth.bit_length() - 1,
             "max_rows_per_pe": cfg.max_rows_per_pe, "symbol_depth": cfg.symbol_depth,
             "fifo_depth": cfg.fifo_depth, "max_logits": self.max_logits,
-            "clock_hz": self.clock_hz, "divisor": self.divisor,
+            "clock_hz": self.clock_hz, "divisor": self.divisor, "rx_buffer": self.rx_buffer,
         })
 
         # Streams to and from the outside.
@@ -221,7 +231,7 @@ class ProtocolEngine(wiring.Component):
         sent_status = Signal()              # the response being sent is STATUS
         action = rcv.o_action
         is_infer = Signal()
-        m.d.comb += is_infer.eq((action == A_DENSE) | (action == A_SPARSE))
+        m.d.comb += is_infer.eq((action == A_DENSE) | (action == A_SPARSE) | (action == A_CODED))
 
         # Accelerator status is registered (timing isolation); the reset is a registered pulse.
         accel_error = Signal(8)
@@ -340,7 +350,10 @@ class ProtocolEngine(wiring.Component):
             emit.i_words.eq(rcv.o_words), emit.i_err_code.eq(err_code),
             emit.i_cmd.eq(rcv.o_cmd), emit.i_accel_error.eq(accel_error),
             emit.i_in_features.eq(rcv.o_in_features), emit.i_flags.eq(flags),
-            emit.i_n_logits.eq(results.o_count), emit.i_argmax.eq(self.i_argmax),
+            # the compact result (seq bit 7 clear) has no logits
+            emit.i_n_logits.eq(Mux(rcv.o_seq[7], results.o_count, 0)),
+            emit.i_seq.eq(rcv.o_seq), emit.i_argmax.eq(self.i_argmax),
             emit.i_cycles.eq(self.i_cycles), emit.i_crc.eq(crc),
+            emit.i_flash.eq(self.i_flash_state), self.o_resp_done.eq(emit.o_done),
         ]
         return m

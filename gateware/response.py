@@ -116,15 +116,18 @@ class ResponseEmitter(wiring.Component):
         ERROR payload (``accel_error`` also in STATUS).
     i_in_features : In(16)
     i_flags : In(8)
+    i_flash : In(3)
         STATUS bytes that change.
     i_n_logits : In(range(max_logits + 1))
-        RESULT: logits in the result buffer.
+        RESULT: logits to send (0 for the compact result).
     o_logit_addr : Out(range(max_logits + 1))
         Result buffer read address; ``i_logit_data`` is its (synchronous) read data.
     i_logit_data : In(32)
     i_argmax : In(8)
     i_cycles : In(32)
         RESULT tail.
+    i_seq : In(8)
+        RESULT: the request's sequence byte.
     o_tx : Out(stream.Signature(8))
         Frame bytes.
     o_crc_byte : Out(8)
@@ -139,7 +142,7 @@ class ResponseEmitter(wiring.Component):
     """
 
     #: STATUS fields that change at run time (the others are ``status_constants``).
-    DYNAMIC_FIELDS = ("in_features", "flags", "accel_error")
+    DYNAMIC_FIELDS = ("in_features", "flags", "accel_error", "flash")
 
     def __init__(self, max_logits, status_constants):
         for name, size in STATUS_FIELDS:
@@ -155,9 +158,9 @@ class ResponseEmitter(wiring.Component):
         super().__init__({
             "i_start": In(1), "i_kind": In(2),
             "i_words": In(16), "i_err_code": In(8), "i_cmd": In(8), "i_accel_error": In(8),
-            "i_in_features": In(16), "i_flags": In(8),
+            "i_in_features": In(16), "i_flags": In(8), "i_flash": In(3),
             "i_n_logits": In(cw), "o_logit_addr": Out(cw), "i_logit_data": In(32),
-            "i_argmax": In(8), "i_cycles": In(32),
+            "i_argmax": In(8), "i_cycles": In(32), "i_seq": In(8),
             "o_tx": Out(stream.Signature(8)),
             "o_crc_byte": Out(8), "o_crc_step": Out(1), "i_crc": In(16),
             "o_busy": Out(1), "o_done": Out(1),
@@ -165,15 +168,15 @@ class ResponseEmitter(wiring.Component):
 
     # Byte sources of the table.
     (S_CONST, S_REM, S_CRC, S_INF, S_FLAGS, S_AERR, S_ERR, S_CMD, S_WORDS, S_N, S_ARGMAX,
-     S_CYCLES, S_LOGIT) = range(13)
+     S_CYCLES, S_LOGIT, S_SEQ, S_FLASH) = range(15)
 
     def _table(self):
         """The 256 x 16 table: ``{kind, idx}`` -> ``cst | src << 8 | bsel << 12 | last << 14 |
-        payload << 15``. ``idx = k`` for the header and the fixed payloads (byte k < 32);
-        RESULT logit bytes at 40 + k % 4, its tail at 32 + rem (rem = 5 .. 1); the CRC at
-        62 / 63 (after the payload, rem = 0)."""
+        payload << 15``. ``idx = k`` for the header and the fixed payloads (byte k < 62);
+        RESULT: seq and n at 4 and 5, logit bytes at 40 + k % 4, its tail at 32 + rem
+        (rem = 5 .. 1); the CRC at 62 / 63 (after the payload, rem = 0)."""
         S = self
-        status_src = dict(zip(self.DYNAMIC_FIELDS, (S.S_INF, S.S_FLAGS, S.S_AERR)))
+        status_src = dict(zip(self.DYNAMIC_FIELDS, (S.S_INF, S.S_FLAGS, S.S_AERR, S.S_FLASH)))
         status_table = []
         for name, size in STATUS_FIELDS:
             for i in range(size):
@@ -201,12 +204,12 @@ class ResponseEmitter(wiring.Component):
             elif r == R_ERROR:
                 rows[4], rows[5], rows[6] = entry(S.S_ERR), entry(S.S_CMD), entry(S.S_AERR)
             else:
-                rows[4] = entry(S.S_N)
+                rows[4], rows[5] = entry(S.S_SEQ), entry(S.S_N)
                 rows[32 + 5] = entry(S.S_ARGMAX)
                 for t in range(1, 5):
                     rows[32 + t] = entry(S.S_CYCLES, (4 - t) & 3)
                 for b in range(4):
-                    rows[40 + b] = entry(S.S_LOGIT, (b - 1) & 3)
+                    rows[40 + b] = entry(S.S_LOGIT, (b - 6) & 3)
             for idx, value in rows.items():
                 rom[r << 6 | idx] = value
         return rom
@@ -216,7 +219,7 @@ class ResponseEmitter(wiring.Component):
         S = self
         tx = self.o_tx
         kind = Signal(2)
-        kw = (4 * self.max_logits + 12).bit_length()
+        kw = max(4 * self.max_logits + 13, STATUS_LENGTH + 6).bit_length()    # frame bytes
         k = Signal(kw)                      # byte index inside the response frame
         rem = Signal(kw)                    # payload bytes still to send (the length before)
         crc2 = Signal()                     # the CRC's high byte has been sent
@@ -233,7 +236,7 @@ class ResponseEmitter(wiring.Component):
         m.submodules.rom = rom = Memory(shape=16, depth=256, init=self._table())
         rom_r = rom.read_port()
         idx = Signal(6)
-        body = (k[2:] != 0) & (kind == R_RESULT) & (k != 4)
+        body = (k[2:] != 0) & (kind == R_RESULT) & (k[1:] != 2)      # k >= 6
         with m.If((k[2:] != 0) & (rem == 0)):
             m.d.comb += idx.eq(62 | crc2)
         with m.Elif(body & (rem <= 5)):
@@ -241,7 +244,7 @@ class ResponseEmitter(wiring.Component):
         with m.Elif(body):
             m.d.comb += idx.eq(40 | k[:2])
         with m.Else():
-            m.d.comb += idx.eq(k[:5])
+            m.d.comb += idx.eq(k[:6])
         m.d.comb += [
             rom_r.addr.eq(Cat(idx, kind)),
             cst.eq(rom_r.data[:8]), src.eq(rom_r.data[8:12]), bsel.eq(rom_r.data[12:14]),
@@ -259,7 +262,8 @@ class ResponseEmitter(wiring.Component):
             S.S_AERR: self.i_accel_error, S.S_ERR: self.i_err_code, S.S_CMD: self.i_cmd,
             S.S_WORDS: byte_of(self.i_words, bsel[0]), S.S_N: self.i_n_logits,
             S.S_ARGMAX: self.i_argmax, S.S_CYCLES: self.i_cycles.word_select(bsel, 8),
-            S.S_LOGIT: self.i_logit_data.word_select(bsel, 8),
+            S.S_LOGIT: self.i_logit_data.word_select(bsel, 8), S.S_SEQ: self.i_seq,
+            S.S_FLASH: self.i_flash,
         }
         mux_out = 0
         for code, value in sources.items():
@@ -274,7 +278,7 @@ class ResponseEmitter(wiring.Component):
                             with m.Case(r):
                                 m.d.sync += rem.eq(n)
                         with m.Case(R_RESULT):
-                            m.d.sync += rem.eq(4 * self.i_n_logits + 6)
+                            m.d.sync += rem.eq(4 * self.i_n_logits + 7)
                     m.d.sync += [kind.eq(self.i_kind), k.eq(0), crc2.eq(0)]
                     m.next = "SEL"
             with m.State("SEL"):

@@ -7,10 +7,12 @@ from amaranth.sim import Simulator
 
 from gateware.config import AcceleratorConfig
 from gateware.crc import crc16_next
-from gateware.frame_rx import A_DENSE, A_LOAD, A_PING, A_SPARSE, FrameReceiver
+from gateware.frame_rx import A_CODED, A_DENSE, A_LOAD, A_PING, A_SPARSE, FrameReceiver
 from gateware.input_buffer import InputBuffer
 from gateware.protocol_defs import SOF, STATUS_FIELDS, Cmd, Err, Resp, crc16, encode_frame
-from gateware.response import R_ACK, R_ERROR, R_RESULT, ResponseEmitter, ResultBuffer
+from gateware.response import R_ACK, R_ERROR, R_RESULT, R_STATUS, ResponseEmitter, ResultBuffer
+from gateware.protocol_defs import PROTOCOL_VERSION
+from sw import incode
 from gateware.watchdog import Watchdog, watch_limit
 
 
@@ -172,7 +174,10 @@ def test_response_emitter_frames():
                             (R_ERROR, [(emit.i_err_code, Err.BAD_CRC), (emit.i_cmd, 0x42),
                                        (emit.i_accel_error, 9)]),
                             (R_RESULT, [(emit.i_n_logits, 3), (emit.i_argmax, 2),
-                                        (emit.i_cycles, 0xA1B2C3D4)])]:
+                                        (emit.i_cycles, 0xA1B2C3D4), (emit.i_seq, 0x85)]),
+                            (R_RESULT, [(emit.i_n_logits, 0), (emit.i_seq, 0x07)]),
+                            (R_STATUS, [(emit.i_in_features, 0x0310), (emit.i_flags, 0x21),
+                                        (emit.i_accel_error, 3), (emit.i_flash, 2)])]:
             for sig, value in setup:
                 ctx.set(sig, value)
             ctx.set(emit.i_kind, kind)
@@ -197,8 +202,14 @@ def test_response_emitter_frames():
     assert frames[0] == encode_frame(Resp.ACK, b"\x34\x12")
     assert frames[1] == encode_frame(Resp.ERROR, bytes([Err.BAD_CRC, 0x42, 9]))
     import struct
-    assert frames[2] == encode_frame(Resp.RESULT, struct.pack("<B3iBI", 3, *logits, 2,
+    assert frames[2] == encode_frame(Resp.RESULT, struct.pack("<BB3iBI", 0x85, 3, *logits, 2,
                                                               0xA1B2C3D4))
+    assert frames[3] == encode_frame(Resp.RESULT, struct.pack("<BBBI", 7, 0, 2, 0xA1B2C3D4))
+    status = {name: i + 1 for i, (name, _) in enumerate(STATUS_FIELDS)}
+    status.update(in_features=0x0310, flags=0x21, accel_error=3, flash=2)
+    fmt = "<" + "".join({1: "B", 2: "H", 4: "I"}[n] for _, n in STATUS_FIELDS)
+    assert frames[4] == encode_frame(Resp.STATUS, struct.pack(
+        fmt, *(status[name] for name, _ in STATUS_FIELDS)))
 
 
 class _ReceiverBench(Elaboratable):
@@ -228,8 +239,8 @@ def receive(cfg, frames, gaps=0.3, seed=1):
     results = []
 
     async def bench(ctx):
-        buffer = {}
         for frame in frames:
+            buffer = {}
             loads = []
             i = 0
             for _ in range(100 * len(frame) + 5000):
@@ -239,6 +250,7 @@ def receive(cfg, frames, gaps=0.3, seed=1):
                 else:
                     ctx.set(rcv.i_rx.valid, 0)
                 if ctx.get(rcv.o_wen):
+                    assert ctx.get(rcv.o_windex) < ctx.get(rcv.o_in_features), "write past end"
                     buffer[ctx.get(rcv.o_windex)] = ctx.get(rcv.o_wvalue)
                 if ctx.get(rcv.o_load.valid):
                     p = rcv.o_load.payload
@@ -256,6 +268,7 @@ def receive(cfg, frames, gaps=0.3, seed=1):
                 action=ctx.get(rcv.o_action), hdr_err=ctx.get(rcv.o_hdr_err),
                 bad_len=ctx.get(rcv.o_bad_len), bad_input=ctx.get(rcv.o_bad_input),
                 crc_ok=ctx.get(dut.crc) == 0, x=[buffer.get(j) for j in range(n)],
+                seq=ctx.get(rcv.o_seq), writes=len(buffer),
                 loads=loads, words=ctx.get(rcv.o_words)))
             ctx.set(rcv.i_resume, 1)
             await ctx.tick()
@@ -291,3 +304,38 @@ def test_frame_receiver_load_dense_sparse():
     assert r[6]["action"] == A_PING and not r[6]["crc_ok"]
     assert r[7]["hdr_err"] == Err.UNKNOWN_CMD
     assert SOF == 0xA5 and crc16(b"123456789") == 0x29B1
+
+
+def test_frame_receiver_coded_input():
+    import struct
+    cfg = AcceleratorConfig(n_pes=2)
+    n = 80
+    rng = random.Random(4)
+    xs = [[0] * n, [7] * n, [0] * (n - 1) + [1], [3] + [0] * (n - 1)]
+    xs += [[rng.randrange(1, 256) if rng.random() < d else 0 for _ in range(n)]
+           for d in (0.05, 0.2, 0.5, 0.9)]
+    good = [encode_frame(Cmd.INFER_CODED, bytes([0x80 | i]) + incode.encode(x))
+            for i, x in enumerate(xs)]
+    tokens = incode.encode([1] * 10)
+    bad = [
+        encode_frame(Cmd.INFER_CODED, b"\x01" + bytes([31 << 3]) * 3),          # zeros past n
+        encode_frame(Cmd.INFER_CODED, b"\x01" + bytes([31 << 3]) * 2 + bytes([18 << 3 | 2])
+                     + b"\x05\x06"),                                            # literal past n
+        encode_frame(Cmd.INFER_CODED, b"\x01" + tokens[:-1]),                   # cut literal run
+        encode_frame(Cmd.INFER_CODED, b"\x01" + bytes([3 << 3 | 1])),           # ditto, after zeros
+        encode_frame(Cmd.INFER_CODED, b""),
+        encode_frame(Cmd.PING, bytes([PROTOCOL_VERSION + 1])),
+        encode_frame(Cmd.PING, bytes([PROTOCOL_VERSION])),
+    ]
+    frames = [encode_frame(Cmd.LOAD, struct.pack("<BHH", cfg.mem_layers, 0, n))] + good + bad
+    r = receive(cfg, frames, seed=2)[1:]
+    for i, x in enumerate(xs):
+        assert r[i]["action"] == A_CODED and r[i]["crc_ok"] and r[i]["seq"] == 0x80 | i
+        assert not r[i]["bad_input"] and not r[i]["bad_len"], i
+        assert r[i]["x"] == x, i
+    r = r[len(xs):]
+    assert r[0]["bad_input"] and r[1]["bad_input"] and not r[0]["bad_len"]
+    assert r[2]["bad_len"] and r[3]["bad_len"] and not r[2]["bad_input"]
+    assert r[4]["hdr_err"] == Err.BAD_LENGTH
+    assert r[5]["hdr_err"] == Err.VERSION and r[5]["crc_ok"]
+    assert r[6]["hdr_err"] == 0 and r[6]["action"] == A_PING
