@@ -1,5 +1,7 @@
-"""CRC-16/CCITT-FALSE in gateware (the host's is ``gateware.protocol_defs.crc16``)."""
+"""CRC-16/CCITT-FALSE in gateware (the host's is ``contract.protocol.crc16``)."""
 from amaranth import Cat, C
+
+from contract.protocol import CRC_POLY
 
 __all__ = ["crc16_next"]
 
@@ -17,7 +19,7 @@ def crc16_next(crc, byte):
     for _ in range(8):
         top = c[15]
         shifted = [frozenset()] + c[:15]
-        c = [shifted[i] ^ top if (0x1021 >> i) & 1 else shifted[i] for i in range(16)]
+        c = [shifted[i] ^ top if (CRC_POLY >> i) & 1 else shifted[i] for i in range(16)]
     inputs = Cat(crc, byte)
     out = []
     for terms in c:

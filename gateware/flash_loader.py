@@ -4,7 +4,7 @@ from amaranth import Module, Signal, Cat, C
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from gateware.protocol_defs import FLASH_HEADER, FLASH_MAGIC, FlashState
+from contract.protocol import FLASH_HEADER, FLASH_MAGIC, FlashState
 
 __all__ = ["FlashLoader"]
 

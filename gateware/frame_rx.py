@@ -4,8 +4,9 @@ from amaranth import Module, Signal, Mux, Cat
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from contract.memmap import MEM_ID_BITS
+from contract.protocol import PROTOCOL_VERSION, SOF, Cmd, Err
 from gateware.config import AcceleratorConfig, LoadWrite
-from gateware.protocol_defs import PROTOCOL_VERSION, SOF, Cmd, Err
 
 __all__ = ["FrameReceiver", "A_DISCARD", "A_PING", "A_LOAD", "A_DENSE", "A_SPARSE", "A_RESET",
            "A_CODED"]
@@ -115,7 +116,7 @@ class FrameReceiver(wiring.Component):
         len_lo = Signal(8)
         remaining = Signal(16)              # payload bytes still to receive
         phase = Signal(3)                   # P_* / LOAD and sparse positions
-        mem = Signal(8)
+        mem = Signal(MEM_ID_BITS)
         word = Signal(16)                   # LOAD start address / sparse index
         low = Signal(8)                     # LOAD data low byte / sparse value
         # LOAD: words written; INFER: input buffer position (the low bits). One counter serves

@@ -12,20 +12,19 @@ response frame: ``STATUS``, ``ACK``, ``RESULT`` or ``ERROR``.
 :class:`~gateware.response.ResponseEmitter` (response frames out) and
 :class:`~gateware.watchdog.Watchdog` (host and accelerator timeouts); the engine itself checks a
 received frame, sequences the inference and picks the response. The constants, :func:`crc16`,
-:func:`encode_frame` and the status layout (``gateware.protocol_defs``, shared with the host) are
+:func:`encode_frame` and the status layout (``contract.protocol``, shared with the host) are
 re-exported here.
 """
 from amaranth import Module, Signal, Mux
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from contract.protocol import (CRC_INIT, ERROR_NAMES, PROTOCOL_VERSION, SOF, STATUS_FIELDS,
+                               STATUS_FLAGS, STATUS_LENGTH, Cmd, Err, Resp, crc16, encode_frame)
 from gateware.config import AcceleratorConfig, LoadWrite, input_layout, logit_layout
 from gateware.crc import crc16_next
 from gateware.frame_rx import A_CODED, A_DENSE, A_PING, A_RESET, A_SPARSE, FrameReceiver
 from gateware.input_buffer import InputBuffer
-from gateware.protocol_defs import (ERROR_NAMES, PROTOCOL_VERSION, SOF, STATUS_FIELDS,
-                                    STATUS_FLAGS, STATUS_LENGTH, Cmd, Err, Resp, crc16,
-                                    encode_frame)
 from gateware.response import R_ACK, R_ERROR, R_RESULT, R_STATUS, ResponseEmitter, ResultBuffer
 from gateware.watchdog import Watchdog, watch_limit as _watch_limit
 
@@ -200,7 +199,7 @@ class ProtocolEngine(wiring.Component):
         # One CRC register serves reception and (after the frame) transmission. Received frames
         # are checked by their residue: the CRC over cmd, len, payload and the big-endian CRC
         # itself is zero.
-        crc = Signal(16, init=0xFFFF)
+        crc = Signal(16, init=CRC_INIT)
         crc_bad = Signal()
         m.d.comb += crc_bad.eq(crc != 0)
         with m.If(rcv.o_crc_step):
@@ -240,7 +239,7 @@ class ProtocolEngine(wiring.Component):
                      self.o_accel_reset.eq(0)]
 
         with m.If(rcv.o_sof):
-            m.d.sync += [crc.eq(0xFFFF), f_timeout.eq(0), f_framing.eq(0),
+            m.d.sync += [crc.eq(CRC_INIT), f_timeout.eq(0), f_framing.eq(0),
                          f_accel_timeout.eq(0)]
             m.d.comb += results.i_clear.eq(1)
 
@@ -302,7 +301,7 @@ class ProtocolEngine(wiring.Component):
                     m.d.comb += code.eq(Err.OUTPUT)
                 with m.Elif(is_infer & (accel_error != 0)):
                     m.d.comb += code.eq(Err.ACCEL_ERROR)
-                m.d.sync += [err_code.eq(code), overrun.eq(0), crc.eq(0xFFFF),
+                m.d.sync += [err_code.eq(code), overrun.eq(0), crc.eq(CRC_INIT),
                              self.o_error.eq(code != 0)]
                 m.d.comb += emit.i_start.eq(1)
                 m.d.sync += sent_status.eq(emit.i_kind == R_STATUS)

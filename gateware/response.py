@@ -5,8 +5,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from contract.protocol import SOF, STATUS_FIELDS, STATUS_LENGTH, Resp
 from gateware.config import AcceleratorConfig, logit_layout
-from gateware.protocol_defs import SOF, STATUS_FIELDS, STATUS_LENGTH, Resp
 
 __all__ = ["ResultBuffer", "ResponseEmitter", "R_STATUS", "R_ACK", "R_RESULT", "R_ERROR"]
 

@@ -13,9 +13,9 @@ from amaranth.lib import io, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from contract.protocol import FLASH_OFFSET
 from gateware.config import AcceleratorConfig
 from gateware.flash_loader import FlashLoader
-from gateware.protocol_defs import FLASH_OFFSET
 from gateware.protocol import ProtocolEngine
 from gateware.uart import UARTRx, UARTTx, uart_divisor
 

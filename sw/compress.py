@@ -26,6 +26,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from contract.config import AcceleratorConfig  # noqa: E402
+from contract.widths import WIDTH_DEFAULTS  # noqa: E402
 from sw.golden import GoldenError, IntModel, calibrate, infer  # noqa: E402
 from sw.mnist import MnistNotFoundError, load_mnist  # noqa: E402
 from sw.modelfile import CompressedModel, LayerRecord, ModelFormatError, save_model  # noqa: E402
@@ -82,14 +84,6 @@ def _kv(text, cast, what):
     return out
 
 
-def _default_symbol_depth():
-    try:
-        from gateware.config import AcceleratorConfig
-        return int(AcceleratorConfig().symbol_depth)
-    except ImportError:  # gateware dependencies missing: the documented default
-        return 256
-
-
 def parser():
     ap = argparse.ArgumentParser(prog="python -m sw.compress",
                                  description="Deep Compression of LeNet on MNIST (NumPy).")
@@ -116,8 +110,8 @@ def parser():
     ap.add_argument("--pes", type=int, default=4, help="PE count of the hardware accounting")
     ap.add_argument("--gap-bits", type=int,
                     help="relative-index (gap) width (default: lenet300 5, lenet5 4)")
-    ap.add_argument("--huff-max-len", type=int, default=12)
-    ap.add_argument("--act-bits", type=int, default=8)
+    ap.add_argument("--huff-max-len", type=int, default=WIDTH_DEFAULTS["huff_max_len"])
+    ap.add_argument("--act-bits", type=int, default=WIDTH_DEFAULTS["act_bits"])
     ap.add_argument("--max-symbols", type=int,
                     help="joint Huffman symbols allowed over all layers, for every PE count of "
                          "--symbol-pes with the rows in training order or balanced (the "
@@ -140,7 +134,7 @@ def resolve(args):
         if getattr(args, k) is None:
             setattr(args, k, d[k])
     if args.max_symbols is None:
-        args.max_symbols = _default_symbol_depth()
+        args.max_symbols = AcceleratorConfig().symbol_depth
     if not 1 <= args.gap_bits <= 15:
         raise CompressError(f"--gap-bits must be 1..15, got {args.gap_bits}")
     try:

@@ -8,7 +8,7 @@ missing frames. STATUS ``flash`` then says loaded, blank or corrupt.
 """
 import struct
 
-from gateware.protocol_defs import FLASH_HEADER, FLASH_MAGIC, Cmd, encode_frame
+from contract.protocol import FLASH_HEADER, FLASH_MAGIC, Cmd, encode_frame
 
 __all__ = ["FlashImageError", "flash_image", "load_runs"]
 

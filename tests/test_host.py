@@ -4,7 +4,8 @@ import struct
 import numpy as np
 import pytest
 
-from gateware.protocol import PROTOCOL_VERSION, STATUS_FIELDS, Cmd, Err, Resp, SOF, crc16, encode_frame
+from contract.protocol import (PROTOCOL_VERSION, STATUS_FIELDS, Cmd, Err, Resp, SOF, crc16,
+                               encode_frame)
 from sw.host import (BadFrameError, Board, BoardError, BoardTimeout, InputLengthError,
                      ModelFitError, _runs, check_fit)
 from sw import incode
@@ -431,7 +432,7 @@ def test_version_mismatch_is_refused_clearly():
 
 
 def test_flash_image_layout():
-    from gateware.protocol_defs import FLASH_HEADER, FLASH_MAGIC
+    from contract.protocol import FLASH_HEADER, FLASH_MAGIC
     from sw.flashimage import FlashImageError, flash_image
     runs = [(0, 0, list(range(7))), (9, 100, [0xFFFF, 1])]
     image = flash_image(runs, block_words=3)

@@ -5,14 +5,11 @@ runs every layer for a few inputs through PE ``index`` and compares every output
 ``sw.golden.infer``. Cycle counts are printed (``-s``) and checked against loose throughput bounds.
 The PE is built with one and with two pointer-memory read ports (``pointer_ports``).
 """
-import copy
-import json
-
 import pytest
 
 from gateware.pe import ProcessingElement
-from tb.pe.vectors import make_pe_case, pe_config, save_case
-from tb.runner import ROOT, SimulationFailed, run_testbench
+from tb.pe.vectors import make_pe_case, pe_config
+from tb.runner import SimulationFailed, run_bench
 
 
 PORTS = [1, 2]      # pointer_ports
@@ -22,24 +19,13 @@ def _run(name, n_pes, index, case, *, ports=2, p_valid=1.0, p_ready=1.0, seed=1,
          testcase="pe_matches_golden"):
     """Run cocotb ``testcase`` of tb/pe/test_pe.py on PE ``index`` of ``n_pes`` with ``ports``
     pointer-memory read ports; returns the per-layer cycle statistics (``pe_matches_golden``)."""
-    depth = case["pe_mem_depth"]
-    build = f"pe_n{n_pes}_i{index}" + ("" if depth == 4096 else f"_d{depth}") + (
-        "" if case["max_rows_per_pe"] == 256 else f"_r{case['max_rows_per_pe']}") + (
-        "" if case["symbol_depth"] == 512 else f"_s{case['symbol_depth']}") + f"_p{ports}"
-    folder = ROOT / "build" / "sim" / build
-    folder.mkdir(parents=True, exist_ok=True)
-    vec = folder / f"{name}.json"
-    stats = folder / f"{name}.stats.json"
-    save_case(dict(case, pointer_ports=ports), vec)
-    if stats.exists():
-        stats.unlink()
-    cfg = pe_config(n_pes, pe_mem_depth=depth, max_rows_per_pe=case["max_rows_per_pe"],
-                    symbol_depth=case["symbol_depth"], pointer_ports=ports)
-    run_testbench(ProcessingElement(cfg, index), toplevel="pe",
-                  test_module="tb.pe.test_pe", build_name=build, testcase=testcase,
-                  extra_env={"PE_VECTORS": vec, "PE_STATS": stats, "PE_P_VALID": p_valid,
-                             "PE_P_READY": p_ready, "PE_SEED": seed})
-    return json.loads(stats.read_text()) if testcase == "pe_matches_golden" else None
+    cfg = pe_config(n_pes, pe_mem_depth=case["pe_mem_depth"],
+                    max_rows_per_pe=case["max_rows_per_pe"], symbol_depth=case["symbol_depth"],
+                    pointer_ports=ports)
+    return run_bench(ProcessingElement(cfg, index), toplevel="pe", test_module="tb.pe.test_pe",
+                     name=f"pe_{name}", testcase=testcase,
+                     params={"case": dict(case, pointer_ports=ports), "p_valid": p_valid,
+                             "p_ready": p_ready, "seed": seed})
 
 
 def _report(name, stats):

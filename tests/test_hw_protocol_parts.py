@@ -9,9 +9,9 @@ from gateware.config import AcceleratorConfig
 from gateware.crc import crc16_next
 from gateware.frame_rx import A_CODED, A_DENSE, A_LOAD, A_PING, A_SPARSE, FrameReceiver
 from gateware.input_buffer import InputBuffer
-from gateware.protocol_defs import SOF, STATUS_FIELDS, Cmd, Err, Resp, crc16, encode_frame
+from contract.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, Cmd, Err, Resp, crc16,
+                               encode_frame)
 from gateware.response import R_ACK, R_ERROR, R_RESULT, R_STATUS, ResponseEmitter, ResultBuffer
-from gateware.protocol_defs import PROTOCOL_VERSION
 from sw import incode
 from gateware.watchdog import Watchdog, watch_limit
 

@@ -10,7 +10,8 @@ import json
 
 import numpy as np
 
-from gateware.config import AcceleratorConfig
+from contract.config import AcceleratorConfig
+from contract.memmap import DESC_FLAGS, DESC_WORD, DESC_WORDS
 from sw.golden import infer, random_int_model
 from sw.pack import PackLimits, pack
 from sw.sparse import encode_columns
@@ -31,10 +32,12 @@ def pe_config(n_pes, **kw):
 def _descriptors(words, n_layers):
     out = []
     for i in range(n_layers):
-        d = [int(v) for v in words[8 * i:8 * i + 8]]
-        out.append({"index": i, "in_features": d[0], "out_features": d[1],
-                    "relu": d[2] & 1, "last": d[2] >> 1 & 1, "ptr_words2": d[2] >> 2 & 1,
-                    "shift": d[3], "bias_shift": d[4], "sym_base": d[5]})
+        d = dict(zip(DESC_WORD, (int(v) for v in words[DESC_WORDS * i:DESC_WORDS * (i + 1)])))
+        out.append({"index": i, "in_features": d["in_features"],
+                    "out_features": d["out_features"],
+                    **{flag: d["flags"] >> bit & 1 for flag, bit in DESC_FLAGS.items()},
+                    "shift": d["shift"], "bias_shift": d["bias_shift"],
+                    "sym_base": d["sym_base"]})
     return out
 
 
@@ -78,8 +81,9 @@ def make_pe_case(n_pes, index, sizes, density, seed, n_inputs=3, *, zero_input=T
             raise ValueError(f"PE {index} image {mem} of {len(packed.images[mem])} words exceeds "
                              f"the test memory of {cfg.pe_mem_depth}")
     loads = [[int(mem), int(addr), int(word)] for mem, addr, word in packed.load_words(True)
-             if mem in (index, cfg.mem_pointers + index) or n_pes <= mem < n_pes + 4]
-    layers = _descriptors(packed.images[n_pes + 4], len(im.layers))
+             if mem in (index, cfg.mem_pointers + index)
+             or cfg.mem_codebook <= mem <= cfg.mem_huff_symbols]
+    layers = _descriptors(packed.images[cfg.mem_layers], len(im.layers))
     amax = (1 << cfg.act_bits) - 1
     x = rng.integers(1, amax + 1, size=(n_inputs, sizes[0]))
     x = x * (rng.random((n_inputs, sizes[0])) < act_density)

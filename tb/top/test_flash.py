@@ -10,7 +10,7 @@ import struct
 import cocotb
 from cocotb.triggers import Timer
 
-from gateware.protocol_defs import STATUS_FLAGS, FlashState
+from contract.protocol import STATUS_FLAGS, FlashState
 from sw.flashimage import flash_image
 from tb.top.spiflash import SpiFlash
 from tb.top.test_protocol import (CLOCK_HZ, MEM_LAYERS, TIMEOUT, check_result, infer, setup,

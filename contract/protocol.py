@@ -1,20 +1,29 @@
-"""Protocol definitions shared by the gateware and the host (docs/PROTOCOL.md): frame layout,
-command, response and error codes, the STATUS payload, CRC-16/CCITT-FALSE and the frame encoder.
+"""Framed UART command protocol (docs/PROTOCOL.md): frame format, commands, responses, error
+codes, the STATUS payload and the CRC. Shared by the gateware (``gateware.protocol``) and the
+host (``sw.host``).
 
-Plain Python (no Amaranth): ``sw.host`` and the gateware components take these facts from here.
+Frame: ``SOF cmd len_lo len_hi payload[len] crc_hi crc_lo``; the CRC is CRC-16/CCITT-FALSE
+(polynomial :data:`CRC_POLY` 0x1021, initial value :data:`CRC_INIT` 0xFFFF, no reflection) over
+``cmd``, ``len`` and the payload. The board answers every frame it recognises (one that starts
+with ``SOF``) with exactly one response frame: ``STATUS``, ``ACK``, ``RESULT`` or ``ERROR``.
 """
 
 __all__ = [
-    "PROTOCOL_VERSION", "SOF", "Cmd", "Resp", "Err", "ERROR_NAMES", "STATUS_FIELDS",
-    "STATUS_LENGTH", "STATUS_FLAGS", "FLASH_STATES", "FLASH_OFFSET", "FLASH_MAGIC", "FLASH_HEADER", "FlashState", "crc16",
-    "encode_frame",
+    "PROTOCOL_VERSION", "SOF", "CRC_POLY", "CRC_INIT", "MAX_PAYLOAD", "Cmd", "Resp", "Err",
+    "ERROR_NAMES", "STATUS_FIELDS", "STATUS_LENGTH", "STATUS_FLAGS", "FlashState",
+    "FLASH_STATES", "FLASH_OFFSET", "FLASH_MAGIC", "FLASH_HEADER", "crc16", "encode_frame",
 ]
 
 PROTOCOL_VERSION = 4      # 2: per-PE pointer memories (mem ids N+5..2N+4)
 #                           3: column skip table (mem id 2N+5)
-#                           4: INFER_CODED, RESULT carries a sequence byte, STATUS rx_buffer,
-#                              PING may carry the host's version
+#                           4: INFER_CODED, RESULT carries a sequence byte, STATUS rx_buffer
+#                              and flash, PING may carry the host's version
 SOF = 0xA5
+#: CRC-16/CCITT-FALSE generator polynomial and initial value.
+CRC_POLY = 0x1021
+CRC_INIT = 0xFFFF
+#: Longest payload of a frame (the length field is 16 bits).
+MAX_PAYLOAD = 0xFFFF
 
 
 class Cmd:
@@ -76,7 +85,17 @@ STATUS_FIELDS = (
     ("fifo_depth", 1), ("max_logits", 1), ("clock_hz", 4), ("divisor", 2), ("in_features", 2),
     ("flags", 1), ("accel_error", 1), ("rx_buffer", 2), ("flash", 1),
 )
+STATUS_LENGTH = sum(n for _, n in STATUS_FIELDS)
 
+#: Bits of the STATUS ``flags`` byte (sticky ones are cleared by the PING that reports them).
+STATUS_FLAGS = {
+    "framing_error": 0,     # sticky: a UART framing error was seen
+    "overrun": 1,           # sticky: received bytes were lost
+    "accel_timeout": 2,     # sticky: the accelerator was reset after a timeout
+    "accel_error": 3,       # current: the accelerator's error output is non-zero
+    "accel_busy": 4,        # current: the accelerator is busy
+    "loaded": 5,            # current: a layer 0 descriptor with 0 < in_features <= max was written
+}
 
 
 class FlashState:
@@ -109,12 +128,12 @@ STATUS_FLAGS = {
 }
 
 
-def crc16(data_bytes, crc=0xFFFF):
+def crc16(data_bytes, crc=CRC_INIT):
     """CRC-16/CCITT-FALSE of ``data_bytes`` (``crc16(b"123456789") == 0x29B1``)."""
     for byte in data_bytes:
         crc ^= byte << 8
         for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+            crc = ((crc << 1) ^ CRC_POLY) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
     return crc
 
 
@@ -123,7 +142,7 @@ def encode_frame(cmd, payload=b""):
     payload = bytes(payload)
     if not 0 <= cmd <= 255:
         raise ValueError(f"command must be a byte, not {cmd}")
-    if len(payload) > 0xFFFF:
+    if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"payload of {len(payload)} bytes exceeds the 65535-byte frame limit")
     body = bytes([cmd, len(payload) & 0xFF, len(payload) >> 8]) + payload
     crc = crc16(body)
