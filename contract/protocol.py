@@ -113,8 +113,8 @@ FLASH_STATES = {0: "no flash loader", 1: "loading", 2: "loaded from flash",
 FLASH_OFFSET = 0x100000
 #: First bytes of a stored model image.
 FLASH_MAGIC = b"DCM\x01"
-#: Image header: magic, frame count u16 LE, frame bytes u24 LE; LOAD frames follow.
-FLASH_HEADER = len(FLASH_MAGIC) + 2 + 3
+#: Image header: magic, frame count u16 LE; the LOAD frames follow back to back.
+FLASH_HEADER = len(FLASH_MAGIC) + 2
 STATUS_LENGTH = sum(n for _, n in STATUS_FIELDS)
 
 #: Bits of the STATUS ``flags`` byte (sticky ones are cleared by the PING that reports them).

@@ -4,7 +4,7 @@ from amaranth import Module, Signal, Cat, C
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from contract.protocol import FLASH_HEADER, FLASH_MAGIC, FlashState
+from contract.protocol import FLASH_HEADER, FLASH_MAGIC, SOF, FlashState
 
 __all__ = ["FlashLoader"]
 
@@ -15,8 +15,9 @@ class FlashLoader(wiring.Component):
 
     The frames go to the protocol engine's receiver exactly as if they had come over the UART
     (each is CRC-checked there); their responses are counted, not sent. The image is loaded
-    when the engine answered as many frames as the header says, none of them with an error.
-    The engine's watchdog ends a truncated frame, so the loader never hangs.
+    when the engine answered as many frames as the header says, none of them with an error;
+    it is corrupt if a frame fails or the byte after a frame is not ``SOF`` while frames are
+    missing. The engine's watchdog ends a truncated frame, so the loader never hangs.
 
     Parameters
     ----------
@@ -65,29 +66,28 @@ class FlashLoader(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # Shift register for the bits going out (MSB first) and coming in.
-        out = Signal(32)
-        nbits = Signal(range(33))           # bits left to shift in the current transfer
+        # The two commands are constants: 0xAB (release from deep power-down) in bits 39..32,
+        # READ and the address in bits 31..0; ``bit`` indexes the one on COPI (MSB first), so no
+        # shift register is needed.
+        commands = C(0xAB << 32 | 0x03 << 24 | self.offset, 40)
+        bit = Signal(range(40), init=39)
+        nbits = Signal(range(9))            # bits left of the byte being read
         inbyte = Signal(8)
         wait = Signal(range(self.wake_clocks + 1))
-        header = Signal(8 * (FLASH_HEADER - len(FLASH_MAGIC)))
+        # The header's frame count, counted down as the engine answers.
+        frames = Signal(16)
         hdr_left = Signal(range(FLASH_HEADER + 1), init=FLASH_HEADER)
         magic_ok = Signal(init=1)
-        frames = header[:16]
-        length = header[16:]
-        fed = Signal(24)                    # frame bytes handed to the engine
-        woke = Signal()                     # the release from power-down has been sent
-        answered = Signal(16)
         failed = Signal()
         with m.If(self.i_resp_done):
-            m.d.sync += answered.eq(answered + 1)
+            m.d.sync += frames.eq(frames - 1)
             with m.If(self.i_resp_error):
                 m.d.sync += failed.eq(1)
-        m.d.comb += self.o_copi.eq(out[31])
+        m.d.comb += [self.o_copi.eq(commands.bit_select(bit, 1)), self.o_rx.payload.eq(inbyte)]
 
         def shift_byte(next_state):
-            # One byte in: SCLK low (data set up by the flash on the falling edge), then high
-            # (sample); eight times.
+            # One byte in, eight times: SCLK low (the flash sets up its bit on the falling
+            # edge), then high; the bit is taken as SCLK falls again.
             with m.If(~self.o_sclk):
                 m.d.sync += self.o_sclk.eq(1)
             with m.Else():
@@ -96,72 +96,67 @@ class FlashLoader(wiring.Component):
                 with m.If(nbits == 1):
                     m.next = next_state
 
+        def finish(state):
+            m.d.sync += [self.o_state.eq(state), self.o_cs_n.eq(1)]
+            m.next = "DONE"
+
         with m.FSM():
             with m.State("WAKE"):
-                # Release from deep power-down: 0xAB, then tRES1 with the chip deselected.
-                m.d.sync += [self.o_cs_n.eq(0), out.eq(0xAB << 24), nbits.eq(8)]
+                m.d.sync += self.o_cs_n.eq(0)
                 m.next = "SEND"
             with m.State("SEND"):
+                # Command bits: the flash samples COPI on the rising edge.
                 with m.If(~self.o_sclk):
                     m.d.sync += self.o_sclk.eq(1)
                 with m.Else():
-                    m.d.sync += [self.o_sclk.eq(0), out.eq(out << 1), nbits.eq(nbits - 1)]
-                    with m.If(nbits == 1):
-                        with m.If(~woke):
-                            m.d.sync += [self.o_cs_n.eq(1), wait.eq(self.wake_clocks),
-                                         woke.eq(1)]
-                            m.next = "WAIT"
-                        with m.Else():
-                            m.d.sync += nbits.eq(8)
-                            m.next = "HEADER"
+                    m.d.sync += [self.o_sclk.eq(0), bit.eq(bit - 1)]
+                    with m.If(bit == 32):
+                        # tRES1 with the chip deselected, then READ
+                        m.d.sync += [self.o_cs_n.eq(1), wait.eq(self.wake_clocks)]
+                        m.next = "WAIT"
+                    with m.If(bit == 0):
+                        m.d.sync += nbits.eq(8)
+                        m.next = "HEADER"
             with m.State("WAIT"):
                 m.d.sync += wait.eq(wait - 1)
                 with m.If(wait == 1):
-                    m.d.sync += [self.o_cs_n.eq(0), out.eq(0x03 << 24 | self.offset),
-                                 nbits.eq(32)]
+                    m.d.sync += self.o_cs_n.eq(0)
                     m.next = "SEND"
             with m.State("HEADER"):
                 shift_byte("HEADER_BYTE")
             with m.State("HEADER_BYTE"):
-                m.d.sync += [hdr_left.eq(hdr_left - 1), nbits.eq(8)]
+                m.d.sync += [hdr_left.eq(hdr_left - 1), nbits.eq(8),
+                             frames.eq(Cat(frames[8:], inbyte))]
                 magic_at = FLASH_HEADER - hdr_left  # byte index
                 for i, b in enumerate(FLASH_MAGIC):
                     with m.If((magic_at == i) & (inbyte != b)):
                         m.d.sync += magic_ok.eq(0)
-                with m.If(hdr_left <= FLASH_HEADER - len(FLASH_MAGIC)):
-                    m.d.sync += header.eq(Cat(header[8:], inbyte))
                 with m.If(hdr_left == 1):
-                    m.next = "CHECK"
+                    with m.If(~magic_ok):
+                        finish(FlashState.BLANK)
+                    with m.Else():
+                        m.next = "READ"
                 with m.Else():
                     m.next = "HEADER"
-            with m.State("CHECK"):
-                with m.If(~magic_ok):
-                    m.d.sync += self.o_state.eq(FlashState.BLANK)
-                    m.next = "DONE"
-                with m.Elif(length == 0):
-                    m.next = "FINISH"
-                with m.Else():
-                    m.next = "READ"
             with m.State("READ"):
                 shift_byte("FEED")
             with m.State("FEED"):
-                m.d.comb += self.o_rx.valid.eq(1)
-                with m.If(self.o_rx.ready):
-                    m.d.sync += [fed.eq(fed + 1), nbits.eq(8)]
-                    with m.If(fed + 1 == length):
-                        m.next = "FINISH"
-                    with m.Else():
-                        m.next = "READ"
-            with m.State("FINISH"):
-                # Every byte is with the engine: wait until it has handled the last frame.
-                m.d.sync += self.o_cs_n.eq(1)
+                # The image is frames back to back: between two frames (the engine idle) the
+                # next byte must be SOF, unless every frame has been answered.
                 with m.If(self.i_engine_idle & ~self.i_resp_done):
-                    with m.If(failed | (answered != frames)):
-                        m.d.sync += self.o_state.eq(FlashState.CORRUPT)
+                    with m.If(failed):
+                        finish(FlashState.CORRUPT)
+                    with m.Elif(frames == 0):
+                        finish(FlashState.LOADED)
+                    with m.Elif(inbyte != SOF):
+                        finish(FlashState.CORRUPT)       # missing frames or a bad length
                     with m.Else():
-                        m.d.sync += self.o_state.eq(FlashState.LOADED)
-                    m.next = "DONE"
+                        m.d.comb += self.o_rx.valid.eq(1)
+                with m.Else():
+                    m.d.comb += self.o_rx.valid.eq(1)
+                with m.If(self.o_rx.valid & self.o_rx.ready):
+                    m.d.sync += nbits.eq(8)
+                    m.next = "READ"
             with m.State("DONE"):
-                m.d.sync += [self.o_cs_n.eq(1), self.o_busy.eq(0)]
-        m.d.comb += self.o_rx.payload.eq(inbyte)
+                m.d.comb += self.o_busy.eq(0)
         return m

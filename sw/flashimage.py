@@ -1,10 +1,10 @@
 """Model images for the board's SPI flash (docs/PROTOCOL.md, "Model in flash").
 
 The gateware's flash loader (``gateware.flash_loader``) reads, at ``FLASH_OFFSET``, a header
-(``FLASH_MAGIC``, the frame count u16 and the frame bytes u24, little-endian) and then replays
-the LOAD frames that follow into its protocol engine, exactly as if the host had sent them: each
-frame carries its CRC-16, so every stored byte after the header is checked, and the count catches
-missing frames. STATUS ``flash`` then says loaded, blank or corrupt.
+(``FLASH_MAGIC``, the frame count u16 little-endian) and then replays the LOAD frames that follow
+back to back into its protocol engine, exactly as if the host had sent them: each frame carries
+its CRC-16, so every stored byte after the header is checked, and the count catches missing
+frames. STATUS ``flash`` then says loaded, blank or corrupt.
 """
 import struct
 
@@ -42,9 +42,6 @@ def flash_image(runs, block_words=256):
             payload = struct.pack("<BH", mem, addr + start) + \
                 b"".join(struct.pack("<H", w & 0xFFFF) for w in block)
             frames.append(encode_frame(Cmd.LOAD, payload))
-    body = b"".join(frames)
-    if len(body) >= 1 << 24:
-        raise FlashImageError(f"{len(body)} bytes exceed the header's 24-bit length")
-    header = FLASH_MAGIC + struct.pack("<H", len(frames)) + len(body).to_bytes(3, "little")
+    header = FLASH_MAGIC + struct.pack("<H", len(frames))
     assert len(header) == FLASH_HEADER
-    return header + body
+    return header + b"".join(frames)

@@ -77,8 +77,7 @@ def good_image(seed):
 
 @cocotb.test()
 async def truncated_image(dut):
-    """The header's length is one byte more than stored: the last frame's CRC byte is erased
-    flash (0xFF)."""
+    """The last frame's last CRC byte is erased flash (0xFF)."""
     tr, st, _ = await boot(dut, good_image(23)[:-1])
     assert st["flash"] == FlashState.CORRUPT, st
 
