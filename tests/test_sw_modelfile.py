@@ -134,8 +134,8 @@ def test_wrong_shape_with_valid_digest(tmp_path):
         arrs[name] = value
         edit_header(arrs, lambda h: h["sha256"].__setitem__(name, array_digest(value)))
 
-    cases = [("ip1.codebook", np.zeros(8, dtype=np.float32), "codebook must be float32"),
-             ("ip1.bias", np.zeros(20, dtype=np.float64), "bias must be float32"),
+    cases = [("ip1.codebook", np.zeros(8, dtype=np.float32), "ip1.codebook: must be float32"),
+             ("ip1.bias", np.zeros(20, dtype=np.float64), "ip1.bias: must be float32"),
              ("ip1.index", np.full((20, 30), 16, dtype=np.uint8), "out of range"),
              ("ip1.cb_q", np.ones(16, dtype=np.int32), r"cb_q\[0\]"),
              ("ip2.bias_q", np.full(10, 40000, dtype=np.int32), "16-bit")]
@@ -158,7 +158,7 @@ def test_save_validates(tmp_path):
         save_model(tmp_path / "m.npz", m)
     m = make_model()
     m.integer.layers = m.integer.layers[:1]
-    with pytest.raises(ModelFormatError, match="layer entries"):
+    with pytest.raises(ModelFormatError, match=r"integer.layers: 1 entries for 2 layers"):
         save_model(tmp_path / "m.npz", m)
 
 
