@@ -201,9 +201,10 @@ def _want(value, kind, field_name, what):
     return value
 
 
-def _want_key(obj, key, field_name):
+def _want_key(obj, key, where):
+    """``obj[key]``; ``where`` names ``obj`` (empty: the header itself)."""
     if key not in obj:
-        _fail(f"{field_name}.{key}: missing")
+        _fail(f"{where + '.' if where else ''}{key}: missing")
     return obj[key]
 
 
@@ -312,14 +313,14 @@ def _check_header(header):
     the first layer, each layer's inputs are the previous layer's outputs (conv layers through
     their stride, padding and pooling). Raises :class:`ModelFormatError` naming the field.
     """
-    arch = _want(_want_key(header, "arch", "header"), str, "arch", "a string")
+    arch = _want(_want_key(header, "arch", ""), str, "arch", "a string")
     if not arch:
         _fail("arch: empty string")
-    act = tuple(_want_shape(_want_key(header, "input_shape", "header"), "input_shape", None,
+    act = tuple(_want_shape(_want_key(header, "input_shape", ""), "input_shape", None,
                             "of positive integers"))
     if not 1 <= len(act) <= 3:
         _fail(f"input_shape: expected 1 to 3 dimensions, got {_show(list(act))}")
-    layers_h = _want(_want_key(header, "layers", "header"), list, "layers", "a list")
+    layers_h = _want(_want_key(header, "layers", ""), list, "layers", "a list")
     if not layers_h:
         _fail("layers: the model has no layers")
     names = set()
@@ -516,7 +517,7 @@ def _load(path):
         _fail(f"version: dcmodel version {version} is not supported (this reader supports "
               f"version {VERSION})")
     _check_header(header)
-    digests = _want_key(header, "sha256", "header")
+    digests = _want_key(header, "sha256", "")
     for name, a in arrs.items():
         if name not in digests:
             _fail(f"sha256: array {name!r} has no digest in the header")
