@@ -424,3 +424,121 @@ def test_committed_models_load_identically(tmp_path, name):
     h2, arrs2 = read_raw(tmp_path / "again.npz")
     assert h2 == h and arrs2.keys() == arrs.keys()
     assert all(np.array_equal(arrs[k], arrs2[k]) for k in arrs)
+
+
+# --- model-file fuzz: damaged copies of the committed models ---------------------------------
+
+def _zip_structure(data):
+    """Byte ranges of the zip's own records (local headers, central directory, end record)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        infos = z.infolist()
+    ranges = [(i.header_offset, i.header_offset + 30 + len(i.filename.encode()) + len(i.extra))
+              for i in infos]
+    end_of_data = max(i.header_offset + 30 + len(i.filename.encode()) + len(i.extra)
+                      + i.compress_size for i in infos)
+    ranges.append((end_of_data, len(data)))
+    return ranges
+
+
+def _damaged_copies(data, count, rng):
+    """``count`` damaged copies of ``data``: 1-3 flipped bits anywhere, a flipped bit in a zip
+    record, a truncation, or flips and a truncation together."""
+    structure = _zip_structure(data)
+    for i in range(count):
+        bad = bytearray(data)
+        kind = i % 4
+        if kind in (0, 3):
+            for pos in rng.integers(0, len(bad), int(rng.integers(1, 4))):
+                bad[pos] ^= 1 << int(rng.integers(8))
+        if kind == 1:
+            lo, hi = structure[int(rng.integers(len(structure)))]
+            bad[int(rng.integers(lo, hi))] ^= 1 << int(rng.integers(8))
+        if kind in (2, 3):
+            bad = bad[:int(rng.integers(0, len(bad)))]
+        yield bytes(bad)
+
+
+def _damaged_headers(header_blob, count, rng):
+    """``count`` copies of the header JSON: flipped bits, or a random value (of any JSON type)
+    put in place of a random field or list item at any depth."""
+    header = json.loads(header_blob)
+    values = [None, True, False, 0, 1, -1, 2, 31, 32, 2 ** 40, 0.5, -0.0, float("inf"), "", "x",
+              "fc", [], [1], [1, 2], [0, 0, 0, 0], {}, {"a": 1}]
+    nodes = []
+
+    def walk(obj, path):
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+        for k, v in items:
+            nodes.append(path + (k,))
+            if isinstance(v, (dict, list)):
+                walk(v, path + (k,))
+    walk(header, ())
+    for i in range(count):
+        if i % 2:
+            bad = bytearray(header_blob)
+            for pos in rng.integers(0, len(bad), int(rng.integers(1, 4))):
+                bad[pos] ^= 1 << int(rng.integers(8))
+            yield bytes(bad)
+        else:
+            h = json.loads(header_blob)
+            path = nodes[int(rng.integers(len(nodes)))]
+            obj = h
+            for k in path[:-1]:
+                obj = obj[k]
+            obj[path[-1]] = values[int(rng.integers(len(values)))]
+            yield json.dumps(h).encode()
+
+
+def _check_loads_cleanly(path, reference=None):
+    """The file gives ModelFormatError or a model; with ``reference``, that very model. A model
+    must also be valid for everything downstream: it saves again, and a calibrated fc model
+    gives an integer model or GoldenError."""
+    from sw.golden import GoldenError, IntModel
+    try:
+        m = load_model(path)
+    except ModelFormatError:
+        return "error"
+    if reference is not None:
+        assert_same(reference, m)
+        return "identical"
+    save_model(path.with_suffix(".again.npz"), m)
+    if m.integer is not None:
+        try:
+            IntModel.from_model(m)
+        except GoldenError:
+            pass
+    return "loaded"
+
+
+def _fuzz(tmp_path, name, n_files, n_headers, seed):
+    path = MODELS / f"{name}.npz"
+    data = path.read_bytes()
+    reference = load_model(path)
+    rng = np.random.default_rng(seed)
+    p = tmp_path / "fuzz.npz"
+    outcomes = {"error": 0, "identical": 0, "loaded": 0}
+    for bad in _damaged_copies(data, n_files, rng):
+        p.write_bytes(bad)
+        outcomes[_check_loads_cleanly(p, reference)] += 1
+    h, arrs = read_raw(path)
+    blob = json.dumps(h).encode()
+    for bad in _damaged_headers(blob, n_headers, rng):
+        buf = io.BytesIO()
+        np.savez(buf, **{"header.json": np.frombuffer(bad, dtype=np.uint8)}, **arrs)
+        p.write_bytes(buf.getvalue())
+        outcomes[_check_loads_cleanly(p)] += 1
+    # Most damage is detected (a flip in zip metadata that nothing reads may be harmless).
+    assert outcomes["error"] > (n_files + n_headers) // 2, outcomes
+    return outcomes
+
+
+@pytest.mark.parametrize("name", ["lenet300", "lenet5"])
+def test_fuzz_committed_models(tmp_path, name):
+    _fuzz(tmp_path, name, n_files=200, n_headers=100, seed=12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["lenet300", "lenet5"])
+def test_fuzz_committed_models_long(tmp_path, name):
+    outcomes = _fuzz(tmp_path, name, n_files=10000, n_headers=5000, seed=1212)
+    print(f"{name}: {sum(outcomes.values())} damaged files: {outcomes}")
