@@ -25,13 +25,14 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from hw.build import select_tools
+from sw.cli import ToolError, command
 
 __all__ = ["AreaError", "part_config", "synthesise", "module_table", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class AreaError(RuntimeError):
+class AreaError(ToolError):
     """Synthesis failed or printed no statistics."""
 
 
@@ -129,6 +130,7 @@ def _row(name, cells):
             f"{cells.get('SB_RAM40_4K', 0):4d} {cells.get('SB_MAC16', 0):4d}")
 
 
+@command
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m hw.area", description=__doc__.split("\n")[0])
     ap.add_argument("--part", choices=PARTS, default="accelerator")
@@ -143,13 +145,8 @@ def main(argv=None):
     ap.add_argument("--stream-words", type=int, default=None, choices=(1, 2),
                     help="memory words per decoder word (default: the AcceleratorConfig default)")
     args = ap.parse_args(argv)
-    try:
-        table = synthesise(args.part, args.pes, args.flat, model=args.model,
-                           input_lanes=args.lanes, pointer_ports=args.pointer_ports,
-                           stream_words=args.stream_words)
-    except AreaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    table = synthesise(args.part, args.pes, args.flat, model=args.model, input_lanes=args.lanes,
+                       pointer_ports=args.pointer_ports, stream_words=args.stream_words)
     print(f"{'module':40s} {'LUT4':>6s} {'FF':>6s} {'CARRY':>6s} {'EBR':>4s} {'DSP':>4s}")
     for name, cells in table.items():
         if name != "design hierarchy" and not args.flat:

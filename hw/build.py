@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from sw.cli import ToolError, command
+
 __all__ = ["BuildError", "BuildReport", "select_tools", "parse_nextpnr_log", "parse_yosys_log",
            "build", "main"]
 
@@ -61,7 +63,7 @@ BOARD_STREAM_WORDS = 1
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class BuildError(RuntimeError):
+class BuildError(ToolError):
     """The build cannot run or its result is unusable (message says why)."""
 
 
@@ -367,6 +369,7 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
     return report
 
 
+@command
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m hw.build", description=__doc__.split("\n")[0])
     ap.add_argument("--board", default="icebreaker")
@@ -390,12 +393,11 @@ def main(argv=None):
                        out=args.out or f"build/{args.board}", freq_mhz=args.freq,
                        program=args.program, mock=args.mock_accelerator,
                        min_fmax=args.min_fmax)
-    except BuildError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except BuildError:
         report_txt = Path(args.out or f"build/{args.board}") / "report.txt"
         if report_txt.exists():
             print(report_txt.read_text(), file=sys.stderr)
-        return 1
+        raise
     print(report.text())
     return 0
 

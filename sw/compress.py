@@ -26,15 +26,16 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from sw.cli import command  # noqa: E402
 from sw.golden import GoldenError, IntModel, calibrate, infer  # noqa: E402
-from sw.mnist import MnistNotFoundError, load_mnist  # noqa: E402
-from sw.modelfile import CompressedModel, LayerRecord, ModelFormatError, save_model  # noqa: E402
-from sw.nn import ARCHS, NNError, build_model  # noqa: E402
-from sw.prune import PruneError, format_sensitivity, iterative_prune, sensitivity  # noqa: E402
+from sw.mnist import load_mnist  # noqa: E402
+from sw.modelfile import CompressedModel, LayerRecord, save_model  # noqa: E402
+from sw.nn import ARCHS, build_model  # noqa: E402
+from sw.prune import format_sensitivity, iterative_prune, sensitivity  # noqa: E402
 from sw.quantize import (INIT_METHODS, CentroidSGD, QuantizeError,  # noqa: E402
                          limit_joint_symbols_all, quantize_model)
 from sw.report import build_report, plot_layers, write_report  # noqa: E402
-from sw.train import TrainConfig, TrainError, train  # noqa: E402
+from sw.train import TrainConfig, train  # noqa: E402
 
 __all__ = ["CompressError", "DEFAULTS", "parser", "resolve", "run", "to_compressed_model", "main"]
 
@@ -362,17 +363,13 @@ def run(args, log=print):
     return path, rep
 
 
+@command
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     args.argv = argv
-    try:
-        resolve(args)
-        run(args, log=lambda s: print(s, flush=True))
-    except (CompressError, MnistNotFoundError, ModelFormatError, NNError, PruneError,
-            QuantizeError, TrainError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    resolve(args)
+    run(args, log=lambda s: print(s, flush=True))
     return 0
 
 

@@ -20,14 +20,15 @@ import numpy as np
 
 from hw.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, STATUS_LENGTH,
                          Cmd, Err, ERROR_NAMES, Resp, crc16, encode_frame)
-from sw.transport import SerialTransport, TransportError, TransportTimeout
+from sw.cli import EXIT_MISMATCH, EXIT_OK, ToolError, command
+from sw.transport import SerialTransport, TransportTimeout
 
 __all__ = ["HostError", "BoardError", "BadFrameError", "BoardTimeout", "InputLengthError",
            "ModelFitError", "BoardStatus", "Inference", "Board", "check_fit", "pack_for_board",
            "run_benchmark", "main"]
 
 
-class HostError(Exception):
+class HostError(ToolError):
     """Base class of host runtime errors."""
 
 
@@ -435,7 +436,10 @@ def run_benchmark(board, int_model, images, labels=None, n_pes=None, log=None, s
                            list(np.asarray(ideal).tolist()), labels is not None)
 
 
+@command
 def main(argv=None):
+    """Command line: upload the model, run MNIST test images, compare with sw.golden (exit
+    status 3 on a mismatch)."""
     ap = argparse.ArgumentParser(prog="python -m sw.host",
                                  description="Upload a compressed model to the board and run "
                                              "MNIST test images on it.")
@@ -446,36 +450,32 @@ def main(argv=None):
     ap.add_argument("--dense", action="store_true", help="always send dense input frames")
     ap.add_argument("--no-upload", action="store_true", help="the model is already loaded")
     args = ap.parse_args(argv)
-    try:
-        from sw.golden import IntModel, images_to_uint8, load_mnist
-        from sw.modelfile import load_model
-        model = load_model(args.model)
-        int_model = IntModel.from_model(model)
-        with SerialTransport(args.port, args.baud) as transport:
-            board = Board(transport)
-            st = board.status()
-            print(f"board: {st.summary()}")
-            packed = pack_for_board(st, int_model, "icebreaker")
-            if not args.no_upload:
-                t0 = time.monotonic()
+    from sw.golden import IntModel, images_to_uint8, load_mnist
+    from sw.modelfile import load_model
+    model = load_model(args.model)
+    int_model = IntModel.from_model(model)
+    with SerialTransport(args.port, args.baud) as transport:
+        board = Board(transport)
+        st = board.status()
+        print(f"board: {st.summary()}")
+        packed = pack_for_board(st, int_model, "icebreaker")
+        if not args.no_upload:
+            t0 = time.monotonic()
 
-                def progress(done, total):
-                    print(f"\ruploading {done}/{total} words", end="", flush=True)
-                n = board.upload(packed, progress)
-                print(f"\ruploaded {n} words ({2 * n} bytes) in {time.monotonic() - t0:.2f} s")
-            st = board.status()
-            if st.in_features != int_model.in_features:
-                raise ModelFitError(f"board reports in_features {st.in_features} after upload, "
-                                    f"model has {int_model.in_features}")
-            test_x, test_y = load_mnist()["test"]
-            x8 = images_to_uint8(test_x[:args.images])
-            res = run_benchmark(board, int_model, x8, test_y[:args.images], st.n_pes,
-                                log=print, sparse=False if args.dense else None)
-            print(res.summary())
-            return 1 if res.mismatches else 0
-    except (HostError, TransportError, OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+            def progress(done, total):
+                print(f"\ruploading {done}/{total} words", end="", flush=True)
+            n = board.upload(packed, progress)
+            print(f"\ruploaded {n} words ({2 * n} bytes) in {time.monotonic() - t0:.2f} s")
+        st = board.status()
+        if st.in_features != int_model.in_features:
+            raise ModelFitError(f"board reports in_features {st.in_features} after upload, "
+                                f"model has {int_model.in_features}")
+        test_x, test_y = load_mnist()["test"]
+        x8 = images_to_uint8(test_x[:args.images])
+        res = run_benchmark(board, int_model, x8, test_y[:args.images], st.n_pes,
+                            log=print, sparse=False if args.dense else None)
+        print(res.summary())
+        return EXIT_MISMATCH if res.mismatches else EXIT_OK
 
 
 if __name__ == "__main__":

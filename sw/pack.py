@@ -22,9 +22,10 @@ import numpy as np
 
 from boards.registry import get_board
 from sw.balance import METHODS, BalanceError, balance_model
+from sw.cli import command
 from sw.golden import GoldenError, IntModel, accumulator_bounds
 from sw.huffman import HuffmanCode, HuffmanError, bits_to_words
-from sw.modelfile import CompressedModel, ModelFormatError, load_model
+from sw.modelfile import CompressedModel, load_model
 from sw.sparse import encode_columns
 
 __all__ = ["PackError", "PackLimits", "WIDTH_KEYS", "PackedImages", "pack", "sized_limits",
@@ -261,6 +262,12 @@ def _as_int_model(model):
     if isinstance(model, IntModel):
         return model
     if isinstance(model, CompressedModel):
+        conv = [l.name for l in model.layers if l.kind != "fc"]
+        if conv:
+            raise PackError(f"layer(s) {', '.join(conv)} are convolutional: the accelerator, "
+                            "sw.golden and its calibration handle fully-connected layers only, "
+                            "so this model cannot be packed (a fully-connected model such as "
+                            "models/lenet300.npz can)")
         if model.integer is None:
             raise PackError("model has no integer section (calibrate it first: "
                             "python -m sw.golden MODEL --calibrate --out MODEL)")
@@ -572,6 +579,7 @@ def _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, stream
     }
 
 
+@command
 def main(argv=None):
     """Command line: pack MODEL for N PEs on a board and write the images."""
     ap = argparse.ArgumentParser(prog="python -m sw.pack", description=__doc__.split("\n")[0])
@@ -605,32 +613,28 @@ def main(argv=None):
     ap.add_argument("--no-cycles", action="store_true",
                     help="skip the ideal-cycle statistics over the MNIST test set")
     args = ap.parse_args(argv)
-    try:
-        spec = get_board(args.board)
-        n = args.pes or spec.default_pes
-        model = load_model(args.model)
-        x = None
-        if not args.no_cycles and model.layers and model.layers[0].shape[-1] == 784:
-            from sw.golden import images_to_uint8, load_mnist
-            x = images_to_uint8(load_mnist()["test"][0])
-        limits = PackLimits(max_layers=args.max_layers,
-                            max_rows_per_pe=args.max_rows or defaults.max_rows_per_pe,
-                            max_features=args.max_features,
-                            symbol_depth=args.symbol_depth or defaults.symbol_depth)
-        if args.max_rows is None or args.symbol_depth is None:
-            grown = sized_limits(model, n, limits, balance=args.balance)
-            limits = dataclasses.replace(
-                limits, max_rows_per_pe=args.max_rows or grown.max_rows_per_pe,
-                symbol_depth=args.symbol_depth or grown.symbol_depth)
-        fixed = {k: getattr(args, k) for k in ("idx_bits", "gap_bits")
-                 if getattr(args, k) is not None}
-        limits = dataclasses.replace(limits, **fixed)
-        packed = pack(model, n, spec, limits=limits, x=x, balance=args.balance)
-        out = Path(args.out or "out/pack")
-        packed.save(out)
-    except (PackError, ModelFormatError, GoldenError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    spec = get_board(args.board)
+    n = args.pes or spec.default_pes
+    model = load_model(args.model)
+    x = None
+    if not args.no_cycles and model.layers and model.layers[0].shape[-1] == 784:
+        from sw.golden import images_to_uint8, load_mnist
+        x = images_to_uint8(load_mnist()["test"][0])
+    limits = PackLimits(max_layers=args.max_layers,
+                        max_rows_per_pe=args.max_rows or defaults.max_rows_per_pe,
+                        max_features=args.max_features,
+                        symbol_depth=args.symbol_depth or defaults.symbol_depth)
+    if args.max_rows is None or args.symbol_depth is None:
+        grown = sized_limits(model, n, limits, balance=args.balance)
+        limits = dataclasses.replace(
+            limits, max_rows_per_pe=args.max_rows or grown.max_rows_per_pe,
+            symbol_depth=args.symbol_depth or grown.symbol_depth)
+    fixed = {k: getattr(args, k) for k in ("idx_bits", "gap_bits")
+             if getattr(args, k) is not None}
+    limits = dataclasses.replace(limits, **fixed)
+    packed = pack(model, n, spec, limits=limits, x=x, balance=args.balance)
+    out = Path(args.out or "out/pack")
+    packed.save(out)
     m = packed.manifest
     t = m["totals"]
     p = m["params"]

@@ -216,13 +216,13 @@ def test_check_fit():
 
 def test_cli_reports_errors(tmp_path, capsys):
     from sw.host import main
-    assert main(["--port", str(tmp_path / "no-tty"), "--model", str(tmp_path / "none.npz")]) == 2
+    assert main(["--port", str(tmp_path / "no-tty"), "--model", str(tmp_path / "none.npz")]) == 1
     assert "error:" in capsys.readouterr().err
     from sw.golden import random_int_model
     from sw.modelfile import save_model
     path = tmp_path / "m.npz"
     save_model(path, random_int_model([8, 4, 3], seed=2).to_model())
-    assert main(["--port", str(tmp_path / "no-tty"), "--model", str(path)]) == 2
+    assert main(["--port", str(tmp_path / "no-tty"), "--model", str(path)]) == 1
     assert "cannot open serial port" in capsys.readouterr().err
 
 

@@ -220,9 +220,9 @@ def test_bench_config_follows_model_widths():
 
 def test_bench_refuses_missing_model(tmp_path, capsys):
     from hw.bench import main
-    assert main(["--model", str(tmp_path / "none.npz"), "--pes", "2"]) == 2
+    assert main(["--model", str(tmp_path / "none.npz"), "--pes", "2"]) == 1
     assert "not found" in capsys.readouterr().err
-    assert main(["--random-model", "--pes", "two"]) == 2
+    assert main(["--random-model", "--pes", "two"]) == 1
     assert "--pes" in capsys.readouterr().err
 
 
