@@ -19,9 +19,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
+import io  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+import zipfile  # noqa: E402
+import zlib  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -142,6 +145,10 @@ def resolve(args):
             setattr(args, k, d[k])
     if args.max_symbols is None:
         args.max_symbols = _default_symbol_depth()
+    for option, path in (("--out", args.out), ("--cache", args.cache)):
+        # (found now, not after minutes of training when the files are written)
+        if path and Path(path).exists() and not Path(path).is_dir():
+            raise CompressError(f"{option} {path} exists and is not a directory")
     if not 1 <= args.gap_bits <= 15:
         raise CompressError(f"--gap-bits must be 1..15, got {args.gap_bits}")
     try:
@@ -226,12 +233,17 @@ def _save_params(path, model, extra):
 
 
 def _load_params(path, model):
-    with np.load(path) as z:
-        params = {l.name: (z[f"{l.name}.W"], z[f"{l.name}.b"],
-                           z[f"{l.name}.mask"] if f"{l.name}.mask" in z.files else None)
-                  for l in model.weight_layers}
-        extra = json.loads(z["extra"].tobytes().decode())
-    model.set_params(params)
+    try:
+        # (from bytes: np.load leaves the file open when the zip is damaged)
+        with np.load(io.BytesIO(Path(path).read_bytes()), allow_pickle=False) as z:
+            params = {l.name: (z[f"{l.name}.W"], z[f"{l.name}.b"],
+                               z[f"{l.name}.mask"] if f"{l.name}.mask" in z.files else None)
+                      for l in model.weight_layers}
+            extra = json.loads(z["extra"].tobytes().decode())
+        model.set_params(params)
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise CompressError(f"cache file {path} is unreadable ({type(e).__name__}: {e}); "
+                            "delete it to recompute") from None
     return extra
 
 

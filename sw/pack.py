@@ -12,9 +12,12 @@ Command line::
     python -m sw.pack MODEL --pes N --board NAME [--out DIR]
 """
 import argparse
+import io
 import json
 import sys
 import dataclasses
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -251,10 +254,13 @@ class PackedImages:
         try:
             manifest = json.loads((d / "manifest.json").read_text())
             n = int(manifest["n_pes"])
-            with np.load(d / "images.npz", allow_pickle=False) as z:
+            # (from bytes: np.load leaves the file open when the zip is damaged)
+            with np.load(io.BytesIO((d / "images.npz").read_bytes()), allow_pickle=False) as z:
                 images = {mem: z[nm].astype(np.uint16) for mem, nm in mem_names(n).items()}
-        except (OSError, KeyError, ValueError) as e:
-            raise PackError(f"cannot read packed images from {d}: {e}") from None
+        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile,
+                zlib.error) as e:
+            raise PackError(f"cannot read packed images from {d}: {type(e).__name__}: {e}") \
+                from None
         return cls(n, images, manifest)
 
 

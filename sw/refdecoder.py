@@ -361,6 +361,7 @@ def main(argv=None):
                     help="also run the per-column (PE-style) decoder on this many images")
     args = ap.parse_args(argv)
     packed = PackedImages.load(args.packdir)
+    golden_model = IntModel.from_model(load_model(args.model)) if args.model else None
     x_f, y = load_mnist()["test"]
     x = images_to_uint8(x_f)
     t0 = time.time()
@@ -370,8 +371,8 @@ def main(argv=None):
     print(f"{args.packdir}: N={packed.n_pes}, test error from the images alone "
           f"{100 * err:.2f}% on {len(y)} images ({dt:.2f} s)")
     ok = True
-    if args.model:
-        gold = infer(IntModel.from_model(load_model(args.model)), x)
+    if golden_model is not None:
+        gold = infer(golden_model, x)
         same = bool(np.array_equal(gold.logits, logits))
         ok &= same
         print(f"logits equal sw.golden bit for bit on all {len(y)} images: {same}")
