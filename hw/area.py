@@ -41,7 +41,7 @@ def part_config(n_pes, model=None, input_lanes=None, pointer_ports=None, stream_
     ``model`` file as ``hw.build`` does (its widths, tables grown to fit); ``input_lanes``,
     ``pointer_ports`` and ``stream_words`` override the defaults."""
     import dataclasses
-    from hw.config import AcceleratorConfig
+    from gateware.config import AcceleratorConfig
     cfg = AcceleratorConfig(n_pes=n_pes, memory="ice40")
     overrides = {k: v for k, v in dict(input_lanes=input_lanes, pointer_ports=pointer_ports,
                                        stream_words=stream_words).items() if v is not None}
@@ -64,20 +64,20 @@ def _component(part, n_pes, model=None, input_lanes=None, pointer_ports=None,
         raise AreaError(f"unknown part {part!r}")
     cfg = part_config(n_pes, model, input_lanes, pointer_ports, stream_words)
     if part == "accelerator":
-        from hw.accelerator import Accelerator
+        from gateware.accelerator import Accelerator
         return Accelerator(cfg)
     if part == "pe":
-        from hw.pe import ProcessingElement
+        from gateware.pe import ProcessingElement
         return ProcessingElement(cfg, 0)
     if part == "decoder":
-        from hw.huffman import HuffmanDecoder
+        from gateware.huffman import HuffmanDecoder
         return HuffmanDecoder(cfg, tag_bits=cfg.act_bits)
     if part == "central":
-        from hw.central import CentralUnit
+        from gateware.central import CentralUnit
         return CentralUnit(cfg)
     if part == "core":
-        from hw.top import UARTCore
-        from tb.top.mock_accel import MockAccelerator
+        from gateware.top import UARTCore
+        from gateware.mock_accel import MockAccelerator
         return UARTCore(cfg, accelerator=MockAccelerator)
     raise AreaError(f"unknown part {part!r}")
 

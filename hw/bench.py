@@ -8,7 +8,7 @@
                        [--no-early]
                        [--balance data|greedy|none] [--json FILE]
 
-For every PE count the accelerator (``hw.accelerator.Accelerator``, default
+For every PE count the accelerator (``gateware.accelerator.Accelerator``, default
 ``AcceleratorConfig(n_pes=N)``) is simulated on K MNIST test images back to back, with no
 stalls on its ports. Every logit is compared with ``sw.golden.infer`` (the run fails on any
 difference). The table shows ``o_cycles`` per inference (first accepted input to final logit),
@@ -58,7 +58,7 @@ def bench_config(int_model, n_pes, fifo_depth=None, input_lanes=None, requant_ov
     accumulator rows and symbol table grown (powers of two) when the model needs more than the
     defaults (e.g. LeNet-300-100 on one PE; 5-bit gaps need a 1024-entry symbol table)."""
     from hw.build import sized_config
-    from hw.config import AcceleratorConfig
+    from gateware.config import AcceleratorConfig
     # (a zero FIFO depth or lane count means the default, as None does)
     given = dict(fifo_depth=fifo_depth or None, input_lanes=input_lanes or None,
                  requant_overlap=requant_overlap, column_skip=column_skip,

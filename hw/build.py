@@ -171,14 +171,14 @@ class BuildReport(dict):
 
 def _accelerator_factory(mock):
     if mock:
-        from tb.top.mock_accel import MockAccelerator
+        from gateware.mock_accel import MockAccelerator
         return MockAccelerator, "mock"
     try:
-        from hw.accelerator import Accelerator  # noqa: F401
+        from gateware.accelerator import Accelerator  # noqa: F401
     except ImportError as exc:
-        raise BuildError(f"hw.accelerator is not available ({exc}); use --mock-accelerator to "
+        raise BuildError(f"gateware.accelerator is not available ({exc}); use --mock-accelerator to "
                          f"build the UART/protocol path alone") from None
-    from hw.top import default_accelerator
+    from gateware.top import default_accelerator
     return default_accelerator, "eie"
 
 
@@ -284,9 +284,9 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
         warning.
     """
     from boards import BoardError, get_platform
-    from hw.config import AcceleratorConfig
-    from hw.top import BoardTop, TopError
-    from hw.uart import UARTError
+    from gateware.config import AcceleratorConfig
+    from gateware.top import BoardTop, TopError
+    from gateware.uart import UARTError
 
     try:
         platform_cls = get_platform(board)

@@ -5,7 +5,7 @@
     python -m hw.profile [--model models/lenet300.npz] [--pes 4] [--image I] [--images K]
                          [--pointer-ports P] [--balance data|greedy|none]
 
-The accelerator (``hw.accelerator.Accelerator`` with ``hw.bench.bench_config``, hidden neurons
+The accelerator (``gateware.accelerator.Accelerator`` with ``hw.bench.bench_config``, hidden neurons
 renumbered by ``sw.balance.balance_model`` as for the board) is simulated with Amaranth's Python
 simulator: the packed model is written through ``i_load``, MNIST test images ``I .. I+K-1`` go
 through ``i_input`` back to back (``input_lanes`` values per word) and every logit is compared
@@ -19,7 +19,7 @@ cycle its column engine acts on the layer's start to the cycle before it acts on
 (the last layer: to ``o_done``). Without the early start (``AcceleratorConfig.early``) that is
 the layer's window; with it a PE still busy with layer L acts on L + 1's start at its
 hand-over, so its windows are shifted against the sequencer's (``LayerProfile.span``). A PE's
-requantization engine works on layer L while its column engine runs layer L + 1 (hw.pe): the
+requantization engine works on layer L while its column engine runs layer L + 1 (gateware.pe): the
 classes describe the column engine, so layer L's requantization is hidden in layer L + 1's
 window except where the column engine waits for it.
 Every cycle of every PE in the window falls in exactly one class (:data:`CLASSES`):
@@ -62,7 +62,7 @@ __all__ = ["ProfileError", "CLASSES", "LayerProfile", "Profile", "profile_int_mo
 CLASSES = ("start", "decode", "table", "words", "stale", "other", "segment", "input", "drain",
            "requant", "barrier")
 
-# PE states (hw.pe.ProcessingElement): column engine IDLE, HDR, RUN; requantization engine
+# PE states (gateware.pe.ProcessingElement): column engine IDLE, HDR, RUN; requantization engine
 # RIDLE, REQ, ENDT
 _IDLE, _HDR, _RUN = range(3)
 _RIDLE = 0
@@ -204,7 +204,7 @@ def _simulate(cfg, loads, inputs):
     from amaranth import Cat, Module, Signal, Value
     from amaranth.hdl import Fragment
     from amaranth.sim import Simulator
-    from hw.accelerator import Accelerator
+    from gateware.accelerator import Accelerator
 
     dut = Accelerator(cfg)
     frag = Fragment.get(dut, None)          # elaborates every PE: their _probe dicts exist now

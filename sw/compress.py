@@ -88,7 +88,7 @@ def _kv(text, cast, what):
 
 def _default_symbol_depth():
     try:
-        from hw.config import AcceleratorConfig
+        from gateware.config import AcceleratorConfig
         return int(AcceleratorConfig().symbol_depth)
     except ImportError:  # gateware dependencies missing: the documented default
         return 256

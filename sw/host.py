@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, STATUS_LENGTH,
+from gateware.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, STATUS_LENGTH,
                          Cmd, Err, ERROR_NAMES, Resp, crc16, encode_frame)
 from sw.cli import EXIT_MISMATCH, EXIT_OK, ToolError, command
 from sw.transport import SerialTransport, TransportTimeout
@@ -38,7 +38,7 @@ class BoardError(HostError):
     Attributes
     ----------
     code : int
-        One of :class:`hw.protocol.Err`.
+        One of :class:`gateware.protocol.Err`.
     cmd : int
         The command the board was handling.
     detail : int
@@ -74,7 +74,7 @@ assert struct.calcsize(_STATUS_STRUCT) == STATUS_LENGTH
 
 @dataclass
 class BoardStatus:
-    """Decoded STATUS payload (fields of ``hw.protocol.STATUS_FIELDS`` plus decoded flags)."""
+    """Decoded STATUS payload (fields of ``gateware.protocol.STATUS_FIELDS`` plus decoded flags)."""
     fields: dict
 
     def __getattr__(self, name):

@@ -55,9 +55,9 @@ class PackError(ValueError):
 
 
 def _config_defaults():
-    """Limits of the default ``hw.config.AcceleratorConfig`` (kept in sync with the gateware)."""
+    """Limits of the default ``gateware.config.AcceleratorConfig`` (kept in sync with the gateware)."""
     try:
-        from hw.config import AcceleratorConfig
+        from gateware.config import AcceleratorConfig
         c = AcceleratorConfig()
         return {"max_layers": c.max_layers, "max_rows_per_pe": c.max_rows_per_pe,
                 "max_features": c.max_features, "symbol_depth": c.symbol_depth}
@@ -71,7 +71,7 @@ _DEFAULTS = _config_defaults()
 
 @dataclass(frozen=True)
 class PackLimits:
-    """Hardware limits the images must respect (defaults = ``hw.config.AcceleratorConfig()``).
+    """Hardware limits the images must respect (defaults = ``gateware.config.AcceleratorConfig()``).
 
     Attributes
     ----------
@@ -89,7 +89,7 @@ class PackLimits:
         Words of each of a PE's two memories (data, pointers) in the gateware; ``None``: the
         board's ``pe_mem_words`` (the smaller of the two applies).
     act_bits, weight_bits, acc_bits, idx_bits, gap_bits, huff_max_len : int or None
-        Widths the gateware is built with (``hw.config.AcceleratorConfig``); the model's must be
+        Widths the gateware is built with (``gateware.config.AcceleratorConfig``); the model's must be
         equal (:func:`pack` raises :class:`PackError` otherwise). ``None``: not checked (any
         width; the gateware is built for the model, as :func:`sized_limits` sets them).
     """
@@ -108,7 +108,7 @@ class PackLimits:
 
     @classmethod
     def from_config(cls, cfg):
-        """Limits (and widths) of an ``hw.config.AcceleratorConfig``."""
+        """Limits (and widths) of a ``gateware.config.AcceleratorConfig``."""
         return cls(max_layers=cfg.max_layers, max_rows_per_pe=cfg.max_rows_per_pe,
                    max_features=cfg.max_features, symbol_depth=cfg.symbol_depth,
                    pe_mem_words=cfg.pe_mem_depth,
@@ -301,7 +301,7 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
     board : str or boards.registry.BoardSpec
         Board whose memory capacities are checked (``"icebreaker"``, ``"sim"``).
     limits : PackLimits, optional
-        Hardware limits (default: the ``hw.config.AcceleratorConfig`` defaults).
+        Hardware limits (default: the ``gateware.config.AcceleratorConfig`` defaults).
     x : array_like, optional
         Input vectors (e.g. MNIST test bytes) for the ideal-cycle statistics in the manifest.
     balance : bool or str

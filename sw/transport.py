@@ -2,7 +2,7 @@
 
 :class:`Transport` is the interface ``sw.host`` talks to: ``write(bytes)``, ``read(n, timeout)``.
 :class:`SerialTransport` is a real serial port (pyserial); :class:`SimTransport` is the simulation
-top (``hw.top.SimTop``) running under cocotb: bytes are driven bit by bit on its ``i_rx`` pin and
+top (``gateware.top.SimTop``) running under cocotb: bytes are driven bit by bit on its ``i_rx`` pin and
 sampled from ``o_tx``, and the blocking host code runs in a cocotb ``bridge`` thread.
 :class:`ScriptedTransport` replays scripted responses (host tests without a board).
 """

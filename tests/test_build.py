@@ -6,8 +6,8 @@ import pytest
 
 from boards import BoardError, get_platform
 from hw.build import BuildError, build, parse_nextpnr_log, parse_yosys_log, select_tools
-from hw.config import AcceleratorConfig
-from hw.top import BoardTop, TopError, ice40_pll_params
+from gateware.config import AcceleratorConfig
+from gateware.top import BoardTop, TopError, ice40_pll_params
 
 NEXTPNR_LOG = """
 Info: Device utilisation:
@@ -97,7 +97,7 @@ def test_bad_arguments_fail_fast():
 
 
 def _plan(freq_hz):
-    from tb.top.mock_accel import MockAccelerator
+    from gateware.mock_accel import MockAccelerator
     platform = get_platform("icebreaker")()
     top = BoardTop(AcceleratorConfig(n_pes=2, memory="ice40"), clock_hz=freq_hz,
                    accelerator=MockAccelerator)
@@ -136,7 +136,7 @@ def test_full_build_accelerator(tmp_path):
     """The real design with the packed LeNet-300-100 (a few minutes): the board's default PE
     count fits the device and meets the design clock (24 MHz; the build itself fails below it),
     with two SPRAMs per PE (data and pointer memories)."""
-    pytest.importorskip("hw.accelerator")
+    pytest.importorskip("gateware.accelerator")
     report = build("icebreaker", model="models/lenet300.npz", out=str(tmp_path / "eie"))
     used, avail = report["utilisation"]["ICESTORM_LC"]
     assert used <= avail and report["utilisation"]["ICESTORM_SPRAM"][0] == 2 * report["n_pes"]

@@ -4,7 +4,7 @@ import struct
 import numpy as np
 import pytest
 
-from hw.protocol import PROTOCOL_VERSION, STATUS_FIELDS, Cmd, Err, Resp, SOF, crc16, encode_frame
+from gateware.protocol import PROTOCOL_VERSION, STATUS_FIELDS, Cmd, Err, Resp, SOF, crc16, encode_frame
 from sw.host import (BadFrameError, Board, BoardError, BoardTimeout, InputLengthError,
                      ModelFitError, _runs, check_fit)
 from sw.transport import ScriptedTransport, TransportTimeout
@@ -234,8 +234,8 @@ VERILATOR_ARGS = ["--output-split", "0", "--output-split-cfuncs", "0"]
 
 def _system_top(n_pes, model=None):
     """Simulated board; with ``model`` (a file) the gateware is sized for it as hw.build does."""
-    from hw.config import AcceleratorConfig
-    from hw.top import SimTop
+    from gateware.config import AcceleratorConfig
+    from gateware.top import SimTop
     config = AcceleratorConfig(n_pes=n_pes)
     if model is not None:
         from hw.build import size_config
@@ -249,7 +249,7 @@ def _system_top(n_pes, model=None):
 def test_end_to_end_random_model():
     """Small random sparse model (empty columns, long gaps, saturation), 6 inputs incl. an
     all-zero and an all-255 one, sparse and dense frames: logits == sw.golden."""
-    pytest.importorskip("hw.accelerator")
+    pytest.importorskip("gateware.accelerator")
     from tb.runner import run_testbench
     run_testbench(_system_top(4), toplevel="sim_top", test_module="tb.top.test_system",
                   build_name="top_system", build_args=VERILATOR_ARGS,
@@ -260,7 +260,7 @@ def test_end_to_end_random_model():
 @pytest.mark.slow
 def test_end_to_end_lenet_shaped_random():
     """A random 784-300-100-10 model at 8 % density (~13k words uploaded, ~90 s)."""
-    pytest.importorskip("hw.accelerator")
+    pytest.importorskip("gateware.accelerator")
     from tb.runner import run_testbench
     run_testbench(_system_top(4), toplevel="sim_top", test_module="tb.top.test_system",
                   build_name="top_system", build_args=VERILATOR_ARGS,
@@ -272,7 +272,7 @@ def test_end_to_end_lenet_shaped_random():
 def test_end_to_end_lenet300():
     """The real LeNet-300-100 uploaded over the simulated UART, 5 MNIST test images."""
     import os
-    pytest.importorskip("hw.accelerator")
+    pytest.importorskip("gateware.accelerator")
     if not os.path.exists("models/lenet300.npz"):
         pytest.skip("models/lenet300.npz not built yet")
     from tb.runner import run_testbench

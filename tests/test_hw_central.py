@@ -1,8 +1,8 @@
 """CentralUnit on Verilator (cocotb) with behavioural PEs: broadcast, merge, barrier, logits."""
 import pytest
 
-from hw.central import CentralUnit
-from hw.config import AcceleratorConfig
+from gateware.central import CentralUnit
+from gateware.config import AcceleratorConfig
 from tb.accelerator.run import VERILATOR_ARGS
 from tb.runner import SimulationFailed, run_testbench
 
@@ -77,7 +77,7 @@ def test_central_skip_testbench_can_fail():
 def test_input_lanes_config_and_packing():
     """``input_lanes`` is validated; one ``i_input`` word carries K values, lane 0 lowest; the
     driver puts ``last`` on the final word and fills its unused lanes."""
-    from hw.config import input_layout
+    from gateware.config import input_layout
     from tb.accelerator.driver import pack_input_words
     from tb.pe.layouts import unpack_fields
     for bad in (0, 17):

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from hw.config import AcceleratorConfig
-from hw.huffman import HuffmanDecoder
+from gateware.config import AcceleratorConfig
+from gateware.huffman import HuffmanDecoder
 from tb.huffman.vectors import CODE_KINDS, make_case
 from tb.runner import ROOT, SimulationFailed, run_testbench
 

@@ -1,4 +1,4 @@
-"""hw.memories.PEMemory: one or two read ports ("lib" in Amaranth's simulator, "ice40" SPRAMs)."""
+"""gateware.memories.PEMemory: one or two read ports ("lib" in Amaranth's simulator, "ice40" SPRAMs)."""
 import gc
 import random
 import warnings
@@ -7,7 +7,7 @@ import pytest
 from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
-from hw.memories import PEMemory
+from gateware.memories import PEMemory
 
 
 def test_two_read_ports_lib():

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from hw.pe import ProcessingElement
+from gateware.pe import ProcessingElement
 from tb.pe.vectors import make_pe_case, pe_config, save_case
 from tb.runner import ROOT, SimulationFailed, run_testbench
 
@@ -261,7 +261,7 @@ def test_round_shift_saturate_exhaustive_shifts():
     from amaranth import Elaboratable, Module, Signal, signed
     from amaranth.sim import Simulator
 
-    from hw.pe import round_shift_saturate
+    from gateware.pe import round_shift_saturate
 
     class Dut(Elaboratable):
         def __init__(self):

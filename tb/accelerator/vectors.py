@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 
-from hw.config import AcceleratorConfig
+from gateware.config import AcceleratorConfig
 from sw.golden import ideal_cycles, infer, random_int_model
 from sw.pack import PackLimits, pack
 

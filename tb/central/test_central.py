@@ -1,4 +1,4 @@
-"""cocotb testbench of hw.central.CentralUnit with behavioural PEs.
+"""cocotb testbench of gateware.central.CentralUnit with behavioural PEs.
 
 The testbench plays the sequencer (``i_start`` / ``i_layer``; here the next layer only starts
 after the previous one is completely collected: the broadcast of layer L + 1 during layer L's
@@ -43,7 +43,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
-from hw.config import (AcceleratorConfig, broadcast_layout, layer_config_layout, logit_layout,
+from gateware.config import (AcceleratorConfig, broadcast_layout, layer_config_layout, logit_layout,
                        pe_output_layout)
 from tb.accelerator.driver import pack_input_words
 from tb.pe.layouts import pack_fields, unpack_fields

@@ -1,4 +1,4 @@
-"""cocotb testbench of hw.huffman.HuffmanDecoder against sw.huffman (tb/huffman/vectors.py).
+"""cocotb testbench of gateware.huffman.HuffmanDecoder against sw.huffman (tb/huffman/vectors.py).
 
 Environment: ``HUFF_VECTORS`` (JSON list of cases from :func:`tb.huffman.vectors.make_case`),
 ``HUFF_P_VALID`` / ``HUFF_P_READY`` (per-cycle probability that a segment / word is offered and
@@ -14,8 +14,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
-from hw.config import AcceleratorConfig, LoadWrite
-from hw.huffman import segment_layout, symbol_out_layout
+from gateware.config import AcceleratorConfig, LoadWrite
+from gateware.huffman import segment_layout, symbol_out_layout
 from tb.pe.layouts import pack_fields, unpack_fields
 
 CFG = AcceleratorConfig(n_pes=2)

@@ -1,4 +1,4 @@
-"""Test vectors for hw.huffman.HuffmanDecoder built with sw.huffman.
+"""Test vectors for gateware.huffman.HuffmanDecoder built with sw.huffman.
 
 A case is one code (its ``limit``/``base``/``symbols`` tables at a layer slot), a list of
 segments (bit ``offset`` in the first word, ``nbits``, ``tag``, the words) and the exact expected

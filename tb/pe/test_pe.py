@@ -1,4 +1,4 @@
-"""cocotb testbench of hw.pe.ProcessingElement against the golden model (sw.golden + sw.pack).
+"""cocotb testbench of gateware.pe.ProcessingElement against the golden model (sw.golden + sw.pack).
 
 Parameters come from the environment:
 
@@ -26,7 +26,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
-from hw.config import LoadWrite, broadcast_layout, layer_config_layout, pe_output_layout
+from gateware.config import LoadWrite, broadcast_layout, layer_config_layout, pe_output_layout
 from tb.pe.layouts import pack_fields, unpack_fields
 from tb.pe.vectors import load_case, pe_config
 

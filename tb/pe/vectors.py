@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 
-from hw.config import AcceleratorConfig
+from gateware.config import AcceleratorConfig
 from sw.golden import infer, random_int_model
 from sw.pack import PackLimits, pack
 from sw.sparse import encode_columns

@@ -1,4 +1,4 @@
-"""cocotb tests of the UART protocol on SimTop with the mock accelerator (tb/top/mock_accel.py).
+"""cocotb tests of the UART protocol on SimTop with the mock accelerator (gateware/mock_accel.py).
 
 Every byte goes through the simulated UART pins. Parameters come from the environment:
 TOP_CLOCK_HZ, TOP_DIVISOR, TOP_TIMEOUT (frame idle timeout, clocks), TOP_N_PES.
@@ -12,10 +12,10 @@ from cocotb.clock import Clock
 from cocotb.task import bridge
 from cocotb.triggers import ClockCycles, Timer
 
-from hw.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, Cmd, Err, Resp,
+from gateware.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, Cmd, Err, Resp,
                          crc16, encode_frame)
 from sw.transport import SimTransport, TransportTimeout
-from tb.top.mock_accel import mock_logits
+from gateware.mock_accel import mock_logits
 
 CLOCK_HZ = int(os.environ.get("TOP_CLOCK_HZ", "12000000"))
 DIVISOR = int(os.environ.get("TOP_DIVISOR", "4"))

@@ -8,7 +8,7 @@ from amaranth import Module, Mux
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.uart import UARTRx, UARTTx
+from gateware.uart import UARTRx, UARTTx
 
 __all__ = ["UARTHarness"]
 

@@ -1,4 +1,4 @@
-"""cocotb tests of hw.uart on the UARTHarness (dividers from env UART_DIVISORS)."""
+"""cocotb tests of gateware.uart on the UARTHarness (dividers from env UART_DIVISORS)."""
 import os
 import random
 

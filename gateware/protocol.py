@@ -13,7 +13,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.config import AcceleratorConfig, LoadWrite, input_layout, logit_layout
+from gateware.config import AcceleratorConfig, LoadWrite, input_layout, logit_layout
 
 __all__ = [
     "PROTOCOL_VERSION", "SOF", "Cmd", "Resp", "Err", "ERROR_NAMES", "STATUS_FIELDS",

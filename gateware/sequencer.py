@@ -26,7 +26,7 @@ class LayerSequencer(wiring.Component):
 
     Parameters
     ----------
-    config : hw.config.AcceleratorConfig
+    config : gateware.config.AcceleratorConfig
 
     Attributes
     ----------

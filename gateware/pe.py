@@ -19,7 +19,7 @@ pointer memory with ``config.pointer_ports == 2``: two read ports), and two engi
    With ``config.stream_words == 2`` a stream word is two memory words, ``a`` and ``a + 1``
    (the data memory's second read port), from the column's first word on: a column of one or
    two codes then fits one stream word instead of straddling two 16-bit words.
-3. :class:`hw.huffman.HuffmanDecoder`: one joint symbol per cycle, columns back to back.
+3. :class:`gateware.huffman.HuffmanDecoder`: one joint symbol per cycle, columns back to back.
 4. *Accumulate*: ``row = prev + gap + 1``; read ``acc[row]`` and ``codebook[idx]``, multiply
    ``value * weight`` (an SB_MAC16), add and write back. The accumulator is read one stage
    before the write-back through a port that is transparent for it, so the same row in
@@ -72,7 +72,7 @@ class ProcessingElement(wiring.Component):
 
     Parameters
     ----------
-    config : hw.config.AcceleratorConfig
+    config : gateware.config.AcceleratorConfig
     index : int
         PE number ``p`` (0..N-1): its memory id and the global row of local row ``i`` is
         ``p + N * i``.

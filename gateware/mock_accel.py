@@ -20,7 +20,7 @@ from amaranth import Module, Signal, Array, Mux, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.config import LoadWrite, input_layout, logit_layout
+from gateware.config import LoadWrite, input_layout, logit_layout
 
 __all__ = ["MockAccelerator", "mock_logits"]
 
@@ -40,7 +40,7 @@ def mock_logits(weights, x):
 
 
 class MockAccelerator(wiring.Component):
-    """See the module docstring. ``config`` is an :class:`hw.config.AcceleratorConfig`."""
+    """See the module docstring. ``config`` is an :class:`gateware.config.AcceleratorConfig`."""
 
     def __init__(self, config):
         self.config = config

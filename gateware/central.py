@@ -85,7 +85,7 @@ class CentralUnit(wiring.Component):
 
     Parameters
     ----------
-    config : hw.config.AcceleratorConfig
+    config : gateware.config.AcceleratorConfig
 
     Attributes
     ----------

@@ -13,9 +13,9 @@ from amaranth.lib import io, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from hw.config import AcceleratorConfig
-from hw.protocol import ProtocolEngine
-from hw.uart import UARTRx, UARTTx, uart_divisor
+from gateware.config import AcceleratorConfig
+from gateware.protocol import ProtocolEngine
+from gateware.uart import UARTRx, UARTTx, uart_divisor
 
 __all__ = ["TopError", "UARTCore", "SimTop", "BoardTop", "ice40_pll_params",
            "default_accelerator"]
@@ -26,8 +26,8 @@ class TopError(ValueError):
 
 
 def default_accelerator(config):
-    """The project's accelerator (``hw.accelerator.Accelerator``) for ``config``."""
-    from hw.accelerator import Accelerator
+    """The project's accelerator (``gateware.accelerator.Accelerator``) for ``config``."""
+    from gateware.accelerator import Accelerator
     return Accelerator(config)
 
 
@@ -46,7 +46,7 @@ class UARTCore(wiring.Component):
         section 5 (``i_load``, ``i_input``, ``o_logit``, ``o_argmax``, ``o_busy``, ``o_cycles``,
         ``o_error``).
     timeout, accel_timeout, max_logits :
-        Passed to :class:`hw.protocol.ProtocolEngine`.
+        Passed to :class:`gateware.protocol.ProtocolEngine`.
     rx_fifo_depth : int
         Bytes buffered between the receiver and the protocol engine.
 

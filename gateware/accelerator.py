@@ -39,7 +39,7 @@ class Accelerator(wiring.Component):
 
     Parameters
     ----------
-    config : hw.config.AcceleratorConfig
+    config : gateware.config.AcceleratorConfig
 
     Attributes
     ----------

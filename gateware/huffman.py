@@ -64,7 +64,7 @@ class HuffmanDecoder(wiring.Component):
 
     Parameters
     ----------
-    config : hw.config.AcceleratorConfig
+    config : gateware.config.AcceleratorConfig
         Uses ``huff_max_len``, ``max_layers``, ``symbol_depth``, ``idx_bits``, ``gap_bits`` and the
         memory ids of the Huffman tables.
     tag_bits : int
