@@ -28,7 +28,7 @@ import numpy as np
 
 from sw.cli import EXIT_MISMATCH, EXIT_OK, ToolError, command
 
-__all__ = ["BenchError", "run_bench", "format_table", "main"]
+__all__ = ["BenchError", "run_bench", "format_table", "build_parser", "main"]
 
 
 class BenchError(ToolError):
@@ -143,8 +143,8 @@ def format_table(rows):
     return "\n".join(out)
 
 
-@command
-def main(argv=None):
+def build_parser():
+    """The command line's options (``python -m hw.bench``)."""
     from sw.balance import METHODS
     ap = argparse.ArgumentParser(prog="python -m hw.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/lenet300.npz", help="calibrated dcmodel file")
@@ -182,7 +182,12 @@ def main(argv=None):
     ap.add_argument("--no-balance", action="store_const", const="none", dest="balance",
                     help="same as --balance none")
     ap.add_argument("--json", help="also write the results to this JSON file")
-    args = ap.parse_args(argv)
+    return ap
+
+
+@command
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     try:
         pes = [int(v) for v in args.pes.split(",") if v.strip()]
     except ValueError:

@@ -56,7 +56,7 @@ import numpy as np
 from sw.cli import ToolError, command
 
 __all__ = ["ProfileError", "CLASSES", "LayerProfile", "Profile", "profile_int_model",
-           "check_profile", "format_profile", "main"]
+           "check_profile", "format_profile", "build_parser", "main"]
 
 #: Cycle classes, in the order of the printed columns.
 CLASSES = ("start", "decode", "table", "words", "stale", "other", "segment", "input", "drain",
@@ -434,8 +434,8 @@ def format_profile(prof, title=""):
     return "\n".join(lines)
 
 
-@command
-def main(argv=None):
+def build_parser():
+    """The command line's options (``python -m hw.profile``)."""
     from sw.balance import METHODS
     ap = argparse.ArgumentParser(prog="python -m hw.profile", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/lenet300.npz")
@@ -447,7 +447,12 @@ def main(argv=None):
                          "AcceleratorConfig default, 2)")
     ap.add_argument("--balance", choices=METHODS, default="data",
                     help="hidden-neuron order as sw.pack / hw.bench --balance (default data)")
-    a = ap.parse_args(argv)
+    return ap
+
+
+@command
+def main(argv=None):
+    a = build_parser().parse_args(argv)
     from hw.bench import _model, bench_config
     from sw.balance import balance_model
     from sw.golden import images_to_uint8, load_mnist

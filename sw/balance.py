@@ -77,7 +77,8 @@ from sw.cli import command
 
 __all__ = ["BalanceError", "METHODS", "CALIBRATION_IMAGES", "REFINE_ROUNDS", "PERTURB_SWAPS",
            "balance_permutation", "refine_permutation", "balance_permutations", "permute_model",
-           "balance_rows", "balance_method", "default_calibration", "balance_model", "main"]
+           "balance_rows", "balance_method", "default_calibration", "balance_model",
+           "build_parser", "main"]
 
 #: Balancing methods: keep the order, greedy on non-zero counts, greedy refined on data.
 METHODS = ("none", "greedy", "data")
@@ -452,14 +453,21 @@ def balance_model(int_model, n_pes, method="data"):
     return model, perms, {"method": method, "calibration": desc}
 
 
-@command
-def main(argv=None):
-    """Command line: ``pe_bound / ideal`` on MNIST test images per PE count and method."""
-    ap = argparse.ArgumentParser(prog="python -m sw.balance", description=main.__doc__)
+def build_parser():
+    """The command line's options (``python -m sw.balance``)."""
+    ap = argparse.ArgumentParser(prog="python -m sw.balance",
+                                 description="pe_bound / ideal on MNIST test images per PE count "
+                                             "and balancing method")
     ap.add_argument("model", help="calibrated dcmodel .npz")
     ap.add_argument("--pes", default="1,2,4,8", help="comma-separated PE counts")
     ap.add_argument("--images", type=int, default=100, help="MNIST test images 0..n-1")
-    a = ap.parse_args(argv)
+    return ap
+
+
+@command
+def main(argv=None):
+    """Command line: ``pe_bound / ideal`` on MNIST test images per PE count and method."""
+    a = build_parser().parse_args(argv)
     import time
     from sw.golden import IntModel, ideal_cycles, images_to_uint8, load_mnist
     from sw.modelfile import load_model

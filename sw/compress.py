@@ -40,7 +40,8 @@ from sw.quantize import (INIT_METHODS, CentroidSGD, QuantizeError,  # noqa: E402
 from sw.report import build_report, plot_layers, write_report  # noqa: E402
 from sw.train import TrainConfig, train  # noqa: E402
 
-__all__ = ["CompressError", "DEFAULTS", "parser", "resolve", "run", "to_compressed_model", "main"]
+__all__ = ["CompressError", "DEFAULTS", "build_parser", "resolve", "run", "to_compressed_model",
+           "main"]
 
 
 class CompressError(ValueError):
@@ -94,7 +95,8 @@ def _default_symbol_depth():
         return 256
 
 
-def parser():
+def build_parser():
+    """The command line's options (``python -m sw.compress``)."""
     ap = argparse.ArgumentParser(prog="python -m sw.compress",
                                  description="Deep Compression of LeNet on MNIST (NumPy).")
     ap.add_argument("--model", choices=ARCHS, default="lenet300")
@@ -378,7 +380,7 @@ def run(args, log=print):
 @command
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     args.argv = argv
     resolve(args)
     run(args, log=lambda s: print(s, flush=True))

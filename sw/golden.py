@@ -29,7 +29,7 @@ from sw.modelfile import IntegerParams, load_model, save_model
 
 __all__ = ["GoldenError", "IntLayer", "IntModel", "InferResult", "CycleStats", "infer",
            "calibrate", "ideal_cycles", "accumulator_bounds", "random_int_model",
-           "images_to_uint8", "load_mnist", "float_infer", "main"]
+           "images_to_uint8", "load_mnist", "float_infer", "build_parser", "main"]
 
 
 class GoldenError(ValueError):
@@ -686,9 +686,8 @@ def _error(int_model, x8, labels):
     return float((res.prediction != labels).mean()), res
 
 
-@command
-def main(argv=None):
-    """Command line: integer-model test error, 8 vs 16-bit activations, ideal cycles."""
+def build_parser():
+    """The command line's options (``python -m sw.golden``)."""
     ap = argparse.ArgumentParser(prog="python -m sw.golden", description=__doc__.split("\n")[0])
     ap.add_argument("model", help="dcmodel .npz file")
     ap.add_argument("--calibrate", action="store_true",
@@ -698,7 +697,13 @@ def main(argv=None):
                     help="activation width of the main model (default: the model's, or 8)")
     ap.add_argument("--pes", type=int, default=4, help="PE count for the cycle bound")
     ap.add_argument("--out", help="write the calibrated model here")
-    args = ap.parse_args(argv)
+    return ap
+
+
+@command
+def main(argv=None):
+    """Command line: integer-model test error, 8 vs 16-bit activations, ideal cycles."""
+    args = build_parser().parse_args(argv)
     model = load_model(args.model)
     data = load_mnist()
     xtr, ytr = data["train"]

@@ -25,7 +25,7 @@ from sw.transport import SerialTransport, TransportTimeout
 
 __all__ = ["HostError", "BoardError", "BadFrameError", "BoardTimeout", "InputLengthError",
            "ModelFitError", "BoardStatus", "Inference", "Board", "check_fit", "pack_for_board",
-           "run_benchmark", "main"]
+           "run_benchmark", "build_parser", "main"]
 
 
 class HostError(ToolError):
@@ -436,10 +436,8 @@ def run_benchmark(board, int_model, images, labels=None, n_pes=None, log=None, s
                            list(np.asarray(ideal).tolist()), labels is not None)
 
 
-@command
-def main(argv=None):
-    """Command line: upload the model, run MNIST test images, compare with sw.golden (exit
-    status 3 on a mismatch)."""
+def build_parser():
+    """The command line's options (``python -m sw.host``)."""
     ap = argparse.ArgumentParser(prog="python -m sw.host",
                                  description="Upload a compressed model to the board and run "
                                              "MNIST test images on it.")
@@ -449,7 +447,14 @@ def main(argv=None):
     ap.add_argument("--images", type=int, default=100, help="MNIST test images to run")
     ap.add_argument("--dense", action="store_true", help="always send dense input frames")
     ap.add_argument("--no-upload", action="store_true", help="the model is already loaded")
-    args = ap.parse_args(argv)
+    return ap
+
+
+@command
+def main(argv=None):
+    """Command line: upload the model, run MNIST test images, compare with sw.golden (exit
+    status 3 on a mismatch)."""
+    args = build_parser().parse_args(argv)
     from sw.golden import IntModel, images_to_uint8, load_mnist
     from sw.modelfile import load_model
     model = load_model(args.model)

@@ -32,8 +32,9 @@ from sw.modelfile import CompressedModel, load_model
 from sw.sparse import encode_columns
 
 __all__ = ["PackError", "PackLimits", "WIDTH_KEYS", "PackedImages", "pack", "sized_limits",
-           "mem_names", "pointer_mem", "colskip_mem", "colskip_table", "is_pe_memory", "main",
-           "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2", "DESC_WORDS", "HEADER_WORDS"]
+           "mem_names", "pointer_mem", "colskip_mem", "colskip_table", "is_pe_memory",
+           "build_parser", "main", "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2", "DESC_WORDS",
+           "HEADER_WORDS"]
 
 FLAG_RELU = 1 << 0
 FLAG_LAST = 1 << 1
@@ -585,9 +586,8 @@ def _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, stream
     }
 
 
-@command
-def main(argv=None):
-    """Command line: pack MODEL for N PEs on a board and write the images."""
+def build_parser():
+    """The command line's options (``python -m sw.pack``)."""
     ap = argparse.ArgumentParser(prog="python -m sw.pack", description=__doc__.split("\n")[0])
     ap.add_argument("model", help="calibrated dcmodel .npz")
     ap.add_argument("--pes", type=int, default=None, help="PE count (default: board's)")
@@ -618,7 +618,14 @@ def main(argv=None):
                     help="same as --balance none")
     ap.add_argument("--no-cycles", action="store_true",
                     help="skip the ideal-cycle statistics over the MNIST test set")
-    args = ap.parse_args(argv)
+    return ap
+
+
+@command
+def main(argv=None):
+    """Command line: pack MODEL for N PEs on a board and write the images."""
+    args = build_parser().parse_args(argv)
+    defaults = PackLimits()
     spec = get_board(args.board)
     n = args.pes or spec.default_pes
     model = load_model(args.model)

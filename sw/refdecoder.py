@@ -343,23 +343,28 @@ def infer_packed_events(packed, x_vector):
     return a, work
 
 
-@command
-def main(argv=None):
-    """Command line: classify the MNIST test set from packed images, compare with the golden."""
+def build_parser():
+    """The command line's options (``python -m sw.refdecoder``)."""
     import argparse
-    import time
-
-    from sw.golden import IntModel, images_to_uint8, infer, load_mnist
-    from sw.modelfile import load_model
-    from sw.pack import PackedImages
-
     ap = argparse.ArgumentParser(prog="python -m sw.refdecoder",
                                  description="inference from packed memory images")
     ap.add_argument("packdir", help="directory written by python -m sw.pack")
     ap.add_argument("--model", help="calibrated model: check logits equal sw.golden bit for bit")
     ap.add_argument("--events", type=int, default=0,
                     help="also run the per-column (PE-style) decoder on this many images")
-    args = ap.parse_args(argv)
+    return ap
+
+
+@command
+def main(argv=None):
+    """Command line: classify the MNIST test set from packed images, compare with the golden."""
+    import time
+
+    from sw.golden import IntModel, images_to_uint8, infer, load_mnist
+    from sw.modelfile import load_model
+    from sw.pack import PackedImages
+
+    args = build_parser().parse_args(argv)
     packed = PackedImages.load(args.packdir)
     golden_model = IntModel.from_model(load_model(args.model)) if args.model else None
     x_f, y = load_mnist()["test"]

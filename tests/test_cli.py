@@ -123,7 +123,7 @@ def test_compress_errors(tmp_path, capsys):
     # A damaged cache file (the dense weights of an earlier run).
     argv = ["--subset", "20", "--epochs", "0.1", "--cache", str(tmp_path / "cache"),
             "--out", str(tmp_path / "out"), "--quiet", "--no-sensitivity"]
-    args = compress.resolve(compress.parser().parse_args(argv))
+    args = compress.resolve(compress.build_parser().parse_args(argv))
     cached = compress._cache_path(args, "dense")
     cached.parent.mkdir()
     cached.write_bytes(b"PK\x03\x04 damaged")
