@@ -150,15 +150,13 @@ class IntModel:
 
         Raises :class:`GoldenError` if the model has no integer section or has conv layers.
         """
+        _fc_layers(model)   # (conv layers first: calibration cannot help them)
         if model.integer is None:
             raise GoldenError("model has no integer section; run calibrate() (or "
                               "`python -m sw.golden MODEL --calibrate`) first")
         ip = model.integer
         layers = []
         for i, (l, il) in enumerate(zip(model.layers, ip.layers)):
-            if l.kind != "fc":
-                raise GoldenError(f"layer {l.name!r} is {l.kind}; the integer model and the "
-                                  "accelerator support fully-connected layers only")
             last = i == len(model.layers) - 1
             layers.append(IntLayer(index=l.index.astype(np.uint8),
                                    cb_q=l.cb_q.astype(np.int64),
