@@ -189,8 +189,8 @@ def _want_scale(value, field_name):
     """``value`` if it is a finite positive JSON number (an activation scale)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         _fail(f"{field_name}: expected a positive number, got {_show(value)}")
-    if not math.isfinite(value) or value <= 0:
-        _fail(f"{field_name}: {value} is not a finite positive number")
+    if isinstance(value, float) and not math.isfinite(value) or value <= 0:
+        _fail(f"{field_name}: {_show(value)} is not a finite positive number")
     return value
 
 

@@ -297,6 +297,10 @@ FC_CASES = {
                           "integer.layers[0].s_in"),
     "integer-s_out-zero": (_set(("integer", "layers", 1, "s_out"), 0),
                            "integer.layers[1].s_out"),
+    "integer-s_out-inf": (_set(("integer", "layers", 1, "s_out"), float("inf")),
+                          "integer.layers[1].s_out"),
+    "integer-s_in-huge-int": (_set(("integer", "layers", 0, "s_in"), -10 ** 400),
+                              "integer.layers[0].s_in"),
     "sha256-list": (_set(("sha256",), ["00"]), "sha256"),
     "chain-fc": (_fc_unchained, "layers[1].shape"),
     "chain-input_shape": (_fc_input_shape, "layers[0].shape"),
@@ -462,8 +466,8 @@ def _damaged_headers(header_blob, count, rng):
     """``count`` copies of the header JSON: flipped bits, or a random value (of any JSON type)
     put in place of a random field or list item at any depth."""
     header = json.loads(header_blob)
-    values = [None, True, False, 0, 1, -1, 2, 31, 32, 2 ** 40, 0.5, -0.0, float("inf"), "", "x",
-              "fc", [], [1], [1, 2], [0, 0, 0, 0], {}, {"a": 1}]
+    values = [None, True, False, 0, 1, -1, 2, 31, 32, 2 ** 40, 10 ** 400, 0.5, -0.0,
+              float("inf"), "", "x", "fc", [], [1], [1, 2], [0, 0, 0, 0], {}, {"a": 1}]
     nodes = []
 
     def walk(obj, path):
