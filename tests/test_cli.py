@@ -4,6 +4,7 @@ Each tool is called on a missing model file, a file that is not a model, a trunc
 header field of the wrong JSON type and layers that do not chain: in-process through ``main``
 (all cases) and as ``python -m`` (one case per tool), never with a traceback.
 """
+import importlib
 import json
 import os
 import subprocess
@@ -68,6 +69,8 @@ TOOLS = {
     "hw.bench": ["--model", "{model}", "--pes", "1", "--images", "1"],
     "hw.profile": ["--model", "{model}", "--pes", "1"],
     "hw.area": ["--model", "{model}", "--part", "pe", "--pes", "1"],
+    "hw.linkbench": ["--model", "{model}", "--no-sim"],
+    "sw.onnx_export": ["{model}", "--out", "{tmp}/m.onnx"],
 }
 
 
@@ -84,7 +87,6 @@ def _check_one_error_line(code, out, err, text):
 
 
 def _main(tool):
-    import importlib
     return importlib.import_module(tool).main
 
 
@@ -130,6 +132,20 @@ def test_compress_errors(tmp_path, capsys):
     _check_one_error_line(main(argv), *capsys.readouterr(), "unreadable")
 
 
+def test_data_and_onnx_errors(tmp_path, capsys):
+    (tmp_path / "garbage").write_text("not a data set")
+    for tool, argv, text in (
+            ("sw.dataset", [str(tmp_path / "none.npz")], "none.npz"),
+            ("sw.dataset", [str(tmp_path / "garbage")], "cannot read data set"),
+            ("sw.compress", ["--onnx", str(tmp_path / "none.onnx")], "not found"),
+            ("sw.compress", ["--onnx", str(tmp_path / "garbage"), "--subset", "20"],
+             "cannot read ONNX model"),
+            ("sw.compress", ["--data", str(tmp_path / "garbage"), "--subset", "20"],
+             "cannot read data set"),
+            ("sw.incode", ["--images", "0"], "--images")):
+        _check_one_error_line(_main(tool)(argv), *capsys.readouterr(), text)
+
+
 def test_hw_tool_errors(tmp_path, capsys):
     for tool, argv, text in (
             ("hw.build", ["--board", "nosuchboard", "--no-model", "--out", str(tmp_path)],
@@ -144,12 +160,19 @@ def test_hw_tool_errors(tmp_path, capsys):
         _check_one_error_line(_main(tool)(argv), *capsys.readouterr(), text)
 
 
-@pytest.mark.parametrize("tool", sorted(TOOLS) + ["sw.compress"])
+#: Tools that read no model file: an argv that fails and the text of the error.
+OTHER_TOOLS = {"sw.compress": (["--out", "{tmp}/file"], "is not a directory"),
+               "sw.dataset": (["{tmp}/file"], "cannot read data set"),
+               "sw.incode": (["--images", "0"], "--images")}
+
+
+@pytest.mark.parametrize("tool", sorted(TOOLS) + sorted(OTHER_TOOLS))
 def test_python_m(tool, bad_models, packdir, tmp_path):
     # The real command line: `python -m TOOL ...` prints one error line, exit status 1.
-    if tool == "sw.compress":
+    if tool in OTHER_TOOLS:
         (tmp_path / "file").write_text("")
-        argv, text = ["--out", str(tmp_path / "file")], "is not a directory"
+        argv, text = OTHER_TOOLS[tool]
+        argv = [a.format(tmp=tmp_path) for a in argv]
     else:
         path, text = bad_models["header-type"]
         argv = _argv(tool, path, tmp_path, packdir)
@@ -183,3 +206,16 @@ def test_command_helper(capsys):
     with pytest.raises(AttributeError):
         tool(["bug"])
     assert error_line(KeyError("k")).startswith("error: ")
+
+
+def test_every_command_line_is_covered():
+    # A new `python -m` tool must use the shared helper and join the tests above.
+    mains = sorted(str(p.relative_to(ROOT).with_suffix("")).replace("/", ".")
+                   for d in ("sw", "hw", "gateware", "contract", "boards", "tools")
+                   for p in (ROOT / d).rglob("*.py")
+                   if 'if __name__ == "__main__":' in p.read_text())
+    assert mains == sorted(list(TOOLS) + list(OTHER_TOOLS))
+    for tool in mains:
+        main = _main(tool)
+        assert getattr(main, "__wrapped__", None) is not None, f"{tool}.main lacks @command"
+        assert callable(importlib.import_module(tool).build_parser)
