@@ -3,13 +3,16 @@
 Commands are the code spans and the lines of fenced or indented blocks that start with
 ``python -m`` or ``bash`` (a trailing ``\\`` continues a line, ``# ...`` is a comment,
 ``A && B`` are two steps). ``[--opt VALUE]`` is an optional part: the command is checked with and
-without it, a one-letter capital placeholder (``I``, ``K``, ``N``) taking an example value.
+without it. A placeholder (``I``, ``N``, ``MODEL.npz``, ... :data:`PLACEHOLDERS`) takes an
+example value.
 
 Every step is checked without running it: the tool's ``build_parser()`` accepts the options,
 model files exist and load, a board exists and takes the PE count, pytest paths and markers
-exist, bash scripts parse. Then the fast ones run as written (outputs to a temporary
-directory). The ones in :data:`SLOW` only parse in the default suite; those that need no
-board or training run under ``-m slow``.
+exist, bash scripts parse. Then the fast ones run as written, in the order the docs show them
+(README.md first: a later command may read what an earlier one wrote to ``out/``), in a
+workspace that links the repository's files and keeps what the commands write. The tools in
+:data:`SLOW` only parse in the default suite; those that need no board or training run under
+``-m slow``.
 """
 import importlib
 import os
@@ -34,14 +37,16 @@ SLOW = {
     "hw.bench": "Verilator builds and simulations (minutes)",
     "hw.profile": "Amaranth simulation (about 10 s per image and PE count)",
     "hw.area": "yosys synthesis (15 s and more per part)",
+    "hw.linkbench": "Verilator simulation of the UART link (minutes)",
     "pytest": "the test suite itself",
     "tools/setup": "installs the dependencies from PyPI",
 }
 #: Never run, even under -m slow: they need hardware, train for long or install packages.
 NEVER_RUN = {"sw.compress", "sw.host", "pytest", "tools/setup"}
 NEEDS_BOARD = ("--port", "--program")
-#: Example values of the one-letter placeholders of optional parts.
-PLACEHOLDERS = {"I": "1", "K": "2", "N": "2"}
+#: Example values of the placeholders of synopses (files as the docs' commands write them).
+PLACEHOLDERS = {"I": "1", "K": "2", "N": "2", "S": "1", "MODEL.npz": "models/lenet300.npz",
+                "DATA.npz": "out/mnist.npz", "FILE.onnx": "out/model.onnx"}
 
 
 def _spans(text):
@@ -89,8 +94,8 @@ def _steps(command):
         optional = re.findall(r"\[([^\]]*)\]", step)
         base = re.sub(r"\s*\[[^\]]*\]", "", step)
         full = re.sub(r"\[([^\]]*)\]", r"\1", step)
-        full = " ".join(PLACEHOLDERS.get(w, w) for w in full.split())
-        steps.append([shlex.split(base)] + ([shlex.split(full)] if optional else []))
+        steps.append([[PLACEHOLDERS.get(w, w) for w in shlex.split(text)]
+                      for text in ([base, full] if optional else [base])])
     return steps
 
 
@@ -153,24 +158,24 @@ def check_parses(argv):
     return module
 
 
-def _with_tmp_out(argv, tmp_path):
-    """``argv`` writing its outputs to ``tmp_path`` (the value of ``--out``; ``--out`` added
-    when the tool has one and the command gives none)."""
-    tool, args = _tool(argv)
-    if "--out" in args:
-        i = args.index("--out")
-        return argv[:3 + i + 1] + [str(tmp_path / "out")] + argv[3 + i + 2:]
-    options = importlib.import_module(tool).build_parser()._option_string_actions
-    return argv + (["--out", str(tmp_path / "out")] if "--out" in options else [])
+def _workspace(path):
+    """A directory that links every file of the repository but ``out/`` and ``build/`` (the
+    commands write there), as a checkout in which the docs' commands run."""
+    path.mkdir(exist_ok=True)
+    for entry in ROOT.iterdir():
+        if entry.name not in ("out", "build", ".git") and not (path / entry.name).exists():
+            (path / entry.name).symlink_to(entry)
+    return path
 
 
-def run_as_written(argv, tmp_path, timeout):
-    argv = _with_tmp_out(argv, tmp_path)
+def run_as_written(argv, workspace, timeout):
+    """Run ``argv`` in ``workspace``; the failure's text, or None."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.run([sys.executable] + argv[1:], cwd=ROOT, env=env, capture_output=True,
+    p = subprocess.run([sys.executable] + argv[1:], cwd=workspace, env=env, capture_output=True,
                        text=True, timeout=timeout)
-    assert p.returncode == 0 and "Traceback" not in p.stderr, \
-        f"{' '.join(argv)} exited {p.returncode}:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}"
+    if p.returncode != 0 or "Traceback" in p.stderr:
+        return f"{' '.join(argv)} exited {p.returncode}:\n{p.stdout[-1500:]}\n{p.stderr[-1500:]}"
+    return None
 
 
 def _is_slow(argv):
@@ -192,27 +197,47 @@ def test_commands_found():
     assert _steps("python -m hw.profile --pes 4 [--image I]") == [
         [["python", "-m", "hw.profile", "--pes", "4"],
          ["python", "-m", "hw.profile", "--pes", "4", "--image", "1"]]]
+    assert _steps("python -m sw.dataset DATA.npz") == [
+        [["python", "-m", "sw.dataset", "out/mnist.npz"]]]
 
 
-@pytest.mark.parametrize("command", sorted(COMMANDS), ids=lambda c: COMMANDS[c])
-def test_doc_command(command, tmp_path):
+def _id(command):
+    return f"{COMMANDS[command]}:{_tool(shlex.split(command))[0]}"
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS), ids=_id)
+def test_doc_command_parses(command):
     for variants in _steps(command):
         for argv in variants:
             check_parses(argv)
-        if not _is_slow(variants[0]):
-            run_as_written(variants[0], tmp_path, timeout=600)
+
+
+def test_fast_doc_commands_run(tmp_path):
+    # In the docs' order, one workspace: README's `sw.dataset out/mnist.npz --write-mnist`
+    # writes the data set that docs/COMPRESSION.md's `sw.dataset DATA.npz` checks.
+    workspace = _workspace(tmp_path / "checkout")
+    failures, ran = [], []
+    for command, where in COMMANDS.items():
+        for variants in _steps(command):
+            if not _is_slow(variants[0]):
+                ran.append(command)
+                failures.append(run_as_written(variants[0], workspace, timeout=600))
+    assert len(ran) >= 8, ran
+    assert not any(failures), "\n\n".join(f for f in failures if f)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", sorted(
     c for c in COMMANDS
     if any(_tool(v[0])[0] in SLOW and _tool(v[0])[0] not in NEVER_RUN
-           and not set(NEEDS_BOARD) & set(v[0]) for v in _steps(c))), ids=lambda c: COMMANDS[c])
+           and not set(NEEDS_BOARD) & set(v[0]) for v in _steps(c))), ids=_id)
 def test_slow_doc_command_runs(command, tmp_path):
+    workspace = _workspace(tmp_path / "checkout")
     for variants in _steps(command):
         tool = _tool(variants[0])[0]
         if tool in SLOW and tool not in NEVER_RUN and not set(NEEDS_BOARD) & set(variants[0]):
-            run_as_written(variants[0], tmp_path, timeout=3600)
+            failure = run_as_written(variants[0], workspace, timeout=3600)
+            assert failure is None, failure
 
 
 def test_checks_catch_wrong_commands():
