@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contract.widths import WIDTH_DEFAULTS
+from contract.widths import WIDTH_DEFAULTS, WIDTH_RANGES
 from sw.cli import command
 from sw.modelfile import IntegerParams, load_model, save_model
 
@@ -109,13 +109,11 @@ class IntModel:
         """Raise :class:`GoldenError` if the model violates section 1."""
         if not self.layers:
             raise GoldenError("integer model has no layers")
-        if not 1 <= self.act_bits <= 16 or not 2 <= self.weight_bits <= 16 \
-                or not 8 <= self.acc_bits <= 48:
-            raise GoldenError(f"unsupported widths act_bits={self.act_bits}, "
-                              f"weight_bits={self.weight_bits}, acc_bits={self.acc_bits}")
-        if not 1 <= self.idx_bits <= 8 or not 0 <= self.gap_bits <= 15 \
-                or self.idx_bits + self.gap_bits > 16 or not 1 <= self.huff_max_len <= 15:
-            raise GoldenError("unsupported idx_bits/gap_bits/huff_max_len")
+        for key, (lo, hi) in WIDTH_RANGES.items():
+            if not lo <= getattr(self, key) <= hi:
+                raise GoldenError(f"unsupported width {key}={getattr(self, key)} (not {lo}..{hi})")
+        if self.idx_bits + self.gap_bits > 16:
+            raise GoldenError(f"idx_bits + gap_bits = {self.idx_bits + self.gap_bits} exceed 16")
         wlim = 1 << (self.weight_bits - 1)
         prev_out = None
         for i, l in enumerate(self.layers):

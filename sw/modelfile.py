@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contract.widths import WIDTH_DEFAULTS, WIDTH_KEYS
+from contract.widths import WIDTH_DEFAULTS, WIDTH_KEYS, WIDTH_RANGES
 
 __all__ = ["FORMAT", "VERSION", "ModelFormatError", "LayerRecord", "IntegerParams",
            "CompressedModel", "save_model", "load_model", "array_digest", "INTEGER_WIDTH_KEYS",
@@ -30,9 +30,8 @@ HEADER = "header.json"
 #: Width parameters of section 1 stored in the integer section.
 INTEGER_WIDTH_KEYS = WIDTH_KEYS
 _LAYER_INT_KEYS = ("shift", "bias_shift", "s_in", "s_out")
-#: Accepted range of each width (those ``sw.golden.IntModel`` computes with).
-INTEGER_WIDTH_RANGES = {"act_bits": (1, 16), "weight_bits": (2, 16), "acc_bits": (8, 48),
-                        "idx_bits": (1, 8), "gap_bits": (0, 15), "huff_max_len": (1, 15)}
+#: Accepted range of each width (``contract.widths.WIDTH_RANGES``).
+INTEGER_WIDTH_RANGES = WIDTH_RANGES
 
 
 class ModelFormatError(ValueError):
