@@ -10,7 +10,8 @@ stderr and exit status 1, never a traceback. Exit statuses of every tool:
   continues on indented lines);
 - 2 (:data:`EXIT_USAGE`): the command line itself is wrong (argparse prints the usage);
 - 3 (:data:`EXIT_MISMATCH`): the tool ran, but results differ from the golden model
-  (``hw.bench``, ``sw.host``, ``sw.refdecoder``).
+  (``hw.bench``, ``hw.linkbench``, ``sw.host``, ``sw.refdecoder``; ``sw.onnx_export --check``:
+  onnxruntime's predictions differ from ``sw.nn``'s).
 
 The module imports nothing of the project, so software and flow tools (``hw/``) share it.
 """
