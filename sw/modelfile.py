@@ -222,8 +222,9 @@ def _out_shape(act, shape, meta, field_name, source):
 
     ``act`` is the previous layer's output shape (or ``input_shape``): ``(n,)`` flat or
     ``(c, h, w)`` from a conv layer. An fc layer takes the flattened activation; a conv layer
-    takes ``(c, h, w)`` as it is and a flat activation as ``c`` square channels (LeNet-5's
-    ``input_shape [784]`` is one 28 x 28 channel). ``source`` names where ``act`` comes from.
+    takes the shape its ``in_shape`` gives (the same values), else ``(c, h, w)`` as it is and a
+    flat activation as ``c`` square channels (LeNet-5's ``input_shape [784]`` is one 28 x 28
+    channel). ``source`` names where ``act`` comes from.
     """
     size = math.prod(act)
     if len(shape) == 2:
@@ -232,6 +233,12 @@ def _out_shape(act, shape, meta, field_name, source):
                   f"values of {source}")
         return (shape[0],)
     oc, ic, kh, kw = shape
+    if "in_shape" in meta:
+        act = tuple(_want_shape(meta["in_shape"], f"{field_name}.in_shape", 3,
+                                "[channels, height, width] of positive integers"))
+        if math.prod(act) != size:
+            _fail(f"{field_name}.in_shape: {list(act)} holds {math.prod(act)} values, "
+                  f"{source} gives {size}")
     if len(act) == 3:
         c, h, w = act
         if c != ic:

@@ -380,6 +380,11 @@ CONV_CASES = {
     "conv-input-not-square": (_set(("input_shape",), [780]), "layers[0].shape"),
     "conv-input-too-small": (_set(("input_shape",), [16]), "layers[0].shape"),
     "conv-input-channels": (_set(("input_shape",), [3, 28, 28]), "layers[0].shape"),
+    "conv-in_shape-number": (_set(("layers", 1, "in_shape"), 2880), "layers[1].in_shape"),
+    "conv-in_shape-values": (_set(("layers", 1, "in_shape"), [20, 12, 11]),
+                             "layers[1].in_shape"),
+    "conv-in_shape-channels": (_set(("layers", 1, "in_shape"), [10, 24, 12]),
+                               "layers[1].shape"),
 }
 
 
@@ -396,12 +401,23 @@ def test_malformed_conv_header(tmp_path, case):
 
 
 def test_conv_input_shapes(tmp_path):
-    # The flat [784] of the committed file and the explicit [1, 28, 28] are the same input.
+    # The flat [784] of the committed file and the explicit [1, 28, 28] are the same input;
+    # a conv layer's in_shape (as sw.compress records it) reshapes what it gets.
     h, arrs = read_raw(MODELS / "lenet5.npz")
     h["input_shape"] = [1, 28, 28]
+    h["layers"][0]["in_shape"] = [1, 28, 28]
+    h["layers"][1]["in_shape"] = [20, 12, 12]
     p = tmp_path / "m.npz"
     write_raw(p, h, arrs)
     assert load_model(p).input_shape == [1, 28, 28]
+    h["input_shape"] = [784]
+    h["layers"][0]["in_shape"] = [1, 14, 56]     # not square: 1 x 14 x 56 -> 20 x 5 x 26
+    h["layers"][1]["in_shape"] = [20, 10, 13]    # the same 2600 values -> 50 x 6 x 9
+    h["layers"][1]["pool"] = 1
+    arrs["ip1.index"] = np.ascontiguousarray(np.pad(arrs["ip1.index"], ((0, 0), (0, 1900))))
+    h["layers"][2]["shape"] = [500, 2700]
+    write_raw(p, h, arrs)
+    assert load_model(p).layers[0].meta["in_shape"] == [1, 14, 56]
 
 
 @pytest.mark.parametrize("name", ["lenet300", "lenet5"])
