@@ -398,16 +398,16 @@ def load_data(args, log):
     return data
 
 
-def source_model(args, data, log, metrics):
+def source_model(args, data, log, metrics, imported=None):
     """Stage 1: the dense float model: a built-in one trained on ``data``, or the ``--onnx``
-    model imported (``sw.onnx_import``), moved to the ``byte / 256`` input, optionally trained
-    further (``--epochs``)."""
+    model imported (``sw.onnx_import``; ``imported`` if already done), moved to the
+    ``byte / 256`` input, optionally trained further (``--epochs``)."""
     t0 = time.time()
     quiet = None if args.quiet else log
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
                       batch=args.batch, shift=args.shift, seed=args.seed)
     if args.onnx is not None:
-        imp = import_onnx(args.onnx, name=args.model, hardware=not args.float_only)
+        imp = imported or import_onnx(args.onnx, name=args.model, hardware=not args.float_only)
         model = fold_input_scale(imp.model, data.input_scale)
         for l in model.weight_layers:
             log(f"  {l.name} <- {imp.sources[l.name]}: {l.kind} {tuple(l.W.shape)}")
@@ -564,11 +564,14 @@ def run(args, log=print):
     ``args.out = None`` writes no files.
     """
     t0 = time.time()
+    # the graph first: a refused graph fails before the data set is read
+    imported = None if args.onnx is None else \
+        import_onnx(args.onnx, name=args.model, hardware=not args.float_only)
     data = load_data(args, log)
     if args.cache and (args.onnx or args.data):
         args.source_digest = _digest(args.onnx, args.data)
     metrics = {}
-    model = source_model(args, data, log, metrics)
+    model = source_model(args, data, log, metrics, imported)
     prune_hist, sens_md = prune_stage(args, model, data, log, metrics)
     books = quantize_stage(args, model, data, log, metrics)
     cm = calibrate_stage(args, to_compressed_model(model, books, metrics), data, log, metrics)
