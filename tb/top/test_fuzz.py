@@ -48,9 +48,8 @@ CLK_PS = 2 * round(0.5e12 / CLOCK_HZ)
 class StreamLink(SimTransport):
     """:class:`SimTransport`'s interface on StreamTop's byte FIFOs (one byte per clock)."""
 
-    def __init__(self, dut, rx_depth=32):
+    def __init__(self, dut):
         self.dut = dut
-        self.rx_depth = rx_depth
         self.baud = CLOCK_HZ
         self._out = deque()
         self._in = bytearray()
@@ -68,7 +67,7 @@ class StreamLink(SimTransport):
         dut = self.dut
         while True:
             await FallingEdge(dut.clk)
-            if self._out and int(dut.o_rx_level.value) < self.rx_depth:
+            if self._out and int(dut.o_rx_ready.value):
                 dut.i_rx_data.value = self._out.popleft()
                 dut.i_rx_we.value = 1
                 continue
@@ -83,12 +82,11 @@ class StreamLink(SimTransport):
         while True:
             await ClockCycles(dut.clk, 16)
             await FallingEdge(dut.clk)
-            n = int(dut.o_tx_level.value)
-            if not n:
+            if not int(dut.o_tx_valid.value):
                 continue
-            dut.i_tx_re.value = 1
-            for _ in range(n):
+            while int(dut.o_tx_valid.value):
                 self._in.append(int(dut.o_tx_data.value))
+                dut.i_tx_re.value = 1
                 await FallingEdge(dut.clk)
             dut.i_tx_re.value = 0
             self._in_event.set()
@@ -121,7 +119,9 @@ async def run_chunk(tr, model, chunk, log):
             resp = await read_frame(tr, wait)
         except TransportTimeout as exc:
             model.frames += 1
-            model.violations.append(f"frame {model.frames}: no response (hang): {exc}")
+            model.violations.append(f"frame {model.frames}: no response (hang): {exc}; "
+                                    f"chunk {chunk[:64].hex()} ({len(chunk)} bytes, "
+                                    f"{len(frames)} frames); received {exc.received[:48].hex()}")
             log(model.violations[-1])
             await recover(tr)
             return
