@@ -2,7 +2,7 @@
 import pytest
 
 from gateware.uart import UARTError, UARTRx, UARTTx, uart_divisor
-from tb.runner import run_testbench
+from tb.runner import run_bench
 from tb.uart.harness import UARTHarness
 
 DIVISORS = (4, 5, 7, 16)
@@ -29,6 +29,5 @@ def test_component_rejects_small_divisor():
 
 @pytest.mark.sim
 def test_uart_cocotb():
-    run_testbench(UARTHarness(DIVISORS), toplevel="uart_harness",
-                  test_module="tb.uart.test_uart", build_name="uart",
-                  extra_env={"UART_DIVISORS": ",".join(map(str, DIVISORS))})
+    run_bench(UARTHarness(DIVISORS), toplevel="uart_harness", test_module="tb.uart.test_uart",
+              name="uart", params={"divisors": list(DIVISORS)})
