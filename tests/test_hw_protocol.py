@@ -75,3 +75,17 @@ def test_protocol_cocotb():
     run_bench(top, toplevel="sim_top_mock", test_module="tb.top.test_protocol",
               name="top_mock_k4",
               params={"clock_hz": CLOCK_HZ, "divisor": 4, "timeout": TIMEOUT, "n_pes": 4})
+
+
+
+@pytest.mark.sim
+def test_flash_boot_cocotb():
+    """The model is loaded from a simulated SPI flash at power-up: good, blank, corrupt and
+    truncated images (tb/top/test_flash.py)."""
+    top = SimTop(AcceleratorConfig(n_pes=2, input_lanes=1), clock_hz=CLOCK_HZ, baud=BAUD,
+                 accelerator=MockAccelerator, timeout=TIMEOUT, accel_timeout=20000,
+                 flash_offset=0x100000)
+    run_bench(top, toplevel="sim_top_mock", test_module="tb.top.test_flash",
+              name="top_mock_flash",
+              params={"clock_hz": CLOCK_HZ, "divisor": 4, "timeout": TIMEOUT, "n_pes": 2,
+                      "flash_offset": 0x100000})
