@@ -1,6 +1,6 @@
 """cocotb: protocol fuzz against the real accelerator (tb/top/fuzz.py makes and checks frames).
 
-Two benches, chosen by FUZZ_LEVEL:
+Two benches, chosen by ``level``:
 
 - ``stream``: :class:`tb.top.stream_top.StreamTop`, bytes written straight into the receive FIFO
   and taken from a transmit FIFO (one byte per clock, no UART): fast enough for 10,000+ frames.
@@ -9,10 +9,11 @@ Two benches, chosen by FUZZ_LEVEL:
   frame per chunk of at most 32 bytes (the receive FIFO holds a chunk while the board answers),
   plus PING floods that overflow the receive FIFO (BUSY, then recovery).
 
-Environment: FUZZ_LEVEL, FUZZ_FRAMES (frames to send), FUZZ_SEED, FUZZ_MUTATE (1: flip a bit of
-every expected logit; the run must then report violations), FUZZ_LENET (a model file run for a
-few MNIST images first), FUZZ_CONFIG (the AcceleratorConfig fields, JSON), FUZZ_REPORT (a
-file for the summary line), FUZZ_CLOCK_HZ, FUZZ_DIVISOR, FUZZ_TIMEOUT, FUZZ_ACCEL_TIMEOUT (clocks).
+Parameters (:func:`tb.bench.params`): ``level``, ``frames`` (frames to send), ``seed``,
+``mutate`` (flip a bit of every expected logit; the run must then report violations),
+``lenet`` (a model file run for a few MNIST images first), ``config`` (the AcceleratorConfig
+fields), ``report`` (a file for the summary line), ``clock_hz``, ``divisor``, ``timeout``,
+``accel_timeout`` (clocks).
 """
 import random
 import struct
