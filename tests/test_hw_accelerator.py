@@ -254,4 +254,4 @@ def test_accelerator_error_flags():
     """Short input vector -> ``o_error.input``; load to an unknown memory -> ``o_error.load``."""
     n_pes, sizes, density, seed, kw = CASES["n2"]
     case = random_case(n_pes, sizes, density, seed, n_inputs=2, **kw)
-    run_case("errors", case, testcase="accelerator_flags_errors", env={"ACCEL_ERRORS": 1})
+    run_case("errors", case, testcase="accelerator_flags_errors", errors=True)
