@@ -13,6 +13,7 @@ from amaranth.lib import io, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from gateware.accelerator import Accelerator
 from gateware.config import AcceleratorConfig
 from gateware.protocol import ProtocolEngine
 from gateware.uart import UARTRx, UARTTx, uart_divisor
@@ -27,7 +28,6 @@ class TopError(ValueError):
 
 def default_accelerator(config):
     """The project's accelerator (``gateware.accelerator.Accelerator``) for ``config``."""
-    from gateware.accelerator import Accelerator
     return Accelerator(config)
 
 

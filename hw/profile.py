@@ -52,6 +52,15 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
+from amaranth import Cat, Module, Signal, Value
+from amaranth.hdl import Fragment
+from amaranth.sim import Simulator
+
+from gateware.accelerator import Accelerator
+from hw.bench import BenchError, _model
+from hw.simcase import bench_config, case_from_int_model
+from sw.balance import METHODS, balance_model
+from sw.golden import GoldenError, ideal_cycles, images_to_uint8, infer, load_mnist
 
 __all__ = ["ProfileError", "CLASSES", "LayerProfile", "Profile", "profile_int_model",
            "check_profile", "format_profile", "main"]
@@ -199,11 +208,6 @@ def _simulate(cfg, loads, inputs):
     """Load the accelerator, then run ``inputs`` back to back; returns the recorded fields
     (dict of int arrays, one entry per cycle from the first offered input word to the final
     ``o_done``), the logits ``(n, out)`` and the ``o_cycles`` of each image."""
-    from amaranth import Cat, Module, Signal, Value
-    from amaranth.hdl import Fragment
-    from amaranth.sim import Simulator
-    from gateware.accelerator import Accelerator
-
     dut = Accelerator(cfg)
     frag = Fragment.get(dut, None)          # elaborates every PE: their _probe dicts exist now
     m = Module()
@@ -296,10 +300,6 @@ def profile_int_model(int_model, x, n_pes, config=None):
     ``config``: an ``AcceleratorConfig`` (default ``hw.bench.bench_config(int_model, n_pes)``).
     Raises :class:`ProfileError` when a logit differs from ``sw.golden.infer``.
     """
-    from hw.bench import bench_config
-    from tb.accelerator.vectors import case_from_int_model
-    from sw.golden import ideal_cycles, infer
-
     cfg = config or bench_config(int_model, n_pes)
     x = np.atleast_2d(np.asarray(x, dtype=np.int64))
     case = case_from_int_model(int_model, x, cfg)
@@ -433,7 +433,6 @@ def format_profile(prof, title=""):
 
 
 def main(argv=None):
-    from sw.balance import METHODS
     ap = argparse.ArgumentParser(prog="python -m hw.profile", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/lenet300.npz")
     ap.add_argument("--pes", type=int, default=4)
@@ -445,9 +444,6 @@ def main(argv=None):
     ap.add_argument("--balance", choices=METHODS, default="data",
                     help="hidden-neuron order as sw.pack / hw.bench --balance (default data)")
     a = ap.parse_args(argv)
-    from hw.bench import BenchError, _model, bench_config
-    from sw.balance import balance_model
-    from sw.golden import GoldenError, images_to_uint8, load_mnist
     try:
         im, name = _model(a.model, False)
     except BenchError as e:

@@ -70,8 +70,13 @@ import argparse
 import dataclasses
 import functools
 import sys
+import time
 
 import numpy as np
+
+from sw.golden import GoldenError, IntModel, ideal_cycles, images_to_uint8, infer, load_mnist
+from sw.modelfile import ModelFormatError, load_model
+from sw.sparse import encode_columns
 
 __all__ = ["BalanceError", "METHODS", "CALIBRATION_IMAGES", "REFINE_ROUNDS", "PERTURB_SWAPS",
            "balance_permutation", "refine_permutation", "balance_permutations", "permute_model",
@@ -231,7 +236,6 @@ def _sum_of_max(W, pe, n_pes):
 def _layer_bound(index, perm, nz, n_pes, gap_bits, idx_bits):
     """``sum_i max_p`` of the symbols (fillers included) each PE decodes for the rows of
     ``index`` in ``perm`` order, ``nz`` float64 ``(n, in)`` non-zero mask of the inputs."""
-    from sw.sparse import encode_columns
     per_pe = encode_columns(index[perm], n_pes, gap_bits, idx_bits).entries_per_pe()
     return float((nz @ per_pe.astype(np.float64)).max(axis=1).sum())
 
@@ -329,7 +333,6 @@ def balance_permutations(int_model, n_pes, calibration=None):
     layers = int_model.layers
     perms = [balance_permutation((l.index != 0).sum(axis=1), n_pes) for l in layers[:-1]]
     if calibration is not None:
-        from sw.golden import infer
         x = _check_calibration(int_model, calibration)
         inputs = infer(int_model, x).inputs
         perms = [refine_permutation(l.index, inputs[i] != 0, n_pes, perms[i],
@@ -390,7 +393,6 @@ def balance_rows(int_model, n_pes, calibration=None):
 
 @functools.lru_cache(maxsize=1)
 def _mnist_train_bytes():
-    from sw.golden import GoldenError, images_to_uint8, load_mnist
     try:
         images = load_mnist()["train"][0][:CALIBRATION_IMAGES]
     except GoldenError:
@@ -457,9 +459,6 @@ def main(argv=None):
     ap.add_argument("--pes", default="1,2,4,8", help="comma-separated PE counts")
     ap.add_argument("--images", type=int, default=100, help="MNIST test images 0..n-1")
     a = ap.parse_args(argv)
-    import time
-    from sw.golden import GoldenError, IntModel, ideal_cycles, images_to_uint8, load_mnist
-    from sw.modelfile import ModelFormatError, load_model
     try:
         im = IntModel.from_model(load_model(a.model))
         x = images_to_uint8(load_mnist()["test"][0][:a.images])

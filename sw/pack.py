@@ -27,7 +27,8 @@ from contract.memmap import (COLSKIP_MAX_PES, DESC_WORDS, FLAG_LAST, FLAG_PTR2, 
                              is_pe_memory, mem_names, pointer_mem, shared_mem)
 from contract.widths import WIDTH_KEYS, WORD_BITS
 from sw.balance import METHODS, BalanceError, balance_model
-from sw.golden import GoldenError, IntModel, accumulator_bounds
+from sw.golden import (GoldenError, IntModel, accumulator_bounds, ideal_cycles, images_to_uint8,
+                       load_mnist)
 from sw.huffman import HuffmanCode, HuffmanError, bits_to_words
 from sw.modelfile import CompressedModel, ModelFormatError, load_model
 from sw.sparse import encode_columns
@@ -444,7 +445,6 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
     manifest["row_order"] = {"balanced": balanced["method"] != "none", **balanced,
                              "layers": [[int(r) for r in o] for o in row_order]}
     if x is not None:
-        from sw.golden import ideal_cycles
         manifest["ideal_cycles"] = ideal_cycles(im, x, N).summary()
         manifest["ideal_cycles"]["images"] = int(np.asarray(x).shape[0])
     ebr = manifest["totals"]["ebr_blocks_tables"]
@@ -567,7 +567,6 @@ def main(argv=None):
         model = load_model(args.model)
         x = None
         if not args.no_cycles and model.layers and model.layers[0].shape[-1] == 784:
-            from sw.golden import images_to_uint8, load_mnist
             x = images_to_uint8(load_mnist()["test"][0])
         limits = PackLimits(max_layers=args.max_layers,
                             max_rows_per_pe=args.max_rows or defaults.max_rows_per_pe,

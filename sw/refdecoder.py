@@ -15,13 +15,19 @@ Two ways to run:
   decodes only that column's bits ``[ptr[j], ptr[j+1])`` symbol by symbol and accumulates;
   it also counts the symbols each PE decodes.
 """
+import argparse
+import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from contract.memmap import (DESC_WORD, DESC_WORDS, FLAG_LAST, FLAG_PTR2, FLAG_RELU, HEADER_WORDS,
                              colskip_mem, pointer_mem, shared_mem)
+from sw.golden import GoldenError, IntModel, images_to_uint8, infer, load_mnist
 from sw.huffman import HuffmanError, table_decode, words_to_bits
+from sw.modelfile import ModelFormatError, load_model
+from sw.pack import PackError, PackedImages
 
 __all__ = ["RefDecodeError", "LayerDescriptor", "read_descriptors", "decode_layer",
            "infer_packed", "infer_packed_layers", "infer_packed_events"]
@@ -348,13 +354,7 @@ def infer_packed_events(packed, x_vector):
 
 def main(argv=None):
     """Command line: classify the MNIST test set from packed images, compare with the golden."""
-    import argparse
-    import sys
-    import time
 
-    from sw.golden import GoldenError, IntModel, images_to_uint8, infer, load_mnist
-    from sw.modelfile import ModelFormatError, load_model
-    from sw.pack import PackError, PackedImages
 
     ap = argparse.ArgumentParser(prog="python -m sw.refdecoder",
                                  description="inference from packed memory images")
@@ -393,5 +393,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    import sys
     sys.exit(main())
