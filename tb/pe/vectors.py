@@ -6,12 +6,11 @@ dict with everything a PE testbench needs: the load words the PE keeps, the laye
 and per input vector and layer the broadcast ``(col, value)`` list and the exact expected outputs
 of PE ``index`` (global row, value as an unsigned ``acc_bits`` word).
 """
-import json
-
 import numpy as np
 
 from contract.config import AcceleratorConfig
 from contract.memmap import DESC_FLAGS, DESC_WORD, DESC_WORDS
+from hw.simcase import load_case, save_case
 from sw.golden import infer, random_int_model
 from sw.pack import PackLimits, pack
 from sw.sparse import encode_columns
@@ -116,15 +115,3 @@ def make_pe_case(n_pes, index, sizes, density, seed, n_inputs=3, *, zero_input=T
             "pointer_ports": cfg.pointer_ports,
             "symbol_depth": cfg.symbol_depth, "max_rows_per_pe": cfg.max_rows_per_pe,
             "loads": loads, "layers": layers, "inputs": cases}
-
-
-def save_case(case, path):
-    """Write a case as JSON."""
-    with open(path, "w") as f:
-        json.dump(case, f)
-
-
-def load_case(path):
-    """Read a case written by :func:`save_case`."""
-    with open(path) as f:
-        return json.load(f)

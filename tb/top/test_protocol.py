@@ -12,6 +12,7 @@ from cocotb.clock import Clock
 from cocotb.task import bridge
 from cocotb.triggers import ClockCycles, Timer
 
+from contract.memmap import shared_mem
 from contract.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, Cmd, Err, Resp,
                                crc16, encode_frame)
 from sw.transport import SimTransport, TransportTimeout
@@ -21,7 +22,7 @@ CLOCK_HZ = int(os.environ.get("TOP_CLOCK_HZ", "12000000"))
 DIVISOR = int(os.environ.get("TOP_DIVISOR", "4"))
 TIMEOUT = int(os.environ.get("TOP_TIMEOUT", "2000"))
 N_PES = int(os.environ.get("TOP_N_PES", "4"))
-MEM_LAYERS = N_PES + 4
+MEM_LAYERS = shared_mem(N_PES, "layers")
 CLK_PS = 2 * round(0.5e12 / CLOCK_HZ)   # cocotb needs an even period
 BYTE_S = 10 * DIVISOR / CLOCK_HZ
 _TASKS = []
