@@ -9,8 +9,7 @@ The accelerator (``gateware.accelerator.Accelerator`` with ``hw.bench.bench_conf
 renumbered by ``sw.balance.balance_model`` as for the board) is simulated with Amaranth's Python
 simulator: the packed model is written through ``i_load``, MNIST test images ``I .. I+K-1`` go
 through ``i_input`` back to back (``input_lanes`` values per word) and every logit is compared
-with ``sw.golden.infer`` (:class:`ProfileError` on any difference). About 12 s for one
-LeNet-300-100 image with 4 PEs, 7 s with 1.
+with ``sw.golden.infer`` (:class:`ProfileError` on any difference).
 
 Per layer the window runs from the cycle the sequencer's ``o_start`` is high to the cycle before
 the next layer's ``o_start`` (the last layer: to the cycle the central unit's ``o_done`` is high),
@@ -69,9 +68,9 @@ __all__ = ["ProfileError", "CLASSES", "LayerProfile", "Profile", "profile_int_mo
 CLASSES = ("start", "decode", "table", "words", "stale", "other", "segment", "input", "drain",
            "requant", "barrier")
 
-# PE states (gateware.pe.ProcessingElement): column engine IDLE, HDR, RUN; requantization engine
-# RIDLE, REQ, ENDT
-_IDLE, _HDR, _RUN = range(3)
+# PE states (gateware.pe.ProcessingElement): column engine IDLE, HDR, RUN = 0, 1, 2;
+# requantization engine RIDLE, REQ, ENDT = 0, 1, 2. The classes need RUN and RIDLE.
+_RUN = 2
 _RIDLE = 0
 
 # per-PE bits sampled every cycle (names of ProcessingElement._probe, "d_" = HuffmanDecoder._probe,
@@ -79,7 +78,6 @@ _RIDLE = 0
 _PE_FIELDS = ("start", "state", "rstate", "pi_busy", "pr_valid", "segq_level", "wf_active",
               "seg_valid", "d_fire", "d_from_pend", "d_cur_valid", "d_pend_valid", "d_have_bits",
               "d_s_ok", "d_loading", "d_rem_zero", "act_valid", "act_end")
-_TOP_FIELDS = ("start", "done", "in_ready", "logit_valid", "logit_last")
 
 
 class ProfileError(Exception):

@@ -3,8 +3,7 @@
 Rows are interleaved over the PEs (global row ``r`` lives in PE ``r mod N``, docs/ARCHITECTURE.md
 section 3), so a PE's work for an input is the number of stored entries (fillers included) in
 its rows of the columns whose activation is non-zero. With the neurons in training order some
-PEs get the dense rows: on LeNet-300-100 with 4 PEs the busiest PE does 1.165x the average work
-even without filler entries.
+PEs get the dense rows (docs/COMPRESSION.md, "Load balance", has the figures).
 
 A hidden layer's neurons can be renumbered freely: permuting the rows of layer ``L`` (weights
 indices and biases) and the columns of layer ``L + 1`` the same way computes exactly the same
@@ -29,10 +28,9 @@ Two methods:
        descent, a round kept when it does not raise ``sum_i max_p L[p, i]``;
     2. the order of the rows inside each PE: a PE column needs a filler entry for every
        ``2^gap_bits`` zeros between two stored entries (or above the first), which the
-       training order leaves plenty of (3 % of LeNet-300-100's work at N = 1).
-       :func:`_filler_order` places the rows one by one, each time the row that ends the most
-       urgent zero runs (columns close to needing a filler, weighted by how often their input
-       is non-zero): LeNet-300-100 keeps 81 of 1,252 fillers at N = 1, none at N = 4 and 8;
+       training order leaves plenty of. :func:`_filler_order` places the rows one by one, each
+       time the row that ends the most urgent zero runs (columns close to needing a filler,
+       weighted by how often their input is non-zero);
     3. a safety net: the candidates (steps 1 + 2, step 1 alone, the greedy PEs + step 2, the
        greedy order) are compared by the real per-PE work, fillers included
        (``sw.sparse.encode_columns``), on the calibration inputs, and the first best kept, so
@@ -40,7 +38,6 @@ Two methods:
 
     The layers are independent (a layer's work does not depend on the previous layer's
     renumbering), so all calibration activations come from one :func:`sw.golden.infer` run.
-    ~1.3 s for LeNet-300-100 at N = 8 (plus ~1 s to load MNIST once per process).
 
 Every caller that must agree on the row order (``sw.pack``, ``hw.bench``, ``hw.profile``,
 ``hw.build``, ``sw.host.pack_for_board``) goes through :func:`balance_model` and its default
@@ -49,18 +46,8 @@ calibration set (:func:`default_calibration`): the first :data:`CALIBRATION_IMAG
 inputs and MNIST is installed (nothing is downloaded), else none, and then ``data`` falls back
 to ``greedy``.
 
-Measured on ``models/lenet300.npz``, ``ideal_cycles`` ``pe_bound / ideal`` (summed) over MNIST
-test images 0-99 (``python -m sw.balance models/lenet300.npz --pes 1,2,4,8``)::
-
-    N    none     greedy   data
-    1    1.033    1.033    1.001
-    2    1.087    1.048    1.005
-    4    1.181    1.071    1.017
-    8    1.381    1.109    1.049
-
-(At N = 8 the rest is mostly the logit layer, 10 rows on 8 PEs: 1.68x its ideal.) The data
-order also needs fewer joint symbols (574 / 532 / 454 / 347 at N = 1 / 2 / 4 / 8 against 738 /
-707 / 642 / 569 greedy) and packs smaller (iCEBreaker, N = 1: 18,156 bytes against 19,990).
+``python -m sw.balance MODEL --pes 1,2,4,8`` prints the PE-work bound of each method per PE
+count; docs/COMPRESSION.md ("Load balance") keeps the figures of ``models/lenet300.npz``.
 
 Command line::
 
