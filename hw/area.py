@@ -33,13 +33,14 @@ from gateware.mock_accel import MockAccelerator
 from gateware.pe import ProcessingElement
 from gateware.top import UARTCore
 from hw.build import BuildError, select_tools, size_config
+from sw.cli import ToolError, command
 
-__all__ = ["AreaError", "part_config", "synthesise", "module_table", "main"]
+__all__ = ["AreaError", "part_config", "synthesise", "module_table", "build_parser", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class AreaError(RuntimeError):
+class AreaError(ToolError):
     """Synthesis failed or printed no statistics."""
 
 
@@ -128,7 +129,8 @@ def _row(name, cells):
             f"{cells.get('SB_RAM40_4K', 0):4d} {cells.get('SB_MAC16', 0):4d}")
 
 
-def main(argv=None):
+def build_parser():
+    """The command line's options (``python -m hw.area``)."""
     ap = argparse.ArgumentParser(prog="python -m hw.area", description=__doc__.split("\n")[0])
     ap.add_argument("--part", choices=PARTS, default="accelerator")
     ap.add_argument("--pes", type=int, default=4)
@@ -141,14 +143,14 @@ def main(argv=None):
                          "default)")
     ap.add_argument("--stream-words", type=int, default=None, choices=(1, 2),
                     help="memory words per decoder word (default: the AcceleratorConfig default)")
-    args = ap.parse_args(argv)
-    try:
-        table = synthesise(args.part, args.pes, args.flat, model=args.model,
-                           input_lanes=args.lanes, pointer_ports=args.pointer_ports,
-                           stream_words=args.stream_words)
-    except AreaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return ap
+
+
+@command
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    table = synthesise(args.part, args.pes, args.flat, model=args.model, input_lanes=args.lanes,
+                       pointer_ports=args.pointer_ports, stream_words=args.stream_words)
     print(f"{'module':40s} {'LUT4':>6s} {'FF':>6s} {'CARRY':>6s} {'EBR':>4s} {'DSP':>4s}")
     for name, cells in table.items():
         if name != "design hierarchy" and not args.flat:

@@ -29,11 +29,12 @@ from contract.widths import WIDTH_KEYS
 from gateware.mock_accel import MockAccelerator
 from gateware.top import BoardTop, TopError, default_accelerator
 from gateware.uart import UARTError
+from sw.cli import ToolError, command
 from sw.modelfile import ModelFormatError, load_model
 from sw.pack import PackError, PackLimits, pack, sized_limits
 
 __all__ = ["BuildError", "BuildReport", "select_tools", "parse_nextpnr_log", "parse_yosys_log",
-           "build", "main"]
+           "build", "build_parser", "main"]
 
 #: The project's timing target (docs: SPEC). Builds fail only below the design clock itself;
 #: below this target they succeed with a warning in the report.
@@ -71,7 +72,7 @@ BOARD_STREAM_WORDS = 1
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class BuildError(RuntimeError):
+class BuildError(ToolError):
     """The build cannot run or its result is unusable (message says why)."""
 
 
@@ -359,7 +360,8 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
     return report
 
 
-def main(argv=None):
+def build_parser():
+    """The command line's options (``python -m hw.build``)."""
     ap = argparse.ArgumentParser(prog="python -m hw.build", description=__doc__.split("\n")[0])
     ap.add_argument("--board", default="icebreaker")
     ap.add_argument("--model", default="models/lenet300.npz",
@@ -376,18 +378,22 @@ def main(argv=None):
     ap.add_argument("--mock-accelerator", action="store_true",
                     help="UART/protocol path with the test stand-in accelerator (runs from the "
                          "board oscillator unless --freq is given)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+@command
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     try:
         report = build(args.board, model=None if args.no_model else args.model, n_pes=args.pes,
                        out=args.out or f"build/{args.board}", freq_mhz=args.freq,
                        program=args.program, mock=args.mock_accelerator,
                        min_fmax=args.min_fmax)
-    except BuildError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except BuildError:
         report_txt = Path(args.out or f"build/{args.board}") / "report.txt"
         if report_txt.exists():
             print(report_txt.read_text(), file=sys.stderr)
-        return 1
+        raise
     print(report.text())
     return 0
 

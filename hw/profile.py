@@ -56,13 +56,14 @@ from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from gateware.accelerator import Accelerator
-from hw.bench import BenchError, _model
+from hw.bench import _model
 from hw.simcase import bench_config, case_from_int_model
 from sw.balance import METHODS, balance_model
-from sw.golden import GoldenError, ideal_cycles, images_to_uint8, infer, load_mnist
+from sw.cli import ToolError, command
+from sw.golden import ideal_cycles, images_to_uint8, infer, load_mnist
 
 __all__ = ["ProfileError", "CLASSES", "LayerProfile", "Profile", "profile_int_model",
-           "check_profile", "format_profile", "main"]
+           "check_profile", "format_profile", "build_parser", "main"]
 
 #: Cycle classes, in the order of the printed columns.
 CLASSES = ("start", "decode", "table", "words", "stale", "other", "segment", "input", "drain",
@@ -80,7 +81,7 @@ _PE_FIELDS = ("start", "state", "rstate", "pi_busy", "pr_valid", "segq_level", "
               "d_s_ok", "d_loading", "d_rem_zero", "act_valid", "act_end")
 
 
-class ProfileError(Exception):
+class ProfileError(ToolError):
     """The profile cannot run or the accelerator's logits differ from the golden model."""
 
 
@@ -430,7 +431,8 @@ def format_profile(prof, title=""):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def build_parser():
+    """The command line's options (``python -m hw.profile``)."""
     ap = argparse.ArgumentParser(prog="python -m hw.profile", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/lenet300.npz")
     ap.add_argument("--pes", type=int, default=4)
@@ -441,32 +443,21 @@ def main(argv=None):
                          "AcceleratorConfig default, 2)")
     ap.add_argument("--balance", choices=METHODS, default="data",
                     help="hidden-neuron order as sw.pack / hw.bench --balance (default data)")
-    a = ap.parse_args(argv)
-    try:
-        im, name = _model(a.model, False)
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return ap
+
+
+@command
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    im, name = _model(a.model, False)
     if a.pes < 1 or a.images < 1:
-        print("error: --pes and --images must be >= 1", file=sys.stderr)
-        return 2
-    try:
-        xs, _ = load_mnist()["test"]
-    except GoldenError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise ProfileError("--pes and --images must be >= 1")
+    xs, _ = load_mnist()["test"]
     if not 0 <= a.image or a.image + a.images > len(xs):
-        print(f"error: images {a.image}..{a.image + a.images - 1} outside the test set",
-              file=sys.stderr)
-        return 2
+        raise ProfileError(f"images {a.image}..{a.image + a.images - 1} outside the test set")
     x = images_to_uint8(xs[a.image:a.image + a.images])
     im = balance_model(im, a.pes, a.balance)[0]
-    try:
-        prof = profile_int_model(im, x, a.pes,
-                                 bench_config(im, a.pes, pointer_ports=a.pointer_ports))
-    except ProfileError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    prof = profile_int_model(im, x, a.pes, bench_config(im, a.pes, pointer_ports=a.pointer_ports))
     print(format_profile(prof, f"{name}, MNIST test image(s) {a.image}.."
                                f"{a.image + a.images - 1}, bit-exact vs sw.golden.infer"))
     return 0

