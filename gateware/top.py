@@ -14,6 +14,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from contract.protocol import FLASH_OFFSET
+from gateware.accelerator import Accelerator
 from gateware.config import AcceleratorConfig
 from gateware.flash_loader import FlashLoader
 from gateware.protocol import ProtocolEngine
@@ -29,7 +30,6 @@ class TopError(ValueError):
 
 def default_accelerator(config):
     """The project's accelerator (``gateware.accelerator.Accelerator``) for ``config``."""
-    from gateware.accelerator import Accelerator
     return Accelerator(config)
 
 

@@ -17,6 +17,7 @@ prints only the total. ``core`` is the UART + protocol path with the test stand-
 --stream-words 1``, ``hw.build.BOARD_*``).
 """
 import argparse
+import dataclasses
 import re
 import subprocess
 import sys
@@ -24,7 +25,14 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from hw.build import select_tools
+from contract.config import AcceleratorConfig
+from gateware.accelerator import Accelerator
+from gateware.central import CentralUnit
+from gateware.huffman import HuffmanDecoder
+from gateware.mock_accel import MockAccelerator
+from gateware.pe import ProcessingElement
+from gateware.top import UARTCore
+from hw.build import BuildError, select_tools, size_config
 from sw.cli import ToolError, command
 
 __all__ = ["AreaError", "part_config", "synthesise", "module_table", "build_parser", "main"]
@@ -40,8 +48,6 @@ def part_config(n_pes, model=None, input_lanes=None, pointer_ports=None, stream_
     """``AcceleratorConfig`` synthesised: the default for ``n_pes`` PEs, or sized for the
     ``model`` file as ``hw.build`` does (its widths, tables grown to fit); ``input_lanes``,
     ``pointer_ports`` and ``stream_words`` override the defaults."""
-    import dataclasses
-    from gateware.config import AcceleratorConfig
     cfg = AcceleratorConfig(n_pes=n_pes, memory="ice40")
     overrides = {k: v for k, v in dict(input_lanes=input_lanes, pointer_ports=pointer_ports,
                                        stream_words=stream_words).items() if v is not None}
@@ -50,7 +56,6 @@ def part_config(n_pes, model=None, input_lanes=None, pointer_ports=None, stream_
     except ValueError as exc:
         raise AreaError(str(exc)) from None
     if model is not None:
-        from hw.build import BuildError, size_config
         try:
             cfg = size_config(model, cfg)
         except BuildError as exc:
@@ -64,20 +69,14 @@ def _component(part, n_pes, model=None, input_lanes=None, pointer_ports=None,
         raise AreaError(f"unknown part {part!r}")
     cfg = part_config(n_pes, model, input_lanes, pointer_ports, stream_words)
     if part == "accelerator":
-        from gateware.accelerator import Accelerator
         return Accelerator(cfg)
     if part == "pe":
-        from gateware.pe import ProcessingElement
         return ProcessingElement(cfg, 0)
     if part == "decoder":
-        from gateware.huffman import HuffmanDecoder
         return HuffmanDecoder(cfg, tag_bits=cfg.act_bits)
     if part == "central":
-        from gateware.central import CentralUnit
         return CentralUnit(cfg)
     if part == "core":
-        from gateware.top import UARTCore
-        from gateware.mock_accel import MockAccelerator
         return UARTCore(cfg, accelerator=MockAccelerator)
     raise AreaError(f"unknown part {part!r}")
 

@@ -21,7 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from boards import get_board
+from contract.config import AcceleratorConfig
+from gateware.top import SimTop
+from hw import build
+from hw.build import BuildError
+from hw.verilator import SimulationFailed, run_testbench
 from sw.cli import EXIT_MISMATCH, EXIT_OK, ToolError, command
+from sw.golden import IntModel, ideal_cycles, images_to_uint8, load_mnist
+from sw.incode import frame_bytes
+from sw.modelfile import load_model
 
 __all__ = ["LinkBenchError", "LinkModel", "link_model", "request_sizes", "run_simulation",
            "build_parser", "main"]
@@ -86,7 +95,6 @@ def link_model(request_bytes, response_bytes, baud, clock_hz, accel_cycles, in_f
 
 def request_sizes(images):
     """``{kind: (mean, worst)}`` request frame bytes of ``images`` for dense, sparse, coded."""
-    from sw.incode import frame_bytes
     out = {}
     for kind in ("dense", "sparse", "coded"):
         sizes = np.array([frame_bytes(kind, x) for x in images])
@@ -97,9 +105,6 @@ def request_sizes(images):
 def board_config(board, model):
     """The accelerator configuration ``hw.build`` uses for ``board`` and ``model``, with generic
     memories (simulation)."""
-    from boards import get_board
-    from gateware.config import AcceleratorConfig
-    from hw import build
     spec = get_board(board)
     config = AcceleratorConfig(n_pes=spec.default_pes, pe_mem_depth=spec.pe_mem_words,
                                fifo_depth=build.BOARD_FIFO_DEPTH,
@@ -114,10 +119,6 @@ def board_config(board, model):
 def run_simulation(model, images, board="icebreaker", baud=3_000_000, rx_buffer=512,
                    window=None, log=print):
     """Run the simulated board; returns the JSON dict of ``tb/top/test_linkbench.py``."""
-    # The cocotb runner lives with the testbenches (tb/); imported here, where it is needed.
-    from gateware.top import SimTop
-    from hw.build import BuildError
-    from tb.runner import SimulationFailed, run_testbench
     try:
         config, spec = board_config(board, model)
     except (BuildError, ValueError) as exc:
@@ -165,8 +166,6 @@ def main(argv=None):
     """Command line: request sizes, the simulated link's images/s and the link model (exit
     status 3 when a simulated result differs from sw.golden)."""
     args = build_parser().parse_args(argv)
-    from sw.golden import IntModel, images_to_uint8, load_mnist
-    from sw.modelfile import load_model
     if not Path(args.model).exists():
         raise LinkBenchError(f"model file {args.model} not found")
     int_model = IntModel.from_model(load_model(args.model))
@@ -180,7 +179,6 @@ def main(argv=None):
         print(f"  {kind:7s} mean {mean:6.1f}  worst {worst:4d}")
     print(f"response bytes: RESULT with {n_out} logits {resp_full}, compact {resp_compact}")
     report = {"sizes": sizes, "response_bytes": {"full": resp_full, "compact": resp_compact}}
-    from sw.golden import ideal_cycles
     config, spec = board_config(args.board, args.model)
     clock_hz = spec.design_clock_hz or 12_000_000
     cycles = None
