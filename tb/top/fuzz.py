@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gateware.protocol import SOF, STATUS_FIELDS, STATUS_FLAGS, Cmd, Err, Resp, crc16, encode_frame
+from gateware.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, Cmd, Err, Resp,
+                               crc16, encode_frame)
 
 __all__ = ["Frame", "parse_chunk", "KnownModel", "BoardModel", "FrameGenerator"]
 
@@ -169,7 +170,11 @@ class BoardModel:
         action = None
         hdr_err = 0
         if f.length >= 0:
-            if f.cmd in (Cmd.PING, Cmd.RESET):
+            if f.cmd == Cmd.PING:       # (protocol 4: an optional version byte)
+                action, hdr_err = (f.cmd, 0) if f.length <= 1 else (None, Err.BAD_LENGTH)
+                if f.length == 1 and f.payload[:1] not in (b"", bytes([PROTOCOL_VERSION])):
+                    hdr_err = Err.VERSION
+            elif f.cmd == Cmd.RESET:
                 action, hdr_err = (f.cmd, 0) if f.length == 0 else (None, Err.BAD_LENGTH)
             elif f.cmd == Cmd.LOAD:
                 action, hdr_err = (f.cmd, 0) if f.length >= 5 and f.length & 1 else \
@@ -183,6 +188,13 @@ class BoardModel:
                     action = f.cmd
             elif f.cmd == Cmd.INFER_SPARSE:
                 action, hdr_err = (f.cmd, 0) if self.loaded else (None, Err.NOT_LOADED)
+            elif f.cmd == Cmd.INFER_CODED:
+                if not self.loaded:
+                    hdr_err = Err.NOT_LOADED
+                elif f.length == 0:
+                    hdr_err = Err.BAD_LENGTH
+                else:
+                    action = f.cmd
             else:
                 hdr_err = Err.UNKNOWN_CMD
         # LOAD words are written as they arrive (the CRC is checked at the end)
@@ -227,6 +239,8 @@ class BoardModel:
             return self._expect_error(code, body, expect)
         if action == Cmd.PING:
             return self._check_status(code, body)
+        if action == Cmd.INFER_CODED:
+            return self._check_coded(f, code, body)
         if action in (Cmd.RESET, Cmd.LOAD):
             if (code, body) != (Resp.ACK, struct.pack("<H", words)):
                 return [f"expected ACK({words}), got {_show(code, body)}"]
@@ -234,6 +248,22 @@ class BoardModel:
                 self.sticky = False
             return []
         return self._check_infer(x, code, body)
+
+    def _check_coded(self, f, code, body):
+        """INFER_CODED (protocol 4, made here only by mutations): its token decoding is not
+        modelled, so the answer may be BAD_LENGTH / BAD_INPUT or an inference; a RESULT must
+        echo ``seq`` and be well formed, and a run on a broken image may leave error flags."""
+        if code == Resp.ERROR and len(body) == 3 and body[0] in (Err.BAD_LENGTH, Err.BAD_INPUT):
+            return []
+        if self.intact() is None or self.sticky:
+            self.sticky = True
+            if code == Resp.ERROR and len(body) == 3 and body[0] in (
+                    Err.ACCEL_ERROR, Err.ACCEL_TIMEOUT, Err.OUTPUT):
+                return []
+        got = _result(body) if code == Resp.RESULT else None
+        if got is None or body[0] != f.payload[0]:
+            return [f"INFER_CODED answered {_show(code, body)}"]
+        return []
 
     def _expect_error(self, code, body, err):
         if code != Resp.ERROR or len(body) != 3 or body[0] != err:
@@ -273,7 +303,7 @@ class BoardModel:
         if code == Resp.ERROR and self.sticky and len(body) == 3 and body[0] == Err.ACCEL_ERROR:
             return []               # flags from an earlier corrupted image, until RESET
         got = _result(body) if code == Resp.RESULT else None
-        if got is None:
+        if got is None or body[0] != 0x80:      # (seq 0x80: INFER_DENSE / INFER_SPARSE)
             return [f"INFER after a complete upload of {km.name} answered {_show(code, body)}"]
         self.results_checked[km.name] += 1
         if got[:2] != (logits, pred):
@@ -282,10 +312,13 @@ class BoardModel:
 
 
 def _result(body):
-    if not body or len(body) != 4 * body[0] + 6:
+    """``(logits, prediction, cycles)`` of a protocol-4 RESULT (``seq u8, n u8, logit i32 * n,
+    argmax u8, cycles u32``), None if malformed."""
+    if len(body) < 7 or len(body) != 4 * body[1] + 7:
         return None
-    n = body[0]
-    return (list(struct.unpack_from(f"<{n}i", body, 1)),) + struct.unpack_from("<BI", body, 1 + 4 * n)
+    n = body[1]
+    tail = struct.unpack_from("<BI", body, 2 + 4 * n)
+    return (list(struct.unpack_from(f"<{n}i", body, 2)),) + tail
 
 
 def _show(code, body):
@@ -385,8 +418,8 @@ class FrameGenerator:
         elif kind == "truncate":
             f = f[:rng.randrange(1, len(f))]
         elif kind in ("length", "length_crc"):
-            n = (f[2] | f[3] << 8) + rng.choice([-3, -2, -1, 1, 2, 3, 0x100, rng.randrange(1 << 16)])
-            n &= 0xFFFF
+            delta = rng.choice([-3, -2, -1, 1, 2, 3, 0x100, rng.randrange(1 << 16)])
+            n = (f[2] | f[3] << 8) + delta & 0xFFFF
             f[2], f[3] = n & 0xFF, n >> 8
             if kind == "length_crc":
                 crc = crc16(bytes(f[1:-2]))
