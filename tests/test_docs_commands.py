@@ -202,7 +202,7 @@ def test_commands_found():
 
 
 def _id(command):
-    return f"{COMMANDS[command]}:{_tool(shlex.split(command))[0]}"
+    return f"{COMMANDS[command]}:" + "+".join(_tool(v[0])[0] for v in _steps(command))
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS), ids=_id)
