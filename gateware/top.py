@@ -13,7 +13,6 @@ from amaranth.lib import io, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from contract.protocol import FLASH_OFFSET
 from gateware.config import AcceleratorConfig
 from gateware.flash_loader import FlashLoader
 from gateware.protocol import ProtocolEngine
@@ -205,11 +204,14 @@ class BoardTop(wiring.Component):
         See :class:`UARTCore`.
     flash_offset : int or None
         Load the model image stored at this byte address of the SPI flash at power-up (if the
-        platform has a ``spi_flash_1x`` resource); ``None``: no flash loader.
+        platform has a ``spi_flash_1x`` resource; ``contract.protocol.FLASH_OFFSET`` is where
+        ``sw.host --program-flash`` writes it); ``None`` (default): no flash loader. The loader
+        costs about 150 logic cells, which the iCEBreaker's LeNet-300-100 build does not have
+        left (docs/PROTOCOL.md, "Model in flash").
     """
 
     def __init__(self, config, *, clock_hz=None, baud=3_000_000,
-                 accelerator=default_accelerator, flash_offset=FLASH_OFFSET, **core_args):
+                 accelerator=default_accelerator, flash_offset=None, **core_args):
         self.config = config
         self.clock_hz = clock_hz
         self.baud = baud
