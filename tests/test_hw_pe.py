@@ -7,6 +7,7 @@ The PE is built with one and with two pointer-memory read ports (``pointer_ports
 """
 import pytest
 
+from gateware.config import AcceleratorConfig
 from gateware.pe import ProcessingElement
 from tb.pe.vectors import make_pe_case, pe_config
 from tb.runner import SimulationFailed, run_bench
@@ -19,12 +20,10 @@ def _run(name, n_pes, index, case, *, ports=2, p_valid=1.0, p_ready=1.0, seed=1,
          testcase="pe_matches_golden"):
     """Run cocotb ``testcase`` of tb/pe/test_pe.py on PE ``index`` of ``n_pes`` with ``ports``
     pointer-memory read ports; returns the per-layer cycle statistics (``pe_matches_golden``)."""
-    cfg = pe_config(n_pes, pe_mem_depth=case["pe_mem_depth"],
-                    max_rows_per_pe=case["max_rows_per_pe"], symbol_depth=case["symbol_depth"],
-                    pointer_ports=ports)
-    return run_bench(ProcessingElement(cfg, index), toplevel="pe", test_module="tb.pe.test_pe",
-                     name=f"pe_{name}", testcase=testcase,
-                     params={"case": dict(case, pointer_ports=ports), "p_valid": p_valid,
+    config = dict(case["config"], pointer_ports=ports)
+    return run_bench(ProcessingElement(AcceleratorConfig(**config), index), toplevel="pe",
+                     test_module="tb.pe.test_pe", name=f"pe_{name}", testcase=testcase,
+                     params={"case": dict(case, config=config), "p_valid": p_valid,
                              "p_ready": p_ready, "seed": seed})
 
 
@@ -83,6 +82,20 @@ def test_pe_two_word_pointers(ports):
     """A layer whose stream exceeds 65535 bits uses 2-word (high, low) column pointers."""
     stats = _run("ptr2", 1, 0, _two_word_case(), ports=ports, p_valid=0.9, p_ready=0.8, seed=4)
     _report(f"2-word pointers N=1, {ports} pointer port(s)", stats)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("max_len,words", [(12, 1), (8, 1), (8, 2), (15, 1), (15, 2)])
+def test_pe_code_length_limit_and_stream_words(max_len, words):
+    """PEs built for Huffman codes of up to ``max_len`` bits (8: the limit binds, the longest
+    codes have 8 bits; 15, the most the packer allows: this random model's codes reach 11 bits,
+    codes of the full 15 bits are covered by tests/test_hw_huffman.py) reading 16-bit
+    (``stream_words = 1``) or 32-bit stream words, bit exact under random stalls."""
+    cfg = pe_config(2, huff_max_len=max_len, stream_words=words)
+    case = make_pe_case(2, 1, [120, 100, 10], 0.25, seed=21, n_inputs=3, config=cfg)
+    assert case["longest_code"] == min(max_len, 11)
+    stats = _run(f"limit{max_len}_w{words}", 2, 1, case, p_valid=0.7, p_ready=0.6, seed=max_len)
+    assert len(stats) == len(case["inputs"]) * len(case["layers"])
 
 
 def _sparse_case():

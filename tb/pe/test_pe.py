@@ -17,10 +17,9 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
-from gateware.config import LoadWrite, broadcast_layout, layer_config_layout, pe_output_layout
+from gateware.config import AcceleratorConfig, LoadWrite, broadcast_layout, layer_config_layout, pe_output_layout
 from tb.bench import params, save_result
 from tb.pe.layouts import pack_fields, unpack_fields
-from tb.pe.vectors import pe_config
 from tb.stream import StreamSink, StreamSource, random_pauses
 
 
@@ -32,10 +31,7 @@ class TB:
     def __init__(self, dut, case, p_valid=1.0, p_ready=1.0, seed=1):
         self.dut = dut
         self.case = case
-        self.cfg = pe_config(case["n_pes"], pe_mem_depth=case.get("pe_mem_depth", 4096),
-                             symbol_depth=case.get("symbol_depth", 512),
-                             max_rows_per_pe=case.get("max_rows_per_pe", 256),
-                             pointer_ports=case.get("pointer_ports", 2))
+        self.cfg = AcceleratorConfig(**case["config"])
         self.p_valid = p_valid
         self.p_ready = p_ready
         self.rng = random.Random(seed)
