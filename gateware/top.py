@@ -12,6 +12,7 @@ from amaranth.hdl import ResetInserter
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
+from gateware.accelerator import Accelerator
 from gateware.config import AcceleratorConfig
 from gateware.flash_loader import FlashLoader
 from gateware.protocol import ProtocolEngine
@@ -27,7 +28,6 @@ class TopError(ValueError):
 
 def default_accelerator(config):
     """The project's accelerator (``gateware.accelerator.Accelerator``) for ``config``."""
-    from gateware.accelerator import Accelerator
     return Accelerator(config)
 
 

