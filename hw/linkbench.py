@@ -196,6 +196,10 @@ def main(argv=None):
               f"{cycles:.0f} accelerator cycles/image")
         print(f"  compact results: {n / sim['compact']['seconds']:7.1f} images/s, "
               f"{sim['compact']['mismatches']} wrong predictions vs sw.golden")
+        model_sim = link_model(sim["request_bytes"], resp_full, args.baud, clock_hz, cycles,
+                               int_model.in_features, sim["window"], 0.0)
+        print(f"  the link model for these images ({sim['request_bytes']:.1f} request bytes): "
+              f"{model_sim.rate:.1f} images/s ({model_sim.bound}-bound)")
     if cycles is None:
         x = images_to_uint8(test_x[:50])
         cycles = float(np.mean(ideal_cycles(int_model, x, config.n_pes).ideal)) * 1.15
