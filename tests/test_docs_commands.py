@@ -45,8 +45,9 @@ SLOW = {
 NEVER_RUN = {"sw.compress", "sw.host", "pytest", "tools/setup"}
 NEEDS_BOARD = ("--port", "--program")
 #: Example values of the placeholders of synopses (files as the docs' commands write them).
-PLACEHOLDERS = {"I": "1", "K": "2", "N": "2", "S": "1", "MODEL.npz": "models/lenet300.npz",
-                "DATA.npz": "out/mnist.npz", "FILE.onnx": "out/model.onnx"}
+PLACEHOLDERS = {"I": "1", "K": "2", "N": "2", "S": "1", "NAME": "icebreaker",
+                "MODEL.npz": "models/lenet300.npz", "DATA.npz": "out/mnist.npz",
+                "FILE.onnx": "out/model.onnx"}
 
 
 def _spans(text):
