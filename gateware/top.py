@@ -3,10 +3,10 @@
 ``UARTCore`` is the whole design without pins: UART receiver -> receive FIFO -> protocol engine
 -> accelerator, protocol engine -> UART transmitter. ``SimTop`` exposes it with plain ``i_rx`` /
 ``o_tx`` bit ports for cocotb; ``BoardTop`` requests the UART and LED pins from an Amaranth
-platform (``dir="-"`` + ``io.Buffer``) and optionally runs the design from an iCE40 PLL.
+platform (``dir="-"`` + ``io.Buffer``) and optionally runs the design from the family's PLL
+(``gateware.pll``).
 """
-from amaranth import (Module, Signal, ClockDomain, ClockSignal, ResetSignal, Instance, Const,
-                      Value)
+from amaranth import Module, Signal, ClockDomain, ClockSignal, ResetSignal, Value
 from amaranth.build import ResourceError
 from amaranth.hdl import ResetInserter
 from amaranth.lib import io, wiring
@@ -14,6 +14,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from gateware.config import AcceleratorConfig
+from gateware.pll import PLL, PLLError, ice40_pll_params
 from gateware.protocol import ProtocolEngine
 from gateware.uart import UARTRx, UARTTx, uart_divisor
 
@@ -21,8 +22,8 @@ __all__ = ["TopError", "UARTCore", "SimTop", "BoardTop", "ice40_pll_params",
            "default_accelerator"]
 
 
-class TopError(ValueError):
-    """Top-level parameters are inconsistent (clock, baud rate, PLL)."""
+#: ``TopError`` is what the flow tools catch: a PLL that cannot make the clock is one.
+TopError = PLLError
 
 
 def default_accelerator(config):
@@ -118,42 +119,6 @@ class SimTop(UARTCore):
     ports (cocotb drives ``i_rx`` bit by bit and samples ``o_tx``). Same parameters."""
 
 
-def ice40_pll_params(ref_hz, out_hz, tolerance=0.01):
-    """``SB_PLL40`` settings (DIVR, DIVF, DIVQ, FILTER_RANGE, achieved Hz) for ``out_hz``.
-
-    Follows the constraints used by icepll: PFD 10..133 MHz, VCO 533..1066 MHz, output 16..275 MHz.
-
-    Raises
-    ------
-    TopError
-        if no setting is within ``tolerance`` (relative) of ``out_hz``.
-    """
-    best = None
-    for divr in range(16):
-        pfd = ref_hz / (divr + 1)
-        if not 10e6 <= pfd <= 133e6:
-            continue
-        for divf in range(128):
-            vco = pfd * (divf + 1)
-            if not 533e6 <= vco <= 1066e6:
-                continue
-            for divq in range(1, 7):
-                fout = vco / (1 << divq)
-                if not 16e6 <= fout <= 275e6:
-                    continue
-                err = abs(fout - out_hz)
-                if best is None or err < best[0]:
-                    best = (err, divr, divf, divq, pfd, fout)
-    if best is None or best[0] > tolerance * out_hz:
-        raise TopError(f"the iCE40 PLL cannot make {out_hz / 1e6:g} MHz from "
-                       f"{ref_hz / 1e6:g} MHz" + (f" (closest {best[5] / 1e6:.3f} MHz)"
-                                                   if best else ""))
-    _, divr, divf, divq, pfd, fout = best
-    filter_range = next(i for i, lim in enumerate((17e6, 26e6, 44e6, 66e6, 101e6, 1e12), 1)
-                        if pfd < lim)
-    return divr, divf, divq, filter_range, fout
-
-
 class BoardTop(wiring.Component):
     """Board top level: pins, clock and :class:`UARTCore`.
 
@@ -163,16 +128,20 @@ class BoardTop(wiring.Component):
         Use ``memory="ice40"`` for the iCE40 SPRAM mapping.
     clock_hz : int or None
         Design clock; ``None`` or the board oscillator frequency runs from the oscillator
-        directly, anything else from the iCE40 PLL (``SB_PLL40_PAD`` on the clock pin; nextpnr
-        derives the output clock constraint from the pin's).
+        directly, anything else from the family's PLL (``gateware.pll.PLL``: iCE40
+        ``SB_PLL40_PAD`` on the clock pin, nextpnr derives the output clock constraint from the
+        pin's; ECP5 ``EHXPLLL``).
     baud : int
     accelerator : callable
         See :class:`UARTCore`.
+    family : str
+        FPGA family of the platform (``"ice40"``, ``"ecp5"``, ``"gowin"``): which PLL.
     """
 
     def __init__(self, config, *, clock_hz=None, baud=3_000_000,
-                 accelerator=default_accelerator, **core_args):
+                 accelerator=default_accelerator, family="ice40", **core_args):
         self.config = config
+        self.family = family
         self.clock_hz = clock_hz
         self.baud = baud
         self.accelerator = accelerator
@@ -184,20 +153,16 @@ class BoardTop(wiring.Component):
         osc_hz = int(platform.default_clk_frequency)
         clock_hz = self.clock_hz or osc_hz
         if clock_hz != osc_hz:
-            divr, divf, divq, filter_range, fout = ice40_pll_params(osc_hz, clock_hz)
-            clock_hz = int(round(fout))
             # On the UP5K the PLL's reference must come straight from its pad (pin 35 on the
-            # iCEBreaker), so the clock pin is not buffered: SB_PLL40_PAD takes the raw port.
+            # iCEBreaker), so the clock pin is not buffered: the PLL takes the raw port.
             clk_io = platform.request(platform.default_clk, dir="-")
-            pll_clk = Signal()
-            lock = Signal()
-            m.submodules.pll = Instance(
-                "SB_PLL40_PAD",
-                p_FEEDBACK_PATH="SIMPLE", p_PLLOUT_SELECT="GENCLK",
-                p_DIVR=divr, p_DIVF=divf, p_DIVQ=divq, p_FILTER_RANGE=filter_range,
-                i_PACKAGEPIN=clk_io.io, i_RESETB=Const(1), i_BYPASS=Const(0),
-                o_PLLOUTGLOBAL=pll_clk, o_LOCK=lock,
-            )
+            pll = PLL(self.family, clk_io, osc_hz, clock_hz)
+            clock_hz = int(round(pll.out_hz_actual))
+            pll.add_to(m)
+            pll_clk, lock = pll.clk, pll.lock
+            if self.family != "ice40":
+                # (nextpnr-ice40 derives it from the pad; the iCE40 netlist stays as measured)
+                platform.add_clock_constraint(pll_clk, clock_hz)
             # Hold reset until the PLL locks and then for 15 us (iCE40 BRAMs read zero ~3 us
             # after configuration).
             delay = int(15e-6 * clock_hz)

@@ -3,7 +3,7 @@
 ::
 
     python -m hw.bench [--model models/lenet300.npz] [--images K] [--pes 1,2,4,8]
-                       [--offset I] [--random-model] [--fifo-depth D] [--lanes K]
+                       [--board NAME] [--offset I] [--random-model] [--fifo-depth D] [--lanes K]
                        [--no-overlap] [--no-skip] [--pointer-ports P] [--stream-words S]
                        [--no-early]
                        [--balance data|greedy|none] [--json FILE]
@@ -16,6 +16,10 @@ the ideal bound of docs/ARCHITECTURE.md section 6 (``sw.golden.ideal_cycles``), 
 (target <= 1.25), the PE-work bound (most symbols, fillers included, any PE decodes; one per
 cycle), the bit-exact result and the top-1 accuracy on those images.
 
+``--board NAME`` simulates the configuration that board builds (its feature profile in
+``boards/<name>.py``; ``--pes`` then defaults to the board's PE count); the feature flags below
+override single features.
+
 ``--random-model`` benchmarks a random sparse model with the LeNet-300-100 shape instead of a
 model file (for when no trained model exists yet).
 """
@@ -26,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BenchError", "run_bench", "format_table", "main"]
+from boards import get_board
+
+__all__ = ["BenchError", "board_features", "run_bench", "format_table", "main"]
 
 
 class BenchError(Exception):
@@ -63,6 +69,19 @@ def bench_config(int_model, n_pes, fifo_depth=None, input_lanes=None, requant_ov
                  pointer_ports=pointer_ports, stream_words=stream_words, early_start=early_start)
     base = AcceleratorConfig(n_pes=n_pes, **{k: v for k, v in given.items() if v is not None})
     return sized_config(int_model, base, balance=False)
+
+
+def board_features(board, **given):
+    """The feature profile of ``board`` (a ``boards/`` name or ``None``) as ``bench_config`` /
+    ``run_bench`` keywords, with the ``given`` ones that are not ``None`` taking precedence."""
+    features = {}
+    if board is not None:
+        try:
+            features = get_board(board).profile.config_fields()
+        except ValueError as exc:
+            raise BenchError(str(exc)) from None
+    features.update({k: v for k, v in given.items() if v is not None})
+    return features
 
 
 def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=None,
@@ -147,7 +166,10 @@ def main(argv=None):
     ap.add_argument("--model", default="models/lenet300.npz", help="calibrated dcmodel file")
     ap.add_argument("--images", type=int, default=20, help="MNIST test images per PE count")
     ap.add_argument("--offset", type=int, default=0, help="first MNIST test image")
-    ap.add_argument("--pes", default="1,2,4,8", help="comma-separated PE counts")
+    ap.add_argument("--pes", default=None,
+                    help="comma-separated PE counts (default: 1,2,4,8, or the board's)")
+    ap.add_argument("--board", default=None,
+                    help="simulate this board's configuration (boards/NAME.py feature profile)")
     ap.add_argument("--random-model", action="store_true",
                     help="random sparse 784-300-100-10 model instead of --model")
     ap.add_argument("--fifo-depth", type=int, default=None,
@@ -181,6 +203,13 @@ def main(argv=None):
     ap.add_argument("--json", help="also write the results to this JSON file")
     args = ap.parse_args(argv)
     try:
+        features = board_features(
+            args.board, fifo_depth=args.fifo_depth, input_lanes=args.lanes,
+            requant_overlap=False if args.no_overlap else None,
+            column_skip=False if args.no_skip else None, pointer_ports=args.pointer_ports,
+            stream_words=args.stream_words)
+        if args.pes is None:
+            args.pes = str(get_board(args.board).default_pes) if args.board else "1,2,4,8"
         try:
             pes = [int(v) for v in args.pes.split(",") if v.strip()]
         except ValueError:
@@ -193,13 +222,8 @@ def main(argv=None):
             raise BenchError("--fifo-depth must be 2..1024")
         if args.lanes is not None and not 1 <= args.lanes <= 16:
             raise BenchError("--lanes must be 1..16")
-        rows = run_bench(im, pes, args.images, args.offset, fifo_depth=args.fifo_depth,
-                         balance=args.balance, input_lanes=args.lanes,
-                         requant_overlap=False if args.no_overlap else None,
-                         column_skip=False if args.no_skip else None,
-                         pointer_ports=args.pointer_ports,
-                         stream_words=args.stream_words,
-                         early_start=False if args.no_early else None)
+        rows = run_bench(im, pes, args.images, args.offset, balance=args.balance,
+                         early_start=False if args.no_early else None, **features)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -436,7 +436,10 @@ def main(argv=None):
     from sw.balance import METHODS
     ap = argparse.ArgumentParser(prog="python -m hw.profile", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/lenet300.npz")
-    ap.add_argument("--pes", type=int, default=4)
+    ap.add_argument("--pes", type=int, default=None,
+                    help="PE count (default: the board's, or 4)")
+    ap.add_argument("--board", default=None,
+                    help="profile this board's configuration (boards/NAME.py feature profile)")
     ap.add_argument("--image", type=int, default=0, help="first MNIST test image")
     ap.add_argument("--images", type=int, default=1, help="number of images")
     ap.add_argument("--pointer-ports", type=int, default=None, choices=(1, 2),
@@ -445,11 +448,15 @@ def main(argv=None):
     ap.add_argument("--balance", choices=METHODS, default="data",
                     help="hidden-neuron order as sw.pack / hw.bench --balance (default data)")
     a = ap.parse_args(argv)
-    from hw.bench import BenchError, _model, bench_config
+    from boards import get_board
+    from hw.bench import BenchError, _model, bench_config, board_features
     from sw.balance import balance_model
     from sw.golden import GoldenError, images_to_uint8, load_mnist
     try:
         im, name = _model(a.model, False)
+        features = board_features(a.board, pointer_ports=a.pointer_ports)
+        if a.pes is None:
+            a.pes = get_board(a.board).default_pes if a.board else 4
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -469,7 +476,7 @@ def main(argv=None):
     im = balance_model(im, a.pes, a.balance)[0]
     try:
         prof = profile_int_model(im, x, a.pes,
-                                 bench_config(im, a.pes, pointer_ports=a.pointer_ports))
+                                 bench_config(im, a.pes, **features))
     except ProfileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -20,10 +20,12 @@ import numpy as np
 
 from gateware.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, STATUS_LENGTH,
                          Cmd, Err, ERROR_NAMES, Resp, crc16, encode_frame)
+from boards import board_by_id, get_board
 from sw.transport import SerialTransport, TransportError, TransportTimeout
 
 __all__ = ["HostError", "BoardError", "BadFrameError", "BoardTimeout", "InputLengthError",
            "ModelFitError", "BoardStatus", "Inference", "Board", "check_fit", "pack_for_board",
+           "board_of_status",
            "run_benchmark", "main"]
 
 
@@ -435,12 +437,33 @@ def run_benchmark(board, int_model, images, labels=None, n_pes=None, log=None, s
                            list(np.asarray(ideal).tolist()), labels is not None)
 
 
+def board_of_status(status, name=None):
+    """The ``boards.Board`` the host packs for: ``name`` if given (it must agree with the
+    board id STATUS reports, when it reports one), else the board STATUS names, else the
+    iCEBreaker (gateware without a board id)."""
+    board_id = status.fields.get("board_id")
+    reported = board_by_id(board_id) if board_id is not None else None
+    if name is not None:
+        spec = get_board(name)
+        if reported is not None and reported.name != spec.name:
+            raise HostError(f"--board {name} but the board reports {reported.name} "
+                            f"(id {board_id})")
+        return spec
+    if board_id is not None and reported is None:
+        raise HostError(f"the board reports an unknown board id {board_id}; pass --board")
+    return reported or get_board("icebreaker")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m sw.host",
                                  description="Upload a compressed model to the board and run "
                                              "MNIST test images on it.")
     ap.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyUSB1")
-    ap.add_argument("--baud", type=int, default=3_000_000)
+    ap.add_argument("--board", default=None,
+                    help="board file name in boards/ (default: the board STATUS names, else "
+                         "icebreaker); its capacities bound the packing and its UART rate is "
+                         "the default --baud")
+    ap.add_argument("--baud", type=int, default=None, help="UART rate (default: the board's)")
     ap.add_argument("--model", default="models/lenet300.npz", help="calibrated dcmodel file")
     ap.add_argument("--images", type=int, default=100, help="MNIST test images to run")
     ap.add_argument("--dense", action="store_true", help="always send dense input frames")
@@ -451,11 +474,13 @@ def main(argv=None):
         from sw.modelfile import load_model
         model = load_model(args.model)
         int_model = IntModel.from_model(model)
-        with SerialTransport(args.port, args.baud) as transport:
+        spec = get_board(args.board or "icebreaker")
+        with SerialTransport(args.port, args.baud or spec.uart.baud) as transport:
             board = Board(transport)
             st = board.status()
             print(f"board: {st.summary()}")
-            packed = pack_for_board(st, int_model, "icebreaker")
+            spec = board_of_status(st, args.board)
+            packed = pack_for_board(st, int_model, spec)
             if not args.no_upload:
                 t0 = time.monotonic()
 

@@ -118,16 +118,14 @@ def test_accelerator_column_skip():
 @pytest.mark.sim
 def test_accelerator_board_pointer_ports():
     """The iCEBreaker's configuration (one pointer port, no overlap, one input value per word,
-    4-deep FIFOs: ``hw.build.BOARD_*``) is bit exact under random stalls, and two pointer ports
+    4-deep FIFOs: ``boards/icebreaker.py``'s profile) is bit exact under random stalls, and two pointer ports
     take fewer cycles on the same inputs: no more on the all-zero and the all-255 inputs (every
     column follows its neighbour: one pointer read each either way), fewer on the random ones
     (a 200-input layer at 30 % non-zero: short columns, most needing both pointers)."""
-    from hw import build
+    from boards import get_board
     from tb.accelerator.vectors import sim_config
-    board = dict(requant_overlap=build.BOARD_REQUANT_OVERLAP, input_lanes=build.BOARD_INPUT_LANES,
-                 fifo_depth=build.BOARD_FIFO_DEPTH, column_skip=build.BOARD_COLUMN_SKIP,
-                 stream_words=build.BOARD_STREAM_WORDS)
-    assert build.BOARD_POINTER_PORTS == 1
+    board = get_board("icebreaker").profile.config_fields()
+    assert board.pop("pointer_ports") == 1
     cycles = {}
     for ports in (1, 2):
         case = random_case(2, [200, 40, 10], 0.1, 14, n_inputs=4, act_density=0.3,
