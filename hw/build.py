@@ -263,6 +263,7 @@ def build(board="icebreaker", *, model=None, n_pes=None, out=None, freq_mhz=None
         before timing errors are raised). Below ``TARGET_FMAX_MHZ`` the report carries a
         warning.
     """
+    from gateware.pll import PLL_FAMILIES
     from gateware.top import BoardTop, TopError
     from gateware.uart import UARTError
 
@@ -293,6 +294,9 @@ def build(board="icebreaker", *, model=None, n_pes=None, out=None, freq_mhz=None
         # (the test stand-in accelerator is not built for speed: it runs from the oscillator)
         freq_mhz = spec.clock.design_hz / 1e6
     clock_hz = None if freq_mhz is None else int(round(freq_mhz * 1e6))
+    if clock_hz not in (None, spec.clock.osc_hz) and family.name not in PLL_FAMILIES:
+        raise BuildError(f"no PLL primitive for the {family.name} family here: {spec.name} runs "
+                         f"at its oscillator's {spec.clock.osc_hz / 1e6:g} MHz (omit --freq)")
     try:
         top = BoardTop(config, clock_hz=clock_hz, baud=spec.uart.baud, accelerator=factory,
                        family=family.name, **(core_args or {}))

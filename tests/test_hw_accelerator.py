@@ -253,3 +253,26 @@ def test_accelerator_error_flags():
     n_pes, sizes, density, seed, kw = CASES["n2"]
     case = random_case(n_pes, sizes, density, seed, n_inputs=2, **kw)
     run_case("errors", case, testcase="accelerator_flags_errors", env={"ACCEL_ERRORS": 1})
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("board", ["ulx3s", "orangecrab", "tang_primer_20k"])
+def test_accelerator_board_profiles(board):
+    """Each larger board's configuration (its feature profile in ``boards/<name>.py`` and the
+    generic block-RAM memories of its family, on 4 PEs and a 2048-word PE memory, the depth
+    ``hw.build`` gives LeNet-300-100 there) is bit exact under random stalls: a 70-input layer
+    (partly used final input word with 4 lanes) and two more. Boards with the same profile share
+    one Verilator model."""
+    from boards import get_board
+    from hw.build import board_config
+    from tb.accelerator.vectors import sim_config
+    spec = get_board(board)
+    n = min(spec.default_pes, 4)
+    built = board_config(spec, n, pe_mem_depth=2048)
+    assert built.memory == "lib"
+    case = random_case(n, [70, 40, 10], 0.2, 20, n_inputs=4,
+                       config=sim_config(n, pe_mem_depth=2048, **spec.profile.config_fields()))
+    assert {k: case["config"][k] for k in spec.profile.config_fields()} == \
+        spec.profile.config_fields()
+    stats = run_case(f"board_{board}", case, p_valid=0.7, p_ready=0.6, seed=spec.id)
+    assert len(stats["inferences"]) == len(case["inputs"])

@@ -85,7 +85,8 @@ class Family:
     bitstream : str
         Suffix of the bitstream file.
     nextpnr_cells : dict
-        nextpnr utilisation cell -> family-neutral key.
+        nextpnr utilisation cell -> family-neutral key (``"+key"``: counts as used ``key``
+        without adding capacity).
     logic_label : str
         What ``logic`` counts on this family (report text).
     yosys_cells : dict
@@ -156,8 +157,12 @@ class Family:
         for cell, (used, avail) in util.items():
             key = self.nextpnr_cells.get(cell)
             if key:
+                # "+key": the cell takes a place of ``key`` whose capacity another cell counts
+                # (a Gowin ALU sits in a LUT4's place)
+                extra = key.startswith("+")
+                key = key.lstrip("+")
                 u, a = out.get(key, (0, 0))
-                out[key] = (u + used, a + avail)
+                out[key] = (u + used, a + (0 if extra else avail))
         return {k: out[k] for k in NEUTRAL_KEYS if k in out}
 
     def neutral_cells(self, cells):

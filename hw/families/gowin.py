@@ -72,7 +72,7 @@ FAMILY = Gowin(
     synth_opts="",
     nextpnr_opts="--timing-allow-fail",
     bitstream="fs",
-    nextpnr_cells={"LUT4": "logic", "DFF": "ff", "BSRAM": "bram", "MULT18X18": "dsp",
+    nextpnr_cells={"LUT4": "logic", "ALU": "+logic", "DFF": "ff", "BSRAM": "bram", "MULT18X18": "dsp",
                    "MULT9X9": "dsp", "rPLL": "pll", "PLLVR": "pll", "IOB": "io"},
     logic_label="LUT4",
     yosys_cells={"logic": ((("LUT1", "LUT2", "LUT3", "LUT4"), 1), (("ALU",), 1),
