@@ -185,3 +185,39 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def estimate_pes(board, model=None, utilisation=0.85, probe=(1, 2), workdir=None, log=None):
+    """The largest PE count that should fit ``board`` (an estimate for ``hw.build --pes auto``,
+    which place and route then confirms): the accelerator synthesised for the board's family at
+    ``probe`` PE counts (configured as ``hw.build`` builds it, sized for ``model``) gives the
+    per-PE logic and block RAM (their difference) and the fixed part, the UART + protocol core
+    adds its own; the estimate keeps logic within ``utilisation`` of the device and block RAM
+    within the device.
+
+    Returns ``(n_pes, details)`` with the per-PE and fixed figures in ``details``.
+    """
+    spec = get_board(board)
+    family = get_family(spec.family)
+
+    def measure(part, n):
+        table = synthesise(part, n, flat=True, workdir=workdir, model=model, board=spec.name)
+        cells = table.get("design hierarchy") or next(iter(table.values()))
+        found = family.neutral_cells(cells)
+        if log:
+            log(f"{part} N={n}: {found}")
+        return found
+    lo, hi = (measure("accelerator", n) for n in probe)
+    core = measure("core", 1)
+    span = probe[1] - probe[0]
+    per_pe = {k: max(0.0, (hi.get(k, 0) - lo.get(k, 0)) / span) for k in ("logic", "bram")}
+    fixed = {k: lo.get(k, 0) - probe[0] * per_pe[k] + core.get(k, 0) for k in per_pe}
+    caps = {"logic": utilisation * spec.memory.luts, "bram": spec.memory.bram_blocks}
+    if spec.facts.pe_memory == "large_ram":
+        caps["large_ram"] = spec.memory.large_ram_blocks
+    n_fit = spec.max_pes
+    for key in ("logic", "bram"):
+        if per_pe[key] > 0:
+            n_fit = min(n_fit, int((caps[key] - fixed[key]) // per_pe[key]))
+    details = {"per_pe": per_pe, "fixed": fixed, "capacity": caps, "probe": list(probe)}
+    return max(1, n_fit), details

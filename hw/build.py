@@ -299,7 +299,7 @@ def build(board="icebreaker", *, model=None, n_pes=None, out=None, freq_mhz=None
                          f"at its oscillator's {spec.clock.osc_hz / 1e6:g} MHz (omit --freq)")
     try:
         top = BoardTop(config, clock_hz=clock_hz, baud=spec.uart.baud, accelerator=factory,
-                       family=family.name, **(core_args or {}))
+                       family=family.name, **{**family.core_args, **(core_args or {})})
         options = family.build_options(spec, clock_hz or spec.clock.osc_hz)
         t0 = time.monotonic()
         products = platform.build(top, name="top", build_dir=str(out / "gateware"),
@@ -367,6 +367,26 @@ def program_bitstream(board, bitstream, run=subprocess.run):
     return cmd
 
 
+def _pes_argument(value, board, model):
+    """``--pes``: ``None``, a count, or ``auto`` (estimated by synthesis, printed)."""
+    if value is None:
+        return None
+    if value != "auto":
+        try:
+            return int(value)
+        except ValueError:
+            raise BuildError(f"--pes must be a PE count or 'auto', not {value!r}") from None
+    # (hw.area imports this module for its configuration helpers)
+    from hw.area import AreaError, estimate_pes
+    try:
+        n, details = estimate_pes(board, model, log=print)
+    except (AreaError, ValueError) as exc:
+        raise BuildError(f"--pes auto: {exc}") from None
+    print(f"--pes auto: {n} PEs (per PE {details['per_pe']}, fixed {details['fixed']}, "
+          f"capacity {details['capacity']})")
+    return n
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m hw.build", description=__doc__.split("\n")[0])
     ap.add_argument("--board", default="icebreaker",
@@ -374,7 +394,10 @@ def main(argv=None):
     ap.add_argument("--model", default="models/lenet300.npz",
                     help="calibrated dcmodel file to pack (default: %(default)s)")
     ap.add_argument("--no-model", action="store_true", help="build the gateware only")
-    ap.add_argument("--pes", type=int, default=None, help="PE count (default: the board's)")
+    ap.add_argument("--pes", default=None,
+                    help="PE count (default: the board's), or 'auto': the largest count a "
+                         "synthesis-based estimate fits into the board (hw.area.estimate_pes), "
+                         "confirmed by place and route")
     ap.add_argument("--out", default=None, help="output directory (default: build/BOARD)")
     ap.add_argument("--freq", type=float, default=None,
                     help="design clock in MHz (default: the board's design clock; a clock other "
@@ -388,8 +411,10 @@ def main(argv=None):
                          "board oscillator unless --freq is given)")
     args = ap.parse_args(argv)
     out = args.out or f"build/{args.board}"
+    model = None if args.no_model else args.model
     try:
-        report = build(args.board, model=None if args.no_model else args.model, n_pes=args.pes,
+        n_pes = _pes_argument(args.pes, args.board, model)
+        report = build(args.board, model=model, n_pes=n_pes,
                        out=out, freq_mhz=args.freq, program=args.program,
                        mock=args.mock_accelerator, min_fmax=args.min_fmax)
     except BuildError as exc:

@@ -180,3 +180,16 @@ def test_missing_tool_names_the_pip_package():
     env = {"NEXTPNR_ECP5": "/nonexistent/nextpnr-ecp5"}
     with pytest.raises(Exception, match="not an executable"):
         fam.select_tools(env)
+
+
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s", "tang_primer_20k"])
+def test_family_synthesis(board, tmp_path):
+    """The family's yosys synthesis (``synth_ice40 -dsp`` / ``synth_ecp5`` / ``synth_gowin
+    -family gw2a``) of the UART + protocol core with the stand-in accelerator: it maps to the
+    family's cells (LUT4s, flip-flops, the receive FIFO's block RAM)."""
+    from hw.area import synthesise
+    table = synthesise("core", n_pes=1, flat=True, workdir=tmp_path, board=board)
+    cells = table.get("design hierarchy") or next(iter(table.values()))
+    n = get_family(get_board(board).family).neutral_cells(cells)
+    assert n["logic"] > 500 and n["ff"] > 300, n
+    assert not any(c.startswith("$") for c in cells), cells     # nothing left unmapped

@@ -92,6 +92,8 @@ class Family:
     yosys_cells : dict
         Family-neutral key -> ``(cell name prefixes, weight)`` pairs for yosys statistics (a
         carry cell that spans two LUTs weighs 2).
+    core_args : dict
+        Options of the UART core (``gateware.top.UARTCore``) on this family.
     """
     name: str
     tools: tuple
@@ -102,6 +104,7 @@ class Family:
     nextpnr_cells: dict
     logic_label: str
     yosys_cells: dict = field(default_factory=dict)
+    core_args: dict = field(default_factory=dict)
 
     # -- Amaranth platform (overridden per family) ---------------------------------------------
     def platform_base(self):

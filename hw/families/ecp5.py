@@ -27,6 +27,9 @@ FAMILY = ECP5(
     nextpnr_cells={"TRELLIS_COMB": "logic", "TRELLIS_FF": "ff", "DP16KD": "bram",
                    "MULT18X18D": "dsp", "EHXPLLL": "pll", "TRELLIS_IO": "io"},
     logic_label="LUT4",
+    # the input buffer's read is registered before the central unit's lane scan (the critical
+    # path of the first ECP5 builds)
+    core_args={"input_register": True},
     # a CCU2C carry cell is two LUT4s of a slice; TRELLIS_DPR16X4 (distributed RAM) takes a
     # slice's two LUT4s as well
     yosys_cells={"logic": ((("LUT4",), 1), (("CCU2C",), 2), (("TRELLIS_DPR16X4",), 2)),

@@ -72,9 +72,12 @@ FAMILY = Gowin(
     synth_opts="",
     nextpnr_opts="--timing-allow-fail",
     bitstream="fs",
-    nextpnr_cells={"LUT4": "logic", "ALU": "+logic", "DFF": "ff", "BSRAM": "bram", "MULT18X18": "dsp",
-                   "MULT9X9": "dsp", "rPLL": "pll", "PLLVR": "pll", "IOB": "io"},
+    nextpnr_cells={"LUT4": "logic", "ALU": "+logic", "DFF": "ff", "BSRAM": "bram",
+                   "MULT18X18": "dsp", "rPLL": "pll", "PLLVR": "pll", "IOB": "io"},
     logic_label="LUT4",
+    # the input buffer's read is registered before the central unit's lane scan (the critical
+    # path of the first ECP5 builds)
+    core_args={"input_register": True},
     yosys_cells={"logic": ((("LUT1", "LUT2", "LUT3", "LUT4"), 1), (("ALU",), 1),
                            (("RAM16SDP",), 4)),
                  "ff": ((("DFF",), 1),),
