@@ -15,6 +15,8 @@ from amaranth import Module, Signal, Cat, Mux
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 
+from contract.memmap import DESC_WORDS
+
 from .central import CentralUnit
 from .config import LoadWrite, input_layout, logit_layout
 from .pe import ProcessingElement
@@ -122,8 +124,9 @@ class Accelerator(wiring.Component):
                          cu.i_skip_addr.eq(ld.addr), cu.i_skip_data.eq(ld.data)]
         # (without the column skip table its writes are accepted and dropped)
         err_load = Signal()
+        layers_depth = DESC_WORDS * cfg.max_layers
         with m.If(ld_fire & ((ld.mem >= cfg.n_mem_ids)
-                             | ((ld.mem == cfg.mem_layers) & (ld.addr >= 8 * cfg.max_layers))
+                             | ((ld.mem == cfg.mem_layers) & (ld.addr >= layers_depth))
                              | ((ld.mem == cfg.mem_colskip) & (ld.addr >= cfg.colskip_depth)))):
             m.d.sync += err_load.eq(1)
 

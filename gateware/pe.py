@@ -207,7 +207,11 @@ class ProcessingElement(wiring.Component):
         rstate = Signal(range(3))
         idle = Signal()
         col_idle = Signal()
-        m.d.comb += [col_idle.eq(state == IDLE), idle.eq(col_idle & (rstate == RIDLE)),
+        # After every reset the accumulators are cleared (``clearing``, below) before the PE
+        # reports idle: no layer starts and no load is taken until then.
+        clearing = Signal(init=1)
+        m.d.comb += [col_idle.eq(state == IDLE),
+                     idle.eq(col_idle & (rstate == RIDLE) & ~clearing),
                      self.o_idle.eq(idle)]
         # without the overlap the next layer waits for the requantization too; with the early
         # start a start is accepted unless one is already waiting
@@ -653,8 +657,20 @@ class ProcessingElement(wiring.Component):
         # accumulator banks: the requantization engine owns the bank of its layer, the
         # accumulate pipeline the other one (layers L and L + 1 differ in parity); the read of
         # row r1 and the clearing write of row r2 never meet
+        # Clearing sweep: a reset (RESET command, accelerator watchdog, reset pin) can abort a
+        # layer whose partial sums are in the accumulators, and only the requantization zeroes
+        # a row. So after every reset the PE writes 0 to every row of every bank, one row per
+        # cycle (max_rows_per_pe cycles, during which the PE is not idle); the next inference
+        # starts from clean accumulators without costing any cycles of its own.
+        clear_row = Signal(RB)
+        with m.If(clearing):
+            m.d.sync += clear_row.eq(clear_row + 1)
+            with m.If(clear_row == cfg.max_rows_per_pe - 1):
+                m.d.sync += clearing.eq(0)
         for k, (rd, wr) in enumerate(acc_banks):
-            with m.If((rstate != RIDLE) & (rq_bank == k)):
+            with m.If(clearing):
+                m.d.comb += [wr.en.eq(1), wr.addr.eq(clear_row), wr.data.eq(0)]
+            with m.Elif((rstate != RIDLE) & (rq_bank == k)):
                 m.d.comb += [
                     rd.addr.eq(raddr1), rd.en.eq(rv1 & r_adv),
                     wr.en.eq(rv2 & r_adv), wr.addr.eq(raddr2), wr.data.eq(0),

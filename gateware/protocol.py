@@ -1,117 +1,24 @@
-"""Framed UART command protocol (docs/PROTOCOL.md): constants, host-side codec and gateware.
+"""Framed UART command protocol (docs/PROTOCOL.md): the gateware, :class:`ProtocolEngine`.
 
-Frame: ``SOF cmd len_lo len_hi payload[len] crc_hi crc_lo``; the CRC is CRC-16/CCITT-FALSE
-(polynomial 0x1021, initial value 0xFFFF, no reflection) over ``cmd``, ``len`` and the payload.
-The board answers every frame it recognises (one that starts with ``SOF``) with exactly one
-response frame: ``STATUS``, ``ACK``, ``RESULT`` or ``ERROR``.
-
-The constants, :func:`crc16`, :func:`encode_frame` and the status layout are shared with the host
-(``sw/host.py``); :class:`ProtocolEngine` is the gateware.
+The frame format, the command, response and error codes, the STATUS layout and the CRC are the
+contract's (``contract.protocol``, shared with the host ``sw.host``); they are re-exported here
+for the gateware's users.
 """
 from amaranth import Module, Signal, Mux, Cat, Const, C
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from contract.memmap import MEM_ID_BITS
+from contract.protocol import (CRC_INIT, CRC_POLY, ERROR_NAMES, PROTOCOL_VERSION, SOF,
+                               STATUS_FIELDS, STATUS_FLAGS, STATUS_LENGTH, Cmd, Err, Resp, crc16,
+                               encode_frame)
 from gateware.config import AcceleratorConfig, LoadWrite, input_layout, logit_layout
 
 __all__ = [
     "PROTOCOL_VERSION", "SOF", "Cmd", "Resp", "Err", "ERROR_NAMES", "STATUS_FIELDS",
-    "STATUS_FLAGS", "crc16", "encode_frame", "ProtocolEngine",
+    "STATUS_FLAGS", "STATUS_LENGTH", "crc16", "encode_frame", "ProtocolEngine",
 ]
-
-PROTOCOL_VERSION = 3      # 2: per-PE pointer memories (mem ids N+5..2N+4)
-#                           3: column skip table (mem id 2N+5)
-SOF = 0xA5
-
-
-class Cmd:
-    """Host -> board command codes."""
-    PING = 0x01           #: no payload; answered by STATUS
-    LOAD = 0x02           #: mem u8, addr u16, words u16 * n; answered by ACK(words written)
-    INFER_DENSE = 0x03    #: in_features bytes; answered by RESULT
-    INFER_SPARSE = 0x04   #: (index u16, value u8) * k, ascending indices; answered by RESULT
-    RESET = 0x05          #: no payload; resets the accelerator (memories keep), answered by ACK
-
-
-class Resp:
-    """Board -> host response codes."""
-    STATUS = 0x81
-    ACK = 0x82
-    RESULT = 0x83
-    ERROR = 0xEE
-
-
-class Err:
-    """Error codes carried by an ERROR frame (payload: code, offending cmd, detail)."""
-    BAD_CRC = 0x01
-    UNKNOWN_CMD = 0x02
-    BAD_LENGTH = 0x03
-    TIMEOUT = 0x04
-    BUSY = 0x05
-    NOT_LOADED = 0x06
-    BAD_INPUT = 0x07
-    FRAMING = 0x08
-    ACCEL_ERROR = 0x09
-    ACCEL_TIMEOUT = 0x0A
-    OUTPUT = 0x0B
-
-
-ERROR_NAMES = {
-    Err.BAD_CRC: "bad checksum",
-    Err.UNKNOWN_CMD: "unknown command",
-    Err.BAD_LENGTH: "bad payload length for this command",
-    Err.TIMEOUT: "frame truncated (idle timeout inside a frame)",
-    Err.BUSY: "bytes lost: the board was busy (receive overrun)",
-    Err.NOT_LOADED: "no model loaded (layer 0 descriptor not written)",
-    Err.BAD_INPUT: "sparse input index out of range or not ascending",
-    Err.FRAMING: "UART framing error inside the frame",
-    Err.ACCEL_ERROR: "the accelerator raised its error flag",
-    Err.ACCEL_TIMEOUT: "the accelerator did not finish (it was reset)",
-    Err.OUTPUT: "the accelerator produced more logits than the result buffer holds",
-}
-
-#: STATUS payload, little-endian fields in order: (name, bytes).
-STATUS_FIELDS = (
-    ("version", 1), ("n_pes", 1), ("act_bits", 1), ("weight_bits", 1), ("acc_bits", 1),
-    ("idx_bits", 1), ("gap_bits", 1), ("huff_max_len", 1), ("max_layers", 1),
-    ("max_features", 2), ("pe_mem_log2", 1), ("max_rows_per_pe", 2), ("symbol_depth", 2),
-    ("fifo_depth", 1), ("max_logits", 1), ("clock_hz", 4), ("divisor", 2), ("in_features", 2),
-    ("flags", 1), ("accel_error", 1),
-)
-STATUS_LENGTH = sum(n for _, n in STATUS_FIELDS)
-
-#: Bits of the STATUS ``flags`` byte (sticky ones are cleared by the PING that reports them).
-STATUS_FLAGS = {
-    "framing_error": 0,     # sticky: a UART framing error was seen
-    "overrun": 1,           # sticky: received bytes were lost
-    "accel_timeout": 2,     # sticky: the accelerator was reset after a timeout
-    "accel_error": 3,       # current: the accelerator's error output is non-zero
-    "accel_busy": 4,        # current: the accelerator is busy
-    "loaded": 5,            # current: a layer 0 descriptor with 0 < in_features <= max was written
-}
-
-
-def crc16(data_bytes, crc=0xFFFF):
-    """CRC-16/CCITT-FALSE of ``data_bytes`` (``crc16(b"123456789") == 0x29B1``)."""
-    for byte in data_bytes:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    return crc
-
-
-def encode_frame(cmd, payload=b""):
-    """Bytes of one frame carrying ``cmd`` (0..255) and ``payload`` (< 65536 bytes)."""
-    payload = bytes(payload)
-    if not 0 <= cmd <= 255:
-        raise ValueError(f"command must be a byte, not {cmd}")
-    if len(payload) > 0xFFFF:
-        raise ValueError(f"payload of {len(payload)} bytes exceeds the 65535-byte frame limit")
-    body = bytes([cmd, len(payload) & 0xFF, len(payload) >> 8]) + payload
-    crc = crc16(body)
-    return bytes([SOF]) + body + bytes([crc >> 8, crc & 0xFF])
-
 
 def _crc16_byte(crc, byte):
     """Gateware: CRC-16/CCITT-FALSE register ``crc`` (16 bits) after shifting in ``byte``.
@@ -126,7 +33,7 @@ def _crc16_byte(crc, byte):
     for _ in range(8):
         top = c[15]
         shifted = [frozenset()] + c[:15]
-        c = [shifted[i] ^ top if (0x1021 >> i) & 1 else shifted[i] for i in range(16)]
+        c = [shifted[i] ^ top if (CRC_POLY >> i) & 1 else shifted[i] for i in range(16)]
     inputs = Cat(crc, byte)
     out = []
     for terms in c:
@@ -268,8 +175,8 @@ class ProtocolEngine(wiring.Component):
         remaining = Signal(16)              # payload bytes still to receive
         # Byte position: LOAD 0 mem, 1-2 address, 3-4 word; sparse 1-2 index, 3 value.
         phase = Signal(3)
-        crc = Signal(16, init=0xFFFF)
-        mem = Signal(8)
+        crc = Signal(16, init=CRC_INIT)
+        mem = Signal(MEM_ID_BITS)
         word = Signal(16)                   # LOAD start address / sparse index
         low = Signal(8)                     # LOAD data low byte / sparse value
         cnt = Signal(16)                    # LOAD: words written; INFER: input buffer position
@@ -439,7 +346,7 @@ class ProtocolEngine(wiring.Component):
                 m.d.comb += take.eq(1)
                 with m.If(rx.valid & (byte == SOF)):
                     m.d.sync += [
-                        crc.eq(0xFFFF), hdr_err.eq(0), f_timeout.eq(0), f_framing.eq(0),
+                        crc.eq(CRC_INIT), hdr_err.eq(0), f_timeout.eq(0), f_framing.eq(0),
                         f_bad_input.eq(0), f_bad_len.eq(0), f_output.eq(0),
                         f_accel_timeout.eq(0), cnt.eq(0), at_end.eq(0), n_logits.eq(0),
                     ]
@@ -670,7 +577,7 @@ class ProtocolEngine(wiring.Component):
                 with m.Elif(is_infer & (accel_error != 0)):
                     m.d.comb += code.eq(Err.ACCEL_ERROR)
                 m.d.sync += [err_code.eq(code), overrun.eq(0), k.eq(0), crc2.eq(0),
-                             crc.eq(0xFFFF), self.o_error.eq(code != 0)]
+                             crc.eq(CRC_INIT), self.o_error.eq(code != 0)]
                 with m.If(f_accel_timeout):
                     m.d.sync += self.o_accel_reset.eq(1)
                     m.d.sync += s_accel_timeout.eq(1)

@@ -16,6 +16,9 @@ from amaranth import Module, Signal, Mux
 from amaranth.lib import wiring, memory
 from amaranth.lib.wiring import In, Out
 
+from contract.memmap import DESC_FLAGS, DESC_WORD, DESC_WORDS
+from contract.widths import SHIFT_BITS, WORD_BITS
+
 from .config import layer_config_layout
 
 __all__ = ["LayerSequencer"]
@@ -89,10 +92,10 @@ class LayerSequencer(wiring.Component):
         m = Module()
         cfg = self.cfg
         L = cfg.max_layers
-        depth = 8 * L
+        depth = DESC_WORDS * L
         lay = layer_config_layout(cfg)
 
-        m.submodules.mem = mem = memory.Memory(shape=16, depth=depth, init=[])
+        m.submodules.mem = mem = memory.Memory(shape=WORD_BITS, depth=depth, init=[])
         wp = mem.write_port()
         rd = mem.read_port()
         m.d.comb += [wp.addr.eq(self.i_addr), wp.data.eq(self.i_data),
@@ -110,34 +113,34 @@ class LayerSequencer(wiring.Component):
         m.d.comb += target.eq(Mux((state == IDLE) | cur.last, 0, cur.index + 1))
         fetching = Signal()
         f_idx = Signal(range(L))
-        fk = Signal(range(8))           # word being requested
-        fk_d = Signal(range(8))         # word on rd.data
+        fk = Signal(range(DESC_WORDS))           # word being requested
+        fk_d = Signal(range(DESC_WORDS))         # word on rd.data
         fv_d = Signal()
-        m.d.comb += [rd.addr.eq(f_idx * 8 + fk), rd.en.eq(fetching)]
+        m.d.comb += [rd.addr.eq(f_idx * DESC_WORDS + fk), rd.en.eq(fetching)]
         m.d.sync += fv_d.eq(0)
         with m.If(self.i_we):
             m.d.sync += [nxt_valid.eq(0), fetching.eq(0)]
         with m.Elif(fetching):
             m.d.sync += [fk.eq(fk + 1), fk_d.eq(fk), fv_d.eq(1)]
-            with m.If(fk == 5):
+            with m.If(fk == DESC_WORD["sym_base"]):     # the last word used
                 m.d.sync += fetching.eq(0)
         with m.Elif(~(nxt_valid & (nxt.index == target))):
             m.d.sync += [fetching.eq(1), f_idx.eq(target), fk.eq(0), nxt_valid.eq(0)]
         with m.If(fv_d & ~self.i_we):
             word = rd.data
             with m.Switch(fk_d):
-                with m.Case(0):
+                with m.Case(DESC_WORD["in_features"]):
                     m.d.sync += [nxt.in_features.eq(word), nxt.index.eq(f_idx)]
-                with m.Case(1):
+                with m.Case(DESC_WORD["out_features"]):
                     m.d.sync += nxt.out_features.eq(word)
-                with m.Case(2):
-                    m.d.sync += [nxt.relu.eq(word[0]), nxt.last.eq(word[1]),
-                                 nxt.ptr_words2.eq(word[2])]
-                with m.Case(3):
-                    m.d.sync += nxt.shift.eq(word[:5])
-                with m.Case(4):
-                    m.d.sync += nxt.bias_shift.eq(word[:5])
-                with m.Case(5):
+                with m.Case(DESC_WORD["flags"]):
+                    m.d.sync += [getattr(nxt, flag).eq(word[bit])
+                                 for flag, bit in DESC_FLAGS.items()]
+                with m.Case(DESC_WORD["shift"]):
+                    m.d.sync += nxt.shift.eq(word[:SHIFT_BITS])
+                with m.Case(DESC_WORD["bias_shift"]):
+                    m.d.sync += nxt.bias_shift.eq(word[:SHIFT_BITS])
+                with m.Case(DESC_WORD["sym_base"]):
                     m.d.sync += [nxt.sym_base.eq(word), nxt_valid.eq(1)]
 
         # ---- layer starts ------------------------------------------------------------------

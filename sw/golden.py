@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.widths import WIDTH_DEFAULTS
 from sw.modelfile import IntegerParams, ModelFormatError, load_model, save_model
 
 __all__ = ["GoldenError", "IntLayer", "IntModel", "InferResult", "CycleStats", "infer",
@@ -93,12 +94,12 @@ class IntModel:
     act_bits, weight_bits, acc_bits, idx_bits, gap_bits, huff_max_len : int
     """
     layers: list
-    act_bits: int = 8
-    weight_bits: int = 16
-    acc_bits: int = 32
-    idx_bits: int = 4
-    gap_bits: int = 4
-    huff_max_len: int = 12
+    act_bits: int = WIDTH_DEFAULTS["act_bits"]
+    weight_bits: int = WIDTH_DEFAULTS["weight_bits"]
+    acc_bits: int = WIDTH_DEFAULTS["acc_bits"]
+    idx_bits: int = WIDTH_DEFAULTS["idx_bits"]
+    gap_bits: int = WIDTH_DEFAULTS["gap_bits"]
+    huff_max_len: int = WIDTH_DEFAULTS["huff_max_len"]
 
     def __post_init__(self):
         self.validate()

@@ -18,9 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gateware.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, STATUS_LENGTH,
-                         Cmd, Err, ERROR_NAMES, Resp, crc16, encode_frame)
 from boards import board_by_id, get_board
+from contract.memmap import colskip_mem, pointer_mem, shared_mem
+from contract.protocol import (ERROR_NAMES, PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS,
+                               STATUS_LENGTH, Cmd, Err, Resp, crc16, encode_frame)
+from contract.widths import WIDTH_KEYS
+from sw.golden import IntModel, ideal_cycles, images_to_uint8, infer, load_mnist
+from sw.modelfile import load_model
+from sw.pack import PackError, PackLimits, pack
 from sw.transport import SerialTransport, TransportError, TransportTimeout
 
 __all__ = ["HostError", "BoardError", "BadFrameError", "BoardTimeout", "InputLengthError",
@@ -39,7 +44,7 @@ class BoardError(HostError):
     Attributes
     ----------
     code : int
-        One of :class:`gateware.protocol.Err`.
+        One of :class:`contract.protocol.Err`.
     cmd : int
         The command the board was handling.
     detail : int
@@ -75,7 +80,7 @@ assert struct.calcsize(_STATUS_STRUCT) == STATUS_LENGTH
 
 @dataclass
 class BoardStatus:
-    """Decoded STATUS payload (fields of ``gateware.protocol.STATUS_FIELDS`` plus decoded flags)."""
+    """Decoded STATUS payload (fields of ``contract.protocol.STATUS_FIELDS`` plus decoded flags)."""
     fields: dict
 
     def __getattr__(self, name):
@@ -313,12 +318,11 @@ def _runs(load_words):
 
 def check_fit(status, int_model, packed):
     """Raise :class:`ModelFitError` if ``int_model``/``packed`` exceed the board's gateware."""
-    from sw.pack import colskip_mem, pointer_mem
     problems = []
     if status.version != PROTOCOL_VERSION:
         problems.append(f"the gateware speaks protocol version {status.version}, this host "
                         f"{PROTOCOL_VERSION} (different memory layout): rebuild the bitstream")
-    for name in ("act_bits", "weight_bits", "acc_bits", "idx_bits", "gap_bits", "huff_max_len"):
+    for name in WIDTH_KEYS:
         if getattr(int_model, name) != status.fields[name]:
             problems.append(f"{name} is {getattr(int_model, name)} in the model, "
                             f"{status.fields[name]} in the gateware")
@@ -339,7 +343,7 @@ def check_fit(status, int_model, packed):
         if pointer_mem(n, 0) <= mem < pointer_mem(n, n) and len(image) > status.pe_mem_depth:
             problems.append(f"PE {mem - pointer_mem(n, 0)} pointer image has {len(image)} words "
                             f"> {status.pe_mem_depth}")
-        if mem == n + 3 and len(image) > status.symbol_depth:
+        if mem == shared_mem(n, "huff_symbols") and len(image) > status.symbol_depth:
             problems.append(f"{len(image)} Huffman symbols > {status.symbol_depth}")
         if mem == colskip_mem(n) and len(image) > status.max_layers * status.max_features:
             problems.append(f"column skip table of {len(image)} words > "
@@ -360,7 +364,6 @@ def pack_for_board(status, int_model, board="icebreaker"):
         if the packer refuses the model (too large for the memories, too many layers...) or
         the result exceeds the board (:func:`check_fit`).
     """
-    from sw.pack import WIDTH_KEYS, PackError, PackLimits, pack
     limits = PackLimits(max_layers=status.max_layers, max_rows_per_pe=status.max_rows_per_pe,
                         max_features=status.max_features, symbol_depth=status.symbol_depth,
                         max_logits=status.max_logits, pe_mem_words=status.pe_mem_depth,
@@ -415,7 +418,6 @@ def run_benchmark(board, int_model, images, labels=None, n_pes=None, log=None, s
     BenchmarkResult
         ``mismatches`` counts images whose logits or prediction differ from the golden model.
     """
-    from sw.golden import ideal_cycles, infer
     images = np.asarray(images)
     golden = infer(int_model, images)
     ideal = ideal_cycles(int_model, images, n_pes or board.status().n_pes, result=golden).ideal
@@ -470,8 +472,6 @@ def main(argv=None):
     ap.add_argument("--no-upload", action="store_true", help="the model is already loaded")
     args = ap.parse_args(argv)
     try:
-        from sw.golden import IntModel, images_to_uint8, load_mnist
-        from sw.modelfile import load_model
         model = load_model(args.model)
         int_model = IntModel.from_model(model)
         spec = get_board(args.board or "icebreaker")

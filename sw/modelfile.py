@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.widths import WIDTH_DEFAULTS, WIDTH_KEYS
+
 __all__ = ["FORMAT", "VERSION", "ModelFormatError", "LayerRecord", "IntegerParams",
            "CompressedModel", "save_model", "load_model", "array_digest", "INTEGER_WIDTH_KEYS"]
 
@@ -23,8 +25,7 @@ FORMAT = "dcmodel"
 VERSION = 1
 HEADER = "header.json"
 #: Width parameters of section 1 stored in the integer section.
-INTEGER_WIDTH_KEYS = ("act_bits", "weight_bits", "acc_bits", "idx_bits", "gap_bits",
-                      "huff_max_len")
+INTEGER_WIDTH_KEYS = WIDTH_KEYS
 _LAYER_INT_KEYS = ("shift", "bias_shift", "s_in", "s_out")
 
 
@@ -64,7 +65,7 @@ class LayerRecord:
     index: np.ndarray
     codebook: np.ndarray
     bias: np.ndarray
-    idx_bits: int = 4
+    idx_bits: int = WIDTH_DEFAULTS["idx_bits"]
     relu: bool = True
     meta: dict = field(default_factory=dict)
     cb_q: np.ndarray = None
@@ -90,12 +91,12 @@ class IntegerParams:
     layers : list of dict
         Per layer ``{"shift": S, "bias_shift": int, "s_in": float, "s_out": float}``.
     """
-    act_bits: int = 8
-    weight_bits: int = 16
-    acc_bits: int = 32
-    idx_bits: int = 4
-    gap_bits: int = 4
-    huff_max_len: int = 12
+    act_bits: int = WIDTH_DEFAULTS["act_bits"]
+    weight_bits: int = WIDTH_DEFAULTS["weight_bits"]
+    acc_bits: int = WIDTH_DEFAULTS["acc_bits"]
+    idx_bits: int = WIDTH_DEFAULTS["idx_bits"]
+    gap_bits: int = WIDTH_DEFAULTS["gap_bits"]
+    huff_max_len: int = WIDTH_DEFAULTS["huff_max_len"]
     layers: list = field(default_factory=list)
 
     def to_json(self):

@@ -21,6 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from boards import get_board
+from contract.config import AcceleratorConfig
+from contract.memmap import (COLSKIP_MAX_PES, DESC_WORDS, FLAG_LAST, FLAG_PTR2, FLAG_RELU,
+                             HEADER_WORD, HEADER_WORDS, MEM_ID_BITS, SHARED_MEMORIES, colskip_mem,
+                             is_pe_memory, mem_names, pointer_mem, shared_mem)
+from contract.widths import WIDTH_KEYS, WORD_BITS
 from sw.balance import METHODS, BalanceError, balance_model
 from sw.golden import GoldenError, IntModel, accumulator_bounds
 from sw.huffman import HuffmanCode, HuffmanError, bits_to_words
@@ -31,43 +36,21 @@ __all__ = ["PackError", "PackLimits", "WIDTH_KEYS", "PackedImages", "pack", "siz
            "mem_names", "pointer_mem", "colskip_mem", "colskip_table", "is_pe_memory", "main",
            "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2", "DESC_WORDS", "HEADER_WORDS"]
 
-FLAG_RELU = 1 << 0
-FLAG_LAST = 1 << 1
-FLAG_PTR2 = 1 << 2
-DESC_WORDS = 8
-HEADER_WORDS = 4
 MANIFEST_VERSION = 3      # 2: pointer tables in their own per-PE memories (ids N+5..2N+4)
 #                           3: column skip table (id 2N+5)
-#: Largest PE count with a column skip table (one 16-bit word per column).
-COLSKIP_MAX_PES = 16
-
-
-#: Integer widths a model defines and the gateware is built with (section 1 of ARCHITECTURE.md).
-WIDTH_KEYS = ("act_bits", "weight_bits", "acc_bits", "idx_bits", "gap_bits", "huff_max_len")
 
 
 class PackError(ValueError):
     """The model cannot be packed for the requested PE count / board (message says why)."""
 
 
-def _config_defaults():
-    """Limits of the default ``gateware.config.AcceleratorConfig`` (kept in sync with the gateware)."""
-    try:
-        from gateware.config import AcceleratorConfig
-        c = AcceleratorConfig()
-        return {"max_layers": c.max_layers, "max_rows_per_pe": c.max_rows_per_pe,
-                "max_features": c.max_features, "symbol_depth": c.symbol_depth}
-    except ImportError:  # gateware dependencies missing: the documented defaults
-        return {"max_layers": 4, "max_rows_per_pe": 256, "max_features": 1024,
-                "symbol_depth": 512}
-
-
-_DEFAULTS = _config_defaults()
+#: The limits of the default gateware (``contract.config.AcceleratorConfig()``).
+_DEFAULT_CONFIG = AcceleratorConfig()
 
 
 @dataclass(frozen=True)
 class PackLimits:
-    """Hardware limits the images must respect (defaults = ``gateware.config.AcceleratorConfig()``).
+    """Hardware limits the images must respect (defaults = ``contract.config.AcceleratorConfig()``).
 
     Attributes
     ----------
@@ -85,14 +68,14 @@ class PackLimits:
         Words of each of a PE's two memories (data, pointers) in the gateware; ``None``: the
         board's ``pe_mem_words`` (the smaller of the two applies).
     act_bits, weight_bits, acc_bits, idx_bits, gap_bits, huff_max_len : int or None
-        Widths the gateware is built with (``gateware.config.AcceleratorConfig``); the model's must be
-        equal (:func:`pack` raises :class:`PackError` otherwise). ``None``: not checked (any
+        Widths the gateware is built with (``contract.config.AcceleratorConfig``); the model's
+        must be equal (:func:`pack` raises :class:`PackError` otherwise). ``None``: not checked (any
         width; the gateware is built for the model, as :func:`sized_limits` sets them).
     """
-    max_layers: int = _DEFAULTS["max_layers"]
-    max_rows_per_pe: int = _DEFAULTS["max_rows_per_pe"]
-    max_features: int = _DEFAULTS["max_features"]
-    symbol_depth: int = _DEFAULTS["symbol_depth"]
+    max_layers: int = _DEFAULT_CONFIG.max_layers
+    max_rows_per_pe: int = _DEFAULT_CONFIG.max_rows_per_pe
+    max_features: int = _DEFAULT_CONFIG.max_features
+    symbol_depth: int = _DEFAULT_CONFIG.symbol_depth
     max_logits: int = 256
     pe_mem_words: int = None
     act_bits: int = None
@@ -104,7 +87,7 @@ class PackLimits:
 
     @classmethod
     def from_config(cls, cfg):
-        """Limits (and widths) of a ``gateware.config.AcceleratorConfig``."""
+        """Limits (and widths) of a ``contract.config.AcceleratorConfig``."""
         return cls(max_layers=cfg.max_layers, max_rows_per_pe=cfg.max_rows_per_pe,
                    max_features=cfg.max_features, symbol_depth=cfg.symbol_depth,
                    pe_mem_words=cfg.pe_mem_depth,
@@ -141,25 +124,6 @@ def sized_limits(model, n_pes, limits=None, balance=True):
                                **{k: int(getattr(im, k)) for k in WIDTH_KEYS})
 
 
-def mem_names(n_pes):
-    """``dict`` memory id -> name: ``pe0..`` (ids ``0..N-1``, the PEs' data memories),
-    ``codebook``, ``huff_limit``, ``huff_base``, ``huff_symbols``, ``layers`` (``N..N+4``),
-    ``ptr0..`` (``N+5..2N+4``, the PEs' pointer memories), ``colskip`` (``2N+5``, the central
-    unit's column skip table)."""
-    names = {p: f"pe{p}" for p in range(n_pes)}
-    for k, nm in enumerate(("codebook", "huff_limit", "huff_base", "huff_symbols", "layers")):
-        names[n_pes + k] = nm
-    for p in range(n_pes):
-        names[pointer_mem(n_pes, p)] = f"ptr{p}"
-    names[colskip_mem(n_pes)] = "colskip"
-    return names
-
-
-def colskip_mem(n_pes):
-    """Memory id of the column skip table (``2N+5``, one past the last pointer memory)."""
-    return 2 * n_pes + 5
-
-
 def colskip_table(col_ptrs):
     """Column skip table image (docs/FORMATS.md): per layer, per input column one word whose
     bit ``p`` is set when PE ``p``'s share of the column is empty; layers back to back.
@@ -176,17 +140,6 @@ def colskip_table(col_ptrs):
             words |= (np.diff(np.asarray(ptr, dtype=np.int64)) == 0).astype(np.int64) << p
         parts.append(words)
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-
-def pointer_mem(n_pes, p):
-    """Memory id of PE ``p``'s pointer memory (``N+5+p``; ``pointer_mem(N, N)`` is one past the
-    last id in use)."""
-    return n_pes + 5 + p
-
-
-def is_pe_memory(mem, n_pes):
-    """Memory id ``mem`` is a PE's data or pointer memory (``pe_mem_words`` deep)."""
-    return mem < n_pes or pointer_mem(n_pes, 0) <= mem < pointer_mem(n_pes, n_pes)
 
 
 @dataclass
@@ -289,7 +242,7 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
         Board whose memory capacities are checked (a ``boards/`` file name: ``"icebreaker"``,
         ``"ulx3s"``, ``"sim"``...).
     limits : PackLimits, optional
-        Hardware limits (default: the ``gateware.config.AcceleratorConfig`` defaults).
+        Hardware limits (default: the ``contract.config.AcceleratorConfig`` defaults).
     x : array_like, optional
         Input vectors (e.g. MNIST test bytes) for the ideal-cycle statistics in the manifest.
     balance : bool or str
@@ -320,8 +273,9 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
         raise PackError(f"n_pes must be >= 1, not {n_pes}")
     if N > spec.max_pes:
         raise PackError(f"board {spec.name} supports at most {spec.max_pes} PEs, not {N}")
-    if colskip_mem(N) >= 256:
-        raise PackError(f"{N} PEs need more than 256 memory ids (mem is 8 bits)")
+    if colskip_mem(N) >= 1 << MEM_ID_BITS:
+        raise PackError(f"{N} PEs need more than {1 << MEM_ID_BITS} memory ids (mem is "
+                        f"{MEM_ID_BITS} bits)")
     pe_cap = min(int(spec.pe_mem_words), 65536)
     if limits.pe_mem_words is not None:
         pe_cap = min(pe_cap, int(limits.pe_mem_words))
@@ -338,8 +292,8 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
                           "file) or calibrate the model with the gateware's widths")
     L_max = im.huff_max_len
     cb_size = 1 << im.idx_bits
-    if im.weight_bits > 16:
-        raise PackError(f"weight_bits={im.weight_bits}: codebook words are 16 bits")
+    if im.weight_bits > WORD_BITS:
+        raise PackError(f"weight_bits={im.weight_bits}: codebook words are {WORD_BITS} bits")
     if n_layers > limits.max_layers:
         raise PackError(f"model has {n_layers} layers; the hardware holds {limits.max_layers}")
     for i, l in enumerate(im.layers):
@@ -419,14 +373,14 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
                 ptab = ptr
             else:
                 ptab = np.stack([ptr >> 16, ptr & 0xFFFF], axis=1).ravel()
-            header[HEADER_WORDS * i:HEADER_WORDS * i + 4] = [paddr, addr, 0, rows_local[i][p]]
+            header[HEADER_WORDS * i:HEADER_WORDS * (i + 1)] = [paddr, addr, 0, rows_local[i][p]]
             ptr_parts.append(ptab)
             parts.append(words)
             paddr += len(ptab)
             addr += len(words)
         bias_base0 = addr
         for i, l in enumerate(im.layers):
-            header[HEADER_WORDS * i + 2] = addr
+            header[HEADER_WORDS * i + HEADER_WORD["bias_base"]] = addr
             parts.append(l.bias_q[p::N])
             addr += rows_local[i][p]
         if addr > pe_cap:
@@ -469,16 +423,17 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
         sym_base += len(syms)
     symbols = np.concatenate(sym_parts) if sym_parts else np.zeros(0, dtype=np.int64)
     images = {p: pe_images[p] for p in range(N)}
-    images[N + 0] = _u16(codebook)
-    images[N + 1] = _u16(limit_img)
-    images[N + 2] = _u16(base_img)
-    images[N + 3] = _u16(symbols)
-    images[N + 4] = _u16(desc)
+    shared = {"codebook": (codebook, limits.max_layers * cb_size),
+              "huff_limit": (limit_img, limits.max_layers * L_max),
+              "huff_base": (base_img, limits.max_layers * L_max),
+              "huff_symbols": (symbols, limits.symbol_depth),
+              "layers": (desc, DESC_WORDS * limits.max_layers)}
+    caps = {}
+    for name, (words, capacity) in shared.items():
+        images[shared_mem(N, name)] = _u16(words)
+        caps[shared_mem(N, name)] = capacity
     for p in range(N):
         images[pointer_mem(N, p)] = ptr_images[p]
-    caps = {N + 0: limits.max_layers * cb_size, N + 1: limits.max_layers * L_max,
-            N + 2: limits.max_layers * L_max, N + 3: limits.symbol_depth,
-            N + 4: DESC_WORDS * limits.max_layers}
     if N <= COLSKIP_MAX_PES:
         images[colskip_mem(N)] = _u16(colskip_table([[pe.col_ptr for pe in e.pes]
                                                      for e in enc]))
@@ -514,15 +469,16 @@ def _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, stream
         memories[names[mem]] = {"mem": mem, "words_used": int(len(img)), "capacity_words": cap,
                                 "bytes": int(2 * len(img))}
     pe_bytes = sum(2 * len(img) for mem, img in images.items() if is_pe_memory(mem, N))
-    shared_bytes = sum(2 * len(images[m]) for m in range(N, N + 5))
+    shared_ids = [shared_mem(N, name) for name in SHARED_MEMORIES]
+    shared_bytes = sum(2 * len(images[m]) for m in shared_ids)
     total = pe_bytes + shared_bytes
     dense_weights = sum(l.in_features * l.out_features for l in im.layers)
     dense_bias = sum(l.out_features for l in im.layers)
     dense_bytes = 4 * (dense_weights + dense_bias)
     # Tables replicated per PE (section 7): codebook, limit, base, symbols; descriptors once.
     per_block = spec.facts.bram_words16
-    ebr_blocks = N * sum(_blocks(len(images[N + k]), per_block) for k in range(4)) + _blocks(
-        len(images[N + 4]), per_block)
+    ebr_blocks = N * sum(_blocks(len(images[m]), per_block) for m in shared_ids[:4]) + _blocks(
+        len(images[shared_mem(N, "layers")]), per_block)
     layers = []
     for i, (l, e, code) in enumerate(zip(im.layers, enc, codes)):
         nnz = int((l.index != 0).sum())

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contract.memmap import (DESC_WORD, DESC_WORDS, FLAG_LAST, FLAG_PTR2, FLAG_RELU, HEADER_WORDS,
+                             colskip_mem, pointer_mem, shared_mem)
 from sw.huffman import HuffmanError, table_decode, words_to_bits
-from sw.pack import colskip_mem, pointer_mem
 
 __all__ = ["RefDecodeError", "LayerDescriptor", "read_descriptors", "decode_layer",
            "infer_packed", "infer_packed_layers", "infer_packed_events"]
@@ -69,23 +70,26 @@ def _signed16(v):
 def read_descriptors(packed):
     """Layer descriptors up to and including the first with the ``last`` flag."""
     N = _params(packed)[0]
-    img = packed.images[N + 4]
+    img = packed.images[shared_mem(N, "layers")]
     out = []
-    for i in range(len(img) // 8):
-        w = [int(v) for v in img[8 * i:8 * i + 8]]
-        flags = w[2]
-        out.append(LayerDescriptor(i, w[0], w[1], bool(flags & 1), bool(flags & 2),
-                                   2 if flags & 4 else 1, w[3], w[4], w[5], w[6]))
-        if flags & 2:
+    for i in range(len(img) // DESC_WORDS):
+        w = dict(zip(DESC_WORD, (int(v) for v in img[DESC_WORDS * i:DESC_WORDS * (i + 1)])))
+        flags = w["flags"]
+        out.append(LayerDescriptor(i, w["in_features"], w["out_features"],
+                                   bool(flags & FLAG_RELU), bool(flags & FLAG_LAST),
+                                   2 if flags & FLAG_PTR2 else 1, w["shift"], w["bias_shift"],
+                                   w["sym_base"], w["n_symbols"]))
+        if flags & FLAG_LAST:
             return out
     raise RefDecodeError("no layer descriptor carries the 'last' flag")
 
 
 def _tables(packed, d):
     N, _, _, _, _, L = _params(packed)
-    limit = packed.images[N + 1][d.index * L:(d.index + 1) * L].astype(np.int64)
-    base = packed.images[N + 2][d.index * L:(d.index + 1) * L].astype(np.int64)
-    symbols = packed.images[N + 3].astype(np.int64)[d.sym_base:d.sym_base + d.n_symbols]
+    limit = packed.images[shared_mem(N, "huff_limit")][d.index * L:(d.index + 1) * L]
+    base = packed.images[shared_mem(N, "huff_base")][d.index * L:(d.index + 1) * L]
+    symbols = packed.images[shared_mem(N, "huff_symbols")][d.sym_base:d.sym_base + d.n_symbols]
+    limit, base, symbols = (t.astype(np.int64) for t in (limit, base, symbols))
     if len(limit) != L or len(base) != L or len(symbols) != d.n_symbols:
         raise RefDecodeError(f"layer {d.index}: Huffman tables are truncated")
     return limit, base, symbols
@@ -105,7 +109,7 @@ def _lut(limit, base, symbols, L):
 
 
 def _header(pe_img, d):
-    h = [_word(pe_img, 4 * d.index + k, "header") for k in range(4)]
+    h = [_word(pe_img, HEADER_WORDS * d.index + k, "header") for k in range(HEADER_WORDS)]
     return h  # ptr_base, stream_base, bias_base, rows_local
 
 

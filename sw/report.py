@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.memmap import DESC_WORDS, HEADER_WORDS
+from contract.widths import WORD_BITS
 from sw.huffman import HuffmanCode
 from sw.sparse import encode_columns, split_symbol
 
@@ -31,9 +33,7 @@ __all__ = ["ReportError", "CODINGS", "layer_storage", "model_storage", "paper_ta
            "build_report", "write_report", "format_markdown", "plot_layers"]
 
 CODINGS = ("pq", "separate", "joint")
-WORD = 16
-HEADER_WORDS = 4
-DESC_WORDS = 8
+WORD = WORD_BITS
 
 
 class ReportError(ValueError):

@@ -4,7 +4,8 @@ import struct
 import numpy as np
 import pytest
 
-from gateware.protocol import PROTOCOL_VERSION, STATUS_FIELDS, Cmd, Err, Resp, SOF, crc16, encode_frame
+from contract.protocol import (PROTOCOL_VERSION, STATUS_FIELDS, Cmd, Err, Resp, SOF, crc16,
+                               encode_frame)
 from sw.host import (BadFrameError, Board, BoardError, BoardTimeout, InputLengthError,
                      ModelFitError, _runs, check_fit)
 from sw.transport import ScriptedTransport, TransportTimeout

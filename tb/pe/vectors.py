@@ -6,12 +6,15 @@ dict with everything a PE testbench needs: the load words the PE keeps, the laye
 and per input vector and layer the broadcast ``(col, value)`` list and the exact expected outputs
 of PE ``index`` (global row, value as an unsigned ``acc_bits`` word).
 """
+import dataclasses
 import json
 
 import numpy as np
 
-from gateware.config import AcceleratorConfig
+from contract.config import AcceleratorConfig
+from contract.memmap import DESC_FLAGS, DESC_WORD, DESC_WORDS
 from sw.golden import infer, random_int_model
+from sw.huffman import HuffmanCode
 from sw.pack import PackLimits, pack
 from sw.sparse import encode_columns
 
@@ -31,10 +34,12 @@ def pe_config(n_pes, **kw):
 def _descriptors(words, n_layers):
     out = []
     for i in range(n_layers):
-        d = [int(v) for v in words[8 * i:8 * i + 8]]
-        out.append({"index": i, "in_features": d[0], "out_features": d[1],
-                    "relu": d[2] & 1, "last": d[2] >> 1 & 1, "ptr_words2": d[2] >> 2 & 1,
-                    "shift": d[3], "bias_shift": d[4], "sym_base": d[5]})
+        d = dict(zip(DESC_WORD, (int(v) for v in words[DESC_WORDS * i:DESC_WORDS * (i + 1)])))
+        out.append({"index": i, "in_features": d["in_features"],
+                    "out_features": d["out_features"],
+                    **{flag: d["flags"] >> bit & 1 for flag, bit in DESC_FLAGS.items()},
+                    "shift": d["shift"], "bias_shift": d["bias_shift"],
+                    "sym_base": d["sym_base"]})
     return out
 
 
@@ -63,9 +68,10 @@ def make_pe_case(n_pes, index, sizes, density, seed, n_inputs=3, *, zero_input=T
     Returns
     -------
     dict
-        ``{"n_pes", "index", "loads": [[mem, addr, data]...], "layers": [descriptor...],
+        ``{"n_pes", "index", "config": {AcceleratorConfig fields}, "loads": [[mem, addr,
+        data]...], "layers": [descriptor...],
         "inputs": [[{"acts": [[col, value]...], "expect": [[row, value]...],
-        "symbols": int, "macs": int}, ...per layer], ...per input]}``
+        "symbols": int, "macs": int}, ...per layer], ...per input], "longest_code": int}``
     """
     cfg = config or pe_config(n_pes)
     rng = np.random.default_rng(seed + 1000)
@@ -78,8 +84,9 @@ def make_pe_case(n_pes, index, sizes, density, seed, n_inputs=3, *, zero_input=T
             raise ValueError(f"PE {index} image {mem} of {len(packed.images[mem])} words exceeds "
                              f"the test memory of {cfg.pe_mem_depth}")
     loads = [[int(mem), int(addr), int(word)] for mem, addr, word in packed.load_words(True)
-             if mem in (index, cfg.mem_pointers + index) or n_pes <= mem < n_pes + 4]
-    layers = _descriptors(packed.images[n_pes + 4], len(im.layers))
+             if mem in (index, cfg.mem_pointers + index)
+             or cfg.mem_codebook <= mem <= cfg.mem_huff_symbols]
+    layers = _descriptors(packed.images[cfg.mem_layers], len(im.layers))
     amax = (1 << cfg.act_bits) - 1
     x = rng.integers(1, amax + 1, size=(n_inputs, sizes[0]))
     x = x * (rng.random((n_inputs, sizes[0])) < act_density)
@@ -108,10 +115,12 @@ def make_pe_case(n_pes, index, sizes, density, seed, n_inputs=3, *, zero_input=T
             per_layer.append({"acts": acts, "expect": expect, "symbols": symbols,
                               "macs": macs})
         cases.append(per_layer)
-    return {"n_pes": n_pes, "index": index, "pe_mem_depth": cfg.pe_mem_depth,
-            "pointer_ports": cfg.pointer_ports,
-            "symbol_depth": cfg.symbol_depth, "max_rows_per_pe": cfg.max_rows_per_pe,
-            "loads": loads, "layers": layers, "inputs": cases}
+    # the longest Huffman code of any layer (the packer's codes: one per layer, its symbols)
+    longest = max(int(HuffmanCode.from_symbols(encode_columns(
+        l.index, n_pes, im.gap_bits, im.idx_bits).all_symbols(), cfg.huff_max_len).lengths.max())
+                  for l in im.layers)
+    return {"n_pes": n_pes, "index": index, "config": dataclasses.asdict(cfg),
+            "loads": loads, "layers": layers, "inputs": cases, "longest_code": longest}
 
 
 def save_case(case, path):

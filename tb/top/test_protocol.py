@@ -12,8 +12,8 @@ from cocotb.clock import Clock
 from cocotb.task import bridge
 from cocotb.triggers import ClockCycles, Timer
 
-from gateware.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, Cmd, Err, Resp,
-                         crc16, encode_frame)
+from contract.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, Cmd, Err, Resp,
+                               crc16, encode_frame)
 from sw.transport import SimTransport, TransportTimeout
 from gateware.mock_accel import mock_logits
 

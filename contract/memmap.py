@@ -1,0 +1,96 @@
+"""Memory map of the packed images (docs/ARCHITECTURE.md section 4): memory ids, the layer
+descriptor and the PE header.
+
+Memories are :data:`contract.widths.WORD_BITS`-bit words, named by a memory id (``mem``, 8 bits
+on the load port) and a word address. With N PEs:
+
+========================  ================  =====================================================
+mem                       name              contents
+========================  ================  =====================================================
+``0 .. N-1``              ``pe{p}``         PE p's data memory: headers, streams, biases
+``N+0 .. N+4``            shared tables     ``codebook``, ``huff_limit``, ``huff_base``,
+                                            ``huff_symbols``, ``layers`` (:data:`SHARED_MEMORIES`)
+``N+5 .. 2N+4``           ``ptr{p}``        PE p's pointer memory
+``2N+5``                  ``colskip``       the central unit's column skip table
+========================  ================  =====================================================
+"""
+
+__all__ = ["MEM_ID_BITS", "ADDR_BITS", "SHARED_MEMORIES", "shared_mem", "pointer_mem",
+           "colskip_mem", "n_mem_ids", "mem_names", "is_pe_memory", "COLSKIP_MAX_PES",
+           "DESC_FIELDS", "DESC_WORDS", "DESC_WORD", "DESC_FLAGS", "FLAG_RELU", "FLAG_LAST",
+           "FLAG_PTR2", "HEADER_FIELDS", "HEADER_WORDS", "HEADER_WORD"]
+
+#: Width of a memory id on the load port (so at most 256 memory ids: ``2N+6 <= 256``).
+MEM_ID_BITS = 8
+#: Width of a word address on the load port.
+ADDR_BITS = 16
+
+#: The memories every PE shares (each PE holds a replica of the first four), in id order from
+#: ``N`` on.
+SHARED_MEMORIES = ("codebook", "huff_limit", "huff_base", "huff_symbols", "layers")
+
+#: Largest PE count with a column skip table (one 16-bit word per column, bit p for PE p).
+COLSKIP_MAX_PES = 16
+
+
+def shared_mem(n_pes, name):
+    """Memory id of the shared memory ``name`` (one of :data:`SHARED_MEMORIES`): ``N + k``."""
+    return n_pes + SHARED_MEMORIES.index(name)
+
+
+def pointer_mem(n_pes, p):
+    """Memory id of PE ``p``'s pointer memory (``N+5+p``; ``pointer_mem(N, N)`` is one past the
+    last pointer memory)."""
+    return n_pes + len(SHARED_MEMORIES) + p
+
+
+def colskip_mem(n_pes):
+    """Memory id of the column skip table (``2N+5``, one past the last pointer memory)."""
+    return pointer_mem(n_pes, n_pes)
+
+
+def n_mem_ids(n_pes):
+    """Memory ids in use: ``0 .. n_mem_ids - 1`` (``2N+6``)."""
+    return colskip_mem(n_pes) + 1
+
+
+def mem_names(n_pes):
+    """``dict`` memory id -> name: ``pe0..`` (ids ``0..N-1``, the PEs' data memories),
+    ``codebook``, ``huff_limit``, ``huff_base``, ``huff_symbols``, ``layers`` (``N..N+4``),
+    ``ptr0..`` (``N+5..2N+4``, the PEs' pointer memories), ``colskip`` (``2N+5``, the central
+    unit's column skip table)."""
+    names = {p: f"pe{p}" for p in range(n_pes)}
+    for name in SHARED_MEMORIES:
+        names[shared_mem(n_pes, name)] = name
+    for p in range(n_pes):
+        names[pointer_mem(n_pes, p)] = f"ptr{p}"
+    names[colskip_mem(n_pes)] = "colskip"
+    return names
+
+
+def is_pe_memory(mem, n_pes):
+    """Memory id ``mem`` is a PE's data or pointer memory (as deep as ``pe_mem_depth``)."""
+    return mem < n_pes or pointer_mem(n_pes, 0) <= mem < pointer_mem(n_pes, n_pes)
+
+
+#: Layer descriptor (memory ``layers``, :data:`DESC_WORDS` words per layer at
+#: ``DESC_WORDS * L``): the field held by each word, in word order.
+DESC_FIELDS = ("in_features", "out_features", "flags", "shift", "bias_shift", "sym_base",
+               "n_symbols", "reserved")
+DESC_WORDS = len(DESC_FIELDS)
+#: Field name -> word index of the descriptor.
+DESC_WORD = {name: k for k, name in enumerate(DESC_FIELDS)}
+#: Bits of the descriptor's ``flags`` word: ``relu`` (ReLU + requantize), ``last`` (emit the
+#: logits), ``ptr_words2`` (pointers are two words).
+DESC_FLAGS = {"relu": 0, "last": 1, "ptr_words2": 2}
+FLAG_RELU = 1 << DESC_FLAGS["relu"]
+FLAG_LAST = 1 << DESC_FLAGS["last"]
+FLAG_PTR2 = 1 << DESC_FLAGS["ptr_words2"]
+
+#: Per-layer header at the start of a PE's data memory (:data:`HEADER_WORDS` words per layer at
+#: ``HEADER_WORDS * L``): pointer table base (in the pointer memory), stream base, bias base,
+#: local row count.
+HEADER_FIELDS = ("ptr_base", "stream_base", "bias_base", "rows_local")
+HEADER_WORDS = len(HEADER_FIELDS)
+#: Field name -> word index of the header.
+HEADER_WORD = {name: k for k, name in enumerate(HEADER_FIELDS)}
