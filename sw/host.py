@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from boards import board_by_id, get_board
+from boards import BOARDS, board_by_id, get_board
 from contract.memmap import colskip_mem, pointer_mem, shared_mem
 from contract.protocol import (ERROR_NAMES, PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS,
                                STATUS_LENGTH, Cmd, Err, Resp, crc16, encode_frame)
@@ -440,20 +440,32 @@ def run_benchmark(board, int_model, images, labels=None, n_pes=None, log=None, s
 
 
 def board_of_status(status, name=None):
-    """The ``boards.Board`` the host packs for: ``name`` if given (it must agree with the
-    board id STATUS reports, when it reports one), else the board STATUS names, else the
-    iCEBreaker (gateware without a board id)."""
-    board_id = status.fields.get("board_id")
-    reported = board_by_id(board_id) if board_id is not None else None
+    """The ``boards.Board`` the host packs for.
+
+    STATUS (protocol v3) carries no board id: a board is recognised by its design clock and
+    UART divisor (``clock_hz``, ``divisor``), which differ between the board files at their
+    default clocks. ``name`` (``--board``) overrides; a STATUS that matches no board file, or
+    several, needs it (``HostError``). A ``board_id`` field, should STATUS carry one, wins.
+    """
+    fields = status.fields
+    if "board_id" in fields:
+        reported = board_by_id(fields["board_id"])
+        if reported is None and name is None:
+            raise HostError(f"the board reports an unknown board id {fields['board_id']}; "
+                            f"pass --board")
+        if name is not None and reported is not None and reported.name != name:
+            raise HostError(f"--board {name} but the board reports {reported.name}")
+        return get_board(name) if name is not None else reported
     if name is not None:
-        spec = get_board(name)
-        if reported is not None and reported.name != spec.name:
-            raise HostError(f"--board {name} but the board reports {reported.name} "
-                            f"(id {board_id})")
-        return spec
-    if board_id is not None and reported is None:
-        raise HostError(f"the board reports an unknown board id {board_id}; pass --board")
-    return reported or get_board("icebreaker")
+        return get_board(name)
+    clock, divisor = fields.get("clock_hz"), fields.get("divisor")
+    matches = [b for b in BOARDS.values() if b.family != "sim" and b.clock.design_hz == clock
+               and b.clock.design_hz // b.uart.baud == divisor]
+    if len(matches) != 1:
+        which = ", ".join(b.name for b in matches) or "none"
+        raise HostError(f"cannot tell the board from STATUS ({clock / 1e6:g} MHz, divisor "
+                        f"{divisor}: {which} of the board files match); pass --board")
+    return matches[0]
 
 
 def main(argv=None):
@@ -462,9 +474,9 @@ def main(argv=None):
                                              "MNIST test images on it.")
     ap.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyUSB1")
     ap.add_argument("--board", default=None,
-                    help="board file name in boards/ (default: the board STATUS names, else "
-                         "icebreaker); its capacities bound the packing and its UART rate is "
-                         "the default --baud")
+                    help="board file name in boards/ (default: recognised from STATUS by its "
+                         "clock and UART divisor); its capacities bound the packing and its UART "
+                         "rate is the default --baud (else 3 Mbaud)")
     ap.add_argument("--baud", type=int, default=None, help="UART rate (default: the board's)")
     ap.add_argument("--model", default="models/lenet300.npz", help="calibrated dcmodel file")
     ap.add_argument("--images", type=int, default=100, help="MNIST test images to run")
@@ -474,8 +486,8 @@ def main(argv=None):
     try:
         model = load_model(args.model)
         int_model = IntModel.from_model(model)
-        spec = get_board(args.board or "icebreaker")
-        with SerialTransport(args.port, args.baud or spec.uart.baud) as transport:
+        baud = args.baud or (get_board(args.board).uart.baud if args.board else 3_000_000)
+        with SerialTransport(args.port, baud) as transport:
             board = Board(transport)
             st = board.status()
             print(f"board: {st.summary()}")

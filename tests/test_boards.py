@@ -193,3 +193,19 @@ def test_family_synthesis(board, tmp_path):
     n = get_family(get_board(board).family).neutral_cells(cells)
     assert n["logic"] > 500 and n["ff"] > 300, n
     assert not any(c.startswith("$") for c in cells), cells     # nothing left unmapped
+
+
+def test_host_recognises_the_board_from_status():
+    from sw.host import BoardStatus, HostError, board_of_status
+    for name in BUILDABLE:
+        b = get_board(name)
+        st = BoardStatus({"clock_hz": b.clock.design_hz,
+                          "divisor": b.clock.design_hz // b.uart.baud})
+        assert board_of_status(st) is b
+        assert board_of_status(st, "sim").name == "sim"          # --board overrides
+    with pytest.raises(HostError, match="cannot tell the board.*pass --board"):
+        board_of_status(BoardStatus({"clock_hz": 12_345_678, "divisor": 7}))
+    st = BoardStatus({"clock_hz": 1, "divisor": 1, "board_id": get_board("ulx3s").id})
+    assert board_of_status(st).name == "ulx3s"
+    with pytest.raises(HostError, match="reports ulx3s"):
+        board_of_status(st, "icebreaker")
