@@ -209,3 +209,42 @@ def test_host_recognises_the_board_from_status():
     assert board_of_status(st).name == "ulx3s"
     with pytest.raises(HostError, match="reports ulx3s"):
         board_of_status(st, "icebreaker")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board", [b for b in BUILDABLE if b != "icebreaker"])
+def test_full_build(board, tmp_path):
+    """The real design with the packed LeNet-300-100 at the board's default PE count, from the
+    pip tools (10-60 minutes each; the iCEBreaker's is tests/test_build.py): a bitstream, the
+    report in family-neutral terms, the design inside the device and at the design clock (the
+    build itself fails otherwise)."""
+    from hw.build import build
+    b = get_board(board)
+    report = build(board, model="models/lenet300.npz", out=str(tmp_path / board))
+    assert report["n_pes"] == b.default_pes and report["family"] == b.family
+    res = report["resources"]
+    assert 0 < res["logic"][0] <= res["logic"][1] == b.memory.luts
+    assert 0 < res["bram"][0] <= res["bram"][1] == b.memory.bram_blocks
+    assert min(report["fmax_mhz"].values()) >= report["clock_mhz"] == b.clock.design_hz / 1e6
+    assert os.path.getsize(report["bitstream"]) > 100_000
+    assert report["bitstream"].endswith("." + get_family(b.family).bitstream)
+
+
+@pytest.mark.parametrize("family, blocks", [("ecp5", 2), ("gowin", 2)])
+def test_pe_memory_second_read_port_uses_the_second_bram_port(family, blocks, tmp_path):
+    """Memory plan of the block-RAM families: a 2048-word PE memory with a second read port (the
+    pointer memory with two ports, the data memory with 32-bit stream words) is one set of
+    true-dual-port block RAMs (2 x 1024 x 16: one port reads and writes, the other reads), not
+    a duplicate per read port (4) as on the iCE40's single-port SPRAM."""
+    import subprocess
+    from amaranth.back import verilog
+    from gateware.memories import PEMemory
+    fam = get_family(family)
+    tools = fam.select_tools(dict(os.environ))
+    (tmp_path / "m.v").write_text(verilog.convert(PEMemory(2048, "lib", read_ports=2), name="m"))
+    script = f"read_verilog m.v; {fam.synth_command} -top m; tee -q -o m.stat stat"
+    subprocess.run([tools["YOSYS"], "-q", "-p", script], cwd=tmp_path, check=True,
+                   capture_output=True)
+    from hw.families import parse_yosys_log
+    cells = parse_yosys_log("Printing statistics\n" + (tmp_path / "m.stat").read_text())
+    assert fam.neutral_cells(cells)["bram"] == blocks, cells
