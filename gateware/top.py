@@ -181,9 +181,8 @@ class BoardTop(wiring.Component):
             clock_hz = int(round(pll.out_hz_actual))
             pll.add_to(m)
             pll_clk, lock = pll.clk, pll.lock
-            if self.family != "ice40":
-                # (nextpnr-ice40 derives it from the pad; the iCE40 netlist stays as measured)
-                platform.add_clock_constraint(pll_clk, clock_hz)
+            # (nextpnr derives the output clock's constraint from the oscillator pin's through
+            # the PLL's settings: SB_PLL40_PAD and EHXPLLL)
             # Hold reset until the PLL locks and then for 15 us (iCE40 BRAMs read zero ~3 us
             # after configuration).
             delay = int(15e-6 * clock_hz)
