@@ -260,9 +260,9 @@ def test_accelerator_error_flags():
 def test_accelerator_board_profiles(board):
     """Each larger board's configuration (its feature profile in ``boards/<name>.py`` and the
     generic block-RAM memories of its family, on 4 PEs and a 2048-word PE memory, the depth
-    ``hw.build`` gives LeNet-300-100 there) is bit exact under random stalls: a 70-input layer
-    (partly used final input word with 4 lanes) and two more. Boards with the same profile share
-    one Verilator model."""
+    ``hw.build`` gives LeNet-300-100 there) is bit exact under random stalls on a 70-input
+    layer (a partly used final input word with 4 lanes) and two more. Boards with the same
+    profile share one Verilator model."""
     from boards import get_board
     from hw.build import board_config
     from tb.accelerator.vectors import sim_config
