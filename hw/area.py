@@ -17,7 +17,7 @@ prints only the total. ``core`` is the UART + protocol path with the test stand-
 5-bit gaps, and tables grown to fit); without it the default ``AcceleratorConfig`` is used.
 ``--lanes``, ``--pointer-ports`` and ``--stream-words`` override its ``input_lanes``,
 ``pointer_ports`` and ``stream_words`` (the iCEBreaker build uses ``--lanes 1 --pointer-ports 1
---stream-words 1``, ``hw.build.BOARD_*``).
+--stream-words 1``, its ``boards/icebreaker.py`` profile).
 """
 import argparse
 import re
