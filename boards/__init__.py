@@ -7,10 +7,10 @@ platform for bitstream builds; ``hw/families/`` holds the tools of each family.
 import importlib
 import pkgutil
 
-from boards.board import Board, Clock, Led, Memory, Profile, Programmer, UART
+from boards.board import Board, Clock, Led, Memory, Profile, Programmer, SPIFlash, UART
 from boards.families import FAMILIES, get_family_facts
 
-__all__ = ["Board", "Clock", "Led", "Memory", "Profile", "Programmer", "UART", "BOARDS",
+__all__ = ["Board", "Clock", "Led", "Memory", "Profile", "Programmer", "SPIFlash", "UART", "BOARDS",
            "get_board", "board_by_id", "FAMILIES", "get_family_facts"]
 
 #: Modules of this package that are not board files.

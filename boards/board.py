@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 from boards.families import get_family_facts
 
-__all__ = ["Profile", "Clock", "UART", "Led", "Memory", "Programmer", "Board"]
+__all__ = ["Profile", "Clock", "UART", "Led", "SPIFlash", "Memory", "Programmer", "Board"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,19 @@ class Led:
 
 
 @dataclass(frozen=True)
+class SPIFlash:
+    """The configuration flash on ordinary pins (the model is loaded from it at power-up,
+    ``gateware.flash_loader``; active-low pins named ``_n``)."""
+    cs_n: str
+    clk: str
+    copi: str
+    cipo: str
+    wp_n: str = None
+    hold_n: str = None
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Memory:
     """Memory and arithmetic resources in family-neutral units.
 
@@ -147,9 +160,10 @@ class Board:
     chip : str
         Gowin device family (``GW2A-18C``) as nextpnr's ``family`` option and ``gowin_pack -d``
         name it; empty otherwise.
-    clock, uart, leds, memory, profile, programmer :
-        See :class:`Clock`, :class:`UART`, :class:`Led`, :class:`Memory`, :class:`Profile`,
-        :class:`Programmer`.
+    clock, uart, leds, flash, memory, profile, programmer :
+        See :class:`Clock`, :class:`UART`, :class:`Led`, :class:`SPIFlash` (``None``: the
+        model is not loaded from flash; the ECP5 boards' flash clock needs the USRMCLK
+        primitive), :class:`Memory`, :class:`Profile`, :class:`Programmer`.
     default_pes : int
         PE count when neither ``--pes`` nor the build's sizing chooses one.
     id : int
@@ -167,6 +181,7 @@ class Board:
     speed: str = ""
     chip: str = ""
     leds: tuple = ()
+    flash: SPIFlash = None
     profile: Profile = Profile()
     programmer: Programmer = None
     description: str = ""

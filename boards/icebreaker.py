@@ -6,7 +6,7 @@ profile spends no logic on what one PE does not need (docs/HARDWARE.md has the m
 a 4-deep FIFO costs ~1.5 % cycles, input lanes / requantization overlap / column skip / a second
 pointer port / 32-bit stream words cost logic cells or SPRAMs the board does not have).
 """
-from boards.board import Board, Clock, Led, Memory, Profile, Programmer, UART
+from boards.board import Board, Clock, Led, Memory, Profile, Programmer, SPIFlash, UART
 
 _LVCMOS = {"IO_STANDARD": "SB_LVCMOS"}
 
@@ -19,6 +19,8 @@ BOARD = Board(
     uart=UART(rx="6", tx="9", baud=3_000_000, attrs={"IO_STANDARD": "SB_LVTTL", "PULLUP": 1}),
     leds=(Led("led_r", "11", invert=True, attrs=_LVCMOS),
           Led("led_g", "37", invert=True, attrs=_LVCMOS)),
+    flash=SPIFlash(cs_n="16", clk="15", copi="14", cipo="17", wp_n="12", hold_n="13",
+                   attrs=_LVCMOS),
     memory=Memory(bram_blocks=30, bram_bits=4096, luts=5280, dsps=8, large_ram_blocks=4,
                   large_ram_words=16384),
     profile=Profile(fifo_depth=4, input_lanes=1, requant_overlap=False, column_skip=False,

@@ -30,13 +30,14 @@ from amaranth.back import verilog
 from boards import get_board
 from hw.build import BuildError, select_tools
 from hw.families import get_family
+from sw.cli import ToolError, command
 
-__all__ = ["AreaError", "part_config", "synthesise", "module_table", "main"]
+__all__ = ["AreaError", "part_config", "synthesise", "module_table", "build_parser", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class AreaError(RuntimeError):
+class AreaError(ToolError):
     """Synthesis failed or printed no statistics."""
 
 
@@ -149,13 +150,15 @@ def _row(name, cells, family):
             f"{n.get('bram', 0):4d} {n.get('dsp', 0):4d}")
 
 
-def main(argv=None):
+def build_parser():
+    """The command line's options (``python -m hw.area``)."""
     ap = argparse.ArgumentParser(prog="python -m hw.area", description=__doc__.split("\n")[0])
     ap.add_argument("--part", choices=PARTS, default="accelerator")
     ap.add_argument("--board", default=None,
                     help="synthesise for this board's family and profile (default: iCE40, "
                          "AcceleratorConfig defaults)")
-    ap.add_argument("--pes", type=int, default=4)
+    ap.add_argument("--pes", type=int, default=None,
+                    help="PE count (default: the board's, or 4)")
     ap.add_argument("--flat", action="store_true", help="flattened synthesis, totals only")
     ap.add_argument("--model", help="size the gateware for this model file (as hw.build does)")
     ap.add_argument("--lanes", type=int, default=None,
@@ -165,15 +168,18 @@ def main(argv=None):
                          "default)")
     ap.add_argument("--stream-words", type=int, default=None, choices=(1, 2),
                     help="memory words per decoder word (default: the AcceleratorConfig default)")
-    args = ap.parse_args(argv)
-    try:
-        table = synthesise(args.part, args.pes, args.flat, model=args.model,
-                           input_lanes=args.lanes, pointer_ports=args.pointer_ports,
-                           stream_words=args.stream_words, board=args.board)
-        family = get_family(get_board(args.board).family if args.board else "ice40")
-    except (AreaError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return ap
+
+
+@command
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.pes is None:
+        args.pes = get_board(args.board).default_pes if args.board else 4
+    table = synthesise(args.part, args.pes, args.flat, model=args.model, input_lanes=args.lanes,
+                       pointer_ports=args.pointer_ports, stream_words=args.stream_words,
+                       board=args.board)
+    family = get_family(get_board(args.board).family if args.board else "ice40")
     print(f"{'module':40s} {'LUT4':>6s} {'FF':>6s} {'CARRY':>6s} {'BRAM':>4s} {'DSP':>4s}")
     for name, cells in table.items():
         if name != "design hierarchy" and not args.flat:

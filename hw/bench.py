@@ -31,11 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from boards import get_board
+from sw.cli import EXIT_MISMATCH, EXIT_OK, ToolError, command
 
-__all__ = ["BenchError", "board_features", "run_bench", "format_table", "main"]
+__all__ = ["BenchError", "board_features", "run_bench", "format_table", "build_parser", "main"]
 
 
-class BenchError(Exception):
+class BenchError(ToolError):
     """The benchmark cannot run (missing model, bad arguments)."""
 
 
@@ -160,7 +161,8 @@ def format_table(rows):
     return "\n".join(out)
 
 
-def main(argv=None):
+def build_parser():
+    """The command line's options (``python -m hw.bench``)."""
     from sw.balance import METHODS
     ap = argparse.ArgumentParser(prog="python -m hw.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/lenet300.npz", help="calibrated dcmodel file")
@@ -201,36 +203,37 @@ def main(argv=None):
     ap.add_argument("--no-balance", action="store_const", const="none", dest="balance",
                     help="same as --balance none")
     ap.add_argument("--json", help="also write the results to this JSON file")
-    args = ap.parse_args(argv)
+    return ap
+
+
+@command
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    features = board_features(
+        args.board, fifo_depth=args.fifo_depth, input_lanes=args.lanes,
+        requant_overlap=False if args.no_overlap else None,
+        column_skip=False if args.no_skip else None, pointer_ports=args.pointer_ports,
+        stream_words=args.stream_words)
+    if args.pes is None:
+        args.pes = str(get_board(args.board).default_pes) if args.board else "1,2,4,8"
     try:
-        features = board_features(
-            args.board, fifo_depth=args.fifo_depth, input_lanes=args.lanes,
-            requant_overlap=False if args.no_overlap else None,
-            column_skip=False if args.no_skip else None, pointer_ports=args.pointer_ports,
-            stream_words=args.stream_words)
-        if args.pes is None:
-            args.pes = str(get_board(args.board).default_pes) if args.board else "1,2,4,8"
-        try:
-            pes = [int(v) for v in args.pes.split(",") if v.strip()]
-        except ValueError:
-            raise BenchError(f"--pes must be comma-separated integers, not {args.pes!r}") from None
-        if not pes or any(not 1 <= n <= 64 for n in pes):
-            raise BenchError("--pes values must be 1..64")
-        im, name = _model(args.model, args.random_model)
-        print(f"model: {name}; {args.images} MNIST test images from #{args.offset}")
-        if args.fifo_depth is not None and not 2 <= args.fifo_depth <= 1024:
-            raise BenchError("--fifo-depth must be 2..1024")
-        if args.lanes is not None and not 1 <= args.lanes <= 16:
-            raise BenchError("--lanes must be 1..16")
-        rows = run_bench(im, pes, args.images, args.offset, balance=args.balance,
-                         early_start=False if args.no_early else None, **features)
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        pes = [int(v) for v in args.pes.split(",") if v.strip()]
+    except ValueError:
+        raise BenchError(f"--pes must be comma-separated integers, not {args.pes!r}") from None
+    if not pes or any(not 1 <= n <= 64 for n in pes):
+        raise BenchError("--pes values must be 1..64")
+    im, name = _model(args.model, args.random_model)
+    print(f"model: {name}; {args.images} MNIST test images from #{args.offset}")
+    if args.fifo_depth is not None and not 2 <= args.fifo_depth <= 1024:
+        raise BenchError("--fifo-depth must be 2..1024")
+    if args.lanes is not None and not 1 <= args.lanes <= 16:
+        raise BenchError("--lanes must be 1..16")
+    rows = run_bench(im, pes, args.images, args.offset, balance=args.balance,
+                     early_start=False if args.no_early else None, **features)
     print(format_table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps({"model": name, "results": rows}, indent=1))
-    return 0 if all(r["status"] == "bit-exact" for r in rows) else 1
+    return EXIT_OK if all(r["status"] == "bit-exact" for r in rows) else EXIT_MISMATCH
 
 
 if __name__ == "__main__":

@@ -25,11 +25,13 @@ import time
 from pathlib import Path
 
 from boards import get_board
-from hw.families import ToolError, get_family, parse_nextpnr_log, parse_yosys_log
+from hw.families import FlowToolError, get_family, parse_nextpnr_log, parse_yosys_log
 from hw.platforms import BoardError, get_platform
+from sw.cli import ToolError, command
 
 __all__ = ["BuildError", "BuildReport", "select_tools", "parse_nextpnr_log", "parse_yosys_log",
-           "board_config", "build", "main"]
+           "board_config", "build", "program_command", "program_bitstream", "build_parser",
+           "main"]
 
 #: The project's timing target (docs: SPEC). Builds fail only below the design clock itself;
 #: below this target they succeed with a warning in the report.
@@ -37,7 +39,7 @@ TARGET_FMAX_MHZ = 24.0
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class BuildError(RuntimeError):
+class BuildError(ToolError):
     """The build cannot run or its result is unusable (message says why)."""
 
 
@@ -343,7 +345,7 @@ def program_command(board, bitstream):
     board = get_board(board)
     try:
         return get_family(board.family).program_command(board, bitstream)
-    except (ToolError, ValueError) as exc:
+    except (FlowToolError, ValueError) as exc:
         raise BuildError(str(exc)) from None
 
 
@@ -387,7 +389,8 @@ def _pes_argument(value, board, model):
     return n
 
 
-def main(argv=None):
+def build_parser():
+    """The command line's options (``python -m hw.build``)."""
     ap = argparse.ArgumentParser(prog="python -m hw.build", description=__doc__.split("\n")[0])
     ap.add_argument("--board", default="icebreaker",
                     help="board file name in boards/ (default: %(default)s)")
@@ -409,20 +412,24 @@ def main(argv=None):
     ap.add_argument("--mock-accelerator", action="store_true",
                     help="UART/protocol path with the test stand-in accelerator (runs from the "
                          "board oscillator unless --freq is given)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+@command
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     out = args.out or f"build/{args.board}"
     model = None if args.no_model else args.model
     try:
         n_pes = _pes_argument(args.pes, args.board, model)
-        report = build(args.board, model=model, n_pes=n_pes,
-                       out=out, freq_mhz=args.freq, program=args.program,
-                       mock=args.mock_accelerator, min_fmax=args.min_fmax)
-    except BuildError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        report = build(args.board, model=model, n_pes=n_pes, out=out, freq_mhz=args.freq,
+                       program=args.program, mock=args.mock_accelerator,
+                       min_fmax=args.min_fmax)
+    except BuildError:
         report_txt = Path(out) / "report.txt"
         if report_txt.exists():
             print(report_txt.read_text(), file=sys.stderr)
-        return 1
+        raise
     print(report.text())
     return 0
 

@@ -2,7 +2,7 @@
 (``hw/families/``): the board's clock, UART and LED pins as resources, the family's vendor
 platform as the base class."""
 from amaranth.build import Attrs, Clock, Pins, PinsN, Resource
-from amaranth_boards.resources import UARTResource
+from amaranth_boards.resources import SPIFlashResources, UARTResource
 
 from boards import BOARDS, get_board
 from hw.families import get_family
@@ -29,6 +29,10 @@ def _resources(board):
     for led in board.leds:
         pins = (PinsN if led.invert else Pins)(led.pin, dir="o")
         resources.append(Resource(led.role, 0, pins, Attrs(**led.attrs)))
+    if board.flash is not None:
+        f = board.flash
+        resources += SPIFlashResources(0, cs_n=f.cs_n, clk=f.clk, copi=f.copi, cipo=f.cipo,
+                                       wp_n=f.wp_n, hold_n=f.hold_n, attrs=Attrs(**f.attrs))
     return resources
 
 

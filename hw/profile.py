@@ -53,8 +53,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sw.cli import ToolError, command
+
 __all__ = ["ProfileError", "CLASSES", "LayerProfile", "Profile", "profile_int_model",
-           "check_profile", "format_profile", "main"]
+           "check_profile", "format_profile", "build_parser", "main"]
 
 #: Cycle classes, in the order of the printed columns.
 CLASSES = ("start", "decode", "table", "words", "stale", "other", "segment", "input", "drain",
@@ -73,7 +75,7 @@ _PE_FIELDS = ("start", "state", "rstate", "pi_busy", "pr_valid", "segq_level", "
 _TOP_FIELDS = ("start", "done", "in_ready", "logit_valid", "logit_last")
 
 
-class ProfileError(Exception):
+class ProfileError(ToolError):
     """The profile cannot run or the accelerator's logits differ from the golden model."""
 
 
@@ -432,7 +434,8 @@ def format_profile(prof, title=""):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def build_parser():
+    """The command line's options (``python -m hw.profile``)."""
     from sw.balance import METHODS
     ap = argparse.ArgumentParser(prog="python -m hw.profile", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/lenet300.npz")
@@ -447,39 +450,28 @@ def main(argv=None):
                          "AcceleratorConfig default, 2)")
     ap.add_argument("--balance", choices=METHODS, default="data",
                     help="hidden-neuron order as sw.pack / hw.bench --balance (default data)")
-    a = ap.parse_args(argv)
+    return ap
+
+
+@command
+def main(argv=None):
+    a = build_parser().parse_args(argv)
     from boards import get_board
-    from hw.bench import BenchError, _model, bench_config, board_features
+    from hw.bench import _model, bench_config, board_features
     from sw.balance import balance_model
-    from sw.golden import GoldenError, images_to_uint8, load_mnist
-    try:
-        im, name = _model(a.model, False)
-        features = board_features(a.board, pointer_ports=a.pointer_ports)
-        if a.pes is None:
-            a.pes = get_board(a.board).default_pes if a.board else 4
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    from sw.golden import images_to_uint8, load_mnist
+    im, name = _model(a.model, False)
+    features = board_features(a.board, pointer_ports=a.pointer_ports)
+    if a.pes is None:
+        a.pes = get_board(a.board).default_pes if a.board else 4
     if a.pes < 1 or a.images < 1:
-        print("error: --pes and --images must be >= 1", file=sys.stderr)
-        return 2
-    try:
-        xs, _ = load_mnist()["test"]
-    except GoldenError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise ProfileError("--pes and --images must be >= 1")
+    xs, _ = load_mnist()["test"]
     if not 0 <= a.image or a.image + a.images > len(xs):
-        print(f"error: images {a.image}..{a.image + a.images - 1} outside the test set",
-              file=sys.stderr)
-        return 2
+        raise ProfileError(f"images {a.image}..{a.image + a.images - 1} outside the test set")
     x = images_to_uint8(xs[a.image:a.image + a.images])
     im = balance_model(im, a.pes, a.balance)[0]
-    try:
-        prof = profile_int_model(im, x, a.pes,
-                                 bench_config(im, a.pes, **features))
-    except ProfileError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    prof = profile_int_model(im, x, a.pes, bench_config(im, a.pes, **features))
     print(format_profile(prof, f"{name}, MNIST test image(s) {a.image}.."
                                f"{a.image + a.images - 1}, bit-exact vs sw.golden.infer"))
     return 0

@@ -73,9 +73,12 @@ import sys
 
 import numpy as np
 
+from sw.cli import command
+
 __all__ = ["BalanceError", "METHODS", "CALIBRATION_IMAGES", "REFINE_ROUNDS", "PERTURB_SWAPS",
            "balance_permutation", "refine_permutation", "balance_permutations", "permute_model",
-           "balance_rows", "balance_method", "default_calibration", "balance_model", "main"]
+           "balance_rows", "balance_method", "default_calibration", "balance_model",
+           "build_parser", "main"]
 
 #: Balancing methods: keep the order, greedy on non-zero counts, greedy refined on data.
 METHODS = ("none", "greedy", "data")
@@ -450,33 +453,37 @@ def balance_model(int_model, n_pes, method="data"):
     return model, perms, {"method": method, "calibration": desc}
 
 
-def main(argv=None):
-    """Command line: ``pe_bound / ideal`` on MNIST test images per PE count and method."""
-    ap = argparse.ArgumentParser(prog="python -m sw.balance", description=main.__doc__)
+def build_parser():
+    """The command line's options (``python -m sw.balance``)."""
+    ap = argparse.ArgumentParser(prog="python -m sw.balance",
+                                 description="pe_bound / ideal on MNIST test images per PE count "
+                                             "and balancing method")
     ap.add_argument("model", help="calibrated dcmodel .npz")
     ap.add_argument("--pes", default="1,2,4,8", help="comma-separated PE counts")
     ap.add_argument("--images", type=int, default=100, help="MNIST test images 0..n-1")
-    a = ap.parse_args(argv)
+    return ap
+
+
+@command
+def main(argv=None):
+    """Command line: ``pe_bound / ideal`` on MNIST test images per PE count and method."""
+    a = build_parser().parse_args(argv)
     import time
-    from sw.golden import GoldenError, IntModel, ideal_cycles, images_to_uint8, load_mnist
-    from sw.modelfile import ModelFormatError, load_model
-    try:
-        im = IntModel.from_model(load_model(a.model))
-        x = images_to_uint8(load_mnist()["test"][0][:a.images])
-        pes = [int(p) for p in a.pes.split(",")]
-        for n in pes:
-            line = [f"N={n}:"]
-            for method in METHODS:
-                t = time.perf_counter()
-                model, _, info = balance_model(im, n, method)
-                dt = time.perf_counter() - t
-                st = ideal_cycles(model, x, n)
-                line.append(f"{info['method']} {st.pe_bound.sum() / st.ideal.sum():.4f} "
-                            f"({dt:.1f} s)")
-            print("  ".join(line))
-    except (GoldenError, ModelFormatError, BalanceError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    from sw.golden import IntModel, ideal_cycles, images_to_uint8, load_mnist
+    from sw.modelfile import load_model
+    im = IntModel.from_model(load_model(a.model))
+    x = images_to_uint8(load_mnist()["test"][0][:a.images])
+    pes = [int(p) for p in a.pes.split(",")]
+    for n in pes:
+        line = [f"N={n}:"]
+        for method in METHODS:
+            t = time.perf_counter()
+            model, _, info = balance_model(im, n, method)
+            dt = time.perf_counter() - t
+            st = ideal_cycles(model, x, n)
+            line.append(f"{info['method']} {st.pe_bound.sum() / st.ideal.sum():.4f} "
+                        f"({dt:.1f} s)")
+        print("  ".join(line))
     return 0
 
 

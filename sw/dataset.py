@@ -28,8 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from sw.cli import command
+
 __all__ = ["DataError", "Dataset", "SCALE_CANDIDATES", "find_input_scale", "load_npz",
-           "load_mnist_dataset", "load_dataset", "to_model_inputs", "write_mnist", "main"]
+           "load_mnist_dataset", "load_dataset", "to_model_inputs", "write_mnist", "build_parser",
+           "main"]
 
 #: Input scales tried, in this order, when ``input_scale`` is not given (float data).
 SCALE_CANDIDATES = (("1/255", 1.0 / 255.0), ("1/256", 1.0 / 256.0), ("1", 1.0))
@@ -259,10 +262,9 @@ def write_mnist(path, subset=None, seed=0):
     return d
 
 
-def main(argv=None):
-    """Command line: check a data set (how its inputs map to bytes) or write MNIST as one."""
+def build_parser():
+    """The command line's options (``python -m sw.dataset``)."""
     import argparse
-    import sys
     ap = argparse.ArgumentParser(prog="python -m sw.dataset",
                                  description="Check a labelled .npz data set, or write MNIST as "
                                              "one (--write-mnist).")
@@ -271,17 +273,18 @@ def main(argv=None):
     ap.add_argument("--write-mnist", action="store_true",
                     help="write MNIST (uint8 28 x 28 images) to PATH instead")
     ap.add_argument("--subset", type=int, help="only N training and test images")
-    args = ap.parse_args(argv)
-    from sw.mnist import MnistNotFoundError
-    try:
-        if args.write_mnist:
-            Path(args.path).parent.mkdir(parents=True, exist_ok=True)
-            write_mnist(args.path, args.subset)
-            print(f"wrote {args.path}")
-        d = load_npz(args.path, args.input_scale, args.subset)
-    except (DataError, MnistNotFoundError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return ap
+
+
+@command
+def main(argv=None):
+    """Command line: check a data set (how its inputs map to bytes) or write MNIST as one."""
+    args = build_parser().parse_args(argv)
+    if args.write_mnist:
+        Path(args.path).parent.mkdir(parents=True, exist_ok=True)
+        write_mnist(args.path, args.subset)
+        print(f"wrote {args.path}")
+    d = load_npz(args.path, args.input_scale, args.subset)
     print(f"{d.name}: {len(d.y_train)} training, {len(d.y_test)} test samples of shape "
           f"{d.sample_shape} ({d.features} features), {d.classes} classes; model input value = "
           f"byte * {d.input_scale:.6g} (the accelerator's input is the byte 0..255)")

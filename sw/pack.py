@@ -12,9 +12,12 @@ Command line::
     python -m sw.pack MODEL --pes N --board NAME [--out DIR]
 """
 import argparse
+import io
 import json
 import sys
 import dataclasses
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,14 +30,16 @@ from contract.memmap import (COLSKIP_MAX_PES, DESC_WORDS, FLAG_LAST, FLAG_PTR2, 
                              is_pe_memory, mem_names, pointer_mem, shared_mem)
 from contract.widths import WIDTH_KEYS, WORD_BITS
 from sw.balance import METHODS, BalanceError, balance_model
+from sw.cli import command
 from sw.golden import GoldenError, IntModel, accumulator_bounds
 from sw.huffman import HuffmanCode, HuffmanError, bits_to_words
-from sw.modelfile import CompressedModel, ModelFormatError, load_model
+from sw.modelfile import CompressedModel, load_model
 from sw.sparse import encode_columns
 
 __all__ = ["PackError", "PackLimits", "WIDTH_KEYS", "PackedImages", "pack", "sized_limits",
-           "mem_names", "pointer_mem", "colskip_mem", "colskip_table", "is_pe_memory", "main",
-           "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2", "DESC_WORDS", "HEADER_WORDS"]
+           "mem_names", "pointer_mem", "colskip_mem", "colskip_table", "is_pe_memory",
+           "build_parser", "main", "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2", "DESC_WORDS",
+           "HEADER_WORDS"]
 
 MANIFEST_VERSION = 3      # 2: pointer tables in their own per-PE memories (ids N+5..2N+4)
 #                           3: column skip table (id 2N+5)
@@ -203,10 +208,13 @@ class PackedImages:
         try:
             manifest = json.loads((d / "manifest.json").read_text())
             n = int(manifest["n_pes"])
-            with np.load(d / "images.npz", allow_pickle=False) as z:
+            # (from bytes: np.load leaves the file open when the zip is damaged)
+            with np.load(io.BytesIO((d / "images.npz").read_bytes()), allow_pickle=False) as z:
                 images = {mem: z[nm].astype(np.uint16) for mem, nm in mem_names(n).items()}
-        except (OSError, KeyError, ValueError) as e:
-            raise PackError(f"cannot read packed images from {d}: {e}") from None
+        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile,
+                zlib.error) as e:
+            raise PackError(f"cannot read packed images from {d}: {type(e).__name__}: {e}") \
+                from None
         return cls(n, images, manifest)
 
 
@@ -214,6 +222,12 @@ def _as_int_model(model):
     if isinstance(model, IntModel):
         return model
     if isinstance(model, CompressedModel):
+        conv = [l.name for l in model.layers if l.kind != "fc"]
+        if conv:
+            raise PackError(f"layer(s) {', '.join(conv)} are convolutional: the accelerator, "
+                            "sw.golden and its calibration handle fully-connected layers only, "
+                            "so this model cannot be packed (a fully-connected model such as "
+                            "models/lenet300.npz can)")
         if model.integer is None:
             raise PackError("model has no integer section (calibrate it first: "
                             "python -m sw.golden MODEL --calibrate --out MODEL)")
@@ -531,8 +545,8 @@ def _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, stream
     }
 
 
-def main(argv=None):
-    """Command line: pack MODEL for N PEs on a board and write the images."""
+def build_parser():
+    """The command line's options (``python -m sw.pack``)."""
     ap = argparse.ArgumentParser(prog="python -m sw.pack", description=__doc__.split("\n")[0])
     ap.add_argument("model", help="calibrated dcmodel .npz")
     ap.add_argument("--pes", type=int, default=None, help="PE count (default: board's)")
@@ -563,33 +577,36 @@ def main(argv=None):
                     help="same as --balance none")
     ap.add_argument("--no-cycles", action="store_true",
                     help="skip the ideal-cycle statistics over the MNIST test set")
-    args = ap.parse_args(argv)
-    try:
-        spec = get_board(args.board)
-        n = args.pes or spec.default_pes
-        model = load_model(args.model)
-        x = None
-        if not args.no_cycles and model.layers and model.layers[0].shape[-1] == 784:
-            from sw.golden import images_to_uint8, load_mnist
-            x = images_to_uint8(load_mnist()["test"][0])
-        limits = PackLimits(max_layers=args.max_layers,
-                            max_rows_per_pe=args.max_rows or defaults.max_rows_per_pe,
-                            max_features=args.max_features,
-                            symbol_depth=args.symbol_depth or defaults.symbol_depth)
-        if args.max_rows is None or args.symbol_depth is None:
-            grown = sized_limits(model, n, limits, balance=args.balance)
-            limits = dataclasses.replace(
-                limits, max_rows_per_pe=args.max_rows or grown.max_rows_per_pe,
-                symbol_depth=args.symbol_depth or grown.symbol_depth)
-        fixed = {k: getattr(args, k) for k in ("idx_bits", "gap_bits")
-                 if getattr(args, k) is not None}
-        limits = dataclasses.replace(limits, **fixed)
-        packed = pack(model, n, spec, limits=limits, x=x, balance=args.balance)
-        out = Path(args.out or "out/pack")
-        packed.save(out)
-    except (PackError, ModelFormatError, GoldenError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return ap
+
+
+@command
+def main(argv=None):
+    """Command line: pack MODEL for N PEs on a board and write the images."""
+    args = build_parser().parse_args(argv)
+    defaults = PackLimits()
+    spec = get_board(args.board)
+    n = args.pes or spec.default_pes
+    model = load_model(args.model)
+    x = None
+    if not args.no_cycles and model.layers and model.layers[0].shape[-1] == 784:
+        from sw.golden import images_to_uint8, load_mnist
+        x = images_to_uint8(load_mnist()["test"][0])
+    limits = PackLimits(max_layers=args.max_layers,
+                        max_rows_per_pe=args.max_rows or defaults.max_rows_per_pe,
+                        max_features=args.max_features,
+                        symbol_depth=args.symbol_depth or defaults.symbol_depth)
+    if args.max_rows is None or args.symbol_depth is None:
+        grown = sized_limits(model, n, limits, balance=args.balance)
+        limits = dataclasses.replace(
+            limits, max_rows_per_pe=args.max_rows or grown.max_rows_per_pe,
+            symbol_depth=args.symbol_depth or grown.symbol_depth)
+    fixed = {k: getattr(args, k) for k in ("idx_bits", "gap_bits")
+             if getattr(args, k) is not None}
+    limits = dataclasses.replace(limits, **fixed)
+    packed = pack(model, n, spec, limits=limits, x=x, balance=args.balance)
+    out = Path(args.out or "out/pack")
+    packed.save(out)
     m = packed.manifest
     t = m["totals"]
     p = m["params"]

@@ -218,9 +218,9 @@ def test_bench_config_follows_model_widths():
 
 def test_bench_refuses_missing_model(tmp_path, capsys):
     from hw.bench import main
-    assert main(["--model", str(tmp_path / "none.npz"), "--pes", "2"]) == 2
+    assert main(["--model", str(tmp_path / "none.npz"), "--pes", "2"]) == 1
     assert "not found" in capsys.readouterr().err
-    assert main(["--random-model", "--pes", "two"]) == 2
+    assert main(["--random-model", "--pes", "two"]) == 1
     assert "--pes" in capsys.readouterr().err
 
 
@@ -252,7 +252,7 @@ def test_accelerator_error_flags():
     """Short input vector -> ``o_error.input``; load to an unknown memory -> ``o_error.load``."""
     n_pes, sizes, density, seed, kw = CASES["n2"]
     case = random_case(n_pes, sizes, density, seed, n_inputs=2, **kw)
-    run_case("errors", case, testcase="accelerator_flags_errors", env={"ACCEL_ERRORS": 1})
+    run_case("errors", case, testcase="accelerator_flags_errors", errors=True)
 
 
 @pytest.mark.sim

@@ -104,7 +104,7 @@ def test_logit_mismatch_fails(monkeypatch):
 
 
 def test_cli_missing_model(tmp_path, capsys):
-    assert main(["--model", str(tmp_path / "none.npz"), "--pes", "1"]) == 2
+    assert main(["--model", str(tmp_path / "none.npz"), "--pes", "1"]) == 1
     assert "not found" in capsys.readouterr().err
 
 

@@ -135,3 +135,50 @@ def test_cli_refuses_features_and_float_only(files, tmp_path, capsys):
     assert "10 features" in capsys.readouterr().err
     assert main(["--model", "lenet300", "--float-only"]) == 1
     assert "--float-only" in capsys.readouterr().err
+
+
+def test_conv_model_float_pipeline_and_export(files, tmp_path):
+    """A convolutional ONNX model (conv 5x5, ReLU, 2x2 max pooling, fc) through the same stages
+    in float (the accelerator runs fc layers only: no calibration), then exported again: the
+    exported graph takes the data's values (pixel / 255) and onnxruntime agrees with sw.nn."""
+    from onnx_models import chain
+    from onnx import helper
+    from sw.onnx_export import export_onnx, run_onnx, to_nn_model
+    r = np.random.default_rng(4)
+    inits = {"cw": r.normal(0, 0.3, (4, 1, 5, 5)).astype(np.float32),
+             "cb": r.normal(0, 0.1, 4).astype(np.float32),
+             "fw": r.normal(0, 0.05, (10, 4 * 12 * 12)).astype(np.float32),
+             "fb": np.zeros(10, np.float32)}
+    mk = helper.make_node
+    nodes = [mk("Conv", ["input", "cw", "cb"], ["c"], name="conv", kernel_shape=[5, 5]),
+             mk("Relu", ["c"], ["r"], name="relu"),
+             mk("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             mk("Flatten", ["p"], ["f"], name="flat"),
+             mk("Gemm", ["f", "fw", "fb"], ["out"], name="fc", transB=1)]
+    onnx.save(chain(nodes, inits, ["N", 1, 28, 28], ["N", 10]), str(tmp_path / "cnn.onnx"))
+    out = tmp_path / "out"
+    assert main(["--onnx", str(tmp_path / "cnn.onnx"), "--data", str(files / "digits.npz"),
+                 "--out", str(out), "--subset", "300", "--prune-steps", "1", "--prune-epochs",
+                 "0", "--finetune-epochs", "0", "--no-sensitivity", "--quiet"]) == 0
+    m = load_model(out / "cnn.npz")
+    assert [l.kind for l in m.layers] == ["conv", "fc"] and m.integer is None
+    assert m.layers[0].meta["in_shape"] == [1, 28, 28] and m.layers[0].meta["pool"] == 2
+    assert m.layers[0].relu and not m.layers[1].relu
+    nn = to_nn_model(m)
+    data = np.load(files / "digits.npz")
+    v = data["x_test"][:200].reshape(200, -1)
+    ours = nn.predict(np.rint(v * 255) / np.float32(256))
+    proto = export_onnx(m, input_scale=m.metrics["input_scale"])
+    assert np.array_equal(np.argmax(run_onnx(proto, v), 1), ours)
+
+
+def test_cli_refused_graph_names_the_node(tmp_path, capsys):
+    """A refused graph: one error line naming the node, the limit and its kind (no traceback),
+    before any data is read."""
+    from test_sw_onnx import _refusal
+    proto, *_ = _refusal("sigmoid")
+    onnx.save(proto, str(tmp_path / "sig.onnx"))
+    assert main(["--onnx", str(tmp_path / "sig.onnx"), "--data", str(tmp_path / "none.npz")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: node 'act0' (Sigmoid): activation Sigmoid") and \
+        err.strip().endswith("[hardware limit]") and "Traceback" not in err

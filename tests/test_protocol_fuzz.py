@@ -12,38 +12,36 @@ bench, with LeNet-300-100 for a few MNIST RESULTs first; it prints the frame cou
 violation count.
 """
 import dataclasses
-import json
 import os
 
 import pytest
 
 from gateware.config import AcceleratorConfig
 
-CLOCK_HZ, DIVISOR, TIMEOUT, ACCEL_TIMEOUT = 12_000_000, 4, 2000, 20000
-VERILATOR_ARGS = ["--output-split", "0", "--output-split-cfuncs", "0"]
+# the UART-level run shares tests/test_reliability.py's top (same parameters: one build)
+CLOCK_HZ, DIVISOR, TIMEOUT, ACCEL_TIMEOUT = 12_000_000, 4, 2000, 3000
 
 
-def _run(level, frames, seed, config, build, mutate=False, lenet=None, report=None):
-    from tb.runner import run_testbench
+def _run(level, frames, seed, config, build, mutate=False, lenet=None, report=None,
+         accel_timeout=ACCEL_TIMEOUT):
+    from tb.runner import run_bench
     if level == "stream":
         from tb.top.stream_top import StreamTop
         top = StreamTop(config, clock_hz=CLOCK_HZ, divisor=DIVISOR, timeout=TIMEOUT,
-                        accel_timeout=ACCEL_TIMEOUT)
+                        accel_timeout=accel_timeout)
     else:
         from gateware.top import SimTop
         top = SimTop(config, clock_hz=CLOCK_HZ, baud=CLOCK_HZ // DIVISOR, timeout=TIMEOUT,
-                     accel_timeout=ACCEL_TIMEOUT)
-    env = {"FUZZ_LEVEL": level, "FUZZ_FRAMES": frames, "FUZZ_SEED": seed,
-           "FUZZ_MUTATE": int(mutate), "FUZZ_CLOCK_HZ": CLOCK_HZ, "FUZZ_DIVISOR": DIVISOR,
-           "FUZZ_TIMEOUT": TIMEOUT, "FUZZ_ACCEL_TIMEOUT": ACCEL_TIMEOUT,
-           "FUZZ_CONFIG": json.dumps(dataclasses.asdict(config))}
+                     accel_timeout=accel_timeout)
+    params = {"level": level, "frames": frames, "seed": seed, "mutate": mutate,
+              "clock_hz": CLOCK_HZ, "divisor": DIVISOR, "timeout": TIMEOUT,
+              "accel_timeout": accel_timeout, "config": dataclasses.asdict(config)}
     if lenet:
-        env["FUZZ_LENET"] = os.path.abspath(lenet)
+        params["lenet"] = os.path.abspath(lenet)
     if report:
-        env["FUZZ_REPORT"] = str(report)
-    run_testbench(top, toplevel="fuzz_top" if level == "stream" else "sim_top",
-                  test_module="tb.top.test_fuzz", build_name=build, build_args=VERILATOR_ARGS,
-                  extra_env=env)
+        params["report"] = str(report)
+    run_bench(top, toplevel="fuzz_top" if level == "stream" else "sim_top",
+              test_module="tb.top.test_fuzz", name=build, params=params)
 
 
 @pytest.mark.sim
@@ -54,7 +52,7 @@ def test_fuzz_byte_level(tmp_path):
 
 @pytest.mark.sim
 def test_fuzz_uart_level(tmp_path):
-    _run("uart", 80, 2, AcceleratorConfig(n_pes=1), "fuzz_uart", report=tmp_path / "r")
+    _run("uart", 150, 2, AcceleratorConfig(n_pes=1), "top_n1", report=tmp_path / "r")
     print((tmp_path / "r").read_text())
 
 
@@ -77,7 +75,7 @@ def test_fuzz_long(tmp_path):
     model = "models/lenet300.npz"
     config = size_config(model, AcceleratorConfig(n_pes=1))
     _run("stream", frames, int(os.environ.get("FUZZ_SEED", "7")), config, "fuzz_stream_lenet",
-         lenet=model, report=tmp_path / "r")
+         lenet=model, report=tmp_path / "r", accel_timeout=1 << 16)
     text = (tmp_path / "r").read_text()
     print(text)
     assert " 0 invariant violations" in text and frames <= int(text.split(": ")[1].split()[0])

@@ -11,7 +11,9 @@ import re
 import shutil
 from dataclasses import dataclass, field
 
-__all__ = ["Family", "ToolError", "get_family", "FAMILY_NAMES", "parse_nextpnr_log",
+from sw.cli import ToolError
+
+__all__ = ["Family", "FlowToolError", "get_family", "FAMILY_NAMES", "parse_nextpnr_log",
            "parse_yosys_log", "NEUTRAL_KEYS"]
 
 #: Family modules of this package.
@@ -20,7 +22,7 @@ FAMILY_NAMES = ("ice40", "ecp5", "gowin")
 NEUTRAL_KEYS = ("logic", "ff", "bram", "large_ram", "dsp", "pll", "io")
 
 
-class ToolError(RuntimeError):
+class FlowToolError(ToolError):
     """A tool of the flow is missing (message says how to install it)."""
 
 
@@ -132,7 +134,7 @@ class Family:
 
         Raises
         ------
-        ToolError
+        FlowToolError
             if a tool is available neither way.
         """
         env = os.environ if env is None else env
@@ -141,13 +143,13 @@ class Family:
             tool = env.get(var)
             if tool:
                 if not shutil.which(tool):
-                    raise ToolError(f"{var}={tool!r} is not an executable on PATH")
+                    raise FlowToolError(f"{var}={tool!r} is not an executable on PATH")
             elif shutil.which(system):
                 tool = system
             elif shutil.which(wasm):
                 tool = wasm
             else:
-                raise ToolError(f"neither {system} nor {wasm} found: install the {self.name} "
+                raise FlowToolError(f"neither {system} nor {wasm} found: install the {self.name} "
                                 f"tool chain (pip install {package})")
             env[var] = tool
             chosen[var] = tool
@@ -182,7 +184,7 @@ class Family:
     def program_command(self, board, bitstream):
         """openFPGALoader's command line loading ``bitstream`` onto ``board``."""
         if board.programmer is None:
-            raise ToolError(f"board {board.name} names no programmer")
+            raise FlowToolError(f"board {board.name} names no programmer")
         loader = shutil.which("openFPGALoader") or shutil.which("openfpgaloader-cli") \
             or "openfpgaloader-cli"
         cmd = [loader, "-b", board.programmer.board]

@@ -90,11 +90,11 @@ def infer_frame(x, sparse):
 
 def parse_result(body):
     """``(logits, prediction, cycles)`` of a RESULT payload (None if inconsistent)."""
-    if not body or len(body) != 4 * body[0] + 6:
+    if len(body) < 7 or len(body) != 4 * body[1] + 7:   # seq, n, logits, tail
         return None
-    n = body[0]
-    logits = list(struct.unpack(f"<{n}i", body[1:1 + 4 * n]))
-    pred, cycles = struct.unpack("<BI", body[1 + 4 * n:])
+    n = body[1]
+    logits = list(struct.unpack(f"<{n}i", body[2:2 + 4 * n]))
+    pred, cycles = struct.unpack("<BI", body[2 + 4 * n:])
     return logits, pred, cycles
 
 

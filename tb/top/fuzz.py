@@ -343,7 +343,8 @@ class FrameGenerator:
         return encode_frame(Cmd.INFER_DENSE, x)
 
     def valid_frame(self):
-        r = self.rng.random()
+        # (UART level: a mutated LOAD would break the image and cost a slow re-upload)
+        r = self.rng.random() * (0.75 if self.uart else 1)
         if r < 0.5:
             return self.infer()
         if r < 0.65:
@@ -416,10 +417,10 @@ class FrameGenerator:
             return list(self.uploads)                               # complete re-upload
         if r < 0.06:
             return list(self.uploads)
-        if r < 0.10:                                                # aborted upload
+        if r < 0.10 and not self.uart:                              # aborted upload
             k = rng.randrange(len(self.uploads))
             return list(self.uploads[:k]) + [self.mutate(self.uploads[k])]
-        if r < 0.14:
+        if r < 0.14 and not self.uart:      # (both cost a re-upload: UART frames are slow)
             return [self.corrupt_load()]
         if r < 0.15:
             return [self.stray_load()]

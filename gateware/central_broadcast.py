@@ -1,0 +1,225 @@
+"""The central unit's broadcast side: the PE FIFOs (a ring of registers) and the column skip
+stage in front of them (docs/ARCHITECTURE.md sections 5 and 7; parts of
+:class:`gateware.central.CentralUnit`)."""
+from amaranth import Module, Signal, Cat, Mux, Array
+from amaranth.lib import wiring, data, memory, stream
+from amaranth.lib.wiring import In, Out
+
+from .config import broadcast_layout
+
+__all__ = ["BroadcastRing", "ColumnSkip"]
+
+
+class BroadcastRing(wiring.Component):
+    """The N broadcast FIFOs (depth ``fifo_depth``), up to ``bcast_width`` words in per cycle.
+
+    Without the column skip table (``config.skip_columns``) every word enters all N FIFOs at
+    once, so they hold the same words: one ring of ``fifo_depth`` registers, a write pointer and
+    per PE a read pointer and a level. The ring is written only when no PE's level is at the
+    depth (then no unread entry is overwritten). Registers, not block RAM: N copies of a small
+    FIFO would cost N EBRs. With the table a word enters only the FIFOs of the PEs with work in
+    its column: one ring per PE.
+
+    Parameters
+    ----------
+    config : gateware.config.AcceleratorConfig
+        Uses ``n_pes``, ``fifo_depth``, ``skip_columns``, ``bcast_width``, ``feature_bits``
+        and ``act_bits``.
+
+    Attributes
+    ----------
+    i_push : In(1)
+        Words ``i_push_data[k]`` enter the FIFOs of the PEs in ``i_push_to[k]`` this cycle.
+        No back-pressure: the writer asserts it only when each of those FIFOs has room
+        (``o_level``); without the skip table ``i_push_to[0]`` must be all ones.
+    i_push_data : In(broadcast_layout(config)).array(bcast_width)
+        The words (``col`` is kept to ``feature_bits`` bits); word 1 only with word 0.
+    i_push_to : In(N).array(bcast_width)
+        Per word, bit ``p``: it enters PE ``p``'s FIFO.
+    o_act : Out(stream.Signature(broadcast_layout(config))).array(N)
+        Per-PE FIFO outputs, one cycle after the push. ``valid``/payload come from registers
+        through the ring's read multiplexer; ``ready`` pops.
+    o_level : Out(range(fifo_depth + 1)).array(N)
+        Words in each PE's FIFO (registers).
+    o_end_pop : Out(N)
+        Bit ``p``: PE ``p`` pops an ``end`` word this cycle.
+    """
+
+    def __init__(self, config):
+        self.cfg = config
+        n, w, d = config.n_pes, config.bcast_width, config.fifo_depth
+        bl = broadcast_layout(config)
+        super().__init__({
+            "i_push": In(1),
+            "i_push_data": In(bl).array(w),
+            "i_push_to": In(n).array(w),
+            "o_act": Out(stream.Signature(bl)).array(n),
+            "o_level": Out(range(d + 1)).array(n),
+            "o_end_pop": Out(n),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        N, D, W = cfg.n_pes, cfg.fifo_depth, cfg.bcast_width
+        skip = cfg.skip_columns
+        slot = data.StructLayout({"col": cfg.feature_bits, "value": cfg.act_bits, "end": 1})
+        n_rings = N if skip else 1
+        rings = [Array(Signal(slot, name=f"ring{r}_{k}") for k in range(D))
+                 for r in range(n_rings)]
+        wptrs = [Signal(range(D), name=f"wptr{r}") for r in range(n_rings)]
+        rptrs = [Signal(range(D), name=f"rptr{p}") for p in range(N)]
+        levels = list(self.o_level)
+        push, push_datas, push_to = self.i_push, self.i_push_data, self.i_push_to
+
+        def wrap_add(x, k):
+            """``(x + k) mod D`` for ``0 <= x < D``, ``0 <= k <= W``."""
+            t = x + k
+            return Mux(t >= D, t - D, t)
+
+        for r in range(n_rings):
+            ring, wptr = rings[r], wptrs[r]
+            w = [push & (push_to[k][r] if skip else 1) for k in range(W)]
+            pos = [wptr] + ([wrap_add(wptr, w[0])] if W == 2 else [])
+            for k in range(W):
+                with m.If(w[k]):
+                    m.d.sync += [ring[pos[k]].col.eq(push_datas[k].col),
+                                 ring[pos[k]].value.eq(push_datas[k].value),
+                                 ring[pos[k]].end.eq(push_datas[k].end)]
+            if W == 1:
+                with m.If(w[0]):
+                    m.d.sync += wptr.eq(Mux(wptr == D - 1, 0, wptr + 1))
+            else:
+                m.d.sync += wptr.eq(wrap_add(wptr, sum(w)))
+        end_pops = []                   # per PE: it takes an end token this cycle
+        for p in range(N):
+            act = self.o_act[p]
+            head = rings[p if skip else 0][rptrs[p]]
+            pop = Signal(name=f"act_pop{p}")
+            end_pops.append(pop & head.end)
+            m.d.comb += [
+                act.valid.eq(levels[p] != 0),
+                act.payload.col.eq(head.col),
+                act.payload.value.eq(head.value),
+                act.payload.end.eq(head.end),
+                pop.eq(act.valid & act.ready),
+            ]
+            with m.If(pop):
+                m.d.sync += rptrs[p].eq(Mux(rptrs[p] == D - 1, 0, rptrs[p] + 1))
+            m.d.sync += levels[p].eq(levels[p] + sum(push & push_to[k][p] for k in range(W))
+                                     - pop)
+        m.d.comb += self.o_end_pop.eq(Cat(*end_pops))
+        return m
+
+
+class ColumnSkip(wiring.Component):
+    """Column skip stage: a taken word waits one cycle while its skip bits are read, then
+    enters only the FIFOs of the PEs with work in its column.
+
+    The table (memory id ``2N+5``) has per layer and column one bit per PE, set when the PE's
+    share of the column is empty; the layers' columns back to back, layer 0 first. The words
+    taken in one cycle wait in a holding register while their entries (the layer's first entry
+    + column) are read, then enter the FIFOs of the PEs whose bit is clear (the ``end`` token
+    enters all), once each of those has room for its words.
+
+    Parameters
+    ----------
+    config : gateware.config.AcceleratorConfig
+        Uses ``n_pes``, ``fifo_depth``, ``bcast_width`` and ``colskip_depth``.
+
+    Attributes
+    ----------
+    i_take : In(1).array(bcast_width)
+        Word ``k`` (``i_take_data[k]``) is handed over this cycle; word 1 only with word 0.
+        Only while ``o_can_take``.
+    i_take_data : In(broadcast_layout(config)).array(bcast_width)
+        The taken words.
+    o_can_take : Out(1)
+        The holding register is empty or empties this cycle (it does not depend on
+        ``i_take``).
+    o_push, o_push_data, o_push_to : Out(1), Out(broadcast_layout).array(W), Out(N).array(W)
+        To :class:`BroadcastRing`: the held words enter the FIFOs in ``o_push_to``, one cycle
+        after they were taken at the earliest (later while a FIFO they go to is full).
+    i_level : In(range(fifo_depth + 1)).array(N)
+        The FIFOs' levels (:attr:`BroadcastRing.o_level`).
+    o_busy : Out(1)
+        A word is held (nothing may follow the ``end`` token until it is pushed).
+    i_start : In(1)
+        A layer starts (``i_layer_index``, ``i_in_features``): its entries follow the previous
+        layer's in the table (layer 0 at entry 0).
+    i_layer_index : In(log2(max_layers))
+    i_in_features : In(feature count width)
+    i_skip_we, i_skip_addr, i_skip_data : In(1), In(16), In(16)
+        Write ``i_skip_data`` (bit ``p``: PE ``p``'s share is empty) into entry
+        ``i_skip_addr``; writes past ``colskip_depth`` are dropped. Only while idle.
+    """
+
+    def __init__(self, config, layer_index_bits, in_features_bits):
+        self.cfg = config
+        n, w, d = config.n_pes, config.bcast_width, config.fifo_depth
+        bl = broadcast_layout(config)
+        super().__init__({
+            "i_take": In(1).array(w),
+            "i_take_data": In(bl).array(w),
+            "o_can_take": Out(1),
+            "o_push": Out(1),
+            "o_push_data": Out(bl).array(w),
+            "o_push_to": Out(n).array(w),
+            "i_level": In(range(d + 1)).array(n),
+            "o_busy": Out(1),
+            "i_start": In(1),
+            "i_layer_index": In(layer_index_bits),
+            "i_in_features": In(in_features_bits),
+            "i_skip_we": In(1),
+            "i_skip_addr": In(16),
+            "i_skip_data": In(16),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        N, D, W = cfg.n_pes, cfg.fifo_depth, cfg.bcast_width
+        bl = broadcast_layout(cfg)
+        takes, take_datas, take = self.i_take, self.i_take_data, self.i_take[0]
+        push, push_to, levels = self.o_push, self.o_push_to, self.i_level
+        sk = memory.Memory(shape=N, depth=cfg.colskip_depth, init=[])
+        m.submodules.colskip = sk
+        sk_wr = sk.write_port()
+        sk_rds = [sk.read_port() for _ in range(W)]
+        SA = (cfg.colskip_depth - 1).bit_length()
+        m.d.comb += [sk_wr.addr.eq(self.i_skip_addr), sk_wr.data.eq(self.i_skip_data[:N]),
+                     sk_wr.en.eq(self.i_skip_we & (self.i_skip_addr < cfg.colskip_depth))]
+        sk_base = Signal(SA)        # the current layer's first table entry
+        sk_next = Signal(SA + 1)    # the next layer's (this layer's base + in_features)
+        held = [Signal(bl, name=f"held{k}") for k in range(W)]
+        held_valid = [Signal(name=f"held_valid{k}") for k in range(W)]
+        fits = Signal(N)            # every PE has room for the held words it gets
+        for k in range(W):
+            m.d.comb += [
+                sk_rds[k].addr.eq(sk_base + take_datas[k].col[:SA]),
+                sk_rds[k].en.eq(take),
+                push_to[k].eq(Mux(held_valid[k],
+                                  Mux(held[k].end, (1 << N) - 1, ~sk_rds[k].data), 0)),
+                self.o_push_data[k].eq(held[k]),
+            ]
+        for p in range(N):
+            n_words = sum(push_to[k][p] for k in range(W))
+            m.d.comb += fits[p].eq(levels[p] + n_words <= D)
+        m.d.comb += [
+            push.eq(held_valid[0] & fits.all()),
+            self.o_can_take.eq(~held_valid[0] | push),
+            self.o_busy.eq(held_valid[0]),
+        ]
+        for k in range(W):
+            with m.If(take):
+                m.d.sync += [held[k].eq(take_datas[k]), held_valid[k].eq(takes[k])]
+            with m.Elif(push):
+                m.d.sync += held_valid[k].eq(0)
+
+        # the layer's entries follow the previous layer's in the column skip table
+        with m.If(self.i_start):
+            with m.If(self.i_layer_index == 0):
+                m.d.sync += [sk_base.eq(0), sk_next.eq(self.i_in_features)]
+            with m.Else():
+                m.d.sync += [sk_base.eq(sk_next), sk_next.eq(sk_next + self.i_in_features)]
+        return m

@@ -1,0 +1,177 @@
+"""The central unit's collector: the N PE output streams into the banks (hidden layers) or onto
+the logit stream in index order (the last layer) (docs/ARCHITECTURE.md section 5; part of
+:class:`gateware.central.CentralUnit`)."""
+from amaranth import Module, Signal, Cat, Mux
+from amaranth.lib import wiring, stream
+from amaranth.lib.wiring import In, Out
+
+from .central_merge import bank_entry_layout
+from .config import pe_output_layout, logit_layout
+
+__all__ = ["Collector", "reciprocal"]
+
+
+def reciprocal(n, limit):
+    """``(m, k)`` with ``(r * m) >> k == r // n`` for every ``0 <= r < limit`` (checked)."""
+    for k in range(max(1, (limit - 1).bit_length()), 64):
+        m = -(-(1 << k) // n)
+        if all((r * m) >> k == r // n for r in range(limit)):
+            return m, k
+    raise ValueError(f"no reciprocal of {n} for rows below {limit}")
+
+
+class Collector(wiring.Component):
+    """Collect one layer's PE outputs until every PE's ``end`` token is in.
+
+    Hidden layer: PE ``p``'s non-zero outputs ``(row, value)`` are appended to bank ``p`` as
+    ``(local row, value)`` (one write port per bank, so the PEs never wait; the local row
+    ``(row - p) / N`` is computed with a constant reciprocal multiply). Last layer: the logits
+    are forwarded in index order, row ``r`` from PE ``r mod N``, with ``last`` on row
+    ``out_features - 1``; ``o_argmax`` follows (lowest index wins ties).
+
+    Parameters
+    ----------
+    config : gateware.config.AcceleratorConfig
+        Uses ``n_pes``, ``max_features``, ``feature_bits``, ``act_bits`` and ``acc_bits``.
+    bank_depth : int
+        Entries per bank.
+    out_features_bits : int
+        Width of ``i_out_features``.
+
+    Attributes
+    ----------
+    i_out : In(stream.Signature(pe_output_layout(config))).array(N)
+        Per-PE outputs (``(global row, value)`` then ``end``). ``end`` tokens are always taken
+        while collecting; hidden-layer outputs at once; logits as ``o_logit`` takes them.
+    o_logit : Out(stream.Signature(logit_layout(config)))
+        Last layer: the logits (signed ``acc_bits``) in index order, ``last`` on the final one.
+        Payload and valid come straight from the selected PE's output (no register).
+    o_argmax : Out(8)
+        Index of the largest logit of the last completed inference (lowest index on ties);
+        updated with the transfer of the final logit.
+    i_begin : In(1)
+        The collect of a layer begins (``i_last``, ``i_out_features`` are sampled).
+    i_last, i_out_features : In(1), In(out_features_bits)
+        The layer is the last one; its output count.
+    o_collecting : Out(1)
+        A collect is in progress.
+    o_ended : Out(N)
+        Bit ``p``: PE ``p``'s ``end`` token of the collected layer was received (registers).
+    o_bank_we : Out(N)
+        Bit ``p``: append ``o_bank_wdata[p]`` to bank ``p`` this cycle.
+    o_bank_wdata : Out(bank_entry_layout(config, bank_depth)).array(N)
+        ``(local row, value)`` of PE ``p``'s offered output.
+    i_bank_room : In(N)
+        Bit ``p``: bank ``p`` has room (else the output is dropped and ``o_err_overflow``
+        set).
+    o_done : Out(1)
+        One-cycle pulse, one cycle after the last ``end`` token of the *last* layer.
+    o_err_overflow : Out(1)
+        Sticky: a hidden output row >= max_features or past the bank (dropped).
+    o_err_logits : Out(1)
+        Sticky: the PEs' logit count differs from ``out_features``.
+    """
+
+    def __init__(self, config, bank_depth, out_features_bits):
+        self.cfg = config
+        self.bank_depth = bank_depth
+        n = config.n_pes
+        super().__init__({
+            "i_out": In(stream.Signature(pe_output_layout(config))).array(n),
+            "o_logit": Out(stream.Signature(logit_layout(config))),
+            "o_argmax": Out(8),
+            "i_begin": In(1),
+            "i_last": In(1),
+            "i_out_features": In(out_features_bits),
+            "o_collecting": Out(1),
+            "o_ended": Out(n),
+            "o_bank_we": Out(n),
+            "o_bank_wdata": Out(bank_entry_layout(config, bank_depth)).array(n),
+            "i_bank_room": In(n),
+            "o_done": Out(1),
+            "o_err_overflow": Out(1),
+            "o_err_logits": Out(1),
+        })
+        self.out_features_bits = out_features_bits
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        N, A, ACC, FB = cfg.n_pes, cfg.act_bits, cfg.acc_bits, cfg.feature_bits
+        bdepth = self.bank_depth
+        collecting, ended = self.o_collecting, self.o_ended
+        n_logit = Signal(9)
+        sel = Signal(range(N))
+        cl_last = Signal()
+        cl_out = Signal(self.out_features_bits)
+        with m.If(self.i_begin):
+            m.d.sync += [collecting.eq(1), ended.eq(0), n_logit.eq(0), sel.eq(0),
+                         cl_last.eq(self.i_last), cl_out.eq(self.i_out_features)]
+
+        outs = [self.i_out[p].payload for p in range(N)]
+        is_end = Signal(N)
+        cand = Signal(N)
+        m.d.comb += [
+            is_end.eq(Cat(self.i_out[p].valid & outs[p].end for p in range(N))),
+            cand.eq(Cat(self.i_out[p].valid & ~outs[p].end for p in range(N))),
+        ]
+        grant = Signal(N)
+        for p in range(N):
+            m.d.comb += self.i_out[p].ready.eq(collecting & (is_end[p] | grant[p]))
+        ended_now = Signal(N)
+        m.d.comb += ended_now.eq(ended | Mux(collecting, is_end, 0))
+        with m.If(collecting):
+            m.d.sync += ended.eq(ended_now)
+
+        # hidden layer: every PE writes its own bank, no stall
+        div_m, div_k = reciprocal(N, cfg.max_features)
+        hidden = Signal()
+        m.d.comb += hidden.eq(collecting & ~cl_last)
+        for p in range(N):
+            local = Signal(FB, name=f"local{p}")        # (row - p) / N, row = local * N + p
+            m.d.comb += [local.eq((outs[p].row[:FB] * div_m) >> div_k),
+                         self.o_bank_wdata[p].row.eq(local),
+                         self.o_bank_wdata[p].value.eq(outs[p].value[:A])]
+            with m.If(hidden & cand[p]):
+                m.d.comb += grant[p].eq(1)
+                with m.If((outs[p].row < cfg.max_features) & (local < bdepth)
+                          & self.i_bank_room[p]):
+                    m.d.comb += self.o_bank_we[p].eq(1)
+                with m.Else():
+                    m.d.sync += self.o_err_overflow.eq(1)
+
+        # last layer: row r from PE r mod N, forwarded in order
+        sel_valid = Signal()
+        sel_value = Signal(ACC)
+        m.d.comb += [sel_valid.eq(cand.bit_select(sel, 1)), sel_value.eq(outs[0].value)]
+        for p in range(1, N):
+            with m.If(sel == p):
+                m.d.comb += sel_value.eq(outs[p].value)
+        logit_out = Signal()
+        m.d.comb += logit_out.eq(collecting & cl_last & (n_logit < cl_out))
+        lo = self.o_logit.payload
+        m.d.comb += [
+            self.o_logit.valid.eq(logit_out & sel_valid),
+            lo.index.eq(n_logit),
+            lo.value.eq(sel_value),
+            lo.last.eq(n_logit + 1 == cl_out),
+        ]
+        with m.If(logit_out):
+            m.d.comb += grant.eq((self.o_logit.ready & sel_valid) << sel)
+        max_val = Signal(ACC)
+        best_idx = Signal(8)
+        with m.If(self.o_logit.valid & self.o_logit.ready):
+            m.d.sync += [n_logit.eq(n_logit + 1), sel.eq(Mux(sel == N - 1, 0, sel + 1))]
+            better = (n_logit == 0) | (max_val.as_signed() < sel_value.as_signed())
+            with m.If(better):
+                m.d.sync += [max_val.eq(sel_value), best_idx.eq(n_logit)]
+            with m.If(lo.last):
+                m.d.sync += self.o_argmax.eq(Mux(better, n_logit, best_idx))
+
+        # barrier
+        m.d.sync += self.o_done.eq(0)
+        with m.If(collecting & ended_now.all()):
+            m.d.sync += [collecting.eq(0), self.o_done.eq(cl_last)]
+            with m.If(cl_last & (n_logit != cl_out)):
+                m.d.sync += self.o_err_logits.eq(1)
+        return m

@@ -1,0 +1,219 @@
+"""The central unit's output banks and their merge (docs/ARCHITECTURE.md sections 5 and 7;
+part of :class:`gateware.central.CentralUnit`)."""
+from amaranth import Module, Signal, Const, Mux
+from amaranth.lib import wiring, data, fifo, memory
+from amaranth.lib.wiring import In, Out
+
+from .config import broadcast_layout
+
+__all__ = ["BankMerge", "bank_entry_layout", "bank_depth"]
+
+
+def bank_depth(config):
+    """Entries of each PE's output bank: the most non-zero outputs one PE has in a layer."""
+    return min(config.max_rows_per_pe, -(-config.max_features // config.n_pes))
+
+
+def bank_entry_layout(config, bank_depth):
+    """One bank entry: the PE-local ``row`` and the activation ``value``."""
+    return data.StructLayout({"row": max(1, (bank_depth - 1).bit_length()),
+                              "value": config.act_bits})
+
+
+class BankMerge(wiring.Component):
+    """N output banks, written by the collector, merged into broadcast words.
+
+    Bank ``p`` holds PE ``p``'s non-zero outputs of the last hidden layer in ascending row order
+    (each PE writes its own bank: no merge stall). The next layer's broadcast merges the N
+    sorted lists, smallest row first (global row ``local * N + p``), so columns arrive in
+    ascending order; with ``bcast_width == 2`` it takes the heads of the two lowest-numbered
+    banks that have one, as soon as they have it (bank order). A bank is written and read
+    concurrently (an entry is read only once written: read pointer below write pointer). With
+    N > 1 each bank has a 2-entry head queue so the merge can take from the same bank on
+    consecutive cycles; with N = 1 the bank's read port is the head (the next entry is read in
+    the cycle the head is taken), which takes one cycle off the merge latency.
+
+    Parameters
+    ----------
+    config : gateware.config.AcceleratorConfig
+        Uses ``n_pes``, ``bcast_width``, ``feature_bits`` and ``act_bits``.
+    bank_depth : int
+        Entries per bank.
+
+    Attributes
+    ----------
+    i_we : In(N)
+        Bit ``p``: append ``i_wdata[p]`` to bank ``p`` (only while ``o_room[p]``).
+    i_wdata : In(bank_entry_layout(config, bank_depth)).array(N)
+        The entries to append.
+    o_room : Out(N)
+        Bit ``p``: bank ``p`` has room for another entry (a register compare).
+    i_clear : In(1)
+        Empty the banks (for the next layer's outputs; an append in the same cycle is kept).
+    i_start : In(1)
+        A merge starts from the banks' first entries.
+    i_active : In(1)
+        The broadcast is in its merge phase (nothing is read or handed over otherwise).
+    i_ended : In(N)
+        Bit ``p``: PE ``p``'s ``end`` token of the layer in the banks has been collected (its
+        bank is complete).
+    i_can_take : In(1)
+        The broadcast side takes words this cycle.
+    o_take : Out(1).array(bcast_width)
+        Word ``k`` (``o_take_data[k]``) is handed over this cycle (word 1 only with word 0).
+        With one word per cycle only once every bank has a head or is exhausted (so the
+        smallest row is known).
+    o_take_data : Out(broadcast_layout(config)).array(bcast_width)
+        ``(global row, value)`` of the handed-over heads; zero while not ``i_active``.
+    o_exhausted : Out(1)
+        Every bank is read to its end and complete. The first word is handed over 3 cycles
+        after ``i_start`` (2 with N = 1).
+    """
+
+    def __init__(self, config, bank_depth):
+        self.cfg = config
+        self.bank_depth = bank_depth
+        n, w = config.n_pes, config.bcast_width
+        bl = broadcast_layout(config)
+        super().__init__({
+            "i_we": In(n),
+            "i_wdata": In(bank_entry_layout(config, bank_depth)).array(n),
+            "o_room": Out(n),
+            "i_clear": In(1),
+            "i_start": In(1),
+            "i_active": In(1),
+            "i_ended": In(n),
+            "i_can_take": In(1),
+            "o_take": Out(1).array(w),
+            "o_take_data": Out(bl).array(w),
+            "o_exhausted": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        N, W, A, FB = cfg.n_pes, cfg.bcast_width, cfg.act_bits, cfg.feature_bits
+        bdepth = self.bank_depth
+        entry = bank_entry_layout(cfg, bdepth)
+        bbuf, ended, can_take = self.i_active, self.i_ended, self.i_can_take
+        take, take_data = self.o_take[0], self.o_take_data[0]
+        banks = []
+        for p in range(N):
+            mem = memory.Memory(shape=entry, depth=bdepth, init=[])
+            m.submodules[f"bank{p}"] = mem
+            bank = dict(wr=mem.write_port(), rd=mem.read_port(),
+                        wp=Signal(range(bdepth + 1), name=f"wp{p}"),
+                        rp=Signal(range(bdepth + 1), name=f"rp{p}"),
+                        inflight=Signal(name=f"inflight{p}"))
+            if N > 1:
+                bank["q"] = q = fifo.SyncFIFO(width=entry.size, depth=2)
+                m.submodules[f"head{p}"] = q
+            banks.append(bank)
+
+        # ---- write side (the collector) ------------------------------------------------
+        with m.If(self.i_clear):
+            m.d.sync += [b["wp"].eq(0) for b in banks]
+        for p, b in enumerate(banks):
+            wr = b["wr"]
+            m.d.comb += [wr.addr.eq(b["wp"]), wr.data.eq(self.i_wdata[p]),
+                         self.o_room[p].eq(b["wp"] < bdepth)]
+            with m.If(self.i_we[p]):
+                m.d.comb += wr.en.eq(1)
+                m.d.sync += b["wp"].eq(b["wp"] + 1)
+
+        # ---- read side: heads --------------------------------------------------------------
+        heads = []
+        present = Signal(N)
+        exhausted = Signal(N)
+        pop = Signal(N)
+        for p, b in enumerate(banks):
+            rd = b["rd"]
+            issue = Signal(name=f"issue{p}")
+            if N == 1:
+                # One bank: its read port's output register is the head. ``inflight`` means
+                # rd.data holds an entry not yet broadcast; the next read is issued in the
+                # cycle the head is taken (or while there is none), and rd.data holds otherwise.
+                m.d.comb += [
+                    issue.eq(bbuf & (b["rp"] < b["wp"]) & (~b["inflight"] | pop[p])),
+                    present[p].eq(b["inflight"]),
+                    exhausted[p].eq((b["rp"] == b["wp"]) & ~b["inflight"] & ended[p]),
+                ]
+                with m.If(issue):
+                    m.d.sync += b["inflight"].eq(1)
+                with m.Elif(pop[p]):
+                    m.d.sync += b["inflight"].eq(0)
+                head = data.View(entry, rd.data)
+            else:
+                q = b["q"]
+                m.d.comb += [
+                    # the read lands in q next cycle, after this cycle's pop: credit counts it
+                    issue.eq(bbuf & (b["rp"] < b["wp"])
+                             & (q.level + b["inflight"] - pop[p] < q.depth)),
+                    q.w_en.eq(b["inflight"]), q.w_data.eq(rd.data),
+                    q.r_en.eq(pop[p]),
+                    present[p].eq(q.r_rdy),
+                    exhausted[p].eq((b["rp"] == b["wp"]) & ~b["inflight"] & ~q.r_rdy
+                                    & ended[p]),
+                ]
+                m.d.sync += b["inflight"].eq(issue)
+                head = data.View(entry, q.r_data)
+            m.d.comb += [rd.addr.eq(b["rp"]), rd.en.eq(issue)]
+            with m.If(issue):
+                m.d.sync += b["rp"].eq(b["rp"] + 1)
+            grow = Signal(FB, name=f"grow{p}")          # global row = local * N + p
+            m.d.comb += grow.eq(head.row * N + p)
+            heads.append((grow, head.value))
+
+        # ---- merge -------------------------------------------------------------------------
+        if W == 1:
+            # smallest present head; bank 0 is taken as the candidate unconditionally (when it
+            # is not present, ``found`` is 0 and the next present bank replaces it)
+            found = present[0]
+            best = Const(0, range(N))
+            best_row, best_val = heads[0]
+            for p in range(1, N):
+                smaller = present[p] & (~found | (heads[p][0] < best_row))
+                f_p, b_p = Signal(name=f"sf{p}"), Signal(range(N), name=f"sb{p}")
+                r_p, v_p = Signal(FB, name=f"sr{p}"), Signal(A, name=f"sv{p}")
+                m.d.comb += [f_p.eq(found | present[p]), b_p.eq(Mux(smaller, p, best)),
+                             r_p.eq(Mux(smaller, heads[p][0], best_row)),
+                             v_p.eq(Mux(smaller, heads[p][1], best_val))]
+                found, best, best_row, best_val = f_p, b_p, r_p, v_p
+            with m.If(bbuf):
+                ok = (present | exhausted).all() & found & can_take
+                m.d.comb += [
+                    take.eq(ok),
+                    take_data.col.eq(best_row),
+                    take_data.value.eq(best_val),
+                    pop.eq(Mux(ok, 1 << best, 0)),
+                ]
+        else:
+            # two words per cycle: the heads of the two lowest-numbered present banks, as soon
+            # as they are there (bank order, not column order)
+            first = Signal(N)
+            second = Signal(N)
+            others = Signal(N)
+            m.d.comb += [first.eq(present & -present), others.eq(present & ~first),
+                         second.eq(others & -others)]
+            for k, onehot in enumerate((first, second)):
+                row = Signal(FB, name=f"bank_row{k}")
+                val = Signal(A, name=f"bank_value{k}")
+                m.d.comb += [row.eq(0), val.eq(0)]
+                for p in range(N):
+                    with m.If(onehot[p]):
+                        m.d.comb += [row.eq(heads[p][0]), val.eq(heads[p][1])]
+                with m.If(bbuf):
+                    m.d.comb += [self.o_take_data[k].col.eq(row),
+                                 self.o_take_data[k].value.eq(val)]
+            with m.If(bbuf):
+                ok = present.any() & can_take
+                m.d.comb += [
+                    take.eq(ok),
+                    self.o_take[1].eq(ok & (second != 0)),
+                    pop.eq(Mux(ok, first | second, 0)),
+                ]
+        m.d.comb += self.o_exhausted.eq(exhausted.all())
+
+        with m.If(self.i_start):
+            m.d.sync += [b["rp"].eq(0) for b in banks]
+        return m
