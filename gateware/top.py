@@ -14,12 +14,12 @@ from amaranth.lib import io, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from contract.protocol import FLASH_OFFSET
+from gateware.accelerator import Accelerator
 from gateware.config import AcceleratorConfig, input_layout
 from gateware.flash_loader import FlashLoader
 from gateware.pll import PLL, PLLError, ice40_pll_params
 from gateware.protocol import ProtocolEngine
-from gateware.uart import UARTRx, UARTTx, uart_divisor
+from gateware.uart import ByteFIFO, UARTRx, UARTTx, uart_divisor
 
 __all__ = ["TopError", "UARTCore", "SimTop", "BoardTop", "ice40_pll_params",
            "default_accelerator"]
@@ -31,7 +31,6 @@ TopError = PLLError
 
 def default_accelerator(config):
     """The project's accelerator (``gateware.accelerator.Accelerator``) for ``config``."""
-    from gateware.accelerator import Accelerator
     return Accelerator(config)
 
 
@@ -52,8 +51,9 @@ class UARTCore(wiring.Component):
     timeout, accel_timeout, max_logits :
         Passed to :class:`gateware.protocol.ProtocolEngine`.
     rx_fifo_depth : int
-        Bytes buffered between the receiver and the protocol engine (one iCE40 EBR holds
-        512): the host keeps up to this many request bytes in flight (STATUS ``rx_buffer``).
+        Bytes buffered between the receiver and the protocol engine (a power of two; one iCE40
+        EBR holds 512): the host keeps up to this many request bytes in flight (STATUS
+        ``rx_buffer``).
     flash_offset : int or None
         Load the model stored at this byte address of the SPI flash at power-up
         (:class:`gateware.flash_loader.FlashLoader`); ``None``: no flash loader.
@@ -102,7 +102,7 @@ class UARTCore(wiring.Component):
         m = Module()
         m.submodules.uart_rx = rx = UARTRx(self.divisor)
         m.submodules.uart_tx = tx = UARTTx(self.divisor)
-        m.submodules.rx_fifo = fifo = SyncFIFOBuffered(width=8, depth=self.rx_fifo_depth)
+        m.submodules.rx_fifo = fifo = ByteFIFO(self.rx_fifo_depth)
         m.submodules.protocol = proto = ProtocolEngine(
             self.config, clock_hz=self.clock_hz, divisor=self.divisor, timeout=self.timeout,
             accel_timeout=self.accel_timeout, max_logits=self.max_logits,
@@ -113,9 +113,7 @@ class UARTCore(wiring.Component):
         m.d.comb += [
             rx.i_rx.eq(self.i_rx),
             self.o_tx.eq(tx.o_tx),
-            fifo.w_data.eq(rx.o_data.payload),
-            fifo.w_en.eq(rx.o_data.valid),
-            rx.o_data.ready.eq(fifo.w_rdy),
+
             proto.i_rx_frame_error.eq(rx.o_frame_error),
             proto.i_rx_overrun.eq(rx.o_overrun),
             proto.i_cycles.eq(accel.o_cycles),
@@ -124,12 +122,9 @@ class UARTCore(wiring.Component):
             proto.i_accel_error.eq(Value.cast(accel.o_error)),   # flags may be a struct
             self.o_leds.eq(proto.o_loaded | (proto.o_active << 1) | (proto.o_error << 2)),
         ]
+        wiring.connect(m, rx.o_data, fifo.i_data)
         if self.flash_offset is None:
-            m.d.comb += [
-                proto.i_rx.payload.eq(fifo.r_data),
-                proto.i_rx.valid.eq(fifo.r_rdy),
-                fifo.r_en.eq(proto.i_rx.ready),
-            ]
+            wiring.connect(m, fifo.o_data, proto.i_rx)
             wiring.connect(m, proto.o_tx, tx.i_data)
         else:
             # At power-up the flash loader feeds the engine the stored LOAD frames and takes
@@ -139,9 +134,9 @@ class UARTCore(wiring.Component):
             m.d.comb += [
                 self.o_flash_cs_n.eq(flash.o_cs_n), self.o_flash_sclk.eq(flash.o_sclk),
                 self.o_flash_copi.eq(flash.o_copi), flash.i_cipo.eq(self.i_flash_cipo),
-                proto.i_rx.payload.eq(Mux(booting, flash.o_rx.payload, fifo.r_data)),
-                proto.i_rx.valid.eq(Mux(booting, flash.o_rx.valid, fifo.r_rdy)),
-                fifo.r_en.eq(proto.i_rx.ready & ~booting),
+                proto.i_rx.payload.eq(Mux(booting, flash.o_rx.payload, fifo.o_data.payload)),
+                proto.i_rx.valid.eq(Mux(booting, flash.o_rx.valid, fifo.o_data.valid)),
+                fifo.o_data.ready.eq(proto.i_rx.ready & ~booting),
                 flash.o_rx.ready.eq(proto.i_rx.ready & booting),
                 tx.i_data.payload.eq(proto.o_tx.payload),
                 tx.i_data.valid.eq(proto.o_tx.valid & ~booting),
@@ -195,11 +190,14 @@ class BoardTop(wiring.Component):
         FPGA family of the platform (``"ice40"``, ``"ecp5"``, ``"gowin"``): which PLL.
     flash_offset : int or None
         Load the model image stored at this byte address of the SPI flash at power-up (if the
-        platform has a ``spi_flash_1x`` resource); ``None``: no flash loader.
+        platform has a ``spi_flash_1x`` resource; ``contract.protocol.FLASH_OFFSET`` is where
+        ``sw.host --program-flash`` writes it); ``None`` (default): no flash loader. The loader
+        costs about 150 logic cells, which the iCEBreaker's LeNet-300-100 build does not have
+        left (docs/PROTOCOL.md, "Model in flash").
     """
 
     def __init__(self, config, *, clock_hz=None, baud=3_000_000,
-                 accelerator=default_accelerator, family="ice40", flash_offset=FLASH_OFFSET,
+                 accelerator=default_accelerator, family="ice40", flash_offset=None,
                  **core_args):
         self.config = config
         self.family = family

@@ -20,6 +20,7 @@ prints only the total. ``core`` is the UART + protocol path with the test stand-
 --stream-words 1``, its ``boards/icebreaker.py`` profile).
 """
 import argparse
+import dataclasses
 import re
 import subprocess
 import sys
@@ -28,7 +29,14 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from boards import get_board
-from hw.build import BuildError, select_tools
+from contract.config import AcceleratorConfig
+from gateware.accelerator import Accelerator
+from gateware.central import CentralUnit
+from gateware.huffman import HuffmanDecoder
+from gateware.mock_accel import MockAccelerator
+from gateware.pe import ProcessingElement
+from gateware.top import UARTCore
+from hw.build import BuildError, board_config, memory_depth_for, select_tools, size_config
 from hw.families import get_family
 from sw.cli import ToolError, command
 
@@ -47,12 +55,9 @@ def part_config(n_pes, model=None, input_lanes=None, pointer_ports=None, stream_
     the ``board``'s (its profile and memory kind), sized for the ``model`` file as ``hw.build``
     does (its widths, tables grown to fit, block-RAM PE memories cut to the model); and
     ``input_lanes``, ``pointer_ports`` and ``stream_words`` override the defaults."""
-    import dataclasses
-    from gateware.config import AcceleratorConfig
     if board is None:
         cfg = AcceleratorConfig(n_pes=n_pes, memory="ice40")
     else:
-        from hw.build import board_config
         try:
             cfg = board_config(board, n_pes)
         except (BuildError, ValueError) as exc:
@@ -64,7 +69,6 @@ def part_config(n_pes, model=None, input_lanes=None, pointer_ports=None, stream_
     except ValueError as exc:
         raise AreaError(str(exc)) from None
     if model is not None:
-        from hw.build import memory_depth_for, size_config
         try:
             cfg = size_config(model, cfg)
             if board is not None:
@@ -80,20 +84,14 @@ def _component(part, n_pes, model=None, input_lanes=None, pointer_ports=None,
         raise AreaError(f"unknown part {part!r}")
     cfg = part_config(n_pes, model, input_lanes, pointer_ports, stream_words, board)
     if part == "accelerator":
-        from gateware.accelerator import Accelerator
         return Accelerator(cfg)
     if part == "pe":
-        from gateware.pe import ProcessingElement
         return ProcessingElement(cfg, 0)
     if part == "decoder":
-        from gateware.huffman import HuffmanDecoder
         return HuffmanDecoder(cfg, tag_bits=cfg.act_bits)
     if part == "central":
-        from gateware.central import CentralUnit
         return CentralUnit(cfg)
     if part == "core":
-        from gateware.top import UARTCore
-        from gateware.mock_accel import MockAccelerator
         return UARTCore(cfg, accelerator=MockAccelerator)
     raise AreaError(f"unknown part {part!r}")
 

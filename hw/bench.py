@@ -31,9 +31,16 @@ from pathlib import Path
 import numpy as np
 
 from boards import get_board
+from hw.simcase import bench_config, case_from_int_model
+from hw.verilator import SimulationFailed, run_case
+from sw.balance import BalanceError, METHODS, balance_model
 from sw.cli import EXIT_MISMATCH, EXIT_OK, ToolError, command
+from sw.golden import GoldenError, IntModel, images_to_uint8, load_mnist, random_int_model
+from sw.modelfile import ModelFormatError, load_model
+from sw.pack import PackError
 
-__all__ = ["BenchError", "board_features", "run_bench", "format_table", "build_parser", "main"]
+__all__ = ["BenchError", "bench_config", "board_features", "run_bench", "format_table",
+           "build_parser", "main"]
 
 
 class BenchError(ToolError):
@@ -41,11 +48,9 @@ class BenchError(ToolError):
 
 
 def _model(path, random_model):
-    from sw.golden import IntModel, GoldenError, random_int_model
     if random_model:
         return (random_int_model([784, 300, 100, 10], 0.08, 1, n_indices=7),
                 "random 784-300-100-10 (density 0.08, 7 clusters)")
-    from sw.modelfile import ModelFormatError, load_model
     p = Path(path)
     if not p.exists():
         raise BenchError(f"model file {p} not found (build it with the compression pipeline, or "
@@ -54,22 +59,6 @@ def _model(path, random_model):
         return IntModel.from_model(load_model(p)), str(p)
     except (ModelFormatError, GoldenError) as e:
         raise BenchError(f"cannot use {p}: {e}") from None
-
-
-def bench_config(int_model, n_pes, fifo_depth=None, input_lanes=None, requant_overlap=None,
-                 column_skip=None, pointer_ports=None, stream_words=None, early_start=None):
-    """``AcceleratorConfig(n_pes)`` built for ``int_model`` as it is packed (already balanced
-    if it is to be): the model's widths (``idx_bits``, ``gap_bits``... ``sw.pack.WIDTH_KEYS``),
-    accumulator rows and symbol table grown (powers of two) when the model needs more than the
-    defaults (e.g. LeNet-300-100 on one PE; 5-bit gaps need a 1024-entry symbol table)."""
-    from hw.build import sized_config
-    from gateware.config import AcceleratorConfig
-    # (a zero FIFO depth or lane count means the default, as None does)
-    given = dict(fifo_depth=fifo_depth or None, input_lanes=input_lanes or None,
-                 requant_overlap=requant_overlap, column_skip=column_skip,
-                 pointer_ports=pointer_ports, stream_words=stream_words, early_start=early_start)
-    base = AcceleratorConfig(n_pes=n_pes, **{k: v for k, v in given.items() if v is not None})
-    return sized_config(int_model, base, balance=False)
 
 
 def board_features(board, **given):
@@ -94,13 +83,6 @@ def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=N
     (``sw.balance.balance_model``: ``"data"`` or ``True``, ``"greedy"``, ``"none"`` or
     ``False``; same logits; the PE-work bound is that of the balanced model). Each row's
     ``balance`` says which method was used."""
-    from sw.balance import BalanceError, balance_model
-    from sw.golden import images_to_uint8, load_mnist
-    from sw.pack import PackError
-    from tb.accelerator.run import run_case
-    from tb.accelerator.vectors import case_from_int_model
-    from tb.runner import SimulationFailed
-
     xs, ys = load_mnist()["test"]
     if not 0 <= offset < len(ys) or n_images < 1:
         raise BenchError(f"images {offset}..{offset + n_images - 1} outside the test set")
@@ -163,7 +145,6 @@ def format_table(rows):
 
 def build_parser():
     """The command line's options (``python -m hw.bench``)."""
-    from sw.balance import METHODS
     ap = argparse.ArgumentParser(prog="python -m hw.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/lenet300.npz", help="calibrated dcmodel file")
     ap.add_argument("--images", type=int, default=20, help="MNIST test images per PE count")

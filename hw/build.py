@@ -25,9 +25,17 @@ import time
 from pathlib import Path
 
 from boards import get_board
+from contract.config import AcceleratorConfig
+from contract.widths import WIDTH_KEYS
+from gateware.mock_accel import MockAccelerator
+from gateware.pll import PLL_FAMILIES
+from gateware.top import BoardTop, TopError, default_accelerator
+from gateware.uart import UARTError
 from hw.families import FlowToolError, get_family, parse_nextpnr_log, parse_yosys_log
 from hw.platforms import BoardError, get_platform
 from sw.cli import ToolError, command
+from sw.modelfile import ModelFormatError, load_model
+from sw.pack import PackError, PackLimits, is_pe_memory, pack, sized_limits
 
 __all__ = ["BuildError", "BuildReport", "select_tools", "parse_nextpnr_log", "parse_yosys_log",
            "board_config", "build", "program_command", "program_bitstream", "build_parser",
@@ -95,14 +103,7 @@ class BuildReport(dict):
 
 def _accelerator_factory(mock):
     if mock:
-        from gateware.mock_accel import MockAccelerator
         return MockAccelerator, "mock"
-    try:
-        from gateware.accelerator import Accelerator  # noqa: F401
-    except ImportError as exc:
-        raise BuildError(f"gateware.accelerator is not available ({exc}); use --mock-accelerator to "
-                         f"build the UART/protocol path alone") from None
-    from gateware.top import default_accelerator
     return default_accelerator, "eie"
 
 
@@ -115,8 +116,6 @@ def sized_config(model, config, balance=True):
 
     Raises ``sw.pack.PackError`` or ``ValueError`` when the model cannot be packed at all.
     """
-    import dataclasses
-    from sw.pack import WIDTH_KEYS, PackLimits, sized_limits
     limits = sized_limits(model, config.n_pes, PackLimits.from_config(config), balance=balance)
     return dataclasses.replace(config, max_rows_per_pe=limits.max_rows_per_pe,
                                symbol_depth=limits.symbol_depth,
@@ -132,8 +131,6 @@ def size_config(model_path, config):
     BuildError
         the model file is missing or malformed, or cannot be packed for another reason.
     """
-    from sw.modelfile import ModelFormatError, load_model
-    from sw.pack import PackError
     path = Path(model_path)
     if not path.exists():
         raise BuildError(f"model file {path} not found (train one with sw.compress, or pass "
@@ -147,8 +144,6 @@ def size_config(model_path, config):
 def pack_model(model_path, config, board, out_dir):
     """Pack ``model_path`` for ``config`` (hidden neurons balanced over the PEs) and save the
     images to ``out_dir``; returns the manifest summary."""
-    from sw.modelfile import ModelFormatError, load_model
-    from sw.pack import PackError, PackLimits, pack
     path = Path(model_path)
     if not path.exists():
         raise BuildError(f"model file {path} not found (train one with sw.compress, or pass "
@@ -215,7 +210,6 @@ def board_config(board, n_pes=None, pe_mem_depth=None):
     BuildError
         ``n_pes`` outside what the board's memory allows.
     """
-    from gateware.config import AcceleratorConfig
     board = get_board(board)
     facts = board.facts
     n_pes = board.default_pes if n_pes is None else n_pes
@@ -238,8 +232,6 @@ def memory_depth_for(model_path, config, board):
     board = get_board(board)
     if board.facts.pe_memory == "large_ram" or model_path is None:
         return config
-    from sw.modelfile import load_model
-    from sw.pack import PackError, PackLimits, is_pe_memory, pack
     try:
         packed = pack(load_model(model_path), config.n_pes, board=board, balance=True,
                       limits=PackLimits.from_config(config))
@@ -265,10 +257,6 @@ def build(board="icebreaker", *, model=None, n_pes=None, out=None, freq_mhz=None
         before timing errors are raised). Below ``TARGET_FMAX_MHZ`` the report carries a
         warning.
     """
-    from gateware.pll import PLL_FAMILIES
-    from gateware.top import BoardTop, TopError
-    from gateware.uart import UARTError
-
     try:
         platform_cls = get_platform(board)
     except BoardError as exc:
@@ -369,16 +357,21 @@ def program_bitstream(board, bitstream, run=subprocess.run):
     return cmd
 
 
+def _pes_value(text):
+    """argparse type of ``--pes``: a PE count or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a PE count or 'auto', not {text!r}") from None
+
+
 def _pes_argument(value, board, model):
     """``--pes``: ``None``, a count, or ``auto`` (estimated by synthesis, printed)."""
-    if value is None:
-        return None
     if value != "auto":
-        try:
-            return int(value)
-        except ValueError:
-            raise BuildError(f"--pes must be a PE count or 'auto', not {value!r}") from None
-    # (hw.area imports this module for its configuration helpers)
+        return value
+    # lazy: hw.area imports this module (its configuration helpers)
     from hw.area import AreaError, estimate_pes
     try:
         n, details = estimate_pes(board, model, log=print)
@@ -397,7 +390,7 @@ def build_parser():
     ap.add_argument("--model", default="models/lenet300.npz",
                     help="calibrated dcmodel file to pack (default: %(default)s)")
     ap.add_argument("--no-model", action="store_true", help="build the gateware only")
-    ap.add_argument("--pes", default=None,
+    ap.add_argument("--pes", type=_pes_value, default=None,
                     help="PE count (default: the board's), or 'auto': the largest count a "
                          "synthesis-based estimate fits into the board (hw.area.estimate_pes), "
                          "confirmed by place and route")

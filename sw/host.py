@@ -15,7 +15,9 @@ The serial transport lowers the FTDI latency timer to 1 ms where it can (Linux s
 several in flight (``Board.infer_stream``).
 """
 import argparse
+import shutil
 import struct
+import subprocess
 import sys
 import time
 from collections import deque
@@ -608,8 +610,6 @@ def program_flash(path, offset=FLASH_OFFSET, tool="iceprog"):
     HostError
         if iceprog is missing or fails.
     """
-    import shutil
-    import subprocess
     exe = shutil.which(tool)
     if exe is None:
         raise HostError(f"{tool} not found: write {path} at offset 0x{offset:x} with your "

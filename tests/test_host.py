@@ -484,3 +484,21 @@ def test_program_flash_runs_iceprog(tmp_path, monkeypatch):
         program_flash(tmp_path / "m.bin")
     with pytest.raises(HostError, match="not found"):
         program_flash(tmp_path / "m.bin", tool="no-such-iceprog")
+
+
+def test_incode_roundtrip_and_errors():
+    from sw.incode import CodingError, decode, encode
+    rng = np.random.default_rng(5)
+    for n in (1, 7, 31, 32, 100, 784):
+        for density in (0.0, 0.1, 0.5, 1.0):
+            x = rng.integers(1, 256, n) * (rng.random(n) < density)
+            tokens = encode(x)
+            assert list(decode(tokens, n)) == list(x)
+            assert encode(bytes(x.astype(np.uint8))) == tokens     # bytes in, same tokens
+    assert encode([0] * 50) == b"" and encode([0, 0, 9]) == bytes([2 << 3 | 1, 9])
+    with pytest.raises(CodingError, match="past the input length"):
+        decode(encode([0] * 40 + [1]), 40)
+    with pytest.raises(CodingError, match="inside a literal run"):
+        decode(bytes([3]), 10)
+    with pytest.raises(CodingError, match="bytes 0..255"):
+        encode([256])
