@@ -117,13 +117,13 @@ def _check_values(tool, args):
         elif isinstance(value, str) and name == "packdir":
             assert (ROOT / value).is_dir(), value
     if getattr(args, "board", None):
-        from boards.registry import get_board
+        from boards import get_board
         spec = get_board(args.board)
         pes = getattr(args, "pes", None)
         if isinstance(pes, int):
             assert 1 <= pes <= spec.max_pes, f"board {spec.name} takes 1..{spec.max_pes} PEs"
         if tool == "hw.build":
-            from boards import get_platform
+            from hw.platforms import get_platform
             get_platform(args.board)
 
 
