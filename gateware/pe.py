@@ -87,11 +87,13 @@ class ProcessingElement(wiring.Component):
         After ``end``: hidden layer: non-zero requantized outputs ``(global row, value)``; last
         layer: every accumulator in local row order; then one ``end`` token.
     o_idle : Out(1)
-        No layer in progress (neither engine busy; loads are accepted).
+        No layer in progress (neither engine busy; loads are accepted). Low for the first
+        ``max_rows_per_pe`` cycles after a reset, while every accumulator row is cleared.
     o_col_idle : Out(1)
         The column engine is idle: the next layer may start (``i_start``) while the
         requantization engine still works on the previous one. With the early start: no start
-        is waiting (a start is accepted even while the column engine is busy).
+        is waiting (a start is accepted even while the column engine is busy; one that comes
+        during the clearing after a reset waits for its end).
     o_error : Out(1)
         Sticky until reset: invalid Huffman code, a row at or past ``rows_local``, a column at or
         past ``in_features``, an accumulator range past ``max_rows_per_pe``, decreasing pointers
@@ -197,11 +199,11 @@ class ProcessingElement(wiring.Component):
         rstate = Signal(range(3))
         idle = Signal()
         col_idle = Signal()
-        # After every reset the accumulators are cleared (``clearing``, below) before the PE
-        # reports idle: no layer starts and no load is taken until then.
+        # After every reset the accumulators are cleared (``clearing``, below) before the
+        # column engine counts as idle: no layer starts and no load is taken until then.
         clearing = Signal(init=1)
-        m.d.comb += [col_idle.eq(state == IDLE),
-                     idle.eq(col_idle & (rstate == RIDLE) & ~clearing),
+        m.d.comb += [col_idle.eq((state == IDLE) & ~clearing),
+                     idle.eq(col_idle & (rstate == RIDLE)),
                      self.o_idle.eq(idle)]
         # without the overlap the next layer waits for the requantization too; with the early
         # start a start is accepted unless one is already waiting
@@ -711,7 +713,7 @@ class ProcessingElement(wiring.Component):
         # ---- sequencing --------------------------------------------------------------------
         with m.Switch(state):
             with m.Case(IDLE):
-                with m.If(start_fire if early else self.i_start):
+                with m.If(start_fire if early else self.i_start & ~clearing):
                     m.d.sync += [state.eq(HDR), hs.eq(0), prev_valid.eq(0), lw_valid.eq(0)]
             with m.Case(HDR):
                 m.d.sync += [hs.eq(hs + 1), hs_d.eq(hs + 1)]

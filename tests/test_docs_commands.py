@@ -202,7 +202,7 @@ def test_commands_found():
 
 
 def _id(command):
-    return f"{COMMANDS[command]}:{_tool(shlex.split(command))[0]}"
+    return f"{COMMANDS[command]}:" + "+".join(_tool(v[0])[0] for v in _steps(command))
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS), ids=_id)
@@ -226,18 +226,27 @@ def test_fast_doc_commands_run(tmp_path):
     assert not any(failures), "\n\n".join(f for f in failures if f)
 
 
+def _slow_runs():
+    """``{argv: "FILE:LINE"}``: each slow step that needs no board, training or installation
+    once (a command shown twice, or as a synopsis and as an example, runs once)."""
+    runs = {}
+    for command, where in COMMANDS.items():
+        for variants in _steps(command):
+            argv = variants[0]
+            tool = _tool(argv)[0]
+            if tool in SLOW and tool not in NEVER_RUN and not set(NEEDS_BOARD) & set(argv):
+                runs.setdefault(" ".join(argv), where)
+    return runs
+
+
+SLOW_RUNS = _slow_runs()
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("command", sorted(
-    c for c in COMMANDS
-    if any(_tool(v[0])[0] in SLOW and _tool(v[0])[0] not in NEVER_RUN
-           and not set(NEEDS_BOARD) & set(v[0]) for v in _steps(c))), ids=_id)
+@pytest.mark.parametrize("command", sorted(SLOW_RUNS), ids=lambda c: f"{SLOW_RUNS[c]}:{c[10:]}")
 def test_slow_doc_command_runs(command, tmp_path):
-    workspace = _workspace(tmp_path / "checkout")
-    for variants in _steps(command):
-        tool = _tool(variants[0])[0]
-        if tool in SLOW and tool not in NEVER_RUN and not set(NEEDS_BOARD) & set(variants[0]):
-            failure = run_as_written(variants[0], workspace, timeout=3600)
-            assert failure is None, failure
+    failure = run_as_written(command.split(), _workspace(tmp_path / "checkout"), timeout=3600)
+    assert failure is None, failure
 
 
 def test_checks_catch_wrong_commands():
