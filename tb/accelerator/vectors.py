@@ -1,6 +1,7 @@
 """Test vectors for the whole accelerator: load words, inputs and golden logits.
 
-A case is a JSON-serialisable dict (written by :func:`save_case`, read by the cocotb test)::
+A case is a JSON-serialisable dict (the bench parameter ``case`` of
+:mod:`tb.accelerator.test_accelerator`)::
 
     {"config": {AcceleratorConfig fields}, "loads": [[mem, addr, data]...],
      "inputs": [[x0, x1, ...]...], "logits": [[...]...], "argmax": [...],
@@ -10,7 +11,6 @@ A case is a JSON-serialisable dict (written by :func:`save_case`, read by the co
 :func:`model_case` uses a calibrated model file and MNIST test images.
 """
 import dataclasses
-import json
 
 import numpy as np
 
@@ -18,8 +18,8 @@ from gateware.config import AcceleratorConfig
 from sw.golden import ideal_cycles, infer, random_int_model
 from sw.pack import PackLimits, pack
 
-__all__ = ["sim_config", "random_case", "model_case", "case_from_int_model", "save_case",
-           "load_case", "config_from_case"]
+__all__ = ["sim_config", "random_case", "model_case", "case_from_int_model",
+           "config_from_case"]
 
 
 def sim_config(n_pes, **kw):
@@ -96,13 +96,3 @@ def config_from_case(case):
     return AcceleratorConfig(**case["config"])
 
 
-def save_case(case, path):
-    """Write a case as JSON."""
-    with open(path, "w") as f:
-        json.dump(case, f)
-
-
-def load_case(path):
-    """Read a case written by :func:`save_case`."""
-    with open(path) as f:
-        return json.load(f)

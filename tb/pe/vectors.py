@@ -7,7 +7,6 @@ and per input vector and layer the broadcast ``(col, value)`` list and the exact
 of PE ``index`` (global row, value as an unsigned ``acc_bits`` word).
 """
 import dataclasses
-import json
 
 import numpy as np
 
@@ -18,7 +17,7 @@ from sw.huffman import HuffmanCode
 from sw.pack import PackLimits, pack
 from sw.sparse import encode_columns
 
-__all__ = ["make_pe_case", "pe_config", "save_case", "load_case"]
+__all__ = ["make_pe_case", "pe_config"]
 
 
 def pe_config(n_pes, **kw):
@@ -123,13 +122,3 @@ def make_pe_case(n_pes, index, sizes, density, seed, n_inputs=3, *, zero_input=T
             "loads": loads, "layers": layers, "inputs": cases, "longest_code": longest}
 
 
-def save_case(case, path):
-    """Write a case as JSON."""
-    with open(path, "w") as f:
-        json.dump(case, f)
-
-
-def load_case(path):
-    """Read a case written by :func:`save_case`."""
-    with open(path) as f:
-        return json.load(f)
