@@ -36,22 +36,12 @@ column engine runs layer L + 1 (``o_col_idle``); its bias reads take the data-me
 the header and word reads leave free. Without it, one bank, and the next layer waits for the
 requantization (``o_col_idle == o_idle``).
 
-Throughput (tests/test_hw_pe.py, tests/test_hw_huffman.py, no back-pressure): within a column
-one symbol per cycle, columns back to back (0.98 symbols/cycle on columns of about 20 symbols,
-the rest table loading and pipeline fill); short columns cost their pointer reads (one port:
-1-2 cycles per column; two ports: one, the fetch takes a column per cycle while the segment
-queue has room) and stream words (one per cycle into the decoder: 16 or 32 bits), empty columns
-their pointer reads. Requantization takes ``rows_local + 6`` cycles.
-
-Area (``python -m hw.area --part pe --pes 1 --model models/lenet300.npz --pointer-ports 1
---stream-words 1``, yosys, iCE40, with the overlap and the early start): body 1110 LUT4 / 695 FF
-/ 321 CARRY, 9 EBR (accumulator banks, codebook), 2 SB_MAC16; decoder 1243 / 460, 4 EBR (without
-the early start's two descriptor copies the body was 1070 / 624). Two pointer ports: body 1104 /
-621 / 333 (before the early start), 15 LUT4 in the pointer memory (the duplicate SPRAM's address
-multiplexer) and one more SPRAM. 32-bit stream words (``--stream-words 2``, the default): body
-1189 / 711 / 359, decoder 1506 / 557 / 267, word FIFO 43 / 68 instead of 28 / 36, 16 LUT4 in the
-data memory and one more SPRAM. On the iCEBreaker (no overlap, one pointer port, 16-bit words)
-the whole design places 5,000 LCs.
+Throughput (no back-pressure): within a column one symbol per cycle, columns back to back
+(table loading and pipeline fill aside); short columns cost their pointer reads (one port: 1-2
+cycles per column; two ports: one, the fetch takes a column per cycle while the segment queue
+has room) and stream words (one per cycle into the decoder: 16 or 32 bits), empty columns their
+pointer reads. Requantization takes ``rows_local + 6`` cycles. Measured rates and the area of
+each variant: docs/HARDWARE.md ("The processing element"; ``python -m hw.area --part pe``).
 """
 import functools
 import operator
@@ -97,11 +87,13 @@ class ProcessingElement(wiring.Component):
         After ``end``: hidden layer: non-zero requantized outputs ``(global row, value)``; last
         layer: every accumulator in local row order; then one ``end`` token.
     o_idle : Out(1)
-        No layer in progress (neither engine busy; loads are accepted).
+        No layer in progress (neither engine busy; loads are accepted). Low for the first
+        ``max_rows_per_pe`` cycles after a reset, while every accumulator row is cleared.
     o_col_idle : Out(1)
         The column engine is idle: the next layer may start (``i_start``) while the
         requantization engine still works on the previous one. With the early start: no start
-        is waiting (a start is accepted even while the column engine is busy).
+        is waiting (a start is accepted even while the column engine is busy; one that comes
+        during the clearing after a reset waits for its end).
     o_error : Out(1)
         Sticky until reset: invalid Huffman code, a row at or past ``rows_local``, a column at or
         past ``in_features``, an accumulator range past ``max_rows_per_pe``, decreasing pointers
@@ -168,7 +160,7 @@ class ProcessingElement(wiring.Component):
         m.submodules.ptrmem = pmem = PEMemory(cfg.pe_mem_depth, cfg.memory,
                                               read_ports=cfg.pointer_ports)
         m.submodules.dec = dec = HuffmanDecoder(cfg, tag_bits=A)
-        self._mem, self._pmem, self._dec = mem, pmem, dec       # for simulation probes
+        self._dec = dec         # the profiler (hw.profile) samples its _probe
         m.submodules.codebook = cbm = table_memory(signed(cfg.weight_bits),
                                                    cfg.max_layers << cfg.idx_bits)
         cb_rd = cbm.read_port()
@@ -207,11 +199,11 @@ class ProcessingElement(wiring.Component):
         rstate = Signal(range(3))
         idle = Signal()
         col_idle = Signal()
-        # After every reset the accumulators are cleared (``clearing``, below) before the PE
-        # reports idle: no layer starts and no load is taken until then.
+        # After every reset the accumulators are cleared (``clearing``, below) before the
+        # column engine counts as idle: no layer starts and no load is taken until then.
         clearing = Signal(init=1)
-        m.d.comb += [col_idle.eq(state == IDLE),
-                     idle.eq(col_idle & (rstate == RIDLE) & ~clearing),
+        m.d.comb += [col_idle.eq((state == IDLE) & ~clearing),
+                     idle.eq(col_idle & (rstate == RIDLE)),
                      self.o_idle.eq(idle)]
         # without the overlap the next layer waits for the requantization too; with the early
         # start a start is accepted unless one is already waiting
@@ -721,7 +713,7 @@ class ProcessingElement(wiring.Component):
         # ---- sequencing --------------------------------------------------------------------
         with m.Switch(state):
             with m.Case(IDLE):
-                with m.If(start_fire if early else self.i_start):
+                with m.If(start_fire if early else self.i_start & ~clearing):
                     m.d.sync += [state.eq(HDR), hs.eq(0), prev_valid.eq(0), lw_valid.eq(0)]
             with m.Case(HDR):
                 m.d.sync += [hs.eq(hs + 1), hs_d.eq(hs + 1)]
@@ -747,7 +739,6 @@ class ProcessingElement(wiring.Component):
             with m.Case(ENDT):
                 with m.If(self.o_out.ready):
                     m.d.sync += rstate.eq(RIDLE)
-        self._wq, self._sq = wfifo, segq
         # signals the profiler (hw.profile) samples every cycle
         self._probe = dict(start=start_fire if early else self.i_start & col_idle,
                            state=state, rstate=rstate, pi_busy=pi_busy, wf_active=wf_active,

@@ -13,6 +13,7 @@ host runtime streaming coded requests (``sw.host.Board.infer_stream``), and prin
 rate next to :func:`link_model`'s prediction for the simulated link and for a real board.
 """
 import argparse
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -20,7 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from boards import get_board
+from contract.config import AcceleratorConfig
+from gateware.top import SimTop
+from hw import build
+from hw.build import BuildError
+from hw.verilator import SimulationFailed, run_bench
 from sw.cli import EXIT_MISMATCH, EXIT_OK, ToolError, command
+from sw.golden import IntModel, ideal_cycles, images_to_uint8, load_mnist
+from sw.incode import frame_bytes
+from sw.modelfile import load_model
 
 __all__ = ["LinkBenchError", "LinkModel", "link_model", "request_sizes", "run_simulation",
            "build_parser", "main"]
@@ -85,7 +95,6 @@ def link_model(request_bytes, response_bytes, baud, clock_hz, accel_cycles, in_f
 
 def request_sizes(images):
     """``{kind: (mean, worst)}`` request frame bytes of ``images`` for dense, sparse, coded."""
-    from sw.incode import frame_bytes
     out = {}
     for kind in ("dense", "sparse", "coded"):
         sizes = np.array([frame_bytes(kind, x) for x in images])
@@ -96,27 +105,15 @@ def request_sizes(images):
 def board_config(board, model):
     """The accelerator configuration ``hw.build`` uses for ``board`` and ``model``, with generic
     memories (simulation)."""
-    from boards import get_board
-    from gateware.config import AcceleratorConfig
-    from hw import build
     spec = get_board(board)
-    config = AcceleratorConfig(n_pes=spec.default_pes, pe_mem_depth=spec.pe_mem_words,
-                               fifo_depth=build.BOARD_FIFO_DEPTH,
-                               input_lanes=build.BOARD_INPUT_LANES,
-                               requant_overlap=build.BOARD_REQUANT_OVERLAP,
-                               column_skip=build.BOARD_COLUMN_SKIP,
-                               pointer_ports=build.BOARD_POINTER_PORTS,
-                               stream_words=build.BOARD_STREAM_WORDS)
+    # the board's profile and PE count, simulated with generic memories of the board's depth
+    config = dataclasses.replace(build.board_config(spec), memory="lib")
     return build.size_config(model, config), spec
 
 
 def run_simulation(model, images, board="icebreaker", baud=3_000_000, rx_buffer=512,
                    window=None, log=print):
     """Run the simulated board; returns the JSON dict of ``tb/top/test_linkbench.py``."""
-    # The cocotb runner lives with the testbenches (tb/); imported here, where it is needed.
-    from gateware.top import SimTop
-    from hw.build import BuildError
-    from tb.runner import SimulationFailed, run_bench
     try:
         config, spec = board_config(board, model)
     except (BuildError, ValueError) as exc:
@@ -160,8 +157,6 @@ def main(argv=None):
     """Command line: request sizes, the simulated link's images/s and the link model (exit
     status 3 when a simulated result differs from sw.golden)."""
     args = build_parser().parse_args(argv)
-    from sw.golden import IntModel, images_to_uint8, load_mnist
-    from sw.modelfile import load_model
     if not Path(args.model).exists():
         raise LinkBenchError(f"model file {args.model} not found")
     int_model = IntModel.from_model(load_model(args.model))
@@ -175,7 +170,6 @@ def main(argv=None):
         print(f"  {kind:7s} mean {mean:6.1f}  worst {worst:4d}")
     print(f"response bytes: RESULT with {n_out} logits {resp_full}, compact {resp_compact}")
     report = {"sizes": sizes, "response_bytes": {"full": resp_full, "compact": resp_compact}}
-    from sw.golden import ideal_cycles
     config, spec = board_config(args.board, args.model)
     clock_hz = spec.design_clock_hz or 12_000_000
     cycles = None
@@ -193,6 +187,10 @@ def main(argv=None):
               f"{cycles:.0f} accelerator cycles/image")
         print(f"  compact results: {n / sim['compact']['seconds']:7.1f} images/s, "
               f"{sim['compact']['mismatches']} wrong predictions vs sw.golden")
+        model_sim = link_model(sim["request_bytes"], resp_full, args.baud, clock_hz, cycles,
+                               int_model.in_features, sim["window"], 0.0)
+        print(f"  the link model for these images ({sim['request_bytes']:.1f} request bytes): "
+              f"{model_sim.rate:.1f} images/s ({model_sim.bound}-bound)")
     if cycles is None:
         x = images_to_uint8(test_x[:50])
         cycles = float(np.mean(ideal_cycles(int_model, x, config.n_pes).ideal)) * 1.15

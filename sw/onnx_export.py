@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from sw.cli import EXIT_MISMATCH, command
+from sw.dataset import load_mnist_dataset
 from sw.modelfile import load_model
 from sw.nn import Conv2D, Dense, Flatten, MaxPool2, Model, ReLU, Reshape
 
@@ -95,6 +96,7 @@ def to_nn_model(cm):
 
 def _onnx():
     try:
+        # lazy: onnx is the optional [onnx] extra; the rest of sw runs without it
         import onnx
         from onnx import helper, numpy_helper
     except ImportError:  # pragma: no cover - tools/setup installs it
@@ -176,7 +178,7 @@ def export_onnx(model, path=None, input_scale=None, name=None):
 def run_onnx(proto, x, batch=1000):
     """Logits of ``x`` (float32 ``(n, features)``) from onnxruntime (CPU, one thread)."""
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazy: the optional [onnx] extra, and slow to import
     except ImportError:  # pragma: no cover - tools/setup installs it
         raise ExportError("the 'onnxruntime' package is not installed; run tools/setup") \
             from None
@@ -219,7 +221,6 @@ def main(argv=None):
     print(f"wrote {args.out}: {len(proto.graph.node)} nodes, input (N, "
           f"{int(np.prod(nn.input_shape))}) = byte * {scale if scale else 1 / 256:g}")
     if args.check:
-        from sw.dataset import load_mnist_dataset
         data = load_mnist_dataset()
         x = data.x_test
         ours = nn.predict(x)

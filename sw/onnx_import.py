@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from sw.nn import Conv2D, Dense, Flatten, MaxPool2, Model, ReLU, Reshape
+from sw.pack import PackLimits
 
 __all__ = ["OnnxImportError", "ImportedModel", "import_onnx", "fold_input_scale",
            "check_hardware", "SUPPORTED_OPS", "SHAPE_OPS"]
@@ -96,6 +97,7 @@ class ImportedModel:
 
 def _onnx():
     try:
+        # lazy: onnx is the optional [onnx] extra; the rest of sw runs without it
         import onnx
         from onnx import numpy_helper
     except ImportError:  # pragma: no cover - tools/setup installs it
@@ -591,7 +593,6 @@ def check_hardware(imported, limits=None):
     every hidden layer ends in ReLU and the last does not, layer count, feature counts and
     class count within ``limits`` (``sw.pack.PackLimits``, default: the default accelerator).
     """
-    from sw.pack import PackLimits
     limits = limits or PackLimits()
     model = imported.model
     wl = model.weight_layers

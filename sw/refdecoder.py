@@ -15,6 +15,9 @@ Two ways to run:
   decodes only that column's bits ``[ptr[j], ptr[j+1])`` symbol by symbol and accumulates;
   it also counts the symbols each PE decodes.
 """
+import argparse
+import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +25,10 @@ import numpy as np
 from contract.memmap import (DESC_WORD, DESC_WORDS, FLAG_LAST, FLAG_PTR2, FLAG_RELU, HEADER_WORDS,
                              colskip_mem, pointer_mem, shared_mem)
 from sw.cli import EXIT_MISMATCH, EXIT_OK, command
+from sw.golden import IntModel, images_to_uint8, infer, load_mnist
 from sw.huffman import HuffmanError, table_decode, words_to_bits
+from sw.modelfile import load_model
+from sw.pack import PackedImages
 
 __all__ = ["RefDecodeError", "LayerDescriptor", "read_descriptors", "decode_layer",
            "infer_packed", "infer_packed_layers", "infer_packed_events"]
@@ -349,7 +355,6 @@ def infer_packed_events(packed, x_vector):
 
 def build_parser():
     """The command line's options (``python -m sw.refdecoder``)."""
-    import argparse
     ap = argparse.ArgumentParser(prog="python -m sw.refdecoder",
                                  description="inference from packed memory images")
     ap.add_argument("packdir", help="directory written by python -m sw.pack")
@@ -362,11 +367,7 @@ def build_parser():
 @command
 def main(argv=None):
     """Command line: classify the MNIST test set from packed images, compare with the golden."""
-    import time
 
-    from sw.golden import IntModel, images_to_uint8, infer, load_mnist
-    from sw.modelfile import load_model
-    from sw.pack import PackedImages
 
     args = build_parser().parse_args(argv)
     packed = PackedImages.load(args.packdir)
@@ -396,5 +397,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    import sys
     sys.exit(main())

@@ -12,12 +12,13 @@ import numpy as np
 
 from contract.config import AcceleratorConfig
 from contract.memmap import DESC_FLAGS, DESC_WORD, DESC_WORDS
+from hw.simcase import load_case, save_case
 from sw.golden import infer, random_int_model
 from sw.huffman import HuffmanCode
 from sw.pack import PackLimits, pack
 from sw.sparse import encode_columns
 
-__all__ = ["make_pe_case", "pe_config"]
+__all__ = ["make_pe_case", "pe_config", "save_case", "load_case"]
 
 
 def pe_config(n_pes, **kw):
@@ -120,5 +121,3 @@ def make_pe_case(n_pes, index, sizes, density, seed, n_inputs=3, *, zero_input=T
                   for l in im.layers)
     return {"n_pes": n_pes, "index": index, "config": dataclasses.asdict(cfg),
             "loads": loads, "layers": layers, "inputs": cases, "longest_code": longest}
-
-

@@ -180,7 +180,10 @@ async def read_frame_after(tr, frame):
 
 def small_model(st, seed):
     from tb.top.board import pack
-    im = random_int_model([16, 12, 6], density=0.4, seed=seed, n_indices=5)
+    # the gateware's widths (a gateware sized for LeNet-300-100 has 5-bit gaps)
+    im = random_int_model([16, 12, 6], density=0.4, seed=seed, n_indices=5,
+                          **{k: st[k] for k in ("act_bits", "weight_bits", "acc_bits", "idx_bits",
+                                                "gap_bits", "huff_max_len")})
     return KnownModel("random", im, pack(st, im))
 
 

@@ -10,18 +10,15 @@ failing run still reports them).
 import numpy as np
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.task import bridge
-from cocotb.triggers import ClockCycles
 
 from sw import incode
-from sw.transport import SimTransport
 from tb.bench import params, save_result
+from tb.top.board import start
 
 CLOCK_HZ = params().get("clock_hz", 24_000_000)
 DIVISOR = params().get("divisor", 8)
 TIMEOUT = params().get("timeout", 8000)
-CLK_PS = 2 * round(0.5e12 / CLOCK_HZ)
 
 
 @cocotb.test()
@@ -29,13 +26,7 @@ async def link_benchmark(dut):
     from sw.golden import IntModel, images_to_uint8, infer, load_mnist
     from sw.host import Board, pack_for_board, run_benchmark
     from sw.modelfile import load_model
-    cocotb.start_soon(Clock(dut.clk, CLK_PS, unit="ps").start())
-    dut.i_rx.value = 1
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 4)
-    dut.rst.value = 0
-    await ClockCycles(dut.clk, 4)
-    tr = SimTransport(dut, CLOCK_HZ, DIVISOR)
+    tr = await start(dut, CLOCK_HZ, DIVISOR)
     tr.latency = 0.01
     int_model = IntModel.from_model(load_model(params()["model"]))
     n = params().get("images", 200)

@@ -11,6 +11,7 @@ from cocotb.clock import Clock
 from cocotb.task import bridge
 from cocotb.triggers import ClockCycles, Timer
 
+from contract.memmap import shared_mem
 from contract.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, Cmd, Err, Resp,
                                crc16, encode_frame)
 from sw import incode
@@ -22,7 +23,7 @@ CLOCK_HZ = params().get("clock_hz", 12_000_000)
 DIVISOR = params().get("divisor", 4)
 TIMEOUT = params().get("timeout", 2000)
 N_PES = params().get("n_pes", 4)
-MEM_LAYERS = N_PES + 4
+MEM_LAYERS = shared_mem(N_PES, "layers")
 CLK_PS = 2 * round(0.5e12 / CLOCK_HZ)   # cocotb needs an even period
 BYTE_S = 10 * DIVISOR / CLOCK_HZ
 _TASKS = []

@@ -7,8 +7,8 @@ leaves the last layer's descriptor with 0 outputs, so the inference hangs; and a
 for the watchdog), the RESET command after an accelerator error, and the reset pin in the middle
 of an inference.
 
-Environment: REC_CLOCK_HZ, REC_DIVISOR, REC_TIMEOUT (frame idle timeout, clocks),
-REC_ACCEL_TIMEOUT (clocks).
+Parameters (:func:`tb.bench.params`): ``clock_hz``, ``divisor``, ``timeout`` (frame idle
+timeout, clocks), ``accel_timeout`` (clocks).
 """
 
 import numpy as np
