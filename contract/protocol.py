@@ -10,11 +10,14 @@ with ``SOF``) with exactly one response frame: ``STATUS``, ``ACK``, ``RESULT`` o
 
 __all__ = [
     "PROTOCOL_VERSION", "SOF", "CRC_POLY", "CRC_INIT", "MAX_PAYLOAD", "Cmd", "Resp", "Err",
-    "ERROR_NAMES", "STATUS_FIELDS", "STATUS_LENGTH", "STATUS_FLAGS", "crc16", "encode_frame",
+    "ERROR_NAMES", "STATUS_FIELDS", "STATUS_LENGTH", "STATUS_FLAGS", "FlashState",
+    "FLASH_STATES", "FLASH_OFFSET", "FLASH_MAGIC", "FLASH_HEADER", "crc16", "encode_frame",
 ]
 
-PROTOCOL_VERSION = 3      # 2: per-PE pointer memories (mem ids N+5..2N+4)
+PROTOCOL_VERSION = 4      # 2: per-PE pointer memories (mem ids N+5..2N+4)
 #                           3: column skip table (mem id 2N+5)
+#                           4: INFER_CODED, RESULT carries a sequence byte, STATUS rx_buffer
+#                              and flash, PING may carry the host's version
 SOF = 0xA5
 #: CRC-16/CCITT-FALSE generator polynomial and initial value.
 CRC_POLY = 0x1021
@@ -30,6 +33,7 @@ class Cmd:
     INFER_DENSE = 0x03    #: in_features bytes; answered by RESULT
     INFER_SPARSE = 0x04   #: (index u16, value u8) * k, ascending indices; answered by RESULT
     RESET = 0x05          #: no payload; resets the accelerator (memories keep), answered by ACK
+    INFER_CODED = 0x06    #: seq u8 (bit 7: send the logits), tokens (sw.incode); RESULT
 
 
 class Resp:
@@ -53,6 +57,7 @@ class Err:
     ACCEL_ERROR = 0x09
     ACCEL_TIMEOUT = 0x0A
     OUTPUT = 0x0B
+    VERSION = 0x0C
 
 
 ERROR_NAMES = {
@@ -62,11 +67,14 @@ ERROR_NAMES = {
     Err.TIMEOUT: "frame truncated (idle timeout inside a frame)",
     Err.BUSY: "bytes lost: the board was busy (receive overrun)",
     Err.NOT_LOADED: "no model loaded (layer 0 descriptor not written)",
-    Err.BAD_INPUT: "sparse input index out of range or not ascending",
+    Err.BAD_INPUT: "input values past in_features (a sparse index out of range or not "
+                   "ascending, coded runs too long)",
     Err.FRAMING: "UART framing error inside the frame",
     Err.ACCEL_ERROR: "the accelerator raised its error flag",
     Err.ACCEL_TIMEOUT: "the accelerator did not finish (it was reset)",
     Err.OUTPUT: "the accelerator produced more logits than the result buffer holds",
+    Err.VERSION: "the board speaks another protocol version than the host (rebuild the "
+                 "bitstream or update the host)",
 }
 
 #: STATUS payload, little-endian fields in order: (name, bytes).
@@ -75,8 +83,38 @@ STATUS_FIELDS = (
     ("idx_bits", 1), ("gap_bits", 1), ("huff_max_len", 1), ("max_layers", 1),
     ("max_features", 2), ("pe_mem_log2", 1), ("max_rows_per_pe", 2), ("symbol_depth", 2),
     ("fifo_depth", 1), ("max_logits", 1), ("clock_hz", 4), ("divisor", 2), ("in_features", 2),
-    ("flags", 1), ("accel_error", 1),
+    ("flags", 1), ("accel_error", 1), ("rx_buffer", 2), ("flash", 1),
 )
+STATUS_LENGTH = sum(n for _, n in STATUS_FIELDS)
+
+#: Bits of the STATUS ``flags`` byte (sticky ones are cleared by the PING that reports them).
+STATUS_FLAGS = {
+    "framing_error": 0,     # sticky: a UART framing error was seen
+    "overrun": 1,           # sticky: received bytes were lost
+    "accel_timeout": 2,     # sticky: the accelerator was reset after a timeout
+    "accel_error": 3,       # current: the accelerator's error output is non-zero
+    "accel_busy": 4,        # current: the accelerator is busy
+    "loaded": 5,            # current: a layer 0 descriptor with 0 < in_features <= max was written
+}
+
+
+class FlashState:
+    """STATUS ``flash``: the model image in the SPI flash (``gateware.flash_loader``)."""
+    NONE = 0          #: the gateware has no flash loader
+    LOADING = 1       #: the image is being read
+    LOADED = 2        #: every stored frame was acknowledged
+    BLANK = 3         #: no image at the offset (magic missing: erased or never written)
+    CORRUPT = 4       #: a frame failed (checksum, length, timeout) or frames are missing
+
+
+FLASH_STATES = {0: "no flash loader", 1: "loading", 2: "loaded from flash",
+                3: "blank (no model image in flash)", 4: "corrupt model image in flash"}
+#: Byte address of the model image in the board's SPI flash (after the bitstream).
+FLASH_OFFSET = 0x100000
+#: First bytes of a stored model image.
+FLASH_MAGIC = b"DCM\x01"
+#: Image header: magic, frame count u16 LE; the LOAD frames follow back to back.
+FLASH_HEADER = len(FLASH_MAGIC) + 2
 STATUS_LENGTH = sum(n for _, n in STATUS_FIELDS)
 
 #: Bits of the STATUS ``flags`` byte (sticky ones are cleared by the PING that reports them).

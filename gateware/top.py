@@ -6,14 +6,16 @@
 platform (``dir="-"`` + ``io.Buffer``) and optionally runs the design from an iCE40 PLL.
 """
 from amaranth import (Module, Signal, ClockDomain, ClockSignal, ResetSignal, Instance, Const,
-                      Value)
+                      Value, Mux)
 from amaranth.build import ResourceError
 from amaranth.hdl import ResetInserter
 from amaranth.lib import io, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from contract.protocol import FLASH_OFFSET
 from gateware.config import AcceleratorConfig
+from gateware.flash_loader import FlashLoader
 from gateware.protocol import ProtocolEngine
 from gateware.uart import UARTRx, UARTTx, uart_divisor
 
@@ -48,7 +50,11 @@ class UARTCore(wiring.Component):
     timeout, accel_timeout, max_logits :
         Passed to :class:`gateware.protocol.ProtocolEngine`.
     rx_fifo_depth : int
-        Bytes buffered between the receiver and the protocol engine.
+        Bytes buffered between the receiver and the protocol engine (one iCE40 EBR holds
+        512): the host keeps up to this many request bytes in flight (STATUS ``rx_buffer``).
+    flash_offset : int or None
+        Load the model stored at this byte address of the SPI flash at power-up
+        (:class:`gateware.flash_loader.FlashLoader`); ``None``: no flash loader.
 
     Attributes
     ----------
@@ -59,14 +65,14 @@ class UARTCore(wiring.Component):
     o_leds : Out(3)
         bit 0: a model is loaded, bit 1: a frame is being handled, bit 2: the last response was an
         error.
+    o_flash_cs_n, o_flash_sclk, o_flash_copi : Out(1)
+    i_flash_cipo : In(1)
+        SPI flash pins (only with ``flash_offset``).
     """
-    i_rx: In(1, init=1)
-    o_tx: Out(1, init=1)
-    o_leds: Out(3)
 
     def __init__(self, config=AcceleratorConfig(), *, clock_hz=12_000_000, baud=3_000_000,
                  accelerator=default_accelerator, timeout=None, accel_timeout=1 << 24,
-                 max_logits=16, rx_fifo_depth=32):
+                 max_logits=16, rx_fifo_depth=512, flash_offset=None):
         self.config = config
         self.clock_hz = clock_hz
         self.baud = baud
@@ -76,7 +82,12 @@ class UARTCore(wiring.Component):
         self.accel_timeout = accel_timeout
         self.max_logits = max_logits
         self.rx_fifo_depth = rx_fifo_depth
-        super().__init__()
+        self.flash_offset = flash_offset
+        members = {"i_rx": In(1, init=1), "o_tx": Out(1, init=1), "o_leds": Out(3)}
+        if flash_offset is not None:
+            members.update({"o_flash_cs_n": Out(1, init=1), "o_flash_sclk": Out(1),
+                            "o_flash_copi": Out(1), "i_flash_cipo": In(1)})
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -85,7 +96,8 @@ class UARTCore(wiring.Component):
         m.submodules.rx_fifo = fifo = SyncFIFOBuffered(width=8, depth=self.rx_fifo_depth)
         m.submodules.protocol = proto = ProtocolEngine(
             self.config, clock_hz=self.clock_hz, divisor=self.divisor, timeout=self.timeout,
-            accel_timeout=self.accel_timeout, max_logits=self.max_logits)
+            accel_timeout=self.accel_timeout, max_logits=self.max_logits,
+            rx_buffer=self.rx_fifo_depth)
         accel = self.accelerator(self.config)
         m.submodules.accelerator = ResetInserter(proto.o_accel_reset)(accel)
 
@@ -95,9 +107,6 @@ class UARTCore(wiring.Component):
             fifo.w_data.eq(rx.o_data.payload),
             fifo.w_en.eq(rx.o_data.valid),
             rx.o_data.ready.eq(fifo.w_rdy),
-            proto.i_rx.payload.eq(fifo.r_data),
-            proto.i_rx.valid.eq(fifo.r_rdy),
-            fifo.r_en.eq(proto.i_rx.ready),
             proto.i_rx_frame_error.eq(rx.o_frame_error),
             proto.i_rx_overrun.eq(rx.o_overrun),
             proto.i_cycles.eq(accel.o_cycles),
@@ -106,7 +115,33 @@ class UARTCore(wiring.Component):
             proto.i_accel_error.eq(Value.cast(accel.o_error)),   # flags may be a struct
             self.o_leds.eq(proto.o_loaded | (proto.o_active << 1) | (proto.o_error << 2)),
         ]
-        wiring.connect(m, proto.o_tx, tx.i_data)
+        if self.flash_offset is None:
+            m.d.comb += [
+                proto.i_rx.payload.eq(fifo.r_data),
+                proto.i_rx.valid.eq(fifo.r_rdy),
+                fifo.r_en.eq(proto.i_rx.ready),
+            ]
+            wiring.connect(m, proto.o_tx, tx.i_data)
+        else:
+            # At power-up the flash loader feeds the engine the stored LOAD frames and takes
+            # its responses (counted, not sent); the UART's bytes wait in the FIFO meanwhile.
+            m.submodules.flash = flash = FlashLoader(self.flash_offset)
+            booting = flash.o_busy
+            m.d.comb += [
+                self.o_flash_cs_n.eq(flash.o_cs_n), self.o_flash_sclk.eq(flash.o_sclk),
+                self.o_flash_copi.eq(flash.o_copi), flash.i_cipo.eq(self.i_flash_cipo),
+                proto.i_rx.payload.eq(Mux(booting, flash.o_rx.payload, fifo.r_data)),
+                proto.i_rx.valid.eq(Mux(booting, flash.o_rx.valid, fifo.r_rdy)),
+                fifo.r_en.eq(proto.i_rx.ready & ~booting),
+                flash.o_rx.ready.eq(proto.i_rx.ready & booting),
+                tx.i_data.payload.eq(proto.o_tx.payload),
+                tx.i_data.valid.eq(proto.o_tx.valid & ~booting),
+                proto.o_tx.ready.eq(tx.i_data.ready | booting),
+                flash.i_resp_done.eq(proto.o_resp_done),
+                flash.i_resp_error.eq(proto.o_error),
+                flash.i_engine_idle.eq(~proto.o_active),
+                proto.i_flash_state.eq(flash.o_state),
+            ]
         wiring.connect(m, proto.o_load, accel.i_load)
         wiring.connect(m, proto.o_input, accel.i_input)
         wiring.connect(m, accel.o_logit, proto.i_logit)
@@ -168,14 +203,18 @@ class BoardTop(wiring.Component):
     baud : int
     accelerator : callable
         See :class:`UARTCore`.
+    flash_offset : int or None
+        Load the model image stored at this byte address of the SPI flash at power-up (if the
+        platform has a ``spi_flash_1x`` resource); ``None``: no flash loader.
     """
 
     def __init__(self, config, *, clock_hz=None, baud=3_000_000,
-                 accelerator=default_accelerator, **core_args):
+                 accelerator=default_accelerator, flash_offset=FLASH_OFFSET, **core_args):
         self.config = config
         self.clock_hz = clock_hz
         self.baud = baud
         self.accelerator = accelerator
+        self.flash_offset = flash_offset
         self.core_args = core_args
         super().__init__({})
 
@@ -215,9 +254,25 @@ class BoardTop(wiring.Component):
             m.d.comb += ResetSignal("sync").eq(~ready)
         self.actual_clock_hz = clock_hz
 
+        flash = None
+        if self.flash_offset is not None:
+            try:
+                flash = platform.request("spi_flash_1x", 0, dir="-")
+            except ResourceError:  # the board has no SPI flash resource
+                pass
         m.submodules.core = core = UARTCore(
             self.config, clock_hz=clock_hz, baud=self.baud, accelerator=self.accelerator,
-            **self.core_args)
+            flash_offset=None if flash is None else self.flash_offset, **self.core_args)
+        if flash is not None:
+            # (cs, wp and hold are active-low pins: their buffers invert)
+            outputs = [("cs", ~core.o_flash_cs_n), ("clk", core.o_flash_sclk),
+                       ("copi", core.o_flash_copi)]
+            outputs += [(name, 0) for name in ("wp", "hold") if hasattr(flash, name)]
+            for name, value in outputs:
+                m.submodules[f"flash_{name}"] = buf = io.Buffer("o", getattr(flash, name))
+                m.d.comb += buf.o.eq(value)
+            m.submodules.flash_cipo = cipo = io.Buffer("i", flash.cipo)
+            m.d.comb += core.i_flash_cipo.eq(cipo.i)
 
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)

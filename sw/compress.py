@@ -1,14 +1,20 @@
-"""Deep Compression pipeline on MNIST: train -> prune + retrain -> quantize + fine-tune -> file.
+"""Deep Compression pipeline: train (or import) -> prune + retrain -> quantize + fine-tune -> file.
 
 Command line::
 
-    python -m sw.compress --model lenet300|lenet5 [--out DIR] [--subset N] [--seed S] [...]
+    python -m sw.compress --model lenet300|lenet5 [--data DATA.npz] [--out DIR] [...]
+    python -m sw.compress --onnx MODEL.onnx [--data DATA.npz] [--pack] [...]
 
-Stages: dense training (SGD, momentum, weight decay, cosine LR), iterative magnitude pruning
-with masked retraining (``sw.prune``), per-layer k-means weight sharing with centroid
-fine-tuning (``sw.quantize``), integer calibration (``sw.golden.calibrate``, fc models only),
-saving (``sw.modelfile``) and the size report (``sw.report``). The float test error is measured
-on all 10,000 test images (unless ``--subset``) after every stage.
+Stages (functions shared by the built-in and the imported models; ``sw.api.compress`` runs them
+from Python): the data set (:func:`load_data`: MNIST or a labelled ``.npz``, ``sw.dataset``),
+the dense model (:func:`source_model`: a built-in one trained with SGD, momentum, weight decay,
+cosine LR, or an ONNX classifier imported by ``sw.onnx_import``), iterative magnitude pruning
+with masked retraining (:func:`prune_stage`, ``sw.prune``), per-layer k-means weight sharing
+with centroid fine-tuning (:func:`quantize_stage`, ``sw.quantize``), integer calibration
+(:func:`calibrate_stage`, ``sw.golden.calibrate``, fc models only), saving (``sw.modelfile``),
+the size report (``sw.report``) and, with ``--pack``, the memory images (:func:`pack_stage`,
+``sw.pack``). The float test error is measured on all test images (unless ``--subset``) after
+every stage.
 
 OpenBLAS is limited to one thread (``OPENBLAS_NUM_THREADS=1`` unless set): the matrices are
 small and a multi-threaded BLAS slows down by an order of magnitude when the cores are shared.
@@ -26,19 +32,25 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from dataclasses import dataclass  # noqa: E402
+
 from contract.config import AcceleratorConfig  # noqa: E402
 from contract.widths import WIDTH_DEFAULTS  # noqa: E402
+from sw.dataset import DataError, load_dataset  # noqa: E402
 from sw.golden import GoldenError, IntModel, calibrate, infer  # noqa: E402
-from sw.mnist import MnistNotFoundError, load_mnist  # noqa: E402
+from sw.mnist import MnistNotFoundError  # noqa: E402
 from sw.modelfile import CompressedModel, LayerRecord, ModelFormatError, save_model  # noqa: E402
-from sw.nn import ARCHS, NNError, build_model  # noqa: E402
+from sw.nn import ARCHS, MaxPool2, NNError, ReLU, build_model  # noqa: E402
+from sw.onnx_import import OnnxImportError, fold_input_scale, import_onnx  # noqa: E402
 from sw.prune import PruneError, format_sensitivity, iterative_prune, sensitivity  # noqa: E402
 from sw.quantize import (INIT_METHODS, CentroidSGD, QuantizeError,  # noqa: E402
                          limit_joint_symbols_all, quantize_model)
 from sw.report import build_report, plot_layers, write_report  # noqa: E402
 from sw.train import TrainConfig, TrainError, train  # noqa: E402
 
-__all__ = ["CompressError", "DEFAULTS", "parser", "resolve", "run", "to_compressed_model", "main"]
+__all__ = ["CompressError", "CompressResult", "DEFAULTS", "parser", "resolve", "run",
+           "to_compressed_model", "load_data", "source_model", "prune_stage", "quantize_stage",
+           "calibrate_stage", "pack_stage", "default_density", "main"]
 
 
 class CompressError(ValueError):
@@ -66,7 +78,20 @@ DEFAULTS = {
         "finetune_epochs": 1, "finetune_lr": 0.002,
         "gap_bits": 4, "max_symbols": None,   # None: AcceleratorConfig().symbol_depth
     },
+    # an imported (already trained) model: no dense training, short masked retraining (its
+    # training recipe is unknown), 5-bit gaps as for LeNet-300-100;
+    # densities by layer size (default_density), DEFAULT_BITS everywhere
+    "onnx": {
+        "epochs": 0, "lr": 0.01, "shift": 0,
+        "prune_steps": 3, "prune_epochs": 2, "prune_lr": 0.02,
+        "finetune_epochs": 1, "finetune_lr": 0.002,
+        "gap_bits": 5, "max_symbols": 1024,
+    },
 }
+#: Index bits of an imported model's layers (the accelerator's default IDX_BITS).
+DEFAULT_BITS = 4
+#: (smallest weight count, final density) of an imported layer, largest first.
+ONNX_DENSITY = ((100_000, 0.08), (10_000, 0.1), (2_000, 0.2), (700, 0.25), (0, 0.66))
 
 
 def _kv(text, cast, what):
@@ -85,40 +110,69 @@ def _kv(text, cast, what):
 
 
 def parser():
-    ap = argparse.ArgumentParser(prog="python -m sw.compress",
-                                 description="Deep Compression of LeNet on MNIST (NumPy).")
-    ap.add_argument("--model", choices=ARCHS, default="lenet300")
-    ap.add_argument("--out", default="models", help="output directory (model + report)")
-    ap.add_argument("--name", help="file stem (default: the model name)")
+    ap = argparse.ArgumentParser(
+        prog="python -m sw.compress",
+        description="Deep Compression (NumPy) of LeNet on MNIST or of an ONNX classifier on any "
+                    "labelled .npz data set.")
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--model", choices=ARCHS, default=None,
+                     help="built-in architecture, trained from scratch (default: lenet300)")
+    src.add_argument("--onnx", metavar="FILE",
+                     help="trained ONNX classifier to compress instead (sw.onnx_import)")
+    ap.add_argument("--data", metavar="NPZ",
+                    help="labelled data set (.npz with x_train, y_train, x_test, y_test; "
+                         "sw.dataset); default: MNIST")
+    ap.add_argument("--input-scale", type=float,
+                    help="the data's value of one input step: value = byte * S (default: found "
+                         "from the data: 1/255, 1/256 or 1)")
+    ap.add_argument("--out", help="output directory (model + report; default: models, or "
+                                  "out with --onnx)")
+    ap.add_argument("--name", help="file stem (default: the model name or the ONNX file stem)")
     ap.add_argument("--subset", type=int, help="use only N training / test images (tests)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=float, help="dense training epochs")
+    ap.add_argument("--epochs", type=float,
+                    help="dense training epochs (--onnx: further training, default 0)")
     ap.add_argument("--lr", type=float, help="dense learning rate")
     ap.add_argument("--weight-decay", type=float, default=5e-4)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--shift", type=int,
-                    help="random translation augmentation in pixels (0 = off; default 1)")
+                    help="random translation augmentation in pixels of 28 x 28 images (0 = off; "
+                         "default 1, --onnx 0)")
     ap.add_argument("--prune-steps", type=int)
-    ap.add_argument("--prune-epochs", type=float, help="retraining epochs per pruning step")
+    ap.add_argument("--prune-epochs", type=float,
+                    help="masked retraining epochs per pruning step (0: prune without "
+                         "retraining)")
     ap.add_argument("--prune-lr", type=float)
-    ap.add_argument("--density", help="final density per layer, e.g. ip1=0.045,ip2=0.07")
+    ap.add_argument("--density",
+                    help="final density: one number for all layers or per layer, e.g. "
+                         "ip1=0.045,ip2=0.07")
     ap.add_argument("--bits", help="index bits: one number for all layers or name=b,...")
     ap.add_argument("--init", choices=INIT_METHODS, default="linear",
                     help="k-means centroid initialisation")
     ap.add_argument("--finetune-epochs", type=float)
     ap.add_argument("--finetune-lr", type=float)
-    ap.add_argument("--pes", type=int, default=4, help="PE count of the hardware accounting")
+    ap.add_argument("--pes", type=int,
+                    help="PE count of the hardware accounting (default 4) and of --pack "
+                         "(default: the board's)")
     ap.add_argument("--gap-bits", type=int,
-                    help="relative-index (gap) width (default: lenet300 5, lenet5 4)")
+                    help="relative-index (gap) width (default: lenet300 and --onnx 5, lenet5 4)")
     ap.add_argument("--huff-max-len", type=int, default=WIDTH_DEFAULTS["huff_max_len"])
     ap.add_argument("--act-bits", type=int, default=WIDTH_DEFAULTS["act_bits"])
     ap.add_argument("--max-symbols", type=int,
                     help="joint Huffman symbols allowed over all layers, for every PE count of "
                          "--symbol-pes with the rows in training order or balanced (the "
                          "accelerator's symbol table depth; 0 = no limit; fc models only; "
-                         "default: lenet300 1024, else AcceleratorConfig().symbol_depth)")
+                         "default: lenet300 and --onnx 1024, else AcceleratorConfig()"
+                         ".symbol_depth)")
     ap.add_argument("--symbol-pes", default="1,2,4,8",
                     help="PE counts the symbol limit holds for (comma-separated)")
+    ap.add_argument("--pack", action="store_true",
+                    help="also pack the model for --pes PEs on --board (sw.pack) into "
+                         "OUT/NAME_pack")
+    ap.add_argument("--board", default="icebreaker", help="board of --pack (boards/registry.py)")
+    ap.add_argument("--float-only", action="store_true",
+                    help="--onnx: compress the float model only (no accelerator limits checked, "
+                         "no integer calibration, no packing)")
     ap.add_argument("--no-sensitivity", action="store_true",
                     help="skip the per-layer pruning sensitivity scan")
     ap.add_argument("--cache", help="directory caching the dense / pruned weights between runs")
@@ -126,13 +180,71 @@ def parser():
     return ap
 
 
+def default_density(n_weights):
+    """Final density of an imported layer of ``n_weights`` weights: the paper's LeNet densities
+    by layer size (235K weights 8 %, 30K 9 %, 5K 19 %, 1K 26 %, 500 66 %)."""
+    for size, density in ONNX_DENSITY:
+        if n_weights >= size:
+            return density
+    return ONNX_DENSITY[-1][1]
+
+
+def _per_layer(text, cast, what, kind, defaults, names):
+    """``defaults`` updated by an option: ``name=value,...`` or one value for every layer."""
+    out = dict(defaults)
+    if not text:
+        return out
+    if "=" in text:
+        out.update(_kv(text, cast, what))
+        return out
+    try:
+        value = cast(text)
+    except ValueError:
+        raise CompressError(f"--{what} must be {kind} or name=value list, got {text!r}") \
+            from None
+    return {k: value for k in names}
+
+
+def _layer_maps(args, names, density, bits):
+    """Per-layer density / bits from the defaults and ``--density`` / ``--bits``."""
+    dens = _per_layer(args.density, float, "density", "a number", density, names)
+    bits = _per_layer(args.bits, int, "bits", "an integer", bits, names)
+    unknown = sorted((set(dens) | set(bits)) - set(names))
+    if unknown:
+        raise CompressError(f"unknown layers {unknown} for {args.model}; layers are "
+                            f"{sorted(names)}")
+    for k, v in dens.items():
+        if not 0 < v <= 1:
+            raise CompressError(f"density of {k} must be in (0, 1], got {v}")
+    for k, v in bits.items():
+        if not 1 <= v <= 8:
+            raise CompressError(f"bits of {k} must be 1..8, got {v}")
+        if v + args.gap_bits > 16:
+            raise CompressError(f"bits of {k} ({v}) + gap bits ({args.gap_bits}) exceed 16")
+    args.density_map, args.bits_map = dens, bits
+
+
 def resolve(args):
-    """Fill architecture defaults into parsed arguments and validate them."""
-    d = DEFAULTS[args.model]
+    """Fill architecture defaults into parsed arguments and validate them.
+
+    With ``--onnx`` the per-layer maps (``density_map``, ``bits_map``) are made by
+    :func:`source_model` once the layers are known.
+    """
+    if args.onnx is None and args.model is None:
+        args.model = "lenet300"
+    if args.onnx is not None:
+        args.model = args.name or Path(args.onnx).stem
+    key = "onnx" if args.onnx is not None else args.model
+    d = DEFAULTS[key]
     for k in ("epochs", "lr", "shift", "prune_steps", "prune_epochs", "prune_lr",
               "finetune_epochs", "finetune_lr", "gap_bits", "max_symbols"):
         if getattr(args, k) is None:
             setattr(args, k, d[k])
+    if args.out is None:
+        args.out = "out" if args.onnx is not None else "models"
+    args.pack_pes = args.pes
+    if args.pes is None:
+        args.pes = 4
     if args.max_symbols is None:
         args.max_symbols = AcceleratorConfig().symbol_depth
     if not 1 <= args.gap_bits <= 15:
@@ -144,53 +256,52 @@ def resolve(args):
                             f"{args.symbol_pes!r}") from None
     if not args.symbol_pes_list or min(args.symbol_pes_list) < 1:
         raise CompressError("--symbol-pes needs PE counts >= 1")
-    dens = dict(d["density"])
-    if args.density:
-        dens.update(_kv(args.density, float, "density"))
-    bits = dict(d["bits"])
-    if args.bits:
-        if "=" in args.bits:
-            bits.update(_kv(args.bits, int, "bits"))
-        else:
-            try:
-                b = int(args.bits)
-            except ValueError:
-                raise CompressError(f"--bits must be an integer or name=b list, got "
-                                    f"{args.bits!r}") from None
-            bits = {k: b for k in bits}
-    unknown = sorted((set(dens) | set(bits)) - set(d["bits"]))
-    if unknown:
-        raise CompressError(f"unknown layers {unknown} for {args.model}; layers are "
-                            f"{sorted(d['bits'])}")
-    for k, v in dens.items():
-        if not 0 < v <= 1:
-            raise CompressError(f"density of {k} must be in (0, 1], got {v}")
-    for k, v in bits.items():
-        if not 1 <= v <= 8:
-            raise CompressError(f"bits of {k} must be 1..8, got {v}")
-        if v + args.gap_bits > 16:
-            raise CompressError(f"bits of {k} ({v}) + gap bits ({args.gap_bits}) exceed 16")
+    if args.onnx is None:
+        _layer_maps(args, list(d["bits"]), d["density"], d["bits"])
+    if args.float_only and args.onnx is None:
+        raise CompressError("--float-only applies to --onnx models")
     if args.subset is not None and args.subset < 10:
         raise CompressError(f"--subset must be >= 10, got {args.subset}")
-    if args.prune_steps < 0 or args.epochs <= 0 or args.pes < 1 or args.max_symbols < 0:
-        raise CompressError("epochs must be > 0, prune steps >= 0, pes >= 1, max symbols >= 0")
-    args.density_map, args.bits_map = dens, bits
+    min_epochs = 0 if args.onnx is not None else 1e-9
+    if args.prune_steps < 0 or args.epochs < min_epochs or args.prune_epochs < 0 \
+            or args.pes < 1 or args.max_symbols < 0:
+        raise CompressError("epochs must be > 0 (--onnx: >= 0), prune steps and epochs >= 0, "
+                            "pes >= 1, max symbols >= 0")
     return args
+
+
+def _conv_meta(model):
+    """Per conv layer of ``model`` its input shape and what follows it up to the next weight
+    layer (a 2 x 2 max pooling, a ReLU before it), as the model file records them."""
+    meta, current = {}, None
+    h = np.zeros((1,) + tuple(model.input_shape), dtype=np.float32)
+    for i, l in enumerate(model.layers):
+        if any(l is w for w in model.weight_layers):
+            current = (i, meta.setdefault(l.name, {
+                "stride": 1, "padding": 0, "pool": 1, "relu_before_pool": False,
+                "in_shape": [int(v) for v in h.shape[1:]]})) if l.kind == "conv" else None
+        elif current is not None and isinstance(l, MaxPool2):
+            current[1]["pool"] = 2
+            current[1]["relu_before_pool"] = any(isinstance(x, ReLU)
+                                                 for x in model.layers[current[0]:i])
+        h = l.forward(h)
+    return meta
 
 
 def to_compressed_model(model, codebooks, metrics=None):
     """``sw.modelfile.CompressedModel`` of a quantized ``sw.nn.Model``."""
     layers = []
     wl = model.weight_layers
+    conv = _conv_meta(model)
     for i, l in enumerate(wl):
         q = codebooks[l.name]
-        meta = {}
-        if l.kind == "conv":
-            meta = {"stride": 1, "padding": 0, "pool": 2, "relu_before_pool": False}
+        # a ReLU anywhere before the next weight layer (pooling commutes with it)
+        nxt = model.layers.index(wl[i + 1]) if i + 1 < len(wl) else len(model.layers)
+        relu = any(isinstance(x, ReLU) for x in model.layers[model.layers.index(l):nxt])
         layers.append(LayerRecord(name=l.name, kind=l.kind, index=q.index.astype(np.uint8),
                                   codebook=q.codebook.astype(np.float32),
                                   bias=l.b.astype(np.float32), idx_bits=int(q.bits),
-                                  relu=bool(l.relu) and i < len(wl) - 1, meta=meta))
+                                  relu=relu and i < len(wl) - 1, meta=conv.get(l.name, {})))
     return CompressedModel(arch=model.arch, input_shape=list(model.input_shape), layers=layers,
                            metrics=dict(metrics or {}))
 
@@ -200,6 +311,8 @@ def _cache_path(args, stage):
         return None
     key = {"model": args.model, "seed": args.seed, "subset": args.subset, "epochs": args.epochs,
            "lr": args.lr, "wd": args.weight_decay, "batch": args.batch, "shift": args.shift}
+    if getattr(args, "source_digest", None):     # --onnx / --data: the files' contents
+        key["source"] = args.source_digest
     if stage == "pruned":
         key.update({"steps": args.prune_steps, "pe": args.prune_epochs, "plr": args.prune_lr,
                     "density": sorted(args.density_map.items())})
@@ -228,37 +341,106 @@ def _load_params(path, model):
     return extra
 
 
-def run(args, log=print):
-    """Run the whole pipeline for resolved ``args``; returns ``(model_path, report dict)``."""
+@dataclass
+class CompressResult:
+    """What :func:`run` produced.
+
+    Attributes
+    ----------
+    model : sw.modelfile.CompressedModel
+        The compressed model (calibrated when the accelerator runs it).
+    report : dict
+        The paper-style report (``sw.report.build_report``) with ``metrics``.
+    path : pathlib.Path or None
+        The model file written (``None`` when ``out`` is ``None``).
+    packed : sw.pack.PackedImages or None
+        Memory images (``pack``).
+    float_model : sw.nn.Model
+        The compressed float network (``W = codebook[index]``).
+    """
+    model: CompressedModel
+    report: dict
+    path: Path = None
+    packed: object = None
+    float_model: object = None
+
+
+def _digest(*paths):
+    h = hashlib.sha256()
+    for p in paths:
+        if p is not None:
+            h.update(Path(p).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def load_data(args, log):
+    """Stage 0: the labelled data set (MNIST or ``--data``), as ``sw.dataset.Dataset``."""
+    data = load_dataset(args.data, args.input_scale, args.subset, args.seed)
+    log(f"{data.name}: {len(data.y_train)} training, {len(data.y_test)} test samples of "
+        f"{data.features} features (input value = byte * {data.input_scale:.6g}), "
+        f"{data.classes} classes")
+    if args.shift and data.features != 784:
+        raise CompressError(f"--shift translates 28 x 28 images; the data has {data.features} "
+                            "features per sample (use --shift 0)")
+    return data
+
+
+def source_model(args, data, log, metrics):
+    """Stage 1: the dense float model: a built-in one trained on ``data``, or the ``--onnx``
+    model imported (``sw.onnx_import``), moved to the ``byte / 256`` input, optionally trained
+    further (``--epochs``)."""
     t0 = time.time()
-    data = load_mnist(subset=args.subset, seed=args.seed)
-    xtr, ytr = data.train.images, data.train.labels
-    xte, yte = data.test.images, data.test.labels
-    log(f"MNIST: {len(ytr)} training, {len(yte)} test images")
     quiet = None if args.quiet else log
-    model = build_model(args.model, args.seed)
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
                       batch=args.batch, shift=args.shift, seed=args.seed)
-    metrics = {}
+    if args.onnx is not None:
+        imp = import_onnx(args.onnx, name=args.model, hardware=not args.float_only)
+        model = fold_input_scale(imp.model, data.input_scale)
+        for l in model.weight_layers:
+            log(f"  {l.name} <- {imp.sources[l.name]}: {l.kind} {tuple(l.W.shape)}")
+        for note in imp.folded:
+            log(f"  {note}")
+        wl = model.weight_layers
+        _layer_maps(args, [l.name for l in wl],
+                    {l.name: default_density(l.W.size) for l in wl},
+                    {l.name: DEFAULT_BITS for l in wl})
+        metrics["input_scale"] = data.input_scale
+        metrics["onnx_layers"] = dict(imp.sources)
+    else:
+        model = build_model(args.model, args.seed)
+    if model.input_shape[0] != data.features:
+        raise CompressError(f"{data.name} has {data.features} features per sample; the model "
+                            f"takes {model.input_shape[0]}")
+    classes = model.weight_layers[-1].W.shape[0]
+    if data.classes > classes:
+        raise CompressError(f"{data.name} has labels up to {data.classes - 1}; the model has "
+                            f"{classes} outputs")
+    if data.name != "mnist":
+        metrics["data"] = data.name
     cp = _cache_path(args, "dense")
     if cp is not None and cp.exists():
         _load_params(cp, model)
         log(f"dense weights from cache {cp}")
-    else:
-        train(model, xtr, ytr, cfg, log=quiet, tag="dense")
+    elif args.epochs > 0:
+        train(model, data.x_train, data.y_train, cfg, log=quiet, tag="dense")
         if cp is not None:
             _save_params(cp, model, {})
-    metrics["dense_error"] = model.error(xte, yte)
+    metrics["dense_error"] = model.error(data.x_test, data.y_test)
     log(f"dense {args.model}: float test error {100 * metrics['dense_error']:.2f}% on "
-        f"{len(yte)} test images ({time.time() - t0:.0f}s)")
+        f"{len(data.y_test)} test images ({time.time() - t0:.0f}s)")
+    return model
 
+
+def prune_stage(args, model, data, log, metrics):
+    """Stage 2: sensitivity scan and iterative pruning with masked retraining."""
+    xtr, ytr, xte, yte = data.x_train, data.y_train, data.x_test, data.y_test
+    quiet = None if args.quiet else log
     sens_md = None
     if not args.no_sensitivity:
         sens = sensitivity(model, xte, yte)
         sens_md = format_sensitivity(sens)
         log("pruning sensitivity (error % per layer vs fraction pruned, no retraining):")
         log(sens_md)
-
     prune_hist = []
     cp = _cache_path(args, "pruned")
     if args.prune_steps and cp is not None and cp.exists():
@@ -277,7 +459,13 @@ def run(args, log=print):
     metrics["density"] = {l.name: l.density() for l in model.weight_layers}
     log(f"pruned: float test error {100 * metrics['pruned_error']:.2f}%, densities "
         + ", ".join(f"{k} {100 * v:.2f}%" for k, v in metrics["density"].items()))
+    return prune_hist, sens_md
 
+
+def quantize_stage(args, model, data, log, metrics):
+    """Stage 3: k-means weight sharing, the joint-symbol budget, centroid fine-tuning."""
+    xtr, ytr, xte, yte = data.x_train, data.y_train, data.x_test, data.y_test
+    quiet = None if args.quiet else log
     books = quantize_model(model, args.bits_map, args.init, args.seed)
     metrics["quantized_error"] = model.error(xte, yte)
     log(f"quantized ({args.init} init, bits {args.bits_map}): float test error "
@@ -309,29 +497,80 @@ def run(args, log=print):
     metrics["test_images"] = int(len(yte))
     log(f"compressed {args.model}: float test error {100 * metrics['error']:.2f}% on "
         f"{len(yte)} test images (after centroid fine-tuning)")
+    return books
 
-    cm = to_compressed_model(model, books, metrics)
-    if fc:
-        try:
-            cm = calibrate(cm, xtr, ytr, act_bits=args.act_bits, gap_bits=args.gap_bits,
-                           huff_max_len=args.huff_max_len, seed=args.seed)
-        except GoldenError as e:
-            raise CompressError(f"integer calibration failed: {e}") from None
-        res = infer(IntModel.from_model(cm), data.test.uint8())
-        metrics["integer_error"] = float((res.prediction != yte).mean())
-        log(f"integer model ({args.act_bits}-bit activations): test error "
-            f"{100 * metrics['integer_error']:.2f}%")
-    else:
+
+def calibrate_stage(args, cm, data, log, metrics):
+    """Stage 4: the integer section (``sw.golden.calibrate``) and the integer test error;
+    ``cm`` unchanged when the accelerator does not run the model."""
+    if any(l.kind != "fc" for l in cm.layers):
         log("integer calibration skipped: the accelerator runs fully-connected models only")
+        return cm
+    if args.float_only:
+        log("integer calibration skipped (--float-only)")
+        return cm
+    try:
+        cm = calibrate(cm, data.x_train, data.y_train, act_bits=args.act_bits,
+                       gap_bits=args.gap_bits, huff_max_len=args.huff_max_len, seed=args.seed)
+    except GoldenError as e:
+        raise CompressError(f"integer calibration failed: {e}") from None
+    res = infer(IntModel.from_model(cm), data.test_uint8())
+    metrics["integer_error"] = float((res.prediction != data.y_test).mean())
+    log(f"integer model ({args.act_bits}-bit activations): test error "
+        f"{100 * metrics['integer_error']:.2f}%")
+    return cm
+
+
+def pack_stage(args, cm, data, out, stem, log):
+    """Stage 6 (``--pack``): memory images for ``--pes`` PEs on ``--board`` (``sw.pack``)."""
+    from sw.pack import PackError, PackLimits, pack, sized_limits
+    if cm.integer is None:
+        log("packing skipped: the model has no integer section")
+        return None
+    from boards.registry import get_board
+    balance = "data" if data.name == "mnist" else "greedy"
+    try:
+        n = args.pack_pes or get_board(args.board).default_pes
+        limits = sized_limits(cm, n, PackLimits(), balance=balance)
+        packed = pack(cm, n, args.board, limits=limits, x=data.test_uint8(), balance=balance)
+    except (PackError, GoldenError, ValueError) as e:
+        raise CompressError(f"packing failed: {e}") from None
+    t = packed.manifest["totals"]
+    where = ""
+    if out is not None:
+        packed.save(out / f"{stem}_pack")
+        where = f" -> {out / (stem + '_pack')}"
+    log(f"packed for {n} PEs on {args.board} ({balance} balance){where}: "
+        f"{t['total_bytes']} bytes, {t['compression_ratio']:.1f}x")
+    return packed
+
+
+def run(args, log=print):
+    """Run the whole pipeline for resolved ``args``; returns a :class:`CompressResult`.
+
+    ``args.out = None`` writes no files.
+    """
+    t0 = time.time()
+    data = load_data(args, log)
+    if args.cache and (args.onnx or args.data):
+        args.source_digest = _digest(args.onnx, args.data)
+    metrics = {}
+    model = source_model(args, data, log, metrics)
+    prune_hist, sens_md = prune_stage(args, model, data, log, metrics)
+    books = quantize_stage(args, model, data, log, metrics)
+    cm = calibrate_stage(args, to_compressed_model(model, books, metrics), data, log, metrics)
+
     stem = args.name or args.model
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = None if args.out is None else Path(args.out)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
     extra = {"prune_history": prune_hist, "sensitivity_md": sens_md,
-             "command": "python -m sw.compress " + " ".join(args.argv),
+             "command": "python -m sw.compress " + " ".join(getattr(args, "argv", [])),
              "seconds": time.time() - t0}
-    plot_note = plot_layers(cm, out / f"{stem}_weights.png")
-    if plot_note:
-        extra["plot_note"] = plot_note
+    if out is not None:
+        plot_note = plot_layers(cm, out / f"{stem}_weights.png")
+        if plot_note:
+            extra["plot_note"] = plot_note
     rep = build_report(cm, n_pes=args.pes, gap_bits=args.gap_bits,
                        huff_max_len=args.huff_max_len, extra=extra)
     st = rep["storage"]
@@ -341,19 +580,22 @@ def run(args, log=print):
     metrics["total_bytes"] = st["joint"]["total_bytes"]
     cm.metrics = dict(metrics)
     rep["metrics"] = dict(metrics)
-    path = out / f"{stem}.npz"
-    save_model(path, cm)
-    md, js = write_report(rep, out, stem)
-    log(f"wrote {path}, {md}, {js}")
+    path = None
+    if out is not None:
+        path = out / f"{stem}.npz"
+        save_model(path, cm)
+        md, js = write_report(rep, out, stem)
+        log(f"wrote {path}, {md}, {js}")
     for key, s in st.items():
         log(f"size [{key}]: {s['total_bytes']} bytes of {s['dense_bytes']} dense -> "
             f"{s['ratio']:.1f}x")
+    packed = pack_stage(args, cm, data, out, stem, log) if args.pack else None
     log(f"RESULT {args.model}: float test error {100 * metrics['error']:.2f}% "
         + (f"(integer {100 * metrics['integer_error']:.2f}%) " if "integer_error" in metrics
            else "")
         + f"compression {metrics['ratio']:.1f}x (separate codes {metrics['ratio_separate']:.1f}x,"
         f" hardware {args.pes} PEs {metrics[f'ratio_hw_{args.pes}pe']:.1f}x)")
-    return path, rep
+    return CompressResult(cm, rep, path, packed, model)
 
 
 def main(argv=None):
@@ -363,8 +605,8 @@ def main(argv=None):
     try:
         resolve(args)
         run(args, log=lambda s: print(s, flush=True))
-    except (CompressError, MnistNotFoundError, ModelFormatError, NNError, PruneError,
-            QuantizeError, TrainError) as e:
+    except (CompressError, DataError, MnistNotFoundError, ModelFormatError, NNError,
+            OnnxImportError, PruneError, QuantizeError, TrainError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

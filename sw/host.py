@@ -8,20 +8,28 @@
 Command line::
 
     python -m sw.host --port /dev/ttyUSB1 [--baud 3000000] [--model models/lenet300.npz]
-                      [--images 100] [--dense]
+                      [--images 100] [--dense | --one-at-a-time]
+
+The serial transport lowers the FTDI latency timer to 1 ms where it can (Linux sysfs,
+``sw.transport.lower_latency_timer``) and says so; images are streamed as coded requests with
+several in flight (``Board.infer_stream``).
 """
 import argparse
 import struct
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from contract.memmap import colskip_mem, pointer_mem, shared_mem
-from contract.protocol import (ERROR_NAMES, PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS,
-                               STATUS_LENGTH, Cmd, Err, Resp, crc16, encode_frame)
+from contract.protocol import (ERROR_NAMES, FLASH_OFFSET, FLASH_STATES, PROTOCOL_VERSION, SOF,
+                               STATUS_FIELDS, STATUS_FLAGS, STATUS_LENGTH, Cmd, Err, Resp, crc16,
+                               encode_frame)
 from contract.widths import WIDTH_KEYS
+from sw import incode
+from sw.flashimage import flash_image, load_runs as _runs
 from sw.golden import IntModel, ideal_cycles, images_to_uint8, infer, load_mnist
 from sw.modelfile import load_model
 from sw.pack import PackError, PackLimits, pack
@@ -29,7 +37,7 @@ from sw.transport import SerialTransport, TransportError, TransportTimeout
 
 __all__ = ["HostError", "BoardError", "BadFrameError", "BoardTimeout", "InputLengthError",
            "ModelFitError", "BoardStatus", "Inference", "Board", "check_fit", "pack_for_board",
-           "run_benchmark", "main"]
+           "run_benchmark", "coded_payload", "parse_result", "program_flash", "main"]
 
 
 class HostError(Exception):
@@ -101,7 +109,8 @@ class BoardStatus:
                 f"/ACC{f['acc_bits']}, idx {f['idx_bits']} gap {f['gap_bits']} bits, "
                 f"{self.pe_mem_depth} words/PE, {f['clock_hz'] / 1e6:g} MHz, "
                 f"divider {f['divisor']}, in_features {f['in_features']}, "
-                f"flags 0x{f['flags']:02x}")
+                f"flags 0x{f['flags']:02x}, receive buffer {f.get('rx_buffer', 0)} bytes, "
+                f"flash: {FLASH_STATES.get(f.get('flash', 0), 'unknown state')}")
 
 
 @dataclass
@@ -116,10 +125,13 @@ class Inference:
         Argmax computed by the board (lowest index on ties).
     cycles : int
         Accelerator clock cycles of this inference.
+    seq : int
+        The request's sequence byte as echoed by the board (INFER_CODED; 0x80 otherwise).
     """
     logits: np.ndarray
     prediction: int
     cycles: int
+    seq: int = 0
 
 
 class Board:
@@ -216,8 +228,22 @@ class Board:
 
     # ---- commands ------------------------------------------------------------------------
     def status(self):
-        """PING: the board's parameters and flags (:class:`BoardStatus`)."""
-        body = self.exchange(Cmd.PING, expect=Resp.STATUS)
+        """PING: the board's parameters and flags (:class:`BoardStatus`).
+
+        The PING carries the host's protocol version, which the board checks.
+
+        Raises
+        ------
+        BoardError
+            ``Err.VERSION`` (or ``BAD_LENGTH`` from a board older than version 4) if the board
+            speaks another protocol version.
+        """
+        try:
+            body = self.exchange(Cmd.PING, bytes([PROTOCOL_VERSION]), expect=Resp.STATUS)
+        except BoardError as exc:
+            if exc.code == Err.BAD_LENGTH:
+                raise BoardError(Err.VERSION, Cmd.PING) from None  # a board before version 4
+            raise
         if len(body) != STATUS_LENGTH:
             raise BadFrameError(f"STATUS payload has {len(body)} bytes, expected {STATUS_LENGTH}")
         values = struct.unpack(_STATUS_STRUCT, body)
@@ -261,20 +287,7 @@ class Board:
                     progress(done, total)
         return total
 
-    def infer(self, x, sparse=None):
-        """Run one inference on ``x`` (``in_features`` unsigned activations).
-
-        Parameters
-        ----------
-        sparse : bool or None
-            Send (index, value) pairs of the non-zero values (INFER_SPARSE) or every value
-            (INFER_DENSE); ``None`` picks the shorter frame.
-
-        Raises
-        ------
-        InputLengthError
-            if ``x`` has the wrong length or values outside 0..255.
-        """
+    def _check_input(self, x):
         st = self._status or self.status()
         x = np.asarray(x).ravel()
         if x.size != st.in_features:
@@ -283,35 +296,142 @@ class Board:
                                    "no model is loaded on the board (in_features = 0)")
         if x.size and (x.min() < 0 or x.max() > min(255, (1 << st.act_bits) - 1)):
             raise InputLengthError(f"input values must be 0..{min(255, (1 << st.act_bits) - 1)}")
-        nz = np.flatnonzero(x)
-        if sparse is None:
-            sparse = 3 * len(nz) < len(x)
-        if sparse:
-            payload = b"".join(struct.pack("<HB", int(i), int(x[i])) for i in nz)
-            cmd = Cmd.INFER_SPARSE
+        return x
+
+    def infer(self, x, sparse=None, coded=False):
+        """Run one inference on ``x`` (``in_features`` unsigned activations).
+
+        Parameters
+        ----------
+        sparse : bool or None
+            Send (index, value) pairs of the non-zero values (INFER_SPARSE) or every value
+            (INFER_DENSE); ``None`` picks the shorter frame.
+        coded : bool
+            Send the coded input (INFER_CODED, ``sw.incode``; full logits requested) instead.
+
+        Raises
+        ------
+        InputLengthError
+            if ``x`` has the wrong length or values outside 0..255.
+        """
+        x = self._check_input(x)
+        if coded:
+            cmd, payload = Cmd.INFER_CODED, coded_payload(x, 0, logits=True)
         else:
-            payload = x.astype(np.uint8).tobytes()
-            cmd = Cmd.INFER_DENSE
-        body = self.exchange(cmd, payload, expect=Resp.RESULT, resp_len=4 * 256 + 6,
+            nz = np.flatnonzero(x)
+            if sparse is None:
+                sparse = 3 * len(nz) < len(x)
+            if sparse:
+                payload = b"".join(struct.pack("<HB", int(i), int(x[i])) for i in nz)
+                cmd = Cmd.INFER_SPARSE
+            else:
+                payload = x.astype(np.uint8).tobytes()
+                cmd = Cmd.INFER_DENSE
+        body = self.exchange(cmd, payload, expect=Resp.RESULT, resp_len=4 * 256 + 7,
                              compute=self.t.latency)
-        if not body or len(body) != 4 * body[0] + 6:
-            raise BadFrameError(f"RESULT payload of {len(body)} bytes is inconsistent")
-        n = body[0]
-        logits = np.frombuffer(body[1:1 + 4 * n], dtype="<i4").astype(np.int64)
-        pred, cycles = struct.unpack("<BI", body[1 + 4 * n:])
-        return Inference(logits, pred, cycles)
+        return parse_result(body)
+
+    def infer_stream(self, images, logits=True, window=None):
+        """Infer every image of ``images`` with several coded requests in flight.
+
+        Requests (INFER_CODED, a sequence number each) are sent while the bytes not yet
+        answered fit the board's receive buffer (STATUS ``rx_buffer``, or ``window`` bytes),
+        so the line to the board stays busy while the board computes and answers. Responses
+        come back in order and carry the sequence number, which is checked. A transient error
+        (checksum, BUSY, truncation) or a lost response makes the host wait out the board's
+        frame timeout, drop what it received and resend every request not yet answered.
+
+        Parameters
+        ----------
+        images : array_like
+            ``(n, in_features)`` unsigned activations.
+        logits : bool
+            Ask for the logits (RESULT with ``n`` logits) or only the prediction and the cycles
+            (the compact RESULT, ``n = 0``; :attr:`Inference.logits` is then empty).
+        window : int or None
+            Bytes in flight (default: the board's receive buffer).
+
+        Returns
+        -------
+        list of Inference
+        """
+        st = self._status or self.status()
+        images = [self._check_input(x) for x in images]
+        window = st.fields.get("rx_buffer", 0) if window is None else window
+        frames = [encode_frame(Cmd.INFER_CODED, coded_payload(x, i & 0x7F, logits))
+                  for i, x in enumerate(images)]
+        too_long = [i for i, f in enumerate(frames) if len(f) > window]
+        if too_long:
+            raise InputLengthError(f"image {too_long[0]} codes to {len(frames[too_long[0]])} "
+                                   f"bytes, more than the board's receive buffer of {window}")
+        results = [None] * len(frames)
+        attempts = [0] * len(frames)
+        resp_len = 4 * st.max_logits + 7 if logits else 7
+        timeout = self._timeout(max(len(f) for f in frames) if frames else 0, resp_len,
+                                self.t.latency)
+        pending = deque()               # indices sent and not answered, in order
+        in_flight = 0
+        todo = deque(range(len(frames)))
+        while todo or pending:
+            # Fill the window (at least one request is always in flight).
+            while todo and (not pending or in_flight + len(frames[todo[0]]) <= window):
+                i = todo.popleft()
+                self.t.write(frames[i])
+                pending.append(i)
+                in_flight += len(frames[i])
+            i = pending.popleft()
+            in_flight -= len(frames[i])
+            failure = None
+            try:
+                code, body = self._read_frame(timeout)
+            except (BoardTimeout, BadFrameError) as exc:
+                failure = exc
+            else:
+                if code == Resp.ERROR:
+                    if len(body) != 3:
+                        failure = BadFrameError(f"ERROR frame with {len(body)} payload bytes")
+                    else:
+                        failure = BoardError(body[0], body[1], body[2])
+                        if body[0] not in self.TRANSIENT:
+                            raise failure
+                elif code != Resp.RESULT:
+                    failure = BadFrameError(f"expected RESULT, got response 0x{code:02x}")
+                else:
+                    r = parse_result(body)
+                    if r.seq != (i & 0x7F) | (0x80 if logits else 0):
+                        failure = BadFrameError(f"RESULT for request {r.seq & 0x7F} while "
+                                                f"waiting for {i & 0x7F} (a response was lost)")
+                    else:
+                        results[i] = r
+            if failure is not None:
+                attempts[i] += 1
+                if attempts[i] > self.retries:
+                    raise failure
+                # Resend everything not yet answered, in order, after the board resynchronised.
+                todo.extendleft(reversed([i, *pending]))
+                pending.clear()
+                in_flight = 0
+                self._resync()
+        return results
 
 
-def _runs(load_words):
-    """Group ``(mem, addr, data)`` words into ``(mem, addr, [data...])`` consecutive runs."""
-    runs = []
-    for mem, addr, data in load_words:
-        mem, addr, data = int(mem), int(addr), int(data) & 0xFFFF
-        if runs and runs[-1][0] == mem and runs[-1][1] + len(runs[-1][2]) == addr:
-            runs[-1][2].append(data)
-        else:
-            runs.append((mem, addr, [data]))
-    return runs
+def coded_payload(x, seq, logits=True):
+    """INFER_CODED payload: the sequence byte (``seq`` 0..127, bit 7 asks for the logits) and
+    the tokens of ``sw.incode``."""
+    if not 0 <= seq <= 0x7F:
+        raise ValueError(f"sequence number must be 0..127, not {seq}")
+    return bytes([seq | (0x80 if logits else 0)]) + incode.encode(x)
+
+
+def parse_result(body):
+    """:class:`Inference` from a RESULT payload ``seq u8, n u8, logit i32 * n, argmax u8,
+    cycles u32``."""
+    if len(body) < 7 or len(body) != 4 * body[1] + 7:
+        raise BadFrameError(f"RESULT payload of {len(body)} bytes is inconsistent")
+    n = body[1]
+    logits = np.frombuffer(body[2:2 + 4 * n], dtype="<i4").astype(np.int64)
+    pred, cycles = struct.unpack("<BI", body[2 + 4 * n:])
+    return Inference(logits, pred, cycles, body[0])
 
 
 def check_fit(status, int_model, packed):
@@ -408,8 +528,13 @@ class BenchmarkResult:
         return text
 
 
-def run_benchmark(board, int_model, images, labels=None, n_pes=None, log=None, sparse=None):
+def run_benchmark(board, int_model, images, labels=None, n_pes=None, log=None, sparse=None,
+                  stream=False, window=None):
     """Infer ``images`` (uint8 ``(n, in)``) on the board and compare with ``sw.golden``.
+
+    ``stream`` sends coded requests with several in flight (:meth:`Board.infer_stream`, logits
+    requested); otherwise one request at a time (``sparse`` as in :meth:`Board.infer`). The time
+    is the transport's clock (simulated time in simulation).
 
     Returns
     -------
@@ -419,11 +544,16 @@ def run_benchmark(board, int_model, images, labels=None, n_pes=None, log=None, s
     images = np.asarray(images)
     golden = infer(int_model, images)
     ideal = ideal_cycles(int_model, images, n_pes or board.status().n_pes, result=golden).ideal
+    board.status()                      # not timed
+    start = board.t.now()
+    if stream:
+        results = board.infer_stream(images, logits=True, window=window)
+    else:
+        results = [board.infer(x, sparse=sparse) for x in images]
+    seconds = board.t.now() - start
     correct = mismatches = 0
     cycles = []
-    start = time.monotonic()
-    for i, x in enumerate(images):
-        r = board.infer(x, sparse=sparse)
+    for i, r in enumerate(results):
         same = np.array_equal(r.logits, golden.logits[i]) and r.prediction == golden.prediction[i]
         if not same:
             mismatches += 1
@@ -433,8 +563,29 @@ def run_benchmark(board, int_model, images, labels=None, n_pes=None, log=None, s
         if labels is not None and r.prediction == labels[i]:
             correct += 1
         cycles.append(r.cycles)
-    return BenchmarkResult(len(images), correct, mismatches, time.monotonic() - start, cycles,
+    return BenchmarkResult(len(images), correct, mismatches, seconds, cycles,
                            list(np.asarray(ideal).tolist()), labels is not None)
+
+
+def program_flash(path, offset=FLASH_OFFSET, tool="iceprog"):
+    """Write the flash image ``path`` at ``offset`` with ``iceprog -o`` (the bitstream at 0 is
+    kept).
+
+    Raises
+    ------
+    HostError
+        if iceprog is missing or fails.
+    """
+    import shutil
+    import subprocess
+    exe = shutil.which(tool)
+    if exe is None:
+        raise HostError(f"{tool} not found: write {path} at offset 0x{offset:x} with your "
+                        f"flash programmer (`{tool} -o {offset // 1024}k {path}`)")
+    run = subprocess.run([exe, "-o", f"{offset // 1024}k", str(path)], capture_output=True,
+                         text=True)
+    if run.returncode != 0:
+        raise HostError(f"{tool} failed ({run.returncode}): {run.stderr.strip()[-500:]}")
 
 
 def main(argv=None):
@@ -446,16 +597,34 @@ def main(argv=None):
     ap.add_argument("--model", default="models/lenet300.npz", help="calibrated dcmodel file")
     ap.add_argument("--images", type=int, default=100, help="MNIST test images to run")
     ap.add_argument("--dense", action="store_true", help="always send dense input frames")
+    ap.add_argument("--one-at-a-time", action="store_true",
+                    help="one request at a time (dense or sparse pairs) instead of coded "
+                         "requests streamed with several in flight")
     ap.add_argument("--no-upload", action="store_true", help="the model is already loaded")
+    ap.add_argument("--save-flash-image", metavar="FILE",
+                    help="also write the packed model as a flash image (sw.flashimage) to FILE")
+    ap.add_argument("--program-flash", action="store_true",
+                    help="write that image into the board's SPI flash with iceprog at "
+                         f"0x{FLASH_OFFSET:x} (after the bitstream); the board loads it at "
+                         "power-up")
     args = ap.parse_args(argv)
     try:
         model = load_model(args.model)
         int_model = IntModel.from_model(model)
         with SerialTransport(args.port, args.baud) as transport:
+            print(transport.latency_note)
             board = Board(transport)
             st = board.status()
             print(f"board: {st.summary()}")
             packed = pack_for_board(st, int_model, "icebreaker")
+            if args.save_flash_image or args.program_flash:
+                path = args.save_flash_image or "model_flash.bin"
+                image = flash_image(_runs(packed.load_words()), board.block_words)
+                with open(path, "wb") as f:
+                    f.write(image)
+                print(f"flash image: {path} ({len(image)} bytes at 0x{FLASH_OFFSET:x})")
+                if args.program_flash:
+                    program_flash(path)
             if not args.no_upload:
                 t0 = time.monotonic()
 
@@ -469,8 +638,9 @@ def main(argv=None):
                                     f"model has {int_model.in_features}")
             test_x, test_y = load_mnist()["test"]
             x8 = images_to_uint8(test_x[:args.images])
+            stream = not (args.dense or args.one_at_a_time)
             res = run_benchmark(board, int_model, x8, test_y[:args.images], st.n_pes,
-                                log=print, sparse=False if args.dense else None)
+                                log=print, sparse=False if args.dense else None, stream=stream)
             print(res.summary())
             return 1 if res.mismatches else 0
     except (HostError, TransportError, OSError, ValueError) as exc:

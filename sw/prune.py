@@ -116,7 +116,7 @@ def iterative_prune(model, x, y, targets, steps, cfg, x_eval=None, y_eval=None, 
     steps : int
         Number of iterations.
     cfg : sw.train.TrainConfig
-        Retraining configuration used after each pruning step.
+        Retraining configuration used after each pruning step (``epochs = 0``: no retraining).
     x_eval, y_eval : numpy.ndarray, optional
         Images on which the error after pruning and after retraining is measured and printed.
     log : callable or None
@@ -143,9 +143,10 @@ def iterative_prune(model, x, y, targets, steps, cfg, x_eval=None, y_eval=None, 
             rec.density[name] = layer.density()
         if x_eval is not None:
             rec.error_pruned = model.error(x_eval, y_eval)
-        step_cfg = TrainConfig(**{**cfg.__dict__, "seed": cfg.seed + 1000 * (i + 1)})
-        train(model, x, y, step_cfg, log=log if train_log == "same" else train_log,
-              tag=f"prune {i + 1}/{steps}")
+        if cfg.epochs > 0:        # 0: one-shot pruning, no retraining
+            step_cfg = TrainConfig(**{**cfg.__dict__, "seed": cfg.seed + 1000 * (i + 1)})
+            train(model, x, y, step_cfg, log=log if train_log == "same" else train_log,
+                  tag=f"prune {i + 1}/{steps}")
         if x_eval is not None:
             rec.error_retrained = model.error(x_eval, y_eval)
         if log:

@@ -6,11 +6,13 @@ top (``gateware.top.SimTop``) running under cocotb: bytes are driven bit by bit 
 sampled from ``o_tx``, and the blocking host code runs in a cocotb ``bridge`` thread.
 :class:`ScriptedTransport` replays scripted responses (host tests without a board).
 """
+import os
 import time
 from collections import deque
+from pathlib import Path
 
 __all__ = ["TransportError", "TransportTimeout", "Transport", "SerialTransport",
-           "SimTransport", "ScriptedTransport"]
+           "SimTransport", "ScriptedTransport", "latency_timer_path", "lower_latency_timer"]
 
 
 class TransportError(IOError):
@@ -54,6 +56,10 @@ class Transport:
         """Let ``seconds`` pass on the link's clock (wall time; simulated time in simulation)."""
         time.sleep(seconds)
 
+    def now(self):
+        """The link's clock in seconds (wall time; simulated time in simulation)."""
+        return time.monotonic()
+
     def close(self):
         """Release the link."""
 
@@ -62,6 +68,47 @@ class Transport:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def latency_timer_path(port, sysfs="/sys"):
+    """The Linux ftdi_sio latency timer file of serial device ``port`` (symbolic links such as
+    ``/dev/serial/by-id/...`` are followed): ``<sysfs>/bus/usb-serial/devices/<tty>/latency_timer``.
+    """
+    tty = os.path.basename(os.path.realpath(port))
+    return Path(sysfs) / "bus" / "usb-serial" / "devices" / tty / "latency_timer"
+
+
+def lower_latency_timer(port, ms=1, sysfs="/sys"):
+    """Set the FTDI latency timer of ``port`` to ``ms`` (1..255) milliseconds if it is higher.
+
+    The FT2232H holds received bytes until 510 have gathered or the timer expires (16 ms by
+    default on Linux), so every short response would wait that long. Linux exposes the timer
+    in sysfs (writing needs root or a udev rule: ``ACTION=="add", SUBSYSTEM=="usb-serial",
+    DRIVERS=="ftdi_sio", ATTR{latency_timer}="1"``); on other systems pyftdi's
+    ``set_latency_timer`` or the vendor driver's settings do the same.
+
+    Returns
+    -------
+    str
+        What happened, for the user (the timer's old and new value, or why it stays).
+    """
+    if not 1 <= ms <= 255:
+        raise ValueError(f"latency timer must be 1..255 ms, not {ms}")
+    path = latency_timer_path(port, sysfs)
+    try:
+        old = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return (f"no FTDI latency timer for {port} ({path} not readable): not an ftdi_sio "
+                "device or not Linux; lower it with the driver's settings if responses are slow")
+    if old <= ms:
+        return f"FTDI latency timer of {port}: {old} ms"
+    try:
+        path.write_text(f"{ms}\n")
+        new = int(path.read_text().strip())
+    except (OSError, ValueError) as exc:
+        return (f"FTDI latency timer of {port} stays at {old} ms ({exc.__class__.__name__}: "
+                f"{exc}); each response may wait that long: run `echo {ms} | sudo tee {path}`")
+    return f"FTDI latency timer of {port}: lowered from {old} to {new} ms"
 
 
 class SerialTransport(Transport):
@@ -73,10 +120,13 @@ class SerialTransport(Transport):
         Device (``/dev/ttyUSB1``, ``COM4``).
     baud : int
         Bit rate; the FT2232H does 3 Mbaud exactly.
+    latency_timer_ms : int or None
+        Lower the FTDI latency timer to this (:func:`lower_latency_timer`; ``None`` leaves it);
+        :attr:`latency_note` says what happened.
     """
     latency = 0.5
 
-    def __init__(self, port, baud=3_000_000):
+    def __init__(self, port, baud=3_000_000, latency_timer_ms=1):
         try:
             import serial
         except ImportError:
@@ -88,6 +138,8 @@ class SerialTransport(Transport):
             raise TransportError(f"cannot open serial port {port!r} at {baud} baud: {exc}") \
                 from None
         self._serial = serial
+        self.latency_note = None if latency_timer_ms is None else \
+            lower_latency_timer(port, latency_timer_ms)
 
     def write(self, data):
         try:
@@ -201,6 +253,7 @@ class SimTransport(Transport):
         self.read = resume(self.aread)
         self.wait_idle = resume(self.await_idle)
         self.sleep = resume(self.asleep)
+        self.now = resume(self.anow)
 
     async def awrite(self, data):
         """Queue ``data`` for the board's receive pin (returns at once)."""
@@ -216,6 +269,11 @@ class SimTransport(Transport):
         """Let ``seconds`` of simulated time pass."""
         from cocotb.triggers import Timer
         await Timer(max(1, round(seconds * 1e12)), unit="ps")
+
+    async def anow(self):
+        """Simulated time in seconds."""
+        from cocotb.utils import get_sim_time
+        return get_sim_time("ps") * 1e-12
 
     async def aread(self, n, timeout):
         """Return exactly ``n`` received bytes or raise :class:`TransportTimeout`."""

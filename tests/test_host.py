@@ -8,13 +8,14 @@ from contract.protocol import (PROTOCOL_VERSION, STATUS_FIELDS, Cmd, Err, Resp, 
                                encode_frame)
 from sw.host import (BadFrameError, Board, BoardError, BoardTimeout, InputLengthError,
                      ModelFitError, _runs, check_fit)
+from sw import incode
 from sw.transport import ScriptedTransport, TransportTimeout
 
 STATUS = {"version": PROTOCOL_VERSION, "n_pes": 4, "act_bits": 8, "weight_bits": 16, "acc_bits": 32,
           "idx_bits": 4, "gap_bits": 4, "huff_max_len": 12, "max_layers": 4,
           "max_features": 1024, "pe_mem_log2": 14, "max_rows_per_pe": 256, "symbol_depth": 256,
           "fifo_depth": 8, "max_logits": 16, "clock_hz": 12_000_000, "divisor": 4,
-          "in_features": 6, "flags": 1 << 5, "accel_error": 0}
+          "in_features": 6, "flags": 1 << 5, "accel_error": 0, "rx_buffer": 64, "flash": 0}
 
 
 def response(code, payload=b""):
@@ -60,16 +61,23 @@ class FakeBoard:
             for i, w in enumerate(words):
                 self.memory[(mem, addr + i)] = int(w)
             return response(Resp.ACK, struct.pack("<H", len(words)))
-        if cmd in (Cmd.INFER_DENSE, Cmd.INFER_SPARSE):
+        if cmd in (Cmd.INFER_DENSE, Cmd.INFER_SPARSE, Cmd.INFER_CODED):
+            seq = 0x80
             if cmd == Cmd.INFER_DENSE:
                 x = list(payload)
+            elif cmd == Cmd.INFER_CODED:
+                seq = payload[0]
+                x = list(incode.decode(payload[1:], 6))
             else:
                 x = [0] * 6
                 for i in range(0, len(payload), 3):
                     idx, v = struct.unpack("<HB", payload[i:i + 3])
                     x[idx] = v
             s = sum(x)
-            return response(Resp.RESULT, struct.pack("<B2iBI", 2, s, -s, 0 if s >= 0 else 1, 77))
+            if not seq & 0x80:
+                return response(Resp.RESULT, struct.pack("<BBBI", seq, 0, 0 if s >= 0 else 1, 77))
+            return response(Resp.RESULT, struct.pack("<BB2iBI", seq, 2, s, -s,
+                                                     0 if s >= 0 else 1, 77))
         return response(Resp.ERROR, bytes([Err.UNKNOWN_CMD, cmd, 0]))
 
 
@@ -303,3 +311,157 @@ def test_pack_for_board_and_upload_roundtrip():
         pack_for_board(st, gap5, "sim")
     assert pack_for_board(BoardStatus(dict(STATUS, gap_bits=5)), gap5, "sim").manifest[
         "params"]["gap_bits"] == 5
+
+
+# ---- streaming: several requests in flight -----------------------------------------------
+
+class WindowedTransport(ScriptedTransport):
+    """Answers a request only when the host reads (the board works through its receive buffer
+    in order) and records the request bytes in flight."""
+
+    def __init__(self, responder):
+        super().__init__(responder)
+        self.queue = []                 # (request length, answer) not yet released
+        self.max_in_flight = 0
+        self.max_frames = 0
+
+    def write(self, data):
+        self.written.append(bytes(data))
+        self.queue.append((len(data), self.responder(bytes(data))))
+        self.max_in_flight = max(self.max_in_flight, sum(n for n, _ in self.queue))
+        self.max_frames = max(self.max_frames, len(self.queue))
+
+    def read(self, n, timeout):
+        while len(self._rx) < n and self.queue:
+            self._rx += self.queue.pop(0)[1]
+        return super().read(n, timeout)
+
+    def flush_input(self):
+        super().flush_input()
+        self.queue.clear()
+
+
+def test_infer_stream_keeps_the_window_and_checks_every_result():
+    fake = FakeBoard()
+    t = WindowedTransport(fake)
+    board = Board(t)
+    rng = np.random.default_rng(3)
+    xs = rng.integers(0, 256, (40, 6)) * (rng.random((40, 6)) < 0.5)
+    out = board.infer_stream(xs)
+    assert [list(r.logits) for r in out] == [[s, -s] for s in xs.sum(1)]
+    assert [r.seq for r in out] == [0x80 | i for i in range(40)]
+    assert t.max_in_flight <= STATUS["rx_buffer"] and t.max_frames >= 3
+    infers = [f for f in fake.frames if f[0] == Cmd.INFER_CODED]
+    assert len(infers) == 40
+    assert all(list(incode.decode(p[1:], 6)) == list(x) for (_, p), x in zip(infers, xs))
+    # compact results: the prediction without logits
+    out = board.infer_stream(xs[:5], logits=False, window=30)
+    assert all(r.logits.size == 0 and r.seq == i for i, r in enumerate(out))
+    assert t.max_in_flight <= STATUS["rx_buffer"]
+
+
+def test_infer_stream_resends_after_errors_and_lost_responses():
+    fake = FakeBoard()
+    board = Board(WindowedTransport(fake), retries=2)
+    xs = np.arange(60).reshape(10, 6) % 7
+    board.status()
+    fake.fail_next = [Err.BUSY]          # the first request fails: it and the rest are resent
+    out = board.infer_stream(xs)
+    assert [int(r.logits[0]) for r in out] == list(xs.sum(1))
+    fake.fail_next = ["silent"]          # a lost response: the next one has the wrong seq
+    out = board.infer_stream(xs)
+    assert [int(r.logits[0]) for r in out] == list(xs.sum(1))
+    fake.fail_next = [Err.NOT_LOADED]
+    with pytest.raises(BoardError, match="no model loaded"):
+        board.infer_stream(xs)
+    fake.fail_next = [Err.BAD_CRC] * 3
+    with pytest.raises(BoardError, match="checksum"):
+        board.infer_stream(xs[:1])
+    with pytest.raises(InputLengthError, match="receive buffer"):
+        board.infer_stream(np.full((1, 6), 9), window=10)
+
+
+def test_coded_infer_and_result_layout():
+    board, fake = make_board()
+    r = board.infer([0, 3, 0, 0, 0, 4], coded=True)
+    assert list(r.logits) == [7, -7] and r.seq == 0x80
+    assert fake.frames[-1] == (Cmd.INFER_CODED, bytes([0x80, 1 << 3 | 1, 3, 3 << 3 | 1, 4]))
+    from sw.host import parse_result
+    with pytest.raises(BadFrameError, match="inconsistent"):
+        parse_result(bytes([0, 2, 0, 0]))
+
+
+def test_latency_timer_sysfs(tmp_path, monkeypatch):
+    from sw.transport import latency_timer_path, lower_latency_timer
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "ttyUSB1").write_text("")
+    (dev / "board").symlink_to(dev / "ttyUSB1")
+    sysfs = tmp_path / "sys"
+    timer = sysfs / "bus" / "usb-serial" / "devices" / "ttyUSB1" / "latency_timer"
+    assert latency_timer_path(str(dev / "board"), sysfs) == timer
+    assert "not readable" in lower_latency_timer(str(dev / "board"), 1, sysfs)
+    timer.parent.mkdir(parents=True)
+    timer.write_text("16\n")
+    assert "lowered from 16 to 1 ms" in lower_latency_timer(str(dev / "board"), 1, sysfs)
+    assert timer.read_text().strip() == "1"
+    assert lower_latency_timer(str(dev / "ttyUSB1"), 1, sysfs).endswith(": 1 ms")
+    timer.write_text("16\n")
+    from pathlib import Path
+
+    def refuse(self, *args, **kw):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(Path, "write_text", refuse)     # a user without the udev rule
+    note = lower_latency_timer(str(dev / "board"), 2, sysfs)
+    assert "stays at 16 ms" in note and "sudo tee" in note
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="1..255"):
+        lower_latency_timer(str(dev / "board"), 0, sysfs)
+
+
+def test_version_mismatch_is_refused_clearly():
+    board, fake = make_board()
+    board.status()
+    assert fake.frames[-1] == (Cmd.PING, bytes([PROTOCOL_VERSION]))
+    fake.fail_next = [Err.VERSION]
+    with pytest.raises(BoardError, match="another protocol version"):
+        board.status()
+    fake.fail_next = [Err.BAD_LENGTH]         # a board before version 4: PING takes no payload
+    with pytest.raises(BoardError, match="another protocol version"):
+        board.status()
+
+
+def test_flash_image_layout():
+    from contract.protocol import FLASH_HEADER, FLASH_MAGIC
+    from sw.flashimage import FlashImageError, flash_image
+    runs = [(0, 0, list(range(7))), (9, 100, [0xFFFF, 1])]
+    image = flash_image(runs, block_words=3)
+    assert image[:4] == FLASH_MAGIC
+    frames = struct.unpack("<H", image[4:6])[0]
+    assert frames == 4
+    # the frames are LOAD frames with good CRCs, covering every word once
+    fake, pos = FakeBoard(), FLASH_HEADER
+    for _ in range(frames):
+        n = image[pos + 2] | image[pos + 3] << 8
+        fake(image[pos:pos + n + 6])
+        pos += n + 6
+    assert pos == len(image)
+    assert fake.memory == {**{(0, i): i for i in range(7)}, (9, 100): 0xFFFF, (9, 101): 1}
+    with pytest.raises(FlashImageError, match="frame count"):
+        flash_image([(0, 0, [0] * 70000)], block_words=1)
+
+
+def test_program_flash_runs_iceprog(tmp_path, monkeypatch):
+    from sw.host import HostError, program_flash
+    log = tmp_path / "args"
+    tool = tmp_path / "iceprog"
+    tool.write_text(f"#!/bin/sh\necho \"$@\" > {log}\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    program_flash(tmp_path / "m.bin")
+    assert log.read_text().split() == ["-o", "1024k", str(tmp_path / "m.bin")]
+    tool.write_text("#!/bin/sh\necho no programmer >&2\nexit 1\n")
+    with pytest.raises(HostError, match="no programmer"):
+        program_flash(tmp_path / "m.bin")
+    with pytest.raises(HostError, match="not found"):
+        program_flash(tmp_path / "m.bin", tool="no-such-iceprog")

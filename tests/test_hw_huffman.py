@@ -1,34 +1,26 @@
 """HuffmanDecoder on Verilator (cocotb) against sw.huffman: random and adversarial codes
 (single symbol, two symbols, 256 equal, length-limited Fibonacci, skewed), segments at any bit
 offset with skipped bits between them, random valid/ready stalls, invalid streams."""
-import json
+import dataclasses
 
 import pytest
 
 from gateware.config import AcceleratorConfig
 from gateware.huffman import HuffmanDecoder
 from tb.huffman.vectors import CODE_KINDS, make_case
-from tb.runner import ROOT, SimulationFailed, run_testbench
+from tb.runner import SimulationFailed, run_bench
 
 
 
-def _run(name, cases, *, p_valid=1.0, p_ready=1.0, seed=1, stream_words=1):
-    """Run ``cases`` (made with the same ``stream_words``) on a decoder taking 16-bit words
-    (``stream_words = 1``, the iCEBreaker's) or 32-bit ones (2, the default configuration)."""
-    build = "huffman" if stream_words == 1 else "huffman_w2"
-    folder = ROOT / "build" / "sim" / build
-    folder.mkdir(parents=True, exist_ok=True)
-    vec = folder / f"{name}.json"
-    stats = folder / f"{name}.stats.json"
-    vec.write_text(json.dumps(cases))
-    if stats.exists():
-        stats.unlink()
-    run_testbench(HuffmanDecoder(AcceleratorConfig(n_pes=2, stream_words=stream_words),
-                                 tag_bits=8),
-                  toplevel="huffman", test_module="tb.huffman.test_huffman", build_name=build,
-                  extra_env={"HUFF_VECTORS": vec, "HUFF_STATS": stats, "HUFF_P_VALID": p_valid,
-                             "HUFF_P_READY": p_ready, "HUFF_SEED": seed})
-    return json.loads(stats.read_text())
+def _run(name, cases, *, p_valid=1.0, p_ready=1.0, seed=1, stream_words=1, max_len=12):
+    """Run ``cases`` (made with the same ``stream_words`` and ``max_len``) on a decoder taking
+    16-bit words (``stream_words = 1``, the iCEBreaker's) or 32-bit ones (2, the default
+    configuration), for codes of up to ``max_len`` bits; returns the cycles per case."""
+    cfg = AcceleratorConfig(n_pes=2, stream_words=stream_words, huff_max_len=max_len)
+    return run_bench(HuffmanDecoder(cfg, tag_bits=8), toplevel="huffman",
+                     test_module="tb.huffman.test_huffman", name=f"huffman_{name}",
+                     params={"config": dataclasses.asdict(cfg), "cases": cases,
+                             "p_valid": p_valid, "p_ready": p_ready, "seed": seed})
 
 
 @pytest.mark.sim
@@ -87,6 +79,34 @@ def test_decoder_short_segments_rate(stream_words):
         print(f"\n{s['kind']}: {s['symbols']} symbols in {s['segments']} segments: "
               f"{s['cycles']} cycles")
         assert s["cycles"] <= s["symbols"] + s["segments"] // 2 + 60 + _stale_allowance(s), s
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("stream_words", [1, 2])
+@pytest.mark.parametrize("max_len", [8, 15])
+def test_decoder_code_length_limits(max_len, stream_words):
+    """Decoders built for another code length limit than the default 12 (8: narrower tables
+    and peek window; 15: the most the packer allows) on every code kind, under random stalls,
+    with invalid segments (``o_error``, decoding resumes), bit exact; codes of the full limit
+    really occur."""
+    sw = dict(stream_words=stream_words, max_len=max_len)
+    cases = [make_case(kind, 100 + seed, layer=seed % 4, n_symbols=150, **sw)
+             for seed, kind in enumerate(CODE_KINDS)]
+    cases += [make_case("single", 110, bad_segment=True, **sw),
+              make_case("maxlen", 111, bad_segment=True, **sw)]
+    assert max(c["longest_code"] for c in cases) == max_len
+    assert [c["error"] for c in cases[-2:]] == [True, True]
+    stats = _run(f"limit{max_len}", cases, p_valid=0.7, p_ready=0.6, seed=max_len, **sw)
+    assert [s["symbols"] for s in stats] == [len(c["expect"]) for c in cases]
+
+
+@pytest.mark.sim
+def test_decoder_code_length_limit_wrong_expectation_fails():
+    """The comparison stays exact with another limit: one flipped expected bit fails."""
+    case = make_case("maxlen", 120, n_symbols=50, max_len=15)
+    case["expect"][20][0] ^= 1
+    with pytest.raises(SimulationFailed):
+        _run("limit_broken", [case], max_len=15)
 
 
 @pytest.mark.sim

@@ -5,14 +5,12 @@ runs every layer for a few inputs through PE ``index`` and compares every output
 ``sw.golden.infer``. Cycle counts are printed (``-s``) and checked against loose throughput bounds.
 The PE is built with one and with two pointer-memory read ports (``pointer_ports``).
 """
-import copy
-import json
-
 import pytest
 
+from gateware.config import AcceleratorConfig
 from gateware.pe import ProcessingElement
-from tb.pe.vectors import make_pe_case, pe_config, save_case
-from tb.runner import ROOT, SimulationFailed, run_testbench
+from tb.pe.vectors import make_pe_case, pe_config
+from tb.runner import SimulationFailed, run_bench
 
 
 PORTS = [1, 2]      # pointer_ports
@@ -22,24 +20,11 @@ def _run(name, n_pes, index, case, *, ports=2, p_valid=1.0, p_ready=1.0, seed=1,
          testcase="pe_matches_golden"):
     """Run cocotb ``testcase`` of tb/pe/test_pe.py on PE ``index`` of ``n_pes`` with ``ports``
     pointer-memory read ports; returns the per-layer cycle statistics (``pe_matches_golden``)."""
-    depth = case["pe_mem_depth"]
-    build = f"pe_n{n_pes}_i{index}" + ("" if depth == 4096 else f"_d{depth}") + (
-        "" if case["max_rows_per_pe"] == 256 else f"_r{case['max_rows_per_pe']}") + (
-        "" if case["symbol_depth"] == 512 else f"_s{case['symbol_depth']}") + f"_p{ports}"
-    folder = ROOT / "build" / "sim" / build
-    folder.mkdir(parents=True, exist_ok=True)
-    vec = folder / f"{name}.json"
-    stats = folder / f"{name}.stats.json"
-    save_case(dict(case, pointer_ports=ports), vec)
-    if stats.exists():
-        stats.unlink()
-    cfg = pe_config(n_pes, pe_mem_depth=depth, max_rows_per_pe=case["max_rows_per_pe"],
-                    symbol_depth=case["symbol_depth"], pointer_ports=ports)
-    run_testbench(ProcessingElement(cfg, index), toplevel="pe",
-                  test_module="tb.pe.test_pe", build_name=build, testcase=testcase,
-                  extra_env={"PE_VECTORS": vec, "PE_STATS": stats, "PE_P_VALID": p_valid,
-                             "PE_P_READY": p_ready, "PE_SEED": seed})
-    return json.loads(stats.read_text()) if testcase == "pe_matches_golden" else None
+    config = dict(case["config"], pointer_ports=ports)
+    return run_bench(ProcessingElement(AcceleratorConfig(**config), index), toplevel="pe",
+                     test_module="tb.pe.test_pe", name=f"pe_{name}", testcase=testcase,
+                     params={"case": dict(case, config=config), "p_valid": p_valid,
+                             "p_ready": p_ready, "seed": seed})
 
 
 def _report(name, stats):
@@ -97,6 +82,20 @@ def test_pe_two_word_pointers(ports):
     """A layer whose stream exceeds 65535 bits uses 2-word (high, low) column pointers."""
     stats = _run("ptr2", 1, 0, _two_word_case(), ports=ports, p_valid=0.9, p_ready=0.8, seed=4)
     _report(f"2-word pointers N=1, {ports} pointer port(s)", stats)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("max_len,words", [(12, 1), (8, 1), (8, 2), (15, 1), (15, 2)])
+def test_pe_code_length_limit_and_stream_words(max_len, words):
+    """PEs built for Huffman codes of up to ``max_len`` bits (8: the limit binds, the longest
+    codes have 8 bits; 15, the most the packer allows: this random model's codes reach 11 bits,
+    codes of the full 15 bits are covered by tests/test_hw_huffman.py) reading 16-bit
+    (``stream_words = 1``) or 32-bit stream words, bit exact under random stalls."""
+    cfg = pe_config(2, huff_max_len=max_len, stream_words=words)
+    case = make_pe_case(2, 1, [120, 100, 10], 0.25, seed=21, n_inputs=3, config=cfg)
+    assert case["longest_code"] == min(max_len, 11)
+    stats = _run(f"limit{max_len}_w{words}", 2, 1, case, p_valid=0.7, p_ready=0.6, seed=max_len)
+    assert len(stats) == len(case["inputs"]) * len(case["layers"])
 
 
 def _sparse_case():

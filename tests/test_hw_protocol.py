@@ -78,3 +78,16 @@ def test_protocol_cocotb():
                   build_name="top_mock_k4", build_args=VERILATOR_ARGS,
                   extra_env={"TOP_CLOCK_HZ": CLOCK_HZ, "TOP_DIVISOR": 4, "TOP_TIMEOUT": TIMEOUT,
                              "TOP_N_PES": 4})
+
+
+@pytest.mark.sim
+def test_flash_boot_cocotb():
+    """The model is loaded from a simulated SPI flash at power-up: good, blank, corrupt and
+    truncated images (tb/top/test_flash.py)."""
+    top = SimTop(AcceleratorConfig(n_pes=2, input_lanes=1), clock_hz=CLOCK_HZ, baud=BAUD,
+                 accelerator=MockAccelerator, timeout=TIMEOUT, accel_timeout=20000,
+                 flash_offset=0x100000)
+    run_testbench(top, toplevel="sim_top_mock", test_module="tb.top.test_flash",
+                  build_name="top_mock_flash", build_args=VERILATOR_ARGS,
+                  extra_env={"TOP_CLOCK_HZ": CLOCK_HZ, "TOP_DIVISOR": 4, "TOP_TIMEOUT": TIMEOUT,
+                             "TOP_N_PES": 2, "FLASH_OFFSET": 0x100000})

@@ -135,4 +135,5 @@ def make_case(kind, seed, *, max_len=12, layer=1, n_symbols=300, max_seg=6, bad_
     return {"kind": kind, "layer": layer, "sym_base": sym_base,
             "limit": [int(v) for v in limit], "base": [int(v) for v in base],
             "symbols": [int(v) for v in table], "segments": seg_out,
-            "expect": expect, "error": bool(error)}
+            "expect": expect, "error": bool(error),
+            "longest_code": int(code.lengths.max())}

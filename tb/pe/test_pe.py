@@ -1,78 +1,68 @@
 """cocotb testbench of gateware.pe.ProcessingElement against the golden model (sw.golden + sw.pack).
 
-Parameters come from the environment:
-
-``PE_VECTORS``
-    JSON file written by :func:`tb.pe.vectors.save_case` (load words, layer descriptors, per input
-    and layer the broadcast activations and the exact expected outputs of this PE).
-``PE_P_VALID``, ``PE_P_READY``
-    Probability that the activation driver offers a word / the output sink is ready in a cycle
-    (1.0 = no stalls, used for the cycle measurements).
-``PE_SEED``
-    Seed of the stall pattern.
-``PE_STATS``
-    Optional JSON file the testbench writes its cycle counts to.
+Parameters (:func:`tb.bench.params`): ``case`` (a case of :mod:`tb.pe.vectors`: load words, layer
+descriptors, per input and layer the broadcast activations and the exact expected outputs of
+this PE), ``p_valid`` / ``p_ready`` (probability that the activation driver offers a word / the
+output sink is ready in a cycle; 1.0 = no stalls, used for the cycle measurements) and ``seed``
+(of the stall pattern). ``pe_matches_golden`` saves its cycle counts as the bench result.
 
 ``pe_matches_golden``: every output word (row, value, order, end token) is compared; ``o_error``
 must stay low. ``pe_flags_error``: the case is broken on purpose (e.g. a decreasing column
 pointer); ``o_error`` must be low after the loads and high once its layers ran (outputs are not
 compared).
 """
-import json
-import os
 import random
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
-from gateware.config import LoadWrite, broadcast_layout, layer_config_layout, pe_output_layout
+from gateware.config import AcceleratorConfig, LoadWrite, broadcast_layout, layer_config_layout, pe_output_layout
+from tb.bench import params, save_result
 from tb.pe.layouts import pack_fields, unpack_fields
-from tb.pe.vectors import load_case, pe_config
+from tb.stream import StreamSink, StreamSource, random_pauses
 
 
 class TB:
-    """Clock, reset, load port and a per-cycle driver/monitor of one PE.
+    """Clock, reset, load port and the stream drivers of one PE (:mod:`tb.stream`): ``act``
+    feeds ``i_act`` (idle cycles with ``p_valid``), ``out`` takes ``o_out`` (back-pressure with
+    ``p_ready``), both from one seeded generator."""
 
-    Inputs are driven at the falling edge and the handshakes are evaluated in the read-only phase
-    before the next rising edge, so a transfer is counted exactly when the DUT sees it.
-    """
-
-    def __init__(self, dut, case, p_valid, p_ready, seed):
+    def __init__(self, dut, case, p_valid=1.0, p_ready=1.0, seed=1):
         self.dut = dut
         self.case = case
-        self.cfg = pe_config(case["n_pes"], pe_mem_depth=case.get("pe_mem_depth", 4096),
-                             symbol_depth=case.get("symbol_depth", 512),
-                             max_rows_per_pe=case.get("max_rows_per_pe", 256),
-                             pointer_ports=case.get("pointer_ports", 2))
+        self.cfg = AcceleratorConfig(**case["config"])
         self.p_valid = p_valid
         self.p_ready = p_ready
         self.rng = random.Random(seed)
-        self.cycle = 0
+        self.loader = StreamSource(dut, "i_load")
+        self.act = StreamSource(dut, "i_act", pause=random_pauses(p_valid, self.rng))
+        self.out = StreamSink(dut, "o_out", pause=random_pauses(p_ready, self.rng))
+
+    @classmethod
+    def from_params(cls, dut, stalls=True):
+        """The bench of the run's parameters (without stalls unless ``stalls``)."""
+        p = params()
+        if not stalls:
+            return cls(dut, p["case"])
+        return cls(dut, p["case"], p.get("p_valid", 1.0), p.get("p_ready", 1.0),
+                   p.get("seed", 1))
 
     async def reset(self):
         cocotb.start_soon(Clock(self.dut.clk, 10, unit="ns").start())
         d = self.dut
         d.rst.value = 1
-        for sig in (d.i_load__valid, d.i_start, d.i_act__valid, d.o_out__ready, d.i_layer,
-                    d.i_load__payload, d.i_act__payload):
-            sig.value = 0
+        for port in (self.loader, self.act, self.out):
+            port.clear()
+        d.i_start.value = 0
+        d.i_layer.value = 0
         await ClockCycles(d.clk, 3)
         await FallingEdge(d.clk)
         d.rst.value = 0
 
     async def load(self):
-        d = self.dut
-        for mem, addr, data in self.case["loads"]:
-            while True:
-                await FallingEdge(d.clk)
-                d.i_load__valid.value = 1
-                d.i_load__payload.value = pack_fields(LoadWrite, mem=mem, addr=addr, data=data)
-                await ReadOnly()
-                if int(d.i_load__ready.value):
-                    break
-        await FallingEdge(d.clk)
-        d.i_load__valid.value = 0
+        await self.loader.run(self.dut.clk, [pack_fields(LoadWrite, mem=mem, addr=addr, data=data)
+                                             for mem, addr, data in self.case["loads"]])
 
     async def start(self, desc):
         """One ``i_start`` pulse with ``desc`` on ``i_layer`` (from a falling edge to the next)."""
@@ -92,27 +82,20 @@ class TB:
         d = self.dut
         bl = broadcast_layout(self.cfg)
         ol = pe_output_layout(self.cfg)
-        items = [pack_fields(bl, col=c, value=v) for c, v in acts] + [pack_fields(bl, end=1)]
         await self.start(desc)
+        self.act.send([pack_fields(bl, col=c, value=v) for c, v in acts]
+                      + [pack_fields(bl, end=1)])
         got = []
         log = {}
-        k = 0
-        offered = False
         for cyc in range(1, timeout):
-            if k < len(items) and not offered:
-                offered = self.rng.random() < self.p_valid
-                d.i_act__payload.value = items[k]
-            d.i_act__valid.value = int(offered)
-            ready = self.rng.random() < self.p_ready
-            d.o_out__ready.value = int(ready)
+            self.act.drive()
+            self.out.drive()
             await ReadOnly()
-            if offered and int(d.i_act__ready.value):
-                k += 1
-                offered = False
-                if k == len(items):
-                    log["column_cycles"] = cyc
-            if ready and int(d.o_out__valid.value):
-                f = unpack_fields(ol, d.o_out__payload.value)
+            if self.act.sample() and self.act.idle:
+                log["column_cycles"] = cyc
+            word = self.out.sample()
+            if word is not None:
+                f = unpack_fields(ol, word)
                 if f["end"]:
                     log["total_cycles"] = cyc
                     break
@@ -121,8 +104,8 @@ class TB:
         else:
             raise AssertionError(f"layer {desc['index']}: no end token after {timeout} cycles")
         await FallingEdge(d.clk)
-        d.i_act__valid.value = 0
-        d.o_out__ready.value = 0
+        self.act.valid.value = 0
+        self.out.stop()
         if "column_cycles" not in log:
             raise AssertionError(f"layer {desc['index']}: output end before the input end")
         return got, log
@@ -131,9 +114,8 @@ class TB:
 @cocotb.test()
 async def pe_matches_golden(dut):
     """Every output of every layer and input equals sw.golden (bit exact)."""
-    case = load_case(os.environ["PE_VECTORS"])
-    tb = TB(dut, case, float(os.environ.get("PE_P_VALID", "1")),
-            float(os.environ.get("PE_P_READY", "1")), int(os.environ.get("PE_SEED", "1")))
+    tb = TB.from_params(dut)
+    case = tb.case
     await tb.reset()
     await tb.load()
     stats = []
@@ -156,17 +138,15 @@ async def pe_matches_golden(dut):
                                                        case["n_pes"])),
                           **log})
     assert int(dut.o_error.value) == 0
-    if os.environ.get("PE_STATS"):
-        with open(os.environ["PE_STATS"], "w") as f:
-            json.dump(stats, f)
+    save_result(stats)
 
 
 @cocotb.test()
 async def pe_flags_error(dut):
-    """A broken case (``PE_VECTORS``) sets ``o_error``: low after the loads, high after its
+    """A broken case sets ``o_error``: low after the loads, high after its
     layers (every layer of every input, outputs not compared)."""
-    case = load_case(os.environ["PE_VECTORS"])
-    tb = TB(dut, case, 1.0, 1.0, 1)
+    tb = TB.from_params(dut, stalls=False)
+    case = tb.case
     await tb.reset()
     await tb.load()
     assert int(dut.o_error.value) == 0, "o_error set by the loads"
@@ -184,9 +164,8 @@ async def pe_early_start(dut):
     outputs of both layers (read concurrently from ``o_out``) equal sw.golden. A start is only
     issued while ``o_col_idle`` says one may wait (else from the first cycle it does); after
     it, ``o_col_idle`` is low until the PE acts on it. Random valid/ready stalls."""
-    case = load_case(os.environ["PE_VECTORS"])
-    tb = TB(dut, case, float(os.environ.get("PE_P_VALID", "1")),
-            float(os.environ.get("PE_P_READY", "1")), int(os.environ.get("PE_SEED", "1")))
+    tb = TB.from_params(dut)
+    case = tb.case
     await tb.reset()
     await tb.load()
     cfg = tb.cfg
@@ -205,19 +184,17 @@ async def pe_early_start(dut):
             stream += [(li, pack_fields(bl, col=c, value=v)) for c, v in inp[li]["acts"]]
             stream.append((li, end_word))
         await tb.start(layers[0])
+        tb.act.send(word for _, word in stream)
+        first = tb.act.sent                 # stream[k] is the word offered: k = sent - first
         got = [[] for _ in layers]
         out_layer = 0
-        k = 0
-        offered = False
         started = 1                         # layers started so far
         due = False                         # the next layer's start is to be issued
         for cyc in range(200000):
-            if k < len(stream) and not offered:
-                offered = tb.rng.random() < tb.p_valid
-                d.i_act__payload.value = stream[k][1]
-            d.i_act__valid.value = int(offered)
-            if (offered and k < len(stream) and stream[k][1] == end_word
-                    and started == stream[k][0] + 1 and started < len(layers)):
+            tb.act.drive()
+            k = tb.act.sent - first
+            if (tb.act.offered == end_word and started == stream[k][0] + 1
+                    and started < len(layers)):
                 due = True                  # layer `started` may start from now on
             # a start is issued only while o_col_idle (no start waiting: after a layer without
             # activations the previous start may still wait for a cycle)
@@ -226,14 +203,12 @@ async def pe_early_start(dut):
                 due = False
                 d.i_layer.value = pack_fields(lcl, **layers[started])
                 d.i_start.value = 1
-            ready = tb.rng.random() < tb.p_ready
-            d.o_out__ready.value = int(ready)
+            tb.out.drive()
             await ReadOnly()
-            if offered and int(d.i_act__ready.value):
-                k += 1
-                offered = False
-            if ready and int(d.o_out__valid.value):
-                f = unpack_fields(ol, d.o_out__payload.value)
+            tb.act.sample()
+            word = tb.out.sample()
+            if word is not None:
+                f = unpack_fields(ol, word)
                 if f["end"]:
                     out_layer += 1
                     if out_layer == len(layers):
@@ -250,8 +225,8 @@ async def pe_early_start(dut):
         else:
             raise AssertionError(f"input {n}: no final end token")
         await FallingEdge(d.clk)
-        d.i_act__valid.value = 0
-        d.o_out__ready.value = 0
+        tb.act.valid.value = 0
+        tb.out.stop()
         for li, vec in enumerate(inp):
             assert got[li] == vec["expect"], (
                 f"input {n} layer {li}: {len(got[li])} outputs, expected {len(vec['expect'])}")
@@ -262,8 +237,8 @@ async def pe_early_start(dut):
 @cocotb.test()
 async def pe_second_waiting_start_errors(dut):
     """Early start: a second start while one is waiting (``o_col_idle`` low) sets ``o_error``."""
-    case = load_case(os.environ["PE_VECTORS"])
-    tb = TB(dut, case, 1.0, 1.0, 1)
+    tb = TB.from_params(dut, stalls=False)
+    case = tb.case
     await tb.reset()
     await tb.load()
     d = dut

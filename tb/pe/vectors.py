@@ -6,6 +6,7 @@ dict with everything a PE testbench needs: the load words the PE keeps, the laye
 and per input vector and layer the broadcast ``(col, value)`` list and the exact expected outputs
 of PE ``index`` (global row, value as an unsigned ``acc_bits`` word).
 """
+import dataclasses
 import json
 
 import numpy as np
@@ -13,6 +14,7 @@ import numpy as np
 from contract.config import AcceleratorConfig
 from contract.memmap import DESC_FLAGS, DESC_WORD, DESC_WORDS
 from sw.golden import infer, random_int_model
+from sw.huffman import HuffmanCode
 from sw.pack import PackLimits, pack
 from sw.sparse import encode_columns
 
@@ -66,9 +68,10 @@ def make_pe_case(n_pes, index, sizes, density, seed, n_inputs=3, *, zero_input=T
     Returns
     -------
     dict
-        ``{"n_pes", "index", "loads": [[mem, addr, data]...], "layers": [descriptor...],
+        ``{"n_pes", "index", "config": {AcceleratorConfig fields}, "loads": [[mem, addr,
+        data]...], "layers": [descriptor...],
         "inputs": [[{"acts": [[col, value]...], "expect": [[row, value]...],
-        "symbols": int, "macs": int}, ...per layer], ...per input]}``
+        "symbols": int, "macs": int}, ...per layer], ...per input], "longest_code": int}``
     """
     cfg = config or pe_config(n_pes)
     rng = np.random.default_rng(seed + 1000)
@@ -112,10 +115,12 @@ def make_pe_case(n_pes, index, sizes, density, seed, n_inputs=3, *, zero_input=T
             per_layer.append({"acts": acts, "expect": expect, "symbols": symbols,
                               "macs": macs})
         cases.append(per_layer)
-    return {"n_pes": n_pes, "index": index, "pe_mem_depth": cfg.pe_mem_depth,
-            "pointer_ports": cfg.pointer_ports,
-            "symbol_depth": cfg.symbol_depth, "max_rows_per_pe": cfg.max_rows_per_pe,
-            "loads": loads, "layers": layers, "inputs": cases}
+    # the longest Huffman code of any layer (the packer's codes: one per layer, its symbols)
+    longest = max(int(HuffmanCode.from_symbols(encode_columns(
+        l.index, n_pes, im.gap_bits, im.idx_bits).all_symbols(), cfg.huff_max_len).lengths.max())
+                  for l in im.layers)
+    return {"n_pes": n_pes, "index": index, "config": dataclasses.asdict(cfg),
+            "loads": loads, "layers": layers, "inputs": cases, "longest_code": longest}
 
 
 def save_case(case, path):

@@ -14,6 +14,7 @@ from cocotb.triggers import ClockCycles, Timer
 
 from contract.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, Cmd, Err, Resp,
                                crc16, encode_frame)
+from sw import incode
 from sw.transport import SimTransport, TransportTimeout
 from gateware.mock_accel import mock_logits
 
@@ -89,17 +90,25 @@ def sparse_payload(x):
     return b"".join(struct.pack("<HB", i, v) for i, v in enumerate(x) if v)
 
 
-def parse_result(body):
-    n = body[0]
-    assert len(body) == 4 * n + 6
-    logits = list(struct.unpack(f"<{n}i", body[1:1 + 4 * n]))
-    pred, cycles = struct.unpack("<BI", body[1 + 4 * n:])
+def parse_result(body, seq=0x80):
+    assert body[0] == seq, f"RESULT for sequence byte 0x{body[0]:02x}, expected 0x{seq:02x}"
+    n = body[1]
+    assert len(body) == 4 * n + 7
+    logits = list(struct.unpack(f"<{n}i", body[2:2 + 4 * n]))
+    pred, cycles = struct.unpack("<BI", body[2 + 4 * n:])
     return logits, pred, cycles
 
 
-async def infer(tr, x, sparse):
-    frame = encode_frame(Cmd.INFER_SPARSE, sparse_payload(x)) if sparse else \
-        encode_frame(Cmd.INFER_DENSE, bytes(x))
+def coded_frame(x, seq=0x80):
+    return encode_frame(Cmd.INFER_CODED, bytes([seq]) + incode.encode(x))
+
+
+async def infer(tr, x, sparse, coded=False):
+    if coded:
+        frame = coded_frame(x)
+    else:
+        frame = encode_frame(Cmd.INFER_SPARSE, sparse_payload(x)) if sparse else \
+            encode_frame(Cmd.INFER_DENSE, bytes(x))
     resp, body = await exchange(tr, frame)
     assert resp == Resp.RESULT, f"INFER answered with 0x{resp:02x} {body!r}"
     return parse_result(body)
@@ -159,6 +168,7 @@ async def load_and_infer_dense_and_sparse(dut):
         check_result(w, x, dense)
         sparse = await infer(tr, x, sparse=True)
         check_result(w, x, sparse)
+        check_result(w, x, await infer(tr, x, sparse=False, coded=True))
     assert (await status(tr))["accel_error"] == 0
 
 
@@ -172,7 +182,12 @@ async def malformed_frames_get_errors(dut):
     bad_crc = good[:-1] + bytes([good[-1] ^ 0x01])
     await expect_error(tr, bad_crc, Err.BAD_CRC, Cmd.PING)
     await expect_error(tr, encode_frame(0x42, b"abc"), Err.UNKNOWN_CMD, 0x42)
-    await expect_error(tr, encode_frame(Cmd.PING, b"x"), Err.BAD_LENGTH, Cmd.PING)
+    await expect_error(tr, encode_frame(Cmd.PING, b"xy"), Err.BAD_LENGTH, Cmd.PING)
+    # A PING may carry the host's protocol version: another one is refused.
+    await expect_error(tr, encode_frame(Cmd.PING, bytes([PROTOCOL_VERSION - 1])), Err.VERSION,
+                       Cmd.PING)
+    resp, _ = await exchange(tr, encode_frame(Cmd.PING, bytes([PROTOCOL_VERSION])))
+    assert resp == Resp.STATUS
     await expect_error(tr, encode_frame(Cmd.RESET, b"xy"), Err.BAD_LENGTH, Cmd.RESET)
     await expect_error(tr, encode_frame(Cmd.LOAD, bytes(6)), Err.BAD_LENGTH, Cmd.LOAD)
     await expect_error(tr, encode_frame(Cmd.LOAD, bytes(3)), Err.BAD_LENGTH, Cmd.LOAD)
@@ -279,7 +294,11 @@ async def host_flooding_gets_busy(dut):
     n_in = 30
     w = await load_mock(tr, rng, n_in)
     x = [rng.randrange(256) for _ in range(n_in)]
-    flood = encode_frame(Cmd.INFER_DENSE, bytes(x)) + encode_frame(Cmd.PING) * 12
+    st = await status(tr)
+    # 7-byte PINGs answered by 36-byte STATUS frames: the receive FIFO (rx_buffer bytes)
+    # gains about 5.6 bytes per PING.
+    flood = encode_frame(Cmd.INFER_DENSE, bytes(x)) + \
+        encode_frame(Cmd.PING) * (st["rx_buffer"] // 5 + 12)
     await tr.awrite(flood)
     codes = []
     while True:
@@ -346,3 +365,75 @@ async def host_runtime_in_bridge_thread(dut):
     results = await host()
     for x, r in zip(xs + [xs[0]], results):
         check_result(w, x, (list(r.logits), r.prediction, r.cycles))
+
+
+@cocotb.test()
+async def coded_input(dut):
+    """INFER_CODED: zero runs and literals (long runs, runs at both ends, every literal count),
+    the compact result, and malformed token streams."""
+    tr = await setup(dut)
+    rng = random.Random(12)
+    n_in = 70
+    w = await load_mock(tr, rng, n_in)
+    vectors = [[0] * n_in, [255] * n_in, [0] * (n_in - 1) + [9], [4] + [0] * (n_in - 1)]
+    for density in (0.05, 0.3, 0.7):
+        vectors.append([rng.randrange(1, 256) if rng.random() < density else 0
+                        for _ in range(n_in)])
+    for i, x in enumerate(vectors):
+        resp, body = await exchange(tr, coded_frame(x, seq=0x80 | i))
+        assert resp == Resp.RESULT, (resp, body)
+        check_result(w, x, parse_result(body, 0x80 | i))
+        # compact: no logits, the same argmax and cycles
+        resp, body = await exchange(tr, coded_frame(x, seq=i))
+        ref = mock_logits(w, x)
+        logits, pred, cycles = parse_result(body, i)
+        assert logits == [] and pred == ref.index(max(ref)) and cycles >= n_in
+    ok = incode.encode([1] * 10)
+    # values past in_features: a zero run, a literal run
+    await expect_error(tr, encode_frame(Cmd.INFER_CODED, b"\x80" + bytes([31 << 3]) * 3),
+                       Err.BAD_INPUT, Cmd.INFER_CODED)
+    await expect_error(tr, encode_frame(Cmd.INFER_CODED,
+                                        b"\x80" + bytes([31 << 3]) * 2 + bytes([7]) + bytes(range(1, 8))
+                                        + bytes([2]) + b"\x05\x06"),
+                       Err.BAD_INPUT)
+    # the payload ends inside a literal run; no sequence byte; a bad checksum
+    await expect_error(tr, encode_frame(Cmd.INFER_CODED, b"\x80" + ok[:-1]), Err.BAD_LENGTH)
+    await expect_error(tr, encode_frame(Cmd.INFER_CODED, b"\x80" + bytes([2 << 3 | 1])),
+                       Err.BAD_LENGTH)
+    await expect_error(tr, encode_frame(Cmd.INFER_CODED, b""), Err.BAD_LENGTH)
+    frame = coded_frame(vectors[5])
+    await expect_error(tr, frame[:-1] + bytes([frame[-1] ^ 4]), Err.BAD_CRC)
+    # the accelerator saw only complete vectors
+    assert (await status(tr))["accel_error"] == 0
+    check_result(w, vectors[5], await infer(tr, vectors[5], False, coded=True))
+
+
+@cocotb.test()
+async def pipelined_requests(dut):
+    """Requests sent back to back within the receive buffer are all answered, in order."""
+    tr = await setup(dut)
+    rng = random.Random(13)
+    n_in = 50
+    w = await load_mock(tr, rng, n_in)
+    st = await status(tr)
+    xs = [[rng.randrange(256) if rng.random() < 0.3 else 0 for _ in range(n_in)]
+          for _ in range(40)]
+    frames = [coded_frame(x, seq=(0x80 if i % 3 else 0) | i) for i, x in enumerate(xs)]
+    sent = answered = 0
+    in_flight = []
+    while answered < len(frames):
+        while sent < len(frames) and sum(map(len, in_flight)) + len(frames[sent]) \
+                <= st["rx_buffer"]:
+            await tr.awrite(frames[sent])
+            in_flight.append(frames[sent])
+            sent += 1
+        resp, body = await read_frame(tr)
+        in_flight.pop(0)
+        seq = (0x80 if answered % 3 else 0) | answered
+        logits, pred, cycles = parse_result(body, seq)
+        ref = mock_logits(w, xs[answered])
+        assert pred == ref.index(max(ref))
+        if seq & 0x80:
+            assert logits == ref
+        answered += 1
+    assert not (await status(tr))["flags"] >> STATUS_FLAGS["overrun"] & 1

@@ -77,11 +77,15 @@ async def host_uploads_and_matches_golden(dut):
         # Dense frames too for the first images.
         res_dense = run_benchmark(board, int_model, x[:2], None, st.n_pes, log=logs.append,
                                   sparse=False)
-        return words, upload_s, res, res_dense, logs, board.status()
+        # Coded requests streamed with several in flight.
+        res_stream = run_benchmark(board, int_model, x, labels, st.n_pes, log=logs.append,
+                                   stream=True)
+        return words, upload_s, res, res_dense, res_stream, logs, board.status()
 
-    words, upload_s, res, res_dense, logs, st = await host()
+    words, upload_s, res, res_dense, res_stream, logs, st = await host()
     cocotb.log.info(f"uploaded {words} words ({upload_s:.1f} s wall); {res.summary()}")
     assert not logs, "\n".join(logs[:5])
-    assert res.mismatches == 0 and res_dense.mismatches == 0
+    assert res.mismatches == 0 and res_dense.mismatches == 0 and res_stream.mismatches == 0
+    assert res_stream.cycles == res.cycles, "streaming changed the accelerator's work"
     assert st.accel_error == 0, f"accelerator error flags {st.accel_error}"
     assert all(c > 0 for c in res.cycles)

@@ -1,0 +1,227 @@
+"""Link benchmark: images/s over the simulated UART at the line rate (every result checked
+bit-exact against sw.golden) and the figure expected on a real board from a model of the link.
+
+Command line::
+
+    python -m hw.linkbench [--model models/lenet300.npz] [--images 200] [--board icebreaker]
+                           [--baud 3000000] [--usb-latency-ms 1] [--rx-buffer 512] [--json F]
+
+Prints the request bytes per MNIST test image (dense, sparse pairs, coded; mean and worst over
+all 10,000), runs the iCEBreaker's configuration (accelerator sized for the model as
+``hw.build`` does, memories simulated generically) in Verilator at the board's clock with the
+host runtime streaming coded requests (``sw.host.Board.infer_stream``), and prints the measured
+rate next to :func:`link_model`'s prediction for the simulated link and for a real board.
+"""
+import argparse
+import json
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["LinkBenchError", "LinkModel", "link_model", "request_sizes", "run_simulation",
+           "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class LinkBenchError(Exception):
+    """The benchmark cannot run (missing model, simulation failure)."""
+
+
+@dataclass
+class LinkModel:
+    """Expected images/s of a streamed link and what bounds it.
+
+    Attributes
+    ----------
+    line : float
+        The request line alone (10 bits per byte) or the response line, whichever is slower.
+    board : float
+        The board alone: decoding, the accelerator and sending the response (the protocol
+        engine waits for the transmitter).
+    window : float
+        Requests in flight (receive buffer / request bytes) over the time one request takes
+        from its first byte to its response at the host (line, board, USB latency).
+    rate : float
+        The smallest of the three.
+    """
+    line: float
+    board: float
+    window: float
+
+    @property
+    def rate(self):
+        return min(self.line, self.board, self.window)
+
+    @property
+    def bound(self):
+        return min(("line", self.line), ("board", self.board), ("window", self.window),
+                   key=lambda kv: kv[1])[0]
+
+
+def link_model(request_bytes, response_bytes, baud, clock_hz, accel_cycles, in_features,
+               rx_buffer, usb_latency_s):
+    """:class:`LinkModel` for mean ``request_bytes`` and ``response_bytes`` per image.
+
+    The board handles one request at a time: it decodes the payload (one clock per byte plus one
+    per zero written, at most ``in_features``), runs the accelerator (``accel_cycles``) and sends
+    the response at the line rate; the receive FIFO takes the next requests meanwhile.
+    ``usb_latency_s`` is the delay a response waits on its way to the host (the FTDI latency
+    timer, USB polling, the host's scheduling; 0 in simulation).
+    """
+    byte_s = 10 / baud
+    t_request = request_bytes * byte_s
+    t_response = response_bytes * byte_s
+    t_board = (request_bytes + in_features + accel_cycles) / clock_hz + t_response
+    in_flight = rx_buffer / request_bytes
+    round_trip = t_request + t_board + usb_latency_s
+    return LinkModel(line=1 / max(t_request, t_response), board=1 / t_board,
+                     window=in_flight / round_trip)
+
+
+def request_sizes(images):
+    """``{kind: (mean, worst)}`` request frame bytes of ``images`` for dense, sparse, coded."""
+    from sw.incode import frame_bytes
+    out = {}
+    for kind in ("dense", "sparse", "coded"):
+        sizes = np.array([frame_bytes(kind, x) for x in images])
+        out[kind] = (float(sizes.mean()), int(sizes.max()))
+    return out
+
+
+def board_config(board, model):
+    """The accelerator configuration ``hw.build`` uses for ``board`` and ``model``, with generic
+    memories (simulation)."""
+    from boards import get_board
+    from gateware.config import AcceleratorConfig
+    from hw import build
+    spec = get_board(board)
+    config = AcceleratorConfig(n_pes=spec.default_pes, pe_mem_depth=spec.pe_mem_words,
+                               fifo_depth=build.BOARD_FIFO_DEPTH,
+                               input_lanes=build.BOARD_INPUT_LANES,
+                               requant_overlap=build.BOARD_REQUANT_OVERLAP,
+                               column_skip=build.BOARD_COLUMN_SKIP,
+                               pointer_ports=build.BOARD_POINTER_PORTS,
+                               stream_words=build.BOARD_STREAM_WORDS)
+    return build.size_config(model, config), spec
+
+
+def run_simulation(model, images, board="icebreaker", baud=3_000_000, rx_buffer=512,
+                   window=None, log=print):
+    """Run the simulated board; returns the JSON dict of ``tb/top/test_linkbench.py``."""
+    # The cocotb runner lives with the testbenches (tb/); imported here, where it is needed.
+    from gateware.top import SimTop
+    from hw.build import BuildError
+    from tb.runner import SimulationFailed, run_testbench
+    try:
+        config, spec = board_config(board, model)
+    except (BuildError, ValueError) as exc:
+        raise LinkBenchError(str(exc)) from None
+    clock_hz = spec.design_clock_hz or 12_000_000
+    timeout = 2000 * (clock_hz // baud)
+    top = SimTop(config, clock_hz=clock_hz, baud=baud, timeout=timeout, accel_timeout=1 << 22,
+                 rx_fifo_depth=rx_buffer)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "linkbench.json"
+        log(f"simulating {board} ({config.n_pes} PE, {clock_hz / 1e6:g} MHz, {baud / 1e6:g} "
+            f"Mbaud, {rx_buffer}-byte receive buffer) with {images} images ...")
+        try:
+            run_testbench(top, toplevel="sim_top", test_module="tb.top.test_linkbench",
+                          build_name=f"linkbench_{board}_{rx_buffer}",
+                          extra_env={"LB_MODEL": str(Path(model).resolve()),
+                                     "LB_IMAGES": images, "LB_CLOCK_HZ": clock_hz,
+                                     "LB_DIVISOR": top.divisor, "LB_TIMEOUT": timeout,
+                                     "LB_WINDOW": window or 0, "LB_OUT": out})
+        except SimulationFailed as exc:
+            detail = out.read_text() if out.exists() else ""
+            raise LinkBenchError(f"simulation failed: {exc}\n{detail}") from None
+        return json.loads(out.read_text())
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m hw.linkbench", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="models/lenet300.npz")
+    ap.add_argument("--images", type=int, default=200, help="images streamed in simulation")
+    ap.add_argument("--board", default="icebreaker")
+    ap.add_argument("--baud", type=int, default=3_000_000)
+    ap.add_argument("--rx-buffer", type=int, default=512,
+                    help="receive FIFO bytes of the simulated board (requests in flight)")
+    ap.add_argument("--usb-latency-ms", type=float, default=1.25,
+                    help="real board: delay of a response to the host (FTDI latency timer "
+                         "lowered to 1 ms + USB polling and scheduling)")
+    ap.add_argument("--no-sim", action="store_true", help="sizes and the link model only")
+    ap.add_argument("--json", help="write the figures to this file")
+    args = ap.parse_args(argv)
+    try:
+        from sw.golden import IntModel, images_to_uint8, load_mnist
+        from sw.modelfile import load_model
+        if not Path(args.model).exists():
+            raise LinkBenchError(f"model file {args.model} not found")
+        int_model = IntModel.from_model(load_model(args.model))
+        test_x, _ = load_mnist()["test"]
+        sizes = request_sizes(images_to_uint8(test_x))
+        n_out = int_model.out_features
+        resp_full, resp_compact = 4 * n_out + 13, 13
+        print(f"request bytes per MNIST test image ({len(test_x)} images, frame included; "
+              f"sw.incode):")
+        for kind, (mean, worst) in sizes.items():
+            print(f"  {kind:7s} mean {mean:6.1f}  worst {worst:4d}")
+        print(f"response bytes: RESULT with {n_out} logits {resp_full}, compact {resp_compact}")
+        report = {"sizes": sizes, "response_bytes": {"full": resp_full, "compact": resp_compact}}
+        from sw.golden import ideal_cycles
+        config, spec = board_config(args.board, args.model)
+        clock_hz = spec.design_clock_hz or 12_000_000
+        cycles = None
+        if not args.no_sim:
+            sim = run_simulation(args.model, args.images, args.board, args.baud, args.rx_buffer)
+            report["simulation"] = sim
+            cycles = sim["full"]["cycles_mean"]
+            n = sim["images"]
+            print(f"simulated link ({n} images, {sim['n_pes']} PE at {sim['clock_hz'] / 1e6:g} "
+                  f"MHz, {args.baud / 1e6:g} Mbaud, window {sim['window']} bytes; model "
+                  f"uploaded: {sim['words']} words in {sim['upload_s']:.3f} s):")
+            print(f"  full results:    {n / sim['full']['seconds']:7.1f} images/s, "
+                  f"{sim['full']['mismatches']} mismatches vs sw.golden (logits and argmax), "
+                  f"accuracy {100 * sim['full']['correct'] / n:.1f} %, "
+                  f"{cycles:.0f} accelerator cycles/image")
+            print(f"  compact results: {n / sim['compact']['seconds']:7.1f} images/s, "
+                  f"{sim['compact']['mismatches']} wrong predictions vs sw.golden")
+        if cycles is None:
+            x = images_to_uint8(test_x[:50])
+            cycles = float(np.mean(ideal_cycles(int_model, x, config.n_pes).ideal)) * 1.15
+        req = sizes["coded"][0]
+        models = {}
+        for name, latency, buffer in [("simulated link", 0.0, args.rx_buffer),
+                                      ("real board", args.usb_latency_ms / 1e3, args.rx_buffer),
+                                      ("real board, default 16 ms latency timer",
+                                       (16 + args.usb_latency_ms - 1) / 1e3, args.rx_buffer),
+                                      ("real board, 1024-byte receive buffer",
+                                       args.usb_latency_ms / 1e3, 1024)]:
+            for kind, resp in (("full", resp_full), ("compact", resp_compact)):
+                lm = link_model(req, resp, args.baud, clock_hz, cycles,
+                                int_model.in_features, buffer, latency)
+                models[f"{name}, {kind}"] = lm
+        print(f"link model ({args.baud / 1e6:g} Mbaud, 10 bits/byte, {req:.1f} request bytes, "
+              f"{cycles:.0f} accelerator cycles at {clock_hz / 1e6:g} MHz, {args.rx_buffer}-byte "
+              f"receive buffer unless stated, USB latency {args.usb_latency_ms:g} ms):")
+        for name, lm in models.items():
+            print(f"  {name:50s} {lm.rate:7.1f} images/s (line {lm.line:.0f}, board "
+                  f"{lm.board:.0f}, window {lm.window:.0f}: {lm.bound}-bound)")
+        report["model"] = {k: dict(rate=v.rate, line=v.line, board=v.board, window=v.window)
+                           for k, v in models.items()}
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1))
+        if not args.no_sim and (report["simulation"]["full"]["mismatches"]
+                                or report["simulation"]["compact"]["mismatches"]):
+            return 1
+        return 0
+    except LinkBenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Link benchmark on the simulated board (run by ``python -m hw.linkbench``): the host runtime
+uploads a model over the simulated UART pins, then streams MNIST test images with several coded
+requests in flight; every result is compared with sw.golden. Simulated seconds are measured.
+
+Environment: LB_MODEL (dcmodel file), LB_IMAGES, LB_CLOCK_HZ, LB_DIVISOR, LB_TIMEOUT (frame
+timeout, clocks), LB_WINDOW (request bytes in flight; 0: the board's receive buffer), LB_OUT
+(JSON results).
+"""
+import json
+import os
+
+import numpy as np
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.task import bridge
+from cocotb.triggers import ClockCycles
+
+from sw import incode
+from sw.transport import SimTransport
+
+CLOCK_HZ = int(os.environ.get("LB_CLOCK_HZ", "24000000"))
+DIVISOR = int(os.environ.get("LB_DIVISOR", "8"))
+TIMEOUT = int(os.environ.get("LB_TIMEOUT", "8000"))
+CLK_PS = 2 * round(0.5e12 / CLOCK_HZ)
+
+
+@cocotb.test()
+async def link_benchmark(dut):
+    from sw.golden import IntModel, images_to_uint8, infer, load_mnist
+    from sw.host import Board, pack_for_board, run_benchmark
+    from sw.modelfile import load_model
+    cocotb.start_soon(Clock(dut.clk, CLK_PS, unit="ps").start())
+    dut.i_rx.value = 1
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 4)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 4)
+    tr = SimTransport(dut, CLOCK_HZ, DIVISOR)
+    tr.latency = 0.01
+    int_model = IntModel.from_model(load_model(os.environ["LB_MODEL"]))
+    n = int(os.environ.get("LB_IMAGES", "200"))
+    test_x, test_y = load_mnist()["test"]
+    x8, labels = images_to_uint8(test_x[:n]), test_y[:n]
+    window = int(os.environ.get("LB_WINDOW", "0")) or None
+
+    @bridge
+    def host():
+        board = Board(tr, board_timeout=4 * TIMEOUT / CLOCK_HZ)
+        st = board.status()
+        packed = pack_for_board(st, int_model, "sim")
+        t0 = tr.now()
+        words = board.upload(packed)
+        upload_s = tr.now() - t0
+        st = board.status()
+        logs = []
+        full = run_benchmark(board, int_model, x8, labels, st.n_pes, log=logs.append,
+                             stream=True, window=window)
+        # compact results (prediction and cycles only): the predictions are checked
+        golden = infer(int_model, x8)
+        t0 = tr.now()
+        compact = board.infer_stream(x8, logits=False, window=window)
+        compact_s = tr.now() - t0
+        wrong = sum(int(r.prediction != p) for r, p in zip(compact, golden.prediction))
+        return dict(
+            images=n, words=words, upload_s=upload_s, rx_buffer=st.fields["rx_buffer"],
+            window=window or st.fields["rx_buffer"], n_pes=st.n_pes,
+            clock_hz=st.clock_hz, divisor=st.divisor,
+            full=dict(seconds=full.seconds, mismatches=full.mismatches, correct=full.correct,
+                      cycles_mean=float(np.mean(full.cycles)),
+                      ideal_mean=float(np.mean(full.ideal))),
+            compact=dict(seconds=compact_s, mismatches=wrong),
+            request_bytes=float(np.mean([incode.frame_bytes("coded", x) for x in x8])),
+            logs=logs[:5])
+
+    out = await host()
+    tr.close()
+    with open(os.environ["LB_OUT"], "w") as f:
+        json.dump(out, f, indent=1)
+    assert out["full"]["mismatches"] == 0, out["logs"]
+    assert out["compact"]["mismatches"] == 0
