@@ -43,14 +43,15 @@ the rest table loading and pipeline fill); short columns cost their pointer read
 queue has room) and stream words (one per cycle into the decoder: 16 or 32 bits), empty columns
 their pointer reads. Requantization takes ``rows_local + 6`` cycles.
 
-Components, composed here with the layer control (start, header reads, hand-over, clearing
-sweep) and the accumulator banks: :class:`gateware.pe_pointers.PointerFetch` (stage 1, with the
-segment queue), :class:`gateware.pe_words.WordFetch` (stage 2, with the word FIFO and the
-decoder's segment queue), :class:`gateware.huffman.HuffmanDecoder` (stage 3),
+Components, composed here with the layer control (start, header reads, hand-over):
+:class:`gateware.pe_pointers.PointerFetch` (stage 1, with the segment queue),
+:class:`gateware.pe_words.WordFetch` (stage 2, with the word FIFO and the decoder's segment
+queue), :class:`gateware.huffman.HuffmanDecoder` (stage 3),
 :class:`gateware.pe_accumulate.Accumulate` (stage 4, with the codebook),
-:class:`gateware.pe_requant.Requantize` (the requantization engine) and
-:class:`gateware.pe_arbiter.DataPortArbiter` (the data memory's port). Streams connect stages
-1-4 (``wiring.connect``).
+:class:`gateware.pe_requant.Requantize` (the requantization engine),
+:class:`gateware.pe_accbanks.AccumulatorBanks` (the accumulators, shared by the two, and the
+clearing sweep after reset) and :class:`gateware.pe_arbiter.DataPortArbiter` (the data memory's
+port). Streams connect stages 1-4 (``wiring.connect``).
 
 Area (``python -m hw.area --part pe --pes 1 --model models/lenet300.npz --pointer-ports 1
 --stream-words 1``, yosys, iCE40, with the overlap and the early start): body 1110 LUT4 / 695 FF
@@ -62,15 +63,17 @@ multiplexer) and one more SPRAM. 32-bit stream words (``--stream-words 2``, the 
 data memory and one more SPRAM. On the iCEBreaker (no overlap, one pointer port, 16-bit words)
 the whole design places 5,000 LCs.
 """
-from amaranth import Module, Signal, Cat, Mux, signed
+from amaranth import Module, Signal, Cat, Mux
 from amaranth.lib import wiring, stream
 from amaranth.lib.wiring import In, Out
 
 from .config import LoadWrite, broadcast_layout, pe_output_layout, layer_config_layout
 from .huffman import HuffmanDecoder
-from .memories import PEMemory, table_memory
+from .memories import PEMemory
+from .pe_accbanks import AccumulatorBanks
 from .pe_accumulate import Accumulate
 from .pe_arbiter import DataPortArbiter
+from .pe_header import LayerHeader
 from .pe_pointers import PointerFetch
 from .pe_requant import Requantize, round_shift_saturate
 from .pe_words import WordFetch
@@ -153,10 +156,7 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        ACC = cfg.acc_bits
         MA = (cfg.pe_mem_depth - 1).bit_length()      # word address bits
-        RB = max(1, (cfg.max_rows_per_pe - 1).bit_length())   # accumulator address bits
-        RW = cfg.max_rows_per_pe.bit_length()                   # a local row count
         # With the early start (``cfg.early``) a start may come while the column engine
         # still works on the previous layer: it waits in ``pending`` (its descriptor in
         # ``next_layer``) until the hand-over, and the column engine works from its own copy of
@@ -182,6 +182,7 @@ class ProcessingElement(wiring.Component):
         m.submodules.requant = rq = Requantize(cfg, self.index, len(layer.shift),
                                                len(layer.bias_shift))
         m.submodules.port = port = DataPortArbiter(MA)
+        m.submodules.header = hdr = LayerHeader(cfg)
         self._ptrs, self._words, self._dec, self._rq = ptrs, words, dec, rq   # for probes
         # stages 1-4: pointer fetch -> word fetch -> decoder -> accumulate
         wiring.connect(m, ptrs.o_seg, words.i_seg)
@@ -190,28 +191,10 @@ class ProcessingElement(wiring.Component):
         wiring.connect(m, dec.o_sym, accum.i_sym)
         wiring.connect(m, rq.o_out, wiring.flipped(self.o_out))
 
-        # Two accumulator banks: even layers in bank 0, odd layers in bank 1, so layer L's
-        # requantization (one bank) runs while layer L + 1 accumulates (the other bank).
-        # Transparent read ports: a read in the cycle of a write to the same row returns the new
-        # sum, so the accumulate pipeline needs no forwarding registers (yosys adds the one
-        # bypass an iCE40 EBR needs; a read-first port would cost a delayed write on top of it).
-        n_banks = 2 if cfg.requant_overlap else 1
-        acc_banks = []
-        for k in range(n_banks):
-            accm = table_memory(signed(ACC), cfg.max_rows_per_pe)
-            m.submodules[f"accs{k}"] = accm
-            wr = accm.write_port()
-            acc_banks.append((accm.read_port(transparent_for=(wr,)), wr))
-
-        def acc_read_data(bank):
-            """Read data of accumulator bank ``bank`` (a 1-bit value; ignored with one bank)."""
-            if n_banks == 1:
-                return acc_banks[0][0].data
-            return Mux(bank, acc_banks[1][0].data, acc_banks[0][0].data)
-
+        m.submodules.accs = accs = AccumulatorBanks(cfg)
         error = Signal()
         m.d.comb += self.o_error.eq(error)
-        with m.If(dec.o_error | ptrs.o_error | words.o_error | accum.o_error):
+        with m.If(dec.o_error | ptrs.o_error | words.o_error | accum.o_error | hdr.o_error):
             m.d.sync += error.eq(1)
 
         # ---- control state ----------------------------------------------------------------
@@ -222,11 +205,10 @@ class ProcessingElement(wiring.Component):
         state = Signal(range(3))
         idle = Signal()
         col_idle = Signal()
-        # After every reset the accumulators are cleared (``clearing``, below) before the PE
+        # After every reset the accumulators are cleared (``accs.o_clearing``) before the PE
         # reports idle: no layer starts and no load is taken until then.
-        clearing = Signal(init=1)
         m.d.comb += [col_idle.eq(state == IDLE),
-                     idle.eq(col_idle & rq.o_idle & ~clearing),
+                     idle.eq(col_idle & rq.o_idle & ~accs.o_clearing),
                      self.o_idle.eq(idle)]
         # without the overlap the next layer waits for the requantization too; with the early
         # start a start is accepted unless one is already waiting
@@ -267,15 +249,6 @@ class ProcessingElement(wiring.Component):
                          ptrs.i_rdata2.eq(pmem.rdata2)]
 
         # ---- layer start and header --------------------------------------------------------
-        ptr_base = Signal(MA)
-        stream_base = Signal(MA)
-        bias_base = Signal(MA)
-        bias_base0 = Signal(MA)
-        rows_local = Signal(RW)         # clamped to max_rows_per_pe (rows_big flags more)
-        rows_big = Signal()
-        acc_base = Signal(RB)
-        hs = Signal(range(6))           # header read being issued
-        hs_d = Signal(range(6))         # header read whose data is on mem.rdata (+1; 0 = none)
 
         if early:
             # a start is acted on in IDLE: the waiting one first, else one arriving now
@@ -307,37 +280,13 @@ class ProcessingElement(wiring.Component):
                 m.d.sync += error.eq(1)
         start = start_fire if early else self.i_start
 
-        with m.If(hs_d == 1):
-            m.d.sync += ptr_base.eq(mem.rdata)
-        with m.If(hs_d == 2):
-            m.d.sync += stream_base.eq(mem.rdata)
-        with m.If(hs_d == 3):
-            m.d.sync += bias_base.eq(mem.rdata)
-        with m.If(hs_d == 4):
-            big = mem.rdata > cfg.max_rows_per_pe
-            m.d.sync += [rows_local.eq(Mux(big, cfg.max_rows_per_pe, mem.rdata)),
-                         rows_big.eq(big)]
-        with m.If(hs_d == 5):
-            m.d.sync += bias_base0.eq(mem.rdata)
-        m.d.sync += hs_d.eq(0)
-        hdr_addr = Signal(MA)
-        with m.Switch(hs):
-            for k in range(4):
-                with m.Case(k):
-                    m.d.comb += hdr_addr.eq((layer.index << 2) + k)
-            with m.Default():
-                m.d.comb += hdr_addr.eq(2)
-        m.d.comb += [port.i_header_re.eq(state == HDR), port.i_header_addr.eq(hdr_addr)]
-
-        # header sanity check, two cycles into RUN (bias_base0 is the last header word read)
-        chk = Signal(2)
-        with m.If(chk != 0):
-            m.d.sync += chk.eq(chk - 1)
-        with m.If(chk == 1):
-            with m.If((bias_base < bias_base0)
-                      | (bias_base - bias_base0 + rows_local > cfg.max_rows_per_pe) | rows_big):
-                m.d.sync += error.eq(1)
-        m.d.sync += acc_base.eq(bias_base - bias_base0)
+        m.d.comb += [
+            hdr.i_start.eq((state == IDLE) & start), hdr.i_active.eq(state == HDR),
+            hdr.i_layer_index.eq(layer.index), hdr.i_rdata.eq(mem.rdata),
+            port.i_header_re.eq(hdr.o_re), port.i_header_addr.eq(hdr.o_addr),
+        ]
+        ptr_base, stream_base, bias_base = hdr.o_ptr_base, hdr.o_stream_base, hdr.o_bias_base
+        rows_local, acc_base = hdr.o_rows_local, hdr.o_acc_base
 
         # ---- stages 1 and 2: pointer and word fetch ----------------------------------------
         act = self.i_act.payload
@@ -371,11 +320,14 @@ class ProcessingElement(wiring.Component):
         # ---- stage 4: accumulate -----------------------------------------------------------
         col_bank = Signal()
         m.d.comb += [
-            col_bank.eq(layer.index[0] if n_banks == 2 else 0),
+            col_bank.eq(layer.index[0] if cfg.requant_overlap else 0),
             accum.i_rows_local.eq(rows_local),
             accum.i_acc_base.eq(acc_base),
             accum.i_layer_index.eq(layer.index),
-            accum.i_acc_data.eq(acc_read_data(col_bank)),
+            accs.i_col_bank.eq(col_bank), accs.i_col_addr.eq(accum.o_acc_addr),
+            accs.i_col_we.eq(accum.o_acc_we), accs.i_col_waddr.eq(accum.o_acc_waddr),
+            accs.i_col_wdata.eq(accum.o_acc_wdata),
+            accum.i_acc_data.eq(accs.o_col_data),
         ]
 
         # ---- requantization engine ---------------------------------------------------------
@@ -387,48 +339,22 @@ class ProcessingElement(wiring.Component):
             # its bias reads take the cycles without a header or word read
             rq.i_mem_free.eq(~words.o_req & (state != HDR)),
             rq.i_rdata.eq(mem.rdata),
-            rq.i_acc_data.eq(acc_read_data(rq.o_acc_bank)),
+            accs.i_rq_active.eq(rq.o_acc_active), accs.i_rq_bank.eq(rq.o_acc_bank),
+            accs.i_rq_raddr.eq(rq.o_acc_raddr), accs.i_rq_re.eq(rq.o_acc_re),
+            accs.i_rq_waddr.eq(rq.o_acc_waddr), accs.i_rq_we.eq(rq.o_acc_we),
+            rq.i_acc_data.eq(accs.o_rq_data),
             port.i_bias_re.eq(rq.o_bias_re),
             port.i_bias_addr.eq(rq.o_bias_addr),
         ]
-
-        # accumulator banks: the requantization engine owns the bank of its layer, the
-        # accumulate pipeline the other one (layers L and L + 1 differ in parity); the read of
-        # row r1 and the clearing write of row r2 never meet
-        # Clearing sweep: a reset (RESET command, accelerator watchdog, reset pin) can abort a
-        # layer whose partial sums are in the accumulators, and only the requantization zeroes
-        # a row. So after every reset the PE writes 0 to every row of every bank, one row per
-        # cycle (max_rows_per_pe cycles, during which the PE is not idle); the next inference
-        # starts from clean accumulators without costing any cycles of its own.
-        clear_row = Signal(RB)
-        with m.If(clearing):
-            m.d.sync += clear_row.eq(clear_row + 1)
-            with m.If(clear_row == cfg.max_rows_per_pe - 1):
-                m.d.sync += clearing.eq(0)
-        for k, (rd, wr) in enumerate(acc_banks):
-            with m.If(clearing):
-                m.d.comb += [wr.en.eq(1), wr.addr.eq(clear_row), wr.data.eq(0)]
-            with m.Elif(rq.o_acc_active & (rq.o_acc_bank == k)):
-                m.d.comb += [
-                    rd.addr.eq(rq.o_acc_raddr), rd.en.eq(rq.o_acc_re),
-                    wr.en.eq(rq.o_acc_we), wr.addr.eq(rq.o_acc_waddr), wr.data.eq(0),
-                ]
-            with m.Else():
-                m.d.comb += [
-                    rd.addr.eq(accum.o_acc_addr), rd.en.eq(1),
-                    wr.en.eq(accum.o_acc_we & (col_bank == k)), wr.addr.eq(accum.o_acc_waddr),
-                    wr.data.eq(accum.o_acc_wdata),
-                ]
 
         # ---- sequencing --------------------------------------------------------------------
         with m.Switch(state):
             with m.Case(IDLE):
                 with m.If(start):
-                    m.d.sync += [state.eq(HDR), hs.eq(0)]
+                    m.d.sync += state.eq(HDR)
             with m.Case(HDR):
-                m.d.sync += [hs.eq(hs + 1), hs_d.eq(hs + 1)]
-                with m.If(hs == 4):
-                    m.d.sync += [state.eq(RUN), chk.eq(2)]
+                with m.If(hdr.o_last):
+                    m.d.sync += state.eq(RUN)
             with m.Case(RUN):
                 with m.If(handover):
                     m.d.sync += state.eq(IDLE)

@@ -386,3 +386,116 @@ def test_data_port_arbiter():
     assert got == want
     want[2] = (want[2][0] + 1, want[2][1])
     assert got != want
+
+
+# ---- layer header --------------------------------------------------------------------------
+
+def rtl_header(cfg, memory, layer):
+    """Read layer ``layer``'s header from ``memory`` with a ``LayerHeader``; return its
+    outputs, the read count and the error pulses."""
+    from gateware.pe_header import LayerHeader
+    dut = LayerHeader(cfg)
+    result = {}
+
+    async def bench(ctx):
+        ctx.set(dut.i_layer_index, layer)
+        ctx.set(dut.i_start, 1)
+        await ctx.tick()
+        ctx.set(dut.i_start, 0)
+        ctx.set(dut.i_active, 1)
+        reads = errors = 0
+        for _ in range(12):
+            last = ctx.get(dut.o_last)
+            addr = ctx.get(dut.o_addr) if ctx.get(dut.o_re) else None
+            errors += ctx.get(dut.o_error)
+            await ctx.tick()
+            if addr is not None:
+                reads += 1
+                ctx.set(dut.i_rdata, memory[addr])
+            if last:
+                ctx.set(dut.i_active, 0)
+        result.update({k: ctx.get(getattr(dut, f"o_{k}")) for k in
+                       ("ptr_base", "stream_base", "bias_base", "rows_local", "acc_base")},
+                      reads=reads, errors=errors)
+
+    _simulate(dut, bench)
+    return result
+
+
+@pytest.mark.parametrize("rows, bias0, bad", [(30, 100, False), (600, 100, True),
+                                               (30, 500, True)])
+def test_layer_header(rows, bias0, bad):
+    cfg = AcceleratorConfig(n_pes=1)
+    memory = {a: 7 * a + 1 for a in range(16)}
+    memory.update({2: bias0, 8: 40, 9: 900, 10: 300, 11: rows})
+    got = rtl_header(cfg, memory, 2)
+    want = dict(ptr_base=40, stream_base=900, bias_base=300,
+                rows_local=min(rows, cfg.max_rows_per_pe),
+                acc_base=(300 - bias0) % cfg.max_rows_per_pe, reads=5, errors=int(bad))
+    assert got == want
+    want["stream_base"] += 1
+    assert got != want
+
+
+# ---- accumulator banks ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_accumulator_banks(overlap):
+    """The clearing sweep after reset (every row 0, max_rows_per_pe cycles), then writes and
+    transparent reads of the accumulate side, and the requantizer's precedence on its bank."""
+    from gateware.pe_accbanks import AccumulatorBanks
+    cfg = AcceleratorConfig(n_pes=1, requant_overlap=overlap)
+    dut = AccumulatorBanks(cfg)
+    n_banks = 2 if overlap else 1
+    got = {}
+
+    async def bench(ctx):
+        clearing = 0
+        while ctx.get(dut.o_clearing):
+            clearing += 1
+            ctx.set(dut.i_col_we, 1)                      # ignored while clearing
+            ctx.set(dut.i_col_waddr, 5)
+            ctx.set(dut.i_col_wdata, 1234)
+            await ctx.tick()
+        got["clearing"] = clearing
+        for bank in range(n_banks):
+            ctx.set(dut.i_col_bank, bank)
+            ctx.set(dut.i_col_we, 1)
+            ctx.set(dut.i_col_waddr, 9)
+            ctx.set(dut.i_col_wdata, -77 - bank)
+            ctx.set(dut.i_col_addr, 9)
+            await ctx.tick()                              # read and write of row 9 together
+            ctx.set(dut.i_col_we, 0)
+            got[f"transparent{bank}"] = ctx.get(dut.o_col_data)
+            ctx.set(dut.i_col_addr, 5)
+            await ctx.tick()
+            got[f"cleared{bank}"] = ctx.get(dut.o_col_data)
+        # the requantizer owns the last bank: the accumulate side's write there is dropped
+        rq_bank = n_banks - 1
+        ctx.set(dut.i_rq_active, 1)
+        ctx.set(dut.i_rq_bank, rq_bank)
+        ctx.set(dut.i_col_bank, rq_bank)
+        ctx.set(dut.i_col_we, 1)
+        ctx.set(dut.i_col_waddr, 9)
+        ctx.set(dut.i_col_wdata, 555)
+        ctx.set(dut.i_rq_re, 1)
+        ctx.set(dut.i_rq_raddr, 9)
+        await ctx.tick()
+        ctx.set(dut.i_col_we, 0)
+        ctx.set(dut.i_rq_re, 0)
+        got["rq_read"] = ctx.get(dut.o_rq_data)
+        ctx.set(dut.i_rq_we, 1)
+        ctx.set(dut.i_rq_waddr, 9)
+        await ctx.tick()
+        ctx.set(dut.i_rq_we, 0)
+        ctx.set(dut.i_rq_re, 1)
+        await ctx.tick()
+        got["rq_after_clear"] = ctx.get(dut.o_rq_data)
+
+    _simulate(dut, bench)
+    want = {"clearing": cfg.max_rows_per_pe, "rq_read": -77 - (n_banks - 1), "rq_after_clear": 0}
+    for bank in range(n_banks):
+        want.update({f"transparent{bank}": -77 - bank, f"cleared{bank}": 0})
+    assert got == want
+    want["rq_read"] = 555
+    assert got != want
