@@ -49,7 +49,7 @@ class AcceleratorConfig:
         layers, twice the accumulator EBR) and a second SB_MAC16 per PE; the next layer starts
         when every PE has taken the end token instead of after the last output. ``False``: one
         bank, a PE finishes its requantization before the next layer starts (the iCEBreaker
-        build: the overlap costs about 270 logic cells).
+        build: the overlap does not fit, docs/HARDWARE.md).
     column_skip : bool
         The central unit holds the *column skip table* (memory id ``mem_colskip``): per layer
         and input column one bit per PE, set when the PE's column is empty (no stored weight,

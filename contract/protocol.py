@@ -115,17 +115,6 @@ FLASH_OFFSET = 0x100000
 FLASH_MAGIC = b"DCM\x01"
 #: Image header: magic, frame count u16 LE; the LOAD frames follow back to back.
 FLASH_HEADER = len(FLASH_MAGIC) + 2
-STATUS_LENGTH = sum(n for _, n in STATUS_FIELDS)
-
-#: Bits of the STATUS ``flags`` byte (sticky ones are cleared by the PING that reports them).
-STATUS_FLAGS = {
-    "framing_error": 0,     # sticky: a UART framing error was seen
-    "overrun": 1,           # sticky: received bytes were lost
-    "accel_timeout": 2,     # sticky: the accelerator was reset after a timeout
-    "accel_error": 3,       # current: the accelerator's error output is non-zero
-    "accel_busy": 4,        # current: the accelerator is busy
-    "loaded": 5,            # current: a layer 0 descriptor with 0 < in_features <= max was written
-}
 
 
 def crc16(data_bytes, crc=CRC_INIT):

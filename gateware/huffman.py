@@ -27,9 +27,9 @@ registers (a word arriving in the same cycle); the decoder then re-reads it in t
 instead of decoding (rare: with three words in the window it cannot happen). Bookkeeping
 compares (bits left == 0, words left == 0, the segment hand-over) are registered flags whose
 next values come from the one-hot length. Without the peek register the shifter sat in front of
-the comparators (about 15 ns of a 48 ns loop on an iCE40UP5K). Moving the pending segment in
-during the last code's own cycle instead puts the late length decision in front of every
-hand-over register (18 MHz instead of 26).
+the comparators; moving the pending segment in during the last code's own cycle instead puts
+the late length decision in front of every hand-over register (both cost fmax: the figures are
+in docs/HARDWARE.md, "The iCEBreaker build").
 
 Tables are written through ``i_load`` with the memory ids of section 4 (``huff_limit``,
 ``huff_base``, ``huff_symbols``), at the same addresses as in the packed images.

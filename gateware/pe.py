@@ -36,12 +36,12 @@ column engine runs layer L + 1 (``o_col_idle``); its bias reads take the data-me
 the header and word reads leave free. Without it, one bank, and the next layer waits for the
 requantization (``o_col_idle == o_idle``).
 
-Throughput (tests/test_hw_pe.py, tests/test_hw_huffman.py, no back-pressure): within a column
-one symbol per cycle, columns back to back (0.98 symbols/cycle on columns of about 20 symbols,
-the rest table loading and pipeline fill); short columns cost their pointer reads (one port:
-1-2 cycles per column; two ports: one, the fetch takes a column per cycle while the segment
-queue has room) and stream words (one per cycle into the decoder: 16 or 32 bits), empty columns
-their pointer reads. Requantization takes ``rows_local + 6`` cycles.
+Throughput (no back-pressure): within a column one symbol per cycle, columns back to back
+(table loading and pipeline fill aside); short columns cost their pointer reads (one port: 1-2
+cycles per column; two ports: one, the fetch takes a column per cycle while the segment queue
+has room) and stream words (one per cycle into the decoder: 16 or 32 bits), empty columns their
+pointer reads. Requantization takes ``rows_local + 6`` cycles. Measured rates and the area of
+each variant: docs/HARDWARE.md ("The processing element"; ``python -m hw.area --part pe``).
 
 Components, composed here with the layer control (start, header reads, hand-over):
 :class:`gateware.pe_pointers.PointerFetch` (stage 1, with the segment queue),
@@ -52,16 +52,6 @@ queue), :class:`gateware.huffman.HuffmanDecoder` (stage 3),
 :class:`gateware.pe_accbanks.AccumulatorBanks` (the accumulators, shared by the two, and the
 clearing sweep after reset) and :class:`gateware.pe_arbiter.DataPortArbiter` (the data memory's
 port). Streams connect stages 1-4 (``wiring.connect``).
-
-Area (``python -m hw.area --part pe --pes 1 --model models/lenet300.npz --pointer-ports 1
---stream-words 1``, yosys, iCE40, with the overlap and the early start): body 1110 LUT4 / 695 FF
-/ 321 CARRY, 9 EBR (accumulator banks, codebook), 2 SB_MAC16; decoder 1243 / 460, 4 EBR (without
-the early start's two descriptor copies the body was 1070 / 624). Two pointer ports: body 1104 /
-621 / 333 (before the early start), 15 LUT4 in the pointer memory (the duplicate SPRAM's address
-multiplexer) and one more SPRAM. 32-bit stream words (``--stream-words 2``, the default): body
-1189 / 711 / 359, decoder 1506 / 557 / 267, word FIFO 43 / 68 instead of 28 / 36, 16 LUT4 in the
-data memory and one more SPRAM. On the iCEBreaker (no overlap, one pointer port, 16-bit words)
-the whole design places 5,000 LCs.
 """
 from amaranth import Module, Signal, Cat, Mux
 from amaranth.lib import wiring, stream
@@ -111,11 +101,13 @@ class ProcessingElement(wiring.Component):
         After ``end``: hidden layer: non-zero requantized outputs ``(global row, value)``; last
         layer: every accumulator in local row order; then one ``end`` token.
     o_idle : Out(1)
-        No layer in progress (neither engine busy; loads are accepted).
+        No layer in progress (neither engine busy; loads are accepted). Low for the first
+        ``max_rows_per_pe`` cycles after a reset, while every accumulator row is cleared.
     o_col_idle : Out(1)
         The column engine is idle: the next layer may start (``i_start``) while the
         requantization engine still works on the previous one. With the early start: no start
-        is waiting (a start is accepted even while the column engine is busy).
+        is waiting (a start is accepted even while the column engine is busy; one that comes
+        during the clearing after a reset waits for its end).
     o_error : Out(1)
         Sticky until reset: invalid Huffman code, a row at or past ``rows_local``, a column at or
         past ``in_features``, an accumulator range past ``max_rows_per_pe``, decreasing pointers
@@ -205,10 +197,10 @@ class ProcessingElement(wiring.Component):
         state = Signal(range(3))
         idle = Signal()
         col_idle = Signal()
-        # After every reset the accumulators are cleared (``accs.o_clearing``) before the PE
-        # reports idle: no layer starts and no load is taken until then.
-        m.d.comb += [col_idle.eq(state == IDLE),
-                     idle.eq(col_idle & rq.o_idle & ~accs.o_clearing),
+        # After every reset the accumulators are cleared (``accs.o_clearing``) before the
+        # column engine counts as idle: no layer starts and no load is taken until then.
+        m.d.comb += [col_idle.eq((state == IDLE) & ~accs.o_clearing),
+                     idle.eq(col_idle & rq.o_idle),
                      self.o_idle.eq(idle)]
         # without the overlap the next layer waits for the requantization too; with the early
         # start a start is accepted unless one is already waiting
@@ -278,7 +270,7 @@ class ProcessingElement(wiring.Component):
             ]
             with m.If(self.i_start & ~col_idle):
                 m.d.sync += error.eq(1)
-        start = start_fire if early else self.i_start
+        start = start_fire if early else self.i_start & ~accs.o_clearing
 
         m.d.comb += [
             hdr.i_start.eq((state == IDLE) & start), hdr.i_active.eq(state == HDR),

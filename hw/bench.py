@@ -3,7 +3,7 @@
 ::
 
     python -m hw.bench [--model models/lenet300.npz] [--images K] [--pes 1,2,4,8]
-                       [--offset I] [--random-model] [--fifo-depth D] [--lanes K]
+                       [--board NAME] [--offset I] [--random-model] [--fifo-depth D] [--lanes K]
                        [--no-overlap] [--no-skip] [--pointer-ports P] [--stream-words S]
                        [--no-early]
                        [--balance data|greedy|none] [--json FILE]
@@ -16,6 +16,10 @@ the ideal bound of docs/ARCHITECTURE.md section 6 (``sw.golden.ideal_cycles``), 
 (target <= 1.25), the PE-work bound (most symbols, fillers included, any PE decodes; one per
 cycle), the bit-exact result and the top-1 accuracy on those images.
 
+``--board NAME`` simulates the configuration that board builds (its feature profile in
+``boards/<name>.py``; ``--pes`` then defaults to the board's PE count); the feature flags below
+override single features.
+
 ``--random-model`` benchmarks a random sparse model with the LeNet-300-100 shape instead of a
 model file (for when no trained model exists yet).
 """
@@ -26,19 +30,27 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BenchError", "run_bench", "format_table", "main"]
+from boards import get_board
+from hw.simcase import bench_config, case_from_int_model
+from hw.verilator import SimulationFailed, run_case
+from sw.balance import BalanceError, METHODS, balance_model
+from sw.cli import EXIT_MISMATCH, EXIT_OK, ToolError, command
+from sw.golden import GoldenError, IntModel, images_to_uint8, load_mnist, random_int_model
+from sw.modelfile import ModelFormatError, load_model
+from sw.pack import PackError
+
+__all__ = ["BenchError", "bench_config", "board_features", "run_bench", "format_table",
+           "build_parser", "main"]
 
 
-class BenchError(Exception):
+class BenchError(ToolError):
     """The benchmark cannot run (missing model, bad arguments)."""
 
 
 def _model(path, random_model):
-    from sw.golden import IntModel, GoldenError, random_int_model
     if random_model:
         return (random_int_model([784, 300, 100, 10], 0.08, 1, n_indices=7),
                 "random 784-300-100-10 (density 0.08, 7 clusters)")
-    from sw.modelfile import ModelFormatError, load_model
     p = Path(path)
     if not p.exists():
         raise BenchError(f"model file {p} not found (build it with the compression pipeline, or "
@@ -49,20 +61,17 @@ def _model(path, random_model):
         raise BenchError(f"cannot use {p}: {e}") from None
 
 
-def bench_config(int_model, n_pes, fifo_depth=None, input_lanes=None, requant_overlap=None,
-                 column_skip=None, pointer_ports=None, stream_words=None, early_start=None):
-    """``AcceleratorConfig(n_pes)`` built for ``int_model`` as it is packed (already balanced
-    if it is to be): the model's widths (``idx_bits``, ``gap_bits``... ``sw.pack.WIDTH_KEYS``),
-    accumulator rows and symbol table grown (powers of two) when the model needs more than the
-    defaults (e.g. LeNet-300-100 on one PE; 5-bit gaps need a 1024-entry symbol table)."""
-    from hw.build import sized_config
-    from gateware.config import AcceleratorConfig
-    # (a zero FIFO depth or lane count means the default, as None does)
-    given = dict(fifo_depth=fifo_depth or None, input_lanes=input_lanes or None,
-                 requant_overlap=requant_overlap, column_skip=column_skip,
-                 pointer_ports=pointer_ports, stream_words=stream_words, early_start=early_start)
-    base = AcceleratorConfig(n_pes=n_pes, **{k: v for k, v in given.items() if v is not None})
-    return sized_config(int_model, base, balance=False)
+def board_features(board, **given):
+    """The feature profile of ``board`` (a ``boards/`` name or ``None``) as ``bench_config`` /
+    ``run_bench`` keywords, with the ``given`` ones that are not ``None`` taking precedence."""
+    features = {}
+    if board is not None:
+        try:
+            features = get_board(board).profile.config_fields()
+        except ValueError as exc:
+            raise BenchError(str(exc)) from None
+    features.update({k: v for k, v in given.items() if v is not None})
+    return features
 
 
 def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=None,
@@ -74,13 +83,6 @@ def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=N
     (``sw.balance.balance_model``: ``"data"`` or ``True``, ``"greedy"``, ``"none"`` or
     ``False``; same logits; the PE-work bound is that of the balanced model). Each row's
     ``balance`` says which method was used."""
-    from sw.balance import BalanceError, balance_model
-    from sw.golden import images_to_uint8, load_mnist
-    from sw.pack import PackError
-    from tb.accelerator.run import run_case
-    from tb.accelerator.vectors import case_from_int_model
-    from tb.runner import SimulationFailed
-
     xs, ys = load_mnist()["test"]
     if not 0 <= offset < len(ys) or n_images < 1:
         raise BenchError(f"images {offset}..{offset + n_images - 1} outside the test set")
@@ -141,13 +143,16 @@ def format_table(rows):
     return "\n".join(out)
 
 
-def main(argv=None):
-    from sw.balance import METHODS
+def build_parser():
+    """The command line's options (``python -m hw.bench``)."""
     ap = argparse.ArgumentParser(prog="python -m hw.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/lenet300.npz", help="calibrated dcmodel file")
     ap.add_argument("--images", type=int, default=20, help="MNIST test images per PE count")
     ap.add_argument("--offset", type=int, default=0, help="first MNIST test image")
-    ap.add_argument("--pes", default="1,2,4,8", help="comma-separated PE counts")
+    ap.add_argument("--pes", default=None,
+                    help="comma-separated PE counts (default: 1,2,4,8, or the board's)")
+    ap.add_argument("--board", default=None,
+                    help="simulate this board's configuration (boards/NAME.py feature profile)")
     ap.add_argument("--random-model", action="store_true",
                     help="random sparse 784-300-100-10 model instead of --model")
     ap.add_argument("--fifo-depth", type=int, default=None,
@@ -179,34 +184,37 @@ def main(argv=None):
     ap.add_argument("--no-balance", action="store_const", const="none", dest="balance",
                     help="same as --balance none")
     ap.add_argument("--json", help="also write the results to this JSON file")
-    args = ap.parse_args(argv)
+    return ap
+
+
+@command
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    features = board_features(
+        args.board, fifo_depth=args.fifo_depth, input_lanes=args.lanes,
+        requant_overlap=False if args.no_overlap else None,
+        column_skip=False if args.no_skip else None, pointer_ports=args.pointer_ports,
+        stream_words=args.stream_words)
+    if args.pes is None:
+        args.pes = str(get_board(args.board).default_pes) if args.board else "1,2,4,8"
     try:
-        try:
-            pes = [int(v) for v in args.pes.split(",") if v.strip()]
-        except ValueError:
-            raise BenchError(f"--pes must be comma-separated integers, not {args.pes!r}") from None
-        if not pes or any(not 1 <= n <= 64 for n in pes):
-            raise BenchError("--pes values must be 1..64")
-        im, name = _model(args.model, args.random_model)
-        print(f"model: {name}; {args.images} MNIST test images from #{args.offset}")
-        if args.fifo_depth is not None and not 2 <= args.fifo_depth <= 1024:
-            raise BenchError("--fifo-depth must be 2..1024")
-        if args.lanes is not None and not 1 <= args.lanes <= 16:
-            raise BenchError("--lanes must be 1..16")
-        rows = run_bench(im, pes, args.images, args.offset, fifo_depth=args.fifo_depth,
-                         balance=args.balance, input_lanes=args.lanes,
-                         requant_overlap=False if args.no_overlap else None,
-                         column_skip=False if args.no_skip else None,
-                         pointer_ports=args.pointer_ports,
-                         stream_words=args.stream_words,
-                         early_start=False if args.no_early else None)
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        pes = [int(v) for v in args.pes.split(",") if v.strip()]
+    except ValueError:
+        raise BenchError(f"--pes must be comma-separated integers, not {args.pes!r}") from None
+    if not pes or any(not 1 <= n <= 64 for n in pes):
+        raise BenchError("--pes values must be 1..64")
+    im, name = _model(args.model, args.random_model)
+    print(f"model: {name}; {args.images} MNIST test images from #{args.offset}")
+    if args.fifo_depth is not None and not 2 <= args.fifo_depth <= 1024:
+        raise BenchError("--fifo-depth must be 2..1024")
+    if args.lanes is not None and not 1 <= args.lanes <= 16:
+        raise BenchError("--lanes must be 1..16")
+    rows = run_bench(im, pes, args.images, args.offset, balance=args.balance,
+                     early_start=False if args.no_early else None, **features)
     print(format_table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps({"model": name, "results": rows}, indent=1))
-    return 0 if all(r["status"] == "bit-exact" for r in rows) else 1
+    return EXIT_OK if all(r["status"] == "bit-exact" for r in rows) else EXIT_MISMATCH
 
 
 if __name__ == "__main__":

@@ -9,8 +9,7 @@ The accelerator (``gateware.accelerator.Accelerator`` with ``hw.bench.bench_conf
 renumbered by ``sw.balance.balance_model`` as for the board) is simulated with Amaranth's Python
 simulator: the packed model is written through ``i_load``, MNIST test images ``I .. I+K-1`` go
 through ``i_input`` back to back (``input_lanes`` values per word) and every logit is compared
-with ``sw.golden.infer`` (:class:`ProfileError` on any difference). About 12 s for one
-LeNet-300-100 image with 4 PEs, 7 s with 1.
+with ``sw.golden.infer`` (:class:`ProfileError` on any difference).
 
 Per layer the window runs from the cycle the sequencer's ``o_start`` is high to the cycle before
 the next layer's ``o_start`` (the last layer: to the cycle the central unit's ``o_done`` is high),
@@ -52,17 +51,28 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
+from amaranth import Cat, Module, Signal, Value
+from amaranth.hdl import Fragment
+from amaranth.sim import Simulator
+
+from boards import get_board
+from gateware.accelerator import Accelerator
+from hw.bench import _model, board_features
+from hw.simcase import bench_config, case_from_int_model
+from sw.balance import METHODS, balance_model
+from sw.cli import ToolError, command
+from sw.golden import ideal_cycles, images_to_uint8, infer, load_mnist
 
 __all__ = ["ProfileError", "CLASSES", "LayerProfile", "Profile", "profile_int_model",
-           "check_profile", "format_profile", "main"]
+           "check_profile", "format_profile", "build_parser", "main"]
 
 #: Cycle classes, in the order of the printed columns.
 CLASSES = ("start", "decode", "table", "words", "stale", "other", "segment", "input", "drain",
            "requant", "barrier")
 
-# PE states (gateware.pe.ProcessingElement): column engine IDLE, HDR, RUN; requantization engine
-# RIDLE, REQ, ENDT
-_IDLE, _HDR, _RUN = range(3)
+# PE states (gateware.pe.ProcessingElement): column engine IDLE, HDR, RUN = 0, 1, 2;
+# requantization engine RIDLE, REQ, ENDT = 0, 1, 2. The classes need RUN and RIDLE.
+_RUN = 2
 _RIDLE = 0
 
 # per-PE bits sampled every cycle (names of ProcessingElement._probe, "d_" = HuffmanDecoder._probe,
@@ -70,10 +80,9 @@ _RIDLE = 0
 _PE_FIELDS = ("start", "state", "rstate", "pi_busy", "pr_valid", "segq_level", "wf_active",
               "seg_valid", "d_fire", "d_from_pend", "d_cur_valid", "d_pend_valid", "d_have_bits",
               "d_s_ok", "d_loading", "d_rem_zero", "act_valid", "act_end")
-_TOP_FIELDS = ("start", "done", "in_ready", "logit_valid", "logit_last")
 
 
-class ProfileError(Exception):
+class ProfileError(ToolError):
     """The profile cannot run or the accelerator's logits differ from the golden model."""
 
 
@@ -199,11 +208,6 @@ def _simulate(cfg, loads, inputs):
     """Load the accelerator, then run ``inputs`` back to back; returns the recorded fields
     (dict of int arrays, one entry per cycle from the first offered input word to the final
     ``o_done``), the logits ``(n, out)`` and the ``o_cycles`` of each image."""
-    from amaranth import Cat, Module, Signal, Value
-    from amaranth.hdl import Fragment
-    from amaranth.sim import Simulator
-    from gateware.accelerator import Accelerator
-
     dut = Accelerator(cfg)
     frag = Fragment.get(dut, None)          # elaborates every PE: their _probe dicts exist now
     m = Module()
@@ -296,10 +300,6 @@ def profile_int_model(int_model, x, n_pes, config=None):
     ``config``: an ``AcceleratorConfig`` (default ``hw.bench.bench_config(int_model, n_pes)``).
     Raises :class:`ProfileError` when a logit differs from ``sw.golden.infer``.
     """
-    from hw.bench import bench_config
-    from tb.accelerator.vectors import case_from_int_model
-    from sw.golden import ideal_cycles, infer
-
     cfg = config or bench_config(int_model, n_pes)
     x = np.atleast_2d(np.asarray(x, dtype=np.int64))
     case = case_from_int_model(int_model, x, cfg)
@@ -432,11 +432,14 @@ def format_profile(prof, title=""):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    from sw.balance import METHODS
+def build_parser():
+    """The command line's options (``python -m hw.profile``)."""
     ap = argparse.ArgumentParser(prog="python -m hw.profile", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/lenet300.npz")
-    ap.add_argument("--pes", type=int, default=4)
+    ap.add_argument("--pes", type=int, default=None,
+                    help="PE count (default: the board's, or 4)")
+    ap.add_argument("--board", default=None,
+                    help="profile this board's configuration (boards/NAME.py feature profile)")
     ap.add_argument("--image", type=int, default=0, help="first MNIST test image")
     ap.add_argument("--images", type=int, default=1, help="number of images")
     ap.add_argument("--pointer-ports", type=int, default=None, choices=(1, 2),
@@ -444,35 +447,24 @@ def main(argv=None):
                          "AcceleratorConfig default, 2)")
     ap.add_argument("--balance", choices=METHODS, default="data",
                     help="hidden-neuron order as sw.pack / hw.bench --balance (default data)")
-    a = ap.parse_args(argv)
-    from hw.bench import BenchError, _model, bench_config
-    from sw.balance import balance_model
-    from sw.golden import GoldenError, images_to_uint8, load_mnist
-    try:
-        im, name = _model(a.model, False)
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return ap
+
+
+@command
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    im, name = _model(a.model, False)
+    features = board_features(a.board, pointer_ports=a.pointer_ports)
+    if a.pes is None:
+        a.pes = get_board(a.board).default_pes if a.board else 4
     if a.pes < 1 or a.images < 1:
-        print("error: --pes and --images must be >= 1", file=sys.stderr)
-        return 2
-    try:
-        xs, _ = load_mnist()["test"]
-    except GoldenError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise ProfileError("--pes and --images must be >= 1")
+    xs, _ = load_mnist()["test"]
     if not 0 <= a.image or a.image + a.images > len(xs):
-        print(f"error: images {a.image}..{a.image + a.images - 1} outside the test set",
-              file=sys.stderr)
-        return 2
+        raise ProfileError(f"images {a.image}..{a.image + a.images - 1} outside the test set")
     x = images_to_uint8(xs[a.image:a.image + a.images])
     im = balance_model(im, a.pes, a.balance)[0]
-    try:
-        prof = profile_int_model(im, x, a.pes,
-                                 bench_config(im, a.pes, pointer_ports=a.pointer_ports))
-    except ProfileError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    prof = profile_int_model(im, x, a.pes, bench_config(im, a.pes, **features))
     print(format_profile(prof, f"{name}, MNIST test image(s) {a.image}.."
                                f"{a.image + a.images - 1}, bit-exact vs sw.golden.infer"))
     return 0

@@ -16,7 +16,7 @@ and ``bits`` also take a dict per layer or one number; a flag such as ``float_on
 """
 from pathlib import Path
 
-from sw.compress import CompressError, CompressResult, parser, resolve, run
+from sw.compress import CompressError, CompressResult, build_parser, resolve, run
 from sw.dataset import DataError
 from sw.mnist import MnistNotFoundError
 from sw.modelfile import ModelFormatError
@@ -75,7 +75,7 @@ def compress(model="lenet300", data=None, *, out=None, log=print, **options):
     for key, value in options.items():
         argv += _option(key, value)
     try:
-        args = parser().parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit:
         raise CompressError(f"bad options {options}") from None
     args.argv = argv + ([] if out is None else ["--out", str(out)])

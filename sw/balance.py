@@ -3,8 +3,7 @@
 Rows are interleaved over the PEs (global row ``r`` lives in PE ``r mod N``, docs/ARCHITECTURE.md
 section 3), so a PE's work for an input is the number of stored entries (fillers included) in
 its rows of the columns whose activation is non-zero. With the neurons in training order some
-PEs get the dense rows: on LeNet-300-100 with 4 PEs the busiest PE does 1.165x the average work
-even without filler entries.
+PEs get the dense rows (docs/COMPRESSION.md, "Load balance", has the figures).
 
 A hidden layer's neurons can be renumbered freely: permuting the rows of layer ``L`` (weights
 indices and biases) and the columns of layer ``L + 1`` the same way computes exactly the same
@@ -29,10 +28,9 @@ Two methods:
        descent, a round kept when it does not raise ``sum_i max_p L[p, i]``;
     2. the order of the rows inside each PE: a PE column needs a filler entry for every
        ``2^gap_bits`` zeros between two stored entries (or above the first), which the
-       training order leaves plenty of (3 % of LeNet-300-100's work at N = 1).
-       :func:`_filler_order` places the rows one by one, each time the row that ends the most
-       urgent zero runs (columns close to needing a filler, weighted by how often their input
-       is non-zero): LeNet-300-100 keeps 81 of 1,252 fillers at N = 1, none at N = 4 and 8;
+       training order leaves plenty of. :func:`_filler_order` places the rows one by one, each
+       time the row that ends the most urgent zero runs (columns close to needing a filler,
+       weighted by how often their input is non-zero);
     3. a safety net: the candidates (steps 1 + 2, step 1 alone, the greedy PEs + step 2, the
        greedy order) are compared by the real per-PE work, fillers included
        (``sw.sparse.encode_columns``), on the calibration inputs, and the first best kept, so
@@ -40,7 +38,6 @@ Two methods:
 
     The layers are independent (a layer's work does not depend on the previous layer's
     renumbering), so all calibration activations come from one :func:`sw.golden.infer` run.
-    ~1.3 s for LeNet-300-100 at N = 8 (plus ~1 s to load MNIST once per process).
 
 Every caller that must agree on the row order (``sw.pack``, ``hw.bench``, ``hw.profile``,
 ``hw.build``, ``sw.host.pack_for_board``) goes through :func:`balance_model` and its default
@@ -49,18 +46,8 @@ calibration set (:func:`default_calibration`): the first :data:`CALIBRATION_IMAG
 inputs and MNIST is installed (nothing is downloaded), else none, and then ``data`` falls back
 to ``greedy``.
 
-Measured on ``models/lenet300.npz``, ``ideal_cycles`` ``pe_bound / ideal`` (summed) over MNIST
-test images 0-99 (``python -m sw.balance models/lenet300.npz --pes 1,2,4,8``)::
-
-    N    none     greedy   data
-    1    1.033    1.033    1.001
-    2    1.087    1.048    1.005
-    4    1.181    1.071    1.017
-    8    1.381    1.109    1.049
-
-(At N = 8 the rest is mostly the logit layer, 10 rows on 8 PEs: 1.68x its ideal.) The data
-order also needs fewer joint symbols (574 / 532 / 454 / 347 at N = 1 / 2 / 4 / 8 against 738 /
-707 / 642 / 569 greedy) and packs smaller (iCEBreaker, N = 1: 18,156 bytes against 19,990).
+``python -m sw.balance MODEL --pes 1,2,4,8`` prints the PE-work bound of each method per PE
+count; docs/COMPRESSION.md ("Load balance") keeps the figures of ``models/lenet300.npz``.
 
 Command line::
 
@@ -70,12 +57,19 @@ import argparse
 import dataclasses
 import functools
 import sys
+import time
 
 import numpy as np
 
+from sw.cli import command
+from sw.golden import GoldenError, IntModel, ideal_cycles, images_to_uint8, infer, load_mnist
+from sw.modelfile import load_model
+from sw.sparse import encode_columns
+
 __all__ = ["BalanceError", "METHODS", "CALIBRATION_IMAGES", "REFINE_ROUNDS", "PERTURB_SWAPS",
            "balance_permutation", "refine_permutation", "balance_permutations", "permute_model",
-           "balance_rows", "balance_method", "default_calibration", "balance_model", "main"]
+           "balance_rows", "balance_method", "default_calibration", "balance_model",
+           "build_parser", "main"]
 
 #: Balancing methods: keep the order, greedy on non-zero counts, greedy refined on data.
 METHODS = ("none", "greedy", "data")
@@ -231,7 +225,6 @@ def _sum_of_max(W, pe, n_pes):
 def _layer_bound(index, perm, nz, n_pes, gap_bits, idx_bits):
     """``sum_i max_p`` of the symbols (fillers included) each PE decodes for the rows of
     ``index`` in ``perm`` order, ``nz`` float64 ``(n, in)`` non-zero mask of the inputs."""
-    from sw.sparse import encode_columns
     per_pe = encode_columns(index[perm], n_pes, gap_bits, idx_bits).entries_per_pe()
     return float((nz @ per_pe.astype(np.float64)).max(axis=1).sum())
 
@@ -329,7 +322,6 @@ def balance_permutations(int_model, n_pes, calibration=None):
     layers = int_model.layers
     perms = [balance_permutation((l.index != 0).sum(axis=1), n_pes) for l in layers[:-1]]
     if calibration is not None:
-        from sw.golden import infer
         x = _check_calibration(int_model, calibration)
         inputs = infer(int_model, x).inputs
         perms = [refine_permutation(l.index, inputs[i] != 0, n_pes, perms[i],
@@ -390,7 +382,6 @@ def balance_rows(int_model, n_pes, calibration=None):
 
 @functools.lru_cache(maxsize=1)
 def _mnist_train_bytes():
-    from sw.golden import GoldenError, images_to_uint8, load_mnist
     try:
         images = load_mnist()["train"][0][:CALIBRATION_IMAGES]
     except GoldenError:
@@ -450,33 +441,34 @@ def balance_model(int_model, n_pes, method="data"):
     return model, perms, {"method": method, "calibration": desc}
 
 
-def main(argv=None):
-    """Command line: ``pe_bound / ideal`` on MNIST test images per PE count and method."""
-    ap = argparse.ArgumentParser(prog="python -m sw.balance", description=main.__doc__)
+def build_parser():
+    """The command line's options (``python -m sw.balance``)."""
+    ap = argparse.ArgumentParser(prog="python -m sw.balance",
+                                 description="pe_bound / ideal on MNIST test images per PE count "
+                                             "and balancing method")
     ap.add_argument("model", help="calibrated dcmodel .npz")
     ap.add_argument("--pes", default="1,2,4,8", help="comma-separated PE counts")
     ap.add_argument("--images", type=int, default=100, help="MNIST test images 0..n-1")
-    a = ap.parse_args(argv)
-    import time
-    from sw.golden import GoldenError, IntModel, ideal_cycles, images_to_uint8, load_mnist
-    from sw.modelfile import ModelFormatError, load_model
-    try:
-        im = IntModel.from_model(load_model(a.model))
-        x = images_to_uint8(load_mnist()["test"][0][:a.images])
-        pes = [int(p) for p in a.pes.split(",")]
-        for n in pes:
-            line = [f"N={n}:"]
-            for method in METHODS:
-                t = time.perf_counter()
-                model, _, info = balance_model(im, n, method)
-                dt = time.perf_counter() - t
-                st = ideal_cycles(model, x, n)
-                line.append(f"{info['method']} {st.pe_bound.sum() / st.ideal.sum():.4f} "
-                            f"({dt:.1f} s)")
-            print("  ".join(line))
-    except (GoldenError, ModelFormatError, BalanceError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return ap
+
+
+@command
+def main(argv=None):
+    """Command line: ``pe_bound / ideal`` on MNIST test images per PE count and method."""
+    a = build_parser().parse_args(argv)
+    im = IntModel.from_model(load_model(a.model))
+    x = images_to_uint8(load_mnist()["test"][0][:a.images])
+    pes = [int(p) for p in a.pes.split(",")]
+    for n in pes:
+        line = [f"N={n}:"]
+        for method in METHODS:
+            t = time.perf_counter()
+            model, _, info = balance_model(im, n, method)
+            dt = time.perf_counter() - t
+            st = ideal_cycles(model, x, n)
+            line.append(f"{info['method']} {st.pe_bound.sum() / st.ideal.sum():.4f} "
+                        f"({dt:.1f} s)")
+        print("  ".join(line))
     return 0
 
 

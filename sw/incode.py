@@ -12,8 +12,11 @@ import sys
 
 import numpy as np
 
+from sw.cli import command
+from sw.golden import images_to_uint8, load_mnist
+
 __all__ = ["ZERO_BITS", "LIT_BITS", "MAX_ZEROS", "MAX_LITERALS", "CodingError", "encode",
-           "decode", "FRAME_OVERHEAD", "frame_bytes", "main"]
+           "decode", "FRAME_OVERHEAD", "frame_bytes", "build_parser", "main"]
 
 #: Bits of the zero-run count (high bits of a token) and of the literal count (low bits).
 ZERO_BITS, LIT_BITS = 5, 3
@@ -25,7 +28,9 @@ class CodingError(ValueError):
 
 
 def encode(x):
-    """Token bytes of ``x`` (integers 0..255)."""
+    """Token bytes of ``x`` (integers 0..255: an array, a sequence or ``bytes``)."""
+    if isinstance(x, (bytes, bytearray)):
+        x = np.frombuffer(bytes(x), dtype=np.uint8)
     x = np.asarray(x).ravel()
     if x.size and (x.min() < 0 or x.max() > 255):
         raise CodingError("input values must be bytes 0..255")
@@ -88,13 +93,21 @@ def frame_bytes(kind, x):
     raise ValueError(f"unknown input kind {kind!r}")
 
 
-def main(argv=None):
+def build_parser():
+    """The command line's options (``python -m sw.incode``)."""
     ap = argparse.ArgumentParser(prog="python -m sw.incode",
                                  description="Bytes per MNIST test image on the link: dense, "
                                              "sparse pairs and the coded input (frames included).")
     ap.add_argument("--images", type=int, default=10_000, help="first N test images")
-    args = ap.parse_args(argv)
-    from sw.golden import images_to_uint8, load_mnist
+    return ap
+
+
+@command
+def main(argv=None):
+    """Command line: bytes per MNIST test image, dense, sparse and coded."""
+    args = build_parser().parse_args(argv)
+    if args.images < 1:
+        raise CodingError(f"--images must be >= 1, not {args.images}")
     test_x, _ = load_mnist()["test"]
     x8 = images_to_uint8(test_x[:args.images])
     sizes = {

@@ -21,10 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sw.modelfile import ModelFormatError, load_model
-from sw.nn import Conv2D, Dense, Flatten, MaxPool2, Model, NNError, ReLU, Reshape
+from sw.cli import EXIT_MISMATCH, command
+from sw.dataset import load_mnist_dataset
+from sw.modelfile import load_model
+from sw.nn import Conv2D, Dense, Flatten, MaxPool2, Model, ReLU, Reshape
 
-__all__ = ["ExportError", "to_nn_model", "export_onnx", "run_onnx", "OPSET", "main"]
+__all__ = ["ExportError", "to_nn_model", "export_onnx", "run_onnx", "OPSET", "build_parser",
+           "main"]
 
 #: ONNX opset of the exported graphs.
 OPSET = 17
@@ -93,6 +96,7 @@ def to_nn_model(cm):
 
 def _onnx():
     try:
+        # lazy: onnx is the optional [onnx] extra; the rest of sw runs without it
         import onnx
         from onnx import helper, numpy_helper
     except ImportError:  # pragma: no cover - tools/setup installs it
@@ -174,7 +178,7 @@ def export_onnx(model, path=None, input_scale=None, name=None):
 def run_onnx(proto, x, batch=1000):
     """Logits of ``x`` (float32 ``(n, features)``) from onnxruntime (CPU, one thread)."""
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazy: the optional [onnx] extra, and slow to import
     except ImportError:  # pragma: no cover - tools/setup installs it
         raise ExportError("the 'onnxruntime' package is not installed; run tools/setup") \
             from None
@@ -189,8 +193,8 @@ def run_onnx(proto, x, batch=1000):
                            for i in range(0, len(x), batch)])
 
 
-def main(argv=None):
-    """Command line: export a model file to ONNX (optionally checked with onnxruntime)."""
+def build_parser():
+    """The command line's options (``python -m sw.onnx_export``)."""
     ap = argparse.ArgumentParser(prog="python -m sw.onnx_export",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("model", help="dcmodel .npz file")
@@ -200,31 +204,33 @@ def main(argv=None):
                          "else byte / 256)")
     ap.add_argument("--check", action="store_true",
                     help="compare onnxruntime's predictions with sw.nn's on the MNIST test set")
-    args = ap.parse_args(argv)
-    try:
-        cm = load_model(args.model)
-        scale = args.input_scale
-        if scale is None:
-            scale = cm.metrics.get("input_scale")
-        nn = to_nn_model(cm)
-        proto = export_onnx(nn, args.out, input_scale=scale)
-        print(f"wrote {args.out}: {len(proto.graph.node)} nodes, input (N, "
-              f"{int(np.prod(nn.input_shape))}) = byte * {scale if scale else 1 / 256:g}")
-        if args.check:
-            from sw.dataset import load_mnist_dataset
-            data = load_mnist_dataset()
-            x = data.x_test
-            ours = nn.predict(x)
-            xin = x if scale is None else (data.test_uint8() * np.float32(scale))
-            theirs = np.argmax(run_onnx(proto, xin), axis=1)
-            same = int((ours == theirs).sum())
-            print(f"onnxruntime vs sw.nn: {same} of {len(x)} MNIST test predictions equal; "
-                  f"test error {100 * float((theirs != data.y_test).mean()):.2f}%")
-            if same != len(x):
-                return 1
-    except (ExportError, ModelFormatError, NNError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return ap
+
+
+@command
+def main(argv=None):
+    """Command line: export a model file to ONNX (optionally checked with onnxruntime; exit
+    status 3 when the predictions differ)."""
+    args = build_parser().parse_args(argv)
+    cm = load_model(args.model)
+    scale = args.input_scale
+    if scale is None:
+        scale = cm.metrics.get("input_scale")
+    nn = to_nn_model(cm)
+    proto = export_onnx(nn, args.out, input_scale=scale)
+    print(f"wrote {args.out}: {len(proto.graph.node)} nodes, input (N, "
+          f"{int(np.prod(nn.input_shape))}) = byte * {scale if scale else 1 / 256:g}")
+    if args.check:
+        data = load_mnist_dataset()
+        x = data.x_test
+        ours = nn.predict(x)
+        xin = x if scale is None else (data.test_uint8() * np.float32(scale))
+        theirs = np.argmax(run_onnx(proto, xin), axis=1)
+        same = int((ours == theirs).sum())
+        print(f"onnxruntime vs sw.nn: {same} of {len(x)} MNIST test predictions equal; "
+              f"test error {100 * float((theirs != data.y_test).mean()):.2f}%")
+        if same != len(x):
+            return EXIT_MISMATCH
     return 0
 
 

@@ -8,7 +8,8 @@ Supported: a single chain of nodes from one float input to one output (no branch
   :class:`sw.nn.Conv2D` computes) and ``MaxPool`` (2 x 2, stride 2, no padding, even input):
   :class:`sw.nn.MaxPool2`;
 - ``Relu``; ``Flatten`` (``axis = 1``); ``Reshape`` to a constant shape that keeps the batch
-  dimension (``0`` or ``-1`` first);
+  dimension (``0`` or ``-1`` first), or to one computed from ``Shape`` by ``Gather``,
+  ``Unsqueeze``, ``Squeeze``, ``Concat``, ``Cast`` (PyTorch's ``x.view(x.size(0), -1)``);
 - ``Identity`` and ``Dropout`` (inference: identity) are dropped, and so is a final ``Softmax``
   or ``LogSoftmax`` (the argmax does not change);
 - elementwise ``Sub``/``Add``/``Mul``/``Div`` by a constant and ``BatchNormalization``
@@ -32,13 +33,17 @@ from pathlib import Path
 import numpy as np
 
 from sw.nn import Conv2D, Dense, Flatten, MaxPool2, Model, ReLU, Reshape
+from sw.pack import PackLimits
 
 __all__ = ["OnnxImportError", "ImportedModel", "import_onnx", "fold_input_scale",
-           "check_hardware", "SUPPORTED_OPS"]
+           "check_hardware", "SUPPORTED_OPS", "SHAPE_OPS"]
 
 SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "BatchNormalization", "Relu",
                  "Conv", "MaxPool", "Flatten", "Reshape", "Identity", "Dropout", "Softmax",
-                 "LogSoftmax", "Constant")
+                 "LogSoftmax", "Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat",
+                 "Cast")
+#: Shape computations evaluated as constants (the batch size is 0: "copy" for ``Reshape``).
+SHAPE_OPS = ("Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast")
 #: Activation functions the accelerator does not have (it requantizes with ReLU only).
 _OTHER_ACTIVATIONS = ("Sigmoid", "Tanh", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Gelu",
                       "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Clip", "Mish",
@@ -92,6 +97,7 @@ class ImportedModel:
 
 def _onnx():
     try:
+        # lazy: onnx is the optional [onnx] extra; the rest of sw runs without it
         import onnx
         from onnx import numpy_helper
     except ImportError:  # pragma: no cover - tools/setup installs it
@@ -129,14 +135,11 @@ class _Builder:
     """Walks the chain, keeping the pending affine map ``v -> a * v + c`` of the current tensor
     (``a``, ``c`` float64 arrays of the current per-sample shape) until it can be folded."""
 
-    def __init__(self, proto, hardware_limits):
+    def __init__(self, proto):
         _, self.nh = _onnx()
         g = proto.graph
         self.graph = g
-        self.limits = hardware_limits
-        self.const = {t.name: self.nh.to_array(t).astype(np.float64)
-                      if self.nh.to_array(t).dtype.kind == "f" else self.nh.to_array(t)
-                      for t in g.initializer}
+        self.const = {t.name: self._array(t) for t in g.initializer}
         self.layers = []            # sw.nn layers
         self.sources = {}
         self.node_of = {}           # id(layer) -> (node name, op)
@@ -147,6 +150,11 @@ class _Builder:
         self.n_fc = self.n_conv = 0
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _array(self, tensor):
+        """A constant tensor as NumPy (floats as float64: the folding is done in double)."""
+        arr = self.nh.to_array(tensor)
+        return arr.astype(np.float64) if arr.dtype.kind == "f" else arr
 
     def fail(self, node, msg, limit="software"):
         raise OnnxImportError(msg, node.name or f"#{self.index}", node.op_type, limit)
@@ -234,8 +242,9 @@ class _Builder:
         self.pending = None
 
     def add_weight_layer(self, node, layer):
-        if not self.flush_into_previous():
-            pass  # not foldable backwards: folded forwards into this layer's columns below
+        # a pending map goes into the previous layer's rows if it can (a bias stays with its
+        # layer), else into this layer's columns
+        self.flush_into_previous()
         self.fold_into_input(node, layer)
         self.layers.append(layer)
         self.sources[layer.name] = f"{node.name or '#' + str(self.index)} ({node.op_type})"
@@ -379,9 +388,8 @@ class _Builder:
     def op_reshape(self, node, at):
         target = self.constant(node.input[1]) if len(node.input) > 1 else None
         if target is None:
-            self.fail(node, "the target shape must be a constant (dynamic shapes, e.g. from a "
-                            "Shape node, are not supported: export with torch.flatten or a "
-                            "constant shape)")
+            self.fail(node, "the target shape must be a constant or computed from the input's "
+                            f"Shape by {', '.join(SHAPE_OPS[1:])}")
         target = [int(v) for v in np.asarray(target).reshape(-1)]
         if not target or not (target[0] in (0, -1) or (target[0] == 1 and self.batch == 1)):
             self.fail(node, f"target shape {target} does not keep the batch dimension (its "
@@ -446,6 +454,43 @@ class _Builder:
         shape = (ch,) + (1,) * (len(self.shape) - 1)
         self.take_affine(node, a.reshape(shape), c.reshape(shape))
 
+    def fold_shape_op(self, node, cur, consumers):
+        """Evaluate a shape computation (PyTorch's ``x.view(x.size(0), -1)``: ``Shape``,
+        ``Gather``, ``Unsqueeze``, ``Concat``...) into a constant; the batch size is ``0``
+        (``Reshape``'s "copy this dimension"). ``False`` when an input is not constant."""
+        op, at = node.op_type, _attrs(node)
+        out = node.output[0]
+        if op == "Shape":
+            if node.input[0] != cur:
+                self.fail(node, "Shape of a tensor other than the chain's current one")
+            full = np.array((0,) + tuple(self.shape), np.int64)
+            self.const[out] = full[at.get("start", 0):at.get("end", len(full))]
+            consumers[cur] -= 1
+            return True
+        ins = [self.const.get(n) if n else None for n in node.input]
+        if ins[0] is None or any(v is None for v, n in zip(ins, node.input) if n):
+            return False
+        x = np.asarray(ins[0])
+        if op == "Gather":
+            val = np.take(x, np.asarray(ins[1]).astype(np.int64), axis=at.get("axis", 0))
+        elif op in ("Unsqueeze", "Squeeze"):
+            axes = at.get("axes", None)
+            if axes is None and len(ins) > 1 and ins[1] is not None:
+                axes = [int(v) for v in np.asarray(ins[1]).reshape(-1)]
+            if op == "Unsqueeze":
+                val = x
+                for ax in sorted(a % (x.ndim + len(axes)) for a in axes):
+                    val = np.expand_dims(val, ax)
+            else:
+                val = np.squeeze(x, axis=None if axes is None else tuple(axes))
+        elif op == "Concat":
+            val = np.concatenate([np.atleast_1d(np.asarray(v)) for v in ins],
+                                 axis=at.get("axis", 0))
+        else:  # Cast: shapes stay integers
+            val = x
+        self.const[out] = np.asarray(val)
+        return True
+
     # -- driver -------------------------------------------------------------------------------
 
     def run(self):
@@ -456,9 +501,7 @@ class _Builder:
                 if "value" not in at:
                     self.index = 0
                     self.fail(node, "only a Constant with a tensor 'value' is supported")
-                arr = self.nh.to_array(at["value"])
-                self.const[node.output[0]] = arr.astype(np.float64) if arr.dtype.kind == "f" \
-                    else arr
+                self.const[node.output[0]] = self._array(at["value"])
         inputs = [i for i in g.input if i.name not in self.const]
         if len(inputs) != 1:
             raise OnnxImportError(f"the graph has {len(inputs)} inputs "
@@ -491,10 +534,12 @@ class _Builder:
         nodes = [n for n in g.node if n.op_type != "Constant"]
         for self.index, node in enumerate(nodes):
             op = node.op_type
-            if op == "Shape":
-                self.fail(node, "dynamic shape computation is not supported (export the model "
-                                "with constant shapes, e.g. torch.flatten instead of "
-                                "x.view(x.size(0), -1))")
+            if op in SHAPE_OPS and self.fold_shape_op(node, cur, consumers):
+                continue
+            if all(n in self.const for n in node.input if n):
+                self.fail(node, f"computing on constants with {op} is not supported (only "
+                                f"{', '.join(SHAPE_OPS)} are evaluated, e.g. the batch size "
+                                "in x.view(x.size(0), -1))")
             if cur not in node.input:
                 self.fail(node, f"does not take the chain's tensor {cur!r} (branches or "
                                 "parallel paths are not supported)")
@@ -548,7 +593,6 @@ def check_hardware(imported, limits=None):
     every hidden layer ends in ReLU and the last does not, layer count, feature counts and
     class count within ``limits`` (``sw.pack.PackLimits``, default: the default accelerator).
     """
-    from sw.pack import PackLimits
     limits = limits or PackLimits()
     model = imported.model
     wl = model.weight_layers
@@ -609,7 +653,7 @@ def import_onnx(source, name=None, hardware=True, limits=None):
         hardware limit.
     """
     proto = _load(source)
-    b = _Builder(proto, limits)
+    b = _Builder(proto)
     layers = b.run()
     if name is None:
         name = Path(source).stem if isinstance(source, (str, Path)) else \

@@ -12,29 +12,36 @@ Command line::
     python -m sw.pack MODEL --pes N --board NAME [--out DIR]
 """
 import argparse
+import io
 import json
 import sys
 import dataclasses
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from boards.registry import get_board
+from boards import get_board
 from contract.config import AcceleratorConfig
-from contract.memmap import (COLSKIP_MAX_PES, DESC_WORDS, FLAG_LAST, FLAG_PTR2, FLAG_RELU,
-                             HEADER_WORD, HEADER_WORDS, MEM_ID_BITS, SHARED_MEMORIES, colskip_mem,
-                             is_pe_memory, mem_names, pointer_mem, shared_mem)
+from contract.memmap import (ADDR_BITS, COLSKIP_MAX_PES, DESC_FIELDS, DESC_WORDS, FLAG_LAST,
+                             FLAG_PTR2, FLAG_RELU, HEADER_WORD, HEADER_WORDS, MEM_ID_BITS,
+                             SHARED_MEMORIES, colskip_mem, is_pe_memory, mem_names, pointer_mem,
+                             shared_mem)
 from contract.widths import WIDTH_KEYS, WORD_BITS
-from sw.balance import METHODS, BalanceError, balance_model
-from sw.golden import GoldenError, IntModel, accumulator_bounds
+from sw.balance import BalanceError, METHODS, balance_model
+from sw.cli import command
+from sw.golden import (GoldenError, IntModel, accumulator_bounds, ideal_cycles, images_to_uint8,
+                       load_mnist)
 from sw.huffman import HuffmanCode, HuffmanError, bits_to_words
-from sw.modelfile import CompressedModel, ModelFormatError, load_model
+from sw.modelfile import CompressedModel, load_model
 from sw.sparse import encode_columns
 
 __all__ = ["PackError", "PackLimits", "WIDTH_KEYS", "PackedImages", "pack", "sized_limits",
-           "mem_names", "pointer_mem", "colskip_mem", "colskip_table", "is_pe_memory", "main",
-           "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2", "DESC_WORDS", "HEADER_WORDS"]
+           "mem_names", "pointer_mem", "colskip_mem", "colskip_table", "is_pe_memory",
+           "build_parser", "main", "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2", "DESC_WORDS",
+           "HEADER_WORDS"]
 
 MANIFEST_VERSION = 3      # 2: pointer tables in their own per-PE memories (ids N+5..2N+4)
 #                           3: column skip table (id 2N+5)
@@ -203,10 +210,13 @@ class PackedImages:
         try:
             manifest = json.loads((d / "manifest.json").read_text())
             n = int(manifest["n_pes"])
-            with np.load(d / "images.npz", allow_pickle=False) as z:
+            # (from bytes: np.load leaves the file open when the zip is damaged)
+            with np.load(io.BytesIO((d / "images.npz").read_bytes()), allow_pickle=False) as z:
                 images = {mem: z[nm].astype(np.uint16) for mem, nm in mem_names(n).items()}
-        except (OSError, KeyError, ValueError) as e:
-            raise PackError(f"cannot read packed images from {d}: {e}") from None
+        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile,
+                zlib.error) as e:
+            raise PackError(f"cannot read packed images from {d}: {type(e).__name__}: {e}") \
+                from None
         return cls(n, images, manifest)
 
 
@@ -214,6 +224,12 @@ def _as_int_model(model):
     if isinstance(model, IntModel):
         return model
     if isinstance(model, CompressedModel):
+        conv = [l.name for l in model.layers if l.kind != "fc"]
+        if conv:
+            raise PackError(f"layer(s) {', '.join(conv)} are convolutional: the accelerator, "
+                            "sw.golden and its calibration handle fully-connected layers only, "
+                            "so this model cannot be packed (a fully-connected model such as "
+                            "models/lenet300.npz can)")
         if model.integer is None:
             raise PackError("model has no integer section (calibrate it first: "
                             "python -m sw.golden MODEL --calibrate --out MODEL)")
@@ -232,14 +248,22 @@ def _u16(values):
 def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
     """Pack a model into memory images.
 
+    The stages: the model is checked against the board and the gateware limits
+    (:func:`_check_limits`) and renumbered (``balance``), its accumulators proven not to overflow
+    (:func:`_accumulator_proof`), each layer's columns encoded and Huffman-coded
+    (:func:`_encode_layers`, :func:`_layer_streams`), the PE memories laid out
+    (:func:`_pe_images`) and the shared tables written (:func:`_shared_images`); the manifest
+    describes the result.
+
     Parameters
     ----------
     int_model : sw.golden.IntModel or sw.modelfile.CompressedModel
         Calibrated model (a CompressedModel must have its integer section).
     n_pes : int
         PE count N.
-    board : str or boards.registry.BoardSpec
-        Board whose memory capacities are checked (``"icebreaker"``, ``"sim"``).
+    board : str or boards.Board
+        Board whose memory capacities are checked (a ``boards/`` file name: ``"icebreaker"``,
+        ``"ulx3s"``, ``"sim"``...).
     limits : PackLimits, optional
         Hardware limits (default: the ``contract.config.AcceleratorConfig`` defaults).
     x : array_like, optional
@@ -268,6 +292,44 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
         raise PackError(str(e)) from None
     limits = limits or PackLimits()
     N = int(n_pes)
+    pe_cap = _check_board(N, n_pes, spec, limits)
+    try:
+        im, row_order, balanced = balance_model(im, N, balance)
+    except BalanceError as e:
+        raise PackError(str(e)) from None
+    rows_local = _check_limits(im, N, limits)
+    proof = _accumulator_proof(im)
+    enc, codes = _encode_layers(im, N, limits)
+    streams, ptr_words = _layer_streams(im, N, enc, codes)
+    pe_images, ptr_images, pe_usage = _pe_images(im, N, streams, ptr_words, rows_local, pe_cap,
+                                                 spec)
+    images = {p: pe_images[p] for p in range(N)}
+    shared, caps = _shared_images(im, N, codes, ptr_words, limits)
+    images.update(shared)
+    for p in range(N):
+        images[pointer_mem(N, p)] = ptr_images[p]
+    if N <= COLSKIP_MAX_PES:
+        images[colskip_mem(N)] = _u16(colskip_table([[pe.col_ptr for pe in e.pes]
+                                                     for e in enc]))
+        caps[colskip_mem(N)] = limits.max_layers * limits.max_features
+
+    manifest = _manifest(im, N, spec, limits, images, mem_names(N), caps, pe_cap, pe_usage,
+                         streams, enc, codes, ptr_words, proof, rows_local)
+    manifest["row_order"] = {"balanced": balanced["method"] != "none", **balanced,
+                             "layers": [[int(r) for r in o] for o in row_order]}
+    if x is not None:
+        manifest["ideal_cycles"] = ideal_cycles(im, x, N).summary()
+        manifest["ideal_cycles"]["images"] = int(np.asarray(x).shape[0])
+    ebr = manifest["totals"]["ebr_blocks_tables"]
+    if ebr > spec.ebr_blocks:
+        raise PackError(f"shared tables need {ebr} EBR blocks (replicated per PE); board "
+                        f"{spec.name} has {spec.ebr_blocks}")
+    return PackedImages(N, images, manifest)
+
+
+def _check_board(N, n_pes, spec, limits):
+    """Refuse a PE count the board or the memory ids cannot take; returns the words of each PE
+    memory (the smaller of the board's and the gateware's)."""
     if N < 1:
         raise PackError(f"n_pes must be >= 1, not {n_pes}")
     if N > spec.max_pes:
@@ -275,24 +337,24 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
     if colskip_mem(N) >= 1 << MEM_ID_BITS:
         raise PackError(f"{N} PEs need more than {1 << MEM_ID_BITS} memory ids (mem is "
                         f"{MEM_ID_BITS} bits)")
-    pe_cap = min(int(spec.pe_mem_words), 65536)
+    pe_cap = min(int(spec.pe_mem_words), 1 << ADDR_BITS)
     if limits.pe_mem_words is not None:
         pe_cap = min(pe_cap, int(limits.pe_mem_words))
-    n_layers = len(im.layers)
-    try:
-        im, row_order, balanced = balance_model(im, N, balance)
-    except BalanceError as e:
-        raise PackError(str(e)) from None
+    return pe_cap
+
+
+def _check_limits(im, N, limits):
+    """Refuse a (renumbered) model whose widths or sizes the gateware does not have; returns
+    ``rows_local[layer][p]``, the rows of each layer in PE ``p``."""
     wrong = [f"{k}={getattr(im, k)} (the gateware has {v})"
              for k, v in limits.widths().items() if getattr(im, k) != v]
     if wrong:
         raise PackError("the model's widths differ from the gateware's: " + ", ".join(wrong)
                         + "; build the gateware for the model (hw.build sizes it from the model "
                           "file) or calibrate the model with the gateware's widths")
-    L_max = im.huff_max_len
-    cb_size = 1 << im.idx_bits
     if im.weight_bits > WORD_BITS:
         raise PackError(f"weight_bits={im.weight_bits}: codebook words are {WORD_BITS} bits")
+    n_layers = len(im.layers)
     if n_layers > limits.max_layers:
         raise PackError(f"model has {n_layers} layers; the hardware holds {limits.max_layers}")
     for i, l in enumerate(im.layers):
@@ -308,8 +370,11 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
         raise PackError(f"PE {int(np.argmax(rows_total))} needs {max(rows_total)} accumulator "
                         f"rows (all layers); the hardware has {limits.max_rows_per_pe} per PE "
                         f"(too many rows for {N} PEs)")
+    return rows_local
 
-    # Accumulator-overflow proof (section 1).
+
+def _accumulator_proof(im):
+    """The accumulator-overflow proof of section 1, one entry per layer for the manifest."""
     acc_limit = 1 << (im.acc_bits - 1)
     proof = []
     for i, b in enumerate(accumulator_bounds(im)):
@@ -321,13 +386,17 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
                             "codebook scale")
         proof.append({"layer": i, "max_abs_acc": worst, "limit": acc_limit,
                       "headroom_bits": float(np.log2(acc_limit / max(worst, 1)))})
+    return proof
 
-    # Sparse encoding and one Huffman code per layer.
+
+def _encode_layers(im, N, limits):
+    """Sparse column encoding of every layer for ``N`` PEs and one Huffman code per layer
+    (section 3); refuses more joint symbols than the symbol table holds."""
     enc, codes = [], []
     for i, l in enumerate(im.layers):
         e = encode_columns(l.index, N, im.gap_bits, im.idx_bits)
         try:
-            code = HuffmanCode.from_symbols(e.all_symbols(), L_max)
+            code = HuffmanCode.from_symbols(e.all_symbols(), im.huff_max_len)
         except HuffmanError as err:
             raise PackError(f"layer {i} ({l.name}): {err}") from None
         enc.append(e)
@@ -338,11 +407,16 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
                         f"({', '.join(map(str, n_symbols))}); the symbol table holds "
                         f"{limits.symbol_depth} (build the gateware with symbol_depth >= "
                         f"{sum(n_symbols)}, or calibrate with fewer gap_bits)")
+    return enc, codes
 
-    # Per PE, per layer: pointer tables and streams.
-    streams = [[None] * n_layers for _ in range(N)]   # (ptr bit offsets, words)
+
+def _layer_streams(im, N, enc, codes):
+    """Per PE and layer the column pointers (bit offsets) and the coded stream:
+    ``streams[p][layer] = (ptr, words, n_bits, pe_columns)``; and per layer its pointer width in
+    words (1 when every PE's stream is shorter than 2^16 bits, else 2)."""
+    streams = [[None] * len(im.layers) for _ in range(N)]
     ptr_words = []
-    for i, (l, e, code) in enumerate(zip(im.layers, enc, codes)):
+    for i, (e, code) in enumerate(zip(enc, codes)):
         biggest = 0
         for p, pe in enumerate(e.pes):
             lens = code.symbol_lengths(pe.symbols)
@@ -351,15 +425,18 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
             bits = code.encode(pe.symbols)
             streams[p][i] = (ptr, bits_to_words(bits), int(len(bits)), pe)
             biggest = max(biggest, int(ptr[-1]))
-        if biggest >= 1 << 32:
+        if biggest >= 1 << (2 * WORD_BITS):
             raise PackError(f"layer {i}: stream of {biggest} bits overflows a 32-bit pointer")
-        ptr_words.append(1 if biggest < 65536 else 2)
+        ptr_words.append(1 if biggest < 1 << WORD_BITS else 2)
+    return streams, ptr_words
 
-    # PE p: the data memory holds the headers, the streams and the biases; the pointer memory
-    # (its own read port, section 4) the pointer tables of all layers.
-    pe_images = []
-    ptr_images = []
-    pe_usage = []
+
+def _pe_images(im, N, streams, ptr_words, rows_local, pe_cap, spec):
+    """PE ``p``'s two memories: the data memory holds the headers, the streams and the biases;
+    the pointer memory (its own read port, section 4) the pointer tables of all layers. Returns
+    the data images, the pointer images and each PE's use in words (for the manifest)."""
+    n_layers = len(im.layers)
+    pe_images, ptr_images, pe_usage = [], [], []
     for p in range(N):
         addr = HEADER_WORDS * n_layers
         paddr = 0
@@ -370,8 +447,8 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
             ptr, words, nbits, _ = streams[p][i]
             if ptr_words[i] == 1:
                 ptab = ptr
-            else:
-                ptab = np.stack([ptr >> 16, ptr & 0xFFFF], axis=1).ravel()
+            else:            # hi word first
+                ptab = np.stack([ptr >> WORD_BITS, ptr & 0xFFFF], axis=1).ravel()
             header[HEADER_WORDS * i:HEADER_WORDS * (i + 1)] = [paddr, addr, 0, rows_local[i][p]]
             ptr_parts.append(ptab)
             parts.append(words)
@@ -390,8 +467,8 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
             raise PackError(f"PE {p} pointer memory overflow: its pointer tables need {paddr} "
                             f"words, board {spec.name} / hardware has {pe_cap} per PE (use more "
                             "PEs)")
-        if np.any(header >= 65536):
-            raise PackError(f"PE {p}: a header address does not fit 16 bits")
+        if np.any(header >= 1 << ADDR_BITS):
+            raise PackError(f"PE {p}: a header address does not fit {ADDR_BITS} bits")
         img = _u16(np.concatenate([header] + [np.asarray(q, dtype=np.int64) for q in parts]))
         pimg = _u16(np.concatenate([np.asarray(q, dtype=np.int64) for q in ptr_parts]))
         assert len(img) == addr and len(pimg) == paddr
@@ -400,8 +477,15 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
         pe_usage.append({"header": int(len(header)), "pointers": int(paddr),
                          "streams": int(sum(len(streams[p][i][1]) for i in range(n_layers))),
                          "biases": int(addr - bias_base0), "total": int(addr + paddr)})
+    return pe_images, ptr_images, pe_usage
 
-    # Shared memories.
+
+def _shared_images(im, N, codes, ptr_words, limits):
+    """The shared memories (section 4: codebook, Huffman ``limit``/``base``/``symbols``, layer
+    descriptors): ``{mem: image}`` in memory id order and ``{mem: capacity in words}``."""
+    n_layers = len(im.layers)
+    L_max = im.huff_max_len
+    cb_size = 1 << im.idx_bits
     codebook = np.zeros(n_layers * cb_size, dtype=np.int64)
     limit_img = np.zeros(n_layers * L_max, dtype=np.int64)
     base_img = np.zeros(n_layers * L_max, dtype=np.int64)
@@ -416,47 +500,29 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
         sym_parts.append(syms)
         flags = (FLAG_RELU if not l.last else 0) | (FLAG_LAST if l.last else 0) \
             | (FLAG_PTR2 if ptr_words[i] == 2 else 0)
-        desc[DESC_WORDS * i:DESC_WORDS * (i + 1)] = [l.in_features, l.out_features, flags,
-                                                      l.shift, l.bias_shift, sym_base,
-                                                      len(syms), 0]
+        fields = {"in_features": l.in_features, "out_features": l.out_features, "flags": flags,
+                  "shift": l.shift, "bias_shift": l.bias_shift, "sym_base": sym_base,
+                  "n_symbols": len(syms), "reserved": 0}
+        desc[DESC_WORDS * i:DESC_WORDS * (i + 1)] = [fields[name] for name in DESC_FIELDS]
         sym_base += len(syms)
     symbols = np.concatenate(sym_parts) if sym_parts else np.zeros(0, dtype=np.int64)
-    images = {p: pe_images[p] for p in range(N)}
     shared = {"codebook": (codebook, limits.max_layers * cb_size),
               "huff_limit": (limit_img, limits.max_layers * L_max),
               "huff_base": (base_img, limits.max_layers * L_max),
               "huff_symbols": (symbols, limits.symbol_depth),
               "layers": (desc, DESC_WORDS * limits.max_layers)}
-    caps = {}
+    assert tuple(shared) == SHARED_MEMORIES
+    images, caps = {}, {}
     for name, (words, capacity) in shared.items():
         images[shared_mem(N, name)] = _u16(words)
         caps[shared_mem(N, name)] = capacity
-    for p in range(N):
-        images[pointer_mem(N, p)] = ptr_images[p]
-    if N <= COLSKIP_MAX_PES:
-        images[colskip_mem(N)] = _u16(colskip_table([[pe.col_ptr for pe in e.pes]
-                                                     for e in enc]))
-        caps[colskip_mem(N)] = limits.max_layers * limits.max_features
-    names = mem_names(N)
-
-    manifest = _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, streams,
-                         enc, codes, ptr_words, proof, rows_local)
-    manifest["row_order"] = {"balanced": balanced["method"] != "none", **balanced,
-                             "layers": [[int(r) for r in o] for o in row_order]}
-    if x is not None:
-        from sw.golden import ideal_cycles
-        manifest["ideal_cycles"] = ideal_cycles(im, x, N).summary()
-        manifest["ideal_cycles"]["images"] = int(np.asarray(x).shape[0])
-    ebr = manifest["totals"]["ebr_blocks_tables"]
-    if ebr > spec.ebr_blocks:
-        raise PackError(f"shared tables need {ebr} EBR blocks (replicated per PE); board "
-                        f"{spec.name} has {spec.ebr_blocks}")
-    return PackedImages(N, images, manifest)
+    return images, caps
 
 
-def _blocks(words):
-    """iCE40 EBR blocks (256 x 16 bit) for a memory of ``words`` words."""
-    return -(-int(words) // 256)
+def _blocks(words, words_per_block=256):
+    """Block RAMs of ``words_per_block`` 16-bit words (the board family's; iCE40 EBR: 256) for a
+    memory of ``words`` words."""
+    return -(-int(words) // words_per_block)
 
 
 def _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, streams, enc, codes,
@@ -474,8 +540,9 @@ def _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, stream
     dense_bias = sum(l.out_features for l in im.layers)
     dense_bytes = 4 * (dense_weights + dense_bias)
     # Tables replicated per PE (section 7): codebook, limit, base, symbols; descriptors once.
-    ebr_blocks = N * sum(_blocks(len(images[m])) for m in shared_ids[:4]) + _blocks(
-        len(images[shared_mem(N, "layers")]))
+    per_block = spec.facts.bram_words16
+    ebr_blocks = N * sum(_blocks(len(images[m]), per_block) for m in shared_ids[:4]) + _blocks(
+        len(images[shared_mem(N, "layers")]), per_block)
     layers = []
     for i, (l, e, code) in enumerate(zip(im.layers, enc, codes)):
         nnz = int((l.index != 0).sum())
@@ -528,12 +595,12 @@ def _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, stream
     }
 
 
-def main(argv=None):
-    """Command line: pack MODEL for N PEs on a board and write the images."""
+def build_parser():
+    """The command line's options (``python -m sw.pack``)."""
     ap = argparse.ArgumentParser(prog="python -m sw.pack", description=__doc__.split("\n")[0])
     ap.add_argument("model", help="calibrated dcmodel .npz")
     ap.add_argument("--pes", type=int, default=None, help="PE count (default: board's)")
-    ap.add_argument("--board", default="icebreaker", help="board name (boards/registry.py)")
+    ap.add_argument("--board", default="icebreaker", help="board name (a file in boards/)")
     ap.add_argument("--out", default=None, help="output directory (default: out/pack)")
     defaults = PackLimits()
     ap.add_argument("--max-layers", type=int, default=defaults.max_layers,
@@ -560,33 +627,35 @@ def main(argv=None):
                     help="same as --balance none")
     ap.add_argument("--no-cycles", action="store_true",
                     help="skip the ideal-cycle statistics over the MNIST test set")
-    args = ap.parse_args(argv)
-    try:
-        spec = get_board(args.board)
-        n = args.pes or spec.default_pes
-        model = load_model(args.model)
-        x = None
-        if not args.no_cycles and model.layers and model.layers[0].shape[-1] == 784:
-            from sw.golden import images_to_uint8, load_mnist
-            x = images_to_uint8(load_mnist()["test"][0])
-        limits = PackLimits(max_layers=args.max_layers,
-                            max_rows_per_pe=args.max_rows or defaults.max_rows_per_pe,
-                            max_features=args.max_features,
-                            symbol_depth=args.symbol_depth or defaults.symbol_depth)
-        if args.max_rows is None or args.symbol_depth is None:
-            grown = sized_limits(model, n, limits, balance=args.balance)
-            limits = dataclasses.replace(
-                limits, max_rows_per_pe=args.max_rows or grown.max_rows_per_pe,
-                symbol_depth=args.symbol_depth or grown.symbol_depth)
-        fixed = {k: getattr(args, k) for k in ("idx_bits", "gap_bits")
-                 if getattr(args, k) is not None}
-        limits = dataclasses.replace(limits, **fixed)
-        packed = pack(model, n, spec, limits=limits, x=x, balance=args.balance)
-        out = Path(args.out or "out/pack")
-        packed.save(out)
-    except (PackError, ModelFormatError, GoldenError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return ap
+
+
+@command
+def main(argv=None):
+    """Command line: pack MODEL for N PEs on a board and write the images."""
+    args = build_parser().parse_args(argv)
+    defaults = PackLimits()
+    spec = get_board(args.board)
+    n = args.pes or spec.default_pes
+    model = load_model(args.model)
+    x = None
+    if not args.no_cycles and model.layers and model.layers[0].shape[-1] == 784:
+        x = images_to_uint8(load_mnist()["test"][0])
+    limits = PackLimits(max_layers=args.max_layers,
+                        max_rows_per_pe=args.max_rows or defaults.max_rows_per_pe,
+                        max_features=args.max_features,
+                        symbol_depth=args.symbol_depth or defaults.symbol_depth)
+    if args.max_rows is None or args.symbol_depth is None:
+        grown = sized_limits(model, n, limits, balance=args.balance)
+        limits = dataclasses.replace(
+            limits, max_rows_per_pe=args.max_rows or grown.max_rows_per_pe,
+            symbol_depth=args.symbol_depth or grown.symbol_depth)
+    fixed = {k: getattr(args, k) for k in ("idx_bits", "gap_bits")
+             if getattr(args, k) is not None}
+    limits = dataclasses.replace(limits, **fixed)
+    packed = pack(model, n, spec, limits=limits, x=x, balance=args.balance)
+    out = Path(args.out or "out/pack")
+    packed.save(out)
     m = packed.manifest
     t = m["totals"]
     p = m["params"]

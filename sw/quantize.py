@@ -14,8 +14,12 @@ is the sum of the gradients of all weights in its cluster (:func:`centroid_gradi
 by :class:`CentroidSGD` (biases are trained normally).
 """
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
+
+from sw.balance import balance_permutation
+from sw.sparse import encode_columns
 
 __all__ = ["QuantizeError", "INIT_METHODS", "init_centroids", "kmeans_1d", "LayerCodebook",
            "quantize_layer", "quantize_model", "centroid_gradients", "CentroidSGD",
@@ -378,7 +382,6 @@ def _layout_perms(codebooks, n_pes, balanced):
     """Per layer ``(row order, column order)`` of the packed layout: identity, or the
     ``sw.balance`` renumbering of hidden neurons for ``n_pes`` PEs (rows of every layer but the
     last, and the next layer's columns the same way)."""
-    from sw.balance import balance_permutation
     names = list(codebooks)
     rows = [np.arange(codebooks[n].index.shape[0]) for n in names]
     if balanced:
@@ -397,7 +400,6 @@ def joint_symbol_counts(codebooks, gap_bits, pes=(1, 2, 4, 8)):
     -------
     dict[str, int]
     """
-    from sw.sparse import encode_columns
     out = {}
     for n in pes:
         for balanced in (False, True):
@@ -428,7 +430,6 @@ def limit_joint_symbols_all(codebooks, gap_bits, max_symbols, pes=(1, 2, 4, 8), 
     QuantizeError
         When the budget cannot be met within ``max_rounds`` rounds.
     """
-    from types import SimpleNamespace
     before = joint_symbol_counts(codebooks, gap_bits, pes)
     counts = before
     moved = {name: 0 for name in codebooks}

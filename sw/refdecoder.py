@@ -15,13 +15,20 @@ Two ways to run:
   decodes only that column's bits ``[ptr[j], ptr[j+1])`` symbol by symbol and accumulates;
   it also counts the symbols each PE decodes.
 """
+import argparse
+import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from contract.memmap import (DESC_WORD, DESC_WORDS, FLAG_LAST, FLAG_PTR2, FLAG_RELU, HEADER_WORDS,
                              colskip_mem, pointer_mem, shared_mem)
+from sw.cli import EXIT_MISMATCH, EXIT_OK, command
+from sw.golden import IntModel, images_to_uint8, infer, load_mnist
 from sw.huffman import HuffmanError, table_decode, words_to_bits
+from sw.modelfile import load_model
+from sw.pack import PackedImages
 
 __all__ = ["RefDecodeError", "LayerDescriptor", "read_descriptors", "decode_layer",
            "infer_packed", "infer_packed_layers", "infer_packed_events"]
@@ -346,52 +353,48 @@ def infer_packed_events(packed, x_vector):
     return a, work
 
 
-def main(argv=None):
-    """Command line: classify the MNIST test set from packed images, compare with the golden."""
-    import argparse
-    import sys
-    import time
-
-    from sw.golden import GoldenError, IntModel, images_to_uint8, infer, load_mnist
-    from sw.modelfile import ModelFormatError, load_model
-    from sw.pack import PackError, PackedImages
-
+def build_parser():
+    """The command line's options (``python -m sw.refdecoder``)."""
     ap = argparse.ArgumentParser(prog="python -m sw.refdecoder",
                                  description="inference from packed memory images")
     ap.add_argument("packdir", help="directory written by python -m sw.pack")
     ap.add_argument("--model", help="calibrated model: check logits equal sw.golden bit for bit")
     ap.add_argument("--events", type=int, default=0,
                     help="also run the per-column (PE-style) decoder on this many images")
-    args = ap.parse_args(argv)
-    try:
-        packed = PackedImages.load(args.packdir)
-        x_f, y = load_mnist()["test"]
-        x = images_to_uint8(x_f)
-        t0 = time.time()
-        logits = infer_packed(packed, x)
-        dt = time.time() - t0
-        err = float((np.argmax(logits, axis=1) != y).mean())
-        print(f"{args.packdir}: N={packed.n_pes}, test error from the images alone "
-              f"{100 * err:.2f}% on {len(y)} images ({dt:.2f} s)")
-        ok = True
-        if args.model:
-            gold = infer(IntModel.from_model(load_model(args.model)), x)
-            same = bool(np.array_equal(gold.logits, logits))
-            ok &= same
-            print(f"logits equal sw.golden bit for bit on all {len(y)} images: {same}")
-        for i in range(args.events):
-            ev, _ = infer_packed_events(packed, x[i])
-            if not np.array_equal(ev, logits[i]):
-                ok = False
-                print(f"per-column decoder differs on image {i}")
-        if args.events:
-            print(f"per-column decoder checked on {args.events} images")
-    except (RefDecodeError, PackError, GoldenError, ModelFormatError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0 if ok else 2
+    return ap
+
+
+@command
+def main(argv=None):
+    """Command line: classify the MNIST test set from packed images, compare with the golden."""
+
+
+    args = build_parser().parse_args(argv)
+    packed = PackedImages.load(args.packdir)
+    golden_model = IntModel.from_model(load_model(args.model)) if args.model else None
+    x_f, y = load_mnist()["test"]
+    x = images_to_uint8(x_f)
+    t0 = time.time()
+    logits = infer_packed(packed, x)
+    dt = time.time() - t0
+    err = float((np.argmax(logits, axis=1) != y).mean())
+    print(f"{args.packdir}: N={packed.n_pes}, test error from the images alone "
+          f"{100 * err:.2f}% on {len(y)} images ({dt:.2f} s)")
+    ok = True
+    if golden_model is not None:
+        gold = infer(golden_model, x)
+        same = bool(np.array_equal(gold.logits, logits))
+        ok &= same
+        print(f"logits equal sw.golden bit for bit on all {len(y)} images: {same}")
+    for i in range(args.events):
+        ev, _ = infer_packed_events(packed, x[i])
+        if not np.array_equal(ev, logits[i]):
+            ok = False
+            print(f"per-column decoder differs on image {i}")
+    if args.events:
+        print(f"per-column decoder checked on {args.events} images")
+    return EXIT_OK if ok else EXIT_MISMATCH
 
 
 if __name__ == "__main__":
-    import sys
     sys.exit(main())

@@ -320,9 +320,10 @@ def plot_layers(model, path, float_weights=None):
     Returns ``None`` on success or a note string when matplotlib is not installed.
     """
     try:
+        # lazy: matplotlib is optional (the [plot] extra) and slow to import
         import matplotlib
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # lazy: after matplotlib.use (the headless backend)
     except ImportError:
         return "(plot skipped: matplotlib is not installed; `pip install matplotlib`)"
     n = len(model.layers)

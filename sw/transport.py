@@ -2,8 +2,8 @@
 
 :class:`Transport` is the interface ``sw.host`` talks to: ``write(bytes)``, ``read(n, timeout)``.
 :class:`SerialTransport` is a real serial port (pyserial); :class:`SimTransport` is the simulation
-top (``gateware.top.SimTop``) running under cocotb: bytes are driven bit by bit on its ``i_rx`` pin and
-sampled from ``o_tx``, and the blocking host code runs in a cocotb ``bridge`` thread.
+top (``gateware.top.SimTop``) running under cocotb: bytes are driven bit by bit on its ``i_rx``
+pin and sampled from ``o_tx``, and the blocking host code runs in a cocotb ``bridge`` thread.
 :class:`ScriptedTransport` replays scripted responses (host tests without a board).
 """
 import os
@@ -128,7 +128,7 @@ class SerialTransport(Transport):
 
     def __init__(self, port, baud=3_000_000, latency_timer_ms=1):
         try:
-            import serial
+            import serial  # lazy: only a real port needs pyserial; a clear error without it
         except ImportError:
             raise TransportError("pyserial is not installed (pip install pyserial)") from None
         self.baud = baud
@@ -211,8 +211,8 @@ class SimTransport(Transport):
 
     Create it inside a cocotb test (it starts a driver and a monitor task). Blocking host code
     runs in a thread started with ``cocotb.task.bridge`` and calls :meth:`write` / :meth:`read`;
-    cocotb coroutines can ``await`` :meth:`awrite` / :meth:`aread` directly. Timeouts are in simulated
-    seconds.
+    cocotb coroutines can ``await`` :meth:`awrite` / :meth:`aread` directly. Timeouts are in
+    simulated seconds.
 
     Parameters
     ----------
@@ -231,6 +231,7 @@ class SimTransport(Transport):
     latency = 0.003
 
     def __init__(self, dut, clock_hz, divisor, bit_ns=None, gap_bits=None):
+        # lazy: cocotb (a dev dependency) is only needed, and only works, in a simulation
         import cocotb
         from cocotb.task import resume
         from cocotb.triggers import Event
@@ -267,16 +268,19 @@ class SimTransport(Transport):
 
     async def asleep(self, seconds):
         """Let ``seconds`` of simulated time pass."""
+        # lazy: cocotb (a dev dependency) is only needed, and only works, in a simulation
         from cocotb.triggers import Timer
         await Timer(max(1, round(seconds * 1e12)), unit="ps")
 
     async def anow(self):
         """Simulated time in seconds."""
+        # lazy: cocotb (a dev dependency) is only needed, and only works, in a simulation
         from cocotb.utils import get_sim_time
         return get_sim_time("ps") * 1e-12
 
     async def aread(self, n, timeout):
         """Return exactly ``n`` received bytes or raise :class:`TransportTimeout`."""
+        # lazy: cocotb (a dev dependency) is only needed, and only works, in a simulation
         from cocotb.triggers import Timer, First
         from cocotb.utils import get_sim_time
         deadline = get_sim_time("ps") + round(timeout * 1e12)
@@ -301,6 +305,7 @@ class SimTransport(Transport):
             task.cancel()
 
     async def _drive(self):
+        # lazy: cocotb (a dev dependency) is only needed, and only works, in a simulation
         from cocotb.triggers import Timer
         while True:
             if not self._out:
@@ -320,6 +325,7 @@ class SimTransport(Transport):
                 await Timer(self.bit_ps, unit="ps")
 
     async def _monitor(self):
+        # lazy: cocotb (a dev dependency) is only needed, and only works, in a simulation
         from cocotb.triggers import FallingEdge, Timer
         tx = self.dut.o_tx
         while True:

@@ -60,11 +60,11 @@ def mlp_onnx(params, seed=3):
     rng = np.random.default_rng(seed)
     (W1, b1), (W2, b2), (W3, b3) = params
     n1 = W1.shape[1]
-    eps = 1e-5
+    eps = 1e-2
     gamma = rng.uniform(0.5, 2.0, n1).astype(np.float32)
     beta = rng.normal(0, 0.3, n1).astype(np.float32)
     mean = rng.normal(0, 0.5, n1).astype(np.float32)
-    var = rng.uniform(0.5, 3.0, n1).astype(np.float32)
+    var = rng.uniform(0.05, 3.0, n1).astype(np.float32)
     # BN(h') = h  <=>  h' = (h - beta) * sqrt(var + eps) / gamma + mean
     k = np.sqrt(var + eps) / gamma
     W1p, b1p = W1 * k[None, :], (b1 - beta) * k + mean

@@ -225,20 +225,19 @@ def test_check_fit():
 
 def test_cli_reports_errors(tmp_path, capsys):
     from sw.host import main
-    assert main(["--port", str(tmp_path / "no-tty"), "--model", str(tmp_path / "none.npz")]) == 2
+    assert main(["--port", str(tmp_path / "no-tty"), "--model", str(tmp_path / "none.npz")]) == 1
     assert "error:" in capsys.readouterr().err
     from sw.golden import random_int_model
     from sw.modelfile import save_model
     path = tmp_path / "m.npz"
     save_model(path, random_int_model([8, 4, 3], seed=2).to_model())
-    assert main(["--port", str(tmp_path / "no-tty"), "--model", str(path)]) == 2
+    assert main(["--port", str(tmp_path / "no-tty"), "--model", str(path)]) == 1
     assert "cannot open serial port" in capsys.readouterr().err
 
 
 # ---- end to end on the simulated board (host in a cocotb bridge thread) -------------------
 
-SYS_ENV = {"SYS_N_PES": 4, "SYS_CLOCK_HZ": 12_000_000, "SYS_DIVISOR": 4, "SYS_TIMEOUT": 4000}
-VERILATOR_ARGS = ["--output-split", "0", "--output-split-cfuncs", "0"]
+SYS_PARAMS = {"n_pes": 4, "clock_hz": 12_000_000, "divisor": 4, "timeout": 4000}
 
 
 def _system_top(n_pes, model=None):
@@ -249,9 +248,9 @@ def _system_top(n_pes, model=None):
     if model is not None:
         from hw.build import size_config
         config = size_config(model, config)
-    return SimTop(config, clock_hz=SYS_ENV["SYS_CLOCK_HZ"],
-                  baud=SYS_ENV["SYS_CLOCK_HZ"] // SYS_ENV["SYS_DIVISOR"],
-                  timeout=SYS_ENV["SYS_TIMEOUT"], accel_timeout=1 << 22)
+    return SimTop(config, clock_hz=SYS_PARAMS["clock_hz"],
+                  baud=SYS_PARAMS["clock_hz"] // SYS_PARAMS["divisor"],
+                  timeout=SYS_PARAMS["timeout"], accel_timeout=1 << 22)
 
 
 @pytest.mark.sim
@@ -259,22 +258,43 @@ def test_end_to_end_random_model():
     """Small random sparse model (empty columns, long gaps, saturation), 6 inputs incl. an
     all-zero and an all-255 one, sparse and dense frames: logits == sw.golden."""
     pytest.importorskip("gateware.accelerator")
+    from tb.runner import run_bench
+    run_bench(_system_top(4), toplevel="sim_top", test_module="tb.top.test_system",
+              name="top_system",
+              params=dict(SYS_PARAMS, sizes=[48, 24, 10], density=0.3, seed=3, images=6))
+
+
+@pytest.mark.sim
+def test_end_to_end_board_configuration():
+    """The ULX3S's configuration (its feature profile, block-RAM PE memories and the ECP5
+    flow's registered input path, ``UARTCore(input_register=True)``) over the simulated UART:
+    logits == sw.golden."""
+    pytest.importorskip("gateware.accelerator")
+    from gateware.top import SimTop
+    from hw.build import board_config
+    from hw.families import get_family
     from tb.runner import run_testbench
-    run_testbench(_system_top(4), toplevel="sim_top", test_module="tb.top.test_system",
-                  build_name="top_system", build_args=VERILATOR_ARGS,
-                  extra_env=dict(SYS_ENV, SYS_SIZES="48,24,10", SYS_DENSITY=0.3, SYS_SEED=3,
-                                 SYS_IMAGES=6))
+    config = board_config("ulx3s", 4, pe_mem_depth=4096)
+    core_args = get_family("ecp5").core_args
+    assert core_args == {"input_register": True}
+    top = SimTop(config, clock_hz=SYS_ENV["SYS_CLOCK_HZ"],
+                 baud=SYS_ENV["SYS_CLOCK_HZ"] // SYS_ENV["SYS_DIVISOR"],
+                 timeout=SYS_ENV["SYS_TIMEOUT"], accel_timeout=1 << 22, **core_args)
+    run_testbench(top, toplevel="sim_top", test_module="tb.top.test_system",
+                  build_name="top_system_ulx3s", build_args=VERILATOR_ARGS,
+                  extra_env=dict(SYS_ENV, SYS_SIZES="70,24,10", SYS_DENSITY=0.3, SYS_SEED=4,
+                                 SYS_IMAGES=5))
 
 
 @pytest.mark.slow
 def test_end_to_end_lenet_shaped_random():
     """A random 784-300-100-10 model at 8 % density (~13k words uploaded, ~90 s)."""
     pytest.importorskip("gateware.accelerator")
-    from tb.runner import run_testbench
-    run_testbench(_system_top(4), toplevel="sim_top", test_module="tb.top.test_system",
-                  build_name="top_system", build_args=VERILATOR_ARGS,
-                  extra_env=dict(SYS_ENV, SYS_SIZES="784,300,100,10", SYS_DENSITY=0.08,
-                                 SYS_SEED=5, SYS_N_INDICES=5, SYS_IMAGES=3, SYS_LATENCY=0.05))
+    from tb.runner import run_bench
+    run_bench(_system_top(4), toplevel="sim_top", test_module="tb.top.test_system",
+              name="top_system",
+              params=dict(SYS_PARAMS, sizes=[784, 300, 100, 10], density=0.08, seed=5,
+                          n_indices=5, images=3, latency=0.05))
 
 
 @pytest.mark.slow
@@ -284,12 +304,11 @@ def test_end_to_end_lenet300():
     pytest.importorskip("gateware.accelerator")
     if not os.path.exists("models/lenet300.npz"):
         pytest.skip("models/lenet300.npz not built yet")
-    from tb.runner import run_testbench
-    run_testbench(_system_top(4, "models/lenet300.npz"), toplevel="sim_top",
-                  test_module="tb.top.test_system", build_name="top_system_lenet300",
-                  build_args=VERILATOR_ARGS,
-                  extra_env=dict(SYS_ENV, SYS_MODEL=os.path.abspath("models/lenet300.npz"),
-                                 SYS_IMAGES=5, SYS_LATENCY=0.05))
+    from tb.runner import run_bench
+    run_bench(_system_top(4, "models/lenet300.npz"), toplevel="sim_top",
+              test_module="tb.top.test_system", name="top_system_lenet300",
+              params=dict(SYS_PARAMS, model=os.path.abspath("models/lenet300.npz"), images=5,
+                          latency=0.05))
 
 
 def test_pack_for_board_and_upload_roundtrip():
@@ -465,3 +484,21 @@ def test_program_flash_runs_iceprog(tmp_path, monkeypatch):
         program_flash(tmp_path / "m.bin")
     with pytest.raises(HostError, match="not found"):
         program_flash(tmp_path / "m.bin", tool="no-such-iceprog")
+
+
+def test_incode_roundtrip_and_errors():
+    from sw.incode import CodingError, decode, encode
+    rng = np.random.default_rng(5)
+    for n in (1, 7, 31, 32, 100, 784):
+        for density in (0.0, 0.1, 0.5, 1.0):
+            x = rng.integers(1, 256, n) * (rng.random(n) < density)
+            tokens = encode(x)
+            assert list(decode(tokens, n)) == list(x)
+            assert encode(bytes(x.astype(np.uint8))) == tokens     # bytes in, same tokens
+    assert encode([0] * 50) == b"" and encode([0, 0, 9]) == bytes([2 << 3 | 1, 9])
+    with pytest.raises(CodingError, match="past the input length"):
+        decode(encode([0] * 40 + [1]), 40)
+    with pytest.raises(CodingError, match="inside a literal run"):
+        decode(bytes([3]), 10)
+    with pytest.raises(CodingError, match="bytes 0..255"):
+        encode([256])

@@ -3,8 +3,7 @@ import pytest
 
 from gateware.central import CentralUnit
 from gateware.config import AcceleratorConfig
-from tb.accelerator.run import VERILATOR_ARGS
-from tb.runner import SimulationFailed, run_testbench
+from tb.runner import SimulationFailed, run_bench
 
 CASES = {
     # name: (N, K input lanes, sizes, seed, p_valid, p_ready); input lengths that are not a
@@ -31,18 +30,16 @@ CASES = {
 
 
 def _run(name, n, k, sizes, seed, p_valid, p_ready, skip=False, width=1, testcase=None,
-         env=()):
-    run_testbench(CentralUnit(AcceleratorConfig(n_pes=n, input_lanes=k, column_skip=skip,
-                                                broadcast_width=width)),
-                  toplevel="central", test_module="tb.central.test_central",
-                  build_name=f"central_n{n}_k{k}" + (f"_skip{width}" if skip else ""),
-                  build_args=VERILATOR_ARGS, testcase=testcase,
-                  extra_env={"CENTRAL_N": n, "CENTRAL_K": k, "CENTRAL_SIZES": sizes,
-                             "CENTRAL_SEED": seed,
-                             "CENTRAL_INPUTS": 5, "CENTRAL_P_VALID": p_valid,
-                             "CENTRAL_P_READY": p_ready, "CENTRAL_SKIP": int(skip),
-                             "CENTRAL_WIDTH": width,
-                             **dict(env)})
+         inputs=5, **checks):
+    """Run the bench (all its cocotb tests unless ``testcase``) on a central unit for ``n`` PEs,
+    ``k`` input lanes, with the column skip table when ``skip`` (``width`` words per cycle);
+    ``checks``: ``break_order`` / ``break_skip`` expect wrong behaviour (the bench must fail)."""
+    cfg = AcceleratorConfig(n_pes=n, input_lanes=k, column_skip=skip, broadcast_width=width)
+    run_bench(CentralUnit(cfg), toplevel="central", test_module="tb.central.test_central",
+              name=f"central_{name}", testcase=testcase,
+              params={"n": n, "k": k, "sizes": [int(v) for v in sizes.split(",")],
+                      "seed": seed, "inputs": inputs, "p_valid": p_valid, "p_ready": p_ready,
+                      "skip": skip, "width": width, **checks})
 
 
 @pytest.mark.sim
@@ -55,23 +52,16 @@ def test_central(name):
 def test_central_testbench_can_fail():
     """Expecting the merged broadcast in PE emission order instead of sorted must fail."""
     with pytest.raises(SimulationFailed):
-        run_testbench(CentralUnit(AcceleratorConfig(n_pes=2, input_lanes=1,
-                                                    column_skip=False)),
-                      toplevel="central", test_module="tb.central.test_central",
-                      build_name="central_n2_k1",
-                      build_args=VERILATOR_ARGS, testcase="central_broadcast_merge_order",
-                      extra_env={"CENTRAL_N": 2, "CENTRAL_K": 1, "CENTRAL_SIZES": "40,30,20,10",
-                                 "CENTRAL_SEED": 1, "CENTRAL_INPUTS": 2,
-                                 "CENTRAL_P_VALID": 1.0, "CENTRAL_P_READY": 1.0,
-                                 "CENTRAL_BREAK": 1})
+        _run("broken_order", 2, 1, "40,30,20,10", 1, 1.0, 1.0, inputs=2,
+             testcase="central_broadcast_merge_order", break_order=True)
 
 
 @pytest.mark.sim
 def test_central_skip_testbench_can_fail():
     """With the skip table loaded, expecting every column at every PE must fail."""
     with pytest.raises(SimulationFailed):
-        _run("n4_k4_skip", *CASES["n4_k4_skip"], testcase="central_broadcast_merge_order",
-             env={"CENTRAL_BREAK_SKIP": 1})
+        _run("n4_k4_skip_broken", *CASES["n4_k4_skip"],
+             testcase="central_broadcast_merge_order", break_skip=True)
 
 
 def test_input_lanes_config_and_packing():

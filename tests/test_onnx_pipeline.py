@@ -170,3 +170,41 @@ def test_conv_model_float_pipeline_and_export(files, tmp_path):
     ours = nn.predict(np.rint(v * 255) / np.float32(256))
     proto = export_onnx(m, input_scale=m.metrics["input_scale"])
     assert np.array_equal(np.argmax(run_onnx(proto, v), 1), ours)
+
+
+def test_cli_refused_graph_names_the_node(tmp_path, capsys):
+    """A refused graph: one error line naming the node, the limit and its kind (no traceback),
+    before any data is read."""
+    from test_sw_onnx import _refusal
+    proto, *_ = _refusal("sigmoid")
+    onnx.save(proto, str(tmp_path / "sig.onnx"))
+    assert main(["--onnx", str(tmp_path / "sig.onnx"), "--data", str(tmp_path / "none.npz")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: node 'act0' (Sigmoid): activation Sigmoid") and \
+        err.strip().endswith("[hardware limit]") and "Traceback" not in err
+
+
+def test_float_only_compresses_what_the_accelerator_cannot_run(files, tmp_path, capsys):
+    """A hidden layer of 1,100 neurons (over the accelerator's 1,024): refused naming the node,
+    compressed in float with --float-only (no integer section, no packing)."""
+    from onnx_models import chain
+    from onnx import helper
+    r = np.random.default_rng(5)
+    inits = {"w1": r.normal(0, 0.05, (1100, 784)).astype(np.float32),
+             "b1": np.zeros(1100, np.float32),
+             "w2": r.normal(0, 0.05, (10, 1100)).astype(np.float32),
+             "b2": np.zeros(10, np.float32)}
+    mk = helper.make_node
+    nodes = [mk("Gemm", ["input", "w1", "b1"], ["h"], name="wide", transB=1),
+             mk("Relu", ["h"], ["a"], name="relu"),
+             mk("Gemm", ["a", "w2", "b2"], ["out"], name="head", transB=1)]
+    onnx.save(chain(nodes, inits, ["N", 784], ["N", 10]), str(tmp_path / "wide.onnx"))
+    argv = ["--onnx", str(tmp_path / "wide.onnx"), "--data", str(files / "digits.npz"),
+            "--out", str(tmp_path), "--subset", "200", "--prune-steps", "1", "--prune-epochs",
+            "0", "--finetune-epochs", "0", "--no-sensitivity", "--quiet", "--pack"]
+    assert main(argv) == 1
+    assert "node 'wide' (Gemm): 784 -> 1100 features" in capsys.readouterr().err
+    assert main(argv[:-1] + ["--float-only"]) == 0
+    m = load_model(tmp_path / "wide.npz")
+    assert m.integer is None and m.layers[0].shape == (1100, 784)
+    assert not (tmp_path / "wide_pack").exists()

@@ -12,7 +12,6 @@ bench, with LeNet-300-100 for a few MNIST RESULTs first; it prints the frame cou
 violation count.
 """
 import dataclasses
-import json
 import os
 
 import pytest
@@ -21,12 +20,11 @@ from gateware.config import AcceleratorConfig
 
 # the UART-level run shares tests/test_reliability.py's top (same parameters: one build)
 CLOCK_HZ, DIVISOR, TIMEOUT, ACCEL_TIMEOUT = 12_000_000, 4, 2000, 3000
-VERILATOR_ARGS = ["--output-split", "0", "--output-split-cfuncs", "0"]
 
 
 def _run(level, frames, seed, config, build, mutate=False, lenet=None, report=None,
          accel_timeout=ACCEL_TIMEOUT):
-    from tb.runner import run_testbench
+    from tb.runner import run_bench
     if level == "stream":
         from tb.top.stream_top import StreamTop
         top = StreamTop(config, clock_hz=CLOCK_HZ, divisor=DIVISOR, timeout=TIMEOUT,
@@ -35,17 +33,15 @@ def _run(level, frames, seed, config, build, mutate=False, lenet=None, report=No
         from gateware.top import SimTop
         top = SimTop(config, clock_hz=CLOCK_HZ, baud=CLOCK_HZ // DIVISOR, timeout=TIMEOUT,
                      accel_timeout=accel_timeout)
-    env = {"FUZZ_LEVEL": level, "FUZZ_FRAMES": frames, "FUZZ_SEED": seed,
-           "FUZZ_MUTATE": int(mutate), "FUZZ_CLOCK_HZ": CLOCK_HZ, "FUZZ_DIVISOR": DIVISOR,
-           "FUZZ_TIMEOUT": TIMEOUT, "FUZZ_ACCEL_TIMEOUT": accel_timeout,
-           "FUZZ_CONFIG": json.dumps(dataclasses.asdict(config))}
+    params = {"level": level, "frames": frames, "seed": seed, "mutate": mutate,
+              "clock_hz": CLOCK_HZ, "divisor": DIVISOR, "timeout": TIMEOUT,
+              "accel_timeout": accel_timeout, "config": dataclasses.asdict(config)}
     if lenet:
-        env["FUZZ_LENET"] = os.path.abspath(lenet)
+        params["lenet"] = os.path.abspath(lenet)
     if report:
-        env["FUZZ_REPORT"] = str(report)
-    run_testbench(top, toplevel="fuzz_top" if level == "stream" else "sim_top",
-                  test_module="tb.top.test_fuzz", build_name=build, build_args=VERILATOR_ARGS,
-                  extra_env=env)
+        params["report"] = str(report)
+    run_bench(top, toplevel="fuzz_top" if level == "stream" else "sim_top",
+              test_module="tb.top.test_fuzz", name=build, params=params)
 
 
 @pytest.mark.sim

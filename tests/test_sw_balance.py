@@ -280,7 +280,6 @@ def test_pack_bench_and_sized_limits_agree_on_the_row_order(n_pes, monkeypatch):
     """sw.pack, sw.pack.sized_limits and hw.bench renumber through the same balance_model."""
     import hw.bench
     import sw.pack
-    import tb.accelerator.vectors
     from sw.pack import PackError
     _mnist_or_skip()
     im = random_int_model([784, 40, 24, 10], density=0.05, seed=n_pes, gap_bits=5)
@@ -304,7 +303,7 @@ def test_pack_bench_and_sized_limits_agree_on_the_row_order(n_pes, monkeypatch):
     def stop(int_model, x, cfg, labels=None):
         seen["bench"] = int_model
         raise PackError("stop here")
-    monkeypatch.setattr(tb.accelerator.vectors, "case_from_int_model", stop)
+    monkeypatch.setattr(hw.bench, "case_from_int_model", stop)
     rows = hw.bench.run_bench(im, [n_pes], 1, log=lambda *a: None)
     assert rows[0]["balance"] == "data" and rows[0]["status"].startswith("does not fit")
     for a, b in zip(seen["bench"].layers, permute_model(im, expect).layers):

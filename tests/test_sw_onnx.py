@@ -73,7 +73,8 @@ def _conv_net(pad_norm=True):
     nodes = [mk("Sub", ["input", "m"], ["a"], name="sub"),
              mk("Div", ["a", "s"], ["b0"], name="div"),
              mk("Conv", ["b0", "cw", "cb"], ["c"], name="conv", kernel_shape=[3, 3]),
-             mk("BatchNormalization", ["c", "g", "b", "mu", "var"], ["d"], name="bn"),
+             mk("BatchNormalization", ["c", "g", "b", "mu", "var"], ["d"], name="bn",
+                epsilon=0.1),
              mk("MaxPool", ["d"], ["e"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
              mk("Relu", ["e"], ["f"], name="relu"),
              mk("Reshape", ["f", "shape"], ["g0"], name="reshape"),
@@ -165,12 +166,14 @@ def _refusal(kind):
         nodes.insert(0, mk("Transpose", ["input"], ["t"], name="tr", perm=[0, 1]))
         nodes[1].input[0] = "t"
         return chain(nodes, inits, ["N", 8], ["N", 3]), "tr", "Transpose", "software"
-    if kind == "dynamic_reshape":
+    if kind == "shape_arithmetic":
         nodes, inits = _mlp_nodes([8, 6, 3])
+        inits["two"] = np.array([1, 1], np.int64)
         nodes = [mk("Shape", ["input"], ["shp"], name="shape"),
-                 mk("Reshape", ["input", "shp"], ["r"], name="rs")] + nodes
-        nodes[2].input[0] = "r"
-        return chain(nodes, inits, ["N", 8], ["N", 3]), "shape", "Shape", "software"
+                 mk("Mul", ["shp", "two"], ["shp2"], name="times"),
+                 mk("Reshape", ["input", "shp2"], ["r"], name="rs")] + nodes
+        nodes[3].input[0] = "r"
+        return chain(nodes, inits, ["N", 8], ["N", 3]), "times", "Mul", "software"
     if kind == "per_pixel_before_conv":
         inits = {"k": _f32(1, 1, 8, 8), **conv}
         nodes = [mk("Mul", ["input", "k"], ["a"], name="scale"),
@@ -181,7 +184,7 @@ def _refusal(kind):
 
 REFUSALS = ["sigmoid", "no_relu", "final_relu", "too_wide", "too_deep", "too_many_classes",
             "conv_stride", "conv_pad", "conv_group", "conv_dilation", "pool3", "branch",
-            "softmax_mid", "unsupported", "dynamic_reshape", "per_pixel_before_conv"]
+            "softmax_mid", "unsupported", "shape_arithmetic", "per_pixel_before_conv"]
 
 
 @pytest.mark.parametrize("kind", REFUSALS)
@@ -193,9 +196,28 @@ def test_import_refusals_name_the_node_and_limit(kind):
     assert f"node {node!r} ({op})" in msg, msg
     assert msg.endswith(f"[{limit} limit]"), msg
     assert (e.value.node, e.value.op, e.value.limit) == (node, op, limit)
-    reason = {"conv_group": "group=3", "dynamic_reshape": "dynamic shape", "branch": "branches",
+    reason = {"conv_group": "group=3", "shape_arithmetic": "constants", "branch": "branches",
               "sigmoid": "only activation is ReLU", "too_deep": "at most 4 layers"}
     assert reason.get(kind, "") in msg, msg
+
+
+def test_import_pytorch_view_flatten():
+    """PyTorch's ``x.view(x.size(0), -1)`` (Shape, Gather, Unsqueeze, Concat, Reshape) and a
+    Constant node: evaluated, the model matches onnxruntime."""
+    inits = {"i0": np.array(0, np.int64), "ax": np.array([0], np.int64)}
+    n0, w0 = _fc(2 * 4 * 4, 3, "fc0", "flat", "out")
+    nodes = [mk("Shape", ["input"], ["s"], name="shape"),
+             mk("Gather", ["s", "i0"], ["b"], name="gather", axis=0),
+             mk("Unsqueeze", ["b", "ax"], ["bu"], name="unsq"),
+             mk("Constant", [], ["m1"], name="const",
+                value=onnx.numpy_helper.from_array(np.array([-1], np.int64))),
+             mk("Concat", ["bu", "m1"], ["target"], name="concat", axis=0),
+             mk("Reshape", ["input", "target"], ["flat"], name="view"), n0]
+    proto = chain(nodes, {**inits, **w0}, ["N", 2, 4, 4], ["N", 3])
+    m = import_onnx(proto).model
+    x = np.random.default_rng(2).random((7, 2, 4, 4)).astype(np.float32)
+    np.testing.assert_allclose(m.forward(x.reshape(7, -1)), run_onnx(proto, x), rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_hardware_limits_come_from_the_packer():

@@ -188,5 +188,5 @@ def test_cli(tmp_path, capsys):
     assert "bit for bit on all 10000 images: True" in out
     other = random_int_model([784, 40, 10], density=0.1, seed=9)
     save_model(tmp_path / "o.npz", other.to_model())
-    assert refdecoder.main([str(tmp_path / "pk"), "--model", str(tmp_path / "o.npz")]) == 2
+    assert refdecoder.main([str(tmp_path / "pk"), "--model", str(tmp_path / "o.npz")]) == 3
     assert refdecoder.main([str(tmp_path / "missing")]) == 1

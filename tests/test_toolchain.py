@@ -4,7 +4,7 @@ from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from tb.runner import SimulationFailed, run_testbench
+from tb.runner import SimulationFailed, run_bench
 
 
 class _Adder(wiring.Component):
@@ -20,12 +20,11 @@ class _Adder(wiring.Component):
 
 @pytest.mark.sim
 def test_cocotb_passes():
-    run_testbench(_Adder(), toplevel="adder", test_module="tb.smoke.test_smoke",
-                  build_name="smoke")
+    run_bench(_Adder(), toplevel="adder", test_module="tb.smoke.test_smoke", name="smoke")
 
 
 @pytest.mark.sim
 def test_cocotb_failure_is_reported():
     with pytest.raises(SimulationFailed):
-        run_testbench(_Adder(), toplevel="adder", test_module="tb.smoke.test_smoke",
-                      build_name="smoke", extra_env={"SMOKE_BIAS": 1})
+        run_bench(_Adder(), toplevel="adder", test_module="tb.smoke.test_smoke", name="smoke",
+                  params={"bias": 1})

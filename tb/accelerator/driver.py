@@ -12,9 +12,9 @@ any wrapper exposing the same ports under a name ``prefix``)::
 Inputs are driven after the falling edge and handshakes are evaluated in the read-only phase
 before the next rising edge, so a transfer is counted exactly when the DUT sees it. With
 ``p_valid`` / ``p_ready`` < 1 the driver inserts random idle cycles on ``i_load``/``i_input``
-and random back-pressure on ``o_logit``. Protocol checks on every cycle: ``i_load.ready`` is low
-while ``o_busy``; ``o_logit`` ``valid`` never drops and its payload never changes before a
-transfer (stream rules).
+and random back-pressure on ``o_logit`` (the shared stream drivers of :mod:`tb.stream`). Protocol
+checks on every cycle: ``i_load.ready`` is low while ``o_busy``; ``o_logit`` ``valid`` never drops
+and its payload never changes before a transfer (stream rules).
 """
 import random
 from dataclasses import dataclass
@@ -24,6 +24,7 @@ from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
 from gateware.config import LoadWrite, input_layout, logit_layout
 from tb.pe.layouts import pack_fields, unpack_fields
+from tb.stream import StreamSink, StreamSource, random_pauses
 
 __all__ = ["AcceleratorDriver", "Inference", "DriverError", "pack_input_words"]
 
@@ -103,6 +104,10 @@ class AcceleratorDriver:
         self.rng = random.Random(seed)
         self.prefix = prefix
         self.logit_layout = logit_layout(config)
+        # one generator for every stall, drawn in the order the ports are stepped
+        self.loader = StreamSource(dut, prefix + "i_load", pause=random_pauses(p_valid, self.rng))
+        self.input = StreamSource(dut, prefix + "i_input", pause=random_pauses(p_valid, self.rng))
+        self.logit = StreamSink(dut, prefix + "o_logit", pause=random_pauses(p_ready, self.rng))
 
     def _sig(self, name):
         return getattr(self.dut, self.prefix + name)
@@ -113,9 +118,8 @@ class AcceleratorDriver:
         if start_clock:
             Clock(d.clk, period_ns, unit="ns").start()
         d.rst.value = 1
-        for name in ("i_load__valid", "i_input__valid", "o_logit__ready", "i_load__payload",
-                     "i_input__payload"):
-            self._sig(name).value = 0
+        for port in (self.loader, self.input, self.logit):
+            port.clear()
         await ClockCycles(d.clk, 3)
         await FallingEdge(d.clk)
         d.rst.value = 0
@@ -132,29 +136,27 @@ class AcceleratorDriver:
         DriverError
             if one word is not accepted within ``timeout`` cycles.
         """
-        valid = self._sig("i_load__valid")
-        payload = self._sig("i_load__payload")
-        ready = self._sig("i_load__ready")
-        cycles = 0
-        for mem, addr, data in words:
-            word = pack_fields(LoadWrite, mem=mem, addr=addr, data=data)
-            waited = 0
-            while True:
-                await FallingEdge(self.dut.clk)
-                cycles += 1
-                offer = self.p_valid >= 1.0 or self.rng.random() < self.p_valid
-                valid.value = int(offer)
-                payload.value = word
-                await ReadOnly()
-                self._check_busy()
-                if offer and int(ready.value):
-                    break
-                waited += 1
-                if waited > timeout:
-                    raise DriverError(f"load word ({mem}, {addr}) not accepted in {timeout} "
-                                      "cycles")
+        loader = self.loader
+        loader.send(pack_fields(LoadWrite, mem=mem, addr=addr, data=data)
+                    for mem, addr, data in words)
+        cycles = waited = 0
+        while not loader.idle:
+            await FallingEdge(self.dut.clk)
+            cycles += 1
+            loader.drive()
+            await ReadOnly()
+            self._check_busy()
+            if loader.sample():
+                waited = 0
+                continue
+            waited += 1
+            if waited > timeout:
+                f = unpack_fields(LoadWrite, loader.offered if loader.offered is not None
+                                  else loader.queue[0])
+                raise DriverError(f"load word ({f['mem']}, {f['addr']}) not accepted in "
+                                  f"{timeout} cycles")
         await FallingEdge(self.dut.clk)
-        valid.value = 0
+        loader.valid.value = 0
         return cycles
 
     async def infer(self, x, n_logits=None, timeout=1_000_000):
@@ -171,56 +173,39 @@ class AcceleratorDriver:
             Cycles before :class:`DriverError`.
         """
         d = self.dut
-        i_valid, i_payload, i_ready = (self._sig("i_input__valid"), self._sig("i_input__payload"),
-                                       self._sig("i_input__ready"))
-        o_valid, o_payload, o_ready = (self._sig("o_logit__valid"), self._sig("o_logit__payload"),
-                                       self._sig("o_logit__ready"))
         items = pack_input_words(self.cfg, x)
+        self.input.send(items)
+        first = self.input.sent
         acc = self.cfg.acc_bits
         logits, indices = [], []
-        k = 0
-        offered = False
-        pending = None          # payload of an o_logit word seen valid but not yet transferred
         done = False
         for cyc in range(timeout):
             await FallingEdge(d.clk)
-            if k < len(items) and not offered:
-                offered = self.p_valid >= 1.0 or self.rng.random() < self.p_valid
-                i_payload.value = items[k]
-            i_valid.value = int(offered)
-            ready = self.p_ready >= 1.0 or self.rng.random() < self.p_ready
-            o_ready.value = int(ready)
+            self.input.drive()
+            self.logit.drive()
             await ReadOnly()
             self._check_busy()
-            if offered and int(i_ready.value):
-                k += 1
-                offered = False
-            if int(o_valid.value):
-                word = int(o_payload.value)
-                if pending is not None and word != pending:
-                    raise DriverError("o_logit payload changed before its transfer")
-                pending = word
-                if ready:
-                    pending = None
-                    f = unpack_fields(self.logit_layout, word)
-                    v = f["value"]
-                    logits.append(v - (1 << acc) if v >> (acc - 1) else v)
-                    indices.append(f["index"])
-                    if f["last"]:
-                        done = True
-                        break
-                    if n_logits is not None and len(logits) >= n_logits:
-                        raise DriverError(f"more than {n_logits} logits without last")
-            elif pending is not None:
-                raise DriverError("o_logit valid dropped before its transfer")
+            self.input.sample()
+            word = self.logit.sample()
+            if word is not None:
+                f = unpack_fields(self.logit_layout, word)
+                v = f["value"]
+                logits.append(v - (1 << acc) if v >> (acc - 1) else v)
+                indices.append(f["index"])
+                if f["last"]:
+                    done = True
+                    break
+                if n_logits is not None and len(logits) >= n_logits:
+                    raise DriverError(f"more than {n_logits} logits without last")
+        k = self.input.sent - first
         if not done:
             raise DriverError(f"no final logit within {timeout} cycles ({len(logits)} logits, "
                               f"{k}/{len(items)} inputs accepted)")
         if k != len(items):
             raise DriverError(f"final logit before all inputs were accepted ({k}/{len(items)})")
         await FallingEdge(d.clk)
-        i_valid.value = 0
-        o_ready.value = 0
+        self.input.valid.value = 0
+        self.logit.stop()
         await FallingEdge(d.clk)
         return Inference(logits=logits, indices=indices, argmax=int(self._sig("o_argmax").value),
                          cycles=int(self._sig("o_cycles").value), wall_cycles=cyc + 1,

@@ -1,34 +1,34 @@
 """cocotb testbench of gateware.accelerator.Accelerator against the golden model, every logit bit.
 
-Environment:
+Parameters (:func:`tb.bench.params`):
 
-``ACCEL_VECTORS``
-    JSON case of :mod:`tb.accelerator.vectors` (config, load words, inputs, golden logits).
-``ACCEL_P_VALID``, ``ACCEL_P_READY``, ``ACCEL_SEED``
+``case``
+    A case of :mod:`tb.accelerator.vectors` (config, load words, inputs, golden logits).
+``p_valid``, ``p_ready``, ``seed``
     Stall injection of :class:`tb.accelerator.driver.AcceleratorDriver` (1.0 = none).
-``ACCEL_STATS``
-    Optional JSON file for the per-inference results (cycles, prediction).
+``errors``
+    Enables ``accelerator_flags_errors``.
+
+The bench result is the per-inference results (cycles, prediction).
 
 The model is loaded once; the inputs run back to back. For every input: all logits, their
 indices, ``last``, ``o_argmax`` equal the golden model and ``o_error`` stays 0.
 """
-import json
-import os
-
 import cocotb
 
 from tb.accelerator.driver import AcceleratorDriver
-from tb.accelerator.vectors import config_from_case, load_case
+from tb.accelerator.vectors import config_from_case
+from tb.bench import params, save_result
 
 
 @cocotb.test()
 async def accelerator_matches_golden(dut):
     """Load the images, run every input and compare with sw.golden bit for bit."""
-    case = load_case(os.environ["ACCEL_VECTORS"])
+    p = params()
+    case = p["case"]
     cfg = config_from_case(case)
-    drv = AcceleratorDriver(dut, cfg, p_valid=float(os.environ.get("ACCEL_P_VALID", "1")),
-                            p_ready=float(os.environ.get("ACCEL_P_READY", "1")),
-                            seed=int(os.environ.get("ACCEL_SEED", "1")))
+    drv = AcceleratorDriver(dut, cfg, p_valid=p.get("p_valid", 1.0), p_ready=p.get("p_ready", 1.0),
+                            seed=p.get("seed", 1))
     await drv.reset()
     load_cycles = await drv.load(case["loads"])
     assert int(dut.o_error.value) == 0, f"o_error {int(dut.o_error.value):#x} after loading"
@@ -49,17 +49,15 @@ async def accelerator_matches_golden(dut):
             raise AssertionError(f"input {n}: argmax {res.argmax} expected {case['argmax'][n]}")
         stats.append({"cycles": res.cycles, "wall_cycles": res.wall_cycles,
                       "prediction": res.argmax})
-    if os.environ.get("ACCEL_STATS"):
-        with open(os.environ["ACCEL_STATS"], "w") as f:
-            json.dump({"load_cycles": load_cycles, "inferences": stats}, f)
+    save_result({"load_cycles": load_cycles, "inferences": stats})
 
 
-@cocotb.test(skip=not os.environ.get("ACCEL_ERRORS"))
+@cocotb.test(skip=not params().get("errors"))
 async def accelerator_flags_errors(dut):
     """A short input vector sets ``o_error.input`` (the inference still completes), a load word
     for an unknown memory id sets ``o_error.load``; loads are refused while busy."""
     from gateware.accelerator import error_layout
-    case = load_case(os.environ["ACCEL_VECTORS"])
+    case = params()["case"]
     cfg = config_from_case(case)
     bit = {name: field.offset for name, field in error_layout}
     drv = AcceleratorDriver(dut, cfg)

@@ -30,13 +30,12 @@ table's extra stage: one cycle). ``CENTRAL_WIDTH=2`` (with the table): two words
 layer 0 then takes a word in one cycle per two non-zero inputs, and a hidden layer's broadcast
 comes in bank order, so it is compared as a set (each column exactly once).
 
-Environment: ``CENTRAL_N`` (PEs), ``CENTRAL_K`` (input lanes), ``CENTRAL_SIZES``
-(``in,hidden...,out``), ``CENTRAL_SEED``, ``CENTRAL_INPUTS``, ``CENTRAL_P_VALID``,
-``CENTRAL_P_READY``, ``CENTRAL_SKIP``, ``CENTRAL_WIDTH``, ``CENTRAL_BREAK`` (expect a wrong
-order: the testbench must then fail), ``CENTRAL_BREAK_SKIP`` (expect every PE to receive every
-column: must fail).
+Parameters (:func:`tb.bench.params`): ``n`` (PEs), ``k`` (input lanes), ``sizes``
+(``[in, hidden..., out]``), ``seed``, ``inputs``, ``p_valid``, ``p_ready``, ``skip``, ``width``,
+``break_order`` (expect a wrong order: the testbench must then fail), ``break_skip`` (expect
+every PE to receive every column: must fail). The streams are driven by :mod:`tb.stream`, all
+stalls from one seeded generator.
 """
-import os
 import random
 
 import cocotb
@@ -46,21 +45,24 @@ from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 from gateware.config import (AcceleratorConfig, broadcast_layout, layer_config_layout, logit_layout,
                        pe_output_layout)
 from tb.accelerator.driver import pack_input_words
+from tb.bench import params
 from tb.pe.layouts import pack_fields, unpack_fields
+from tb.stream import StreamSink, StreamSource, random_pauses
 
-N = int(os.environ.get("CENTRAL_N", "3"))
-K = int(os.environ.get("CENTRAL_K", "1"))
-SIZES = [int(v) for v in os.environ.get("CENTRAL_SIZES", "40,30,20,10").split(",")]
-SEED = int(os.environ.get("CENTRAL_SEED", "1"))
-INPUTS = int(os.environ.get("CENTRAL_INPUTS", "4"))
-P_VALID = float(os.environ.get("CENTRAL_P_VALID", "0.7"))
-P_READY = float(os.environ.get("CENTRAL_P_READY", "0.6"))
+_P = params()
+N = _P.get("n", 3)
+K = _P.get("k", 1)
+SIZES = _P.get("sizes", [40, 30, 20, 10])
+SEED = _P.get("seed", 1)
+INPUTS = _P.get("inputs", 4)
+P_VALID = _P.get("p_valid", 0.7)
+P_READY = _P.get("p_ready", 0.6)
 #: Test of the testbench: expect the PE outputs in emission order instead of sorted.
-BREAK = bool(int(os.environ.get("CENTRAL_BREAK", "0")))
-SKIP = bool(int(os.environ.get("CENTRAL_SKIP", "0")))
+BREAK = bool(_P.get("break_order", False))
+SKIP = bool(_P.get("skip", False))
 #: Test of the testbench: with the skip table loaded, expect every column at every PE.
-BREAK_SKIP = bool(int(os.environ.get("CENTRAL_BREAK_SKIP", "0")))
-WIDTH = int(os.environ.get("CENTRAL_WIDTH", "1"))
+BREAK_SKIP = bool(_P.get("break_skip", False))
+WIDTH = _P.get("width", 1)
 CFG = AcceleratorConfig(n_pes=N, input_lanes=K, column_skip=SKIP, broadcast_width=WIDTH)
 #: The early start (``o_bend``: the layer's end token is in every FIFO) is on by default.
 EARLY = CFG.early
@@ -81,9 +83,19 @@ class TB:
         self.ol = pe_output_layout(CFG)
         self.ll = logit_layout(CFG)
         self.lay = layer_config_layout(CFG)
+        # every pause generator draws from self.rng, in the order the ports are stepped
+        self.phase = ["done"] * N       # per behavioural PE: recv -> emit -> done
+        self.inp = StreamSource(dut, "i_input", pause=random_pauses(P_VALID, self.rng))
+        self.acts = [StreamSink(dut, f"o_act__{p}", pause=self._recv_pauses(p))
+                     for p in range(N)]
+        self.outs = [StreamSource(dut, f"i_out__{p}", pause=random_pauses(P_VALID, self.rng))
+                     for p in range(N)]
+        self.logit = StreamSink(dut, "o_logit", pause=random_pauses(P_READY, self.rng))
 
-    def sig(self, name, p=None):
-        return getattr(self.dut, name if p is None else name.format(p=p))
+    def _recv_pauses(self, p):
+        """PE ``p`` is ready for its broadcast (with ``P_READY``) only while it receives."""
+        while True:
+            yield not (self.phase[p] == "recv" and self.chance(P_READY))
 
     async def reset(self):
         d = self.dut
@@ -91,11 +103,8 @@ class TB:
         d.rst.value = 1
         d.i_start.value = 0
         d.i_layer.value = 0
-        d.i_input__valid.value = 0
-        d.o_logit__ready.value = 0
-        for p in range(N):
-            self.sig("o_act__{p}__ready", p).value = 0
-            self.sig("i_out__{p}__valid", p).value = 0
+        for port in (self.inp, self.logit, *self.acts, *self.outs):
+            port.clear()
         if SKIP:
             d.i_skip_we.value = 0
         await ClockCycles(d.clk, 3)
@@ -163,46 +172,29 @@ class TB:
         d.i_start.value = 0
         expect = [[(c, v) for c, v in acts if not self.skipped(li, p, c)] for p in range(N)]
         got = [[] for _ in range(N)]
-        phase = ["recv"] * N            # recv -> emit -> done
-        emit_k = [0] * N
-        offered = [False] * N
+        phase = self.phase
+        phase[:] = ["recv"] * N
         logits = []
         bdone = 0
         bend = 0
-        held = None
-        xi = 0
-        x_off = False
         items = []
         if x is not None:
             # K values per word; the lanes past the vector's end carry garbage (ignored)
             items = pack_input_words(CFG, x, fill=self.rng.randrange(256))
+            self.inp.send(items)
+        sent = self.inp.sent
         layer0_cycles = sum(max(1, -(-sum(1 for v in x[w:w + K] if v) // WIDTH))
                             for w in range(0, len(x), K)) if x is not None else 0
         for cyc in range(timeout):
             # drive
-            if xi < len(items) and not x_off:
-                x_off = self.chance(P_VALID)
-                d.i_input__payload.value = items[xi]
-            d.i_input__valid.value = int(x_off)
-            ready = [phase[p] == "recv" and self.chance(P_READY) for p in range(N)]
+            self.inp.drive()
             for p in range(N):
-                self.sig("o_act__{p}__ready", p).value = int(ready[p])
-                if phase[p] == "emit" and not offered[p]:
-                    offered[p] = self.chance(P_VALID)
-                    if emit_k[p] < len(outputs[p]):
-                        r, v = outputs[p][emit_k[p]]
-                        word = pack_fields(self.ol, row=r, value=v)
-                    else:
-                        word = pack_fields(self.ol, end=1)
-                    self.sig("i_out__{p}__payload", p).value = word
-                self.sig("i_out__{p}__valid", p).value = int(offered[p])
-            lready = self.chance(P_READY)
-            d.o_logit__ready.value = int(lready)
+                self.acts[p].drive()
+                self.outs[p].drive()
+            self.logit.drive()
             await ReadOnly()
             # sample
-            if x_off and int(d.i_input__ready.value):
-                xi += 1
-                x_off = False
+            self.inp.sample()
             if EARLY and int(d.o_bend.value):
                 # the end token is in every FIFO: the broadcast side is free
                 bend += 1
@@ -225,8 +217,9 @@ class TB:
                 # hidden layer: broadcast over (o_bdone) and every output collected
                 break
             for p in range(N):
-                if ready[p] and int(self.sig("o_act__{p}__valid", p).value):
-                    f = unpack_fields(self.bl, self.sig("o_act__{p}__payload", p).value)
+                word = self.acts[p].sample()
+                if word is not None:
+                    f = unpack_fields(self.bl, word)
                     if f["end"]:
                         if li > 0 and WIDTH == 2:   # bank order: each column once
                             assert sorted(got[p]) == sorted(expect[p]), \
@@ -235,6 +228,8 @@ class TB:
                             assert got[p] == expect[p], \
                                 f"layer {li} PE {p}: broadcast {got[p]}, expected {expect[p]}"
                         phase[p] = "emit"
+                        self.outs[p].send([pack_fields(self.ol, row=r, value=v)
+                                           for r, v in outputs[p]] + [pack_fields(self.ol, end=1)])
                         if li > 0 and P_READY >= 1.0:
                             # the merge delivers one word per cycle after a 4-cycle start
                             assert cyc <= len(acts) + 5 + SKIP, \
@@ -248,30 +243,23 @@ class TB:
                                 f"layer 0: {layer0_cycles} cycles of input, end at {cyc}"
                     else:
                         got[p].append((f["col"], f["value"]))
-                if offered[p] and int(self.sig("i_out__{p}__ready", p).value):
-                    offered[p] = False
-                    if emit_k[p] == len(outputs[p]):
-                        phase[p] = "done"
-                    emit_k[p] += 1
+                if self.outs[p].sample() and self.outs[p].idle:
+                    phase[p] = "done"
             if int(d.o_logit__valid.value):
-                word = int(d.o_logit__payload.value)
                 assert last, f"layer {li}: o_logit valid on a hidden layer"
-                assert held is None or held == word, "o_logit payload changed before transfer"
-                held = word
-                if lready:
-                    held = None
-                    logits.append(unpack_fields(self.ll, word))
-            else:
-                assert held is None, "o_logit valid dropped before its transfer"
+            word = self.logit.sample()
+            if word is not None:
+                logits.append(unpack_fields(self.ll, word))
             await FallingEdge(d.clk)
         else:
             raise AssertionError(f"layer {li}: no o_done after {timeout} cycles ({phase})")
         await FallingEdge(d.clk)
         for p in range(N):
-            self.sig("i_out__{p}__valid", p).value = 0
-            self.sig("o_act__{p}__ready", p).value = 0
-        d.i_input__valid.value = 0
-        d.o_logit__ready.value = 0
+            self.outs[p].valid.value = 0
+            self.acts[p].stop()
+        self.inp.valid.value = 0
+        self.logit.stop()
+        xi = self.inp.sent - sent
         if x is not None:
             assert xi == len(items), f"only {xi} of {len(items)} inputs taken"
         await ReadOnly()

@@ -7,12 +7,12 @@ and per input vector and layer the broadcast ``(col, value)`` list and the exact
 of PE ``index`` (global row, value as an unsigned ``acc_bits`` word).
 """
 import dataclasses
-import json
 
 import numpy as np
 
 from contract.config import AcceleratorConfig
 from contract.memmap import DESC_FLAGS, DESC_WORD, DESC_WORDS
+from hw.simcase import load_case, save_case
 from sw.golden import infer, random_int_model
 from sw.huffman import HuffmanCode
 from sw.pack import PackLimits, pack
@@ -121,15 +121,3 @@ def make_pe_case(n_pes, index, sizes, density, seed, n_inputs=3, *, zero_input=T
                   for l in im.layers)
     return {"n_pes": n_pes, "index": index, "config": dataclasses.asdict(cfg),
             "loads": loads, "layers": layers, "inputs": cases, "longest_code": longest}
-
-
-def save_case(case, path):
-    """Write a case as JSON."""
-    with open(path, "w") as f:
-        json.dump(case, f)
-
-
-def load_case(path):
-    """Read a case written by :func:`save_case`."""
-    with open(path) as f:
-        return json.load(f)

@@ -1,9 +1,9 @@
 """Smoke testbench: checks that the cocotb/Verilator tool chain can fail and pass."""
-import os
-
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
+
+from tb.bench import params
 
 
 @cocotb.test()
@@ -12,7 +12,7 @@ async def add_registered(dut):
     dut.rst.value = 1
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0
-    bias = int(os.environ.get("SMOKE_BIAS", "0"))
+    bias = params().get("bias", 0)
     for a, b in [(3, 250), (255, 255), (0, 0)]:
         dut.a.value = a
         dut.b.value = b

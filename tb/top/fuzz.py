@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gateware.protocol import SOF, STATUS_FIELDS, STATUS_FLAGS, Cmd, Err, Resp, crc16, encode_frame
+from gateware.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, Cmd, Err,
+                               Resp, crc16, encode_frame)
+from sw import incode
 
 __all__ = ["Frame", "parse_chunk", "KnownModel", "BoardModel", "FrameGenerator"]
 
@@ -169,8 +171,14 @@ class BoardModel:
         action = None
         hdr_err = 0
         if f.length >= 0:
-            if f.cmd in (Cmd.PING, Cmd.RESET):
+            if f.cmd == Cmd.RESET:
                 action, hdr_err = (f.cmd, 0) if f.length == 0 else (None, Err.BAD_LENGTH)
+            elif f.cmd == Cmd.PING:
+                # protocol 4: one optional byte, the host's version
+                if f.length == 0 or (f.length == 1 and f.payload[:1] == bytes([PROTOCOL_VERSION])):
+                    action = f.cmd
+                else:
+                    hdr_err = Err.VERSION if f.length == 1 else Err.BAD_LENGTH
             elif f.cmd == Cmd.LOAD:
                 action, hdr_err = (f.cmd, 0) if f.length >= 5 and f.length & 1 else \
                     (None, Err.BAD_LENGTH)
@@ -183,6 +191,13 @@ class BoardModel:
                     action = f.cmd
             elif f.cmd == Cmd.INFER_SPARSE:
                 action, hdr_err = (f.cmd, 0) if self.loaded else (None, Err.NOT_LOADED)
+            elif f.cmd == Cmd.INFER_CODED:
+                if not self.loaded:
+                    hdr_err = Err.NOT_LOADED
+                elif f.length == 0:
+                    hdr_err = Err.BAD_LENGTH
+                else:
+                    action = f.cmd
             else:
                 hdr_err = Err.UNKNOWN_CMD
         # LOAD words are written as they arrive (the CRC is checked at the end)
@@ -210,6 +225,8 @@ class BoardModel:
                     pos = idx + 1
             bad_len = len(f.payload) % 3 != 0
             x = bytes(vec)
+        elif action == Cmd.INFER_CODED:
+            x, bad_len, bad_input = self._decode(f.payload[1:])
 
         if not f.complete:
             expect = Err.TIMEOUT
@@ -233,7 +250,29 @@ class BoardModel:
             if action == Cmd.RESET:
                 self.sticky = False
             return []
-        return self._check_infer(x, code, body)
+        seq = f.payload[0] if action == Cmd.INFER_CODED else 0x80
+        return self._check_infer(x, code, body, seq)
+
+    def _decode(self, tokens):
+        """INFER_CODED tokens as the board decodes them: (vector, bad length, bad input)."""
+        n = self.in_features
+        vec = bytearray(n)
+        pos = lits = 0
+        bad_input = False
+        for b in tokens:
+            if lits == 0:                       # a token: zeros, then literals
+                zeros, lits = b >> incode.LIT_BITS, b & incode.MAX_LITERALS
+                if pos + zeros > n:
+                    bad_input = True
+                pos = min(n, pos + zeros)
+            else:
+                if pos == n:
+                    bad_input = True
+                else:
+                    vec[pos] = b & ((1 << self.cfg.act_bits) - 1)
+                    pos += 1
+                lits -= 1
+        return bytes(vec), lits != 0, bad_input
 
     def _expect_error(self, code, body, err):
         if code != Resp.ERROR or len(body) != 3 or body[0] != err:
@@ -251,7 +290,7 @@ class BoardModel:
             errs.append(f"STATUS loaded flag {st['flags']:#x}, expected {self.loaded}")
         return errs
 
-    def _check_infer(self, x, code, body):
+    def _check_infer(self, x, code, body, seq=0x80):
         km = self.intact()
         if code == Resp.ERROR and len(body) == 3 and body[0] == Err.ACCEL_TIMEOUT:
             self.sticky = False     # the watchdog reset the accelerator
@@ -276,16 +315,23 @@ class BoardModel:
         if got is None:
             return [f"INFER after a complete upload of {km.name} answered {_show(code, body)}"]
         self.results_checked[km.name] += 1
+        if got[3] != seq:
+            return [f"RESULT for sequence byte 0x{got[3]:02x}, expected 0x{seq:02x}"]
+        if not seq & 0x80:
+            logits = []                         # the compact result: no logits
         if got[:2] != (logits, pred):
             return [f"{km.name}: logits {got[0]} argmax {got[1]} != golden {logits} argmax {pred}"]
         return []
 
 
 def _result(body):
-    if not body or len(body) != 4 * body[0] + 6:
+    """``(logits, argmax, cycles, seq)`` of a RESULT payload (protocol 4: seq u8, n u8,
+    logit i32 * n, argmax u8, cycles u32), None if malformed."""
+    if len(body) < 7 or len(body) != 4 * body[1] + 7:
         return None
-    n = body[0]
-    return (list(struct.unpack_from(f"<{n}i", body, 1)),) + struct.unpack_from("<BI", body, 1 + 4 * n)
+    n = body[1]
+    return (list(struct.unpack_from(f"<{n}i", body, 2)),) \
+        + struct.unpack_from("<BI", body, 2 + 4 * n) + (body[0],)
 
 
 def _show(code, body):
@@ -336,7 +382,13 @@ class FrameGenerator:
 
     def infer(self):
         x = self.input()
-        sparse = self.rng.random() < 0.5 or (self.uart and 7 + len(x) > self.max_bytes)
+        r = self.rng.random()
+        if r < 0.3:
+            seq = self.rng.randrange(256)       # bit 7: the logits too
+            frame = encode_frame(Cmd.INFER_CODED, bytes([seq]) + incode.encode(x))
+            if not self.uart or len(frame) <= self.max_bytes:
+                return frame
+        sparse = r < 0.65 or (self.uart and 7 + len(x) > self.max_bytes)
         if sparse:
             return encode_frame(Cmd.INFER_SPARSE, b"".join(
                 struct.pack("<HB", i, v) for i, v in enumerate(x) if v))
@@ -347,8 +399,11 @@ class FrameGenerator:
         r = self.rng.random() * (0.75 if self.uart else 1)
         if r < 0.5:
             return self.infer()
-        if r < 0.65:
+        if r < 0.6:
             return encode_frame(Cmd.PING)
+        if r < 0.65:
+            return encode_frame(Cmd.PING, bytes([self.rng.choice(
+                [PROTOCOL_VERSION, PROTOCOL_VERSION, self.rng.randrange(256)])]))
         if r < 0.75:
             return encode_frame(Cmd.RESET)
         return self.rng.choice(self.uploads)    # rewriting a correct block is harmless

@@ -37,22 +37,22 @@ class StreamTop(wiring.Component):
     i_rx_data : In(8)
         Byte to write into the receive FIFO.
     i_rx_we : In(1)
-        Write ``i_rx_data`` this cycle (only while ``o_rx_level < rx_fifo_depth``).
-    o_rx_level : Out(16)
-        Bytes in the receive FIFO.
+        Write ``i_rx_data`` this cycle (only while ``o_rx_ready``).
+    o_rx_ready : Out(1)
+        The receive FIFO has room.
     o_tx_data : Out(8)
-        Oldest byte of the transmit FIFO (valid while ``o_tx_level != 0``).
+        Oldest byte of the transmit FIFO (while ``o_tx_valid``).
+    o_tx_valid : Out(1)
+        ``o_tx_data`` holds a byte.
     i_tx_re : In(1)
         Take ``o_tx_data`` this cycle.
-    o_tx_level : Out(16)
-        Bytes in the transmit FIFO.
     """
     i_rx_data: In(8)
     i_rx_we: In(1)
-    o_rx_level: Out(16)
+    o_rx_ready: Out(1)
     o_tx_data: Out(8)
+    o_tx_valid: Out(1)
     i_tx_re: In(1)
-    o_tx_level: Out(16)
 
     def __init__(self, config=AcceleratorConfig(), *, clock_hz=12_000_000, divisor=4,
                  timeout=None, accel_timeout=1 << 24, max_logits=16, rx_fifo_depth=32,
@@ -74,7 +74,7 @@ class StreamTop(wiring.Component):
         m.d.comb += [
             rx.w_data.eq(self.i_rx_data),
             rx.w_en.eq(self.i_rx_we),
-            self.o_rx_level.eq(rx.level),
+            self.o_rx_ready.eq(rx.w_rdy),
             proto.i_rx.payload.eq(rx.r_data),
             proto.i_rx.valid.eq(rx.r_rdy),
             rx.r_en.eq(proto.i_rx.ready),
@@ -83,7 +83,7 @@ class StreamTop(wiring.Component):
             proto.o_tx.ready.eq(tx.w_rdy),
             self.o_tx_data.eq(tx.r_data),
             tx.r_en.eq(self.i_tx_re),
-            self.o_tx_level.eq(tx.level),
+            self.o_tx_valid.eq(tx.r_rdy),
             proto.i_cycles.eq(accel.o_cycles),
             proto.i_argmax.eq(accel.o_argmax),
             proto.i_accel_busy.eq(accel.o_busy),

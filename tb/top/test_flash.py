@@ -1,9 +1,8 @@
 """cocotb tests of the model in flash: SimTop (mock accelerator, flash loader) boots from a
 behavioural SPI flash (tb/top/spiflash.py) holding a good, blank, corrupt or truncated image.
 
-Environment: as tb/top/test_protocol.py, plus FLASH_OFFSET.
+Parameters (:func:`tb.bench.params`): as tb/top/test_protocol.py, plus ``flash_offset``.
 """
-import os
 import random
 import struct
 
@@ -12,11 +11,12 @@ from cocotb.triggers import Timer
 
 from contract.protocol import STATUS_FLAGS, FlashState
 from sw.flashimage import flash_image
+from tb.bench import params
 from tb.top.spiflash import SpiFlash
 from tb.top.test_protocol import (CLOCK_HZ, MEM_LAYERS, TIMEOUT, check_result, infer, setup,
                                   status)
 
-OFFSET = int(os.environ.get("FLASH_OFFSET", str(0x100000)))
+OFFSET = params().get("flash_offset", 0x100000)
 
 
 def mock_runs(rng, n_in):

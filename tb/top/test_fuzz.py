@@ -1,6 +1,6 @@
 """cocotb: protocol fuzz against the real accelerator (tb/top/fuzz.py makes and checks frames).
 
-Two benches, chosen by FUZZ_LEVEL:
+Two benches, chosen by ``level``:
 
 - ``stream``: :class:`tb.top.stream_top.StreamTop`, bytes written straight into the receive FIFO
   and taken from a transmit FIFO (one byte per clock, no UART): fast enough for 10,000+ frames.
@@ -9,13 +9,12 @@ Two benches, chosen by FUZZ_LEVEL:
   frame per chunk of at most 32 bytes (the receive FIFO holds a chunk while the board answers),
   plus PING floods that overflow the receive FIFO (BUSY, then recovery).
 
-Environment: FUZZ_LEVEL, FUZZ_FRAMES (frames to send), FUZZ_SEED, FUZZ_MUTATE (1: flip a bit of
-every expected logit; the run must then report violations), FUZZ_LENET (a model file run for a
-few MNIST images first), FUZZ_CONFIG (the AcceleratorConfig fields, JSON), FUZZ_REPORT (a
-file for the summary line), FUZZ_CLOCK_HZ, FUZZ_DIVISOR, FUZZ_TIMEOUT, FUZZ_ACCEL_TIMEOUT (clocks).
+Parameters (:func:`tb.bench.params`): ``level``, ``frames`` (frames to send), ``seed``,
+``mutate`` (flip a bit of every expected logit; the run must then report violations),
+``lenet`` (a model file run for a few MNIST images first), ``config`` (the AcceleratorConfig
+fields), ``report`` (a file for the summary line), ``clock_hz``, ``divisor``, ``timeout``,
+``accel_timeout`` (clocks).
 """
-import json
-import os
 import random
 import struct
 from collections import deque
@@ -30,27 +29,27 @@ from cocotb.utils import get_sim_time
 from gateware.protocol import SOF, Cmd, Err, Resp, encode_frame
 from sw.golden import random_int_model
 from sw.transport import SimTransport, TransportTimeout
+from tb.bench import params
 from tb.top.board import read_frame, status
 from tb.top.fuzz import BoardModel, FrameGenerator, KnownModel, parse_chunk
 
-LEVEL = os.environ.get("FUZZ_LEVEL", "stream")
-FRAMES = int(os.environ.get("FUZZ_FRAMES", "300"))
-SEED = int(os.environ.get("FUZZ_SEED", "1"))
-MUTATE = os.environ.get("FUZZ_MUTATE", "0") == "1"
-LENET = os.environ.get("FUZZ_LENET", "")
-CLOCK_HZ = int(os.environ.get("FUZZ_CLOCK_HZ", "12000000"))
-DIVISOR = int(os.environ.get("FUZZ_DIVISOR", "4"))
-TIMEOUT = int(os.environ.get("FUZZ_TIMEOUT", "2000"))
-ACCEL_TIMEOUT = int(os.environ.get("FUZZ_ACCEL_TIMEOUT", "20000"))
+LEVEL = params().get("level", "stream")
+FRAMES = params().get("frames", 300)
+SEED = params().get("seed", 1)
+MUTATE = bool(params().get("mutate", False))
+LENET = params().get("lenet", "")
+CLOCK_HZ = params().get("clock_hz", 12_000_000)
+DIVISOR = params().get("divisor", 4)
+TIMEOUT = params().get("timeout", 2000)
+ACCEL_TIMEOUT = params().get("accel_timeout", 20000)
 CLK_PS = 2 * round(0.5e12 / CLOCK_HZ)
 
 
 class StreamLink(SimTransport):
     """:class:`SimTransport`'s interface on StreamTop's byte FIFOs (one byte per clock)."""
 
-    def __init__(self, dut, rx_depth=32):
+    def __init__(self, dut):
         self.dut = dut
-        self.rx_depth = rx_depth
         self.baud = CLOCK_HZ
         self._out = deque()
         self._in = bytearray()
@@ -68,7 +67,7 @@ class StreamLink(SimTransport):
         dut = self.dut
         while True:
             await FallingEdge(dut.clk)
-            if self._out and int(dut.o_rx_level.value) < self.rx_depth:
+            if self._out and int(dut.o_rx_ready.value):
                 dut.i_rx_data.value = self._out.popleft()
                 dut.i_rx_we.value = 1
                 continue
@@ -83,12 +82,11 @@ class StreamLink(SimTransport):
         while True:
             await ClockCycles(dut.clk, 16)
             await FallingEdge(dut.clk)
-            n = int(dut.o_tx_level.value)
-            if not n:
+            if not int(dut.o_tx_valid.value):
                 continue
-            dut.i_tx_re.value = 1
-            for _ in range(n):
+            while int(dut.o_tx_valid.value):
                 self._in.append(int(dut.o_tx_data.value))
+                dut.i_tx_re.value = 1
                 await FallingEdge(dut.clk)
             dut.i_tx_re.value = 0
             self._in_event.set()
@@ -121,7 +119,9 @@ async def run_chunk(tr, model, chunk, log):
             resp = await read_frame(tr, wait)
         except TransportTimeout as exc:
             model.frames += 1
-            model.violations.append(f"frame {model.frames}: no response (hang): {exc}")
+            model.violations.append(f"frame {model.frames}: no response (hang): {exc}; "
+                                    f"chunk {chunk[:64].hex()} ({len(chunk)} bytes, "
+                                    f"{len(frames)} frames); received {exc.received[:48].hex()}")
             log(model.violations[-1])
             await recover(tr)
             return
@@ -180,7 +180,10 @@ async def read_frame_after(tr, frame):
 
 def small_model(st, seed):
     from tb.top.board import pack
-    im = random_int_model([16, 12, 6], density=0.4, seed=seed, n_indices=5)
+    # the gateware's widths (a gateware sized for LeNet-300-100 has 5-bit gaps)
+    im = random_int_model([16, 12, 6], density=0.4, seed=seed, n_indices=5,
+                          **{k: st[k] for k in ("act_bits", "weight_bits", "acc_bits", "idx_bits",
+                                                "gap_bits", "huff_max_len")})
     return KnownModel("random", im, pack(st, im))
 
 
@@ -213,7 +216,7 @@ async def protocol_fuzz(dut):
     rng = random.Random(SEED)
     from gateware.config import AcceleratorConfig
     st = await status(tr, 1e-3 + 200 * byte_s())
-    cfg = AcceleratorConfig(**json.loads(os.environ["FUZZ_CONFIG"]))
+    cfg = AcceleratorConfig(**params()["config"])
     lines = []
 
     def log(text):
@@ -246,7 +249,7 @@ async def protocol_fuzz(dut):
                                                                  key=lambda kv: -kv[1]))
                + f"; {(get_sim_time('ns') - t0) / 1e6:.1f} ms simulated")
     cocotb.log.info(summary)
-    out = os.environ.get("FUZZ_REPORT")
+    out = params().get("report")
     if out:
         with open(out, "w") as fh:
             fh.write(summary + "\n" + "\n".join(lines[:50]) + "\n")

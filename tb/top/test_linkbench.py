@@ -12,17 +12,14 @@ import os
 import numpy as np
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.task import bridge
-from cocotb.triggers import ClockCycles
 
 from sw import incode
-from sw.transport import SimTransport
+from tb.top.board import start
 
 CLOCK_HZ = int(os.environ.get("LB_CLOCK_HZ", "24000000"))
 DIVISOR = int(os.environ.get("LB_DIVISOR", "8"))
 TIMEOUT = int(os.environ.get("LB_TIMEOUT", "8000"))
-CLK_PS = 2 * round(0.5e12 / CLOCK_HZ)
 
 
 @cocotb.test()
@@ -30,13 +27,7 @@ async def link_benchmark(dut):
     from sw.golden import IntModel, images_to_uint8, infer, load_mnist
     from sw.host import Board, pack_for_board, run_benchmark
     from sw.modelfile import load_model
-    cocotb.start_soon(Clock(dut.clk, CLK_PS, unit="ps").start())
-    dut.i_rx.value = 1
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 4)
-    dut.rst.value = 0
-    await ClockCycles(dut.clk, 4)
-    tr = SimTransport(dut, CLOCK_HZ, DIVISOR)
+    tr = await start(dut, CLOCK_HZ, DIVISOR)
     tr.latency = 0.01
     int_model = IntModel.from_model(load_model(os.environ["LB_MODEL"]))
     n = int(os.environ.get("LB_IMAGES", "200"))

@@ -1,9 +1,8 @@
 """cocotb tests of the UART protocol on SimTop with the mock accelerator (gateware/mock_accel.py).
 
-Every byte goes through the simulated UART pins. Parameters come from the environment:
-TOP_CLOCK_HZ, TOP_DIVISOR, TOP_TIMEOUT (frame idle timeout, clocks), TOP_N_PES.
+Every byte goes through the simulated UART pins. Parameters (:func:`tb.bench.params`):
+``clock_hz``, ``divisor``, ``timeout`` (frame idle timeout, clocks), ``n_pes``.
 """
-import os
 import random
 import struct
 
@@ -12,17 +11,19 @@ from cocotb.clock import Clock
 from cocotb.task import bridge
 from cocotb.triggers import ClockCycles, Timer
 
+from contract.memmap import shared_mem
 from contract.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, Cmd, Err, Resp,
                                crc16, encode_frame)
 from sw import incode
-from sw.transport import SimTransport, TransportTimeout
 from gateware.mock_accel import mock_logits
+from sw.transport import SimTransport, TransportTimeout
+from tb.bench import params
 
-CLOCK_HZ = int(os.environ.get("TOP_CLOCK_HZ", "12000000"))
-DIVISOR = int(os.environ.get("TOP_DIVISOR", "4"))
-TIMEOUT = int(os.environ.get("TOP_TIMEOUT", "2000"))
-N_PES = int(os.environ.get("TOP_N_PES", "4"))
-MEM_LAYERS = N_PES + 4
+CLOCK_HZ = params().get("clock_hz", 12_000_000)
+DIVISOR = params().get("divisor", 4)
+TIMEOUT = params().get("timeout", 2000)
+N_PES = params().get("n_pes", 4)
+MEM_LAYERS = shared_mem(N_PES, "layers")
 CLK_PS = 2 * round(0.5e12 / CLOCK_HZ)   # cocotb needs an even period
 BYTE_S = 10 * DIVISOR / CLOCK_HZ
 _TASKS = []

@@ -7,10 +7,9 @@ leaves the last layer's descriptor with 0 outputs, so the inference hangs; and a
 for the watchdog), the RESET command after an accelerator error, and the reset pin in the middle
 of an inference.
 
-Environment: REC_CLOCK_HZ, REC_DIVISOR, REC_TIMEOUT (frame idle timeout, clocks),
-REC_ACCEL_TIMEOUT (clocks).
+Parameters (:func:`tb.bench.params`): ``clock_hz``, ``divisor``, ``timeout`` (frame idle
+timeout, clocks), ``accel_timeout`` (clocks).
 """
-import os
 
 import numpy as np
 
@@ -19,13 +18,14 @@ from cocotb.triggers import ClockCycles
 
 from gateware.protocol import Cmd, Err, Resp, encode_frame
 from sw.golden import random_int_model
+from tb.bench import params
 from tb.top.board import (exchange, golden, infer_frame, pack, parse_result, start, status,
                           upload_frames)
 
-CLOCK_HZ = int(os.environ.get("REC_CLOCK_HZ", "12000000"))
-DIVISOR = int(os.environ.get("REC_DIVISOR", "4"))
-TIMEOUT = int(os.environ.get("REC_TIMEOUT", "4000"))
-ACCEL_TIMEOUT = int(os.environ.get("REC_ACCEL_TIMEOUT", "20000"))
+CLOCK_HZ = params().get("clock_hz", 12_000_000)
+DIVISOR = params().get("divisor", 4)
+TIMEOUT = params().get("timeout", 4000)
+ACCEL_TIMEOUT = params().get("accel_timeout", 20000)
 BYTE_S = 10 * DIVISOR / CLOCK_HZ
 # a response read: the longest frame plus the accelerator watchdog
 WAIT_S = 600 * BYTE_S + 2 * (ACCEL_TIMEOUT + TIMEOUT) / CLOCK_HZ

@@ -2,11 +2,11 @@
 SimTop with the real accelerator over the simulated UART pins, runs images and compares every
 logit with sw.golden.
 
-Environment: SYS_N_PES, SYS_CLOCK_HZ, SYS_DIVISOR, SYS_TIMEOUT, SYS_IMAGES and either
-SYS_MODEL (a calibrated dcmodel file: MNIST test images) or SYS_SIZES/SYS_DENSITY/SYS_SEED
-/SYS_N_INDICES (sw.golden.random_int_model with random sparse inputs).
+Parameters (:func:`tb.bench.params`): ``n_pes``, ``clock_hz``, ``divisor``, ``timeout``,
+``images``, ``latency`` (of the simulated host link, s) and either ``model`` (a calibrated
+dcmodel file: MNIST test images) or ``sizes``/``density``/``seed``/``n_indices``
+(sw.golden.random_int_model with random sparse inputs).
 """
-import os
 import time
 
 import numpy as np
@@ -17,29 +17,29 @@ from cocotb.task import bridge
 from cocotb.triggers import ClockCycles
 
 from sw.transport import SimTransport
+from tb.bench import params
 
-N_PES = int(os.environ.get("SYS_N_PES", "4"))
-CLOCK_HZ = int(os.environ.get("SYS_CLOCK_HZ", "12000000"))
-DIVISOR = int(os.environ.get("SYS_DIVISOR", "4"))
-TIMEOUT = int(os.environ.get("SYS_TIMEOUT", "4000"))
-IMAGES = int(os.environ.get("SYS_IMAGES", "4"))
+N_PES = params().get("n_pes", 4)
+CLOCK_HZ = params().get("clock_hz", 12_000_000)
+DIVISOR = params().get("divisor", 4)
+TIMEOUT = params().get("timeout", 4000)
+IMAGES = params().get("images", 4)
 CLK_PS = 2 * round(0.5e12 / CLOCK_HZ)
 
 
 def model_and_inputs():
     from sw.golden import IntModel, images_to_uint8, load_mnist, random_int_model
-    path = os.environ.get("SYS_MODEL")
+    path = params().get("model")
     if path:
         from sw.modelfile import load_model
         int_model = IntModel.from_model(load_model(path))
         test_x, test_y = load_mnist()["test"]
         return int_model, images_to_uint8(test_x[:IMAGES]), test_y[:IMAGES]
-    sizes = [int(s) for s in os.environ.get("SYS_SIZES", "48,24,10").split(",")]
-    density = float(os.environ.get("SYS_DENSITY", "0.3"))
-    seed = int(os.environ.get("SYS_SEED", "1"))
-    n_indices = os.environ.get("SYS_N_INDICES")
+    sizes = params().get("sizes", [48, 24, 10])
+    density = params().get("density", 0.3)
+    seed = params().get("seed", 1)
     int_model = random_int_model(sizes, density=density, seed=seed,
-                                 n_indices=int(n_indices) if n_indices else None)
+                                 n_indices=params().get("n_indices"))
     rng = np.random.default_rng(seed + 100)
     x = rng.integers(0, 256, size=(IMAGES, sizes[0])) * (rng.random((IMAGES, sizes[0])) < 0.4)
     x[0] = 0                      # an all-zero input (sparse frame with no pairs)
@@ -58,7 +58,7 @@ async def host_uploads_and_matches_golden(dut):
     dut.rst.value = 0
     await ClockCycles(dut.clk, 4)
     tr = SimTransport(dut, CLOCK_HZ, DIVISOR)
-    tr.latency = float(os.environ.get("SYS_LATENCY", "0.01"))
+    tr.latency = params().get("latency", 0.01)
     int_model, x, labels = model_and_inputs()
 
     @bridge

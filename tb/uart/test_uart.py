@@ -1,13 +1,14 @@
 """cocotb tests of gateware.uart on the UARTHarness (dividers from env UART_DIVISORS)."""
-import os
 import random
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, ReadOnly, Timer
 
+from tb.bench import params
+
 CLK_NS = 10
-DIVISORS = [int(d) for d in os.environ.get("UART_DIVISORS", "4").split(",")]
+DIVISORS = params().get("divisors", [4])
 
 
 def port(dut, d, name):

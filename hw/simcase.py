@@ -1,0 +1,123 @@
+"""Simulation cases of the whole accelerator: configuration, load words, inputs and golden logits.
+
+Used by the flow tools (``hw.bench``, ``hw.profile``) and the accelerator testbench
+(``tb/accelerator``). A case is a JSON-serialisable dict (written by :func:`save_case`, read by
+the cocotb test)::
+
+    {"config": {AcceleratorConfig fields}, "loads": [[mem, addr, data]...],
+     "inputs": [[x0, x1, ...]...], "logits": [[...]...], "argmax": [...],
+     "ideal": [...], "labels": [...] or null}
+
+:func:`random_case` draws a random sparse integer model (``sw.golden.random_int_model``);
+:func:`model_case` uses a calibrated model file and MNIST test images.
+"""
+import dataclasses
+import json
+
+import numpy as np
+
+from contract.config import AcceleratorConfig
+from hw.build import sized_config
+from sw.golden import IntModel, ideal_cycles, images_to_uint8, infer, load_mnist, random_int_model
+from sw.modelfile import load_model
+from sw.pack import PackLimits, pack
+
+__all__ = ["sim_config", "bench_config", "random_case", "model_case", "case_from_int_model",
+           "save_case", "load_case", "config_from_case"]
+
+
+def sim_config(n_pes, **kw):
+    """``AcceleratorConfig`` for fast random-model simulations (4096-word PE memories)."""
+    kw.setdefault("pe_mem_depth", 4096)
+    kw.setdefault("symbol_depth", 512)
+    return AcceleratorConfig(n_pes=n_pes, **kw)
+
+
+def bench_config(int_model, n_pes, fifo_depth=None, input_lanes=None, requant_overlap=None,
+                 column_skip=None, pointer_ports=None, stream_words=None, early_start=None):
+    """``AcceleratorConfig(n_pes)`` built for ``int_model`` as it is packed (already balanced
+    if it is to be): the model's widths (``idx_bits``, ``gap_bits``... ``sw.pack.WIDTH_KEYS``),
+    accumulator rows and symbol table grown (powers of two) when the model needs more than the
+    defaults (e.g. LeNet-300-100 on one PE; 5-bit gaps need a 1024-entry symbol table)."""
+    # (a zero FIFO depth or lane count means the default, as None does)
+    given = dict(fifo_depth=fifo_depth or None, input_lanes=input_lanes or None,
+                 requant_overlap=requant_overlap, column_skip=column_skip,
+                 pointer_ports=pointer_ports, stream_words=stream_words, early_start=early_start)
+    base = AcceleratorConfig(n_pes=n_pes, **{k: v for k, v in given.items() if v is not None})
+    return sized_config(int_model, base, balance=False)
+
+
+def case_from_int_model(int_model, x, config, labels=None):
+    """Pack ``int_model`` for ``config`` and compute the golden logits of inputs ``x``.
+
+    Parameters
+    ----------
+    int_model : sw.golden.IntModel
+    x : numpy.ndarray
+        int ``(n, in_features)`` inputs.
+    config : AcceleratorConfig
+    labels : array_like, optional
+        True classes (reported by the benchmark).
+    """
+    packed = pack(int_model, config.n_pes, board="sim", limits=PackLimits.from_config(config))
+    x = np.asarray(x, dtype=np.int64)
+    res = infer(int_model, x)
+    cs = ideal_cycles(int_model, x, config.n_pes, result=res)
+    return {
+        "config": dataclasses.asdict(config),
+        "loads": [[int(a), int(b), int(c)] for a, b, c in packed.load_words(True)],
+        "inputs": x.tolist(),
+        "logits": res.logits.tolist(),
+        "argmax": res.prediction.tolist(),
+        "ideal": cs.ideal.tolist(),
+        "pe_bound": cs.pe_bound.tolist(),
+        "labels": None if labels is None else [int(v) for v in labels],
+    }
+
+
+def random_case(n_pes, sizes, density, seed, n_inputs=4, *, act_density=0.4, config=None,
+                **model_kw):
+    """Random sparse model and inputs: input 0 is all zero, input 1 all 255 (saturation).
+
+    ``model_kw`` goes to ``random_int_model`` (``saturate``, ``long_gaps``, ``n_indices``...).
+    """
+    cfg = config or sim_config(n_pes)
+    im = random_int_model(sizes, density, seed, act_bits=cfg.act_bits, idx_bits=cfg.idx_bits,
+                          gap_bits=cfg.gap_bits, huff_max_len=cfg.huff_max_len, **model_kw)
+    rng = np.random.default_rng(seed + 500)
+    amax = (1 << cfg.act_bits) - 1
+    x = rng.integers(1, amax + 1, size=(n_inputs, sizes[0]))
+    x = x * (rng.random((n_inputs, sizes[0])) < act_density)
+    x[0] = 0
+    if n_inputs > 1:
+        x[1] = amax
+    return case_from_int_model(im, x, cfg)
+
+
+def model_case(path, n_pes, n_images, offset=0, config=None):
+    """A calibrated model file (e.g. models/lenet300.npz) on MNIST test images
+    ``offset .. offset + n_images - 1``; ``config`` defaults to :func:`bench_config` (the
+    model's widths, tables grown to fit)."""
+    im = IntModel.from_model(load_model(path))
+    xs, ys = load_mnist()["test"]
+    x = images_to_uint8(xs[offset:offset + n_images])
+    if config is None:                # gateware built for the model (widths, tables)
+        config = bench_config(im, n_pes)
+    return case_from_int_model(im, x, config, labels=ys[offset:offset + n_images])
+
+
+def config_from_case(case):
+    """The ``AcceleratorConfig`` a case was made for."""
+    return AcceleratorConfig(**case["config"])
+
+
+def save_case(case, path):
+    """Write a case as JSON."""
+    with open(path, "w") as f:
+        json.dump(case, f)
+
+
+def load_case(path):
+    """Read a case written by :func:`save_case`."""
+    with open(path) as f:
+        return json.load(f)
