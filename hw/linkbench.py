@@ -13,6 +13,7 @@ host runtime streaming coded requests (``sw.host.Board.infer_stream``), and prin
 rate next to :func:`link_model`'s prediction for the simulated link and for a real board.
 """
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -106,13 +107,8 @@ def board_config(board, model):
     """The accelerator configuration ``hw.build`` uses for ``board`` and ``model``, with generic
     memories (simulation)."""
     spec = get_board(board)
-    config = AcceleratorConfig(n_pes=spec.default_pes, pe_mem_depth=spec.pe_mem_words,
-                               fifo_depth=build.BOARD_FIFO_DEPTH,
-                               input_lanes=build.BOARD_INPUT_LANES,
-                               requant_overlap=build.BOARD_REQUANT_OVERLAP,
-                               column_skip=build.BOARD_COLUMN_SKIP,
-                               pointer_ports=build.BOARD_POINTER_PORTS,
-                               stream_words=build.BOARD_STREAM_WORDS)
+    # the board's profile and PE count, simulated with generic memories of the board's depth
+    config = dataclasses.replace(build.board_config(spec), memory="lib")
     return build.size_config(model, config), spec
 
 

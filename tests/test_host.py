@@ -264,6 +264,28 @@ def test_end_to_end_random_model():
               params=dict(SYS_PARAMS, sizes=[48, 24, 10], density=0.3, seed=3, images=6))
 
 
+@pytest.mark.sim
+def test_end_to_end_board_configuration():
+    """The ULX3S's configuration (its feature profile, block-RAM PE memories and the ECP5
+    flow's registered input path, ``UARTCore(input_register=True)``) over the simulated UART:
+    logits == sw.golden."""
+    pytest.importorskip("gateware.accelerator")
+    from gateware.top import SimTop
+    from hw.build import board_config
+    from hw.families import get_family
+    from tb.runner import run_testbench
+    config = board_config("ulx3s", 4, pe_mem_depth=4096)
+    core_args = get_family("ecp5").core_args
+    assert core_args == {"input_register": True}
+    top = SimTop(config, clock_hz=SYS_ENV["SYS_CLOCK_HZ"],
+                 baud=SYS_ENV["SYS_CLOCK_HZ"] // SYS_ENV["SYS_DIVISOR"],
+                 timeout=SYS_ENV["SYS_TIMEOUT"], accel_timeout=1 << 22, **core_args)
+    run_testbench(top, toplevel="sim_top", test_module="tb.top.test_system",
+                  build_name="top_system_ulx3s", build_args=VERILATOR_ARGS,
+                  extra_env=dict(SYS_ENV, SYS_SIZES="70,24,10", SYS_DENSITY=0.3, SYS_SEED=4,
+                                 SYS_IMAGES=5))
+
+
 @pytest.mark.slow
 def test_end_to_end_lenet_shaped_random():
     """A random 784-300-100-10 model at 8 % density (~13k words uploaded, ~90 s)."""
