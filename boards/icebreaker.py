@@ -1,34 +1,30 @@
-"""1BitSquared iCEBreaker (iCE40UP5K-SG48): the Amaranth platform for bitstream builds.
+"""1BitSquared iCEBreaker: iCE40UP5K-SG48, 12 MHz oscillator, FT2232H channel B as the UART.
 
-Pins come from ``amaranth_boards.icebreaker`` (UART on the FT2232H channel B: rx pin 6, tx pin 9;
-red/green user LEDs); capacities come from ``boards.registry`` (``get_board("icebreaker")``).
-The break-off PMOD's LEDs are added as ``led`` 2..6 when ``break_off_pmod=True``.
+Pins as in ``amaranth_boards.icebreaker``. One PE fits the UP5K's 5,280 logic cells (each PE's
+data and pointer memories take one SPRAM each, so the 4 SPRAMs allow two PEs); the feature
+profile spends no logic on what one PE does not need (docs/HARDWARE.md has the measurements:
+a 4-deep FIFO costs ~1.5 % cycles, input lanes / requantization overlap / column skip / a second
+pointer port / 32-bit stream words cost logic cells or SPRAMs the board does not have).
 """
-from amaranth_boards.icebreaker import ICEBreakerPlatform as _ICEBreakerPlatform
+from boards.board import Board, Clock, Led, Memory, Profile, Programmer, SPIFlash, UART
 
-from boards.registry import get_board
+_LVCMOS = {"IO_STANDARD": "SB_LVCMOS"}
 
-__all__ = ["ICEBreakerPlatform"]
-
-
-class ICEBreakerPlatform(_ICEBreakerPlatform):
-    """iCEBreaker platform with the project's board data.
-
-    Parameters
-    ----------
-    break_off_pmod : bool
-        Also declare the LEDs and buttons of the break-off PMOD (PMOD2).
-    toolchain : str
-        ``"IceStorm"`` (yosys + nextpnr-ice40 + icepack, default) or ``"iCECube2"``.
-
-    Attributes
-    ----------
-    spec : boards.registry.BoardSpec
-        Capacities (PE count, SPRAM/EBR, LUTs, clock).
-    """
-    spec = get_board("icebreaker")
-
-    def __init__(self, *, break_off_pmod=False, toolchain="IceStorm"):
-        super().__init__(toolchain=toolchain)
-        if break_off_pmod:
-            self.add_resources(self.break_off_pmod)
+BOARD = Board(
+    name="icebreaker", id=1, family="ice40", device="iCE40UP5K", package="SG48",
+    description="1BitSquared iCEBreaker (iCE40UP5K)",
+    # 24 MHz from the PLL: the project's timing target, and 3 Mbaud divides it exactly.
+    clock=Clock(pin="35", osc_hz=12_000_000, design_hz=24_000_000, resource="clk12",
+                attrs={"GLOBAL": True, **_LVCMOS}),
+    uart=UART(rx="6", tx="9", baud=3_000_000, attrs={"IO_STANDARD": "SB_LVTTL", "PULLUP": 1}),
+    leds=(Led("led_r", "11", invert=True, attrs=_LVCMOS),
+          Led("led_g", "37", invert=True, attrs=_LVCMOS)),
+    flash=SPIFlash(cs_n="16", clk="15", copi="14", cipo="17", wp_n="12", hold_n="13",
+                   attrs=_LVCMOS),
+    memory=Memory(bram_blocks=30, bram_bits=4096, luts=5280, dsps=8, large_ram_blocks=4,
+                  large_ram_words=16384),
+    profile=Profile(fifo_depth=4, input_lanes=1, requant_overlap=False, column_skip=False,
+                    pointer_ports=1, stream_words=1),
+    default_pes=1,
+    programmer=Programmer(board="ice40_generic", flash=True),
+)

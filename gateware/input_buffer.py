@@ -29,7 +29,7 @@ class InputBuffer(wiring.Component):
     i_wvalue : In(A)
         The value.
     i_length : In(range(max_features + 1))
-        Values per vector (layer 0's ``in_features``); read at ``i_start``. Must be >= 1.
+        Values per vector (layer 0's ``in_features``), >= 1, held while ``o_busy``.
     i_start : In(1)
         Stream the vector (values ``0 .. i_length - 1``) into ``o_input`` from the next clock.
         Ignored while ``o_busy``.
@@ -76,15 +76,15 @@ class InputBuffer(wiring.Component):
         # Streaming: ``word`` is the next word to read; the memory's synchronous read feeds an
         # output register (``o_input.valid``) that advances when it is empty or taken.
         word = Signal(fw)
-        n_words = Signal(fw)                # ceil(i_length / K), latched at the start
+        n_words = Signal(fw)                # ceil(i_length / K)
         at_end = Signal()                   # every word has been read
         last = Signal()
         out = self.o_input
-        m.d.comb += [rd.addr.eq(word), out.payload.value.eq(rd.data), out.payload.last.eq(last)]
+        m.d.comb += [rd.addr.eq(word), out.payload.value.eq(rd.data), out.payload.last.eq(last),
+                     n_words.eq((self.i_length + (K - 1)) >> L)]
         with m.If(~self.o_busy):
             with m.If(self.i_start):
-                m.d.sync += [self.o_busy.eq(1), word.eq(0), at_end.eq(0), out.valid.eq(0),
-                             n_words.eq((self.i_length + (K - 1)) >> L)]
+                m.d.sync += [self.o_busy.eq(1), word.eq(0), at_end.eq(0), out.valid.eq(0)]
         with m.Else():
             advance = ~out.valid | out.ready
             m.d.comb += rd.en.eq(advance)

@@ -3,29 +3,30 @@
 ``UARTCore`` is the whole design without pins: UART receiver -> receive FIFO -> protocol engine
 -> accelerator, protocol engine -> UART transmitter. ``SimTop`` exposes it with plain ``i_rx`` /
 ``o_tx`` bit ports for cocotb; ``BoardTop`` requests the UART and LED pins from an Amaranth
-platform (``dir="-"`` + ``io.Buffer``) and optionally runs the design from an iCE40 PLL.
+platform (``dir="-"`` + ``io.Buffer``) and optionally runs the design from the family's PLL
+(``gateware.pll``).
 """
-from amaranth import (Module, Signal, ClockDomain, ClockSignal, ResetSignal, Instance, Const,
-                      Value, Mux)
+from amaranth import (Module, Signal, ClockDomain, ClockSignal, ResetSignal, Shape, Value,
+                      Mux)
 from amaranth.build import ResourceError
 from amaranth.hdl import ResetInserter
 from amaranth.lib import io, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from contract.protocol import FLASH_OFFSET
 from gateware.accelerator import Accelerator
-from gateware.config import AcceleratorConfig
+from gateware.config import AcceleratorConfig, input_layout
 from gateware.flash_loader import FlashLoader
+from gateware.pll import PLL, PLLError, ice40_pll_params
 from gateware.protocol import ProtocolEngine
-from gateware.uart import UARTRx, UARTTx, uart_divisor
+from gateware.uart import ByteFIFO, UARTRx, UARTTx, uart_divisor
 
 __all__ = ["TopError", "UARTCore", "SimTop", "BoardTop", "ice40_pll_params",
            "default_accelerator"]
 
 
-class TopError(ValueError):
-    """Top-level parameters are inconsistent (clock, baud rate, PLL)."""
+#: ``TopError`` is what the flow tools catch: a PLL that cannot make the clock is one.
+TopError = PLLError
 
 
 def default_accelerator(config):
@@ -50,11 +51,18 @@ class UARTCore(wiring.Component):
     timeout, accel_timeout, max_logits :
         Passed to :class:`gateware.protocol.ProtocolEngine`.
     rx_fifo_depth : int
-        Bytes buffered between the receiver and the protocol engine (one iCE40 EBR holds
-        512): the host keeps up to this many request bytes in flight (STATUS ``rx_buffer``).
+        Bytes buffered between the receiver and the protocol engine (a power of two; one iCE40
+        EBR holds 512): the host keeps up to this many request bytes in flight (STATUS
+        ``rx_buffer``).
     flash_offset : int or None
         Load the model stored at this byte address of the SPI flash at power-up
         (:class:`gateware.flash_loader.FlashLoader`); ``None``: no flash loader.
+    input_register : bool
+        Put a two-word buffered FIFO (registered output, full rate) between the protocol
+        engine's input buffer and the accelerator's ``i_input``, so the buffer's read does not
+        reach the central unit's lane scan in the same cycle (the critical path of the ECP5
+        builds at 4 and 8 PEs). Same results and cycle counts (``o_cycles`` starts at the
+        accelerator); the iCEBreaker build has none (its netlist is the one measured).
 
     Attributes
     ----------
@@ -72,7 +80,7 @@ class UARTCore(wiring.Component):
 
     def __init__(self, config=AcceleratorConfig(), *, clock_hz=12_000_000, baud=3_000_000,
                  accelerator=default_accelerator, timeout=None, accel_timeout=1 << 24,
-                 max_logits=16, rx_fifo_depth=512, flash_offset=None):
+                 max_logits=16, rx_fifo_depth=512, flash_offset=None, input_register=False):
         self.config = config
         self.clock_hz = clock_hz
         self.baud = baud
@@ -82,6 +90,7 @@ class UARTCore(wiring.Component):
         self.accel_timeout = accel_timeout
         self.max_logits = max_logits
         self.rx_fifo_depth = rx_fifo_depth
+        self.input_register = input_register
         self.flash_offset = flash_offset
         members = {"i_rx": In(1, init=1), "o_tx": Out(1, init=1), "o_leds": Out(3)}
         if flash_offset is not None:
@@ -93,7 +102,7 @@ class UARTCore(wiring.Component):
         m = Module()
         m.submodules.uart_rx = rx = UARTRx(self.divisor)
         m.submodules.uart_tx = tx = UARTTx(self.divisor)
-        m.submodules.rx_fifo = fifo = SyncFIFOBuffered(width=8, depth=self.rx_fifo_depth)
+        m.submodules.rx_fifo = fifo = ByteFIFO(self.rx_fifo_depth)
         m.submodules.protocol = proto = ProtocolEngine(
             self.config, clock_hz=self.clock_hz, divisor=self.divisor, timeout=self.timeout,
             accel_timeout=self.accel_timeout, max_logits=self.max_logits,
@@ -104,9 +113,7 @@ class UARTCore(wiring.Component):
         m.d.comb += [
             rx.i_rx.eq(self.i_rx),
             self.o_tx.eq(tx.o_tx),
-            fifo.w_data.eq(rx.o_data.payload),
-            fifo.w_en.eq(rx.o_data.valid),
-            rx.o_data.ready.eq(fifo.w_rdy),
+
             proto.i_rx_frame_error.eq(rx.o_frame_error),
             proto.i_rx_overrun.eq(rx.o_overrun),
             proto.i_cycles.eq(accel.o_cycles),
@@ -115,12 +122,9 @@ class UARTCore(wiring.Component):
             proto.i_accel_error.eq(Value.cast(accel.o_error)),   # flags may be a struct
             self.o_leds.eq(proto.o_loaded | (proto.o_active << 1) | (proto.o_error << 2)),
         ]
+        wiring.connect(m, rx.o_data, fifo.i_data)
         if self.flash_offset is None:
-            m.d.comb += [
-                proto.i_rx.payload.eq(fifo.r_data),
-                proto.i_rx.valid.eq(fifo.r_rdy),
-                fifo.r_en.eq(proto.i_rx.ready),
-            ]
+            wiring.connect(m, fifo.o_data, proto.i_rx)
             wiring.connect(m, proto.o_tx, tx.i_data)
         else:
             # At power-up the flash loader feeds the engine the stored LOAD frames and takes
@@ -130,9 +134,9 @@ class UARTCore(wiring.Component):
             m.d.comb += [
                 self.o_flash_cs_n.eq(flash.o_cs_n), self.o_flash_sclk.eq(flash.o_sclk),
                 self.o_flash_copi.eq(flash.o_copi), flash.i_cipo.eq(self.i_flash_cipo),
-                proto.i_rx.payload.eq(Mux(booting, flash.o_rx.payload, fifo.r_data)),
-                proto.i_rx.valid.eq(Mux(booting, flash.o_rx.valid, fifo.r_rdy)),
-                fifo.r_en.eq(proto.i_rx.ready & ~booting),
+                proto.i_rx.payload.eq(Mux(booting, flash.o_rx.payload, fifo.o_data.payload)),
+                proto.i_rx.valid.eq(Mux(booting, flash.o_rx.valid, fifo.o_data.valid)),
+                fifo.o_data.ready.eq(proto.i_rx.ready & ~booting),
                 flash.o_rx.ready.eq(proto.i_rx.ready & booting),
                 tx.i_data.payload.eq(proto.o_tx.payload),
                 tx.i_data.valid.eq(proto.o_tx.valid & ~booting),
@@ -143,7 +147,21 @@ class UARTCore(wiring.Component):
                 proto.i_flash_state.eq(flash.o_state),
             ]
         wiring.connect(m, proto.o_load, accel.i_load)
-        wiring.connect(m, proto.o_input, accel.i_input)
+        if self.input_register:
+            # reset with the accelerator: no stale input word survives an accelerator reset
+            width = Shape.cast(input_layout(self.config)).width
+            m.submodules.input_fifo = in_fifo = ResetInserter(proto.o_accel_reset)(
+                SyncFIFOBuffered(width=width, depth=2))
+            m.d.comb += [
+                in_fifo.w_data.eq(proto.o_input.payload),
+                in_fifo.w_en.eq(proto.o_input.valid),
+                proto.o_input.ready.eq(in_fifo.w_rdy),
+                accel.i_input.payload.eq(in_fifo.r_data),
+                accel.i_input.valid.eq(in_fifo.r_rdy),
+                in_fifo.r_en.eq(accel.i_input.ready),
+            ]
+        else:
+            wiring.connect(m, proto.o_input, accel.i_input)
         wiring.connect(m, accel.o_logit, proto.i_logit)
         return m
 
@@ -151,42 +169,6 @@ class UARTCore(wiring.Component):
 class SimTop(UARTCore):
     """Simulation top: :class:`UARTCore` with ``clk``/``rst`` and the ``i_rx``/``o_tx``/``o_leds``
     ports (cocotb drives ``i_rx`` bit by bit and samples ``o_tx``). Same parameters."""
-
-
-def ice40_pll_params(ref_hz, out_hz, tolerance=0.01):
-    """``SB_PLL40`` settings (DIVR, DIVF, DIVQ, FILTER_RANGE, achieved Hz) for ``out_hz``.
-
-    Follows the constraints used by icepll: PFD 10..133 MHz, VCO 533..1066 MHz, output 16..275 MHz.
-
-    Raises
-    ------
-    TopError
-        if no setting is within ``tolerance`` (relative) of ``out_hz``.
-    """
-    best = None
-    for divr in range(16):
-        pfd = ref_hz / (divr + 1)
-        if not 10e6 <= pfd <= 133e6:
-            continue
-        for divf in range(128):
-            vco = pfd * (divf + 1)
-            if not 533e6 <= vco <= 1066e6:
-                continue
-            for divq in range(1, 7):
-                fout = vco / (1 << divq)
-                if not 16e6 <= fout <= 275e6:
-                    continue
-                err = abs(fout - out_hz)
-                if best is None or err < best[0]:
-                    best = (err, divr, divf, divq, pfd, fout)
-    if best is None or best[0] > tolerance * out_hz:
-        raise TopError(f"the iCE40 PLL cannot make {out_hz / 1e6:g} MHz from "
-                       f"{ref_hz / 1e6:g} MHz" + (f" (closest {best[5] / 1e6:.3f} MHz)"
-                                                   if best else ""))
-    _, divr, divf, divq, pfd, fout = best
-    filter_range = next(i for i, lim in enumerate((17e6, 26e6, 44e6, 66e6, 101e6, 1e12), 1)
-                        if pfd < lim)
-    return divr, divf, divq, filter_range, fout
 
 
 class BoardTop(wiring.Component):
@@ -198,19 +180,27 @@ class BoardTop(wiring.Component):
         Use ``memory="ice40"`` for the iCE40 SPRAM mapping.
     clock_hz : int or None
         Design clock; ``None`` or the board oscillator frequency runs from the oscillator
-        directly, anything else from the iCE40 PLL (``SB_PLL40_PAD`` on the clock pin; nextpnr
-        derives the output clock constraint from the pin's).
+        directly, anything else from the family's PLL (``gateware.pll.PLL``: iCE40
+        ``SB_PLL40_PAD`` on the clock pin, nextpnr derives the output clock constraint from the
+        pin's; ECP5 ``EHXPLLL``).
     baud : int
     accelerator : callable
         See :class:`UARTCore`.
+    family : str
+        FPGA family of the platform (``"ice40"``, ``"ecp5"``, ``"gowin"``): which PLL.
     flash_offset : int or None
         Load the model image stored at this byte address of the SPI flash at power-up (if the
-        platform has a ``spi_flash_1x`` resource); ``None``: no flash loader.
+        platform has a ``spi_flash_1x`` resource; ``contract.protocol.FLASH_OFFSET`` is where
+        ``sw.host --program-flash`` writes it); ``None`` (default): no flash loader. The loader
+        costs about 150 logic cells, which the iCEBreaker's LeNet-300-100 build does not have
+        left (docs/PROTOCOL.md, "Model in flash").
     """
 
     def __init__(self, config, *, clock_hz=None, baud=3_000_000,
-                 accelerator=default_accelerator, flash_offset=FLASH_OFFSET, **core_args):
+                 accelerator=default_accelerator, family="ice40", flash_offset=None,
+                 **core_args):
         self.config = config
+        self.family = family
         self.clock_hz = clock_hz
         self.baud = baud
         self.accelerator = accelerator
@@ -223,20 +213,15 @@ class BoardTop(wiring.Component):
         osc_hz = int(platform.default_clk_frequency)
         clock_hz = self.clock_hz or osc_hz
         if clock_hz != osc_hz:
-            divr, divf, divq, filter_range, fout = ice40_pll_params(osc_hz, clock_hz)
-            clock_hz = int(round(fout))
             # On the UP5K the PLL's reference must come straight from its pad (pin 35 on the
-            # iCEBreaker), so the clock pin is not buffered: SB_PLL40_PAD takes the raw port.
+            # iCEBreaker), so the clock pin is not buffered: the PLL takes the raw port.
             clk_io = platform.request(platform.default_clk, dir="-")
-            pll_clk = Signal()
-            lock = Signal()
-            m.submodules.pll = Instance(
-                "SB_PLL40_PAD",
-                p_FEEDBACK_PATH="SIMPLE", p_PLLOUT_SELECT="GENCLK",
-                p_DIVR=divr, p_DIVF=divf, p_DIVQ=divq, p_FILTER_RANGE=filter_range,
-                i_PACKAGEPIN=clk_io.io, i_RESETB=Const(1), i_BYPASS=Const(0),
-                o_PLLOUTGLOBAL=pll_clk, o_LOCK=lock,
-            )
+            pll = PLL(self.family, clk_io, osc_hz, clock_hz)
+            clock_hz = int(round(pll.out_hz_actual))
+            pll.add_to(m)
+            pll_clk, lock = pll.clk, pll.lock
+            # (nextpnr derives the output clock's constraint from the oscillator pin's through
+            # the PLL's settings: SB_PLL40_PAD and EHXPLLL)
             # Hold reset until the PLL locks and then for 15 us (iCE40 BRAMs read zero ~3 us
             # after configuration).
             delay = int(15e-6 * clock_hz)

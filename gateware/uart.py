@@ -7,9 +7,10 @@ cannot hit within 2 %.
 from amaranth import Module, Signal, Mux, Cat
 from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["UARTError", "uart_divisor", "UARTTx", "UARTRx"]
+__all__ = ["UARTError", "uart_divisor", "UARTTx", "UARTRx", "ByteFIFO"]
 
 
 class UARTError(ValueError):
@@ -193,4 +194,62 @@ class UARTRx(wiring.Component):
             with m.State("WAIT_HIGH"):
                 with m.If(rx):
                     m.next = "IDLE"
+        return m
+
+
+class ByteFIFO(wiring.Component):
+    """Byte FIFO in one block RAM (the receive buffer between the UART and the protocol engine).
+
+    Leaner than ``amaranth.lib.fifo.SyncFIFOBuffered`` (no level counters): a write and a read
+    pointer with a wrap bit each, and the RAM's registered read as the output stage.
+
+    Parameters
+    ----------
+    depth : int
+        Bytes held (a power of two; 512 fills one iCE40 EBR).
+
+    Attributes
+    ----------
+    i_data : In(stream.Signature(8))
+        Bytes in; ``ready`` is low while ``depth`` bytes are buffered.
+    o_data : Out(stream.Signature(8))
+        Bytes out, in order (first word falls through after two clocks).
+    """
+    i_data: In(stream.Signature(8))
+    o_data: Out(stream.Signature(8))
+
+    def __init__(self, depth):
+        if not isinstance(depth, int) or depth < 2 or depth & (depth - 1):
+            self._MustUse__silence = True   # a refused component is not an unused one
+            raise ValueError(f"FIFO depth must be a power of two >= 2, not {depth!r}")
+        self.depth = depth
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        bits = self.depth.bit_length() - 1
+        # ``no_rw_check``: the entry being written is never the one being read (the read
+        # pointer only reaches the write pointer when the FIFO is empty, and then nothing is read).
+        m.submodules.mem = mem = Memory(shape=8, depth=self.depth, init=[],
+                                        attrs={"no_rw_check": 1})
+        wr = mem.write_port()
+        rd = mem.read_port()
+        w_ptr = Signal(bits + 1)
+        r_ptr = Signal(bits + 1)
+        empty = w_ptr == r_ptr
+        full = (w_ptr[:bits] == r_ptr[:bits]) & (w_ptr[bits] != r_ptr[bits])
+        fetch = ~empty & (~self.o_data.valid | self.o_data.ready)
+        m.d.comb += [
+            self.i_data.ready.eq(~full),
+            wr.addr.eq(w_ptr[:bits]), wr.data.eq(self.i_data.payload),
+            wr.en.eq(self.i_data.valid & ~full),
+            rd.addr.eq(r_ptr[:bits]), rd.en.eq(fetch),
+            self.o_data.payload.eq(rd.data),
+        ]
+        with m.If(wr.en):
+            m.d.sync += w_ptr.eq(w_ptr + 1)
+        with m.If(fetch):
+            m.d.sync += [r_ptr.eq(r_ptr + 1), self.o_data.valid.eq(1)]
+        with m.Elif(self.o_data.ready):
+            m.d.sync += self.o_data.valid.eq(0)
         return m

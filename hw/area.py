@@ -1,20 +1,23 @@
-"""Per-module iCE40 area of the gateware (yosys ``synth_ice40 -dsp``, hierarchy kept).
+"""Per-module area of the gateware on a board's FPGA family (yosys ``synth_ice40 -dsp``,
+``synth_ecp5``, ``synth_gowin``; hierarchy kept).
 
 Command line::
 
-    python -m hw.area [--pes N] [--part accelerator|pe|decoder|central|core] [--flat]
-                      [--model FILE] [--lanes K] [--pointer-ports P] [--stream-words S]
+    python -m hw.area [--board NAME] [--pes N] [--part accelerator|pe|decoder|central|core]
+                      [--flat] [--model FILE] [--lanes K] [--pointer-ports P] [--stream-words S]
 
-Prints, for every module instance of the chosen part, its ``SB_LUT4``, flip-flop, carry, EBR
-(``SB_RAM40_4K``) and DSP (``SB_MAC16``) counts, so area work can see where the cells go without a
-full place and route (``python -m hw.build`` gives the placed numbers and fmax). ``--flat`` runs
+Prints, for every module instance of the chosen part, its LUT4 (iCE40: ``SB_LUT4``; ECP5: LUT4
+with two per carry cell), flip-flop, carry, block RAM and DSP counts, so area work can see where
+the cells go without a full place and route (``python -m hw.build`` gives the placed numbers
+and fmax). Without ``--board`` the family is iCE40 and the configuration the
+``AcceleratorConfig`` default; with it, the board's family and feature profile. ``--flat`` runs
 the same flattened synthesis as the bitstream build (cross-module optimisation included) and
 prints only the total. ``core`` is the UART + protocol path with the test stand-in accelerator.
 ``--model`` sizes the configuration for a model file as ``hw.build`` does (its widths, e.g.
 5-bit gaps, and tables grown to fit); without it the default ``AcceleratorConfig`` is used.
 ``--lanes``, ``--pointer-ports`` and ``--stream-words`` override its ``input_lanes``,
 ``pointer_ports`` and ``stream_words`` (the iCEBreaker build uses ``--lanes 1 --pointer-ports 1
---stream-words 1``, ``hw.build.BOARD_*``).
+--stream-words 1``, its ``boards/icebreaker.py`` profile).
 """
 import argparse
 import dataclasses
@@ -25,6 +28,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from boards import get_board
 from contract.config import AcceleratorConfig
 from gateware.accelerator import Accelerator
 from gateware.central import CentralUnit
@@ -32,7 +36,8 @@ from gateware.huffman import HuffmanDecoder
 from gateware.mock_accel import MockAccelerator
 from gateware.pe import ProcessingElement
 from gateware.top import UARTCore
-from hw.build import BuildError, select_tools, size_config
+from hw.build import BuildError, board_config, memory_depth_for, select_tools, size_config
+from hw.families import get_family
 from sw.cli import ToolError, command
 
 __all__ = ["AreaError", "part_config", "synthesise", "module_table", "build_parser", "main"]
@@ -44,11 +49,19 @@ class AreaError(ToolError):
     """Synthesis failed or printed no statistics."""
 
 
-def part_config(n_pes, model=None, input_lanes=None, pointer_ports=None, stream_words=None):
-    """``AcceleratorConfig`` synthesised: the default for ``n_pes`` PEs, or sized for the
-    ``model`` file as ``hw.build`` does (its widths, tables grown to fit); ``input_lanes``,
-    ``pointer_ports`` and ``stream_words`` override the defaults."""
-    cfg = AcceleratorConfig(n_pes=n_pes, memory="ice40")
+def part_config(n_pes, model=None, input_lanes=None, pointer_ports=None, stream_words=None,
+                board=None):
+    """``AcceleratorConfig`` synthesised: the default for ``n_pes`` PEs (with iCE40 SPRAM) or
+    the ``board``'s (its profile and memory kind), sized for the ``model`` file as ``hw.build``
+    does (its widths, tables grown to fit, block-RAM PE memories cut to the model); and
+    ``input_lanes``, ``pointer_ports`` and ``stream_words`` override the defaults."""
+    if board is None:
+        cfg = AcceleratorConfig(n_pes=n_pes, memory="ice40")
+    else:
+        try:
+            cfg = board_config(board, n_pes)
+        except (BuildError, ValueError) as exc:
+            raise AreaError(str(exc)) from None
     overrides = {k: v for k, v in dict(input_lanes=input_lanes, pointer_ports=pointer_ports,
                                        stream_words=stream_words).items() if v is not None}
     try:
@@ -58,16 +71,18 @@ def part_config(n_pes, model=None, input_lanes=None, pointer_ports=None, stream_
     if model is not None:
         try:
             cfg = size_config(model, cfg)
+            if board is not None:
+                cfg = memory_depth_for(model, cfg, board)
         except BuildError as exc:
             raise AreaError(str(exc)) from None
     return cfg
 
 
 def _component(part, n_pes, model=None, input_lanes=None, pointer_ports=None,
-               stream_words=None):
+               stream_words=None, board=None):
     if part not in PARTS:
         raise AreaError(f"unknown part {part!r}")
-    cfg = part_config(n_pes, model, input_lanes, pointer_ports, stream_words)
+    cfg = part_config(n_pes, model, input_lanes, pointer_ports, stream_words, board)
     if part == "accelerator":
         return Accelerator(cfg)
     if part == "pe":
@@ -82,7 +97,7 @@ def _component(part, n_pes, model=None, input_lanes=None, pointer_ports=None,
 
 
 PARTS = ("accelerator", "pe", "decoder", "central", "core")
-_CELL_RE = re.compile(r"^\s+(\d+)\s+(SB_\w+|\$\w+)\s*$|^\s+(SB_\w+|\$\w+)\s+(\d+)\s*$")
+_CELL_RE = re.compile(r"^\s+(\d+)\s+([A-Z$][\w$]*)\s*$|^\s+([A-Z$][\w$]*)\s+(\d+)\s*$")
 
 
 def module_table(stat_text):
@@ -104,16 +119,20 @@ def module_table(stat_text):
 
 
 def synthesise(part="accelerator", n_pes=4, flat=False, workdir=None, model=None,
-               input_lanes=None, pointer_ports=None, stream_words=None):
-    """Synthesise ``part`` for iCE40 (configuration sized for the ``model`` file if given) and
-    return ``{module: {cell: count}}``."""
-    tools = select_tools(dict(__import__("os").environ))
+               input_lanes=None, pointer_ports=None, stream_words=None, board=None):
+    """Synthesise ``part`` for the ``board``'s family (iCE40 without one; configuration sized
+    for the ``model`` file if given) and return ``{module: {cell: count}}``."""
+    family = get_family(get_board(board).family if board else "ice40")
+    try:
+        tools = select_tools(dict(__import__("os").environ), family=family.name)
+    except BuildError as exc:
+        raise AreaError(str(exc)) from None
     work = Path(workdir or ROOT / "build" / "area")
     work.mkdir(parents=True, exist_ok=True)
     name = part
-    component = _component(part, n_pes, model, input_lanes, pointer_ports, stream_words)
+    component = _component(part, n_pes, model, input_lanes, pointer_ports, stream_words, board)
     (work / f"{name}.v").write_text(verilog.convert(component, name=name))
-    script = (f"read_verilog -sv {name}.v; synth_ice40 -dsp -top {name}"
+    script = (f"read_verilog -sv {name}.v; {family.synth_command} -top {name}"
               f"{'' if flat else ' -noflatten'}; tee -q -o {name}.stat stat")
     run = subprocess.run([tools["YOSYS"], "-q", "-p", script], cwd=work, capture_output=True,
                          text=True)
@@ -123,17 +142,21 @@ def synthesise(part="accelerator", n_pes=4, flat=False, workdir=None, model=None
     return module_table(stat.read_text())
 
 
-def _row(name, cells):
-    ffs = sum(n for c, n in cells.items() if c.startswith("SB_DFF"))
-    return (f"{name:40s} {cells.get('SB_LUT4', 0):6d} {ffs:6d} {cells.get('SB_CARRY', 0):6d} "
-            f"{cells.get('SB_RAM40_4K', 0):4d} {cells.get('SB_MAC16', 0):4d}")
+def _row(name, cells, family):
+    n = family.neutral_cells(cells)
+    return (f"{name:40s} {n.get('logic', 0):6d} {n.get('ff', 0):6d} {n.get('carry', 0):6d} "
+            f"{n.get('bram', 0):4d} {n.get('dsp', 0):4d}")
 
 
 def build_parser():
     """The command line's options (``python -m hw.area``)."""
     ap = argparse.ArgumentParser(prog="python -m hw.area", description=__doc__.split("\n")[0])
     ap.add_argument("--part", choices=PARTS, default="accelerator")
-    ap.add_argument("--pes", type=int, default=4)
+    ap.add_argument("--board", default=None,
+                    help="synthesise for this board's family and profile (default: iCE40, "
+                         "AcceleratorConfig defaults)")
+    ap.add_argument("--pes", type=int, default=None,
+                    help="PE count (default: the board's, or 4)")
     ap.add_argument("--flat", action="store_true", help="flattened synthesis, totals only")
     ap.add_argument("--model", help="size the gateware for this model file (as hw.build does)")
     ap.add_argument("--lanes", type=int, default=None,
@@ -149,16 +172,56 @@ def build_parser():
 @command
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.pes is None:
+        args.pes = get_board(args.board).default_pes if args.board else 4
     table = synthesise(args.part, args.pes, args.flat, model=args.model, input_lanes=args.lanes,
-                       pointer_ports=args.pointer_ports, stream_words=args.stream_words)
-    print(f"{'module':40s} {'LUT4':>6s} {'FF':>6s} {'CARRY':>6s} {'EBR':>4s} {'DSP':>4s}")
+                       pointer_ports=args.pointer_ports, stream_words=args.stream_words,
+                       board=args.board)
+    family = get_family(get_board(args.board).family if args.board else "ice40")
+    print(f"{'module':40s} {'LUT4':>6s} {'FF':>6s} {'CARRY':>6s} {'BRAM':>4s} {'DSP':>4s}")
     for name, cells in table.items():
         if name != "design hierarchy" and not args.flat:
-            print(_row(name, cells))
+            print(_row(name, cells, family))
     total = table.get("design hierarchy") or next(iter(table.values()))
-    print(_row("TOTAL", total))
+    print(_row("TOTAL", total, family))
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def estimate_pes(board, model=None, utilisation=0.85, probe=(1, 2), workdir=None, log=None):
+    """The largest PE count that should fit ``board`` (an estimate for ``hw.build --pes auto``,
+    which place and route then confirms): the accelerator synthesised for the board's family at
+    ``probe`` PE counts (configured as ``hw.build`` builds it, sized for ``model``) gives the
+    per-PE logic and block RAM (their difference) and the fixed part, the UART + protocol core
+    adds its own; the estimate keeps logic within ``utilisation`` of the device and block RAM
+    within the device.
+
+    Returns ``(n_pes, details)`` with the per-PE and fixed figures in ``details``.
+    """
+    spec = get_board(board)
+    family = get_family(spec.family)
+
+    def measure(part, n):
+        table = synthesise(part, n, flat=True, workdir=workdir, model=model, board=spec.name)
+        cells = table.get("design hierarchy") or next(iter(table.values()))
+        found = family.neutral_cells(cells)
+        if log:
+            log(f"{part} N={n}: {found}")
+        return found
+    lo, hi = (measure("accelerator", n) for n in probe)
+    core = measure("core", 1)
+    span = probe[1] - probe[0]
+    per_pe = {k: max(0.0, (hi.get(k, 0) - lo.get(k, 0)) / span) for k in ("logic", "bram")}
+    fixed = {k: lo.get(k, 0) - probe[0] * per_pe[k] + core.get(k, 0) for k in per_pe}
+    caps = {"logic": utilisation * spec.memory.luts, "bram": spec.memory.bram_blocks}
+    if spec.facts.pe_memory == "large_ram":
+        caps["large_ram"] = spec.memory.large_ram_blocks
+    n_fit = spec.max_pes
+    for key in ("logic", "bram"):
+        if per_pe[key] > 0:
+            n_fit = min(n_fit, int((caps[key] - fixed[key]) // per_pe[key]))
+    details = {"per_pe": per_pe, "fixed": fixed, "capacity": caps, "probe": list(probe)}
+    return max(1, n_fit), details

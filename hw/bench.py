@@ -3,7 +3,7 @@
 ::
 
     python -m hw.bench [--model models/lenet300.npz] [--images K] [--pes 1,2,4,8]
-                       [--offset I] [--random-model] [--fifo-depth D] [--lanes K]
+                       [--board NAME] [--offset I] [--random-model] [--fifo-depth D] [--lanes K]
                        [--no-overlap] [--no-skip] [--pointer-ports P] [--stream-words S]
                        [--no-early]
                        [--balance data|greedy|none] [--json FILE]
@@ -16,6 +16,10 @@ the ideal bound of docs/ARCHITECTURE.md section 6 (``sw.golden.ideal_cycles``), 
 (target <= 1.25), the PE-work bound (most symbols, fillers included, any PE decodes; one per
 cycle), the bit-exact result and the top-1 accuracy on those images.
 
+``--board NAME`` simulates the configuration that board builds (its feature profile in
+``boards/<name>.py``; ``--pes`` then defaults to the board's PE count); the feature flags below
+override single features.
+
 ``--random-model`` benchmarks a random sparse model with the LeNet-300-100 shape instead of a
 model file (for when no trained model exists yet).
 """
@@ -26,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from boards import get_board
 from hw.simcase import bench_config, case_from_int_model
 from hw.verilator import SimulationFailed, run_case
 from sw.balance import BalanceError, METHODS, balance_model
@@ -34,7 +39,8 @@ from sw.golden import GoldenError, IntModel, images_to_uint8, load_mnist, random
 from sw.modelfile import ModelFormatError, load_model
 from sw.pack import PackError
 
-__all__ = ["BenchError", "bench_config", "run_bench", "format_table", "build_parser", "main"]
+__all__ = ["BenchError", "bench_config", "board_features", "run_bench", "format_table",
+           "build_parser", "main"]
 
 
 class BenchError(ToolError):
@@ -53,6 +59,19 @@ def _model(path, random_model):
         return IntModel.from_model(load_model(p)), str(p)
     except (ModelFormatError, GoldenError) as e:
         raise BenchError(f"cannot use {p}: {e}") from None
+
+
+def board_features(board, **given):
+    """The feature profile of ``board`` (a ``boards/`` name or ``None``) as ``bench_config`` /
+    ``run_bench`` keywords, with the ``given`` ones that are not ``None`` taking precedence."""
+    features = {}
+    if board is not None:
+        try:
+            features = get_board(board).profile.config_fields()
+        except ValueError as exc:
+            raise BenchError(str(exc)) from None
+    features.update({k: v for k, v in given.items() if v is not None})
+    return features
 
 
 def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=None,
@@ -130,7 +149,10 @@ def build_parser():
     ap.add_argument("--model", default="models/lenet300.npz", help="calibrated dcmodel file")
     ap.add_argument("--images", type=int, default=20, help="MNIST test images per PE count")
     ap.add_argument("--offset", type=int, default=0, help="first MNIST test image")
-    ap.add_argument("--pes", default="1,2,4,8", help="comma-separated PE counts")
+    ap.add_argument("--pes", default=None,
+                    help="comma-separated PE counts (default: 1,2,4,8, or the board's)")
+    ap.add_argument("--board", default=None,
+                    help="simulate this board's configuration (boards/NAME.py feature profile)")
     ap.add_argument("--random-model", action="store_true",
                     help="random sparse 784-300-100-10 model instead of --model")
     ap.add_argument("--fifo-depth", type=int, default=None,
@@ -168,6 +190,13 @@ def build_parser():
 @command
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    features = board_features(
+        args.board, fifo_depth=args.fifo_depth, input_lanes=args.lanes,
+        requant_overlap=False if args.no_overlap else None,
+        column_skip=False if args.no_skip else None, pointer_ports=args.pointer_ports,
+        stream_words=args.stream_words)
+    if args.pes is None:
+        args.pes = str(get_board(args.board).default_pes) if args.board else "1,2,4,8"
     try:
         pes = [int(v) for v in args.pes.split(",") if v.strip()]
     except ValueError:
@@ -180,13 +209,8 @@ def main(argv=None):
         raise BenchError("--fifo-depth must be 2..1024")
     if args.lanes is not None and not 1 <= args.lanes <= 16:
         raise BenchError("--lanes must be 1..16")
-    rows = run_bench(im, pes, args.images, args.offset, fifo_depth=args.fifo_depth,
-                     balance=args.balance, input_lanes=args.lanes,
-                     requant_overlap=False if args.no_overlap else None,
-                     column_skip=False if args.no_skip else None,
-                     pointer_ports=args.pointer_ports,
-                     stream_words=args.stream_words,
-                     early_start=False if args.no_early else None)
+    rows = run_bench(im, pes, args.images, args.offset, balance=args.balance,
+                     early_start=False if args.no_early else None, **features)
     print(format_table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps({"model": name, "results": rows}, indent=1))

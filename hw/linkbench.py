@@ -13,9 +13,9 @@ host runtime streaming coded requests (``sw.host.Board.infer_stream``), and prin
 rate next to :func:`link_model`'s prediction for the simulated link and for a real board.
 """
 import argparse
+import dataclasses
 import json
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from contract.config import AcceleratorConfig
 from gateware.top import SimTop
 from hw import build
 from hw.build import BuildError
-from hw.verilator import SimulationFailed, run_testbench
+from hw.verilator import SimulationFailed, run_bench
 from sw.cli import EXIT_MISMATCH, EXIT_OK, ToolError, command
 from sw.golden import IntModel, ideal_cycles, images_to_uint8, load_mnist
 from sw.incode import frame_bytes
@@ -106,13 +106,8 @@ def board_config(board, model):
     """The accelerator configuration ``hw.build`` uses for ``board`` and ``model``, with generic
     memories (simulation)."""
     spec = get_board(board)
-    config = AcceleratorConfig(n_pes=spec.default_pes, pe_mem_depth=spec.pe_mem_words,
-                               fifo_depth=build.BOARD_FIFO_DEPTH,
-                               input_lanes=build.BOARD_INPUT_LANES,
-                               requant_overlap=build.BOARD_REQUANT_OVERLAP,
-                               column_skip=build.BOARD_COLUMN_SKIP,
-                               pointer_ports=build.BOARD_POINTER_PORTS,
-                               stream_words=build.BOARD_STREAM_WORDS)
+    # the board's profile and PE count, simulated with generic memories of the board's depth
+    config = dataclasses.replace(build.board_config(spec), memory="lib")
     return build.size_config(model, config), spec
 
 
@@ -127,21 +122,17 @@ def run_simulation(model, images, board="icebreaker", baud=3_000_000, rx_buffer=
     timeout = 2000 * (clock_hz // baud)
     top = SimTop(config, clock_hz=clock_hz, baud=baud, timeout=timeout, accel_timeout=1 << 22,
                  rx_fifo_depth=rx_buffer)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "linkbench.json"
-        log(f"simulating {board} ({config.n_pes} PE, {clock_hz / 1e6:g} MHz, {baud / 1e6:g} "
-            f"Mbaud, {rx_buffer}-byte receive buffer) with {images} images ...")
-        try:
-            run_testbench(top, toplevel="sim_top", test_module="tb.top.test_linkbench",
-                          build_name=f"linkbench_{board}_{rx_buffer}",
-                          extra_env={"LB_MODEL": str(Path(model).resolve()),
-                                     "LB_IMAGES": images, "LB_CLOCK_HZ": clock_hz,
-                                     "LB_DIVISOR": top.divisor, "LB_TIMEOUT": timeout,
-                                     "LB_WINDOW": window or 0, "LB_OUT": out})
-        except SimulationFailed as exc:
-            detail = out.read_text() if out.exists() else ""
-            raise LinkBenchError(f"simulation failed: {exc}\n{detail}") from None
-        return json.loads(out.read_text())
+    log(f"simulating {board} ({config.n_pes} PE, {clock_hz / 1e6:g} MHz, {baud / 1e6:g} "
+        f"Mbaud, {rx_buffer}-byte receive buffer) with {images} images ...")
+    try:
+        return run_bench(top, toplevel="sim_top", test_module="tb.top.test_linkbench",
+                         name=f"linkbench_{board}_{rx_buffer}",
+                         params={"model": str(Path(model).resolve()), "images": images,
+                                 "clock_hz": clock_hz, "divisor": top.divisor,
+                                 "timeout": timeout, "window": window or 0})
+    except SimulationFailed as exc:
+        detail = json.dumps(exc.result, indent=1) if exc.result is not None else ""
+        raise LinkBenchError(f"simulation failed: {exc}\n{detail}") from None
 
 
 def build_parser():
@@ -196,6 +187,10 @@ def main(argv=None):
               f"{cycles:.0f} accelerator cycles/image")
         print(f"  compact results: {n / sim['compact']['seconds']:7.1f} images/s, "
               f"{sim['compact']['mismatches']} wrong predictions vs sw.golden")
+        model_sim = link_model(sim["request_bytes"], resp_full, args.baud, clock_hz, cycles,
+                               int_model.in_features, sim["window"], 0.0)
+        print(f"  the link model for these images ({sim['request_bytes']:.1f} request bytes): "
+              f"{model_sim.rate:.1f} images/s ({model_sim.bound}-bound)")
     if cycles is None:
         x = images_to_uint8(test_x[:50])
         cycles = float(np.mean(ideal_cycles(int_model, x, config.n_pes).ideal)) * 1.15

@@ -55,8 +55,9 @@ from amaranth import Cat, Module, Signal, Value
 from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
+from boards import get_board
 from gateware.accelerator import Accelerator
-from hw.bench import _model
+from hw.bench import _model, board_features
 from hw.simcase import bench_config, case_from_int_model
 from sw.balance import METHODS, balance_model
 from sw.cli import ToolError, command
@@ -435,7 +436,10 @@ def build_parser():
     """The command line's options (``python -m hw.profile``)."""
     ap = argparse.ArgumentParser(prog="python -m hw.profile", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/lenet300.npz")
-    ap.add_argument("--pes", type=int, default=4)
+    ap.add_argument("--pes", type=int, default=None,
+                    help="PE count (default: the board's, or 4)")
+    ap.add_argument("--board", default=None,
+                    help="profile this board's configuration (boards/NAME.py feature profile)")
     ap.add_argument("--image", type=int, default=0, help="first MNIST test image")
     ap.add_argument("--images", type=int, default=1, help="number of images")
     ap.add_argument("--pointer-ports", type=int, default=None, choices=(1, 2),
@@ -450,6 +454,9 @@ def build_parser():
 def main(argv=None):
     a = build_parser().parse_args(argv)
     im, name = _model(a.model, False)
+    features = board_features(a.board, pointer_ports=a.pointer_ports)
+    if a.pes is None:
+        a.pes = get_board(a.board).default_pes if a.board else 4
     if a.pes < 1 or a.images < 1:
         raise ProfileError("--pes and --images must be >= 1")
     xs, _ = load_mnist()["test"]
@@ -457,7 +464,7 @@ def main(argv=None):
         raise ProfileError(f"images {a.image}..{a.image + a.images - 1} outside the test set")
     x = images_to_uint8(xs[a.image:a.image + a.images])
     im = balance_model(im, a.pes, a.balance)[0]
-    prof = profile_int_model(im, x, a.pes, bench_config(im, a.pes, pointer_ports=a.pointer_ports))
+    prof = profile_int_model(im, x, a.pes, bench_config(im, a.pes, **features))
     print(format_profile(prof, f"{name}, MNIST test image(s) {a.image}.."
                                f"{a.image + a.images - 1}, bit-exact vs sw.golden.infer"))
     return 0

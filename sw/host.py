@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from boards import BOARDS, board_by_id, get_board
 from contract.memmap import colskip_mem, pointer_mem, shared_mem
 from contract.protocol import (ERROR_NAMES, FLASH_OFFSET, FLASH_STATES, PROTOCOL_VERSION, SOF,
                                STATUS_FIELDS, STATUS_FLAGS, STATUS_LENGTH, Cmd, Err, Resp, crc16,
@@ -40,8 +41,8 @@ from sw.transport import SerialTransport, TransportTimeout
 
 __all__ = ["HostError", "BoardError", "BadFrameError", "BoardTimeout", "InputLengthError",
            "ModelFitError", "BoardStatus", "Inference", "Board", "check_fit", "pack_for_board",
-           "run_benchmark", "coded_payload", "parse_result", "program_flash", "build_parser",
-           "main"]
+           "board_of_status", "run_benchmark", "coded_payload", "parse_result", "program_flash",
+           "build_parser", "main"]
 
 
 class HostError(ToolError):
@@ -571,6 +572,35 @@ def run_benchmark(board, int_model, images, labels=None, n_pes=None, log=None, s
                            list(np.asarray(ideal).tolist()), labels is not None)
 
 
+def board_of_status(status, name=None):
+    """The ``boards.Board`` the host packs for.
+
+    STATUS carries no board id: a board is recognised by its design clock and
+    UART divisor (``clock_hz``, ``divisor``), which differ between the board files at their
+    default clocks. ``name`` (``--board``) overrides; a STATUS that matches no board file, or
+    several, needs it (``HostError``). A ``board_id`` field, should STATUS carry one, wins.
+    """
+    fields = status.fields
+    if "board_id" in fields:
+        reported = board_by_id(fields["board_id"])
+        if reported is None and name is None:
+            raise HostError(f"the board reports an unknown board id {fields['board_id']}; "
+                            f"pass --board")
+        if name is not None and reported is not None and reported.name != name:
+            raise HostError(f"--board {name} but the board reports {reported.name}")
+        return get_board(name) if name is not None else reported
+    if name is not None:
+        return get_board(name)
+    clock, divisor = fields.get("clock_hz"), fields.get("divisor")
+    matches = [b for b in BOARDS.values() if b.family != "sim" and b.clock.design_hz == clock
+               and b.clock.design_hz // b.uart.baud == divisor]
+    if len(matches) != 1:
+        which = ", ".join(b.name for b in matches) or "none"
+        raise HostError(f"cannot tell the board from STATUS ({clock / 1e6:g} MHz, divisor "
+                        f"{divisor}: {which} of the board files match); pass --board")
+    return matches[0]
+
+
 def program_flash(path, offset=FLASH_OFFSET, tool="iceprog"):
     """Write the flash image ``path`` at ``offset`` with ``iceprog -o`` (the bitstream at 0 is
     kept).
@@ -596,7 +626,11 @@ def build_parser():
                                  description="Upload a compressed model to the board and run "
                                              "MNIST test images on it.")
     ap.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyUSB1")
-    ap.add_argument("--baud", type=int, default=3_000_000)
+    ap.add_argument("--board", default=None,
+                    help="board file name in boards/ (default: recognised from STATUS by its "
+                         "clock and UART divisor); its capacities bound the packing and its UART "
+                         "rate is the default --baud (else 3 Mbaud)")
+    ap.add_argument("--baud", type=int, default=None, help="UART rate (default: the board's)")
     ap.add_argument("--model", default="models/lenet300.npz", help="calibrated dcmodel file")
     ap.add_argument("--images", type=int, default=100, help="MNIST test images to run")
     ap.add_argument("--dense", action="store_true", help="always send dense input frames")
@@ -620,12 +654,14 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     model = load_model(args.model)
     int_model = IntModel.from_model(model)
-    with SerialTransport(args.port, args.baud) as transport:
+    baud = args.baud or (get_board(args.board).uart.baud if args.board else 3_000_000)
+    with SerialTransport(args.port, baud) as transport:
         print(transport.latency_note)
         board = Board(transport)
         st = board.status()
         print(f"board: {st.summary()}")
-        packed = pack_for_board(st, int_model, "icebreaker")
+        spec = board_of_status(st, args.board)
+        packed = pack_for_board(st, int_model, spec)
         if args.save_flash_image or args.program_flash:
             path = args.save_flash_image or "model_flash.bin"
             image = flash_image(_runs(packed.load_words()), board.block_words)

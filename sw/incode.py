@@ -28,7 +28,9 @@ class CodingError(ValueError):
 
 
 def encode(x):
-    """Token bytes of ``x`` (integers 0..255)."""
+    """Token bytes of ``x`` (integers 0..255: an array, a sequence or ``bytes``)."""
+    if isinstance(x, (bytes, bytearray)):
+        x = np.frombuffer(bytes(x), dtype=np.uint8)
     x = np.asarray(x).ravel()
     if x.size and (x.min() < 0 or x.max() > 255):
         raise CodingError("input values must be bytes 0..255")

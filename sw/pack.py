@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from boards.registry import get_board
+from boards import get_board
 from contract.config import AcceleratorConfig
 from contract.memmap import (ADDR_BITS, COLSKIP_MAX_PES, DESC_FIELDS, DESC_WORDS, FLAG_LAST,
                              FLAG_PTR2, FLAG_RELU, HEADER_WORD, HEADER_WORDS, MEM_ID_BITS,
@@ -261,8 +261,9 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
         Calibrated model (a CompressedModel must have its integer section).
     n_pes : int
         PE count N.
-    board : str or boards.registry.BoardSpec
-        Board whose memory capacities are checked (``"icebreaker"``, ``"sim"``).
+    board : str or boards.Board
+        Board whose memory capacities are checked (a ``boards/`` file name: ``"icebreaker"``,
+        ``"ulx3s"``, ``"sim"``...).
     limits : PackLimits, optional
         Hardware limits (default: the ``contract.config.AcceleratorConfig`` defaults).
     x : array_like, optional
@@ -518,9 +519,10 @@ def _shared_images(im, N, codes, ptr_words, limits):
     return images, caps
 
 
-def _blocks(words):
-    """iCE40 EBR blocks (256 x 16 bit) for a memory of ``words`` words."""
-    return -(-int(words) // 256)
+def _blocks(words, words_per_block=256):
+    """Block RAMs of ``words_per_block`` 16-bit words (the board family's; iCE40 EBR: 256) for a
+    memory of ``words`` words."""
+    return -(-int(words) // words_per_block)
 
 
 def _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, streams, enc, codes,
@@ -538,8 +540,9 @@ def _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, stream
     dense_bias = sum(l.out_features for l in im.layers)
     dense_bytes = 4 * (dense_weights + dense_bias)
     # Tables replicated per PE (section 7): codebook, limit, base, symbols; descriptors once.
-    ebr_blocks = N * sum(_blocks(len(images[m])) for m in shared_ids[:4]) + _blocks(
-        len(images[shared_mem(N, "layers")]))
+    per_block = spec.facts.bram_words16
+    ebr_blocks = N * sum(_blocks(len(images[m]), per_block) for m in shared_ids[:4]) + _blocks(
+        len(images[shared_mem(N, "layers")]), per_block)
     layers = []
     for i, (l, e, code) in enumerate(zip(im.layers, enc, codes)):
         nnz = int((l.index != 0).sum())
@@ -597,7 +600,7 @@ def build_parser():
     ap = argparse.ArgumentParser(prog="python -m sw.pack", description=__doc__.split("\n")[0])
     ap.add_argument("model", help="calibrated dcmodel .npz")
     ap.add_argument("--pes", type=int, default=None, help="PE count (default: board's)")
-    ap.add_argument("--board", default="icebreaker", help="board name (boards/registry.py)")
+    ap.add_argument("--board", default="icebreaker", help="board name (a file in boards/)")
     ap.add_argument("--out", default=None, help="output directory (default: out/pack)")
     defaults = PackLimits()
     ap.add_argument("--max-layers", type=int, default=defaults.max_layers,

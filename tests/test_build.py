@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from boards import BoardError, get_platform
+from hw.platforms import BoardError, get_platform
 from hw.build import BuildError, build, parse_nextpnr_log, parse_yosys_log, select_tools
 from gateware.config import AcceleratorConfig
 from gateware.top import BoardTop, TopError, ice40_pll_params
@@ -65,8 +65,8 @@ def test_select_tools_prefers_env_and_reports_missing(tmp_path):
 
 def test_platform_registry():
     platform = get_platform("icebreaker")
-    assert platform.spec.default_pes == 1 and platform.spec.max_pes == 2
-    assert platform.spec.pe_mem_words == 16384
+    assert platform.board.default_pes == 1 and platform.board.max_pes == 2
+    assert platform.board.pe_mem_words == 16384
     with pytest.raises(BoardError, match="simulation-only"):
         get_platform("sim")
     with pytest.raises(BoardError, match="buildable boards: icebreaker"):

@@ -20,7 +20,6 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -45,8 +44,9 @@ SLOW = {
 NEVER_RUN = {"sw.compress", "sw.host", "pytest", "tools/setup"}
 NEEDS_BOARD = ("--port", "--program")
 #: Example values of the placeholders of synopses (files as the docs' commands write them).
-PLACEHOLDERS = {"I": "1", "K": "2", "N": "2", "S": "1", "MODEL.npz": "models/lenet300.npz",
-                "DATA.npz": "out/mnist.npz", "FILE.onnx": "out/model.onnx"}
+PLACEHOLDERS = {"I": "1", "K": "2", "N": "2", "S": "1", "NAME": "icebreaker",
+                "MODEL.npz": "models/lenet300.npz", "DATA.npz": "out/mnist.npz",
+                "FILE.onnx": "out/model.onnx"}
 
 
 def _spans(text):
@@ -117,20 +117,17 @@ def _check_values(tool, args):
         elif isinstance(value, str) and name == "packdir":
             assert (ROOT / value).is_dir(), value
     if getattr(args, "board", None):
-        from boards.registry import get_board
+        from boards import get_board
         spec = get_board(args.board)
         pes = getattr(args, "pes", None)
         if isinstance(pes, int):
             assert 1 <= pes <= spec.max_pes, f"board {spec.name} takes 1..{spec.max_pes} PEs"
         if tool == "hw.build":
-            from boards import get_platform
+            from hw.platforms import get_platform
             get_platform(args.board)
 
 
-def _check_pytest(args):
-    markers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"][
-        "ini_options"]["markers"]
-    names = {m.split(":")[0] for m in markers}
+def _check_pytest(args, names):
     it = iter(args)
     for a in it:
         if a == "-m":
@@ -141,10 +138,11 @@ def _check_pytest(args):
             assert (ROOT / a.split("::")[0]).exists(), f"{a} does not exist"
 
 
-def check_parses(argv):
+def check_parses(argv, markers):
+    """Check ``argv`` without running it (``markers``: the names pytest's ``-m`` knows)."""
     tool, args = _tool(argv)
     if tool == "pytest":
-        return _check_pytest(args)
+        return _check_pytest(args, markers)
     if argv[0] == "bash":
         assert (ROOT / tool).is_file(), f"{tool} does not exist"
         subprocess.run(["bash", "-n", str(ROOT / tool)], check=True, timeout=30)
@@ -202,14 +200,19 @@ def test_commands_found():
 
 
 def _id(command):
-    return f"{COMMANDS[command]}:{_tool(shlex.split(command))[0]}"
+    return f"{COMMANDS[command]}:" + "+".join(_tool(v[0])[0] for v in _steps(command))
+
+
+@pytest.fixture
+def markers(pytestconfig):
+    return {m.split(":")[0].strip() for m in pytestconfig.getini("markers")}
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS), ids=_id)
-def test_doc_command_parses(command):
+def test_doc_command_parses(command, markers):
     for variants in _steps(command):
         for argv in variants:
-            check_parses(argv)
+            check_parses(argv, markers)
 
 
 def test_fast_doc_commands_run(tmp_path):
@@ -226,21 +229,30 @@ def test_fast_doc_commands_run(tmp_path):
     assert not any(failures), "\n\n".join(f for f in failures if f)
 
 
+def _slow_runs():
+    """``{argv: "FILE:LINE"}``: each slow step that needs no board, training or installation
+    once (a command shown twice, or as a synopsis and as an example, runs once)."""
+    runs = {}
+    for command, where in COMMANDS.items():
+        for variants in _steps(command):
+            argv = variants[0]
+            tool = _tool(argv)[0]
+            if tool in SLOW and tool not in NEVER_RUN and not set(NEEDS_BOARD) & set(argv):
+                runs.setdefault(" ".join(argv), where)
+    return runs
+
+
+SLOW_RUNS = _slow_runs()
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("command", sorted(
-    c for c in COMMANDS
-    if any(_tool(v[0])[0] in SLOW and _tool(v[0])[0] not in NEVER_RUN
-           and not set(NEEDS_BOARD) & set(v[0]) for v in _steps(c))), ids=_id)
+@pytest.mark.parametrize("command", sorted(SLOW_RUNS), ids=lambda c: f"{SLOW_RUNS[c]}:{c[10:]}")
 def test_slow_doc_command_runs(command, tmp_path):
-    workspace = _workspace(tmp_path / "checkout")
-    for variants in _steps(command):
-        tool = _tool(variants[0])[0]
-        if tool in SLOW and tool not in NEVER_RUN and not set(NEEDS_BOARD) & set(variants[0]):
-            failure = run_as_written(variants[0], workspace, timeout=3600)
-            assert failure is None, failure
+    failure = run_as_written(command.split(), _workspace(tmp_path / "checkout"), timeout=3600)
+    assert failure is None, failure
 
 
-def test_checks_catch_wrong_commands():
+def test_checks_catch_wrong_commands(markers):
     # The checks fail on the kind of mistake the docs had (a mutated command must fail).
     for bad in ("python -m sw.pack models/lenet300.npz --pes 4 --board icebreaker",
                 "python -m hw.build --board icebreaker --pes 3",
@@ -253,4 +265,4 @@ def test_checks_catch_wrong_commands():
         with pytest.raises(Exception):
             for variants in _steps(bad):
                 for argv in variants:
-                    check_parses(argv)
+                    check_parses(argv, markers)

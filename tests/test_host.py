@@ -264,6 +264,28 @@ def test_end_to_end_random_model():
               params=dict(SYS_PARAMS, sizes=[48, 24, 10], density=0.3, seed=3, images=6))
 
 
+@pytest.mark.sim
+def test_end_to_end_board_configuration():
+    """The ULX3S's configuration (its feature profile, block-RAM PE memories and the ECP5
+    flow's registered input path, ``UARTCore(input_register=True)``) over the simulated UART:
+    logits == sw.golden."""
+    pytest.importorskip("gateware.accelerator")
+    from gateware.top import SimTop
+    from hw.build import board_config
+    from hw.families import get_family
+    from tb.runner import run_testbench
+    config = board_config("ulx3s", 4, pe_mem_depth=4096)
+    core_args = get_family("ecp5").core_args
+    assert core_args == {"input_register": True}
+    top = SimTop(config, clock_hz=SYS_ENV["SYS_CLOCK_HZ"],
+                 baud=SYS_ENV["SYS_CLOCK_HZ"] // SYS_ENV["SYS_DIVISOR"],
+                 timeout=SYS_ENV["SYS_TIMEOUT"], accel_timeout=1 << 22, **core_args)
+    run_testbench(top, toplevel="sim_top", test_module="tb.top.test_system",
+                  build_name="top_system_ulx3s", build_args=VERILATOR_ARGS,
+                  extra_env=dict(SYS_ENV, SYS_SIZES="70,24,10", SYS_DENSITY=0.3, SYS_SEED=4,
+                                 SYS_IMAGES=5))
+
+
 @pytest.mark.slow
 def test_end_to_end_lenet_shaped_random():
     """A random 784-300-100-10 model at 8 % density (~13k words uploaded, ~90 s)."""
@@ -462,3 +484,21 @@ def test_program_flash_runs_iceprog(tmp_path, monkeypatch):
         program_flash(tmp_path / "m.bin")
     with pytest.raises(HostError, match="not found"):
         program_flash(tmp_path / "m.bin", tool="no-such-iceprog")
+
+
+def test_incode_roundtrip_and_errors():
+    from sw.incode import CodingError, decode, encode
+    rng = np.random.default_rng(5)
+    for n in (1, 7, 31, 32, 100, 784):
+        for density in (0.0, 0.1, 0.5, 1.0):
+            x = rng.integers(1, 256, n) * (rng.random(n) < density)
+            tokens = encode(x)
+            assert list(decode(tokens, n)) == list(x)
+            assert encode(bytes(x.astype(np.uint8))) == tokens     # bytes in, same tokens
+    assert encode([0] * 50) == b"" and encode([0, 0, 9]) == bytes([2 << 3 | 1, 9])
+    with pytest.raises(CodingError, match="past the input length"):
+        decode(encode([0] * 40 + [1]), 40)
+    with pytest.raises(CodingError, match="inside a literal run"):
+        decode(bytes([3]), 10)
+    with pytest.raises(CodingError, match="bytes 0..255"):
+        encode([256])

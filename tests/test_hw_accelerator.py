@@ -118,16 +118,14 @@ def test_accelerator_column_skip():
 @pytest.mark.sim
 def test_accelerator_board_pointer_ports():
     """The iCEBreaker's configuration (one pointer port, no overlap, one input value per word,
-    4-deep FIFOs: ``hw.build.BOARD_*``) is bit exact under random stalls, and two pointer ports
+    4-deep FIFOs: ``boards/icebreaker.py``'s profile) is bit exact under random stalls, and two pointer ports
     take fewer cycles on the same inputs: no more on the all-zero and the all-255 inputs (every
     column follows its neighbour: one pointer read each either way), fewer on the random ones
     (a 200-input layer at 30 % non-zero: short columns, most needing both pointers)."""
-    from hw import build
+    from boards import get_board
     from tb.accelerator.vectors import sim_config
-    board = dict(requant_overlap=build.BOARD_REQUANT_OVERLAP, input_lanes=build.BOARD_INPUT_LANES,
-                 fifo_depth=build.BOARD_FIFO_DEPTH, column_skip=build.BOARD_COLUMN_SKIP,
-                 stream_words=build.BOARD_STREAM_WORDS)
-    assert build.BOARD_POINTER_PORTS == 1
+    board = get_board("icebreaker").profile.config_fields()
+    assert board.pop("pointer_ports") == 1
     cycles = {}
     for ports in (1, 2):
         case = random_case(2, [200, 40, 10], 0.1, 14, n_inputs=4, act_density=0.3,
@@ -255,3 +253,26 @@ def test_accelerator_error_flags():
     n_pes, sizes, density, seed, kw = CASES["n2"]
     case = random_case(n_pes, sizes, density, seed, n_inputs=2, **kw)
     run_case("errors", case, testcase="accelerator_flags_errors", errors=True)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("board", ["ulx3s", "orangecrab", "tang_primer_20k"])
+def test_accelerator_board_profiles(board):
+    """Each larger board's configuration (its feature profile in ``boards/<name>.py`` and the
+    generic block-RAM memories of its family, on 4 PEs and a 2048-word PE memory, the depth
+    ``hw.build`` gives LeNet-300-100 there) is bit exact under random stalls on a 70-input
+    layer (a partly used final input word with 4 lanes) and two more. Boards with the same
+    profile share one Verilator model."""
+    from boards import get_board
+    from hw.build import board_config
+    from tb.accelerator.vectors import sim_config
+    spec = get_board(board)
+    n = min(spec.default_pes, 4)
+    built = board_config(spec, n, pe_mem_depth=2048)
+    assert built.memory == "lib"
+    case = random_case(n, [70, 40, 10], 0.2, 20, n_inputs=4,
+                       config=sim_config(n, pe_mem_depth=2048, **spec.profile.config_fields()))
+    assert {k: case["config"][k] for k in spec.profile.config_fields()} == \
+        spec.profile.config_fields()
+    stats = run_case(f"board_{board}", case, p_valid=0.7, p_ready=0.6, seed=spec.id)
+    assert len(stats["inferences"]) == len(case["inputs"])

@@ -44,3 +44,47 @@ def test_component_rejects_small_divisor():
 def test_uart_cocotb():
     run_bench(UARTHarness(DIVISORS), toplevel="uart_harness", test_module="tb.uart.test_uart",
               name="uart", params={"divisors": list(DIVISORS)})
+
+
+@pytest.mark.parametrize("depth", [2, 8])
+def test_byte_fifo_keeps_order_and_fills_to_depth(depth):
+    import random
+    from collections import deque
+    from amaranth.sim import Simulator
+    from gateware.uart import ByteFIFO
+    dut = ByteFIFO(depth)
+    rng = random.Random(depth)
+    model, out, most = deque(), [], [0]
+
+    async def bench(ctx):
+        n = 0
+        for _ in range(3000):
+            push = rng.random() < 0.5
+            pop = rng.random() < (0.2 if _ < 1500 else 0.8)      # fill it, then drain it
+            ctx.set(dut.i_data.valid, push)
+            ctx.set(dut.i_data.payload, n & 0xFF)
+            ctx.set(dut.o_data.ready, pop)
+            if push and ctx.get(dut.i_data.ready):
+                model.append(n & 0xFF)
+                n += 1
+            if pop and ctx.get(dut.o_data.valid):
+                out.append(ctx.get(dut.o_data.payload))
+            most[0] = max(most[0], n - len(out))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert out == list(model)[:len(out)] and len(out) > 500
+    # the memory and the output register: depth + 1 bytes, never more
+    assert most[0] == depth + 1
+
+
+def test_byte_fifo_depth_checked():
+    import warnings
+    from gateware.uart import ByteFIFO
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="power of two"):
+            ByteFIFO(100)

@@ -2,7 +2,8 @@
 
 Recovery: after any abort (accelerator watchdog, RESET after an accelerator error, the reset
 pin) the very next inference is bit-exact with sw.golden (tb/top/test_recovery.py), in the
-default configuration and in the iCEBreaker's (hw.build BOARD_* settings, simulated memories).
+default configuration and in the iCEBreaker's (the boards/icebreaker.py profile, simulated
+memories).
 """
 import pytest
 
@@ -14,13 +15,8 @@ CLOCK_HZ, DIVISOR, TIMEOUT, ACCEL_TIMEOUT = 12_000_000, 4, 2000, 3000
 
 def board_config(n_pes=1):
     """The iCEBreaker build's accelerator settings with simulation memories."""
-    from hw import build
-    return AcceleratorConfig(n_pes=n_pes, fifo_depth=build.BOARD_FIFO_DEPTH,
-                             input_lanes=build.BOARD_INPUT_LANES,
-                             requant_overlap=build.BOARD_REQUANT_OVERLAP,
-                             column_skip=build.BOARD_COLUMN_SKIP,
-                             pointer_ports=build.BOARD_POINTER_PORTS,
-                             stream_words=build.BOARD_STREAM_WORDS)
+    from boards import get_board
+    return AcceleratorConfig(n_pes=n_pes, **get_board("icebreaker").profile.config_fields())
 
 
 CONFIGS = {"default": lambda: AcceleratorConfig(n_pes=1), "icebreaker": board_config}

@@ -93,6 +93,29 @@ def test_flipped_bytes(tmp_path):
     assert failures > 20
 
 
+def test_pickled_member_is_refused(tmp_path):
+    # An object array (a pickle) is never unpickled: the file is reported as corrupt.
+    p = tmp_path / "m.npz"
+    save_model(p, make_model())
+    rewrite(p, lambda a: a.__setitem__("ip1.bias", np.array([{"x": 1}], dtype=object)))
+    with pytest.raises(ModelFormatError, match="corrupt or truncated: ValueError: Object arrays"):
+        load_model(p)
+
+
+def test_damaged_member_data(tmp_path):
+    # A flipped byte inside a compressed member: zlib or the zip CRC catches it.
+    p = tmp_path / "m.npz"
+    save_model(p, make_model())
+    data = bytearray(p.read_bytes())
+    with zipfile.ZipFile(p) as z:
+        info = z.getinfo("ip1.index.npy")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data[start + info.compress_size // 2] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(ModelFormatError, match=r"corrupt or truncated: (BadZipFile|error)"):
+        load_model(p)
+
+
 def rewrite(path, edit):
     """Re-write the npz after ``edit(arrays_dict)`` (keeps the old header unless edited)."""
     with np.load(path) as z:

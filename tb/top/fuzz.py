@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gateware.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, Cmd, Err, Resp,
-                               crc16, encode_frame)
+from gateware.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, Cmd, Err,
+                               Resp, crc16, encode_frame)
+from sw import incode
 
 __all__ = ["Frame", "parse_chunk", "KnownModel", "BoardModel", "FrameGenerator"]
 
@@ -170,12 +171,14 @@ class BoardModel:
         action = None
         hdr_err = 0
         if f.length >= 0:
-            if f.cmd == Cmd.PING:       # (protocol 4: an optional version byte)
-                action, hdr_err = (f.cmd, 0) if f.length <= 1 else (None, Err.BAD_LENGTH)
-                if f.length == 1 and f.payload[:1] not in (b"", bytes([PROTOCOL_VERSION])):
-                    hdr_err = Err.VERSION
-            elif f.cmd == Cmd.RESET:
+            if f.cmd == Cmd.RESET:
                 action, hdr_err = (f.cmd, 0) if f.length == 0 else (None, Err.BAD_LENGTH)
+            elif f.cmd == Cmd.PING:
+                # protocol 4: one optional byte, the host's version
+                if f.length == 0 or (f.length == 1 and f.payload[:1] == bytes([PROTOCOL_VERSION])):
+                    action = f.cmd
+                else:
+                    hdr_err = Err.VERSION if f.length == 1 else Err.BAD_LENGTH
             elif f.cmd == Cmd.LOAD:
                 action, hdr_err = (f.cmd, 0) if f.length >= 5 and f.length & 1 else \
                     (None, Err.BAD_LENGTH)
@@ -222,6 +225,8 @@ class BoardModel:
                     pos = idx + 1
             bad_len = len(f.payload) % 3 != 0
             x = bytes(vec)
+        elif action == Cmd.INFER_CODED:
+            x, bad_len, bad_input = self._decode(f.payload[1:])
 
         if not f.complete:
             expect = Err.TIMEOUT
@@ -239,31 +244,35 @@ class BoardModel:
             return self._expect_error(code, body, expect)
         if action == Cmd.PING:
             return self._check_status(code, body)
-        if action == Cmd.INFER_CODED:
-            return self._check_coded(f, code, body)
         if action in (Cmd.RESET, Cmd.LOAD):
             if (code, body) != (Resp.ACK, struct.pack("<H", words)):
                 return [f"expected ACK({words}), got {_show(code, body)}"]
             if action == Cmd.RESET:
                 self.sticky = False
             return []
-        return self._check_infer(x, code, body)
+        seq = f.payload[0] if action == Cmd.INFER_CODED else 0x80
+        return self._check_infer(x, code, body, seq)
 
-    def _check_coded(self, f, code, body):
-        """INFER_CODED (protocol 4, made here only by mutations): its token decoding is not
-        modelled, so the answer may be BAD_LENGTH / BAD_INPUT or an inference; a RESULT must
-        echo ``seq`` and be well formed, and a run on a broken image may leave error flags."""
-        if code == Resp.ERROR and len(body) == 3 and body[0] in (Err.BAD_LENGTH, Err.BAD_INPUT):
-            return []
-        if self.intact() is None or self.sticky:
-            self.sticky = True
-            if code == Resp.ERROR and len(body) == 3 and body[0] in (
-                    Err.ACCEL_ERROR, Err.ACCEL_TIMEOUT, Err.OUTPUT):
-                return []
-        got = _result(body) if code == Resp.RESULT else None
-        if got is None or body[0] != f.payload[0]:
-            return [f"INFER_CODED answered {_show(code, body)}"]
-        return []
+    def _decode(self, tokens):
+        """INFER_CODED tokens as the board decodes them: (vector, bad length, bad input)."""
+        n = self.in_features
+        vec = bytearray(n)
+        pos = lits = 0
+        bad_input = False
+        for b in tokens:
+            if lits == 0:                       # a token: zeros, then literals
+                zeros, lits = b >> incode.LIT_BITS, b & incode.MAX_LITERALS
+                if pos + zeros > n:
+                    bad_input = True
+                pos = min(n, pos + zeros)
+            else:
+                if pos == n:
+                    bad_input = True
+                else:
+                    vec[pos] = b & ((1 << self.cfg.act_bits) - 1)
+                    pos += 1
+                lits -= 1
+        return bytes(vec), lits != 0, bad_input
 
     def _expect_error(self, code, body, err):
         if code != Resp.ERROR or len(body) != 3 or body[0] != err:
@@ -281,7 +290,7 @@ class BoardModel:
             errs.append(f"STATUS loaded flag {st['flags']:#x}, expected {self.loaded}")
         return errs
 
-    def _check_infer(self, x, code, body):
+    def _check_infer(self, x, code, body, seq=0x80):
         km = self.intact()
         if code == Resp.ERROR and len(body) == 3 and body[0] == Err.ACCEL_TIMEOUT:
             self.sticky = False     # the watchdog reset the accelerator
@@ -303,22 +312,26 @@ class BoardModel:
         if code == Resp.ERROR and self.sticky and len(body) == 3 and body[0] == Err.ACCEL_ERROR:
             return []               # flags from an earlier corrupted image, until RESET
         got = _result(body) if code == Resp.RESULT else None
-        if got is None or body[0] != 0x80:      # (seq 0x80: INFER_DENSE / INFER_SPARSE)
+        if got is None:
             return [f"INFER after a complete upload of {km.name} answered {_show(code, body)}"]
         self.results_checked[km.name] += 1
+        if got[3] != seq:
+            return [f"RESULT for sequence byte 0x{got[3]:02x}, expected 0x{seq:02x}"]
+        if not seq & 0x80:
+            logits = []                         # the compact result: no logits
         if got[:2] != (logits, pred):
             return [f"{km.name}: logits {got[0]} argmax {got[1]} != golden {logits} argmax {pred}"]
         return []
 
 
 def _result(body):
-    """``(logits, prediction, cycles)`` of a protocol-4 RESULT (``seq u8, n u8, logit i32 * n,
-    argmax u8, cycles u32``), None if malformed."""
+    """``(logits, argmax, cycles, seq)`` of a RESULT payload (protocol 4: seq u8, n u8,
+    logit i32 * n, argmax u8, cycles u32), None if malformed."""
     if len(body) < 7 or len(body) != 4 * body[1] + 7:
         return None
     n = body[1]
-    tail = struct.unpack_from("<BI", body, 2 + 4 * n)
-    return (list(struct.unpack_from(f"<{n}i", body, 2)),) + tail
+    return (list(struct.unpack_from(f"<{n}i", body, 2)),) \
+        + struct.unpack_from("<BI", body, 2 + 4 * n) + (body[0],)
 
 
 def _show(code, body):
@@ -369,7 +382,13 @@ class FrameGenerator:
 
     def infer(self):
         x = self.input()
-        sparse = self.rng.random() < 0.5 or (self.uart and 7 + len(x) > self.max_bytes)
+        r = self.rng.random()
+        if r < 0.3:
+            seq = self.rng.randrange(256)       # bit 7: the logits too
+            frame = encode_frame(Cmd.INFER_CODED, bytes([seq]) + incode.encode(x))
+            if not self.uart or len(frame) <= self.max_bytes:
+                return frame
+        sparse = r < 0.65 or (self.uart and 7 + len(x) > self.max_bytes)
         if sparse:
             return encode_frame(Cmd.INFER_SPARSE, b"".join(
                 struct.pack("<HB", i, v) for i, v in enumerate(x) if v))
@@ -380,8 +399,11 @@ class FrameGenerator:
         r = self.rng.random() * (0.75 if self.uart else 1)
         if r < 0.5:
             return self.infer()
-        if r < 0.65:
+        if r < 0.6:
             return encode_frame(Cmd.PING)
+        if r < 0.65:
+            return encode_frame(Cmd.PING, bytes([self.rng.choice(
+                [PROTOCOL_VERSION, PROTOCOL_VERSION, self.rng.randrange(256)])]))
         if r < 0.75:
             return encode_frame(Cmd.RESET)
         return self.rng.choice(self.uploads)    # rewriting a correct block is harmless
@@ -418,8 +440,8 @@ class FrameGenerator:
         elif kind == "truncate":
             f = f[:rng.randrange(1, len(f))]
         elif kind in ("length", "length_crc"):
-            delta = rng.choice([-3, -2, -1, 1, 2, 3, 0x100, rng.randrange(1 << 16)])
-            n = (f[2] | f[3] << 8) + delta & 0xFFFF
+            n = (f[2] | f[3] << 8) + rng.choice([-3, -2, -1, 1, 2, 3, 0x100, rng.randrange(1 << 16)])
+            n &= 0xFFFF
             f[2], f[3] = n & 0xFF, n >> 8
             if kind == "length_crc":
                 crc = crc16(bytes(f[1:-2]))

@@ -1,0 +1,29 @@
+"""Good Stuff Department OrangeCrab r0.2 with the LFE5U-25F (CSFBGA285, speed 8): 48 MHz
+oscillator; USB goes to the FPGA, so the UART is on the Feather header (pin 0 = FPGA rx N17,
+pin 1 = FPGA tx M18) for a 3.3 V USB-UART cable.
+
+Pins as in ``amaranth_boards.orangecrab_r0_2`` (clock A9, RGB LED: green M3, red K4, active low).
+The design clock comes from the EHXPLLL: 36 MHz, 12 clocks per bit at 3 Mbaud.
+"""
+from boards.board import Board, Clock, Led, Memory, Profile, Programmer, UART
+
+_LVCMOS33 = {"IO_TYPE": "LVCMOS33"}
+
+BOARD = Board(
+    name="orangecrab", id=3, family="ecp5", device="LFE5U-25F", package="MG285", speed="8",
+    description="OrangeCrab r0.2 (ECP5 LFE5U-25F)",
+    clock=Clock(pin="A9", osc_hz=48_000_000, design_hz=36_000_000, resource="clk48",
+                attrs=_LVCMOS33),
+    uart=UART(rx="N17", tx="M18", baud=3_000_000, attrs=_LVCMOS33),
+    leds=(Led("led_g", "M3", invert=True, attrs=_LVCMOS33),
+          Led("led_r", "K4", invert=True, attrs=_LVCMOS33)),
+    memory=Memory(bram_blocks=56, bram_bits=18432, luts=24288, dsps=28),
+    # the iCEBreaker's lean profile: with overlap, skip table, two pointer ports and 4 lanes 8 PEs
+    # synthesised to 31,090 LUT4 + 7,078 ALU and packed 86 block RAMs on the GW2A-18 (this
+    # session's hw.build --pes 8: "does not fit"), about 4.8k LUT4 and 11 block RAMs per PE
+    profile=Profile(fifo_depth=4, input_lanes=1, requant_overlap=False, column_skip=False,
+                    pointer_ports=1, stream_words=1),
+    default_pes=4,
+    # the DFU bootloader (hold the button while plugging in)
+    programmer=Programmer(board="orangecrab"),
+)

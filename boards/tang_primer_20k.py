@@ -1,0 +1,27 @@
+"""Sipeed Tang Primer 20K (GW2A-LV18PG256C8/I7) on its dock: 27 MHz oscillator, the dock's
+USB-UART (BL702) on T13 (FPGA rx) / M11 (FPGA tx).
+
+Pins as in ``amaranth_boards.tang_primer_20k`` (dock LEDs L16 / L14, active low). 27 MHz runs
+from the oscillator (no PLL) and divides 3 Mbaud exactly (9 clocks per bit).
+"""
+from boards.board import Board, Clock, Led, Memory, Profile, Programmer, UART
+
+_LVCMOS33 = {"IO_TYPE": "LVCMOS33"}
+
+BOARD = Board(
+    name="tang_primer_20k", id=4, family="gowin", device="GW2A-LV18PG256C8/I7",
+    chip="GW2A-18C", description="Sipeed Tang Primer 20K (Gowin GW2A-18)",
+    clock=Clock(pin="H11", osc_hz=27_000_000, design_hz=27_000_000, resource="clk27",
+                attrs=_LVCMOS33),
+    uart=UART(rx="T13", tx="M11", baud=3_000_000, attrs={**_LVCMOS33, "PULL_MODE": "UP"}),
+    leds=(Led("led_g", "L16", invert=True, attrs=_LVCMOS33),
+          Led("led_r", "L14", invert=True, attrs=_LVCMOS33)),
+    memory=Memory(bram_blocks=46, bram_bits=18432, luts=20736, dsps=48),
+    # the iCEBreaker's lean profile: with overlap, skip table, two pointer ports and 4 lanes 8 PEs
+    # synthesised to 31,090 LUT4 + 7,078 ALU and packed 86 block RAMs on the GW2A-18 (this
+    # session's hw.build --pes 8: "does not fit"), about 4.8k LUT4 and 11 block RAMs per PE
+    profile=Profile(fifo_depth=4, input_lanes=1, requant_overlap=False, column_skip=False,
+                    pointer_ports=1, stream_words=1),
+    default_pes=4,
+    programmer=Programmer(board="tangprimer20k"),
+)

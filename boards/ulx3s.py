@@ -1,0 +1,27 @@
+"""Radiona ULX3S with the LFE5U-85F (CABGA381, speed 6): 25 MHz oscillator, FT231X as the UART.
+
+Pins as in ``amaranth_boards.ulx3s`` (clock G2, UART rx M1 / tx L4, LEDs B2 / C2). The design
+clock comes from the EHXPLLL; the FT231X makes 3 MHz / n (n = 1, 1.5, 2, ...), so the UART runs at
+an exact 2 Mbaud: 25 clocks per bit at 50 MHz.
+"""
+from boards.board import Board, Clock, Led, Memory, Profile, Programmer, UART
+
+_LVCMOS33 = {"IO_TYPE": "LVCMOS33"}
+
+BOARD = Board(
+    name="ulx3s", id=2, family="ecp5", device="LFE5U-85F", package="BG381", speed="6",
+    description="Radiona ULX3S (ECP5 LFE5U-85F)",
+    clock=Clock(pin="G2", osc_hz=25_000_000, design_hz=50_000_000, resource="clk25",
+                attrs=_LVCMOS33),
+    uart=UART(rx="M1", tx="L4", baud=2_000_000, attrs=_LVCMOS33),
+    leds=(Led("led_g", "B2", attrs={**_LVCMOS33, "DRIVE": "4"}),
+          Led("led_r", "C2", attrs={**_LVCMOS33, "DRIVE": "4"})),
+    memory=Memory(bram_blocks=208, bram_bits=18432, luts=83640, dsps=156),
+    # the simulation defaults minus the column skip table, which the central unit keeps only up
+    # to 16 PEs (AcceleratorConfig.skip_columns), and with 4 input lanes (the 16-lane scan was
+    # the critical path at N = 4 and 8)
+    profile=Profile(fifo_depth=8, input_lanes=4, requant_overlap=True, column_skip=True,
+                    pointer_ports=2, stream_words=2),
+    default_pes=16,
+    programmer=Programmer(board="ulx3s"),
+)
