@@ -52,7 +52,7 @@ def test_fuzz_byte_level(tmp_path):
 
 @pytest.mark.sim
 def test_fuzz_uart_level(tmp_path):
-    _run("uart", 150, 2, AcceleratorConfig(n_pes=1), "top_n1", report=tmp_path / "r")
+    _run("uart", 300, 2, AcceleratorConfig(n_pes=1), "top_n1", report=tmp_path / "r")
     print((tmp_path / "r").read_text())
 
 

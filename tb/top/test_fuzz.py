@@ -141,10 +141,11 @@ async def recover(tr):
 
 
 async def uart_flood(tr, model, rng, log):
-    """PINGs back to back overflow the 32-byte receive FIFO while the board answers: answers
+    """PINGs back to back overflow the receive FIFO (512 bytes: a PING is 6 bytes in and a
+    39-byte STATUS out, so 120+ PINGs pile up more than that) while the board answers: answers
     are STATUS or ERROR BUSY / TIMEOUT / BAD_CRC (lost bytes), never more than the PINGs; after a
     pause the board answers a PING with STATUS (at most one BUSY first)."""
-    k = rng.randint(8, 16)
+    k = rng.randint(120, 150)
     await tr.awrite(encode_frame(Cmd.PING) * k)
     answers = []
     while True:
@@ -231,8 +232,10 @@ async def protocol_fuzz(dut):
     if LENET:
         await lenet_phase(tr, model, gen, st, log)
     t0 = get_sim_time("ns")
+    flooded = False
     while model.frames < FRAMES:
-        if LEVEL == "uart" and rng.random() < 0.03:
+        if LEVEL == "uart" and (not flooded and model.frames > 40 or rng.random() < 0.01):
+            flooded = True
             await uart_flood(tr, model, rng, log)
             continue
         for chunk in gen.chunks():
