@@ -156,6 +156,9 @@ async def uart_flood(tr, model, rng, log):
     bad = [a for a in answers if not (a[0] == Resp.STATUS or a[0] == Resp.ERROR and a[1][0] in (
         Err.BUSY, Err.TIMEOUT, Err.BAD_CRC, Err.BAD_LENGTH, Err.UNKNOWN_CMD))]
     model.frames += k
+    for code, body in answers:
+        key = (Resp.ERROR, body[0]) if code == Resp.ERROR and body else code
+        model.responses[key] = model.responses.get(key, 0) + 1
     if len(answers) > k or not answers or bad:
         model.violations.append(f"flood of {k} PINGs answered {answers[:4]}... ({len(answers)})")
         log(model.violations[-1])
