@@ -273,17 +273,16 @@ def test_end_to_end_board_configuration():
     from gateware.top import SimTop
     from hw.build import board_config
     from hw.families import get_family
-    from tb.runner import run_testbench
+    from tb.runner import run_bench
     config = board_config("ulx3s", 4, pe_mem_depth=4096)
     core_args = get_family("ecp5").core_args
     assert core_args == {"input_register": True}
-    top = SimTop(config, clock_hz=SYS_ENV["SYS_CLOCK_HZ"],
-                 baud=SYS_ENV["SYS_CLOCK_HZ"] // SYS_ENV["SYS_DIVISOR"],
-                 timeout=SYS_ENV["SYS_TIMEOUT"], accel_timeout=1 << 22, **core_args)
-    run_testbench(top, toplevel="sim_top", test_module="tb.top.test_system",
-                  build_name="top_system_ulx3s", build_args=VERILATOR_ARGS,
-                  extra_env=dict(SYS_ENV, SYS_SIZES="70,24,10", SYS_DENSITY=0.3, SYS_SEED=4,
-                                 SYS_IMAGES=5))
+    top = SimTop(config, clock_hz=SYS_PARAMS["clock_hz"],
+                 baud=SYS_PARAMS["clock_hz"] // SYS_PARAMS["divisor"],
+                 timeout=SYS_PARAMS["timeout"], accel_timeout=1 << 22, **core_args)
+    run_bench(top, toplevel="sim_top", test_module="tb.top.test_system",
+              name="top_system_ulx3s",
+              params=dict(SYS_PARAMS, sizes=[70, 24, 10], density=0.3, seed=4, images=5))
 
 
 @pytest.mark.slow
