@@ -7,14 +7,18 @@ tools of a family (synthesis, place and route, packer, report parsers) in ``hw/f
 from dataclasses import asdict, dataclass, field
 
 from boards.families import get_family_facts
+from contract.config import AcceleratorConfig
 
 __all__ = ["Profile", "Clock", "UART", "Led", "SPIFlash", "Memory", "Programmer", "Board"]
+
+#: The gateware's defaults (``contract.config``): a profile that sets nothing builds these.
+_DEFAULT = AcceleratorConfig()
 
 
 @dataclass(frozen=True)
 class Profile:
-    """The accelerator features a board builds with (``gateware.config.AcceleratorConfig``
-    fields of the same names; docs/ARCHITECTURE.md says what each costs and buys).
+    """The accelerator features a board builds with (``contract.config.AcceleratorConfig``
+    fields of the same names and defaults; docs/ARCHITECTURE.md says what each costs and buys).
 
     Attributes
     ----------
@@ -31,12 +35,12 @@ class Profile:
     stream_words : int
         16-bit memory words the PE's decoder takes per cycle (1 or 2).
     """
-    fifo_depth: int = 8
-    input_lanes: int = 16
-    requant_overlap: bool = True
-    column_skip: bool = True
-    pointer_ports: int = 2
-    stream_words: int = 2
+    fifo_depth: int = _DEFAULT.fifo_depth
+    input_lanes: int = _DEFAULT.input_lanes
+    requant_overlap: bool = _DEFAULT.requant_overlap
+    column_skip: bool = _DEFAULT.column_skip
+    pointer_ports: int = _DEFAULT.pointer_ports
+    stream_words: int = _DEFAULT.stream_words
 
     def config_fields(self):
         """``{AcceleratorConfig field: value}``."""

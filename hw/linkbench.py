@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from contract.config import AcceleratorConfig
 from gateware.top import SimTop
 from hw import build
 from hw.build import BuildError
-from hw.verilator import SimulationFailed, run_testbench
+from hw.verilator import SimulationFailed, run_bench
 from sw.cli import EXIT_MISMATCH, EXIT_OK, ToolError, command
 from sw.golden import IntModel, ideal_cycles, images_to_uint8, load_mnist
 from sw.incode import frame_bytes
@@ -123,21 +122,17 @@ def run_simulation(model, images, board="icebreaker", baud=3_000_000, rx_buffer=
     timeout = 2000 * (clock_hz // baud)
     top = SimTop(config, clock_hz=clock_hz, baud=baud, timeout=timeout, accel_timeout=1 << 22,
                  rx_fifo_depth=rx_buffer)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "linkbench.json"
-        log(f"simulating {board} ({config.n_pes} PE, {clock_hz / 1e6:g} MHz, {baud / 1e6:g} "
-            f"Mbaud, {rx_buffer}-byte receive buffer) with {images} images ...")
-        try:
-            run_testbench(top, toplevel="sim_top", test_module="tb.top.test_linkbench",
-                          build_name=f"linkbench_{board}_{rx_buffer}",
-                          extra_env={"LB_MODEL": str(Path(model).resolve()),
-                                     "LB_IMAGES": images, "LB_CLOCK_HZ": clock_hz,
-                                     "LB_DIVISOR": top.divisor, "LB_TIMEOUT": timeout,
-                                     "LB_WINDOW": window or 0, "LB_OUT": out})
-        except SimulationFailed as exc:
-            detail = out.read_text() if out.exists() else ""
-            raise LinkBenchError(f"simulation failed: {exc}\n{detail}") from None
-        return json.loads(out.read_text())
+    log(f"simulating {board} ({config.n_pes} PE, {clock_hz / 1e6:g} MHz, {baud / 1e6:g} "
+        f"Mbaud, {rx_buffer}-byte receive buffer) with {images} images ...")
+    try:
+        return run_bench(top, toplevel="sim_top", test_module="tb.top.test_linkbench",
+                         name=f"linkbench_{board}_{rx_buffer}",
+                         params={"model": str(Path(model).resolve()), "images": images,
+                                 "clock_hz": clock_hz, "divisor": top.divisor,
+                                 "timeout": timeout, "window": window or 0})
+    except SimulationFailed as exc:
+        detail = json.dumps(exc.result, indent=1) if exc.result is not None else ""
+        raise LinkBenchError(f"simulation failed: {exc}\n{detail}") from None
 
 
 def build_parser():

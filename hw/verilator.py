@@ -220,15 +220,20 @@ def run_bench(component, *, toplevel, test_module, name, params=None, testcase=N
     Raises
     ------
     SimulationFailed
-        if any cocotb test failed or none ran.
+        if any cocotb test failed or none ran; its ``result`` attribute holds what the bench
+        saved before it failed (or ``None``).
     """
     run_dir = new_run_dir(name)
     param_file = run_dir / "params.json"
     result_file = run_dir / "result.json"
     param_file.write_text(json.dumps(params if params is not None else {}))
-    run_testbench(component, toplevel=toplevel, test_module=test_module, testcase=testcase,
-                  build_args=build_args, run_dir=run_dir,
-                  extra_env={"TB_PARAMS": param_file, "TB_RESULT": result_file})
+    try:
+        run_testbench(component, toplevel=toplevel, test_module=test_module, testcase=testcase,
+                      build_args=build_args, run_dir=run_dir,
+                      extra_env={"TB_PARAMS": param_file, "TB_RESULT": result_file})
+    except SimulationFailed as exc:     # what the bench saved helps to explain the failure
+        exc.result = json.loads(result_file.read_text()) if result_file.exists() else None
+        raise
     result = json.loads(result_file.read_text()) if result_file.exists() else None
     shutil.rmtree(run_dir, ignore_errors=True)
     return result

@@ -11,7 +11,7 @@ import json
 import os
 from functools import cache
 
-__all__ = ["params", "save_result"]
+__all__ = ["params", "save_result", "check_sequence"]
 
 
 @cache
@@ -30,3 +30,19 @@ def save_result(value):
     if path:
         with open(path, "w") as f:
             json.dump(value, f)
+
+
+def check_sequence(got, expect, what):
+    """Raise ``AssertionError`` naming the first difference unless ``got == expect``.
+
+    ``what`` says whose sequence it is (``"input 2 layer 1"``); the message gives both
+    lengths and the first differing element of each.
+    """
+    if got == expect:
+        return
+    bad = next((k for k, (g, e) in enumerate(zip(got, expect)) if g != e),
+               min(len(got), len(expect)))
+    raise AssertionError(
+        f"{what}: {len(got)} elements, expected {len(expect)}; first difference at #{bad}: got "
+        f"{got[bad] if bad < len(got) else None}, expected "
+        f"{expect[bad] if bad < len(expect) else None}")

@@ -53,11 +53,20 @@ def random_pauses(p, rng):
     return (rng.random() >= p for _ in itertools.count())
 
 
-def _port(dut, name, field):
-    return getattr(dut, f"{name}__{field}")
+class _Port:
+    """The ``valid``/``payload``/``ready`` handles of the DUT's stream port ``name`` and a pause
+    generator (default: never pause)."""
+
+    def __init__(self, dut, name, pause):
+        self.dut = dut
+        self.name = name
+        self.valid = getattr(dut, f"{name}__valid")
+        self.payload = getattr(dut, f"{name}__payload")
+        self.ready = getattr(dut, f"{name}__ready")
+        self.pause = pause if pause is not None else itertools.repeat(False)
 
 
-class StreamSource:
+class StreamSource(_Port):
     """Drives the words queued with :meth:`send` onto the DUT's input stream ``name``.
 
     Parameters
@@ -78,12 +87,7 @@ class StreamSource:
     """
 
     def __init__(self, dut, name, *, pause=None):
-        self.dut = dut
-        self.name = name
-        self.valid = _port(dut, name, "valid")
-        self.payload = _port(dut, name, "payload")
-        self.ready = _port(dut, name, "ready")
-        self.pause = pause if pause is not None else itertools.repeat(False)
+        super().__init__(dut, name, pause)
         self.queue = deque()
         self.offered = None
         self.sent = 0
@@ -144,7 +148,7 @@ class StreamSource:
         return cycle
 
 
-class StreamSink:
+class StreamSink(_Port):
     """Takes words from the DUT's output stream ``name`` and checks the stream rules.
 
     Parameters
@@ -158,12 +162,7 @@ class StreamSink:
     """
 
     def __init__(self, dut, name, *, pause=None):
-        self.dut = dut
-        self.name = name
-        self.valid = _port(dut, name, "valid")
-        self.payload = _port(dut, name, "payload")
-        self.ready = _port(dut, name, "ready")
-        self.pause = pause if pause is not None else itertools.repeat(False)
+        super().__init__(dut, name, pause)
         self.ready_now = False
         self.pending = None         # a word seen valid but not yet transferred
         self.received = 0

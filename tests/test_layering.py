@@ -4,7 +4,8 @@ module top unless a comment says why.
 - ``contract/``: the standard library only (no Amaranth, nothing of the project's other layers);
 - ``sw/``: no Amaranth, no gateware, no flow tools;
 - ``gateware/``: Amaranth and the contract only (no ``sw``, ``hw``, ``boards``, ``tb``);
-- ``hw/`` (flow tools) and ``boards/``: anything but ``tb``;
+- ``boards/``: plain data (no Amaranth: ``sw`` reads it), nothing of the other layers;
+- ``hw/`` (flow tools): anything but ``tb``;
 - nothing outside ``tb/`` and ``tests/`` imports ``tb``.
 
 Two checks: every module of a layer is imported in a fresh interpreter whose import system
@@ -31,7 +32,7 @@ FORBIDDEN = {
     "sw": ("amaranth", "amaranth_boards", "gateware", "hw", "tb"),
     "gateware": ("sw", "hw", "boards", "tb"),
     "hw": ("tb",),
-    "boards": ("hw", "tb"),
+    "boards": ("amaranth", "amaranth_boards", "gateware", "sw", "hw", "tb"),
 }
 
 #: Packages whose function-level imports must say why they are lazy.

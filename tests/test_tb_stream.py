@@ -35,7 +35,7 @@ def test_stream_wrong_word_fails():
     """One expected word off by one bit: the bench fails."""
     expect = list(WORDS)
     expect[30] ^= 1 << 4
-    with pytest.raises(SimulationFailed, match="received"):
+    with pytest.raises(SimulationFailed, match="received words"):
         _run("fifo_words_in_order", words=WORDS, expect=expect, p_valid=0.5, p_ready=0.4,
              seed=2)
 

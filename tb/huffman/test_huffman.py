@@ -14,7 +14,7 @@ from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
 from gateware.config import AcceleratorConfig, LoadWrite
 from gateware.huffman import segment_layout, symbol_out_layout
-from tb.bench import params, save_result
+from tb.bench import check_sequence, params, save_result
 from tb.pe.layouts import pack_fields, unpack_fields
 from tb.stream import StreamSink, StreamSource, random_pauses
 
@@ -100,13 +100,7 @@ async def decoder_matches_reference(dut):
     for n, case in enumerate(cases):
         got, cycles, err = await run_case(dut, cfg, case, ports)
         exp = case["expect"]
-        if got != exp:
-            bad = next((k for k, (g, e) in enumerate(zip(got, exp)) if g != e),
-                       min(len(got), len(exp)))
-            raise AssertionError(
-                f"case {n} ({case['kind']}): {len(got)} symbols, expected {len(exp)}; first "
-                f"difference at #{bad}: got {got[bad] if bad < len(got) else None}, expected "
-                f"{exp[bad] if bad < len(exp) else None}")
+        check_sequence(got, exp, f"case {n} ({case['kind']}) symbols")
         assert bool(err) == case["error"], \
             f"case {n} ({case['kind']}): o_error={err}, expected {int(case['error'])}"
         stats.append({"kind": case["kind"], "symbols": len(exp), "cycles": cycles,

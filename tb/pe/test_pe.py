@@ -18,7 +18,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
 from gateware.config import AcceleratorConfig, LoadWrite, broadcast_layout, layer_config_layout, pe_output_layout
-from tb.bench import params, save_result
+from tb.bench import check_sequence, params, save_result
 from tb.pe.layouts import pack_fields, unpack_fields
 from tb.stream import StreamSink, StreamSource, random_pauses
 
@@ -124,14 +124,7 @@ async def pe_matches_golden(dut):
             vec = inp[li]
             got, log = await tb.run_layer(desc, vec["acts"])
             assert int(dut.o_error.value) == 0, f"input {n} layer {li}: o_error set"
-            exp = vec["expect"]
-            if got != exp:
-                bad = next((k for k, (g, e) in enumerate(zip(got, exp)) if g != e),
-                           min(len(got), len(exp)))
-                raise AssertionError(
-                    f"input {n} layer {li}: {len(got)} outputs, expected {len(exp)}; first "
-                    f"difference at #{bad}: got {got[bad] if bad < len(got) else None}, "
-                    f"expected {exp[bad] if bad < len(exp) else None}")
+            check_sequence(got, vec["expect"], f"input {n} layer {li} outputs")
             stats.append({"input": n, "layer": li, "acts": len(vec["acts"]),
                           "symbols": vec["symbols"], "macs": vec["macs"],
                           "rows": sum(1 for _ in range(case["index"], desc["out_features"],

@@ -10,7 +10,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
-from tb.bench import params, save_result
+from tb.bench import check_sequence, params, save_result
 from tb.stream import StreamError, StreamSink, StreamSource, random_pauses
 
 
@@ -48,7 +48,7 @@ async def fifo_words_in_order(dut):
         await FallingEdge(dut.clk)
         if len(got) == len(p["expect"]) and src.idle:
             break
-    assert got == p["expect"], f"received {got}, expected {p['expect']}"
+    check_sequence(got, p["expect"], "received words")
     save_result({"words": len(got), "cycles": cycle + 1})
 
 

@@ -2,24 +2,23 @@
 uploads a model over the simulated UART pins, then streams MNIST test images with several coded
 requests in flight; every result is compared with sw.golden. Simulated seconds are measured.
 
-Environment: LB_MODEL (dcmodel file), LB_IMAGES, LB_CLOCK_HZ, LB_DIVISOR, LB_TIMEOUT (frame
-timeout, clocks), LB_WINDOW (request bytes in flight; 0: the board's receive buffer), LB_OUT
-(JSON results).
+Parameters (:func:`tb.bench.params`): ``model`` (dcmodel file), ``images``, ``clock_hz``,
+``divisor``, ``timeout`` (frame timeout, clocks), ``window`` (request bytes in flight; 0: the
+board's receive buffer). The bench result is the measured figures (saved before the checks, so a
+failing run still reports them).
 """
-import json
-import os
-
 import numpy as np
 
 import cocotb
 from cocotb.task import bridge
 
 from sw import incode
+from tb.bench import params, save_result
 from tb.top.board import start
 
-CLOCK_HZ = int(os.environ.get("LB_CLOCK_HZ", "24000000"))
-DIVISOR = int(os.environ.get("LB_DIVISOR", "8"))
-TIMEOUT = int(os.environ.get("LB_TIMEOUT", "8000"))
+CLOCK_HZ = params().get("clock_hz", 24_000_000)
+DIVISOR = params().get("divisor", 8)
+TIMEOUT = params().get("timeout", 8000)
 
 
 @cocotb.test()
@@ -29,11 +28,11 @@ async def link_benchmark(dut):
     from sw.modelfile import load_model
     tr = await start(dut, CLOCK_HZ, DIVISOR)
     tr.latency = 0.01
-    int_model = IntModel.from_model(load_model(os.environ["LB_MODEL"]))
-    n = int(os.environ.get("LB_IMAGES", "200"))
+    int_model = IntModel.from_model(load_model(params()["model"]))
+    n = params().get("images", 200)
     test_x, test_y = load_mnist()["test"]
     x8, labels = images_to_uint8(test_x[:n]), test_y[:n]
-    window = int(os.environ.get("LB_WINDOW", "0")) or None
+    window = params().get("window") or None
 
     @bridge
     def host():
@@ -66,7 +65,6 @@ async def link_benchmark(dut):
 
     out = await host()
     tr.close()
-    with open(os.environ["LB_OUT"], "w") as f:
-        json.dump(out, f, indent=1)
+    save_result(out)
     assert out["full"]["mismatches"] == 0, out["logs"]
     assert out["compact"]["mismatches"] == 0
