@@ -1,16 +1,20 @@
 """The PE's sub-components on Amaranth's simulator against reference functions, with random idle
 and back-pressure, their memories modelled by the testbench (one-cycle reads that hold): the
 pointer fetch (gateware.pe_pointers), the word fetch (gateware.pe_words), the accumulate
-pipeline (gateware.pe_accumulate), the requantization engine (gateware.pe_requant) and the data
-port arbiter (gateware.pe_arbiter); each with a mutated expectation that must fail."""
+pipeline (gateware.pe_accumulate), the requantization engine (gateware.pe_requant), the data
+port arbiter (gateware.pe_arbiter), the header reads (gateware.pe_header) and the accumulator
+banks with the clearing sweep (gateware.pe_accbanks); each with a mutated expectation that must
+fail."""
 import random
 
 import pytest
 from amaranth.sim import Simulator
 
 from gateware.config import AcceleratorConfig
+from gateware.pe_accbanks import AccumulatorBanks
 from gateware.pe_accumulate import Accumulate
 from gateware.pe_arbiter import DataPortArbiter
+from gateware.pe_header import LayerHeader
 from gateware.pe_pointers import PointerFetch
 from gateware.pe_requant import Requantize
 from gateware.pe_words import WordFetch
@@ -393,7 +397,6 @@ def test_data_port_arbiter():
 def rtl_header(cfg, memory, layer):
     """Read layer ``layer``'s header from ``memory`` with a ``LayerHeader``; return its
     outputs, the read count and the error pulses."""
-    from gateware.pe_header import LayerHeader
     dut = LayerHeader(cfg)
     result = {}
 
@@ -443,7 +446,6 @@ def test_layer_header(rows, bias0, bad):
 def test_accumulator_banks(overlap):
     """The clearing sweep after reset (every row 0, max_rows_per_pe cycles), then writes and
     transparent reads of the accumulate side, and the requantizer's precedence on its bank."""
-    from gateware.pe_accbanks import AccumulatorBanks
     cfg = AcceleratorConfig(n_pes=1, requant_overlap=overlap)
     dut = AccumulatorBanks(cfg)
     n_banks = 2 if overlap else 1
