@@ -243,6 +243,10 @@ def _simulate(cfg, loads, inputs):
         for mem, addr, d in loads:
             ctx.set(dut.i_load.valid, 1)
             ctx.set(dut.i_load.payload, {"mem": mem, "addr": addr, "data": d})
+            # the accelerator takes loads only while idle (not during the clearing sweep
+            # after reset): hold the word until it is taken, as the stream rules say
+            while not ctx.get(dut.i_load.ready):
+                await ctx.tick()
             await ctx.tick()
         ctx.set(dut.i_load.valid, 0)
         await ctx.tick().repeat(10)
