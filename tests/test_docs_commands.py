@@ -134,6 +134,8 @@ def _check_pytest(args, names):
             expr = next(it)
             words = set(re.findall(r"\w+", expr)) - {"not", "and", "or"}
             assert words <= names, f"unknown marker(s) {words - names} in -m {expr!r}"
+        elif a in ("-n", "-k", "-p", "--durations", "--dist"):
+            next(it)                    # an option's value, not a path
         elif not a.startswith("-"):
             assert (ROOT / a.split("::")[0]).exists(), f"{a} does not exist"
 
