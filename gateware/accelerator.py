@@ -12,13 +12,12 @@
 See docs/ARCHITECTURE.md section 5 and docs/HARDWARE.md.
 """
 from amaranth import Module, Signal, Cat, Mux
-from amaranth.lib import wiring, stream, data
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring, data
 
 from contract.memmap import DESC_WORDS
 
 from .central import CentralUnit
-from .config import LoadWrite, input_layout, logit_layout
+from .config import accelerator_ports
 from .pe import ProcessingElement
 from .sequencer import LayerSequencer
 
@@ -76,15 +75,7 @@ class Accelerator(wiring.Component):
 
     def __init__(self, config):
         self.cfg = config
-        super().__init__({
-            "i_load": In(stream.Signature(LoadWrite)),
-            "i_input": In(stream.Signature(input_layout(config))),
-            "o_logit": Out(stream.Signature(logit_layout(config))),
-            "o_argmax": Out(8),
-            "o_busy": Out(1),
-            "o_cycles": Out(32),
-            "o_error": Out(error_layout),
-        })
+        super().__init__(accelerator_ports(config, error_layout))
 
     def elaborate(self, platform):
         m = Module()

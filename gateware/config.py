@@ -4,14 +4,15 @@ The parameters (:class:`AcceleratorConfig`) and the field tables come from the c
 (``contract.config``, ``contract.layouts``); this module turns the tables into
 ``amaranth.lib.data`` layouts.
 """
-from amaranth.lib import data
+from amaranth.lib import data, stream
+from amaranth.lib.wiring import In, Out
 
 from contract.config import AcceleratorConfig
 from contract.layouts import (LOAD_WRITE_FIELDS, broadcast_fields, layer_config_fields,
                               logit_fields, pe_output_fields)
 
 __all__ = ["AcceleratorConfig", "LoadWrite", "broadcast_layout", "pe_output_layout",
-           "layer_config_layout", "input_layout", "logit_layout"]
+           "layer_config_layout", "input_layout", "logit_layout", "accelerator_ports"]
 
 
 #: One word written into a memory image (mem id, word address, data), section 4.
@@ -32,6 +33,24 @@ def input_layout(cfg):
 def logit_layout(cfg):
     """One final-layer accumulator (signed ``acc_bits``) with its output index."""
     return data.StructLayout(logit_fields(cfg))
+
+
+def accelerator_ports(cfg, error_shape):
+    """Signature members of an accelerator (section 5): the real one and the stand-in that
+    builds and protocol tests use take them from here, so the two interfaces cannot drift.
+
+    ``error_shape`` is the shape of ``o_error`` (sticky error flags), the one port whose meaning
+    differs between them.
+    """
+    return {
+        "i_load": In(stream.Signature(LoadWrite)),
+        "i_input": In(stream.Signature(input_layout(cfg))),
+        "o_logit": Out(stream.Signature(logit_layout(cfg))),
+        "o_argmax": Out(8),
+        "o_busy": Out(1),
+        "o_cycles": Out(32),
+        "o_error": Out(error_shape),
+    }
 
 
 def broadcast_layout(cfg):

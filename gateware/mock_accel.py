@@ -17,10 +17,9 @@ on every loaded word and every input value so a lost or reordered byte shows up:
   inference; ``o_argmax``: index of its largest logit (lowest on ties).
 """
 from amaranth import Module, Signal, Array, Mux, signed
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
-from gateware.config import LoadWrite, input_layout, logit_layout
+from gateware.config import accelerator_ports
 
 __all__ = ["MockAccelerator", "mock_logits"]
 
@@ -44,15 +43,7 @@ class MockAccelerator(wiring.Component):
 
     def __init__(self, config):
         self.config = config
-        super().__init__({
-            "i_load": In(stream.Signature(LoadWrite)),
-            "i_input": In(stream.Signature(input_layout(config))),
-            "o_logit": Out(stream.Signature(logit_layout(config))),
-            "o_argmax": Out(8),
-            "o_busy": Out(1),
-            "o_cycles": Out(32),
-            "o_error": Out(2),
-        })
+        super().__init__(accelerator_ports(config, error_shape=2))
 
     def elaborate(self, platform):
         m = Module()
