@@ -31,18 +31,19 @@ async def start(dut, clock_hz, divisor):
     return SimTransport(dut, clock_hz, divisor)
 
 
-async def read_frame(tr, timeout):
-    """One response ``(code, payload)``; bytes before a SOF are skipped.
+async def read_frame(tr, timeout, *, skip_garbage=True):
+    """One response ``(code, payload)``; bytes before a SOF are skipped (``skip_garbage``) or
+    an error (``skip_garbage=False``: the board must answer with nothing before the frame).
 
     Raises
     ------
     TransportTimeout
         if no complete frame arrives within ``timeout`` simulated seconds per read.
     AssertionError
-        on a response CRC mismatch.
+        on a response CRC mismatch, or a byte before SOF with ``skip_garbage=False``.
     """
-    while (await tr.aread(1, timeout))[0] != SOF:
-        pass
+    while (first := (await tr.aread(1, timeout))[0]) != SOF:
+        assert skip_garbage, f"response starts with 0x{first:02x}, not SOF"
     head = await tr.aread(3, timeout)
     n = head[1] | head[2] << 8
     rest = await tr.aread(n + 2, timeout)

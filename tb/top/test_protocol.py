@@ -13,11 +13,12 @@ from cocotb.triggers import ClockCycles, Timer
 
 from contract.memmap import shared_mem
 from contract.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, Cmd, Err, Resp,
-                               crc16, encode_frame)
+                               encode_frame)
 from sw import incode
 from gateware.mock_accel import mock_logits
 from sw.transport import SimTransport, TransportTimeout
 from tb.bench import params
+from tb.top.board import read_frame as read_board_frame
 
 CLOCK_HZ = params().get("clock_hz", 12_000_000)
 DIVISOR = params().get("divisor", 4)
@@ -46,14 +47,7 @@ async def setup(dut, **kw):
 async def read_frame(tr, timeout=None):
     """Read one response: (code, payload). Garbage before SOF is an error here."""
     timeout = timeout or (200 * BYTE_S + 40 * TIMEOUT / CLOCK_HZ)
-    first = await tr.aread(1, timeout)
-    assert first[0] == SOF, f"response starts with 0x{first[0]:02x}, not SOF"
-    head = await tr.aread(3, timeout)
-    n = head[1] | head[2] << 8
-    rest = await tr.aread(n + 2, timeout)
-    body = head + rest[:n]
-    assert crc16(body) == rest[n] << 8 | rest[n + 1], "response CRC mismatch"
-    return head[0], bytes(rest[:n])
+    return await read_board_frame(tr, timeout, skip_garbage=False)
 
 
 async def exchange(tr, frame, timeout=None):
