@@ -37,7 +37,7 @@ from gateware.mock_accel import MockAccelerator
 from gateware.pe import ProcessingElement
 from gateware.top import UARTCore
 from hw.build import BuildError, board_config, memory_depth_for, select_tools, size_config
-from hw.families import get_family
+from hw.families import get_family, stat_cell
 from sw.cli import ToolError, command
 
 __all__ = ["AreaError", "part_config", "synthesise", "module_table", "build_parser", "main"]
@@ -97,9 +97,6 @@ def _component(part, n_pes, model=None, input_lanes=None, pointer_ports=None,
 
 
 PARTS = ("accelerator", "pe", "decoder", "central", "core")
-_CELL_RE = re.compile(r"^\s+(\d+)\s+([A-Z$][\w$]*)\s*$|^\s+([A-Z$][\w$]*)\s+(\d+)\s*$")
-
-
 def module_table(stat_text):
     """``{module: {cell: count}}`` from the output of yosys ``stat`` (either layout)."""
     table = {}
@@ -110,11 +107,10 @@ def module_table(stat_text):
             current = head.group(1)
             table[current] = {}
             continue
-        cell = _CELL_RE.match(line)
+        cell = stat_cell(line)
         if cell and current is not None:
-            count, name = (cell.group(1), cell.group(2)) if cell.group(1) else \
-                (cell.group(4), cell.group(3))
-            table[current][name] = table[current].get(name, 0) + int(count)
+            name, count = cell
+            table[current][name] = table[current].get(name, 0) + count
     return table
 
 

@@ -52,6 +52,9 @@ def test_parse_yosys_both_layouts():
     assert new["SB_LUT4"] == 3157 and new["SB_DFFESR"] == 764 and new["SB_RAM40_4K"] == 3
     assert parse_yosys_log(YOSYS_OLD) == {"SB_DFFE": 7, "SB_LUT4": 12}
     assert parse_yosys_log("nothing") == {}
+    # flatten's $scopeinfo records are no hardware and are not counted
+    assert parse_yosys_log("Printing statistics\n     11   $scopeinfo\n      5   SB_LUT4\n") \
+        == {"SB_LUT4": 5}
 
 
 def test_select_tools_prefers_env_and_reports_missing(tmp_path):

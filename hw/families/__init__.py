@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sw.cli import ToolError
 
 __all__ = ["Family", "FlowToolError", "get_family", "FAMILY_NAMES", "parse_nextpnr_log",
-           "parse_yosys_log", "NEUTRAL_KEYS"]
+           "parse_yosys_log", "stat_cell", "NEUTRAL_KEYS"]
 
 #: Family modules of this package.
 FAMILY_NAMES = ("ice40", "ecp5", "gowin")
@@ -29,6 +29,20 @@ class FlowToolError(ToolError):
 _UTIL_RE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", re.M)
 _FMAX_RE = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz\s+\((PASS|FAIL)")
 _CELL_RE = re.compile(r"^\s+(\d+)\s+([A-Z$][\w$]*)\s*$|^\s+([A-Z$][\w$]*)\s+(\d+)\s*$")
+#: Entries of a yosys ``stat`` table that are no hardware: ``flatten`` leaves one ``$scopeinfo``
+#: record per former module instance.
+_NOT_CELLS = frozenset({"$scopeinfo"})
+
+
+def stat_cell(line):
+    """``(cell type, count)`` of one line of a yosys ``stat`` table (the old ``SB_LUT4   123``
+    or the new ``123   SB_LUT4`` layout); ``None`` for any other line and for records that are
+    no hardware (``$scopeinfo``)."""
+    m = _CELL_RE.match(line)
+    if not m:
+        return None
+    count, name = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
+    return None if name in _NOT_CELLS else (name, int(count))
 
 
 def parse_nextpnr_log(text):
@@ -63,10 +77,9 @@ def parse_yosys_log(text):
         block = block[:end]
     cells = {}
     for line in block.splitlines():
-        m = _CELL_RE.match(line)
-        if m:
-            count, name = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
-            cells[name] = cells.get(name, 0) + int(count)
+        cell = stat_cell(line)
+        if cell:
+            cells[cell[0]] = cells.get(cell[0], 0) + cell[1]
     return cells
 
 
