@@ -43,8 +43,9 @@ __all__ = ["PackError", "PackLimits", "WIDTH_KEYS", "PackedImages", "pack", "siz
            "build_parser", "main", "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2", "DESC_WORDS",
            "HEADER_WORDS"]
 
-MANIFEST_VERSION = 3      # 2: pointer tables in their own per-PE memories (ids N+5..2N+4)
+MANIFEST_VERSION = 4      # 2: pointer tables in their own per-PE memories (ids N+5..2N+4)
 #                           3: column skip table (id 2N+5)
+#                           4: 16-word layer descriptors (conv geometry, issue 17)
 
 
 class PackError(ValueError):
@@ -500,9 +501,11 @@ def _shared_images(im, N, codes, ptr_words, limits):
         sym_parts.append(syms)
         flags = (FLAG_RELU if not l.last else 0) | (FLAG_LAST if l.last else 0) \
             | (FLAG_PTR2 if ptr_words[i] == 2 else 0)
-        fields = {"in_features": l.in_features, "out_features": l.out_features, "flags": flags,
-                  "shift": l.shift, "bias_shift": l.bias_shift, "sym_base": sym_base,
-                  "n_symbols": len(syms), "reserved": 0}
+        fields = dict.fromkeys(DESC_FIELDS, 0)
+        fields.update({"in_features": l.in_features, "out_features": l.out_features,
+                       "flags": flags, "shift": l.shift, "bias_shift": l.bias_shift,
+                       "sym_base": sym_base, "n_symbols": len(syms),
+                       "in_values": l.in_features})
         desc[DESC_WORDS * i:DESC_WORDS * (i + 1)] = [fields[name] for name in DESC_FIELDS]
         sym_base += len(syms)
     symbols = np.concatenate(sym_parts) if sym_parts else np.zeros(0, dtype=np.int64)
