@@ -323,7 +323,7 @@ def balance_permutations(int_model, n_pes, calibration=None):
     perms = [balance_permutation((l.index != 0).sum(axis=1), n_pes) for l in layers[:-1]]
     if calibration is not None:
         x = _check_calibration(int_model, calibration)
-        inputs = infer(int_model, x).inputs
+        inputs = infer(int_model, x, trace="inputs").inputs
         # (a conv layer's columns see patches, not its input map: it keeps the greedy order)
         perms = [perms[i] if l.conv else
                  refine_permutation(l.index, inputs[i] != 0, n_pes, perms[i],

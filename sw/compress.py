@@ -571,7 +571,7 @@ def calibrate_stage(args, cm, data, log, metrics):
                        gap_bits=args.gap_bits, huff_max_len=args.huff_max_len, seed=args.seed)
     except GoldenError as e:
         raise CompressError(f"integer calibration failed: {e}") from None
-    res = infer(IntModel.from_model(cm), data.test_uint8())
+    res = infer(IntModel.from_model(cm), data.test_uint8(), trace=False)
     metrics["integer_error"] = float((res.prediction != data.y_test).mean())
     log(f"integer model ({args.act_bits}-bit activations): test error "
         f"{100 * metrics['integer_error']:.2f}%")

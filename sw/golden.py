@@ -467,7 +467,7 @@ def _conv_acc(l, a, bound):
     return acc.transpose(0, 2, 1).reshape(n, oc, oh, ow)
 
 
-def infer(int_model, x_uint8):
+def infer(int_model, x_uint8, trace=True):
     """Run the integer model on a batch.
 
     Parameters
@@ -476,6 +476,11 @@ def infer(int_model, x_uint8):
     x_uint8 : array_like of int, shape (n, in) or (in,)
         Unsigned ``act_bits`` input activations (MNIST: the pixel byte 0..255; a conv model's
         input map flat, channel-major).
+    trace : bool or str
+        What :class:`InferResult` keeps besides the logits: ``True`` everything, ``"inputs"``
+        the layers' inputs and outputs (what :func:`ideal_cycles` needs; a conv layer's
+        accumulators and unpooled outputs are large: LeNet-5's conv1 holds 11,520 values per
+        image), ``False`` nothing.
 
     Returns
     -------
@@ -487,26 +492,31 @@ def infer(int_model, x_uint8):
     acc_mod = 1 << int_model.acc_bits
     res = InferResult(logits=None, prediction=None)
     bounds = accumulator_bounds(int_model)
+    full, flows = trace is True, bool(trace)
     for l, bound in zip(int_model.layers, bounds):
-        res.inputs.append(a)
+        if flows:
+            res.inputs.append(a)
         if l.conv:
             acc = _conv_acc(l, a, int(bound.max(initial=0)))
             y = _requantize(acc, l.shift, amax)
-            res.accumulators.append(acc)
-            res.unpooled.append(y)
+            if full:
+                res.accumulators.append(acc)
+                res.unpooled.append(y)
+            del acc
             a = max_pool2(y).reshape(len(a), -1)
-            res.activations.append(a)
-            continue
-        res.unpooled.append(None)
-        acc = _matmul_exact(a, l.weights(), int(bound.max(initial=0))) + l.bias_acc()[None, :]
-        res.accumulators.append(acc)
-        if l.last:
-            logits = ((acc + acc_mod // 2) % acc_mod) - acc_mod // 2
-            res.activations.append(logits)
-            res.logits = logits
-            res.prediction = np.argmax(logits, axis=1)
         else:
-            a = _requantize(acc, l.shift, amax)
+            acc = _matmul_exact(a, l.weights(), int(bound.max(initial=0))) \
+                + l.bias_acc()[None, :]
+            if full:
+                res.accumulators.append(acc)
+                res.unpooled.append(None)
+            if l.last:
+                a = ((acc + acc_mod // 2) % acc_mod) - acc_mod // 2
+                res.logits = a
+                res.prediction = np.argmax(a, axis=1)
+            else:
+                a = _requantize(acc, l.shift, amax)
+        if flows:
             res.activations.append(a)
     return res
 
@@ -579,7 +589,7 @@ def ideal_cycles(int_model, x, n_pes, result=None):
     if n_pes < 1:
         raise GoldenError(f"n_pes must be >= 1, not {n_pes}")
     if result is None:
-        result = infer(int_model, x)
+        result = infer(int_model, x, trace="inputs")
     n = result.inputs[0].shape[0]
     n_layers = len(int_model.layers)
     macs = np.zeros((n, n_layers), dtype=np.int64)
@@ -724,7 +734,9 @@ def random_conv_model(in_shape=(1, 14, 14), convs=((6, 3), (8, 3)), fc=(24, 10),
     n_indices : int, optional
         Use only cluster indices ``1..n_indices``.
     max_bias_shift : int
-        Bias shifts are drawn from ``0..max_bias_shift``.
+        The bias shift is the smallest that fits the bias in 16 bits plus ``0..min(8,
+        max_bias_shift)`` (biases are drawn around minus each row's median sum on the probe
+        inputs, so about half the outputs are positive).
     probe : numpy.ndarray, optional
         ``(n, C*H*W)`` inputs the shifts are chosen on (default: 32 random maps, half zeros).
 
@@ -760,22 +772,31 @@ def random_conv_model(in_shape=(1, 14, 14), convs=((6, 3), (8, 3)), fc=(24, 10),
         idx = idx.astype(np.uint8)
         cb = np.concatenate([[0], rng.integers(-wmax - 1, wmax + 1, size=(1 << idx_bits) - 1)])
         worst = int(np.abs(cb[idx.astype(np.int64)]).sum(axis=1).max(initial=0)) * amax
-        bias_shift = int(rng.integers(0, max_bias_shift + 1))
-        bias_mag = 32768 if bias_shift < 16 else 32768 >> (bias_shift - 7)
-        room = limit - (bias_mag << bias_shift)
-        if worst > room // 2:
-            cb = (cb * (room // 2) // max(worst, 1)).astype(np.int64)
+        if worst > limit // 2:
+            cb = (cb * (limit // 2) // max(worst, 1)).astype(np.int64)
         cb[0] = 0
-        bias_q = rng.integers(-32768, 32768, size=rows) >> max(0, bias_shift - 7)
         geo = {"in_shape": shape, "kernel": (kh, kw)} if kind == "conv" else {}
-        layer = IntLayer(idx, cb.astype(np.int64), bias_q.astype(np.int64), 0, bias_shift,
+        layer = IntLayer(idx, cb.astype(np.int64), np.zeros(rows, dtype=np.int64), 0, 0,
                          relu=not last, last=last, name=f"{kind}{i + 1}", **geo)
-        bound = int(np.abs(layer.weights()).sum(axis=1).max(initial=0)) * amax \
-            + int(np.abs(layer.bias_acc()).max(initial=0))
+        bound = int(np.abs(layer.weights()).sum(axis=1).max(initial=0)) * amax
         if kind == "conv":
-            acc = _conv_acc(layer, probe, bound)
+            acc = _conv_acc(layer, probe, bound).transpose(0, 2, 3, 1).reshape(-1, rows)
         else:
-            acc = _matmul_exact(probe, layer.weights(), bound) + layer.bias_acc()[None, :]
+            acc = _matmul_exact(probe, layer.weights(), bound)
+        # Biases around minus the median of each row's sums: about half the outputs positive
+        # (a bias far larger than the sums would make every output 0 or saturated).
+        spread = float(acc.std()) if acc.size else 1.0
+        want = -np.median(acc, axis=0) + rng.normal(0.0, 0.5 * spread + 1.0, rows)
+        want = np.clip(want, -(limit // 4), limit // 4)
+        need = max(0, math.ceil(math.log2(max(float(np.abs(want).max(initial=1.0)), 1.0)
+                                          / 32767.0)))
+        layer.bias_shift = min(31, need + int(rng.integers(0, min(8, max_bias_shift) + 1)))
+        layer.bias_q = np.clip(np.rint(want / 2.0 ** layer.bias_shift), -32768,
+                               32767).astype(np.int64)
+        acc = acc + layer.bias_acc()[None, :]
+        if kind == "conv":
+            acc = acc.reshape(len(probe), -1, rows).transpose(0, 2, 1).reshape(
+                (len(probe),) + layer.conv_out_shape)
         if not last:
             pos = acc[acc > 0]
             target = np.percentile(pos, 75 if saturate else 100) if pos.size else 1.0
@@ -986,7 +1007,7 @@ def calibrate(model, train_images, train_labels=None, *, act_bits=8, weight_bits
 
     def accuracy(s):
         im = IntModel.from_model(_build(model, s, ip))
-        return float((infer(im, x8).prediction == target).mean())
+        return float((infer(im, x8, trace=False).prediction == target).mean())
 
     for li in range(len(cands)):
         best = None
@@ -1019,7 +1040,7 @@ def load_mnist():
 
 
 def _error(int_model, x8, labels):
-    res = infer(int_model, x8)
+    res = infer(int_model, x8, trace="inputs")
     return float((res.prediction != labels).mean()), res
 
 
