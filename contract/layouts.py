@@ -8,7 +8,7 @@ tools pack and unpack words with the same tables. Functions take an
 from contract.memmap import ADDR_BITS, MEM_ID_BITS
 from contract.widths import SHIFT_BITS, WORD_BITS
 
-__all__ = ["LOAD_WRITE_FIELDS", "LOGIT_INDEX_BITS", "COLUMN_BITS", "ROW_BITS", "logit_fields",
+__all__ = ["LOAD_WRITE_FIELDS", "LOGIT_INDEX_BITS", "COLUMN_BITS", "ROW_BITS", "GEOMETRY_BITS", "logit_fields",
            "broadcast_fields", "pe_output_fields", "layer_config_fields"]
 
 #: One word written into a memory image (memory id, word address, data), section 4.
@@ -20,6 +20,8 @@ LOGIT_INDEX_BITS = 8
 COLUMN_BITS = 16
 #: Width of a global row index in a PE's output.
 ROW_BITS = 16
+#: Width of a feature map's height or width, a kernel's, an output position's coordinate.
+GEOMETRY_BITS = 8
 
 
 def logit_fields(cfg):
@@ -43,7 +45,18 @@ def layer_config_fields(cfg):
     """Decoded layer descriptor (:data:`contract.memmap.DESC_FIELDS`; the ``flags`` word split
     into its bits), as wide as the configuration needs: feature counts up to
     ``max_features``, ``sym_base`` below ``symbol_depth``; the packer refuses models that need
-    more. ``index`` is the layer number."""
+    more. ``index`` is the layer number.
+
+    With conv support (``cfg.conv``) also the ``conv`` and ``fmap_in`` flags, the input map's
+    geometry (``fm_channels .. kernel_w``) and what the sequencer adds per pass of a conv
+    layer: the output position ``pos_y``, ``pos_x``, ``repeat`` (not the layer's first pass)
+    and ``bank`` (the PEs' accumulator bank: it alternates with every pass and layer)."""
+    conv = {}
+    if cfg.conv:
+        conv = {"conv": 1, "fmap_in": 1, "fm_channels": cfg.max_features.bit_length(),
+                "fm_height": GEOMETRY_BITS, "fm_width": GEOMETRY_BITS,
+                "kernel_h": GEOMETRY_BITS, "kernel_w": GEOMETRY_BITS,
+                "pos_y": GEOMETRY_BITS, "pos_x": GEOMETRY_BITS, "repeat": 1, "bank": 1}
     return {
         "index": max(1, (cfg.max_layers - 1).bit_length()),
         "in_features": cfg.max_features.bit_length(),     # 0..max_features
@@ -54,4 +67,5 @@ def layer_config_fields(cfg):
         "shift": SHIFT_BITS,
         "bias_shift": SHIFT_BITS,
         "sym_base": max(1, (cfg.symbol_depth - 1).bit_length()),
+        **conv,
     }

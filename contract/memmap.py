@@ -18,7 +18,8 @@ mem                       name              contents
 __all__ = ["MEM_ID_BITS", "ADDR_BITS", "SHARED_MEMORIES", "shared_mem", "pointer_mem",
            "colskip_mem", "n_mem_ids", "mem_names", "is_pe_memory", "COLSKIP_MAX_PES",
            "DESC_FIELDS", "DESC_WORDS", "DESC_WORD", "DESC_FLAGS", "FLAG_RELU", "FLAG_LAST",
-           "FLAG_PTR2", "HEADER_FIELDS", "HEADER_WORDS", "HEADER_WORD"]
+           "FLAG_PTR2", "FLAG_CONV", "FLAG_FMAP_IN", "DESC_GEOMETRY", "HEADER_FIELDS",
+           "HEADER_WORDS", "HEADER_WORD"]
 
 #: Width of a memory id on the load port (so at most 256 memory ids: ``2N+6 <= 256``).
 MEM_ID_BITS = 8
@@ -76,16 +77,25 @@ def is_pe_memory(mem, n_pes):
 #: Layer descriptor (memory ``layers``, :data:`DESC_WORDS` words per layer at
 #: ``DESC_WORDS * L``): the field held by each word, in word order.
 DESC_FIELDS = ("in_features", "out_features", "flags", "shift", "bias_shift", "sym_base",
-               "n_symbols", "reserved")
+               "n_symbols", "reserved", "fm_channels", "fm_height", "fm_width", "kernel_h",
+               "kernel_w", "reserved1", "reserved2", "reserved3")
 DESC_WORDS = len(DESC_FIELDS)
 #: Field name -> word index of the descriptor.
 DESC_WORD = {name: k for k, name in enumerate(DESC_FIELDS)}
 #: Bits of the descriptor's ``flags`` word: ``relu`` (ReLU + requantize), ``last`` (emit the
-#: logits), ``ptr_words2`` (pointers are two words).
-DESC_FLAGS = {"relu": 0, "last": 1, "ptr_words2": 2}
+#: logits), ``ptr_words2`` (pointers are two words), ``conv`` (a convolution: the layer runs
+#: once per output position, its outputs are max-pooled into the feature-map buffer),
+#: ``fmap_in`` (the layer reads its input from the feature-map buffer: every conv layer and the
+#: fc layer after the last conv; geometry in words ``fm_channels .. kernel_w``).
+DESC_FLAGS = {"relu": 0, "last": 1, "ptr_words2": 2, "conv": 3, "fmap_in": 4}
 FLAG_RELU = 1 << DESC_FLAGS["relu"]
 FLAG_LAST = 1 << DESC_FLAGS["last"]
 FLAG_PTR2 = 1 << DESC_FLAGS["ptr_words2"]
+FLAG_CONV = 1 << DESC_FLAGS["conv"]
+FLAG_FMAP_IN = 1 << DESC_FLAGS["fmap_in"]
+#: Descriptor words of a layer's input feature map (``fmap_in``): channels C, height H, width
+#: W and the kernel KH x KW (an fc layer after a conv: the pooled map with KH = H, KW = W).
+DESC_GEOMETRY = ("fm_channels", "fm_height", "fm_width", "kernel_h", "kernel_w")
 
 #: Per-layer header at the start of a PE's data memory (:data:`HEADER_WORDS` words per layer at
 #: ``HEADER_WORDS * L``): pointer table base (in the pointer memory), stream base, bias base,

@@ -1,0 +1,128 @@
+"""The image store of convolutional networks: layer 0's dense input into the feature-map buffer
+(docs/ARCHITECTURE.md section 5; part of :class:`gateware.central.CentralUnit` with
+``config.conv``)."""
+from amaranth import Module, Signal, Mux
+from amaranth.lib import wiring, stream
+from amaranth.lib.wiring import In, Out
+
+from contract.layouts import GEOMETRY_BITS
+
+from .config import input_layout
+from .conv_fmap import fmap_addr_bits
+
+__all__ = ["ImageStore"]
+
+
+class ImageStore(wiring.Component):
+    """Writes a ``C x H x W`` input image, one value per cycle, into half 0 of the buffer.
+
+    Value ``i = (c * H + y) * W + x`` of the dense input (``K = input_lanes`` per word, lane 0
+    first) goes to bank ``c mod N`` at ``(c // N) * H * W + y * W + x``
+    (:class:`gateware.conv_fmap.FeatureMapBuffer`), zeros included (the buffer holds the
+    previous image). The count of stored values (``o_stored``) lets layer 0's patch reads
+    follow the store (:class:`gateware.conv_patch.PatchGenerator`), so the image is read while
+    it arrives.
+
+    Parameters
+    ----------
+    config : gateware.config.AcceleratorConfig
+        Uses ``n_pes``, ``input_lanes``, ``act_bits``, ``fmap_depth`` and ``max_features``.
+
+    Attributes
+    ----------
+    i_input : In(stream.Signature(input_layout(config)))
+        The dense image, ``last`` on the word holding value ``C * H * W - 1`` (its lanes past
+        it are ignored). A word is accepted in the cycle its last value is written (K cycles,
+        fewer for the final word).
+    i_start : In(1)
+        Layer 0's first pass begins: the store restarts with the geometry on ``i_channels``,
+        ``i_height``, ``i_width`` (sampled).
+    i_channels, i_height, i_width : In(max_features bits), In(GEOMETRY_BITS), In(GEOMETRY_BITS)
+    o_in_take : Out(1)
+        A value of the offered word is stored this cycle (the first one of an inference starts
+        the cycle counter).
+    o_we : Out(N)
+        Bit ``p``: write ``o_wdata`` at ``o_waddr`` into bank ``p`` of half 0.
+    o_waddr : Out(fmap_addr_bits)
+    o_wdata : Out(act_bits)
+    o_stored : Out(16)
+        Values stored since the start (registers).
+    o_done : Out(1)
+        The whole image is stored (until the next ``i_start``).
+    o_error : Out(1)
+        Sticky: ``last`` was not on the word of the final value (the image ends at whichever
+        comes first; values past it are not stored).
+    """
+
+    def __init__(self, config):
+        self.cfg = config
+        n, a = config.n_pes, config.act_bits
+        G = GEOMETRY_BITS
+        super().__init__({
+            "i_input": In(stream.Signature(input_layout(config))),
+            "i_start": In(1),
+            "i_channels": In(config.max_features.bit_length()),
+            "i_height": In(G),
+            "i_width": In(G),
+            "o_in_take": Out(1),
+            "o_we": Out(n),
+            "o_waddr": Out(fmap_addr_bits(config)),
+            "o_wdata": Out(a),
+            "o_stored": Out(16),
+            "o_done": Out(1, init=1),
+            "o_error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        N, K = cfg.n_pes, cfg.input_lanes
+        FA = fmap_addr_bits(cfg)
+        inp = self.i_input.payload
+        total = Signal(16)              # C * H * W
+        plane = Signal(16)              # H * W
+        lane = Signal(range(K))
+        bank = Signal(range(N))         # c mod N
+        cbase = Signal(FA + 1)          # (c // N) * H * W
+        rem = Signal(16)                # y * W + x
+        stored = self.o_stored
+        done = self.o_done
+        with m.If(self.i_start):
+            m.d.sync += [
+                total.eq(self.i_channels * self.i_height * self.i_width),
+                plane.eq(self.i_height * self.i_width),
+                lane.eq(0), bank.eq(0), cbase.eq(0), rem.eq(0), stored.eq(0), done.eq(0),
+            ]
+        value = Signal(cfg.act_bits)
+        m.d.comb += value.eq(inp.value[0])
+        for j in range(1, K):
+            with m.If(lane == j):
+                m.d.comb += value.eq(inp.value[j])
+        write = Signal()
+        final = Signal()                # the value written is the image's last one
+        m.d.comb += [
+            write.eq(~done & self.i_input.valid),
+            final.eq(stored + 1 == total),
+            self.o_in_take.eq(write),
+            self.o_waddr.eq(cbase + rem),
+            self.o_wdata.eq(value),
+            self.o_we.eq(Mux(write, 1 << bank, 0)),
+            # the word is taken with its last lane, or with the image's last value
+            self.i_input.ready.eq(write & ((lane == K - 1) | final)),
+        ]
+        with m.If(write):
+            m.d.sync += [stored.eq(stored + 1), lane.eq(Mux(lane == K - 1, 0, lane + 1))]
+            with m.If(rem + 1 == plane):
+                m.d.sync += [rem.eq(0), bank.eq(Mux(bank == N - 1, 0, bank + 1))]
+                with m.If(bank == N - 1):
+                    m.d.sync += cbase.eq(cbase + plane)
+            with m.Else():
+                m.d.sync += rem.eq(rem + 1)
+            with m.If(final | (inp.last & (lane == K - 1))):
+                m.d.sync += [done.eq(1), lane.eq(0)]
+            # ``last`` must be on the word of the final value
+            with m.If(final & ~inp.last):
+                m.d.sync += self.o_error.eq(1)
+            with m.If(~final & inp.last & (lane == K - 1)):
+                m.d.sync += self.o_error.eq(1)
+        return m
