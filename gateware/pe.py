@@ -98,8 +98,9 @@ class ProcessingElement(wiring.Component):
     i_act : In(stream.Signature(broadcast_layout(config)))
         Non-zero input activations ``(col, value)``, then one ``end`` token.
     o_out : Out(stream.Signature(pe_output_layout(config)))
-        After ``end``: hidden layer: non-zero requantized outputs ``(global row, value)``; last
-        layer: every accumulator in local row order; then one ``end`` token.
+        After ``end``: hidden layer: non-zero requantized outputs ``(global row, value)`` (a
+        conv layer's pass: every row, zeros included, for the pool writer); last layer: every
+        accumulator in local row order; then one ``end`` token.
     o_idle : Out(1)
         No layer in progress (neither engine busy; loads are accepted). Low for the first
         ``max_rows_per_pe`` cycles after a reset, while every accumulator row is cleared.
@@ -312,7 +313,9 @@ class ProcessingElement(wiring.Component):
         # ---- stage 4: accumulate -----------------------------------------------------------
         col_bank = Signal()
         m.d.comb += [
-            col_bank.eq(layer.index[0] if cfg.requant_overlap else 0),
+            # (conv: the sequencer alternates the bank with every pass and layer)
+            col_bank.eq((layer.bank if cfg.conv else layer.index[0])
+                        if cfg.requant_overlap else 0),
             accum.i_rows_local.eq(rows_local),
             accum.i_acc_base.eq(acc_base),
             accum.i_layer_index.eq(layer.index),
@@ -327,6 +330,7 @@ class ProcessingElement(wiring.Component):
             rq.i_start.eq(handover),
             rq.i_rows.eq(rows_local), rq.i_bias_base.eq(bias_base), rq.i_acc_base.eq(acc_base),
             rq.i_bank.eq(col_bank), rq.i_last.eq(layer.last), rq.i_shift.eq(layer.shift),
+            rq.i_dense.eq(layer.conv if cfg.conv else 0),
             rq.i_bias_shift.eq(layer.bias_shift),
             # its bias reads take the cycles without a header or word read
             rq.i_mem_free.eq(~words.o_req & (state != HDR)),

@@ -503,7 +503,7 @@ def _shared_images(im, N, codes, ptr_words, limits):
         fields = {"in_features": l.in_features, "out_features": l.out_features, "flags": flags,
                   "shift": l.shift, "bias_shift": l.bias_shift, "sym_base": sym_base,
                   "n_symbols": len(syms), "reserved": 0}
-        desc[DESC_WORDS * i:DESC_WORDS * (i + 1)] = [fields[name] for name in DESC_FIELDS]
+        desc[DESC_WORDS * i:DESC_WORDS * (i + 1)] = [fields.get(name, 0) for name in DESC_FIELDS]
         sym_base += len(syms)
     symbols = np.concatenate(sym_parts) if sym_parts else np.zeros(0, dtype=np.int64)
     shared = {"codebook": (codebook, limits.max_layers * cb_size),
