@@ -89,13 +89,12 @@ class AcceleratorConfig:
         (with 16-bit words every column that crosses a word boundary does). Same memory
         images.
     fmap_depth : int
-        Convolutional layers (docs/ARCHITECTURE.md sections 1 and 5): entries (``act_bits``
-        wide) of each bank of the feature-map buffer; 0 (the default): no conv support (the
-        fc-only gateware, unchanged). The buffer has two halves (a layer reads one and writes
-        the other) of N banks, channel ``c`` in bank ``c mod N`` at ``(c // N) * H * W + y * W
-        + x``: a map of C x H x W needs ``ceil(C / N) * H * W`` entries per bank (LeNet-5: the
-        1 x 28 x 28 image, the 20 x 12 x 12 and 50 x 4 x 4 pooled maps: 2,880 on one PE, 432
-        on eight). A power of two.
+        Entries (``act_bits`` wide) of each of the N banks of each of the two feature-map
+        buffers that conv layers read and write (docs/ARCHITECTURE.md section 4; a
+        ``C x H x W`` map needs ``ceil(C / N) * H * W`` per bank). 0 (the default): no
+        feature-map buffers, the gateware runs fully-connected layers only and the packer
+        refuses conv layers. Otherwise a power of two; ``hw.build`` / ``hw.bench`` size it from
+        the model (LeNet-5: 4096 at N = 1, 1024 at N = 4).
     memory : str
         ``"lib"``: every memory is an ``amaranth.lib.memory.Memory`` (simulation, any FPGA);
         ``"ice40"``: PE memories (data and pointers) map to SB_SPRAM256KA.
@@ -141,10 +140,11 @@ class AcceleratorConfig:
             raise ValueError(f"stream_words must be 1 or 2, not {self.stream_words!r}")
         if self.memory not in ("lib", "ice40"):
             raise ValueError(f"memory must be 'lib' or 'ice40', not {self.memory!r}")
-        if self.fmap_depth < 0 or self.fmap_depth > 65536 or \
-                self.fmap_depth & (self.fmap_depth - 1):
-            raise ValueError(f"fmap_depth must be 0 or a power of two <= 65536, "
-                             f"not {self.fmap_depth}")
+        if isinstance(self.fmap_depth, bool) or not isinstance(self.fmap_depth, int) \
+                or self.fmap_depth < 0 or self.fmap_depth > 65536 \
+                or self.fmap_depth & (self.fmap_depth - 1):
+            raise ValueError(f"fmap_depth must be 0 or a power of two <= 65536, not "
+                             f"{self.fmap_depth!r}")
         if self.pe_mem_depth > 65536 or self.pe_mem_depth & (self.pe_mem_depth - 1):
             raise ValueError("pe_mem_depth must be a power of two <= 65536")
 
@@ -209,7 +209,7 @@ class AcceleratorConfig:
 
     @property
     def conv(self):
-        """The gateware runs convolutional layers (``fmap_depth > 0``)."""
+        """The gateware runs conv layers (it has feature-map buffers: ``fmap_depth > 0``)."""
         return self.fmap_depth > 0
 
     @property

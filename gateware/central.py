@@ -272,24 +272,26 @@ class CentralUnit(wiring.Component):
                 inp.ready.eq(lanes.i_input.ready | store.i_input.ready),
                 self.o_in_take.eq(lanes.o_in_take | store.o_in_take),
                 store.i_start.eq(start & (layer.index == 0) & fmap_layer & ~layer.repeat),
-                store.i_channels.eq(layer.fm_channels), store.i_height.eq(layer.fm_height),
-                store.i_width.eq(layer.fm_width),
+                store.i_channels.eq(layer.in_channels), store.i_height.eq(layer.in_height),
+                store.i_width.eq(layer.in_width), fmap.i_st_half.eq(layer.fmap_buf),
                 fmap.i_st_we.eq(store.o_we), fmap.i_st_addr.eq(store.o_waddr),
                 fmap.i_st_data.eq(store.o_wdata),
                 # patches: a pass reads half L mod 2
                 patch.i_start.eq(start & fmap_layer),
-                patch.i_channels.eq(layer.fm_channels), patch.i_height.eq(layer.fm_height),
-                patch.i_width.eq(layer.fm_width), patch.i_kernel_h.eq(layer.kernel_h),
-                patch.i_kernel_w.eq(layer.kernel_w),
+                # (the fc layer after a conv: the whole map is its one patch)
+                patch.i_channels.eq(layer.in_channels), patch.i_height.eq(layer.in_height),
+                patch.i_width.eq(layer.in_width),
+                patch.i_kernel_h.eq(Mux(layer.conv, layer.kernel_h, layer.in_height)),
+                patch.i_kernel_w.eq(Mux(layer.conv, layer.kernel_w, layer.in_width)),
                 patch.i_pos_y.eq(layer.pos_y), patch.i_pos_x.eq(layer.pos_x),
                 patch.i_active.eq(state == BPATCH), patch.i_can_take.eq(can_take),
                 patch.i_stored.eq(store.o_stored), patch.i_stored_all.eq(store.o_done),
-                fmap.i_rd_half.eq(layer.index[0]),
+                fmap.i_rd_half.eq(layer.fmap_buf),
                 fmap.i_rd_en.eq(patch.o_rd_en), fmap.i_rd_addr.eq(patch.o_rd_addr),
                 *(patch.i_rd_data[p].eq(fmap.o_rd_data[p]) for p in range(N)),
                 # a conv pass's outputs, pooled, into the other half
                 pool.i_begin.eq(end_take & layer.conv),
-                pool.i_height.eq(layer.fm_height), pool.i_width.eq(layer.fm_width),
+                pool.i_height.eq(layer.in_height), pool.i_width.eq(layer.in_width),
                 pool.i_kernel_h.eq(layer.kernel_h), pool.i_kernel_w.eq(layer.kernel_w),
                 pool.i_pos_y.eq(layer.pos_y), pool.i_pos_x.eq(layer.pos_x),
                 pool.i_valid.eq(collect.o_pool_we),
@@ -304,7 +306,7 @@ class CentralUnit(wiring.Component):
             out_half = Signal()         # the half the collected conv layer writes
             m.d.comb += fmap.i_wr_half.eq(out_half)
             with m.If(end_take):
-                m.d.sync += out_half.eq(~layer.index[0])
+                m.d.sync += out_half.eq(~layer.fmap_buf)
             with m.If(patch.o_last):
                 m.d.sync += state.eq(END)
             with m.If((state == WAITF) & ~collect.o_collecting):

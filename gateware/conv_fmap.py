@@ -15,9 +15,10 @@ def fmap_addr_bits(config):
 class FeatureMapBuffer(wiring.Component):
     """Two halves of N banks of ``fmap_depth`` unsigned ``act_bits`` entries.
 
-    A layer with a feature-map input reads half ``L mod 2`` (the patch reader, all N banks at
-    once) and a conv layer writes its pooled outputs into the other half (the pool writer's
-    read-modify-write); layer 0's input image is stored into half 0. Channel ``c`` of a map
+    A layer with a feature-map input reads the half its descriptor names (``fmap_buf``; the
+    patch reader, all N banks at once) and a conv layer writes its pooled outputs into the
+    other half (the pool writer's read-modify-write); layer 0's input image is stored into
+    the half layer 0 reads. Channel ``c`` of a map
     lives in bank ``c mod N`` (the PE that computes it: N writers, no conflicts), at
     ``(c // N) * H * W + y * W + x``. Each bank of each half is one memory with one write
     port and one read port (one true-dual-port block RAM): the read port serves the patch
@@ -52,10 +53,12 @@ class FeatureMapBuffer(wiring.Component):
         Bit ``p``: bank ``p`` of half ``i_wr_half`` writes ``i_wdata[p]`` at ``i_waddr[p]``.
     i_waddr : In(fmap_addr_bits).array(N)
     i_wdata : In(act_bits).array(N)
+    i_st_half : In(1)
+        The half the image store writes (layer 0's input half).
     i_st_we, i_st_addr, i_st_data : In(N), In(fmap_addr_bits), In(act_bits)
-        The image store's write into half 0 (bit ``p`` of ``i_st_we``: bank ``p``); it takes
-        precedence over ``i_we`` there (the two never meet: the image is stored during layer
-        0, which writes half 1).
+        The image store's write (bit ``p`` of ``i_st_we``: bank ``p``); it takes precedence
+        over ``i_we`` (the two never meet: the image is stored during layer 0, which writes
+        the other half).
     """
 
     def __init__(self, config):
@@ -73,6 +76,7 @@ class FeatureMapBuffer(wiring.Component):
             "i_we": In(n),
             "i_waddr": In(fa).array(n),
             "i_wdata": In(a).array(n),
+            "i_st_half": In(1),
             "i_st_we": In(n),
             "i_st_addr": In(fa),
             "i_st_data": In(a),
@@ -97,14 +101,10 @@ class FeatureMapBuffer(wiring.Component):
                 rd = mem.read_port(transparent_for=(wr,))
                 patch = self.i_rd_en & (self.i_rd_half == h)
                 pool_we = self.i_we[p] & (self.i_wr_half == h)
-                if h == 0:
-                    st = self.i_st_we[p]
-                    m.d.comb += [wr.en.eq(st | pool_we),
-                                 wr.addr.eq(Mux(st, self.i_st_addr, self.i_waddr[p])),
-                                 wr.data.eq(Mux(st, self.i_st_data, self.i_wdata[p]))]
-                else:
-                    m.d.comb += [wr.en.eq(pool_we), wr.addr.eq(self.i_waddr[p]),
-                                 wr.data.eq(self.i_wdata[p])]
+                st = self.i_st_we[p] & (self.i_st_half == h)
+                m.d.comb += [wr.en.eq(st | pool_we),
+                             wr.addr.eq(Mux(st, self.i_st_addr, self.i_waddr[p])),
+                             wr.data.eq(Mux(st, self.i_st_data, self.i_wdata[p]))]
                 m.d.comb += [
                     rd.addr.eq(Mux(patch, self.i_rd_addr, self.i_rmw_addr[p])),
                     rd.en.eq(patch | (self.i_rmw_re[p] & (self.i_wr_half == h))),

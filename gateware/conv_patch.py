@@ -4,7 +4,7 @@ from amaranth import Module, Signal, Cat, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from contract.layouts import GEOMETRY_BITS
+from contract.memmap import CONV_DIM_BITS
 
 from .config import broadcast_layout
 from .conv_fmap import fmap_addr_bits
@@ -45,8 +45,8 @@ class PatchGenerator(wiring.Component):
         A pass begins: position ``(i_pos_y, i_pos_x)`` of the layer whose geometry is on the
         ``i_channels .. i_kernel_w`` inputs (all stable until the pass ends).
     i_channels, i_height, i_width, i_kernel_h, i_kernel_w : In(...)
-        C (``max_features`` bits), H, W, KH, KW (``GEOMETRY_BITS`` each) of the input map.
-    i_pos_y, i_pos_x : In(GEOMETRY_BITS)
+        C (``max_features`` bits), H, W, KH, KW (``CONV_DIM_BITS`` each) of the input map.
+    i_pos_y, i_pos_x : In(CONV_DIM_BITS)
         The output position.
     i_active : In(1)
         The broadcast is in this pass's patch phase (nothing is read or handed over
@@ -74,7 +74,7 @@ class PatchGenerator(wiring.Component):
     def __init__(self, config):
         self.cfg = config
         n, w, a = config.n_pes, config.bcast_width, config.act_bits
-        G = GEOMETRY_BITS
+        G = CONV_DIM_BITS
         super().__init__({
             "i_start": In(1),
             "i_channels": In(config.max_features.bit_length()),
@@ -99,7 +99,7 @@ class PatchGenerator(wiring.Component):
         FA = fmap_addr_bits(cfg)
         CB = cfg.max_features.bit_length()
         JB = 16                                     # column width (broadcast ``col``)
-        G = GEOMETRY_BITS
+        G = CONV_DIM_BITS
 
         # ---- per-pass constants, registered at the start ---------------------------------
         khkw_now = Signal(2 * G)

@@ -5,7 +5,7 @@ from amaranth import Module, Signal, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from contract.layouts import GEOMETRY_BITS
+from contract.memmap import CONV_DIM_BITS
 
 from .conv_fmap import fmap_addr_bits
 
@@ -36,7 +36,7 @@ class PoolWriter(wiring.Component):
     ----------
     i_begin : In(1)
         A pass's collect begins: its geometry and position (the inputs below) are sampled.
-    i_height, i_width, i_kernel_h, i_kernel_w, i_pos_y, i_pos_x : In(GEOMETRY_BITS)
+    i_height, i_width, i_kernel_h, i_kernel_w, i_pos_y, i_pos_x : In(CONV_DIM_BITS)
     i_valid : In(N)
         Bit ``p``: PE ``p``'s next output is taken this cycle (value ``i_value[p]``).
     i_value : In(act_bits).array(N)
@@ -52,7 +52,7 @@ class PoolWriter(wiring.Component):
     def __init__(self, config):
         self.cfg = config
         n, a, fa = config.n_pes, config.act_bits, fmap_addr_bits(config)
-        G = GEOMETRY_BITS
+        G = CONV_DIM_BITS
         super().__init__({
             "i_begin": In(1),
             "i_height": In(G), "i_width": In(G), "i_kernel_h": In(G), "i_kernel_w": In(G),
@@ -72,7 +72,7 @@ class PoolWriter(wiring.Component):
         cfg = self.cfg
         N, A = cfg.n_pes, cfg.act_bits
         FA = fmap_addr_bits(cfg)
-        G = GEOMETRY_BITS
+        G = CONV_DIM_BITS
         ph, pw = Signal(G), Signal(G)
         m.d.comb += [ph.eq((self.i_height - self.i_kernel_h + 1) >> 1),
                      pw.eq((self.i_width - self.i_kernel_w + 1) >> 1)]

@@ -5,7 +5,7 @@ from amaranth import Module, Signal, Mux
 from amaranth.lib import wiring, stream
 from amaranth.lib.wiring import In, Out
 
-from contract.layouts import GEOMETRY_BITS
+from contract.memmap import CONV_DIM_BITS
 
 from .config import input_layout
 from .conv_fmap import fmap_addr_bits
@@ -14,7 +14,7 @@ __all__ = ["ImageStore"]
 
 
 class ImageStore(wiring.Component):
-    """Writes a ``C x H x W`` input image, one value per cycle, into half 0 of the buffer.
+    """Writes a ``C x H x W`` input image, one value per cycle, into the feature-map buffer.
 
     Value ``i = (c * H + y) * W + x`` of the dense input (``K = input_lanes`` per word, lane 0
     first) goes to bank ``c mod N`` at ``(c // N) * H * W + y * W + x``
@@ -37,12 +37,13 @@ class ImageStore(wiring.Component):
     i_start : In(1)
         Layer 0's first pass begins: the store restarts with the geometry on ``i_channels``,
         ``i_height``, ``i_width`` (sampled).
-    i_channels, i_height, i_width : In(max_features bits), In(GEOMETRY_BITS), In(GEOMETRY_BITS)
+    i_channels, i_height, i_width : In(max_features bits), In(CONV_DIM_BITS), In(CONV_DIM_BITS)
     o_in_take : Out(1)
         A value of the offered word is stored this cycle (the first one of an inference starts
         the cycle counter).
     o_we : Out(N)
-        Bit ``p``: write ``o_wdata`` at ``o_waddr`` into bank ``p`` of half 0.
+        Bit ``p``: write ``o_wdata`` at ``o_waddr`` into bank ``p`` (of the half layer 0
+        reads).
     o_waddr : Out(fmap_addr_bits)
     o_wdata : Out(act_bits)
     o_stored : Out(16)
@@ -57,7 +58,7 @@ class ImageStore(wiring.Component):
     def __init__(self, config):
         self.cfg = config
         n, a = config.n_pes, config.act_bits
-        G = GEOMETRY_BITS
+        G = CONV_DIM_BITS
         super().__init__({
             "i_input": In(stream.Signature(input_layout(config))),
             "i_start": In(1),

@@ -23,7 +23,7 @@ from amaranth import Module, Signal, Mux
 from amaranth.lib import wiring, memory
 from amaranth.lib.wiring import In, Out
 
-from contract.memmap import DESC_FLAGS, DESC_GEOMETRY, DESC_WORD, DESC_WORDS
+from contract.memmap import CONV_FIELDS, DESC_FLAGS, DESC_WORD, DESC_WORDS
 from contract.widths import SHIFT_BITS, WORD_BITS
 
 from .config import layer_config_layout
@@ -119,7 +119,7 @@ class LayerSequencer(wiring.Component):
         target = Signal(range(L))
         m.d.comb += target.eq(Mux((state == IDLE) | cur.last, 0, cur.index + 1))
         conv = cfg.conv
-        last_word = DESC_WORD["kernel_w"] if conv else DESC_WORD["sym_base"]
+        last_word = DESC_WORD[CONV_FIELDS[-1]] if conv else DESC_WORD["sym_base"]
         fetching = Signal()
         f_idx = Signal(range(L))
         fk = Signal(range(DESC_WORDS))           # word being requested
@@ -144,8 +144,7 @@ class LayerSequencer(wiring.Component):
                     m.d.sync += nxt.out_features.eq(word)
                 with m.Case(DESC_WORD["flags"]):
                     m.d.sync += [getattr(nxt, flag).eq(word[bit])
-                                 for flag, bit in DESC_FLAGS.items()
-                                 if conv or flag not in ("conv", "fmap_in")]
+                                 for flag, bit in DESC_FLAGS.items()]
                 with m.Case(DESC_WORD["shift"]):
                     m.d.sync += nxt.shift.eq(word[:SHIFT_BITS])
                 with m.Case(DESC_WORD["bias_shift"]):
@@ -155,11 +154,13 @@ class LayerSequencer(wiring.Component):
                     if not conv:
                         m.d.sync += nxt_valid.eq(1)
                 if conv:
-                    for name in DESC_GEOMETRY:
+                    for name in CONV_FIELDS:
+                        if name not in lay.members:
+                            continue            # (``pool``: always 2)
                         with m.Case(DESC_WORD[name]):
                             m.d.sync += getattr(nxt, name).eq(word)
-                    with m.Case(last_word):
-                        m.d.sync += nxt_valid.eq(1)
+                            if name == CONV_FIELDS[-1]:
+                                m.d.sync += nxt_valid.eq(1)
 
         # ---- layer starts ------------------------------------------------------------------
         ready = Signal()
@@ -179,8 +180,8 @@ class LayerSequencer(wiring.Component):
             again = Signal()
             last_x = Signal()
             m.d.comb += [
-                last_x.eq(cur.pos_x == cur.fm_width - cur.kernel_w),
-                more_pos.eq(cur.conv & ~(last_x & (cur.pos_y == cur.fm_height - cur.kernel_h))),
+                last_x.eq(cur.pos_x + 1 == cur.out_width),
+                more_pos.eq(cur.conv & ~(last_x & (cur.pos_y + 1 == cur.out_height))),
             ]
             with m.If(begin):
                 m.d.sync += [cur.pos_y.eq(0), cur.pos_x.eq(0), cur.repeat.eq(0),

@@ -57,7 +57,7 @@ class _PatchHarness:
         m.submodules.gen = self.gen = PatchGenerator(cfg)
         buf, st, gen = self.buf, self.store, self.gen
         m.d.comb += [
-            buf.i_st_we.eq(st.o_we), buf.i_st_addr.eq(st.o_waddr), buf.i_st_data.eq(st.o_wdata),
+            buf.i_st_half.eq(0), buf.i_st_we.eq(st.o_we), buf.i_st_addr.eq(st.o_waddr), buf.i_st_data.eq(st.o_wdata),
             buf.i_rd_en.eq(gen.o_rd_en), buf.i_rd_addr.eq(gen.o_rd_addr),
             gen.i_stored.eq(st.o_stored), gen.i_stored_all.eq(st.o_done),
             *(gen.i_rd_data[p].eq(buf.o_rd_data[p]) for p in range(cfg.n_pes)),
