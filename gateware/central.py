@@ -287,7 +287,9 @@ class CentralUnit(wiring.Component):
                 patch.i_active.eq(state == BPATCH), patch.i_can_take.eq(can_take),
                 patch.i_stored.eq(store.o_stored), patch.i_stored_all.eq(store.o_done),
                 fmap.i_rd_half.eq(layer.fmap_buf),
-                fmap.i_rd_en.eq(patch.o_rd_en), fmap.i_rd_addr.eq(patch.o_rd_addr),
+                patch.i_replicated.eq(layer.index == 0),
+                fmap.i_rd_en.eq(patch.o_rd_en),
+                *(fmap.i_rd_addr[p].eq(patch.o_rd_addr[p]) for p in range(N)),
                 *(patch.i_rd_data[p].eq(fmap.o_rd_data[p]) for p in range(N)),
                 # a conv pass's outputs, pooled, into the other half
                 pool.i_begin.eq(end_take & layer.conv),

@@ -20,7 +20,9 @@ class FeatureMapBuffer(wiring.Component):
     other half (the pool writer's read-modify-write); layer 0's input image is stored into
     the half layer 0 reads. Channel ``c`` of a map
     lives in bank ``c mod N`` (the PE that computes it: N writers, no conflicts), at
-    ``(c // N) * H * W + y * W + x``. Each bank of each half is one memory with one write
+    ``(c // N) * H * W + y * W + x``; layer 0's image is replicated: every bank holds it whole
+    at ``(c * H + y) * W + x`` (:class:`gateware.conv_patch.PatchGenerator` then reads N
+    neighbours of a kernel row at once). Each bank of each half is one memory with one write
     port and one read port (one true-dual-port block RAM): the read port serves the patch
     reader in the cycles it reads (``i_rd_en``, half ``i_rd_half``) and the pool writer
     otherwise; the two never need the same half at once (the central unit starts a layer that
@@ -38,8 +40,8 @@ class FeatureMapBuffer(wiring.Component):
     i_rd_en : In(1)
         Patch read: every bank of half ``i_rd_half`` reads ``i_rd_addr`` (data on ``o_rd_data``
         one cycle later, held while no read is enabled).
-    i_rd_addr : In(fmap_addr_bits)
-        The patch reader's entry (the same in every bank: one channel per bank).
+    i_rd_addr : In(fmap_addr_bits).array(N)
+        The patch reader's entry in each bank.
     o_rd_data : Out(act_bits).array(N)
         Per bank, the entry read (of the half that was ``i_rd_half`` at the read).
     i_wr_half : In(1)
@@ -67,7 +69,7 @@ class FeatureMapBuffer(wiring.Component):
         super().__init__({
             "i_rd_half": In(1),
             "i_rd_en": In(1),
-            "i_rd_addr": In(fa),
+            "i_rd_addr": In(fa).array(n),
             "o_rd_data": Out(a).array(n),
             "i_wr_half": In(1),
             "i_rmw_re": In(n),
@@ -106,7 +108,7 @@ class FeatureMapBuffer(wiring.Component):
                              wr.addr.eq(Mux(st, self.i_st_addr, self.i_waddr[p])),
                              wr.data.eq(Mux(st, self.i_st_data, self.i_wdata[p]))]
                 m.d.comb += [
-                    rd.addr.eq(Mux(patch, self.i_rd_addr, self.i_rmw_addr[p])),
+                    rd.addr.eq(Mux(patch, self.i_rd_addr[p], self.i_rmw_addr[p])),
                     rd.en.eq(patch | (self.i_rmw_re[p] & (self.i_wr_half == h))),
                 ]
                 datas.append(rd.data)

@@ -18,21 +18,30 @@ class PatchGenerator(wiring.Component):
 
     The patch of position ``(oy, ox)`` of a layer whose input is a ``C x H x W`` map and whose
     kernel is ``KH x KW`` has the entries ``j = (c * KH + ky) * KW + kx`` (the columns of the
-    layer's weight matrix) with value ``x[c, oy + ky, ox + kx]``. Channel ``c`` is in bank
-    ``c mod N`` of the buffer (:class:`gateware.conv_fmap.FeatureMapBuffer`), so the generator
-    reads a *group* of N channels at once: per step one address, ``g * H * W + (oy + ky) * W +
-    ox + kx``, in every bank (group ``g``: channels ``g * N .. g * N + N - 1``, lanes past
-    channel ``C - 1`` ignored), the steps in ``(g, ky, kx)`` order. Each step's N values then
-    pass a zero filter like the dense input's (:class:`gateware.central_lanes.LaneFilter`):
-    per cycle the lowest non-zero lane still to push is handed over (with ``bcast_width == 2``
-    the next one too), a step without one takes one cycle. So a patch costs ``ceil(C / N) *
-    KH * KW`` cycles at least and one per ``bcast_width`` non-zero entries. An fc layer after
-    a conv is a patch with ``KH = H``, ``KW = W`` at position ``(0, 0)``: the pooled map in
-    flattening order.
+    layer's weight matrix) with value ``x[c, oy + ky, ox + kx]``. Per step the generator reads
+    one entry in each of the N banks of the buffer (:class:`gateware.conv_fmap.
+    FeatureMapBuffer`), in one of two layouts:
 
-    Layer 0's map is the input image, stored while it is read (:class:`gateware.conv_store.
-    ImageStore`): a step waits until its entries are stored (one channel: ``i_stored`` past
-    the address; several: the whole image).
+    - *channels* (a conv's output map): channel ``c`` is in bank ``c mod N``, so a step reads a
+      group of N channels at ``g * H * W + (oy + ky) * W + ox + kx`` (group ``g``: channels
+      ``g * N .. g * N + N - 1``, lanes past channel ``C - 1`` ignored), steps in ``(g, ky,
+      kx)`` order: ``ceil(C / N) * KH * KW`` steps;
+    - *replicated* (``i_replicated``: layer 0's image, which every bank holds whole at its
+      channel-major index ``(c * H + y) * W + x``): a step reads N neighbours of a kernel row,
+      lane ``b`` (bank ``b``) ``kx = kx0 + b`` (lanes past ``KW - 1`` ignored), steps in ``(c,
+      ky, kx0)`` order: ``C * KH * ceil(KW / N)`` steps (LeNet-5's conv1 on 8 PEs: 5 instead
+      of 25).
+
+    Each step's N values then pass a zero filter like the dense input's
+    (:class:`gateware.central_lanes.LaneFilter`): per cycle the lowest non-zero lane still to
+    push is handed over (with ``bcast_width == 2`` the next one too), a step without one takes
+    one cycle. So a patch costs its steps at least and one cycle per ``bcast_width`` non-zero
+    entries. An fc layer after a conv is a patch with ``KH = H``, ``KW = W`` at position
+    ``(0, 0)``: the pooled map in flattening order.
+
+    Layer 0's image is read while it is stored (:class:`gateware.conv_store.ImageStore`): a
+    step waits until its entries are stored (``i_stored``: the count of stored entries, in
+    index order).
 
     Parameters
     ----------
@@ -54,10 +63,12 @@ class PatchGenerator(wiring.Component):
     i_can_take : In(1)
         The broadcast side takes words this cycle.
     i_stored, i_stored_all : In(16), In(1)
-        Layer 0: entries of the image stored so far (channel-major order), the image is
-        complete; later layers: ``i_stored_all`` high.
-    o_rd_en, o_rd_addr : Out(1), Out(fmap_addr_bits)
-        Read of the step's entry in every bank (data on ``i_rd_data`` one cycle later, held
+        Layer 0: entries of the (replicated) image stored so far, the image is complete;
+        later layers: ``i_stored_all`` high.
+    i_replicated : In(1)
+        The map is replicated in every bank (layer 0's image), sampled with ``i_start``.
+    o_rd_en, o_rd_addr : Out(1), Out(fmap_addr_bits).array(N)
+        Read of the step's entries, one per bank (data on ``i_rd_data`` one cycle later, held
         while no read is enabled).
     i_rd_data : In(act_bits).array(N)
         The banks' read data.
@@ -84,8 +95,9 @@ class PatchGenerator(wiring.Component):
             "i_can_take": In(1),
             "i_stored": In(16),
             "i_stored_all": In(1),
+            "i_replicated": In(1),
             "o_rd_en": Out(1),
-            "o_rd_addr": Out(fmap_addr_bits(config)),
+            "o_rd_addr": Out(fmap_addr_bits(config)).array(n),
             "i_rd_data": In(a).array(n),
             "o_take": Out(1).array(w),
             "o_take_data": Out(broadcast_layout(config)).array(w),
@@ -105,28 +117,30 @@ class PatchGenerator(wiring.Component):
         khkw_now = Signal(2 * G)
         m.d.comb += khkw_now.eq(self.i_kernel_h * self.i_kernel_w)
         plane = Signal(2 * G)                       # H * W: entries of a channel
-        khkw = Signal(2 * G)                        # KH * KW: steps of a group
-        row_step = Signal(G + 1)                    # W - KW + 1: next kernel row
-        single = Signal()                           # one channel (layer 0: gate per entry)
-        lane_off = [Signal(JB, name=f"lane_off{b}") for b in range(N)]  # b * KH * KW
-        # ---- step counters (the next step to read) -----------------------------------------
-        more = Signal()                             # steps remain
-        kx = Signal(G)
-        t = Signal(2 * G)                           # ky * KW + kx
-        r = Signal(FA + 1)                          # ky * W + kx
-        pos_base = Signal(FA + 1)                   # oy * W + ox
-        gaddr = Signal(FA + 1)                      # g * H * W
-        jg = Signal(JB)                             # g * N * KH * KW
-        crem = Signal(CB)                           # C - g * N: channels left
-        addr = Signal(FA + 1)
-        m.d.comb += addr.eq(gaddr + pos_base + r)
+        khkw = Signal(2 * G)                        # KH * KW: columns of a channel
+        rep = Signal()                              # replicated map: lanes over kx
+        lane_off = [Signal(JB, name=f"lane_off{b}") for b in range(N)]  # column of lane b
         with m.If(self.i_start):
             m.d.sync += [
                 plane.eq(self.i_height * self.i_width), khkw.eq(khkw_now),
-                row_step.eq(self.i_width - self.i_kernel_w + 1),
-                single.eq(self.i_channels == 1),
-                *(lane_off[b].eq(b * khkw_now) for b in range(N)),
-                more.eq(1), kx.eq(0), t.eq(0), r.eq(0),
+                rep.eq(self.i_replicated),
+                *(lane_off[b].eq(Mux(self.i_replicated, b, b * khkw_now)) for b in range(N)),
+            ]
+        # ---- step counters (the next step to read) -----------------------------------------
+        more = Signal()                             # steps remain
+        kx0 = Signal(G)                             # kx of lane 0
+        ky = Signal(G)
+        rrow = Signal(FA + 1)                       # ky * W
+        trow = Signal(2 * G)                        # ky * KW
+        pos_base = Signal(FA + 1)                   # oy * W + ox
+        gaddr = Signal(FA + 1)                      # the channel (group)'s first entry
+        jg = Signal(JB)                             # the channel (group)'s first column
+        crem = Signal(CB)                           # channels left (this one included)
+        addr = Signal(FA + 1)
+        m.d.comb += addr.eq(gaddr + pos_base + rrow + kx0)
+        with m.If(self.i_start):
+            m.d.sync += [
+                more.eq(1), kx0.eq(0), ky.eq(0), rrow.eq(0), trow.eq(0),
                 pos_base.eq(self.i_pos_y * self.i_width + self.i_pos_x),
                 gaddr.eq(0), jg.eq(0), crem.eq(self.i_channels),
             ]
@@ -173,28 +187,32 @@ class PatchGenerator(wiring.Component):
         issue = Signal()
         ready_in = Signal()                         # the step's entries are stored
         m.d.comb += [
-            ready_in.eq(self.i_stored_all | (single & (addr < self.i_stored))),
+            ready_in.eq(self.i_stored_all | (addr + N <= self.i_stored)),
             advance.eq(active & (~full | word_done)),
             issue.eq(advance & more & ready_in),
             self.o_rd_en.eq(issue),
-            self.o_rd_addr.eq(addr),
+            *(self.o_rd_addr[b].eq(addr + Mux(rep, b, 0)) for b in range(N)),
             self.o_last.eq(active & ~more & (~full | word_done)),
         ]
+        kw = self.i_kernel_w
         with m.If(advance):
-            m.d.sync += [full.eq(issue), s_j0.eq(jg + t), pend.eq((1 << N) - 1),
-                         s_mask.eq(Cat(crem > b for b in range(N)))]
+            m.d.sync += [full.eq(issue), s_j0.eq(jg + trow + kx0), pend.eq((1 << N) - 1),
+                         s_mask.eq(Mux(rep, Cat(kx0 + b < kw for b in range(N)),
+                                       Cat(crem > b for b in range(N))))]
         with m.Elif(take):
             m.d.sync += pend.eq(rest)
+        kx_step = Mux(rep, N, 1)                    # kx per step
+        ch_step = Mux(rep, 1, N)                    # channels per group
         with m.If(issue):
-            with m.If(t + 1 == khkw):
-                m.d.sync += [kx.eq(0), t.eq(0), r.eq(0), gaddr.eq(gaddr + plane),
-                             jg.eq(jg + N * khkw), crem.eq(crem - N)]
-                with m.If(crem <= N):
-                    m.d.sync += more.eq(0)
+            with m.If(kx0 + kx_step < kw):
+                m.d.sync += kx0.eq(kx0 + kx_step)
+            with m.Elif(ky + 1 < self.i_kernel_h):
+                m.d.sync += [kx0.eq(0), ky.eq(ky + 1), rrow.eq(rrow + self.i_width),
+                             trow.eq(trow + kw)]
             with m.Else():
-                m.d.sync += t.eq(t + 1)
-                with m.If(kx + 1 == self.i_kernel_w):
-                    m.d.sync += [kx.eq(0), r.eq(r + row_step)]
-                with m.Else():
-                    m.d.sync += [kx.eq(kx + 1), r.eq(r + 1)]
+                m.d.sync += [kx0.eq(0), ky.eq(0), rrow.eq(0), trow.eq(0),
+                             gaddr.eq(gaddr + plane), jg.eq(jg + ch_step * khkw),
+                             crem.eq(crem - ch_step)]
+                with m.If(crem <= ch_step):
+                    m.d.sync += more.eq(0)
         return m

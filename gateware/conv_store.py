@@ -17,11 +17,12 @@ class ImageStore(wiring.Component):
     """Writes a ``C x H x W`` input image, one value per cycle, into the feature-map buffer.
 
     Value ``i = (c * H + y) * W + x`` of the dense input (``K = input_lanes`` per word, lane 0
-    first) goes to bank ``c mod N`` at ``(c // N) * H * W + y * W + x``
-    (:class:`gateware.conv_fmap.FeatureMapBuffer`), zeros included (the buffer holds the
-    previous image). The count of stored values (``o_stored``) lets layer 0's patch reads
-    follow the store (:class:`gateware.conv_patch.PatchGenerator`), so the image is read while
-    it arrives.
+    first) goes to address ``i`` of *every* bank (:class:`gateware.conv_fmap.
+    FeatureMapBuffer`; the same cycle, so replication costs nothing), zeros included (the
+    buffer holds the previous image): the patch reader then takes N neighbours of a kernel row
+    per cycle, one from each bank. The count of stored values (``o_stored``) lets layer 0's
+    patch reads follow the store (:class:`gateware.conv_patch.PatchGenerator`), so the image
+    is read while it arrives. The buffer needs ``C * H * W`` entries per bank for it.
 
     Parameters
     ----------
@@ -43,7 +44,7 @@ class ImageStore(wiring.Component):
         the cycle counter).
     o_we : Out(N)
         Bit ``p``: write ``o_wdata`` at ``o_waddr`` into bank ``p`` (of the half layer 0
-        reads).
+        reads; all banks at once).
     o_waddr : Out(fmap_addr_bits)
     o_wdata : Out(act_bits)
     o_stored : Out(16)
@@ -78,22 +79,14 @@ class ImageStore(wiring.Component):
         m = Module()
         cfg = self.cfg
         N, K = cfg.n_pes, cfg.input_lanes
-        FA = fmap_addr_bits(cfg)
         inp = self.i_input.payload
         total = Signal(16)              # C * H * W
-        plane = Signal(16)              # H * W
         lane = Signal(range(K))
-        bank = Signal(range(N))         # c mod N
-        cbase = Signal(FA + 1)          # (c // N) * H * W
-        rem = Signal(16)                # y * W + x
         stored = self.o_stored
         done = self.o_done
         with m.If(self.i_start):
-            m.d.sync += [
-                total.eq(self.i_channels * self.i_height * self.i_width),
-                plane.eq(self.i_height * self.i_width),
-                lane.eq(0), bank.eq(0), cbase.eq(0), rem.eq(0), stored.eq(0), done.eq(0),
-            ]
+            m.d.sync += [total.eq(self.i_channels * self.i_height * self.i_width),
+                         lane.eq(0), stored.eq(0), done.eq(0)]
         value = Signal(cfg.act_bits)
         m.d.comb += value.eq(inp.value[0])
         for j in range(1, K):
@@ -105,20 +98,14 @@ class ImageStore(wiring.Component):
             write.eq(~done & self.i_input.valid),
             final.eq(stored + 1 == total),
             self.o_in_take.eq(write),
-            self.o_waddr.eq(cbase + rem),
+            self.o_waddr.eq(stored),
             self.o_wdata.eq(value),
-            self.o_we.eq(Mux(write, 1 << bank, 0)),
+            self.o_we.eq(Mux(write, (1 << N) - 1, 0)),
             # the word is taken with its last lane, or with the image's last value
             self.i_input.ready.eq(write & ((lane == K - 1) | final)),
         ]
         with m.If(write):
             m.d.sync += [stored.eq(stored + 1), lane.eq(Mux(lane == K - 1, 0, lane + 1))]
-            with m.If(rem + 1 == plane):
-                m.d.sync += [rem.eq(0), bank.eq(Mux(bank == N - 1, 0, bank + 1))]
-                with m.If(bank == N - 1):
-                    m.d.sync += cbase.eq(cbase + plane)
-            with m.Else():
-                m.d.sync += rem.eq(rem + 1)
             with m.If(final | (inp.last & (lane == K - 1))):
                 m.d.sync += [done.eq(1), lane.eq(0)]
             # ``last`` must be on the word of the final value

@@ -48,7 +48,8 @@ def reference_patch(fmap, kh, kw, oy, ox):
 
 
 class _PatchHarness:
-    """A feature-map buffer with an image store (half 0) and a patch generator."""
+    """A feature-map buffer with an image store and a patch generator; the bench may also
+    write the buffer directly (``buf.i_we...``, half 0)."""
 
     def __init__(self, cfg):
         self.m = m = Module()
@@ -57,17 +58,21 @@ class _PatchHarness:
         m.submodules.gen = self.gen = PatchGenerator(cfg)
         buf, st, gen = self.buf, self.store, self.gen
         m.d.comb += [
-            buf.i_st_half.eq(0), buf.i_st_we.eq(st.o_we), buf.i_st_addr.eq(st.o_waddr), buf.i_st_data.eq(st.o_wdata),
-            buf.i_rd_en.eq(gen.o_rd_en), buf.i_rd_addr.eq(gen.o_rd_addr),
+            buf.i_st_half.eq(0), buf.i_st_we.eq(st.o_we), buf.i_st_addr.eq(st.o_waddr),
+            buf.i_st_data.eq(st.o_wdata),
+            buf.i_rd_en.eq(gen.o_rd_en),
             gen.i_stored.eq(st.o_stored), gen.i_stored_all.eq(st.o_done),
+            *(buf.i_rd_addr[p].eq(gen.o_rd_addr[p]) for p in range(cfg.n_pes)),
             *(gen.i_rd_data[p].eq(buf.o_rd_data[p]) for p in range(cfg.n_pes)),
         ]
 
 
-def rtl_patches(cfg, fmap, kh, kw, positions, *, p_valid, p_take, seed, preload):
-    """Store the ``C x H x W`` map ``fmap`` through the image store (``preload``: all of it
-    before the first patch, else while the patches are read) and generate the patches of
-    ``positions``; return the handed-over ``(column, value)`` words per position."""
+def rtl_patches(cfg, fmap, kh, kw, positions, *, p_valid, p_take, seed, mode):
+    """Put the ``C x H x W`` map ``fmap`` into the buffer and generate the patches of
+    ``positions``; return the handed-over ``(column, value)`` words per position. ``mode``:
+    ``"image"`` (through the image store, replicated, the patches read while it is stored),
+    ``"preload"`` (the same, stored before the first patch), ``"channels"`` (written into the
+    banks channel by channel, as a conv layer's pool writer leaves a map)."""
     h = _PatchHarness(cfg)
     rng = random.Random(seed)
     C, H, W = fmap.shape
@@ -77,17 +82,32 @@ def rtl_patches(cfg, fmap, kh, kw, positions, *, p_valid, p_take, seed, preload)
     got = []
 
     async def bench(ctx):
-        st, gen = h.store, h.gen
-        ctx.set(st.i_channels, C)
-        ctx.set(st.i_height, H)
-        ctx.set(st.i_width, W)
-        ctx.set(st.i_start, 1)
+        st, gen, buf = h.store, h.gen, h.buf
         for name, v in dict(i_channels=C, i_height=H, i_width=W, i_kernel_h=kh,
                             i_kernel_w=kw).items():
             ctx.set(getattr(gen, name), v)
-        await ctx.tick()
-        ctx.set(st.i_start, 0)
-        k = 0
+        ctx.set(gen.i_replicated, mode != "channels")
+        k = len(words)
+        if mode == "channels":
+            banks = _bank_layout(fmap, cfg.n_pes)
+            for i in range(max(len(b) for b in banks)):
+                we = 0
+                for p, b in enumerate(banks):
+                    if i in b:
+                        ctx.set(buf.i_waddr[p], i)
+                        ctx.set(buf.i_wdata[p], b[i])
+                        we |= 1 << p
+                ctx.set(buf.i_we, we)
+                await ctx.tick()
+            ctx.set(buf.i_we, 0)
+        else:
+            ctx.set(st.i_channels, C)
+            ctx.set(st.i_height, H)
+            ctx.set(st.i_width, W)
+            ctx.set(st.i_start, 1)
+            await ctx.tick()
+            ctx.set(st.i_start, 0)
+            k = 0
 
         def step_store():
             nonlocal k
@@ -100,7 +120,7 @@ def rtl_patches(cfg, fmap, kh, kw, positions, *, p_valid, p_take, seed, preload)
             if offer and ctx.get(st.i_input.ready):
                 k += 1
 
-        if preload:
+        if mode == "preload":
             for _ in range(10 * len(flat)):
                 if ctx.get(st.o_done):
                     break
@@ -143,13 +163,16 @@ def _map(C, H, W, seed, density=0.5):
     return rng.integers(1, 256, size=(C, H, W)) * (rng.random((C, H, W)) < density)
 
 
-@pytest.mark.parametrize("n_pes, width, lanes, C, H, W, kh, kw, preload", [
-    (1, 1, 16, 1, 8, 9, 3, 3, False),       # conv1-like: one channel, read while stored
-    (2, 2, 4, 3, 6, 7, 2, 3, True),         # channels over the banks, last group partial
-    (4, 2, 16, 5, 4, 4, 4, 4, True),        # the fc after a conv: KH = H, KW = W
-    (3, 1, 3, 4, 5, 5, 3, 2, False),        # several channels: the patches wait for the image
+@pytest.mark.parametrize("n_pes, width, lanes, C, H, W, kh, kw, mode", [
+    (1, 1, 16, 1, 8, 9, 3, 3, "image"),     # conv1-like: one channel, read while stored
+    (4, 2, 16, 1, 9, 9, 5, 5, "image"),     # two steps per kernel row
+    (8, 2, 3, 2, 7, 8, 3, 3, "image"),      # lanes past the kernel row, two channels
+    (3, 1, 4, 2, 6, 7, 2, 3, "preload"),
+    (2, 2, 4, 3, 6, 7, 2, 3, "channels"),   # channels over the banks, last group partial
+    (4, 2, 16, 5, 4, 4, 4, 4, "channels"),  # the fc after a conv: KH = H, KW = W
+    (3, 1, 3, 4, 5, 5, 3, 2, "channels"),
 ])
-def test_patch_generator(n_pes, width, lanes, C, H, W, kh, kw, preload):
+def test_patch_generator(n_pes, width, lanes, C, H, W, kh, kw, mode):
     cfg = AcceleratorConfig(n_pes=n_pes, broadcast_width=width, input_lanes=lanes,
                             fmap_depth=256)
     fmap = _map(C, H, W, n_pes * 7 + C)
@@ -157,11 +180,11 @@ def test_patch_generator(n_pes, width, lanes, C, H, W, kh, kw, preload):
     if len(positions) > 8:
         positions = positions[:4] + positions[-4:]
     got = rtl_patches(cfg, fmap, kh, kw, positions, p_valid=0.7, p_take=0.6, seed=1,
-                      preload=preload)
+                      mode=mode)
     for (oy, ox), words in zip(positions, got):
         # channel groups come out in (group, ky, kx, lane) order, not column order
         assert sorted(words) == reference_patch(fmap, kh, kw, oy, ox)
-        if n_pes == 1:
+        if n_pes == 1 or mode != "channels":
             assert words == reference_patch(fmap, kh, kw, oy, ox)
 
 
@@ -169,7 +192,7 @@ def test_patch_generator_wrong_expectation_fails():
     cfg = AcceleratorConfig(n_pes=2, fmap_depth=256)
     fmap = _map(2, 5, 5, 3, density=0.9)
     got = rtl_patches(cfg, fmap, 3, 3, [(1, 1)], p_valid=0.8, p_take=0.7, seed=2,
-                      preload=True)
+                      mode="image")
     expect = reference_patch(fmap, 3, 3, 1, 1)
     expect[2] = (expect[2][0], expect[2][1] ^ 1)
     assert sorted(got[0]) != expect
@@ -227,7 +250,8 @@ def rtl_pool(cfg, outputs, H, W, kh, kw, *, p_out, seed):
         ctx.set(buf.i_rd_half, 1)
         for i in range(-(-OC // N) * PH * PW):
             ctx.set(buf.i_rd_en, 1)
-            ctx.set(buf.i_rd_addr, i)
+            for p in range(N):
+                ctx.set(buf.i_rd_addr[p], i)
             await ctx.tick()
             ctx.set(buf.i_rd_en, 0)
             await ctx.tick()
