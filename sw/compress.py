@@ -2,7 +2,7 @@
 
 Command line::
 
-    python -m sw.compress --model lenet300|lenet5 [--data DATA.npz] [--out DIR] [...]
+    python -m sw.compress --model lenet300|lenet5|mlp1024 [--data DATA.npz] [--out DIR] [...]
     python -m sw.compress --onnx MODEL.onnx [--data DATA.npz] [--pack] [...]
 
 Stages (functions shared by the built-in and the imported models; ``sw.api.compress`` runs them
@@ -85,6 +85,17 @@ DEFAULTS = {
         "bits": {"conv1": 4, "conv2": 4, "ip1": 4, "ip2": 4},
         "finetune_epochs": 1, "finetune_lr": 0.002,
         "gap_bits": 4, "max_symbols": None,   # None: AcceleratorConfig().symbol_depth
+    },
+    # 784-1024-1024-10 (7x LeNet-300-100's weights, the model that needs the PE array): a short
+    # schedule (one epoch is ~7x LeNet-300-100's), lower densities (the wider layers are more
+    # redundant), LeNet-300-100's 4-bit indices, 5-bit gaps and 1024-entry symbol table
+    "mlp1024": {
+        "epochs": 12, "lr": 0.05, "shift": 1,
+        "prune_steps": 5, "prune_epochs": 2, "prune_lr": 0.02,
+        "density": {"ip1": 0.05, "ip2": 0.04, "ip3": 0.1},
+        "bits": {"ip1": 4, "ip2": 4, "ip3": 4},
+        "finetune_epochs": 2, "finetune_lr": 0.002,
+        "gap_bits": 5, "max_symbols": 1024,
     },
     # an imported (already trained) model: no dense training, short masked retraining (its
     # training recipe is unknown), 5-bit gaps as for LeNet-300-100;
@@ -169,14 +180,15 @@ def build_parser():
                     help="PE count of the hardware accounting (default 4) and of --pack "
                          "(default: the board's)")
     ap.add_argument("--gap-bits", type=int,
-                    help="relative-index (gap) width (default: lenet300 and --onnx 5, lenet5 4)")
+                    help="relative-index (gap) width (default: lenet300, mlp1024 and --onnx 5, "
+                         "lenet5 4)")
     ap.add_argument("--huff-max-len", type=int, default=WIDTH_DEFAULTS["huff_max_len"])
     ap.add_argument("--act-bits", type=int, default=WIDTH_DEFAULTS["act_bits"])
     ap.add_argument("--max-symbols", type=int,
                     help="joint Huffman symbols allowed over all layers, for every PE count of "
                          "--symbol-pes with the rows in training order or balanced (the "
                          "accelerator's symbol table depth; 0 = no limit; fc models only; "
-                         "default: lenet300 and --onnx 1024, else AcceleratorConfig()"
+                         "default: lenet300, mlp1024 and --onnx 1024, else AcceleratorConfig()"
                          ".symbol_depth)")
     ap.add_argument("--symbol-pes", default="1,2,4,8",
                     help="PE counts the symbol limit holds for (comma-separated)")
