@@ -34,8 +34,8 @@ from contract.memmap import (ADDR_BITS, COLSKIP_MAX_PES, CONV_LIMITS, DESC_FIELD
 from contract.widths import WIDTH_KEYS, WORD_BITS
 from sw.balance import BalanceError, METHODS, balance_model
 from sw.cli import command
-from sw.golden import (GoldenError, IntModel, accumulator_bounds, ideal_cycles, images_to_uint8,
-                       load_mnist)
+from sw.golden import (GoldenError, IntModel, accumulator_bounds, conv_geometry, ideal_cycles,
+                       images_to_uint8, load_mnist)
 from sw.huffman import HuffmanCode, HuffmanError, bits_to_words
 from sw.modelfile import CompressedModel, load_model
 from sw.sparse import encode_columns
@@ -263,6 +263,10 @@ def _as_int_model(model):
     if isinstance(model, IntModel):
         return model
     if isinstance(model, CompressedModel):
+        try:
+            conv_geometry(model)       # (a conv layer the hardware cannot run: say that first)
+        except GoldenError as e:
+            raise PackError(str(e)) from None
         if model.integer is None:
             raise PackError("model has no integer section (calibrate it first: "
                             "python -m sw.golden MODEL --calibrate --out MODEL)")
