@@ -13,8 +13,9 @@ runs four phases (docs/ARCHITECTURE.md sections 5 and 7):
    FIFOs in the same cycle and waits while any FIFO is full.
 
    With the *column skip table* (``config.skip_columns``: per layer and column one bit per PE,
-   set when the PE's share of the column is empty; memory id ``2N+5``) a taken word waits one
-   cycle in a holding register while its entry is read, then enters only the FIFOs of the PEs
+   set when the PE's share of the column is empty; memory id ``2N+5``) a taken word waits two
+   cycles in holding registers while its entry is read (first) and held in flip-flops (second:
+   the block RAM's output does not reach the hand-shake), then enters only the FIFOs of the PEs
    whose bit is clear (each PE has its own ring), once those have room: a PE never spends a
    cycle on a column it has no weights in. With ``bcast_width == 2`` two words are taken per
    cycle (layer 0: the two lowest non-zero lanes; later layers: the heads of the two
@@ -46,8 +47,8 @@ is broadcast), which also takes one cycle off the merge latency.
 Without the skip table the N broadcast FIFOs always hold the same words, so they share one
 ring of ``fifo_depth`` registers with one read pointer and level per PE (no block RAM).
 
-Latency: an input value is at the PE FIFO outputs 1 cycle after its push (2 with the skip
-table); the first merged word 4 cycles after the layer start (3 with N = 1; one more with the
+Latency: an input value is at the PE FIFO outputs 1 cycle after its push (3 with the skip
+table); the first merged word 4 cycles after the layer start (3 with N = 1; two more with the
 skip table). Throughput: ``bcast_width`` broadcast words per cycle while the FIFOs they go to
 have room (layer 0: a K-lane input word without non-zero inputs in one cycle, else one cycle
 per ``bcast_width`` non-zero inputs); the collect phase never stalls a PE on a hidden layer
