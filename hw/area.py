@@ -26,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from amaranth.back import verilog
+from amaranth.back import rtlil
 
 from boards import get_board
 from contract.config import AcceleratorConfig
@@ -127,8 +127,10 @@ def synthesise(part="accelerator", n_pes=4, flat=False, workdir=None, model=None
     work.mkdir(parents=True, exist_ok=True)
     name = part
     component = _component(part, n_pes, model, input_lanes, pointer_ports, stream_words, board)
-    (work / f"{name}.v").write_text(verilog.convert(component, name=name))
-    script = (f"read_verilog -sv {name}.v; {family.synth_command} -top {name}"
+    # RTLIL, as the bitstream build reads it (memories keep Amaranth's read-during-write
+    # behaviour, which decides how yosys maps them to block RAM)
+    (work / f"{name}.il").write_text(rtlil.convert(component, name=name))
+    script = (f"read_rtlil {name}.il; {family.synth_command} -top {name}"
               f"{'' if flat else ' -noflatten'}; tee -q -o {name}.stat stat")
     run = subprocess.run([tools["YOSYS"], "-q", "-p", script], cwd=work, capture_output=True,
                          text=True)
