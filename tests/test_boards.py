@@ -307,3 +307,60 @@ def test_pe_memory_second_read_port_uses_the_second_bram_port(family, blocks, tm
                        capture_output=True)
         cells = parse_yosys_log("Printing statistics\n" + (tmp_path / "m.stat").read_text())
         assert fam.neutral_cells(cells)["bram"] == want, (ports, cells)
+
+
+@pytest.mark.parametrize("board", ["ulx3s", "tang_primer_20k", "orangecrab"])
+def test_pes_auto_estimate(board, monkeypatch):
+    """``--pes auto`` (hw.area.estimate_pes) with yosys replaced by a cost model whose answer is
+    known: the largest N with core + central(N) + N * PE(N) inside the device (logic within 85 %,
+    block RAM and DSPs within it), the PE's block RAM shrinking as N grows (its memories hold
+    1/N of the model), so the search has to move more than once."""
+    import hw.area as area
+    b = get_board(board)
+    fam = get_family(b.family)
+    names = {"ecp5": ("LUT4", "DP16KD", "MULT18X18D"), "gowin": ("LUT4", "DPX9B", "MULT18X18")}
+    lut, bram, dsp = names[b.family]
+
+    def pe(n):
+        return {"logic": 2600 + 40 * n, "bram": 3 + 16 // n, "dsp": 2}
+
+    def central(n):
+        return {"logic": 900 + 350 * n, "bram": n + 2, "dsp": 0}
+    core = {"logic": 2100, "bram": 3, "dsp": 0}
+    calls = []
+
+    def fake(part, n, flat=False, workdir=None, model=None, board=None):
+        calls.append((part, n))
+        c = {"pe": pe(n), "central": central(n), "core": core}[part]
+        return {"top": {lut: c["logic"], bram: c["bram"], dsp: c["dsp"]}}
+    monkeypatch.setattr(area, "synthesise", fake)
+    caps = {"logic": 0.85 * b.memory.luts, "bram": b.memory.bram_blocks, "dsp": b.memory.dsps}
+
+    def fits(n):
+        return all(core[k] + central(n)[k] + n * pe(n)[k] <= caps[k] for k in caps)
+    want = max(n for n in range(1, b.max_pes + 1) if fits(n))
+    n, details = area.estimate_pes(board, "models/lenet300.npz")
+    assert n == want and fits(n) and not fits(n + 1), (n, want, details["tried"])
+    assert details["per_pe"]["logic"] == pe(n)["logic"] and n in details["tried"]
+    assert fam.neutral_cells({lut: 5})["logic"] == 5
+    # nothing fits: a clear error
+    monkeypatch.setattr(area, "synthesise", lambda part, n, **kw: {"top": {lut: 10 ** 7}})
+    with pytest.raises(area.AreaError, match="not even 1 PE"):
+        area.estimate_pes(board)
+
+
+def test_pes_auto_on_the_command_line(monkeypatch, capsys):
+    import hw.area as area
+    import hw.build as hwb
+    monkeypatch.setattr(area, "estimate_pes",
+                        lambda board, model, log=None: (7, {"per_pe": {}, "fixed": {},
+                                                            "capacity": {}}))
+    seen = {}
+
+    def fake_build(board, **kw):
+        seen.update(kw)
+        return BuildReport(board=board, n_pes=kw["n_pes"], accelerator="eie")
+    monkeypatch.setattr(hwb, "build", fake_build)
+    assert hwb.main(["--board", "ulx3s", "--pes", "auto"]) == 0
+    assert seen["n_pes"] == 7 and "--pes auto: 7 PEs" in capsys.readouterr().out
+    assert hwb.main(["--board", "ulx3s", "--pes", "5"]) == 0 and seen["n_pes"] == 5
