@@ -119,8 +119,8 @@ def _accelerator_factory(mock):
 
 
 def sized_config(model, config, balance=True):
-    """``config`` sized for ``model`` (a ``CompressedModel`` or ``IntModel``): ``max_rows_per_pe``
-    and ``symbol_depth`` grown (powers of two) to what the model needs for ``config.n_pes`` PEs
+    """``config`` sized for ``model`` (a ``CompressedModel`` or ``IntModel``): ``max_rows_per_pe``,
+    ``symbol_depth`` and (conv models) ``fmap_depth`` grown (powers of two) to what the model needs for ``config.n_pes`` PEs
     (hidden neurons balanced over the PEs first if ``balance``), and the integer widths the model
     defines (``idx_bits``, ``gap_bits``, ... ``sw.pack.WIDTH_KEYS``; the decoder's symbol is
     ``idx_bits + gap_bits`` wide) taken from the model; ``config`` itself when it matches.
@@ -129,7 +129,7 @@ def sized_config(model, config, balance=True):
     """
     limits = sized_limits(model, config.n_pes, PackLimits.from_config(config), balance=balance)
     return dataclasses.replace(config, max_rows_per_pe=limits.max_rows_per_pe,
-                               symbol_depth=limits.symbol_depth,
+                               symbol_depth=limits.symbol_depth, fmap_depth=limits.fmap_depth,
                                **{k: getattr(limits, k) for k in WIDTH_KEYS})
 
 

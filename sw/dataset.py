@@ -25,6 +25,7 @@ Command line::
 """
 import argparse
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,14 +212,21 @@ def load_npz(path, input_scale=None, subset=None, seed=0):
     """
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in _KEYS if k not in z.files]
-            if missing:
-                raise DataError(f"{path}: lacks arrays {missing} (needs {', '.join(_KEYS)})")
-            arrs = {k: z[k] for k in _KEYS}
+        # np.load reads anything without a zip or .npy header as a pickle and then refuses it
+        # with a message about pickles, which misleads on a plain garbage file.
+        # The file is opened here, not by np.load, which leaks its handle on a damaged zip.
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":
+                raise DataError(f"cannot read data set {path}: not an .npz archive (no zip header)")
+            f.seek(0)
+            with np.load(f, allow_pickle=False) as z:
+                missing = [k for k in _KEYS if k not in z.files]
+                if missing:
+                    raise DataError(f"{path}: lacks arrays {missing} (needs {', '.join(_KEYS)})")
+                arrs = {k: z[k] for k in _KEYS}
     except DataError:
         raise
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"cannot read data set {path}: {e}") from None
     xtr, xte = arrs["x_train"], arrs["x_test"]
     if xtr.ndim < 2 or xte.ndim < 2 or xtr.shape[1:] != xte.shape[1:]:

@@ -547,7 +547,7 @@ def run_benchmark(board, int_model, images, labels=None, n_pes=None, log=None, s
         ``mismatches`` counts images whose logits or prediction differ from the golden model.
     """
     images = np.asarray(images)
-    golden = infer(int_model, images)
+    golden = infer(int_model, images, trace="inputs")
     ideal = ideal_cycles(int_model, images, n_pes or board.status().n_pes, result=golden).ideal
     board.status()                      # not timed
     start = board.t.now()

@@ -1,4 +1,4 @@
-"""NumPy layers and the two LeNet models of the Deep Compression paper (float32, BLAS matmul).
+"""NumPy layers, the two LeNet models of the Deep Compression paper and a larger MLP (float32).
 
 Every layer has ``forward(x, train)`` (caching what backward needs when ``train``) and
 ``backward(dy) -> dx``; weight layers (:class:`Dense`, :class:`Conv2D`) hold ``W``, ``b``, their
@@ -9,15 +9,20 @@ exactly zero and never receive updates.
 Models (Caffe definitions, as in the paper):
 
 - LeNet-300-100: ``ip1`` 784->300, ReLU, ``ip2`` 300->100, ReLU, ``ip3`` 100->10.
-- LeNet-5: ``conv1`` 20 5x5, maxpool 2, ``conv2`` 50 5x5, maxpool 2, ``ip1`` 800->500, ReLU,
-  ``ip2`` 500->10 (Caffe's ``lenet_train_test.prototxt`` has no ReLU after the convolutions).
+- LeNet-5: ``conv1`` 20 5x5, ReLU, maxpool 2, ``conv2`` 50 5x5, ReLU, maxpool 2, ``ip1``
+  800->500, ReLU, ``ip2`` 500->10 (Caffe's ``lenet_train_test.prototxt`` has no ReLU after the
+  convolutions; the accelerator's activations are unsigned after every hidden layer, so ours
+  has one, docs/ARCHITECTURE.md section 1).
+- MLP-1024: ``ip1`` 784->1024, ReLU, ``ip2`` 1024->1024, ReLU, ``ip3`` 1024->10 (1.86M
+  weights, 7x LeNet-300-100: the model that needs the PE array; its layers are as wide as the
+  accelerator's ``max_features``).
 """
 import numpy as np
 
 __all__ = ["NNError", "Dense", "Conv2D", "MaxPool2", "ReLU", "Flatten", "Reshape", "Model",
-           "lenet300", "lenet5", "build_model", "softmax_cross_entropy", "ARCHS"]
+           "lenet300", "lenet5", "mlp1024", "build_model", "softmax_cross_entropy", "ARCHS"]
 
-ARCHS = ("lenet300", "lenet5")
+ARCHS = ("lenet300", "lenet5", "mlp1024")
 
 
 class NNError(ValueError):
@@ -322,19 +327,29 @@ def lenet300(seed=0):
 
 
 def lenet5(seed=0):
-    """Caffe LeNet-5: conv 20 5x5, pool, conv 50 5x5, pool, fc 500 (ReLU), fc 10."""
+    """LeNet-5: conv 20 5x5, ReLU, pool, conv 50 5x5, ReLU, pool, fc 500 (ReLU), fc 10."""
     rng = np.random.default_rng(seed)
     c1, c2 = Conv2D("conv1", 1, 20, 5, rng), Conv2D("conv2", 20, 50, 5, rng)
     ip1, ip2 = Dense("ip1", 800, 500, rng), Dense("ip2", 500, 10, rng)
-    ip1.relu = True
-    return Model("lenet5", [Reshape((1, 28, 28)), c1, MaxPool2(), c2, MaxPool2(), Flatten(),
-                            ip1, ReLU(), ip2], (784,))
+    c1.relu = c2.relu = ip1.relu = True
+    return Model("lenet5", [Reshape((1, 28, 28)), c1, ReLU(), MaxPool2(), c2, ReLU(), MaxPool2(),
+                            Flatten(), ip1, ReLU(), ip2], (784,))
+
+
+def mlp1024(seed=0):
+    """MLP 784-1024-1024-10 (ReLU), named like LeNet-300-100's layers."""
+    rng = np.random.default_rng(seed)
+    ip1, ip2, ip3 = Dense("ip1", 784, 1024, rng), Dense("ip2", 1024, 1024, rng), \
+        Dense("ip3", 1024, 10, rng)
+    ip1.relu = ip2.relu = True
+    return Model("mlp1024", [ip1, ReLU(), ip2, ReLU(), ip3], (784,))
+
+
+_BUILDERS = {"lenet300": lenet300, "lenet5": lenet5, "mlp1024": mlp1024}
 
 
 def build_model(arch, seed=0):
-    """Model by name (``"lenet300"`` or ``"lenet5"``)."""
-    if arch == "lenet300":
-        return lenet300(seed)
-    if arch == "lenet5":
-        return lenet5(seed)
+    """Model by name (one of :data:`ARCHS`)."""
+    if arch in _BUILDERS:
+        return _BUILDERS[arch](seed)
     raise NNError(f"unknown model {arch!r}; choose one of {', '.join(ARCHS)}")

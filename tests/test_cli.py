@@ -134,14 +134,16 @@ def test_compress_errors(tmp_path, capsys):
 
 def test_data_and_onnx_errors(tmp_path, capsys):
     (tmp_path / "garbage").write_text("not a data set")
+    (tmp_path / "damaged.npz").write_bytes(b"PK\x03\x04 damaged zip")
     for tool, argv, text in (
             ("sw.dataset", [str(tmp_path / "none.npz")], "none.npz"),
-            ("sw.dataset", [str(tmp_path / "garbage")], "cannot read data set"),
+            ("sw.dataset", [str(tmp_path / "garbage")], "not an .npz archive (no zip header)"),
             ("sw.compress", ["--onnx", str(tmp_path / "none.onnx")], "not found"),
             ("sw.compress", ["--onnx", str(tmp_path / "garbage"), "--subset", "20"],
              "cannot read ONNX model"),
             ("sw.compress", ["--data", str(tmp_path / "garbage"), "--subset", "20"],
              "cannot read data set"),
+            ("sw.dataset", [str(tmp_path / "damaged.npz")], "cannot read data set"),
             ("sw.incode", ["--images", "0"], "--images")):
         _check_one_error_line(_main(tool)(argv), *capsys.readouterr(), text)
 

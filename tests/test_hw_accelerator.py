@@ -118,7 +118,7 @@ def test_accelerator_column_skip():
 @pytest.mark.sim
 def test_accelerator_board_pointer_ports():
     """The iCEBreaker's configuration (one pointer port, no overlap, one input value per word,
-    4-deep FIFOs: ``boards/icebreaker.py``'s profile) is bit exact under random stalls, and two pointer ports
+    2-deep broadcast FIFO: ``boards/icebreaker.py``'s profile) is bit exact under random stalls, and two pointer ports
     take fewer cycles on the same inputs: no more on the all-zero and the all-255 inputs (every
     column follows its neighbour: one pointer read each either way), fewer on the random ones
     (a 200-input layer at 30 % non-zero: short columns, most needing both pointers)."""
