@@ -109,10 +109,11 @@ def _accelerator_factory(mock):
 
 def sized_config(model, config, balance=True):
     """``config`` sized for ``model`` (a ``CompressedModel`` or ``IntModel``): ``max_rows_per_pe``,
-    ``symbol_depth`` and (conv models) ``fmap_depth`` grown (powers of two) to what the model needs for ``config.n_pes`` PEs
-    (hidden neurons balanced over the PEs first if ``balance``), and the integer widths the model
-    defines (``idx_bits``, ``gap_bits``, ... ``sw.pack.WIDTH_KEYS``; the decoder's symbol is
-    ``idx_bits + gap_bits`` wide) taken from the model; ``config`` itself when it matches.
+    ``symbol_depth`` and (conv models) ``fmap_depth`` grown (powers of two) to what the model
+    needs for ``config.n_pes`` PEs (hidden neurons balanced over the PEs first if ``balance``),
+    and the integer widths the model defines (``idx_bits``, ``gap_bits``, ...
+    ``sw.pack.WIDTH_KEYS``; the decoder's symbol is ``idx_bits + gap_bits`` wide) taken from the
+    model; ``config`` itself when it matches.
 
     Raises ``sw.pack.PackError`` or ``ValueError`` when the model cannot be packed at all.
     """

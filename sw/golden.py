@@ -1088,7 +1088,10 @@ def main(argv=None):
     print(f"integer model ({im.act_bits}-bit activations, {im.weight_bits}-bit codebook, "
           f"{im.acc_bits}-bit accumulators) test error: {100 * err:.2f}%")
     for i, (l, il) in enumerate(zip(im.layers, model.integer.layers)):
-        print(f"  layer {i} {l.name}: {l.in_features}->{l.out_features} shift={l.shift} "
+        shape = (f"conv {'x'.join(map(str, l.in_shape))} -> {'x'.join(map(str, l.out_shape))}"
+                 f" ({l.out_features}x{l.in_features} matrix, {l.positions} positions)"
+                 if l.conv else f"{l.in_features}->{l.out_features}")
+        print(f"  layer {i} {l.name}: {shape} shift={l.shift} "
               f"bias_shift={l.bias_shift} max|cb_q|={int(np.abs(l.cb_q).max())} "
               f"s_out={il['s_out']:.4g}")
     other = 16 if bits == 8 else 8

@@ -71,6 +71,7 @@ TOOLS = {
     "hw.area": ["--model", "{model}", "--part", "pe", "--pes", "1"],
     "hw.linkbench": ["--model", "{model}", "--no-sim"],
     "sw.onnx_export": ["{model}", "--out", "{tmp}/m.onnx"],
+    "sw.report": ["{model}"],
 }
 
 
