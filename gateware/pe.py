@@ -124,6 +124,8 @@ class ProcessingElement(wiring.Component):
     # about three cycles (word read, word FIFO), so with one-code columns 2 entries let the
     # fetch run only two columns ahead and the decoder waited for words (N = 8, MNIST image 0,
     # 2 -> 4 entries: layer 1 180 -> 157 cycles).
+    # ``config.segment_queue_depth`` overrides both segment queues (the iCEBreaker: 1 entry,
+    # 188 logic cells less, 1.3 % more cycles with one PE; docs/HARDWARE.md).
     SEG_QUEUE, WORD_FIFO, DEC_QUEUE = 2, 2, 2                  # N = 1
     SEG_QUEUE_MANY, WORD_FIFO_MANY, DEC_QUEUE_MANY = 4, 4, 4   # N > 1
 
@@ -136,6 +138,8 @@ class ProcessingElement(wiring.Component):
         self.seg_queue = self.SEG_QUEUE_MANY if many else self.SEG_QUEUE
         self.word_fifo = self.WORD_FIFO_MANY if many else self.WORD_FIFO
         self.dec_queue = self.DEC_QUEUE_MANY if many else self.DEC_QUEUE
+        if config.segment_queue_depth:      # the board's choice (area) over the automatic one
+            self.seg_queue = self.dec_queue = config.segment_queue_depth
         super().__init__({
             "i_load": In(stream.Signature(LoadWrite)),
             "i_layer": In(layer_config_layout(config)),

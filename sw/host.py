@@ -15,7 +15,6 @@ The serial transport lowers the FTDI latency timer to 1 ms where it can (Linux s
 several in flight (``Board.infer_stream``).
 """
 import argparse
-import shutil
 import struct
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from contract.widths import WIDTH_KEYS
 from sw import incode
 from sw.cli import EXIT_MISMATCH, EXIT_OK, ToolError, command
 from sw.flashimage import flash_image, load_runs as _runs
+from sw.loader import LoaderError, flash_image_command, run_loader
 from sw.golden import IntModel, ideal_cycles, images_to_uint8, infer, load_mnist
 from sw.modelfile import load_model
 from sw.pack import PackError, PackLimits, fmap_words, pack
@@ -605,23 +605,21 @@ def board_of_status(status, name=None):
     return matches[0]
 
 
-def program_flash(path, offset=FLASH_OFFSET, tool="iceprog"):
-    """Write the flash image ``path`` at ``offset`` with ``iceprog -o`` (the bitstream at 0 is
-    kept).
+def program_flash(path, board, offset=None, run=subprocess.run):
+    """Write the flash image ``path`` into ``board``'s SPI flash at ``offset`` (default: the
+    board's model offset, ``SPIFlash.model_offset``) with openFPGALoader (``sw.loader``; the
+    bitstream at 0 is kept); returns the command line.
 
     Raises
     ------
     HostError
-        if iceprog is missing or fails.
+        the board has no flash its programmer can write at an offset, or openFPGALoader is
+        missing or fails.
     """
-    exe = shutil.which(tool)
-    if exe is None:
-        raise HostError(f"{tool} not found: write {path} at offset 0x{offset:x} with your "
-                        f"flash programmer (`{tool} -o {offset // 1024}k {path}`)")
-    run = subprocess.run([exe, "-o", f"{offset // 1024}k", str(path)], capture_output=True,
-                         text=True)
-    if run.returncode != 0:
-        raise HostError(f"{tool} failed ({run.returncode}): {run.stderr.strip()[-500:]}")
+    try:
+        return run_loader(flash_image_command(board, path, offset), run=run)
+    except LoaderError as exc:
+        raise HostError(str(exc)) from None
 
 
 def build_parser():
@@ -645,9 +643,10 @@ def build_parser():
     ap.add_argument("--save-flash-image", metavar="FILE",
                     help="also write the packed model as a flash image (sw.flashimage) to FILE")
     ap.add_argument("--program-flash", action="store_true",
-                    help="write that image into the board's SPI flash with iceprog at "
-                         f"0x{FLASH_OFFSET:x} (after the bitstream); the board loads it at "
-                         "power-up")
+                    help="write that image into the board's SPI flash with openFPGALoader at "
+                         "the board's model offset (iCEBreaker: "
+                         f"0x{FLASH_OFFSET:x}, after the bitstream); a board built with the "
+                         "flash loader loads it at power-up")
     return ap
 
 
@@ -671,9 +670,10 @@ def main(argv=None):
             image = flash_image(_runs(packed.load_words()), board.block_words)
             with open(path, "wb") as f:
                 f.write(image)
-            print(f"flash image: {path} ({len(image)} bytes at 0x{FLASH_OFFSET:x})")
+            offset = spec.flash.model_offset if spec.flash is not None else FLASH_OFFSET
+            print(f"flash image: {path} ({len(image)} bytes at 0x{offset:x})")
             if args.program_flash:
-                program_flash(path)
+                print(" ".join(program_flash(path, spec)))
         if not args.no_upload:
             t0 = time.monotonic()
 
