@@ -59,6 +59,13 @@ def test_conv_model_detects_wrong_logit():
         run_case("conv_n2_two_channels", case, p_valid=0.7, p_ready=0.6, seed=3)
 
 
+@pytest.mark.sim
+def test_conv_model_flags_errors():
+    """An image one input word short sets ``o_error.input`` (the inference still completes
+    with every logit), a load for an unknown memory id ``o_error.load``."""
+    run_case("conv_n1_errors", _case("n1"), testcase="accelerator_flags_errors", errors=True)
+
+
 def test_conv_config_is_opt_in():
     """Conv support is a configuration option: off by default (the fc-only gateware)."""
     assert not AcceleratorConfig().conv
