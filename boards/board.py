@@ -35,6 +35,8 @@ class Profile:
         Read ports of each PE's pointer memory (1 or 2).
     stream_words : int
         16-bit memory words the PE's decoder takes per cycle (1 or 2).
+    segment_queue_depth : int
+        Entries of each PE's column-segment queues (0: automatic).
     """
     fifo_depth: int = _DEFAULT.fifo_depth
     input_lanes: int = _DEFAULT.input_lanes
@@ -42,6 +44,7 @@ class Profile:
     column_skip: bool = _DEFAULT.column_skip
     pointer_ports: int = _DEFAULT.pointer_ports
     stream_words: int = _DEFAULT.stream_words
+    segment_queue_depth: int = _DEFAULT.segment_queue_depth
 
     def config_fields(self):
         """``{AcceleratorConfig field: value}``."""

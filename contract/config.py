@@ -88,6 +88,12 @@ class AcceleratorConfig:
         column of one or two codes rarely needs a second cycle of the decoder's word intake
         (with 16-bit words every column that crosses a word boundary does). Same memory
         images.
+    segment_queue_depth : int
+        Entries of each PE's two column-segment queues (pointer fetch -> word fetch, word fetch
+        -> decoder); ``0``: automatic, 2 with one PE and 4 with more (short columns need the
+        fetch to run further ahead). ``1`` saves about 90 logic cells per queue on the
+        iCE40 (each entry is some 26 flip-flops and a read multiplexer) for a few cycles with
+        one PE (docs/HARDWARE.md, "The iCEBreaker build").
     fmap_depth : int
         Entries (``act_bits`` wide) of each of the N banks of each of the two feature-map
         buffers that conv layers read and write (docs/ARCHITECTURE.md section 4; a
@@ -119,6 +125,7 @@ class AcceleratorConfig:
     pointer_ports: int = 2
     early_start: bool = True
     stream_words: int = 2
+    segment_queue_depth: int = 0
     fmap_depth: int = 0
     memory: str = "lib"
 
@@ -138,6 +145,9 @@ class AcceleratorConfig:
             raise ValueError(f"pointer_ports must be 1 or 2, not {self.pointer_ports!r}")
         if isinstance(self.stream_words, bool) or self.stream_words not in (1, 2):
             raise ValueError(f"stream_words must be 1 or 2, not {self.stream_words!r}")
+        if isinstance(self.segment_queue_depth, bool) or not 0 <= self.segment_queue_depth <= 16:
+            raise ValueError(f"segment_queue_depth must be 0..16, not "
+                             f"{self.segment_queue_depth!r}")
         if self.memory not in ("lib", "ice40"):
             raise ValueError(f"memory must be 'lib' or 'ice40', not {self.memory!r}")
         if isinstance(self.fmap_depth, bool) or not isinstance(self.fmap_depth, int) \

@@ -36,7 +36,7 @@ from sw.flashimage import flash_image, load_runs as _runs
 from sw.loader import LoaderError, flash_image_command, run_loader
 from sw.golden import IntModel, ideal_cycles, images_to_uint8, infer, load_mnist
 from sw.modelfile import load_model
-from sw.pack import PackError, PackLimits, pack
+from sw.pack import PackError, PackLimits, fmap_words, pack
 from sw.transport import SerialTransport, TransportTimeout
 
 __all__ = ["HostError", "BoardError", "BadFrameError", "BoardTimeout", "InputLengthError",
@@ -487,9 +487,13 @@ def pack_for_board(status, int_model, board="icebreaker"):
         if the packer refuses the model (too large for the memories, too many layers...) or
         the result exceeds the board (:func:`check_fit`).
     """
+    # STATUS does not report the feature-map banks: a conv model assumes the gateware hw.build
+    # made for it (fmap_depth = the power of two its largest map needs on these PEs).
+    fmap = fmap_words(int_model, status.n_pes)
     limits = PackLimits(max_layers=status.max_layers, max_rows_per_pe=status.max_rows_per_pe,
                         max_features=status.max_features, symbol_depth=status.symbol_depth,
                         max_logits=status.max_logits, pe_mem_words=status.pe_mem_depth,
+                        fmap_depth=1 << (fmap - 1).bit_length() if fmap else 0,
                         **{k: status.fields[k] for k in WIDTH_KEYS})
     try:
         # Balanced rows are faster; they can need more joint symbols than the neuron order
