@@ -4,8 +4,8 @@ Pins as in ``amaranth_boards.ulx3s`` (clock G2, UART rx M1 / tx L4, LEDs B2 / C2
 cs R2 / copi W2 / cipo V2 / wp Y2 / hold W1, its clock the configuration clock through
 USRMCLK). The design clock comes from the EHXPLLL; the FT231X makes 3 MHz / n (n = 1, 1.5, 2,
 ...), so the UART runs at an exact 2 Mbaud: 25 clocks per bit at 50 MHz. The model image sits at
-3 MiB of the flash (the uncompressed LFE5U-85F bitstream below it is about 2.3 MB; the flash has
-at least 4 MiB) and is loaded at power-up.
+3 MiB of the flash (the uncompressed LFE5U-85F bitstream below it is 2.0 MB: 2,013,491 bytes
+for the 4-PE build; the flash has at least 4 MiB) and is loaded at power-up.
 """
 from boards.board import Board, Clock, Led, Memory, Profile, Programmer, SPIFlash, UART
 

