@@ -88,6 +88,19 @@ class AcceleratorConfig:
         column of one or two codes rarely needs a second cycle of the decoder's word intake
         (with 16-bit words every column that crosses a word boundary does). Same memory
         images.
+    segment_queue_depth : int
+        Entries of each PE's two column-segment queues (pointer fetch -> word fetch, word fetch
+        -> decoder); ``0``: automatic, 2 with one PE and 4 with more (short columns need the
+        fetch to run further ahead). ``1`` saves about 90 logic cells per queue on the
+        iCE40 (each entry is some 26 flip-flops and a read multiplexer) for a few cycles with
+        one PE (docs/HARDWARE.md, "The iCEBreaker build").
+    fmap_depth : int
+        Entries (``act_bits`` wide) of each of the N banks of each of the two feature-map
+        buffers that conv layers read and write (docs/ARCHITECTURE.md section 4; a
+        ``C x H x W`` map needs ``ceil(C / N) * H * W`` per bank). 0 (the default): no
+        feature-map buffers, the gateware runs fully-connected layers only and the packer
+        refuses conv layers. Otherwise a power of two; ``hw.build`` / ``hw.bench`` size it from
+        the model (LeNet-5: 4096 at N = 1, 1024 at N = 4).
     memory : str
         ``"lib"``: every memory is an ``amaranth.lib.memory.Memory`` (simulation, any FPGA);
         ``"ice40"``: PE memories (data and pointers) map to SB_SPRAM256KA.
@@ -112,6 +125,8 @@ class AcceleratorConfig:
     pointer_ports: int = 2
     early_start: bool = True
     stream_words: int = 2
+    segment_queue_depth: int = 0
+    fmap_depth: int = 0
     memory: str = "lib"
 
     def __post_init__(self):
@@ -130,8 +145,16 @@ class AcceleratorConfig:
             raise ValueError(f"pointer_ports must be 1 or 2, not {self.pointer_ports!r}")
         if isinstance(self.stream_words, bool) or self.stream_words not in (1, 2):
             raise ValueError(f"stream_words must be 1 or 2, not {self.stream_words!r}")
+        if isinstance(self.segment_queue_depth, bool) or not 0 <= self.segment_queue_depth <= 16:
+            raise ValueError(f"segment_queue_depth must be 0..16, not "
+                             f"{self.segment_queue_depth!r}")
         if self.memory not in ("lib", "ice40"):
             raise ValueError(f"memory must be 'lib' or 'ice40', not {self.memory!r}")
+        if isinstance(self.fmap_depth, bool) or not isinstance(self.fmap_depth, int) \
+                or self.fmap_depth < 0 or self.fmap_depth > 65536 \
+                or self.fmap_depth & (self.fmap_depth - 1):
+            raise ValueError(f"fmap_depth must be 0 or a power of two <= 65536, not "
+                             f"{self.fmap_depth!r}")
         if self.pe_mem_depth > 65536 or self.pe_mem_depth & (self.pe_mem_depth - 1):
             raise ValueError("pe_mem_depth must be a power of two <= 65536")
 
@@ -193,6 +216,11 @@ class AcceleratorConfig:
         """Entries of the column skip table: every layer's input columns, layer after layer
         (``max_layers * max_features``)."""
         return self.max_layers * self.max_features
+
+    @property
+    def conv(self):
+        """The gateware runs conv layers (it has feature-map buffers: ``fmap_depth > 0``)."""
+        return self.fmap_depth > 0
 
     @property
     def feature_bits(self):

@@ -18,7 +18,9 @@ mem                       name              contents
 __all__ = ["MEM_ID_BITS", "ADDR_BITS", "SHARED_MEMORIES", "shared_mem", "pointer_mem",
            "colskip_mem", "n_mem_ids", "mem_names", "is_pe_memory", "COLSKIP_MAX_PES",
            "DESC_FIELDS", "DESC_WORDS", "DESC_WORD", "DESC_FLAGS", "FLAG_RELU", "FLAG_LAST",
-           "FLAG_PTR2", "HEADER_FIELDS", "HEADER_WORDS", "HEADER_WORD"]
+           "FLAG_PTR2", "FLAG_CONV", "FLAG_FMAP_IN", "FLAG_FMAP_BUF", "CONV_FIELDS",
+           "CONV_LIMITS", "CONV_DIM_BITS", "CONV_KERNEL_BITS", "fmap_bank_words",
+           "fmap_address", "HEADER_FIELDS", "HEADER_WORDS", "HEADER_WORD"]
 
 #: Width of a memory id on the load port (so at most 256 memory ids: ``2N+6 <= 256``).
 MEM_ID_BITS = 8
@@ -74,18 +76,51 @@ def is_pe_memory(mem, n_pes):
 
 
 #: Layer descriptor (memory ``layers``, :data:`DESC_WORDS` words per layer at
-#: ``DESC_WORDS * L``): the field held by each word, in word order.
+#: ``DESC_WORDS * L``): the field held by each word, in word order. Words 7..15 describe a conv
+#: layer's geometry (zero for an fc layer, except ``in_values`` = ``in_features`` and, on the fc
+#: layer that reads a feature map, ``in_channels``/``in_height``/``in_width`` of that map).
 DESC_FIELDS = ("in_features", "out_features", "flags", "shift", "bias_shift", "sym_base",
-               "n_symbols", "reserved")
+               "n_symbols", "pool", "in_values", "in_channels", "in_height", "in_width",
+               "kernel_h", "kernel_w", "out_height", "out_width")
 DESC_WORDS = len(DESC_FIELDS)
 #: Field name -> word index of the descriptor.
 DESC_WORD = {name: k for k, name in enumerate(DESC_FIELDS)}
+#: The conv geometry words of the descriptor (decoded only by a gateware with feature-map
+#: buffers, ``AcceleratorConfig.fmap_depth > 0``).
+CONV_FIELDS = DESC_FIELDS[DESC_WORD["pool"]:]
 #: Bits of the descriptor's ``flags`` word: ``relu`` (ReLU + requantize), ``last`` (emit the
-#: logits), ``ptr_words2`` (pointers are two words).
-DESC_FLAGS = {"relu": 0, "last": 1, "ptr_words2": 2}
+#: logits), ``ptr_words2`` (pointers are two words), ``conv`` (a conv layer: one pass per output
+#: position, ReLU and 2 x 2 max-pool into a feature-map buffer), ``fmap_in`` (the layer reads its
+#: input from a feature-map buffer), ``fmap_buf`` (the buffer, 0 or 1, that holds that input; a
+#: conv layer writes the other one).
+DESC_FLAGS = {"relu": 0, "last": 1, "ptr_words2": 2, "conv": 3, "fmap_in": 4, "fmap_buf": 5}
 FLAG_RELU = 1 << DESC_FLAGS["relu"]
 FLAG_LAST = 1 << DESC_FLAGS["last"]
 FLAG_PTR2 = 1 << DESC_FLAGS["ptr_words2"]
+FLAG_CONV = 1 << DESC_FLAGS["conv"]
+FLAG_FMAP_IN = 1 << DESC_FLAGS["fmap_in"]
+FLAG_FMAP_BUF = 1 << DESC_FLAGS["fmap_buf"]
+
+#: What the conv hardware runs (docs/ARCHITECTURE.md sections 1 and 4): stride 1, no padding,
+#: a ReLU and a 2 x 2 / 2 max-pool after every conv layer; feature-map height and width (input,
+#: and output before pooling) up to ``max_dim``, kernels up to ``max_kernel`` on a side.
+CONV_LIMITS = {"stride": 1, "padding": 0, "pool": 2, "max_dim": 255, "max_kernel": 15}
+#: Width of the descriptor's height/width fields in the decoded layer config.
+CONV_DIM_BITS = 8
+#: Width of the descriptor's kernel fields in the decoded layer config.
+CONV_KERNEL_BITS = 4
+
+
+def fmap_bank_words(channels, height, width, n_pes):
+    """Entries of one feature-map bank a ``channels x height x width`` map needs with ``n_pes``
+    banks (channel ``c`` in bank ``c mod N`` at ``((c div N) * height + y) * width + x``)."""
+    return -(-channels // n_pes) * height * width
+
+
+def fmap_address(c, y, x, height, width, n_pes):
+    """``(bank, address)`` of value ``(c, y, x)`` of a map of ``height x width`` channels."""
+    return c % n_pes, ((c // n_pes) * height + y) * width + x
+
 
 #: Per-layer header at the start of a PE's data memory (:data:`HEADER_WORDS` words per layer at
 #: ``HEADER_WORDS * L``): pointer table base (in the pointer memory), stream base, bias base,

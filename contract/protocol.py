@@ -14,10 +14,11 @@ __all__ = [
     "FLASH_STATES", "FLASH_OFFSET", "FLASH_MAGIC", "FLASH_HEADER", "crc16", "encode_frame",
 ]
 
-PROTOCOL_VERSION = 4      # 2: per-PE pointer memories (mem ids N+5..2N+4)
+PROTOCOL_VERSION = 5      # 2: per-PE pointer memories (mem ids N+5..2N+4)
 #                           3: column skip table (mem id 2N+5)
 #                           4: INFER_CODED, RESULT carries a sequence byte, STATUS rx_buffer
 #                              and flash, PING may carry the host's version
+#                           5: 16-word layer descriptors with the conv geometry (issue 17)
 SOF = 0xA5
 #: CRC-16/CCITT-FALSE generator polynomial and initial value.
 CRC_POLY = 0x1021

@@ -113,14 +113,18 @@ class BroadcastRing(wiring.Component):
 
 
 class ColumnSkip(wiring.Component):
-    """Column skip stage: a taken word waits one cycle while its skip bits are read, then
-    enters only the FIFOs of the PEs with work in its column.
+    """Column skip stage: a taken word waits two cycles while its skip bits are read and
+    registered, then enters only the FIFOs of the PEs with work in its column.
 
     The table (memory id ``2N+5``) has per layer and column one bit per PE, set when the PE's
     share of the column is empty; the layers' columns back to back, layer 0 first. The words
-    taken in one cycle wait in a holding register while their entries (the layer's first entry
-    + column) are read, then enter the FIFOs of the PEs whose bit is clear (the ``end`` token
-    enters all), once each of those has room for its words.
+    taken in one cycle pass two holding registers: in the first their entries (the layer's
+    first entry + column) are read from the table, in the second the PE masks they go to are
+    held in flip-flops; from there they enter the FIFOs of the PEs whose bit is clear (the
+    ``end`` token enters all), once each of those has room for its words. The second register
+    keeps the block RAM's clock-to-out delay (5.8 ns on the ECP5) out of the FIFO-room check
+    and the hand-shake back to the word sources, the ULX3S build's critical path with one
+    register; a full pipeline still takes a word every cycle.
 
     Parameters
     ----------
@@ -135,15 +139,16 @@ class ColumnSkip(wiring.Component):
     i_take_data : In(broadcast_layout(config)).array(bcast_width)
         The taken words.
     o_can_take : Out(1)
-        The holding register is empty or empties this cycle (it does not depend on
+        The first holding register is empty or moves on this cycle (it does not depend on
         ``i_take``).
     o_push, o_push_data, o_push_to : Out(1), Out(broadcast_layout).array(W), Out(N).array(W)
-        To :class:`BroadcastRing`: the held words enter the FIFOs in ``o_push_to``, one cycle
+        To :class:`BroadcastRing`: the held words enter the FIFOs in ``o_push_to``, two cycles
         after they were taken at the earliest (later while a FIFO they go to is full).
     i_level : In(range(fifo_depth + 1)).array(N)
         The FIFOs' levels (:attr:`BroadcastRing.o_level`).
     o_busy : Out(1)
-        A word is held (nothing may follow the ``end`` token until it is pushed).
+        A word is held in either register (nothing may follow the ``end`` token until it is
+        pushed).
     i_start : In(1)
         A layer starts (``i_layer_index``, ``i_in_features``): its entries follow the previous
         layer's in the table (layer 0 at entry 0).
@@ -191,30 +196,44 @@ class ColumnSkip(wiring.Component):
                      sk_wr.en.eq(self.i_skip_we & (self.i_skip_addr < cfg.colskip_depth))]
         sk_base = Signal(SA)        # the current layer's first table entry
         sk_next = Signal(SA + 1)    # the next layer's (this layer's base + in_features)
+        # stage 1: the taken words while their table entries are read
         held = [Signal(bl, name=f"held{k}") for k in range(W)]
         held_valid = [Signal(name=f"held_valid{k}") for k in range(W)]
-        fits = Signal(N)            # every PE has room for the held words it gets
+        # stage 2: the words with their PE masks in flip-flops
+        ready = [Signal(bl, name=f"ready{k}") for k in range(W)]
+        ready_valid = [Signal(name=f"ready_valid{k}") for k in range(W)]
+        ready_to = [Signal(N, name=f"ready_to{k}") for k in range(W)]
+        fits = Signal(N)            # every PE has room for the stage-2 words it gets
+        stage2_free = Signal()      # stage 2 is empty or pushes this cycle
+        move = Signal()             # stage 1 moves into stage 2
         for k in range(W):
             m.d.comb += [
                 sk_rds[k].addr.eq(sk_base + take_datas[k].col[:SA]),
                 sk_rds[k].en.eq(take),
-                push_to[k].eq(Mux(held_valid[k],
-                                  Mux(held[k].end, (1 << N) - 1, ~sk_rds[k].data), 0)),
-                self.o_push_data[k].eq(held[k]),
+                push_to[k].eq(Mux(ready_valid[k], ready_to[k], 0)),
+                self.o_push_data[k].eq(ready[k]),
             ]
         for p in range(N):
             n_words = sum(push_to[k][p] for k in range(W))
             m.d.comb += fits[p].eq(levels[p] + n_words <= D)
         m.d.comb += [
-            push.eq(held_valid[0] & fits.all()),
-            self.o_can_take.eq(~held_valid[0] | push),
-            self.o_busy.eq(held_valid[0]),
+            push.eq(ready_valid[0] & fits.all()),
+            stage2_free.eq(~ready_valid[0] | push),
+            move.eq(held_valid[0] & stage2_free),
+            self.o_can_take.eq(~held_valid[0] | stage2_free),
+            self.o_busy.eq(held_valid[0] | ready_valid[0]),
         ]
         for k in range(W):
+            # (the table's read data holds while stage 1 waits: it is read only on a take)
             with m.If(take):
                 m.d.sync += [held[k].eq(take_datas[k]), held_valid[k].eq(takes[k])]
-            with m.Elif(push):
+            with m.Elif(move):
                 m.d.sync += held_valid[k].eq(0)
+            with m.If(move):
+                m.d.sync += [ready[k].eq(held[k]), ready_valid[k].eq(held_valid[k]),
+                             ready_to[k].eq(Mux(held[k].end, (1 << N) - 1, ~sk_rds[k].data))]
+            with m.Elif(push):
+                m.d.sync += ready_valid[k].eq(0)
 
         # the layer's entries follow the previous layer's in the column skip table
         with m.If(self.i_start):

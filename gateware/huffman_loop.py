@@ -337,7 +337,11 @@ class HuffmanDecodeLoop(wiring.Component):
         # in earlier would leave it stale for a cycle and block the word of the one after it.
         pp_ok_new = Signal()
         m.d.comb += pp_ok_new.eq(take_new & ((seg.offset <= W - MAX) | (seg_words == 1)))
-        m.d.sync += from_pend.eq(pv_n & (~cv_n | (rz_n & ~fl_n & ~(fire & ~code_ok)))
+        # (rz_n needs no `~(fire & ~code_ok)`: a code that fires with last_hit is valid - its
+        # length is the bits left, and the comparisons form a thermometer code whenever a code
+        # fires - and a firing invalid code has no last_hit. Keeping code_ok out takes a
+        # level off the decode loop's critical path, which ends here.)
+        m.d.sync += from_pend.eq(pv_n & (~cv_n | (rz_n & ~fl_n))
                                  & Mux(seg_accept, pp_ok_new, pp_ok_next))
         with m.If(seg_accept):
             m.d.sync += [pend_valid.eq(1), pend_off.eq(seg.offset), pend_rem.eq(seg.nbits),

@@ -76,7 +76,7 @@ def board_features(board, **given):
 
 def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=None,
               balance=True, input_lanes=None, requant_overlap=None, column_skip=None,
-              pointer_ports=None, stream_words=None, early_start=None):
+              pointer_ports=None, stream_words=None, early_start=None, segment_queue_depth=None):
     """Simulate every PE count; returns a list of result dicts (one per PE count).
 
     ``balance``: renumber hidden neurons per PE count as ``sw.pack --balance`` does for the board
@@ -96,7 +96,8 @@ def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=N
         except BalanceError as e:
             raise BenchError(str(e)) from None
         cfg = bench_config(int_model, n, fifo_depth, input_lanes, requant_overlap,
-                           column_skip, pointer_ports, stream_words, early_start)
+                           column_skip, pointer_ports, stream_words, early_start,
+                           segment_queue_depth)
         row = {"n_pes": n, "images": int(len(y)), "max_rows_per_pe": cfg.max_rows_per_pe,
                "symbol_depth": cfg.symbol_depth, "balance": info["method"]}
         try:
@@ -173,6 +174,9 @@ def build_parser():
                     help="16-bit memory words each PE's word fetch reads and decoder takes per "
                          "cycle (default: the AcceleratorConfig default, 2; the iCEBreaker "
                          "build uses 1)")
+    ap.add_argument("--segment-queue", type=int, default=None,
+                    help="entries of each PE's column-segment queues (default: automatic, 2 "
+                         "with one PE and 4 with more; the iCEBreaker build uses 1)")
     ap.add_argument("--no-early", action="store_true",
                     help="start a layer only when every PE has taken the previous one's end "
                          "token (default: as soon as it is in every FIFO; the iCEBreaker build "
@@ -194,7 +198,7 @@ def main(argv=None):
         args.board, fifo_depth=args.fifo_depth, input_lanes=args.lanes,
         requant_overlap=False if args.no_overlap else None,
         column_skip=False if args.no_skip else None, pointer_ports=args.pointer_ports,
-        stream_words=args.stream_words)
+        stream_words=args.stream_words, segment_queue_depth=args.segment_queue)
     if args.pes is None:
         args.pes = str(get_board(args.board).default_pes) if args.board else "1,2,4,8"
     try:
@@ -209,6 +213,8 @@ def main(argv=None):
         raise BenchError("--fifo-depth must be 2..1024")
     if args.lanes is not None and not 1 <= args.lanes <= 16:
         raise BenchError("--lanes must be 1..16")
+    if args.segment_queue is not None and not 1 <= args.segment_queue <= 16:
+        raise BenchError("--segment-queue must be 1..16")
     rows = run_bench(im, pes, args.images, args.offset, balance=args.balance,
                      early_start=False if args.no_early else None, **features)
     print(format_table(rows))

@@ -44,7 +44,8 @@ Every cycle of every PE in the window falls in exactly one class (:data:`CLASSES
 :func:`profile_int_model`) insists that every PE's classes add up to its window and that
 the symbols decoded in the window equal the golden per-PE work (non-zeros and fillers,
 ``sw.golden.ideal_cycles(...).pe_work``), all of them in RUN. The ideal bound of the layer is
-``ceil(MACs / N)`` (docs/ARCHITECTURE.md section 6).
+``ceil(MACs / N)``, of a conv layer the sum of that over its output positions
+(``sw.golden.ideal_cycles(...).layer_ideal``, docs/ARCHITECTURE.md section 6).
 """
 import argparse
 import sys
@@ -95,7 +96,7 @@ class LayerProfile:
     cycles : int
         Window cycles (``o_start`` to ``o_done``, both included).
     ideal : int
-        ``sum ceil(MACs / N)`` (section 6).
+        ``sum ceil(MACs / N)`` (section 6; conv layers: per output position).
     macs : int
     work : numpy.ndarray
         int ``(N,)`` golden symbols per PE (``pe_work``).
@@ -347,7 +348,7 @@ def profile_int_model(int_model, x, n_pes, config=None):
             cls, run, fire, end_at = _classify(rec, windows)
             counts = np.stack([np.bincount(c, minlength=len(CLASSES)) for c in cls])
             macs = int(cs.macs[i, li])
-            lp = LayerProfile(cycles=d - s + 1, ideal=-(-macs // N), macs=macs,
+            lp = LayerProfile(cycles=d - s + 1, ideal=int(cs.layer_ideal[i, li]), macs=macs,
                               work=cs.pe_work[i, li].astype(np.int64).copy(),
                               classes=counts, run=np.array([r.sum() for r in run]),
                               symbols=np.array([f.sum() for f in fire]), end_token=end_at,

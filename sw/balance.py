@@ -323,16 +323,27 @@ def balance_permutations(int_model, n_pes, calibration=None):
     perms = [balance_permutation((l.index != 0).sum(axis=1), n_pes) for l in layers[:-1]]
     if calibration is not None:
         x = _check_calibration(int_model, calibration)
-        inputs = infer(int_model, x).inputs
-        perms = [refine_permutation(l.index, inputs[i] != 0, n_pes, perms[i],
+        inputs = infer(int_model, x, trace="inputs").inputs
+        # (a conv layer's columns see patches, not its input map: it keeps the greedy order)
+        perms = [perms[i] if l.conv else
+                 refine_permutation(l.index, inputs[i] != 0, n_pes, perms[i],
                                     gap_bits=int_model.gap_bits, idx_bits=int_model.idx_bits,
                                     seed=i)
                  for i, l in enumerate(layers[:-1])]
     return perms + [np.arange(layers[-1].out_features, dtype=np.int64)]
 
 
+def _column_permutation(layer, nxt, perm):
+    """Layer ``nxt``'s columns in the order of ``layer``'s rows ``perm``: a row of a conv layer
+    is an output channel, which feeds a block of the next layer's columns (its ``KH * KW``
+    kernel entries, or the pooled map's ``OH/2 * OW/2`` values for the fc layer after it)."""
+    block = nxt.in_features // layer.out_features
+    return (perm[:, None] * block + np.arange(block)[None, :]).ravel()
+
+
 def permute_model(int_model, perms):
-    """The model with layer ``i``'s rows (and layer ``i + 1``'s columns) in ``perms[i]`` order.
+    """The model with layer ``i``'s rows (and layer ``i + 1``'s columns) in ``perms[i]`` order
+    (a conv layer's rows are its output channels: the next layer's columns move by channel).
 
     Raises
     ------
@@ -355,7 +366,8 @@ def permute_model(int_model, perms):
         layers[i] = dataclasses.replace(layers[i], index=layers[i].index[perm],
                                         bias_q=layers[i].bias_q[perm])
         nxt = layers[i + 1]
-        layers[i + 1] = dataclasses.replace(nxt, index=nxt.index[:, perm])
+        layers[i + 1] = dataclasses.replace(
+            nxt, index=nxt.index[:, _column_permutation(layers[i], nxt, perm)])
     return dataclasses.replace(int_model, layers=layers)
 
 

@@ -11,7 +11,8 @@ the dense model (:func:`source_model`: a built-in one trained with SGD, momentum
 cosine LR, or an ONNX classifier imported by ``sw.onnx_import``), iterative magnitude pruning
 with masked retraining (:func:`prune_stage`, ``sw.prune``), per-layer k-means weight sharing
 with centroid fine-tuning (:func:`quantize_stage`, ``sw.quantize``), integer calibration
-(:func:`calibrate_stage`, ``sw.golden.calibrate``, fc models only), saving (``sw.modelfile``),
+(:func:`calibrate_stage`, ``sw.golden.calibrate``; fc layers and conv layers with ReLU and
+2 x 2 max-pool), saving (``sw.modelfile``),
 the size report (``sw.report``) and, with ``--pack``, the memory images (:func:`pack_stage`,
 ``sw.pack``). The float test error is measured on all test images (unless ``--subset``) after
 every stage.
@@ -42,8 +43,9 @@ from contract.config import AcceleratorConfig  # noqa: E402
 from contract.widths import WIDTH_DEFAULTS  # noqa: E402
 from sw.cli import command  # noqa: E402
 from sw.dataset import load_dataset  # noqa: E402
-from sw.golden import GoldenError, IntModel, calibrate, infer  # noqa: E402
-from sw.modelfile import CompressedModel, LayerRecord, save_model  # noqa: E402
+from sw.golden import GoldenError, IntModel, calibrate, conv_geometry, infer  # noqa: E402
+from sw.modelfile import (CompressedModel, LayerRecord, ModelFormatError,  # noqa: E402
+                          load_model, save_model)
 from sw.nn import ARCHS, MaxPool2, ReLU, build_model  # noqa: E402
 from sw.onnx_import import fold_input_scale, import_onnx  # noqa: E402
 from sw.pack import PackError, PackLimits, pack, sized_limits  # noqa: E402
@@ -148,6 +150,11 @@ def build_parser():
     ap.add_argument("--name", help="file stem (default: the model name or the ONNX file stem)")
     ap.add_argument("--subset", type=int, help="use only N training / test images (tests)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init-from", metavar="NPZ",
+                    help="start from a compressed model file's weights (codebook[index]) and "
+                         "pruning masks instead of random weights (its layers must have the "
+                         "built-in model's names and shapes): --epochs then retrain it masked, "
+                         "e.g. the Caffe LeNet-5 weights with the ReLU added after the convs")
     ap.add_argument("--epochs", type=float,
                     help="dense training epochs (--onnx: further training, default 0)")
     ap.add_argument("--lr", type=float, help="dense learning rate")
@@ -281,6 +288,11 @@ def resolve(args):
         raise CompressError("--symbol-pes needs PE counts >= 1")
     if args.onnx is None:
         _layer_maps(args, list(d["bits"]), d["density"], d["bits"])
+    if args.init_from is not None:
+        if args.onnx is not None:
+            raise CompressError("--init-from applies to the built-in models, not --onnx")
+        if not Path(args.init_from).is_file():
+            raise CompressError(f"--init-from {args.init_from}: no such file")
     if args.float_only and args.onnx is None:
         raise CompressError("--float-only applies to --onnx models")
     if args.subset is not None and args.subset < 10:
@@ -336,6 +348,8 @@ def _cache_path(args, stage):
            "lr": args.lr, "wd": args.weight_decay, "batch": args.batch, "shift": args.shift}
     if getattr(args, "source_digest", None):     # --onnx / --data: the files' contents
         key["source"] = args.source_digest
+    if getattr(args, "init_from", None):
+        key["init"] = _digest(args.init_from)
     if stage == "pruned":
         key.update({"steps": args.prune_steps, "pe": args.prune_epochs, "plr": args.prune_lr,
                     "density": sorted(args.density_map.items())})
@@ -436,6 +450,9 @@ def source_model(args, data, log, metrics, imported=None):
         metrics["onnx_layers"] = dict(imp.sources)
     else:
         model = build_model(args.model, args.seed)
+        if args.init_from is not None:
+            _init_from(model, args.init_from, log)
+            metrics["init_from"] = str(args.init_from)
     if model.input_shape[0] != data.features:
         raise CompressError(f"{data.name} has {data.features} features per sample; the model "
                             f"takes {model.input_shape[0]}")
@@ -457,6 +474,27 @@ def source_model(args, data, log, metrics, imported=None):
     log(f"dense {args.model}: float test error {100 * metrics['dense_error']:.2f}% on "
         f"{len(data.y_test)} test images ({time.time() - t0:.0f}s)")
     return model
+
+
+def _init_from(model, path, log):
+    """Set ``model``'s weights, biases and pruning masks from the compressed model file
+    ``path`` (``W = codebook[index]``, mask ``index != 0``)."""
+    try:
+        cm = load_model(path)
+    except ModelFormatError as e:
+        raise CompressError(f"--init-from {path}: {e}") from None
+    src = {l.name: l for l in cm.layers}
+    params = {}
+    for layer in model.weight_layers:
+        rec = src.get(layer.name)
+        if rec is None or rec.shape != tuple(layer.W.shape):
+            have = "missing" if rec is None else f"shape {list(rec.shape)}"
+            raise CompressError(f"--init-from {path}: layer {layer.name!r} of {model.arch} "
+                                f"(shape {list(layer.W.shape)}) is {have} in the file")
+        params[layer.name] = (rec.weights(), rec.bias, rec.index != 0)
+    model.set_params(params)
+    log(f"weights and pruning masks from {path} ("
+        + ", ".join(f"{l.name} {100 * l.density():.1f}%" for l in model.weight_layers) + ")")
 
 
 def prune_stage(args, model, data, log, metrics):
@@ -530,9 +568,12 @@ def quantize_stage(args, model, data, log, metrics):
 
 def calibrate_stage(args, cm, data, log, metrics):
     """Stage 4: the integer section (``sw.golden.calibrate``) and the integer test error;
-    ``cm`` unchanged when the accelerator does not run the model."""
-    if any(l.kind != "fc" for l in cm.layers):
-        log("integer calibration skipped: the accelerator runs fully-connected models only")
+    ``cm`` unchanged when the accelerator does not run the model (a conv layer it cannot run:
+    stride, padding, pooling, no ReLU)."""
+    try:
+        conv_geometry(cm)
+    except GoldenError as e:
+        log(f"integer calibration skipped: {e}")
         return cm
     if args.float_only:
         log("integer calibration skipped (--float-only)")
@@ -542,7 +583,7 @@ def calibrate_stage(args, cm, data, log, metrics):
                        gap_bits=args.gap_bits, huff_max_len=args.huff_max_len, seed=args.seed)
     except GoldenError as e:
         raise CompressError(f"integer calibration failed: {e}") from None
-    res = infer(IntModel.from_model(cm), data.test_uint8())
+    res = infer(IntModel.from_model(cm), data.test_uint8(), trace=False)
     metrics["integer_error"] = float((res.prediction != data.y_test).mean())
     log(f"integer model ({args.act_bits}-bit activations): test error "
         f"{100 * metrics['integer_error']:.2f}%")

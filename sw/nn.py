@@ -9,8 +9,10 @@ exactly zero and never receive updates.
 Models (Caffe definitions, as in the paper):
 
 - LeNet-300-100: ``ip1`` 784->300, ReLU, ``ip2`` 300->100, ReLU, ``ip3`` 100->10.
-- LeNet-5: ``conv1`` 20 5x5, maxpool 2, ``conv2`` 50 5x5, maxpool 2, ``ip1`` 800->500, ReLU,
-  ``ip2`` 500->10 (Caffe's ``lenet_train_test.prototxt`` has no ReLU after the convolutions).
+- LeNet-5: ``conv1`` 20 5x5, ReLU, maxpool 2, ``conv2`` 50 5x5, ReLU, maxpool 2, ``ip1``
+  800->500, ReLU, ``ip2`` 500->10 (Caffe's ``lenet_train_test.prototxt`` has no ReLU after the
+  convolutions; the accelerator's activations are unsigned after every hidden layer, so ours
+  has one, docs/ARCHITECTURE.md section 1).
 - MLP-1024: ``ip1`` 784->1024, ReLU, ``ip2`` 1024->1024, ReLU, ``ip3`` 1024->10 (1.86M
   weights, 7x LeNet-300-100: the model that needs the PE array; its layers are as wide as the
   accelerator's ``max_features``).
@@ -325,13 +327,13 @@ def lenet300(seed=0):
 
 
 def lenet5(seed=0):
-    """Caffe LeNet-5: conv 20 5x5, pool, conv 50 5x5, pool, fc 500 (ReLU), fc 10."""
+    """LeNet-5: conv 20 5x5, ReLU, pool, conv 50 5x5, ReLU, pool, fc 500 (ReLU), fc 10."""
     rng = np.random.default_rng(seed)
     c1, c2 = Conv2D("conv1", 1, 20, 5, rng), Conv2D("conv2", 20, 50, 5, rng)
     ip1, ip2 = Dense("ip1", 800, 500, rng), Dense("ip2", 500, 10, rng)
-    ip1.relu = True
-    return Model("lenet5", [Reshape((1, 28, 28)), c1, MaxPool2(), c2, MaxPool2(), Flatten(),
-                            ip1, ReLU(), ip2], (784,))
+    c1.relu = c2.relu = ip1.relu = True
+    return Model("lenet5", [Reshape((1, 28, 28)), c1, ReLU(), MaxPool2(), c2, ReLU(), MaxPool2(),
+                            Flatten(), ip1, ReLU(), ip2], (784,))
 
 
 def mlp1024(seed=0):

@@ -14,6 +14,7 @@ Command line::
 import argparse
 import io
 import json
+import math
 import sys
 import dataclasses
 import zipfile
@@ -25,26 +26,29 @@ import numpy as np
 
 from boards import get_board
 from contract.config import AcceleratorConfig
-from contract.memmap import (ADDR_BITS, COLSKIP_MAX_PES, DESC_FIELDS, DESC_WORDS, FLAG_LAST,
-                             FLAG_PTR2, FLAG_RELU, HEADER_WORD, HEADER_WORDS, MEM_ID_BITS,
-                             SHARED_MEMORIES, colskip_mem, is_pe_memory, mem_names, pointer_mem,
+from contract.memmap import (ADDR_BITS, COLSKIP_MAX_PES, CONV_LIMITS, DESC_FIELDS, DESC_WORDS,
+                             FLAG_CONV, FLAG_FMAP_BUF, FLAG_FMAP_IN, FLAG_LAST, FLAG_PTR2,
+                             FLAG_RELU, HEADER_WORD, HEADER_WORDS, MEM_ID_BITS, SHARED_MEMORIES,
+                             colskip_mem, fmap_bank_words, is_pe_memory, mem_names, pointer_mem,
                              shared_mem)
 from contract.widths import WIDTH_KEYS, WORD_BITS
 from sw.balance import BalanceError, METHODS, balance_model
 from sw.cli import command
-from sw.golden import (GoldenError, IntModel, accumulator_bounds, ideal_cycles, images_to_uint8,
-                       load_mnist)
+from sw.golden import (GoldenError, IntModel, accumulator_bounds, conv_geometry, ideal_cycles,
+                       images_to_uint8, load_mnist)
 from sw.huffman import HuffmanCode, HuffmanError, bits_to_words
 from sw.modelfile import CompressedModel, load_model
 from sw.sparse import encode_columns
 
 __all__ = ["PackError", "PackLimits", "WIDTH_KEYS", "PackedImages", "pack", "sized_limits",
+           "fmap_maps", "fmap_words", "layer_descriptors",
            "mem_names", "pointer_mem", "colskip_mem", "colskip_table", "is_pe_memory",
            "build_parser", "main", "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2", "DESC_WORDS",
            "HEADER_WORDS"]
 
-MANIFEST_VERSION = 3      # 2: pointer tables in their own per-PE memories (ids N+5..2N+4)
+MANIFEST_VERSION = 4      # 2: pointer tables in their own per-PE memories (ids N+5..2N+4)
 #                           3: column skip table (id 2N+5)
+#                           4: 16-word layer descriptors (conv geometry, issue 17)
 
 
 class PackError(ValueError):
@@ -74,6 +78,9 @@ class PackLimits:
     pe_mem_words : int or None
         Words of each of a PE's two memories (data, pointers) in the gateware; ``None``: the
         board's ``pe_mem_words`` (the smaller of the two applies).
+    fmap_depth : int
+        Entries of each feature-map bank (``AcceleratorConfig.fmap_depth``; 0: the gateware
+        has no feature-map buffers and runs no conv layer).
     act_bits, weight_bits, acc_bits, idx_bits, gap_bits, huff_max_len : int or None
         Widths the gateware is built with (``contract.config.AcceleratorConfig``); the model's
         must be equal (:func:`pack` raises :class:`PackError` otherwise). ``None``: not checked (any
@@ -85,6 +92,7 @@ class PackLimits:
     symbol_depth: int = _DEFAULT_CONFIG.symbol_depth
     max_logits: int = 256
     pe_mem_words: int = None
+    fmap_depth: int = _DEFAULT_CONFIG.fmap_depth
     act_bits: int = None
     weight_bits: int = None
     acc_bits: int = None
@@ -97,7 +105,7 @@ class PackLimits:
         """Limits (and widths) of a ``contract.config.AcceleratorConfig``."""
         return cls(max_layers=cfg.max_layers, max_rows_per_pe=cfg.max_rows_per_pe,
                    max_features=cfg.max_features, symbol_depth=cfg.symbol_depth,
-                   pe_mem_words=cfg.pe_mem_depth,
+                   pe_mem_words=cfg.pe_mem_depth, fmap_depth=cfg.fmap_depth,
                    **{k: getattr(cfg, k) for k in WIDTH_KEYS})
 
     def widths(self):
@@ -106,8 +114,9 @@ class PackLimits:
 
 
 def sized_limits(model, n_pes, limits=None, balance=True):
-    """``limits`` with ``max_rows_per_pe`` and ``symbol_depth`` grown (doubling) to what
-    ``model`` needs on ``n_pes`` PEs and the widths (``idx_bits``, ``gap_bits``... see
+    """``limits`` with ``max_rows_per_pe``, ``symbol_depth`` and (conv models) ``fmap_depth``
+    grown (doubling; ``fmap_depth`` from 0 to the power of two the largest feature map needs per
+    bank) to what ``model`` needs on ``n_pes`` PEs and the widths (``idx_bits``, ``gap_bits``... see
     :data:`WIDTH_KEYS`) set to the model's (the gateware can be built with these; ``hw.build``
     and ``hw.bench`` do). Other limits are kept; :func:`pack` still checks everything.
     ``balance``: the row order as :func:`pack` gets it (same values).
@@ -126,9 +135,39 @@ def sized_limits(model, n_pes, limits=None, balance=True):
         while size < need:
             size *= 2
         return size
+    fmap = fmap_words(im, n_pes)
+    fmap_depth = grow(max(1, limits.fmap_depth), fmap) if fmap else limits.fmap_depth
     return dataclasses.replace(limits, max_rows_per_pe=grow(limits.max_rows_per_pe, rows),
                                symbol_depth=grow(limits.symbol_depth, symbols),
+                               fmap_depth=fmap_depth,
                                **{k: int(getattr(im, k)) for k in WIDTH_KEYS})
+
+
+def fmap_maps(im):
+    """The feature maps a conv model keeps on chip: ``[(what, (C, H, W), replicated)...]``,
+    every conv layer's input map (layer 0's: the model input, which the gateware stores
+    *replicated*, whole in every bank, so its patches read N neighbours at once) and its pooled
+    output map (channel ``c`` in bank ``c mod N``)."""
+    maps = []
+    for i, l in enumerate(im.layers):
+        if l.conv:
+            if i == 0:
+                maps.append(("the input map of layer 0", tuple(l.in_shape), True))
+            maps.append((f"the pooled output map of layer {i} ({l.name})", tuple(l.out_shape),
+                         False))
+    return maps
+
+
+def _map_bank_words(shape, replicated, n_pes):
+    """Entries per bank of a map: ``C * H * W`` replicated, else ``ceil(C / N) * H * W``."""
+    return fmap_bank_words(*shape, 1 if replicated else n_pes)
+
+
+def fmap_words(im, n_pes):
+    """Entries of one feature-map bank the largest map of ``im`` needs on ``n_pes`` PEs (0: no
+    conv layer; docs/ARCHITECTURE.md section 4)."""
+    return max((_map_bank_words(shape, rep, n_pes) for _, shape, rep in fmap_maps(im)),
+               default=0)
 
 
 def colskip_table(col_ptrs):
@@ -224,12 +263,10 @@ def _as_int_model(model):
     if isinstance(model, IntModel):
         return model
     if isinstance(model, CompressedModel):
-        conv = [l.name for l in model.layers if l.kind != "fc"]
-        if conv:
-            raise PackError(f"layer(s) {', '.join(conv)} are convolutional: the accelerator, "
-                            "sw.golden and its calibration handle fully-connected layers only, "
-                            "so this model cannot be packed (a fully-connected model such as "
-                            "models/lenet300.npz can)")
+        try:
+            conv_geometry(model)       # (a conv layer the hardware cannot run: say that first)
+        except GoldenError as e:
+            raise PackError(str(e)) from None
         if model.integer is None:
             raise PackError("model has no integer section (calibrate it first: "
                             "python -m sw.golden MODEL --calibrate --out MODEL)")
@@ -361,6 +398,7 @@ def _check_limits(im, N, limits):
         if max(l.in_features, l.out_features) > limits.max_features:
             raise PackError(f"layer {i} ({l.name}) is {l.in_features}->{l.out_features}; "
                             f"the hardware supports at most {limits.max_features} features")
+    _check_conv_limits(im, N, limits)
     if im.out_features > limits.max_logits:
         raise PackError(f"{im.out_features} logits exceed the {limits.max_logits} the logit "
                         "index can address")
@@ -371,6 +409,44 @@ def _check_limits(im, N, limits):
                         f"rows (all layers); the hardware has {limits.max_rows_per_pe} per PE "
                         f"(too many rows for {N} PEs)")
     return rows_local
+
+
+def _check_conv_limits(im, N, limits):
+    """Refuse conv layers the gateware cannot run: no feature-map buffers, a map larger than a
+    bank, a geometry past ``CONV_LIMITS`` (stride, padding and pooling are checked when the model
+    file becomes an integer model)."""
+    maps = fmap_maps(im)
+    if not maps:
+        return
+    convs = [f"{i} ({l.name})" for i, l in enumerate(im.layers) if l.conv]
+    if not limits.fmap_depth:
+        raise PackError(f"layer(s) {', '.join(convs)} are conv layers and the gateware has no "
+                        f"feature-map buffers (fmap_depth 0); build it with fmap_depth >= "
+                        f"{fmap_words(im, N)} for {N} PEs (hw.build / hw.bench size it from the "
+                        "model)")
+    dim, kmax = CONV_LIMITS["max_dim"], CONV_LIMITS["max_kernel"]
+    for i, l in enumerate(im.layers):
+        if not l.conv:
+            continue
+        c, h, w = l.in_shape
+        _, oh, ow = l.conv_out_shape
+        if max(h, w, oh, ow) > dim:
+            raise PackError(f"layer {i} ({l.name}): a {h}x{w} input map (conv output {oh}x{ow}) "
+                            f"exceeds the hardware's {dim}x{dim} feature maps")
+        if max(l.kernel) > kmax:
+            raise PackError(f"layer {i} ({l.name}): a {l.kernel[0]}x{l.kernel[1]} kernel exceeds "
+                            f"the hardware's {kmax}x{kmax}")
+        if l.input_size >= 1 << WORD_BITS:
+            raise PackError(f"layer {i} ({l.name}): its {l.input_size}-value input map does not "
+                            f"fit the descriptor's {WORD_BITS}-bit in_values")
+    for what, shape, rep in maps:
+        need = _map_bank_words(shape, rep, N)
+        if need > limits.fmap_depth:
+            rule = "C*H*W: replicated" if rep else "ceil(C/N)*H*W"
+            raise PackError(f"{what}, {shape[0]}x{shape[1]}x{shape[2]}, needs {need} entries "
+                            f"per feature-map bank on {N} PEs ({rule}); the gateware has "
+                            f"{limits.fmap_depth} (build it with fmap_depth >= {need}, or use more "
+                            "PEs)")
 
 
 def _accumulator_proof(im):
@@ -480,6 +556,35 @@ def _pe_images(im, N, streams, ptr_words, rows_local, pe_cap, spec):
     return pe_images, ptr_images, pe_usage
 
 
+def layer_descriptors(im):
+    """Per layer the descriptor fields (:data:`contract.memmap.DESC_FIELDS`, section 4) that
+    follow from the model alone: all but ``sym_base``, ``n_symbols`` and the ``ptr_words2``
+    flag (0 here), which follow from the coded streams."""
+    out = []
+    buf = 0                   # the feature-map buffer holding the next conv layer's input
+    prev = None
+    for l in im.layers:
+        fields = dict.fromkeys(DESC_FIELDS, 0)
+        flags = (FLAG_RELU if not l.last else 0) | (FLAG_LAST if l.last else 0)
+        fields.update({"in_features": l.in_features, "out_features": l.out_features,
+                       "shift": l.shift, "bias_shift": l.bias_shift,
+                       "in_values": l.input_size})
+        if l.conv or (prev is not None and prev.conv):
+            flags |= FLAG_FMAP_IN | (FLAG_FMAP_BUF if buf else 0)
+            c, h, w = l.in_shape if l.conv else prev.out_shape
+            fields.update({"in_channels": c, "in_height": h, "in_width": w})
+        if l.conv:
+            flags |= FLAG_CONV
+            _, oh, ow = l.conv_out_shape
+            fields.update({"pool": CONV_LIMITS["pool"], "kernel_h": l.kernel[0],
+                           "kernel_w": l.kernel[1], "out_height": oh, "out_width": ow})
+            buf = 1 - buf
+        fields["flags"] = flags
+        out.append(fields)
+        prev = l
+    return out
+
+
 def _shared_images(im, N, codes, ptr_words, limits):
     """The shared memories (section 4: codebook, Huffman ``limit``/``base``/``symbols``, layer
     descriptors): ``{mem: image}`` in memory id order and ``{mem: capacity in words}``."""
@@ -491,6 +596,7 @@ def _shared_images(im, N, codes, ptr_words, limits):
     base_img = np.zeros(n_layers * L_max, dtype=np.int64)
     sym_parts = []
     desc = np.zeros(DESC_WORDS * n_layers, dtype=np.int64)
+    descriptors = layer_descriptors(im)
     sym_base = 0
     for i, (l, code) in enumerate(zip(im.layers, codes)):
         codebook[i * cb_size:(i + 1) * cb_size] = l.cb_q
@@ -498,11 +604,9 @@ def _shared_images(im, N, codes, ptr_words, limits):
         limit_img[i * L_max:(i + 1) * L_max] = lim
         base_img[i * L_max:(i + 1) * L_max] = base
         sym_parts.append(syms)
-        flags = (FLAG_RELU if not l.last else 0) | (FLAG_LAST if l.last else 0) \
-            | (FLAG_PTR2 if ptr_words[i] == 2 else 0)
-        fields = {"in_features": l.in_features, "out_features": l.out_features, "flags": flags,
-                  "shift": l.shift, "bias_shift": l.bias_shift, "sym_base": sym_base,
-                  "n_symbols": len(syms), "reserved": 0}
+        fields = descriptors[i] | {"flags": descriptors[i]["flags"]
+                                   | (FLAG_PTR2 if ptr_words[i] == 2 else 0),
+                                   "sym_base": sym_base, "n_symbols": len(syms)}
         desc[DESC_WORDS * i:DESC_WORDS * (i + 1)] = [fields[name] for name in DESC_FIELDS]
         sym_base += len(syms)
     symbols = np.concatenate(sym_parts) if sym_parts else np.zeros(0, dtype=np.int64)
@@ -561,7 +665,9 @@ def _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, stream
             "fillers_per_pe": [int(pe.n_fillers) for pe in e.pes],
             "rows_local": rows_local[i],
             "cb_q": [int(v) for v in l.cb_q],
-        })
+        } | ({"kind": "conv", "in_shape": [int(v) for v in l.in_shape],
+              "kernel": [int(v) for v in l.kernel], "positions": int(l.positions),
+              "out_shape": [int(v) for v in l.out_shape]} if l.conv else {"kind": "fc"}))
     return {
         "format": "dcpack", "version": MANIFEST_VERSION,
         "params": {"act_bits": im.act_bits, "weight_bits": im.weight_bits,
@@ -571,7 +677,8 @@ def _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, stream
         "limits": {"max_layers": limits.max_layers,
                    "max_rows_per_pe": limits.max_rows_per_pe,
                    "max_features": limits.max_features, "symbol_depth": limits.symbol_depth,
-                   "pe_mem_words": pe_cap},
+                   "pe_mem_words": pe_cap, "fmap_depth": limits.fmap_depth},
+        "fmap_words": fmap_words(im, N),
         "mem_ids": {nm: mem for mem, nm in names.items()},
         "memories": memories,
         "pe_usage_words": pe_usage,
@@ -613,6 +720,9 @@ def build_parser():
     ap.add_argument("--symbol-depth", type=int, default=None,
                     help="joint-symbol table entries, all layers (default: %d, doubled until "
                          "the model fits)" % defaults.symbol_depth)
+    ap.add_argument("--fmap-depth", type=int, default=None,
+                    help="entries of each feature-map bank (conv layers; default: the power of "
+                         "two the model's largest map needs, 0 without conv layers)")
     ap.add_argument("--idx-bits", type=int, default=None,
                     help="cluster-index width of the gateware (default: the model's)")
     ap.add_argument("--gap-bits", type=int, default=None,
@@ -639,17 +749,20 @@ def main(argv=None):
     n = args.pes or spec.default_pes
     model = load_model(args.model)
     x = None
-    if not args.no_cycles and model.layers and model.layers[0].shape[-1] == 784:
+    if not args.no_cycles and model.layers and math.prod(model.input_shape) == 784:
         x = images_to_uint8(load_mnist()["test"][0])
     limits = PackLimits(max_layers=args.max_layers,
                         max_rows_per_pe=args.max_rows or defaults.max_rows_per_pe,
                         max_features=args.max_features,
                         symbol_depth=args.symbol_depth or defaults.symbol_depth)
-    if args.max_rows is None or args.symbol_depth is None:
+    if args.max_rows is None or args.symbol_depth is None or args.fmap_depth is None:
         grown = sized_limits(model, n, limits, balance=args.balance)
         limits = dataclasses.replace(
             limits, max_rows_per_pe=args.max_rows or grown.max_rows_per_pe,
-            symbol_depth=args.symbol_depth or grown.symbol_depth)
+            symbol_depth=args.symbol_depth or grown.symbol_depth,
+            fmap_depth=grown.fmap_depth if args.fmap_depth is None else args.fmap_depth)
+    else:
+        limits = dataclasses.replace(limits, fmap_depth=args.fmap_depth)
     fixed = {k: getattr(args, k) for k in ("idx_bits", "gap_bits")
              if getattr(args, k) is not None}
     limits = dataclasses.replace(limits, **fixed)
@@ -661,11 +774,18 @@ def main(argv=None):
     p = m["params"]
     print(f"packed {args.model} for {n} PEs on {spec.name} -> {out} (gateware limits: "
           f"{limits.max_rows_per_pe} accumulator rows per PE, {limits.symbol_depth} symbols of "
-          f"{p['idx_bits']} index + {p['gap_bits']} gap bits)")
+          f"{p['idx_bits']} index + {p['gap_bits']} gap bits"
+          + (f", feature-map banks of {limits.fmap_depth} entries" if limits.fmap_depth else "")
+          + ")")
     for nm, info in m["memories"].items():
         print(f"  {nm:13s} {info['words_used']:6d} / {info['capacity_words']:6d} words "
               f"({info['bytes']} bytes)")
     for l in m["layers"]:
+        if l["kind"] == "conv":
+            print(f"  layer {l['name']}: conv {l['out_features']}x{l['in_shape'][0]}x"
+                  f"{l['kernel'][0]}x{l['kernel'][1]} on a {'x'.join(map(str, l['in_shape']))} "
+                  f"map, {l['positions']} positions, pooled to "
+                  f"{'x'.join(map(str, l['out_shape']))}")
         print(f"  layer {l['name']}: {l['nonzeros']} non-zeros, {l['fillers']} fillers, "
               f"{l['n_symbols']} symbols, max code {l['max_code_len']} bits, "
               f"{l['bits_per_nonzero']:.2f} stream bits/non-zero, ptr_words {l['ptr_words']}, "

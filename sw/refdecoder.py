@@ -16,16 +16,18 @@ Two ways to run:
   it also counts the symbols each PE decodes.
 """
 import argparse
+import math
 import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from contract.memmap import (DESC_WORD, DESC_WORDS, FLAG_LAST, FLAG_PTR2, FLAG_RELU, HEADER_WORDS,
+from contract.memmap import (CONV_FIELDS, DESC_WORD, DESC_WORDS, FLAG_CONV, FLAG_FMAP_BUF,
+                             FLAG_FMAP_IN, FLAG_LAST, FLAG_PTR2, FLAG_RELU, HEADER_WORDS,
                              colskip_mem, pointer_mem, shared_mem)
 from sw.cli import EXIT_MISMATCH, EXIT_OK, command
-from sw.golden import IntModel, images_to_uint8, infer, load_mnist
+from sw.golden import IntModel, conv_patches, images_to_uint8, infer, load_mnist, max_pool2
 from sw.huffman import HuffmanError, table_decode, words_to_bits
 from sw.modelfile import load_model
 from sw.pack import PackedImages
@@ -40,7 +42,7 @@ class RefDecodeError(ValueError):
 
 @dataclass
 class LayerDescriptor:
-    """Decoded 8-word layer descriptor (section 4)."""
+    """Decoded 16-word layer descriptor (section 4; the conv geometry is 0 on fc layers)."""
     index: int
     in_features: int
     out_features: int
@@ -51,6 +53,29 @@ class LayerDescriptor:
     bias_shift: int
     sym_base: int
     n_symbols: int
+    conv: bool = False
+    fmap_in: bool = False
+    fmap_buf: int = 0
+    pool: int = 0
+    in_values: int = 0
+    in_channels: int = 0
+    in_height: int = 0
+    in_width: int = 0
+    kernel_h: int = 0
+    kernel_w: int = 0
+    out_height: int = 0
+    out_width: int = 0
+
+    @property
+    def in_map(self):
+        """``(C, H, W)`` of the input feature map (``fmap_in`` layers)."""
+        return (self.in_channels, self.in_height, self.in_width)
+
+    @property
+    def pooled(self):
+        """``(OC, OH/pool, OW/pool)``: a conv layer's output map."""
+        return (self.out_features, self.out_height // max(1, self.pool),
+                self.out_width // max(1, self.pool))
 
 
 def _params(packed):
@@ -75,20 +100,56 @@ def _signed16(v):
 
 
 def read_descriptors(packed):
-    """Layer descriptors up to and including the first with the ``last`` flag."""
+    """Layer descriptors up to and including the first with the ``last`` flag; the conv
+    geometry and the feature-map buffer sequence are checked (:class:`RefDecodeError`)."""
     N = _params(packed)[0]
     img = packed.images[shared_mem(N, "layers")]
     out = []
     for i in range(len(img) // DESC_WORDS):
         w = dict(zip(DESC_WORD, (int(v) for v in img[DESC_WORDS * i:DESC_WORDS * (i + 1)])))
         flags = w["flags"]
-        out.append(LayerDescriptor(i, w["in_features"], w["out_features"],
-                                   bool(flags & FLAG_RELU), bool(flags & FLAG_LAST),
-                                   2 if flags & FLAG_PTR2 else 1, w["shift"], w["bias_shift"],
-                                   w["sym_base"], w["n_symbols"]))
+        out.append(LayerDescriptor(
+            i, w["in_features"], w["out_features"], bool(flags & FLAG_RELU),
+            bool(flags & FLAG_LAST), 2 if flags & FLAG_PTR2 else 1, w["shift"], w["bias_shift"],
+            w["sym_base"], w["n_symbols"], conv=bool(flags & FLAG_CONV),
+            fmap_in=bool(flags & FLAG_FMAP_IN), fmap_buf=int(bool(flags & FLAG_FMAP_BUF)),
+            **{k: w[k] for k in CONV_FIELDS}))
         if flags & FLAG_LAST:
+            _check_geometry(out)
             return out
     raise RefDecodeError("no layer descriptor carries the 'last' flag")
+
+
+def _check_geometry(descs):
+    """Raise unless the conv descriptors describe what section 4 allows: geometry consistent
+    with the columns, conv layers first, buffers alternating from 0."""
+    buf, prev = 0, None
+    for d in descs:
+        where = f"layer {d.index}"
+        if d.conv:
+            c, h, w = d.in_map
+            if not (d.relu and d.fmap_in and d.pool == 2 and d.kernel_h and d.kernel_w
+                    and d.in_features == c * d.kernel_h * d.kernel_w
+                    and d.out_height == h - d.kernel_h + 1 and d.out_width == w - d.kernel_w + 1
+                    and d.out_height % 2 == 0 and d.out_width % 2 == 0
+                    and d.in_values == c * h * w and not d.last):
+                raise RefDecodeError(f"{where}: inconsistent conv descriptor {d}")
+            if prev is not None and not prev.conv:
+                raise RefDecodeError(f"{where}: a conv layer after an fc layer")
+        elif d.fmap_in:
+            if prev is None or not prev.conv or d.in_map != prev.pooled \
+                    or d.in_features != d.in_values or d.in_values != math.prod(d.in_map):
+                raise RefDecodeError(f"{where}: fc layer reading a feature map that no conv "
+                                     f"layer wrote ({d})")
+        elif (prev is not None and prev.conv) or d.in_values != d.in_features:
+            raise RefDecodeError(f"{where}: fc layer after a conv layer without fmap_in, or "
+                                 f"in_values {d.in_values} != in_features {d.in_features}")
+        if d.fmap_in and d.fmap_buf != buf:
+            raise RefDecodeError(f"{where}: reads feature-map buffer {d.fmap_buf}; the input "
+                                 f"is in buffer {buf}")
+        if d.conv:
+            buf = 1 - buf
+        prev = d
 
 
 def _tables(packed, d):
@@ -259,24 +320,40 @@ def infer_packed_layers(packed, x_uint8):
     if a.ndim == 1:
         a = a[None, :]
     descs = read_descriptors(packed)
-    if a.ndim != 2 or a.shape[1] != descs[0].in_features:
-        raise RefDecodeError(f"input must be (n, {descs[0].in_features}), got {a.shape}")
+    if a.ndim != 2 or a.shape[1] != descs[0].in_values:
+        raise RefDecodeError(f"input must be (n, {descs[0].in_values}), got {a.shape}")
     a = a.astype(np.int64)
     outs = []
     for d in descs:
         cb = _codebook(packed, d)
-        acc = np.zeros((a.shape[0], d.out_features), dtype=np.int64)
+        w = np.zeros((d.out_features, d.in_features), dtype=np.int64)
+        bias = np.zeros(d.out_features, dtype=np.int64)
         for p in range(N):
-            idx, bias, _ = decode_layer(packed, d, p)
-            w = cb[idx]
-            if idx.shape[0] == 0:
-                continue
+            idx, b, _ = decode_layer(packed, d, p)
+            w[p::N] = cb[idx]
+            bias[p::N] = b << d.bias_shift
+        if d.conv:
+            a = _conv_packed(a, w, bias, d, act_bits, acc_bits)
+        else:
             # Exact in float64: |partial sums| < 2^53 for any model the packer accepts.
-            part = np.rint(a.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
-            acc[:, p::N] = part + (bias << d.bias_shift)[None, :]
-        a = _requant(acc, d, act_bits, acc_bits)
+            acc = np.rint(a.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
+            a = _requant(acc + bias[None, :], d, act_bits, acc_bits)
         outs.append(a)
     return outs
+
+
+def _conv_packed(a, w, bias, d, act_bits, acc_bits):
+    """Conv layer ``d`` (section 1) with the decoded weights: patches from the flat input maps
+    ``a`` by the descriptor's geometry, requantized, 2 x 2 max-pooled; flat output maps."""
+    n = a.shape[0]
+    out = np.zeros((n, math.prod(d.pooled)), dtype=np.int64)
+    for s in range(0, n, 64):
+        patches = conv_patches(a[s:s + 64].reshape((-1,) + d.in_map), (d.kernel_h, d.kernel_w))
+        acc = np.rint(patches.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
+        acc = (acc + bias).transpose(0, 2, 1).reshape(-1, d.out_features, d.out_height,
+                                                      d.out_width)
+        out[s:s + 64] = max_pool2(_requant(acc, d, act_bits, acc_bits)).reshape(len(acc), -1)
+    return out
 
 
 def infer_packed(packed, x_uint8):
@@ -298,12 +375,70 @@ def infer_packed(packed, x_uint8):
     return logits[0] if one else logits
 
 
+class _ColumnReader:
+    """PE ``p``'s columns of layer ``d`` read the way the PE reads them: column ``j`` is decoded
+    with :func:`sw.huffman.table_decode` from bit ``ptr[j]`` until exactly ``ptr[j+1]`` into
+    ``(local row, index)`` entries (``row = prev + gap + 1``; fillers have index 0)."""
+
+    def __init__(self, packed, descs, d, p):
+        N, _, _, self.idx_bits, _, self.L = _params(packed)
+        self.d, self.p = d, p
+        pe_img = packed.images[p]
+        ptr_base, stream_base, self.bias_base, self.rows_local = _header(pe_img, d)
+        self.ptr = _pointers(packed.images[pointer_mem(N, p)], d, ptr_base)
+        _check_skip(packed, descs, d, p, self.ptr)
+        self.bits = _stream_bits(pe_img, stream_base, int(self.ptr[-1]), self.L)
+        self.tables = _tables(packed, d)
+        self.bias = _signed16(pe_img[self.bias_base:self.bias_base + self.rows_local])
+        self.cache = {}
+
+    def column(self, j):
+        """``(rows, indices)`` of column ``j`` (every symbol, fillers included)."""
+        if j not in self.cache:
+            pos, end = int(self.ptr[j]), int(self.ptr[j + 1])
+            row, rows, idx = -1, [], []
+            while pos < end:
+                try:
+                    (sym,), pos = table_decode(self.bits, 1, *self.tables, self.L, start=pos)
+                except HuffmanError as e:
+                    raise RefDecodeError(f"layer {self.d.index} PE {self.p} column {j}: {e}") \
+                        from None
+                row += int(sym >> self.idx_bits) + 1
+                if row >= self.rows_local:
+                    raise RefDecodeError(f"layer {self.d.index} PE {self.p} column {j}: row "
+                                         f"{row} beyond {self.rows_local}")
+                rows.append(row)
+                idx.append(int(sym) & ((1 << self.idx_bits) - 1))
+            if pos != end:
+                raise RefDecodeError(f"layer {self.d.index} PE {self.p} column {j}: code "
+                                     "crosses the column end")
+            self.cache[j] = (rows, idx)
+        return self.cache[j]
+
+
+def _pass(readers, cb, d, vector, N, work):
+    """One column pass (a layer's input vector, or one conv position's patch): the exact
+    accumulators ``[out_features]`` with the biases; ``work[p]`` counts the symbols decoded."""
+    acc = np.zeros(d.out_features, dtype=np.int64)
+    for p, r in enumerate(readers):
+        local = np.zeros(r.rows_local, dtype=np.int64)
+        for j in np.flatnonzero(vector):
+            rows, idx = r.column(int(j))
+            work[p] += len(rows)
+            for row, i in zip(rows, idx):
+                local[row] += int(vector[j]) * int(cb[i])
+        acc[p::N] = local + (r.bias << d.bias_shift)
+    return acc
+
+
 def infer_packed_events(packed, x_vector):
     """One input, PE style: only columns with a non-zero activation are decoded.
 
     Each column ``j`` of PE ``p`` is decoded with :func:`sw.huffman.table_decode` from bit
     ``ptr[j]`` until exactly ``ptr[j+1]``; ``row = prev + gap + 1``,
-    ``acc[row] += a[j] * cb_q[index]``.
+    ``acc[row] += a[j] * cb_q[index]``. A conv layer is one such pass per output position over
+    the position's patch (from the input map by the descriptor's geometry), each position's
+    outputs requantized and max-pooled.
 
     Returns
     -------
@@ -312,44 +447,24 @@ def infer_packed_events(packed, x_vector):
     symbols_decoded : numpy.ndarray
         int64 ``(layers, N)`` symbols each PE decoded (its busy cycles at one symbol a cycle).
     """
-    N, act_bits, acc_bits, idx_bits, _, L = _params(packed)
+    N, act_bits, acc_bits, _, _, _ = _params(packed)
     a = np.asarray(x_vector, dtype=np.int64).ravel()
     descs = read_descriptors(packed)
-    if len(a) != descs[0].in_features:
-        raise RefDecodeError(f"input must have {descs[0].in_features} values, got {len(a)}")
+    if len(a) != descs[0].in_values:
+        raise RefDecodeError(f"input must have {descs[0].in_values} values, got {len(a)}")
     work = np.zeros((len(descs), N), dtype=np.int64)
     for d in descs:
         cb = _codebook(packed, d)
-        limit, base, symbols = _tables(packed, d)
-        acc = np.zeros(d.out_features, dtype=np.int64)
-        for p in range(N):
-            pe_img = packed.images[p]
-            ptr_base, stream_base, bias_base, rows_local = _header(pe_img, d)
-            ptr = _pointers(packed.images[pointer_mem(N, p)], d, ptr_base)
-            _check_skip(packed, descs, d, p, ptr)
-            bits = _stream_bits(pe_img, stream_base, int(ptr[-1]), L)
-            local = np.zeros(rows_local, dtype=np.int64)
-            for j in np.flatnonzero(a):
-                pos, end = int(ptr[j]), int(ptr[j + 1])
-                row = -1
-                while pos < end:
-                    try:
-                        (sym,), pos = table_decode(bits, 1, limit, base, symbols, L, start=pos)
-                    except HuffmanError as e:
-                        raise RefDecodeError(f"layer {d.index} PE {p} column {j}: {e}") \
-                            from None
-                    work[d.index, p] += 1
-                    row += int(sym >> idx_bits) + 1
-                    if row >= rows_local:
-                        raise RefDecodeError(f"layer {d.index} PE {p} column {j}: row {row} "
-                                             f"beyond {rows_local}")
-                    local[row] += int(a[j]) * int(cb[int(sym) & ((1 << idx_bits) - 1)])
-                if pos != end:
-                    raise RefDecodeError(f"layer {d.index} PE {p} column {j}: code crosses "
-                                         "the column end")
-            bias = _signed16(pe_img[bias_base:bias_base + rows_local])
-            acc[p::N] = local + (bias << d.bias_shift)
-        a = _requant(acc, d, act_bits, acc_bits)
+        readers = [_ColumnReader(packed, descs, d, p) for p in range(N)]
+        if not d.conv:
+            a = _requant(_pass(readers, cb, d, a, N, work[d.index]), d, act_bits, acc_bits)
+            continue
+        patches = conv_patches(a.reshape((1,) + d.in_map), (d.kernel_h, d.kernel_w))[0]
+        y = np.zeros((d.out_features, d.out_height * d.out_width), dtype=np.int64)
+        for pos, patch in enumerate(patches):
+            y[:, pos] = _requant(_pass(readers, cb, d, patch, N, work[d.index]), d, act_bits,
+                                 acc_bits)
+        a = max_pool2(y.reshape((1, d.out_features, d.out_height, d.out_width))).ravel()
     return a, work
 
 
@@ -382,7 +497,7 @@ def main(argv=None):
           f"{100 * err:.2f}% on {len(y)} images ({dt:.2f} s)")
     ok = True
     if golden_model is not None:
-        gold = infer(golden_model, x)
+        gold = infer(golden_model, x, trace=False)
         same = bool(np.array_equal(gold.logits, logits))
         ok &= same
         print(f"logits equal sw.golden bit for bit on all {len(y)} images: {same}")

@@ -190,8 +190,8 @@ def test_commands_found():
     assert "bash tools/setup && python -m pytest" in COMMANDS
     assert "python -m pytest tests/test_sw_mnist.py tests/test_sw_nn.py tests/test_sw_prune.py " \
         "tests/test_sw_quantize.py tests/test_sw_report.py tests/test_sw_compress.py" in COMMANDS
-    assert "python -m hw.bench --images 10 --pes 1 --lanes 1 --fifo-depth 4 --no-overlap " \
-        "--no-skip --pointer-ports 1 --stream-words 1" in COMMANDS       # a span over two lines
+    assert "python -m hw.bench --images 10 --pes 1 --lanes 1 --fifo-depth 2 --no-overlap " \
+        "--no-skip --pointer-ports 1 --stream-words 1 --segment-queue 1" in COMMANDS  # two lines
     assert "python -m hw.profile --pes 4 [--image I] [--images K]" in COMMANDS
     assert set(SLOW) <= tools, "SLOW lists a tool the docs no longer show"
     assert _steps("python -m hw.profile --pes 4 [--image I]") == [

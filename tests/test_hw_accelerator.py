@@ -118,7 +118,7 @@ def test_accelerator_column_skip():
 @pytest.mark.sim
 def test_accelerator_board_pointer_ports():
     """The iCEBreaker's configuration (one pointer port, no overlap, one input value per word,
-    4-deep FIFOs: ``boards/icebreaker.py``'s profile) is bit exact under random stalls, and two pointer ports
+    2-deep broadcast FIFO: ``boards/icebreaker.py``'s profile) is bit exact under random stalls, and two pointer ports
     take fewer cycles on the same inputs: no more on the all-zero and the all-255 inputs (every
     column follows its neighbour: one pointer read each either way), fewer on the random ones
     (a 200-input layer at 30 % non-zero: short columns, most needing both pointers)."""
@@ -276,3 +276,21 @@ def test_accelerator_board_profiles(board):
         spec.profile.config_fields()
     stats = run_case(f"board_{board}", case, p_valid=0.7, p_ready=0.6, seed=spec.id)
     assert len(stats["inferences"]) == len(case["inputs"])
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["ulx3s", "orangecrab", "tang_primer_20k"])
+def test_board_configuration_lenet300(board):
+    """The configuration each larger board builds - its feature profile, its default PE count,
+    LeNet-300-100's widths - bit exact on MNIST test images (what ``python -m hw.bench --board
+    NAME`` runs; the README's compute-bound images/s come from its cycles)."""
+    from boards import get_board
+    from hw.bench import board_features, run_bench
+    from sw.golden import IntModel
+    from sw.modelfile import load_model
+    spec = get_board(board)
+    rows = run_bench(IntModel.from_model(load_model(ROOT / "models" / "lenet300.npz")),
+                     [spec.default_pes], 3, log=lambda *a: None, **board_features(board))
+    assert rows[0]["status"] == "bit-exact", rows[0]
+    assert rows[0]["n_pes"] == spec.default_pes and rows[0]["cycles_mean"] > 0

@@ -98,6 +98,23 @@ def test_pe_code_length_limit_and_stream_words(max_len, words):
     assert len(stats) == len(case["inputs"]) * len(case["layers"])
 
 
+@pytest.mark.sim
+def test_pe_one_entry_segment_queues():
+    """The iCEBreaker's 1-entry column-segment queues (``segment_queue_depth = 1``, one pointer
+    port) are bit exact under random stalls, and without stalls take more cycles than the
+    automatic 2 entries on the same short columns (the queues are really one entry deep)."""
+    case = make_pe_case(1, 0, [200, 80, 10], 0.1, seed=22, n_inputs=2, act_density=0.3)
+    cycles = {}
+    for depth, stall in ((1, True), (1, False), (0, False)):
+        run = dict(case, config=dict(case["config"], segment_queue_depth=depth))
+        stats = _run(f"segq{depth}_{'stalls' if stall else 'fast'}", 1, 0, run, ports=1,
+                     **(dict(p_valid=0.7, p_ready=0.6, seed=5) if stall else {}))
+        assert len(stats) == len(case["inputs"]) * len(case["layers"])
+        if not stall:
+            cycles[depth] = sum(s["column_cycles"] for s in stats)
+    assert cycles[1] > cycles[0], cycles
+
+
 def _sparse_case():
     return make_pe_case(4, 1, [200, 80, 10], 0.1, seed=22, n_inputs=2, act_density=0.3)
 

@@ -139,7 +139,7 @@ def test_cli_refuses_features_and_float_only(files, tmp_path, capsys):
 
 def test_conv_model_float_pipeline_and_export(files, tmp_path):
     """A convolutional ONNX model (conv 5x5, ReLU, 2x2 max pooling, fc) through the same stages
-    in float (the accelerator runs fc layers only: no calibration), then exported again: the
+    (calibrated: the accelerator runs conv + ReLU + 2x2 max-pool), then exported again: the
     exported graph takes the data's values (pixel / 255) and onnxruntime agrees with sw.nn."""
     from onnx_models import chain
     from onnx import helper
@@ -161,7 +161,8 @@ def test_conv_model_float_pipeline_and_export(files, tmp_path):
                  "--out", str(out), "--subset", "300", "--prune-steps", "1", "--prune-epochs",
                  "0", "--finetune-epochs", "0", "--no-sensitivity", "--quiet"]) == 0
     m = load_model(out / "cnn.npz")
-    assert [l.kind for l in m.layers] == ["conv", "fc"] and m.integer is None
+    # conv + ReLU + 2x2 max-pool runs on the accelerator: calibrated like an fc model
+    assert [l.kind for l in m.layers] == ["conv", "fc"] and m.integer is not None
     assert m.layers[0].meta["in_shape"] == [1, 28, 28] and m.layers[0].meta["pool"] == 2
     assert m.layers[0].relu and not m.layers[1].relu
     nn = to_nn_model(m)

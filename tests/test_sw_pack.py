@@ -30,13 +30,14 @@ def test_layout_addresses(n_pes):
     assert len(skip) == sum(l.in_features for l in im.layers)
     assert pk.manifest["totals"]["colskip_bits"] == N * len(skip)
     desc = pk.images[N + 4]
-    assert len(desc) == 8 * len(im.layers)
+    assert len(desc) == 16 * len(im.layers)
     sym_base = 0
     for i, l in enumerate(im.layers):
-        d = desc[8 * i:8 * i + 8].tolist()
+        d = desc[16 * i:16 * i + 16].tolist()
         flags = (1 if not l.last else 0) | (2 if l.last else 0)
+        # fc: pool 0, in_values = in_features, no conv geometry
         assert d == [l.in_features, l.out_features, flags, l.shift, l.bias_shift, sym_base,
-                     d[6], 0]
+                     d[6], 0, l.in_features] + [0] * 7
         # Codebook as 16-bit two's complement at L * 16 + index.
         cb = pk.images[N][16 * i:16 * i + 16].astype(np.int64)
         assert np.array_equal(np.where(cb >= 32768, cb - 65536, cb), l.cb_q)

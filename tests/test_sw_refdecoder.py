@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract.memmap import DESC_WORD, DESC_WORDS
 from sw.golden import IntLayer, IntModel, images_to_uint8, infer, load_mnist, random_int_model
 from sw.pack import PackLimits, pack
 from sw.refdecoder import (RefDecodeError, infer_packed, infer_packed_events,
@@ -92,7 +93,7 @@ def test_corrupt_images():
     pk = pack(im, 2, "sim", limits=BIG)
     # No descriptor with the last flag.
     bad = pack(im, 2, "sim", limits=BIG)
-    bad.images[2 + 4][8 + 2] &= ~np.uint16(2)
+    bad.images[2 + 4][DESC_WORDS + DESC_WORD["flags"]] &= ~np.uint16(2)
     with pytest.raises(RefDecodeError, match="last"):
         read_descriptors(bad)
     # A pointer moved by one bit splits a code (or runs past the rows).
