@@ -113,13 +113,15 @@ class Accumulate(wiring.Component):
         m.d.comb += self.o_error.eq(v1 & ~ok1)
         v2 = Signal()
         addr2 = Signal(RB)
-        val2 = Signal(A)
+        # (the multiplier's operand and product registers have no reset, so yosys can put them
+        # into the SB_MAC16's own input and output registers: v2 / v3 say when they count)
+        val2 = Signal(A, reset_less=True)
         m.d.sync += [v2.eq(ok1), addr2.eq(self.i_acc_base + row1[:RB]), val2.eq(val1)]
         m.d.comb += cb_rd.addr.eq(Cat(idx1, self.i_layer_index))
 
         v3 = Signal()
         addr3 = Signal(RB)
-        prod3 = Signal(signed(A + cfg.weight_bits + 1))
+        prod3 = Signal(signed(A + cfg.weight_bits + 1), reset_less=True)
         # value * weight (an SB_MAC16)
         m.d.sync += [v3.eq(v2), addr3.eq(addr2),
                      prod3.eq(Cat(val2, Const(0, 1)).as_signed() * cb_rd.data)]

@@ -12,8 +12,8 @@ class LayerHeader(wiring.Component):
 
     Five reads, one per cycle: words 0-3 of layer ``L``'s header (``4 L + k``: pointer table,
     stream and bias addresses, local row count) and word 2 of layer 0 (the first layer's bias
-    address: a layer's accumulators start at ``bias_base - bias_base0``). Two cycles after the
-    last read the header is checked (``o_error``): a bias address below layer 0's, or rows
+    address: a layer's accumulators start at ``bias_base - bias_base0``). Three cycles after the
+    last read the header check is reported (``o_error``): a bias address below layer 0's, or rows
     past ``max_rows_per_pe``.
 
     Parameters
@@ -97,14 +97,18 @@ class LayerHeader(wiring.Component):
         m.d.comb += [self.o_re.eq(self.i_active), self.o_last.eq(self.i_active & (hs == 4))]
 
         # header sanity check, two cycles after the header phase (bias_base0 is the last
-        # header word read)
+        # header word read); its result is registered and reported a cycle later (the
+        # subtract-add-compare chain into the PE's error flag was the iCEBreaker build's
+        # critical path)
         chk = Signal(2)
+        bad = Signal()
         with m.If(chk != 0):
             m.d.sync += chk.eq(chk - 1)
+        m.d.sync += bad.eq((bias_base < bias_base0)
+                           | (bias_base - bias_base0 + rows_local > cfg.max_rows_per_pe)
+                           | rows_big)
         with m.If(chk == 1):
-            with m.If((bias_base < bias_base0)
-                      | (bias_base - bias_base0 + rows_local > cfg.max_rows_per_pe) | rows_big):
-                m.d.comb += self.o_error.eq(1)
+            m.d.comb += self.o_error.eq(bad)
         m.d.sync += self.o_acc_base.eq(bias_base - bias_base0)
 
         with m.If(self.i_start):
@@ -112,5 +116,5 @@ class LayerHeader(wiring.Component):
         with m.If(self.i_active):
             m.d.sync += [hs.eq(hs + 1), hs_d.eq(hs + 1)]
             with m.If(hs == 4):
-                m.d.sync += chk.eq(2)
+                m.d.sync += chk.eq(3)
         return m

@@ -157,7 +157,9 @@ class Requantize(wiring.Component):
             # no other read while requantizing: i_rdata holds the bias until the next issue,
             # which waits for the pipeline to advance
             m.d.comb += bias_now.eq(self.i_rdata)
-        rprod = Signal(signed(A + cfg.weight_bits + 1))
+        # no reset: the product register is the SB_MAC16's own output register (rv2 says when
+        # it counts)
+        rprod = Signal(signed(A + cfg.weight_bits + 1), reset_less=True)
         with m.If(r_adv):
             m.d.sync += rprod.eq(Cat(Const(1, A) << rq_bias_shift[:3], Const(0, 1)).as_signed()
                                  * bias_now)
