@@ -10,12 +10,14 @@ of an inference.
 Parameters (:func:`tb.bench.params`): ``clock_hz``, ``divisor``, ``timeout`` (frame idle
 timeout, clocks), ``accel_timeout`` (clocks).
 """
+import struct
 
 import numpy as np
 
 import cocotb
 from cocotb.triggers import ClockCycles
 
+from contract.memmap import DESC_WORD, DESC_WORDS, shared_mem
 from gateware.protocol import Cmd, Err, Resp, encode_frame
 from sw.golden import random_int_model
 from tb.bench import params
@@ -63,9 +65,10 @@ async def prepare(dut, seed, sizes=(24, 16, 4)):
     return tr, int_model, x, packed
 
 
-def descriptor_word_frame(n_pes, layer, word, value):
-    import struct
-    return encode_frame(Cmd.LOAD, struct.pack("<BHH", n_pes + 4, 8 * layer + word, value))
+def descriptor_word_frame(n_pes, layer, field, value):
+    """A LOAD frame writing ``value`` into descriptor word ``field`` of ``layer``."""
+    address = DESC_WORDS * layer + DESC_WORD[field]
+    return encode_frame(Cmd.LOAD, struct.pack("<BHH", shared_mem(n_pes, "layers"), address, value))
 
 
 @cocotb.test()
@@ -75,7 +78,8 @@ async def watchdog_then_reset(dut):
     tr, int_model, x, packed = await prepare(dut, seed=21)
     st = await status(tr, WAIT_S)
     last = len(int_model.layers) - 1
-    code, _ = await exchange(tr, descriptor_word_frame(st["n_pes"], last, 1, 0), WAIT_S)
+    code, _ = await exchange(
+        tr, descriptor_word_frame(st["n_pes"], last, "out_features", 0), WAIT_S)
     assert code == Resp.ACK
     code, body = await exchange(tr, infer_frame(x, True), WAIT_S)
     assert code == Resp.ERROR and body[0] in (Err.ACCEL_TIMEOUT, Err.ACCEL_ERROR), body.hex()
@@ -94,11 +98,13 @@ async def watchdog_without_reset(dut):
     st = await status(tr, WAIT_S)
     last = len(int_model.layers) - 1
     out = int_model.layers[last].out_features
-    code, _ = await exchange(tr, descriptor_word_frame(st["n_pes"], last, 1, 0), WAIT_S)
+    code, _ = await exchange(
+        tr, descriptor_word_frame(st["n_pes"], last, "out_features", 0), WAIT_S)
     assert code == Resp.ACK
     code, body = await exchange(tr, infer_frame(x, False), WAIT_S)
     assert code == Resp.ERROR and body[0] == Err.ACCEL_TIMEOUT, body.hex()
-    code, _ = await exchange(tr, descriptor_word_frame(st["n_pes"], last, 1, out), WAIT_S)
+    code, _ = await exchange(
+        tr, descriptor_word_frame(st["n_pes"], last, "out_features", out), WAIT_S)
     assert code == Resp.ACK
     await expect_golden(tr, int_model, x, what="first inference after the watchdog")
 
