@@ -30,5 +30,6 @@ BOARD = Board(
     profile=Profile(fifo_depth=4, input_lanes=1, requant_overlap=False, column_skip=False,
                     pointer_ports=1, stream_words=1),
     default_pes=4,
-    programmer=Programmer(board="tangprimer20k"),
+    # the bitstream into the flash too (-f), so the board starts with the model at power-up
+    programmer=Programmer(board="tangprimer20k", flash=True),
 )

@@ -29,5 +29,6 @@ BOARD = Board(
     profile=Profile(fifo_depth=8, input_lanes=4, requant_overlap=True, column_skip=True,
                     pointer_ports=2, stream_words=2),
     default_pes=16,
-    programmer=Programmer(board="ulx3s"),
+    # the bitstream into the flash too (-f), so the board starts with the model at power-up
+    programmer=Programmer(board="ulx3s", flash=True),
 )

@@ -45,6 +45,7 @@ from sw.pack import PackError, PackLimits, is_pe_memory, pack, sized_limits
 
 __all__ = ["BuildError", "BuildReport", "select_tools", "parse_nextpnr_log", "parse_yosys_log",
            "board_config", "build", "program_command", "program_bitstream", "program_model",
+           "program_board",
            "build_parser",
            "main"]
 
@@ -356,12 +357,25 @@ def build(board="icebreaker", *, model=None, n_pes=None, out=None, freq_mhz=None
         raise BuildError(f"timing failed: fmax {worst:.2f} MHz < required {need:g} MHz "
                          f"(report in {out / 'report.txt'}; a lower --freq or fewer --pes)")
     if program:
-        report["program"] = program_bitstream(spec, report["bitstream"])
+        image = report["model"]["flash_image"] \
+            if flash_offset is not None and "model" in report else None
+        commands = program_board(spec, report["bitstream"], image)
+        if image is not None:
+            report["program_model"] = commands[0]
+        report["program"] = commands[-1]
         _write_report(out, report)
-        if flash_offset is not None and "model" in report:
-            report["program_model"] = program_model(spec, report["model"]["flash_image"])
-            _write_report(out, report)
     return report
+
+
+def program_board(board, bitstream, flash_image=None, run=subprocess.run):
+    """``--program``: write the model's ``flash_image`` (if given: the board loads the model
+    from its flash) and then load ``bitstream``; returns the command lines run. The model goes
+    first because the bitstream starts the design, whose flash loader then finds it."""
+    commands = []
+    if flash_image is not None:
+        commands.append(program_model(board, flash_image, run=run))
+    commands.append(program_bitstream(board, bitstream, run=run))
+    return commands
 
 
 def _synthesise_plan(plan, out, report, family, spec, tools, t0, top):
