@@ -18,9 +18,8 @@ BOARD = Board(
     leds=(Led("led_g", "M3", invert=True, attrs=_LVCMOS33),
           Led("led_r", "K4", invert=True, attrs=_LVCMOS33)),
     memory=Memory(bram_blocks=56, bram_bits=18432, luts=24288, dsps=28),
-    # the iCEBreaker's lean profile: with overlap, skip table, two pointer ports and 4 lanes 8 PEs
-    # synthesised to 31,090 LUT4 + 7,078 ALU and packed 86 block RAMs on the GW2A-18 (this
-    # session's hw.build --pes 8: "does not fit"), about 4.8k LUT4 and 11 block RAMs per PE
+    # the iCEBreaker's lean profile at 4 PEs (placed: 14,178 / 24,288 LUT4, 31 / 56 DP16KD,
+    # 82.91 MHz); 6 PEs do not fit (31 / 28 MULT18X18D, 83 % of the LUT4s)
     profile=Profile(fifo_depth=4, input_lanes=1, requant_overlap=False, column_skip=False,
                     pointer_ports=1, stream_words=1),
     default_pes=4,

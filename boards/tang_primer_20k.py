@@ -22,11 +22,14 @@ BOARD = Board(
     flash=SPIFlash(cs_n="M9", clk="L10", copi="R10", cipo="P10", attrs=_LVCMOS33,
                    load_model=True, model_offset=0x200000),
     memory=Memory(bram_blocks=46, bram_bits=18432, luts=20736, dsps=48),
-    # the iCEBreaker's lean profile: with overlap, skip table, two pointer ports and 4 lanes 8 PEs
-    # synthesised to 31,090 LUT4 + 7,078 ALU and packed 86 block RAMs on the GW2A-18 (this
-    # session's hw.build --pes 8: "does not fit"), about 4.8k LUT4 and 11 block RAMs per PE
+    # the iCEBreaker's lean profile at 4 PEs, the most that fit: one PE with it is 3,105 LUT4
+    # (ALU included) and 6 BSRAM (data 2, pointers 2, symbol table, accumulators), so 8 PEs
+    # would need about 28k LUT4 and 55 BSRAM of 20,736 and 46 (hw.area.estimate_pes; the full
+    # profile at 8 PEs synthesised to 31,090 LUT4 + 7,078 ALU and 86 BSRAM before the memory
+    # plan fix)
     profile=Profile(fifo_depth=4, input_lanes=1, requant_overlap=False, column_skip=False,
                     pointer_ports=1, stream_words=1),
     default_pes=4,
-    programmer=Programmer(board="tangprimer20k"),
+    # the bitstream into the flash too (-f), so the board starts with the model at power-up
+    programmer=Programmer(board="tangprimer20k", flash=True),
 )

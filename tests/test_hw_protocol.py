@@ -81,11 +81,13 @@ def test_protocol_cocotb():
 @pytest.mark.sim
 def test_flash_boot_cocotb():
     """The model is loaded from a simulated SPI flash at power-up: good, blank, corrupt and
-    truncated images (tb/top/test_flash.py)."""
+    truncated images (tb/top/test_flash.py), at the ULX3S's model offset (3 MiB)."""
+    from boards import get_board
+    offset = get_board("ulx3s").flash.model_offset
     top = SimTop(AcceleratorConfig(n_pes=2, input_lanes=1), clock_hz=CLOCK_HZ, baud=BAUD,
                  accelerator=MockAccelerator, timeout=TIMEOUT, accel_timeout=20000,
-                 flash_offset=0x100000)
+                 flash_offset=offset)
     run_bench(top, toplevel="sim_top_mock", test_module="tb.top.test_flash",
               name="top_mock_flash",
               params={"clock_hz": CLOCK_HZ, "divisor": 4, "timeout": TIMEOUT, "n_pes": 2,
-                      "flash_offset": 0x100000})
+                      "flash_offset": offset})
