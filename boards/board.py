@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 from boards.families import get_family_facts
 from contract.config import AcceleratorConfig
+from contract.protocol import FLASH_OFFSET
 
 __all__ = ["Profile", "Clock", "UART", "Led", "SPIFlash", "Memory", "Programmer", "Board"]
 
@@ -101,8 +102,20 @@ class Led:
 
 @dataclass(frozen=True)
 class SPIFlash:
-    """The configuration flash on ordinary pins (the model is loaded from it at power-up,
-    ``gateware.flash_loader``; active-low pins named ``_n``)."""
+    """The configuration flash on user pins (active-low pins named ``_n``).
+
+    Attributes
+    ----------
+    cs_n, clk, copi, cipo, wp_n, hold_n : str
+        Package pins; ``clk`` ``None``: the flash clock is the configuration clock pin, driven
+        through the family's primitive for it (ECP5 ``USRMCLK``).
+    load_model : bool
+        ``hw.build`` includes the flash loader (``gateware.flash_loader``): at power-up the
+        board loads the model image stored at ``model_offset`` itself.
+    model_offset : int
+        Byte address of the model image (``sw.flashimage``), above the bitstream: where
+        ``hw.build --program`` and ``sw.host --program-flash`` write it.
+    """
     cs_n: str
     clk: str
     copi: str
@@ -110,6 +123,8 @@ class SPIFlash:
     wp_n: str = None
     hold_n: str = None
     attrs: dict = field(default_factory=dict)
+    load_model: bool = False
+    model_offset: int = FLASH_OFFSET
 
 
 @dataclass(frozen=True)
@@ -141,10 +156,13 @@ class Memory:
 
 @dataclass(frozen=True)
 class Programmer:
-    """How ``--program`` loads a bitstream: openFPGALoader's board name (``-b``) and whether
-    it writes the configuration flash (``-f``) rather than the FPGA's SRAM."""
+    """How ``--program`` loads a bitstream (``sw.loader``): openFPGALoader's board name
+    (``-b``), whether it writes the configuration flash (``-f``) rather than the FPGA's SRAM,
+    and whether it can write the model image into the SPI flash at an offset
+    (``model_flash``; not through the OrangeCrab's DFU bootloader)."""
     board: str
     flash: bool = False
+    model_flash: bool = True
 
 
 @dataclass(frozen=True)

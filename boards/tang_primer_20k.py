@@ -1,10 +1,13 @@
 """Sipeed Tang Primer 20K (GW2A-LV18PG256C8/I7) on its dock: 27 MHz oscillator, the dock's
 USB-UART (BL702) on T13 (FPGA rx) / M11 (FPGA tx).
 
-Pins as in ``amaranth_boards.tang_primer_20k`` (dock LEDs L16 / L14, active low). 27 MHz runs
-from the oscillator (no PLL) and divides 3 Mbaud exactly (9 clocks per bit).
+Pins as in ``amaranth_boards.tang_primer_20k`` (dock LEDs L16 / L14, active low; SPI flash on
+the MSPI pins cs M9 / clk L10 / cipo P10 / copi R10, released to user logic by gowin_pack's
+``--mspi_as_gpio``). 27 MHz runs from the oscillator (no PLL) and divides 3 Mbaud exactly (9
+clocks per bit). The model image sits at 2 MiB of the flash, above the bitstream, and is loaded
+at power-up.
 """
-from boards.board import Board, Clock, Led, Memory, Profile, Programmer, UART
+from boards.board import Board, Clock, Led, Memory, Profile, Programmer, SPIFlash, UART
 
 _LVCMOS33 = {"IO_TYPE": "LVCMOS33"}
 
@@ -16,6 +19,8 @@ BOARD = Board(
     uart=UART(rx="T13", tx="M11", baud=3_000_000, attrs={**_LVCMOS33, "PULL_MODE": "UP"}),
     leds=(Led("led_g", "L16", invert=True, attrs=_LVCMOS33),
           Led("led_r", "L14", invert=True, attrs=_LVCMOS33)),
+    flash=SPIFlash(cs_n="M9", clk="L10", copi="R10", cipo="P10", attrs=_LVCMOS33,
+                   load_model=True, model_offset=0x200000),
     memory=Memory(bram_blocks=46, bram_bits=18432, luts=20736, dsps=48),
     # the iCEBreaker's lean profile: with overlap, skip table, two pointer ports and 4 lanes 8 PEs
     # synthesised to 31,090 LUT4 + 7,078 ALU and packed 86 block RAMs on the GW2A-18 (this

@@ -1,10 +1,13 @@
 """Radiona ULX3S with the LFE5U-85F (CABGA381, speed 6): 25 MHz oscillator, FT231X as the UART.
 
-Pins as in ``amaranth_boards.ulx3s`` (clock G2, UART rx M1 / tx L4, LEDs B2 / C2). The design
-clock comes from the EHXPLLL; the FT231X makes 3 MHz / n (n = 1, 1.5, 2, ...), so the UART runs at
-an exact 2 Mbaud: 25 clocks per bit at 50 MHz.
+Pins as in ``amaranth_boards.ulx3s`` (clock G2, UART rx M1 / tx L4, LEDs B2 / C2, SPI flash
+cs R2 / copi W2 / cipo V2 / wp Y2 / hold W1, its clock the configuration clock through
+USRMCLK). The design clock comes from the EHXPLLL; the FT231X makes 3 MHz / n (n = 1, 1.5, 2,
+...), so the UART runs at an exact 2 Mbaud: 25 clocks per bit at 50 MHz. The model image sits at
+3 MiB of the flash (the uncompressed LFE5U-85F bitstream below it is about 2.3 MB; the flash has
+at least 4 MiB) and is loaded at power-up.
 """
-from boards.board import Board, Clock, Led, Memory, Profile, Programmer, UART
+from boards.board import Board, Clock, Led, Memory, Profile, Programmer, SPIFlash, UART
 
 _LVCMOS33 = {"IO_TYPE": "LVCMOS33"}
 
@@ -16,6 +19,8 @@ BOARD = Board(
     uart=UART(rx="M1", tx="L4", baud=2_000_000, attrs=_LVCMOS33),
     leds=(Led("led_g", "B2", attrs={**_LVCMOS33, "DRIVE": "4"}),
           Led("led_r", "C2", attrs={**_LVCMOS33, "DRIVE": "4"})),
+    flash=SPIFlash(cs_n="R2", clk=None, copi="W2", cipo="V2", wp_n="Y2", hold_n="W1",
+                   attrs={**_LVCMOS33, "DRIVE": "4"}, load_model=True, model_offset=0x300000),
     memory=Memory(bram_blocks=208, bram_bits=18432, luts=83640, dsps=156),
     # the simulation defaults minus the column skip table, which the central unit keeps only up
     # to 16 PEs (AcceleratorConfig.skip_columns), and with 4 input lanes (the 16-lane scan was

@@ -63,5 +63,9 @@ def layer_config_fields(cfg):
             "in_height": CONV_DIM_BITS, "in_width": CONV_DIM_BITS,
             "kernel_h": CONV_KERNEL_BITS, "kernel_w": CONV_KERNEL_BITS,
             "out_height": CONV_DIM_BITS, "out_width": CONV_DIM_BITS,
+            # not descriptor words: the sequencer's per pass of a conv layer (the output
+            # position, not the layer's first pass, the PEs' accumulator bank, which alternates
+            # with every pass and layer)
+            "pos_y": CONV_DIM_BITS, "pos_x": CONV_DIM_BITS, "repeat": 1, "bank": 1,
         })
     return fields

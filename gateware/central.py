@@ -69,6 +69,10 @@ from .central_broadcast import BroadcastRing, ColumnSkip
 from .central_collect import Collector
 from .central_lanes import LaneFilter
 from .central_merge import BankMerge, bank_depth
+from .conv_fmap import FeatureMapBuffer
+from .conv_patch import PatchGenerator
+from .conv_pool import PoolWriter
+from .conv_store import ImageStore
 from .config import (broadcast_layout, pe_output_layout, layer_config_layout, input_layout,
                      logit_layout)
 
@@ -181,13 +185,15 @@ class CentralUnit(wiring.Component):
         for p in range(N):
             wiring.connect(m, ring.o_act[p], wiring.flipped(self.o_act[p]))
             wiring.connect(m, wiring.flipped(self.i_out[p]), collect.i_out[p])
-        wiring.connect(m, wiring.flipped(self.i_input), lanes.i_input)
+        if not cfg.conv:
+            wiring.connect(m, wiring.flipped(self.i_input), lanes.i_input)
         wiring.connect(m, collect.o_logit, wiring.flipped(self.o_logit))
 
         # Broadcast side (``state``) and collect side (the collector) run concurrently: layer
         # L's outputs are collected while layer L + 1 is broadcast from the banks they fill.
-        IDLE, BIN, BBUF, END, DRAIN = range(5)
-        state = Signal(range(5))
+        # (conv: BPATCH is a pass's patch broadcast, WAITF waits for the map it reads)
+        IDLE, BIN, BBUF, END, DRAIN, BPATCH, WAITF = range(7)
+        state = Signal(range(7))
         m.d.comb += [self.o_bidle.eq(state == IDLE),
                      self.o_idle.eq((state == IDLE) & ~collect.o_collecting)]
         start = Signal()                # a layer starts (acted on only while idle)
@@ -198,13 +204,28 @@ class CentralUnit(wiring.Component):
         # token), allowed only while ``can_take``. The sources drive zeros while inactive.
         can_take = Signal()
         end_take = Signal()             # the end token is handed over
-        m.d.comb += end_take.eq((state == END) & can_take)
+        fmap_layer = Signal()           # the layer reads its input from the feature-map buffer
+        if cfg.conv:
+            m.d.comb += fmap_layer.eq(layer.fmap_in)
+        # (a pass's end token waits for the previous pass's collect: one collect at a time)
+        m.d.comb += end_take.eq((state == END) & can_take
+                                & ~(fmap_layer & collect.o_collecting))
         takes = [Signal(name=f"take{k}") for k in range(W)]
         take_datas = [Signal(broadcast_layout(cfg), name=f"take_data{k}") for k in range(W)]
+        conv = cfg.conv
+        if conv:
+            m.submodules.fmap = fmap = FeatureMapBuffer(cfg)
+            m.submodules.store = store = ImageStore(cfg)
+            m.submodules.patch = patch = PatchGenerator(cfg)
+            m.submodules.pool = pool = PoolWriter(cfg)
         for k in range(W):
+            patch_take = patch.o_take[k] if conv else 0
+            patch_data = patch.o_take_data[k].as_value() if conv else 0
             m.d.comb += [
-                takes[k].eq(lanes.o_take[k] | merge.o_take[k] | (end_take if k == 0 else 0)),
-                take_datas[k].eq(lanes.o_take_data[k].as_value() | merge.o_take_data[k].as_value()),
+                takes[k].eq(lanes.o_take[k] | merge.o_take[k] | patch_take
+                            | (end_take if k == 0 else 0)),
+                take_datas[k].eq(lanes.o_take_data[k].as_value()
+                                 | merge.o_take_data[k].as_value() | patch_data),
             ]
         m.d.comb += take_datas[0].end.eq(state == END)
 
@@ -215,7 +236,9 @@ class CentralUnit(wiring.Component):
             m.d.comb += [
                 sk.i_skip_we.eq(self.i_skip_we), sk.i_skip_addr.eq(self.i_skip_addr),
                 sk.i_skip_data.eq(self.i_skip_data),
-                sk.i_start.eq(start), sk.i_layer_index.eq(layer.index),
+                # (a conv layer's passes after its first use the same entries)
+                sk.i_start.eq(start & ~(layer.repeat if conv else 0)),
+                sk.i_layer_index.eq(layer.index),
                 sk.i_in_features.eq(layer.in_features),
                 *(sk.i_take[k].eq(takes[k]) for k in range(W)),
                 *(sk.i_take_data[k].eq(take_datas[k]) for k in range(W)),
@@ -236,17 +259,69 @@ class CentralUnit(wiring.Component):
         # phase 1a (layer 0): the dense input, zeros filtered
         m.d.comb += [
             lanes.i_in_features.eq(layer.in_features),
-            lanes.i_start.eq(start & (layer.index == 0)),
+            lanes.i_start.eq(start & (layer.index == 0) & ~fmap_layer),
             lanes.i_active.eq(state == BIN),
             lanes.i_can_take.eq(can_take),
-            self.o_in_take.eq(lanes.o_in_take),
         ]
+        if conv:
+            # the input image goes into the feature-map buffer (half 0) instead; the patches
+            # of layer 0 follow the store
+            inp = self.i_input
+            m.d.comb += [
+                lanes.i_input.valid.eq(inp.valid), lanes.i_input.payload.eq(inp.payload),
+                store.i_input.valid.eq(inp.valid), store.i_input.payload.eq(inp.payload),
+                inp.ready.eq(lanes.i_input.ready | store.i_input.ready),
+                self.o_in_take.eq(lanes.o_in_take | store.o_in_take),
+                store.i_start.eq(start & (layer.index == 0) & fmap_layer & ~layer.repeat),
+                store.i_channels.eq(layer.in_channels), store.i_height.eq(layer.in_height),
+                store.i_width.eq(layer.in_width), fmap.i_st_half.eq(layer.fmap_buf),
+                fmap.i_st_we.eq(store.o_we), fmap.i_st_addr.eq(store.o_waddr),
+                fmap.i_st_data.eq(store.o_wdata),
+                # patches: a pass reads half L mod 2
+                patch.i_start.eq(start & fmap_layer),
+                # (the fc layer after a conv: the whole map is its one patch)
+                patch.i_channels.eq(layer.in_channels), patch.i_height.eq(layer.in_height),
+                patch.i_width.eq(layer.in_width),
+                patch.i_kernel_h.eq(Mux(layer.conv, layer.kernel_h, layer.in_height)),
+                patch.i_kernel_w.eq(Mux(layer.conv, layer.kernel_w, layer.in_width)),
+                patch.i_pos_y.eq(layer.pos_y), patch.i_pos_x.eq(layer.pos_x),
+                patch.i_active.eq(state == BPATCH), patch.i_can_take.eq(can_take),
+                patch.i_stored.eq(store.o_stored), patch.i_stored_all.eq(store.o_done),
+                fmap.i_rd_half.eq(layer.fmap_buf),
+                patch.i_replicated.eq(layer.index == 0),
+                fmap.i_rd_en.eq(patch.o_rd_en),
+                *(fmap.i_rd_addr[p].eq(patch.o_rd_addr[p]) for p in range(N)),
+                *(patch.i_rd_data[p].eq(fmap.o_rd_data[p]) for p in range(N)),
+                # a conv pass's outputs, pooled, into the other half
+                pool.i_begin.eq(end_take & layer.conv),
+                pool.i_height.eq(layer.in_height), pool.i_width.eq(layer.in_width),
+                pool.i_kernel_h.eq(layer.kernel_h), pool.i_kernel_w.eq(layer.kernel_w),
+                pool.i_pos_y.eq(layer.pos_y), pool.i_pos_x.eq(layer.pos_x),
+                pool.i_valid.eq(collect.o_pool_we),
+                *(pool.i_value[p].eq(collect.o_bank_wdata[p].value) for p in range(N)),
+                fmap.i_rmw_re.eq(pool.o_rmw_re), fmap.i_we.eq(pool.o_we),
+                *(fmap.i_rmw_addr[p].eq(pool.o_rmw_addr[p]) for p in range(N)),
+                *(pool.i_rmw_data[p].eq(fmap.o_rmw_data[p]) for p in range(N)),
+                *(fmap.i_waddr[p].eq(pool.o_waddr[p]) for p in range(N)),
+                *(fmap.i_wdata[p].eq(pool.o_wdata[p]) for p in range(N)),
+                collect.i_conv.eq(layer.conv),
+            ]
+            out_half = Signal()         # the half the collected conv layer writes
+            m.d.comb += fmap.i_wr_half.eq(out_half)
+            with m.If(end_take):
+                m.d.sync += out_half.eq(~layer.fmap_buf)
+            with m.If(patch.o_last):
+                m.d.sync += state.eq(END)
+            with m.If((state == WAITF) & ~collect.o_collecting):
+                m.d.sync += state.eq(BPATCH)
+        else:
+            m.d.comb += self.o_in_take.eq(lanes.o_in_take)
         with m.If(lanes.o_last):
             m.d.sync += state.eq(END)
 
         # phase 1b (later layers): N-way merge of the banks
         m.d.comb += [
-            merge.i_start.eq(start & (layer.index != 0)),
+            merge.i_start.eq(start & (layer.index != 0) & ~fmap_layer),
             merge.i_active.eq(state == BBUF),
             merge.i_ended.eq(collect.o_ended),
             merge.i_can_take.eq(can_take),
@@ -293,14 +368,19 @@ class CentralUnit(wiring.Component):
         m.d.comb += [
             self.o_argmax.eq(collect.o_argmax),
             self.o_done.eq(collect.o_done),
-            self.o_error.input.eq(lanes.o_error),
+            self.o_error.input.eq(lanes.o_error | (store.o_error if conv else 0)),
             self.o_error.overflow.eq(collect.o_err_overflow),
             self.o_error.logits.eq(collect.o_err_logits),
         ]
 
         # ---- start -------------------------------------------------------------------------
         with m.If(start):
-            with m.If(layer.index == 0):
+            with m.If(fmap_layer):
+                # a layer's first pass waits until the map it reads is written (the previous
+                # layer's last pass collected); layer 0's image is stored while it is read
+                m.d.sync += state.eq(Mux((layer.index == 0) | (layer.repeat if conv else 0),
+                                         BPATCH, WAITF))
+            with m.Elif(layer.index == 0):
                 m.d.sync += state.eq(BIN)
             with m.Else():
                 m.d.sync += state.eq(BBUF)

@@ -70,6 +70,12 @@ class Collector(wiring.Component):
         Sticky: a hidden output row >= max_features or past the bank (dropped).
     o_err_logits : Out(1)
         Sticky: the PEs' logit count differs from ``out_features``.
+    i_conv : In(1)
+        Only with ``config.conv``: the collected layer is a conv pass (sampled with
+        ``i_begin``): every output goes to the pool writer (``o_pool_we``), none to the banks.
+    o_pool_we : Out(N)
+        Only with ``config.conv``: bit ``p``: PE ``p``'s output (value on
+        ``o_bank_wdata[p].value``) is taken for the pool writer this cycle.
     """
 
     def __init__(self, config, bank_depth, out_features_bits):
@@ -91,6 +97,7 @@ class Collector(wiring.Component):
             "o_done": Out(1),
             "o_err_overflow": Out(1),
             "o_err_logits": Out(1),
+            **({"i_conv": In(1), "o_pool_we": Out(n)} if config.conv else {}),
         })
         self.out_features_bits = out_features_bits
 
@@ -104,9 +111,12 @@ class Collector(wiring.Component):
         sel = Signal(range(N))
         cl_last = Signal()
         cl_out = Signal(self.out_features_bits)
+        cl_conv = Signal()              # a conv pass: the outputs go to the pool writer
         with m.If(self.i_begin):
             m.d.sync += [collecting.eq(1), ended.eq(0), n_logit.eq(0), sel.eq(0),
                          cl_last.eq(self.i_last), cl_out.eq(self.i_out_features)]
+            if cfg.conv:
+                m.d.sync += cl_conv.eq(self.i_conv)
 
         outs = [self.i_out[p].payload for p in range(N)]
         is_end = Signal(N)
@@ -132,7 +142,10 @@ class Collector(wiring.Component):
             m.d.comb += [local.eq((outs[p].row[:FB] * div_m) >> div_k),
                          self.o_bank_wdata[p].row.eq(local),
                          self.o_bank_wdata[p].value.eq(outs[p].value[:A])]
-            with m.If(hidden & cand[p]):
+            if cfg.conv:
+                with m.If(hidden & cand[p] & cl_conv):
+                    m.d.comb += [grant[p].eq(1), self.o_pool_we[p].eq(1)]
+            with m.If(hidden & cand[p] & ~cl_conv):
                 m.d.comb += grant[p].eq(1)
                 with m.If((outs[p].row < cfg.max_features) & (local < bdepth)
                           & self.i_bank_room[p]):

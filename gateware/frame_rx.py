@@ -4,7 +4,7 @@ from amaranth import Module, Signal, Mux, Cat
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from contract.memmap import MEM_ID_BITS
+from contract.memmap import DESC_WORD, MEM_ID_BITS
 from contract.protocol import PROTOCOL_VERSION, SOF, Cmd, Err
 from gateware.config import AcceleratorConfig, LoadWrite
 
@@ -25,8 +25,10 @@ class FrameReceiver(wiring.Component):
     Bytes before ``SOF`` are dropped. The header decides the action (``o_action``) or a header
     error (``o_hdr_err``: UNKNOWN_CMD, BAD_LENGTH, NOT_LOADED); the payload of a bad header is
     skipped by its length. LOAD words go out on ``o_load`` as they complete (``o_words``
-    counts them); a LOAD of word 0 of the layer descriptor memory (``config.mem_layers``) also
-    sets ``o_in_features``. INFER_DENSE values are written into the input buffer as they arrive;
+    counts them); a LOAD of word 0 (``in_features``) of the layer descriptor memory
+    (``config.mem_layers``) also sets ``o_in_features``, and so does one of word ``in_values``
+    with a value other than 0 (the packer writes it after word 0: a conv layer 0 takes the
+    ``C * H * W`` image). INFER_DENSE values are written into the input buffer as they arrive;
     INFER_SPARSE pairs are expanded into it one value per clock (zeros up to the pair's index,
     then its value) and the vector is completed with zeros; so are INFER_CODED tokens (a token
     byte ``z << 3 | l``: ``z`` zeros, then the ``l`` literal bytes that follow it; values past
@@ -299,8 +301,13 @@ class FrameReceiver(wiring.Component):
                                 m.d.sync += self.o_hdr_err.eq(Err.VERSION)
                         with m.Case(4):
                             m.d.sync += [cnt.eq(cnt + 1), phase.eq(3)]
-                            with m.If((mem == cfg.mem_layers) & (load_addr == 0)):
-                                value = Cat(low, byte)
+                            # layer 0's in_features, or its in_values when not 0 (a conv
+                            # layer 0: the image, C * H * W values; written after word 0)
+                            value = Cat(low, byte)
+                            with m.If((mem == cfg.mem_layers)
+                                      & ((load_addr == 0)
+                                         | ((load_addr == DESC_WORD["in_values"])
+                                            & (value != 0)))):
                                 m.d.sync += [
                                     in_features.eq(value),
                                     loaded.eq((value != 0) & (value <= cfg.max_features)),

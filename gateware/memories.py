@@ -114,7 +114,14 @@ class PEMemory(wiring.Component):
                 self.rdata.eq(rd.data),
             ]
             if self.read_ports == 2:
-                rd2 = mem.read_port()
+                # Transparent for the write: the write and the first read share one port of a
+                # true-dual-port block RAM and the second read takes the other. A second read
+                # port that must return the *old* word when a write hits its address (Amaranth's
+                # default) cannot share a block RAM with that write, so yosys gave it a
+                # duplicate (4 DP16KD instead of 2 for a 2048-word memory on the ECP5). Reads
+                # and writes never coincide here (``re2`` is gated by ``we``), so the read data
+                # is the same either way.
+                rd2 = mem.read_port(transparent_for=(wr,))
                 m.d.comb += [
                     rd2.addr.eq(self.addr2),
                     rd2.en.eq(self.re2 & ~self.we),

@@ -92,14 +92,16 @@ class ProcessingElement(wiring.Component):
         requantization engine latches what it needs at the hand-over). With the early start
         (``config.early``) it is sampled with ``i_start`` (the column engine keeps a copy).
     i_start : In(1)
-        Pulse while ``o_col_idle``: begin layer ``i_layer.index`` (reads its header words).
-        With the early start a start that comes while the column engine still works on the
+        Pulse while ``o_col_idle``: begin layer ``i_layer.index`` (reads its header words and
+        loads its Huffman limits; a conv layer's later passes, ``i_layer.repeat``, keep them
+        and start at once). With the early start a start that comes while the column engine still works on the
         previous layer waits for its hand-over (one start may wait).
     i_act : In(stream.Signature(broadcast_layout(config)))
         Non-zero input activations ``(col, value)``, then one ``end`` token.
     o_out : Out(stream.Signature(pe_output_layout(config)))
-        After ``end``: hidden layer: non-zero requantized outputs ``(global row, value)``; last
-        layer: every accumulator in local row order; then one ``end`` token.
+        After ``end``: hidden layer: non-zero requantized outputs ``(global row, value)`` (a
+        conv layer's pass: every row, zeros included, for the pool writer); last layer: every
+        accumulator in local row order; then one ``end`` token.
     o_idle : Out(1)
         No layer in progress (neither engine busy; loads are accepted). Low for the first
         ``max_rows_per_pe`` cycles after a reset, while every accumulator row is cleared.
@@ -262,10 +264,12 @@ class ProcessingElement(wiring.Component):
             start_desc = Signal(layer_config_layout(cfg))
             m.d.comb += [start_fire.eq(col_idle & (pending | self.i_start)),
                          start_desc.eq(Mux(pending, next_layer, self.i_layer))]
+            # (a conv layer's later passes keep the header and the Huffman limits: same layer)
+            repeat = start_desc.repeat if cfg.conv else 0
             m.d.comb += [
                 dec.i_layer_index.eq(start_desc.index),
                 dec.i_sym_base.eq(layer.sym_base),
-                dec.i_start.eq(start_fire),
+                dec.i_start.eq(start_fire & ~repeat),
             ]
             with m.If(start_fire):
                 m.d.sync += [cur_layer.eq(start_desc), pending.eq(0)]
@@ -277,17 +281,18 @@ class ProcessingElement(wiring.Component):
             with m.If(self.i_start & col_idle & pending):
                 m.d.sync += error.eq(1)
         else:
+            repeat = self.i_layer.repeat if cfg.conv else 0
             m.d.comb += [
                 dec.i_layer_index.eq(layer.index),
                 dec.i_sym_base.eq(layer.sym_base),
-                dec.i_start.eq(self.i_start & col_idle),
+                dec.i_start.eq(self.i_start & col_idle & ~repeat),
             ]
             with m.If(self.i_start & ~col_idle):
                 m.d.sync += error.eq(1)
         start = start_fire if early else self.i_start & ~accs.o_clearing
 
         m.d.comb += [
-            hdr.i_start.eq((state == IDLE) & start), hdr.i_active.eq(state == HDR),
+            hdr.i_start.eq((state == IDLE) & start & ~repeat), hdr.i_active.eq(state == HDR),
             hdr.i_layer_index.eq(layer.index), hdr.i_rdata.eq(mem.rdata),
             port.i_header_re.eq(hdr.o_re), port.i_header_addr.eq(hdr.o_addr),
         ]
@@ -326,7 +331,9 @@ class ProcessingElement(wiring.Component):
         # ---- stage 4: accumulate -----------------------------------------------------------
         col_bank = Signal()
         m.d.comb += [
-            col_bank.eq(layer.index[0] if cfg.requant_overlap else 0),
+            # (conv: the sequencer alternates the bank with every pass and layer)
+            col_bank.eq((layer.bank if cfg.conv else layer.index[0])
+                        if cfg.requant_overlap else 0),
             accum.i_rows_local.eq(rows_local),
             accum.i_acc_base.eq(acc_base),
             accum.i_layer_index.eq(layer.index),
@@ -341,6 +348,7 @@ class ProcessingElement(wiring.Component):
             rq.i_start.eq(handover),
             rq.i_rows.eq(rows_local), rq.i_bias_base.eq(bias_base), rq.i_acc_base.eq(acc_base),
             rq.i_bank.eq(col_bank), rq.i_last.eq(layer.last), rq.i_shift.eq(layer.shift),
+            rq.i_dense.eq(layer.conv if cfg.conv else 0),
             rq.i_bias_shift.eq(layer.bias_shift),
             # its bias reads take the cycles without a header or word read
             rq.i_mem_free.eq(~words.o_req & (state != HDR)),
@@ -357,7 +365,7 @@ class ProcessingElement(wiring.Component):
         with m.Switch(state):
             with m.Case(IDLE):
                 with m.If(start):
-                    m.d.sync += state.eq(HDR)
+                    m.d.sync += state.eq(Mux(repeat, RUN, HDR))
             with m.Case(HDR):
                 with m.If(hdr.o_last):
                     m.d.sync += state.eq(RUN)

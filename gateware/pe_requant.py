@@ -39,6 +39,9 @@ class Requantize(wiring.Component):
         Local row count, bias address (data memory), first accumulator row, accumulator bank.
     i_last, i_shift, i_bias_shift : In(1), In(shift_bits), In(bias_shift_bits)
         The last layer (raw outputs), the requantization shift, the bias shift.
+    i_dense : In(1)
+        Emit every requantized row, zeros included (a conv pass: the pool writer takes every
+        output of a position); latched with the other parameters.
     i_mem_free : In(1)
         The data memory takes a bias read this cycle (no header or word read).
     o_bias_re, o_bias_addr : Out(1), Out(log2(pe_mem_depth))
@@ -75,6 +78,7 @@ class Requantize(wiring.Component):
             "i_acc_base": In(rb),
             "i_bank": In(1),
             "i_last": In(1),
+            "i_dense": In(1),
             "i_shift": In(shift_bits),
             "i_bias_shift": In(bias_shift_bits),
             "i_mem_free": In(1),
@@ -110,13 +114,14 @@ class Requantize(wiring.Component):
             rq_acc_base = Signal(RB)
             rq_bank = Signal()
             rq_last = Signal()
+            rq_dense = Signal()
             rq_shift = Signal(len(self.i_shift))
             rq_bias_shift = Signal(len(self.i_bias_shift))
         else:
             # the next layer waits for the requantization: the column engine's registers and
             # the descriptor hold still
             rq_rows, rq_bias_base, rq_acc_base = self.i_rows, self.i_bias_base, self.i_acc_base
-            rq_bank, rq_last = Const(0, 1), self.i_last
+            rq_bank, rq_last, rq_dense = Const(0, 1), self.i_last, self.i_dense
             rq_shift, rq_bias_shift = self.i_shift, self.i_bias_shift
         ri = Signal(RW + 1)             # next local row to read
         rv1 = Signal()
@@ -183,7 +188,7 @@ class Requantize(wiring.Component):
         hval = round_shift_saturate(m, rt3, rq_shift, A)
         with m.If(r_adv):
             m.d.sync += [
-                ov.eq(rv3 & (rq_last | (hval != 0))),
+                ov.eq(rv3 & (rq_last | rq_dense | (hval != 0))),
                 orow.eq(rrow3 * cfg.n_pes + self.index),
                 oval[:A].eq(Mux(rq_last, rt3[:A], hval)),
             ]
@@ -212,7 +217,8 @@ class Requantize(wiring.Component):
                         m.d.sync += [
                             rq_rows.eq(self.i_rows), rq_bias_base.eq(self.i_bias_base),
                             rq_acc_base.eq(self.i_acc_base), rq_bank.eq(self.i_bank),
-                            rq_last.eq(self.i_last), rq_shift.eq(self.i_shift),
+                            rq_last.eq(self.i_last), rq_dense.eq(self.i_dense),
+                            rq_shift.eq(self.i_shift),
                             rq_bias_shift.eq(self.i_bias_shift),
                         ]
             with m.Case(REQ):

@@ -11,12 +11,19 @@ cycles for the first descriptor read).
 
 A descriptor is the last one when its ``last`` flag is set or when it is descriptor
 ``max_layers - 1`` (then ``o_error`` is set: the model forgot the flag).
+
+With conv support (``config.conv``) the descriptor's feature-map geometry is read too, and a
+conv layer runs as one *pass* per output position ``(oy, ox)`` (raster order, ``OH x OW`` =
+``(H - KH + 1) x (W - KW + 1)``): after a pass's ``i_bdone`` the same layer starts again
+(``o_layer.pos_y``, ``pos_x`` advanced, ``repeat`` set) until the last position, then the next
+layer. ``o_layer.bank`` alternates with every start (the PEs' accumulator bank: a pass is
+requantized while the next one accumulates).
 """
 from amaranth import Module, Signal, Mux
 from amaranth.lib import wiring, memory
 from amaranth.lib.wiring import In, Out
 
-from contract.memmap import DESC_FLAGS, DESC_WORD, DESC_WORDS
+from contract.memmap import CONV_FIELDS, DESC_FLAGS, DESC_WORD, DESC_WORDS
 from contract.widths import SHIFT_BITS, WORD_BITS
 
 from .config import layer_config_layout
@@ -102,8 +109,8 @@ class LayerSequencer(wiring.Component):
         m.d.comb += [wp.addr.eq(self.i_addr), wp.data.eq(self.i_data),
                      wp.en.eq(self.i_we & (self.i_addr < depth))]
 
-        IDLE, RUN, NEXT = range(3)
-        state = Signal(range(3))
+        IDLE, RUN, NEXT, REPEAT = range(4)
+        state = Signal(range(4))
         cur = self.o_layer
         m.d.comb += self.o_idle.eq(state == IDLE)
 
@@ -112,6 +119,8 @@ class LayerSequencer(wiring.Component):
         nxt_valid = Signal()
         target = Signal(range(L))
         m.d.comb += target.eq(Mux((state == IDLE) | cur.last, 0, cur.index + 1))
+        conv = cfg.conv
+        last_word = DESC_WORD[CONV_FIELDS[-1]] if conv else DESC_WORD["sym_base"]
         fetching = Signal()
         f_idx = Signal(range(L))
         fk = Signal(range(DESC_WORDS))           # word being requested
@@ -123,7 +132,7 @@ class LayerSequencer(wiring.Component):
             m.d.sync += [nxt_valid.eq(0), fetching.eq(0)]
         with m.Elif(fetching):
             m.d.sync += [fk.eq(fk + 1), fk_d.eq(fk), fv_d.eq(1)]
-            with m.If(fk == DESC_WORD["sym_base"]):     # the last word used
+            with m.If(fk == last_word):                 # the last word used
                 m.d.sync += fetching.eq(0)
         with m.Elif(~(nxt_valid & (nxt.index == target))):
             m.d.sync += [fetching.eq(1), f_idx.eq(target), fk.eq(0), nxt_valid.eq(0)]
@@ -142,7 +151,17 @@ class LayerSequencer(wiring.Component):
                 with m.Case(DESC_WORD["bias_shift"]):
                     m.d.sync += nxt.bias_shift.eq(word[:SHIFT_BITS])
                 with m.Case(DESC_WORD["sym_base"]):
-                    m.d.sync += [nxt.sym_base.eq(word), nxt_valid.eq(1)]
+                    m.d.sync += nxt.sym_base.eq(word)
+                    if not conv:
+                        m.d.sync += nxt_valid.eq(1)
+                if conv:
+                    for name in CONV_FIELDS:
+                        if name not in lay.members:
+                            continue            # (``pool``: always 2)
+                        with m.Case(DESC_WORD[name]):
+                            m.d.sync += getattr(nxt, name).eq(word)
+                            if name == CONV_FIELDS[-1]:
+                                m.d.sync += nxt_valid.eq(1)
 
         # ---- layer starts ------------------------------------------------------------------
         ready = Signal()
@@ -156,6 +175,24 @@ class LayerSequencer(wiring.Component):
                 m.d.sync += cur.last.eq(1)
                 with m.If(~nxt.last):
                     m.d.sync += self.o_error.eq(1)
+        more_pos = Signal()             # a conv layer has positions left after this pass
+        if conv:
+            # the position (0, 0) of a new layer; the bank alternates with every start
+            again = Signal()
+            last_x = Signal()
+            m.d.comb += [
+                last_x.eq(cur.pos_x + 1 == cur.out_width),
+                more_pos.eq(cur.conv & ~(last_x & (cur.pos_y + 1 == cur.out_height))),
+            ]
+            with m.If(begin):
+                m.d.sync += [cur.pos_y.eq(0), cur.pos_x.eq(0), cur.repeat.eq(0),
+                             cur.bank.eq(~cur.bank)]
+            m.d.sync += self.o_start.eq(begin | again)
+            with m.If(again):
+                m.d.sync += [cur.repeat.eq(1), cur.bank.eq(~cur.bank), state.eq(RUN),
+                             cur.pos_x.eq(Mux(last_x, 0, cur.pos_x + 1))]
+                with m.If(last_x):
+                    m.d.sync += cur.pos_y.eq(cur.pos_y + 1)
         with m.Switch(state):
             with m.Case(IDLE):
                 m.d.comb += begin.eq(self.i_go & ready)
@@ -163,9 +200,13 @@ class LayerSequencer(wiring.Component):
                 with m.If(cur.last & self.i_done):
                     m.d.sync += state.eq(IDLE)
                 with m.If(~cur.last & self.i_bdone):
-                    m.d.sync += state.eq(NEXT)
+                    m.d.sync += state.eq(Mux(more_pos, REPEAT, NEXT))
             with m.Case(NEXT):
                 m.d.comb += begin.eq(ready)
+            if conv:
+                with m.Case(REPEAT):
+                    # the next pass of the conv layer: its descriptor is the current one
+                    m.d.comb += again.eq(self.i_pes_idle)
 
         # ---- cycle counter -----------------------------------------------------------------
         # The counter stops on the final logit and is ``o_cycles`` itself until the next

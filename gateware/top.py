@@ -7,7 +7,7 @@ platform (``dir="-"`` + ``io.Buffer``) and optionally runs the design from the f
 (``gateware.pll``).
 """
 from amaranth import (Module, Signal, ClockDomain, ClockSignal, ResetSignal, Shape, Value,
-                      Mux)
+                      Mux, Instance, Const)
 from amaranth.build import ResourceError
 from amaranth.hdl import ResetInserter
 from amaranth.lib import io, wiring
@@ -191,7 +191,8 @@ class BoardTop(wiring.Component):
     flash_offset : int or None
         Load the model image stored at this byte address of the SPI flash at power-up (if the
         platform has a ``spi_flash_1x`` resource; ``contract.protocol.FLASH_OFFSET`` is where
-        ``sw.host --program-flash`` writes it); ``None`` (default): no flash loader. The loader
+        ``sw.host --program-flash`` writes it); ``None`` (default): no flash loader. A flash
+        resource without a ``clk`` pin is clocked through ECP5's ``USRMCLK``. The loader
         costs about 150 logic cells, which the iCEBreaker's LeNet-300-100 build does not have
         left (docs/PROTOCOL.md, "Model in flash").
     """
@@ -250,8 +251,17 @@ class BoardTop(wiring.Component):
             flash_offset=None if flash is None else self.flash_offset, **self.core_args)
         if flash is not None:
             # (cs, wp and hold are active-low pins: their buffers invert)
-            outputs = [("cs", ~core.o_flash_cs_n), ("clk", core.o_flash_sclk),
-                       ("copi", core.o_flash_copi)]
+            outputs = [("cs", ~core.o_flash_cs_n), ("copi", core.o_flash_copi)]
+            if hasattr(flash, "clk"):
+                outputs.append(("clk", core.o_flash_sclk))
+            elif self.family == "ecp5":
+                # the flash clock is the configuration clock pin: user logic reaches it only
+                # through USRMCLK (output enabled: USRMCLKTS low)
+                m.submodules.usrmclk = Instance("USRMCLK", i_USRMCLKI=core.o_flash_sclk,
+                                                i_USRMCLKTS=Const(0, 1))
+            else:
+                raise TopError(f"the SPI flash has no clock pin and the {self.family} family "
+                               f"has no primitive for it here")
             outputs += [(name, 0) for name in ("wp", "hold") if hasattr(flash, name)]
             for name, value in outputs:
                 m.submodules[f"flash_{name}"] = buf = io.Buffer("o", getattr(flash, name))

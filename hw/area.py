@@ -26,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from amaranth.back import verilog
+from amaranth.back import rtlil
 
 from boards import get_board
 from contract.config import AcceleratorConfig
@@ -127,8 +127,10 @@ def synthesise(part="accelerator", n_pes=4, flat=False, workdir=None, model=None
     work.mkdir(parents=True, exist_ok=True)
     name = part
     component = _component(part, n_pes, model, input_lanes, pointer_ports, stream_words, board)
-    (work / f"{name}.v").write_text(verilog.convert(component, name=name))
-    script = (f"read_verilog -sv {name}.v; {family.synth_command} -top {name}"
+    # RTLIL, as the bitstream build reads it (memories keep Amaranth's read-during-write
+    # behaviour, which decides how yosys maps them to block RAM)
+    (work / f"{name}.il").write_text(rtlil.convert(component, name=name))
+    script = (f"read_rtlil {name}.il; {family.synth_command} -top {name}"
               f"{'' if flat else ' -noflatten'}; tee -q -o {name}.stat stat")
     run = subprocess.run([tools["YOSYS"], "-q", "-p", script], cwd=work, capture_output=True,
                          text=True)
@@ -187,18 +189,33 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-def estimate_pes(board, model=None, utilisation=0.85, probe=(1, 2), workdir=None, log=None):
+def estimate_pes(board, model=None, utilisation=0.85, workdir=None, log=None, start=None,
+                 max_rounds=6):
     """The largest PE count that should fit ``board`` (an estimate for ``hw.build --pes auto``,
-    which place and route then confirms): the accelerator synthesised for the board's family at
-    ``probe`` PE counts (configured as ``hw.build`` builds it, sized for ``model``) gives the
-    per-PE logic and block RAM (their difference) and the fixed part, the UART + protocol core
-    adds its own; the estimate keeps logic within ``utilisation`` of the device and block RAM
-    within the device.
+    which place and route then confirms).
 
-    Returns ``(n_pes, details)`` with the per-PE and fixed figures in ``details``.
+    At a candidate count ``n`` (first the board's default) one PE and the central unit are
+    synthesised for the board's family, configured as ``hw.build`` builds ``n`` PEs for
+    ``model`` (its widths; PE memories cut to the depth the model needs at ``n``, so the block
+    RAM per PE follows ``n``), and the UART + protocol core once: ``fixed + n * per_pe`` must
+    keep logic within ``utilisation`` of the device and block RAM and DSPs within it. The
+    figures at ``n`` give the next candidate (the largest count they allow); the search stops
+    at a count that fits and that its own figures allow no more than.
+
+    Returns ``(n_pes, details)``: the per-PE and fixed figures of the chosen count, the
+    capacities and the totals of every count tried.
+
+    Raises
+    ------
+    AreaError
+        not even one PE fits, or a synthesis fails.
     """
     spec = get_board(board)
     family = get_family(spec.family)
+    caps = {"logic": utilisation * spec.memory.luts, "bram": spec.memory.bram_blocks,
+            "dsp": spec.memory.dsps}
+    if spec.facts.pe_memory == "large_ram":
+        caps["large_ram"] = spec.memory.large_ram_blocks
 
     def measure(part, n):
         table = synthesise(part, n, flat=True, workdir=workdir, model=model, board=spec.name)
@@ -207,17 +224,41 @@ def estimate_pes(board, model=None, utilisation=0.85, probe=(1, 2), workdir=None
         if log:
             log(f"{part} N={n}: {found}")
         return found
-    lo, hi = (measure("accelerator", n) for n in probe)
+
     core = measure("core", 1)
-    span = probe[1] - probe[0]
-    per_pe = {k: max(0.0, (hi.get(k, 0) - lo.get(k, 0)) / span) for k in ("logic", "bram")}
-    fixed = {k: lo.get(k, 0) - probe[0] * per_pe[k] + core.get(k, 0) for k in per_pe}
-    caps = {"logic": utilisation * spec.memory.luts, "bram": spec.memory.bram_blocks}
-    if spec.facts.pe_memory == "large_ram":
-        caps["large_ram"] = spec.memory.large_ram_blocks
-    n_fit = spec.max_pes
-    for key in ("logic", "bram"):
-        if per_pe[key] > 0:
-            n_fit = min(n_fit, int((caps[key] - fixed[key]) // per_pe[key]))
-    details = {"per_pe": per_pe, "fixed": fixed, "capacity": caps, "probe": list(probe)}
-    return max(1, n_fit), details
+
+    def cost(n):
+        pe, central = measure("pe", n), measure("central", n)
+        per_pe = {k: pe.get(k, 0) for k in caps}
+        fixed = {k: central.get(k, 0) + core.get(k, 0) for k in caps}
+        return per_pe, fixed
+
+    def allowed(per_pe, fixed):
+        n_fit = spec.max_pes
+        for key, cap in caps.items():
+            if per_pe[key] > 0:
+                n_fit = min(n_fit, int((cap - fixed[key]) // per_pe[key]))
+        return n_fit
+
+    n = max(1, min(spec.max_pes, start or spec.default_pes))
+    tried, fitting = {}, {}
+    for _ in range(max_rounds):
+        per_pe, fixed = cost(n)
+        total = {k: fixed[k] + n * per_pe[k] for k in caps}
+        tried[n] = total
+        fits = all(total[k] <= caps[k] for k in caps)
+        if fits:
+            fitting[n] = {"per_pe": per_pe, "fixed": fixed}
+        nxt = allowed(per_pe, fixed)
+        if fits and nxt <= n:
+            break
+        nxt = max(1, nxt if fits else min(nxt, n - 1))
+        if nxt in tried:
+            break
+        n = nxt
+    if not fitting:
+        raise AreaError(f"not even {min(tried)} PE fits {spec.name}: needs "
+                        f"{tried[min(tried)]}, the device has {caps}")
+    best = max(fitting)
+    details = {**fitting[best], "capacity": caps, "tried": tried}
+    return best, details

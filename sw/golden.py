@@ -454,17 +454,20 @@ _CONV_BLOCK = 1 << 22
 
 def _conv_acc(l, a, bound):
     """Exact accumulators ``(n, OC, OH, OW)`` of conv layer ``l`` on flat input maps ``a``."""
-    n = a.shape[0]
+    return np.concatenate([acc for acc in _conv_acc_blocks(l, a, bound)]) if len(a) else \
+        np.zeros((0,) + l.conv_out_shape, dtype=np.int64)
+
+
+def _conv_acc_blocks(l, a, bound):
+    """:func:`_conv_acc` of consecutive blocks of images (a bounded patch matrix each)."""
     oc, oh, ow = l.conv_out_shape
     w = l.weights()
-    acc = np.empty((n, oh * ow, oc), dtype=np.int64)
     step = max(1, _CONV_BLOCK // max(1, l.positions * l.in_features))
-    for s in range(0, n, step):
+    for s in range(0, len(a), step):
         patches = conv_patches(a[s:s + step].reshape((-1,) + tuple(l.in_shape)), l.kernel)
-        acc[s:s + step] = _matmul_exact(patches.reshape(-1, l.in_features), w, bound).reshape(
-            -1, oh * ow, oc)
-    acc += l.bias_acc()[None, None, :]
-    return acc.transpose(0, 2, 1).reshape(n, oc, oh, ow)
+        acc = _matmul_exact(patches.reshape(-1, l.in_features), w, bound).reshape(
+            -1, oh * ow, oc) + l.bias_acc()[None, None, :]
+        yield acc.transpose(0, 2, 1).reshape(-1, oc, oh, ow)
 
 
 def infer(int_model, x_uint8, trace=True):
@@ -497,13 +500,18 @@ def infer(int_model, x_uint8, trace=True):
         if flows:
             res.inputs.append(a)
         if l.conv:
-            acc = _conv_acc(l, a, int(bound.max(initial=0)))
-            y = _requantize(acc, l.shift, amax)
+            accs, ys, pooled = [], [], []
+            for acc in _conv_acc_blocks(l, a, int(bound.max(initial=0))):
+                y = _requantize(acc, l.shift, amax)
+                pooled.append(max_pool2(y).reshape(len(y), -1))
+                if full:
+                    accs.append(acc)
+                    ys.append(y)
             if full:
-                res.accumulators.append(acc)
-                res.unpooled.append(y)
-            del acc
-            a = max_pool2(y).reshape(len(a), -1)
+                empty = np.zeros((0,) + l.conv_out_shape, dtype=np.int64)
+                res.accumulators.append(np.concatenate(accs) if accs else empty)
+                res.unpooled.append(np.concatenate(ys) if ys else empty)
+            a = np.concatenate(pooled) if pooled else np.zeros((0, l.output_size), np.int64)
         else:
             acc = _matmul_exact(a, l.weights(), int(bound.max(initial=0))) \
                 + l.bias_acc()[None, :]

@@ -15,7 +15,6 @@ The serial transport lowers the FTDI latency timer to 1 ms where it can (Linux s
 several in flight (``Board.infer_stream``).
 """
 import argparse
-import shutil
 import struct
 import subprocess
 import sys
@@ -34,9 +33,10 @@ from contract.widths import WIDTH_KEYS
 from sw import incode
 from sw.cli import EXIT_MISMATCH, EXIT_OK, ToolError, command
 from sw.flashimage import flash_image, load_runs as _runs
+from sw.loader import LoaderError, flash_image_command, run_loader
 from sw.golden import IntModel, ideal_cycles, images_to_uint8, infer, load_mnist
 from sw.modelfile import load_model
-from sw.pack import PackError, PackLimits, pack
+from sw.pack import PackError, PackLimits, fmap_words, pack
 from sw.transport import SerialTransport, TransportTimeout
 
 __all__ = ["HostError", "BoardError", "BadFrameError", "BoardTimeout", "InputLengthError",
@@ -487,9 +487,13 @@ def pack_for_board(status, int_model, board="icebreaker"):
         if the packer refuses the model (too large for the memories, too many layers...) or
         the result exceeds the board (:func:`check_fit`).
     """
+    # STATUS does not report the feature-map banks: a conv model assumes the gateware hw.build
+    # made for it (fmap_depth = the power of two its largest map needs on these PEs).
+    fmap = fmap_words(int_model, status.n_pes)
     limits = PackLimits(max_layers=status.max_layers, max_rows_per_pe=status.max_rows_per_pe,
                         max_features=status.max_features, symbol_depth=status.symbol_depth,
                         max_logits=status.max_logits, pe_mem_words=status.pe_mem_depth,
+                        fmap_depth=1 << (fmap - 1).bit_length() if fmap else 0,
                         **{k: status.fields[k] for k in WIDTH_KEYS})
     try:
         # Balanced rows are faster; they can need more joint symbols than the neuron order
@@ -601,23 +605,21 @@ def board_of_status(status, name=None):
     return matches[0]
 
 
-def program_flash(path, offset=FLASH_OFFSET, tool="iceprog"):
-    """Write the flash image ``path`` at ``offset`` with ``iceprog -o`` (the bitstream at 0 is
-    kept).
+def program_flash(path, board, offset=None, run=subprocess.run):
+    """Write the flash image ``path`` into ``board``'s SPI flash at ``offset`` (default: the
+    board's model offset, ``SPIFlash.model_offset``) with openFPGALoader (``sw.loader``; the
+    bitstream at 0 is kept); returns the command line.
 
     Raises
     ------
     HostError
-        if iceprog is missing or fails.
+        the board has no flash its programmer can write at an offset, or openFPGALoader is
+        missing or fails.
     """
-    exe = shutil.which(tool)
-    if exe is None:
-        raise HostError(f"{tool} not found: write {path} at offset 0x{offset:x} with your "
-                        f"flash programmer (`{tool} -o {offset // 1024}k {path}`)")
-    run = subprocess.run([exe, "-o", f"{offset // 1024}k", str(path)], capture_output=True,
-                         text=True)
-    if run.returncode != 0:
-        raise HostError(f"{tool} failed ({run.returncode}): {run.stderr.strip()[-500:]}")
+    try:
+        return run_loader(flash_image_command(board, path, offset), run=run)
+    except LoaderError as exc:
+        raise HostError(str(exc)) from None
 
 
 def build_parser():
@@ -641,9 +643,10 @@ def build_parser():
     ap.add_argument("--save-flash-image", metavar="FILE",
                     help="also write the packed model as a flash image (sw.flashimage) to FILE")
     ap.add_argument("--program-flash", action="store_true",
-                    help="write that image into the board's SPI flash with iceprog at "
-                         f"0x{FLASH_OFFSET:x} (after the bitstream); the board loads it at "
-                         "power-up")
+                    help="write that image into the board's SPI flash with openFPGALoader at "
+                         "the board's model offset (iCEBreaker: "
+                         f"0x{FLASH_OFFSET:x}, after the bitstream); a board built with the "
+                         "flash loader loads it at power-up")
     return ap
 
 
@@ -667,9 +670,10 @@ def main(argv=None):
             image = flash_image(_runs(packed.load_words()), board.block_words)
             with open(path, "wb") as f:
                 f.write(image)
-            print(f"flash image: {path} ({len(image)} bytes at 0x{FLASH_OFFSET:x})")
+            offset = spec.flash.model_offset if spec.flash is not None else FLASH_OFFSET
+            print(f"flash image: {path} ({len(image)} bytes at 0x{offset:x})")
             if args.program_flash:
-                program_flash(path)
+                print(" ".join(program_flash(path, spec)))
         if not args.no_upload:
             t0 = time.monotonic()
 

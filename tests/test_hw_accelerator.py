@@ -276,3 +276,21 @@ def test_accelerator_board_profiles(board):
         spec.profile.config_fields()
     stats = run_case(f"board_{board}", case, p_valid=0.7, p_ready=0.6, seed=spec.id)
     assert len(stats["inferences"]) == len(case["inputs"])
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["ulx3s", "orangecrab", "tang_primer_20k"])
+def test_board_configuration_lenet300(board):
+    """The configuration each larger board builds - its feature profile, its default PE count,
+    LeNet-300-100's widths - bit exact on MNIST test images (what ``python -m hw.bench --board
+    NAME`` runs; the README's compute-bound images/s come from its cycles)."""
+    from boards import get_board
+    from hw.bench import board_features, run_bench
+    from sw.golden import IntModel
+    from sw.modelfile import load_model
+    spec = get_board(board)
+    rows = run_bench(IntModel.from_model(load_model(ROOT / "models" / "lenet300.npz")),
+                     [spec.default_pes], 3, log=lambda *a: None, **board_features(board))
+    assert rows[0]["status"] == "bit-exact", rows[0]
+    assert rows[0]["n_pes"] == spec.default_pes and rows[0]["cycles_mean"] > 0

@@ -306,6 +306,32 @@ def test_frame_receiver_load_dense_sparse():
     assert SOF == 0xA5 and crc16(b"123456789") == 0x29B1
 
 
+def test_frame_receiver_learns_in_values():
+    """A conv layer 0 takes ``in_values`` (descriptor word 8, after ``in_features``) input
+    values: a LOAD of it sets the input count, one of 0 (an fc model's) does not, one of word
+    0 (``in_features``) does."""
+    import struct
+    from contract.memmap import DESC_WORD
+    cfg = AcceleratorConfig(n_pes=2)
+    w = DESC_WORD["in_values"]
+    x = [0, 5, 0, 0, 7, 1, 0, 0, 3, 0, 0, 9]
+    frames = [
+        encode_frame(Cmd.LOAD, struct.pack("<BHHH", cfg.mem_layers, 0, 4, 3)),
+        encode_frame(Cmd.LOAD, struct.pack("<BHH", cfg.mem_layers, w, len(x))),
+        encode_frame(Cmd.INFER_DENSE, bytes(x)),
+        encode_frame(Cmd.LOAD, struct.pack("<BHH", cfg.mem_layers, w, 0)),
+        encode_frame(Cmd.INFER_DENSE, bytes(x)),
+        encode_frame(Cmd.LOAD, struct.pack("<BHH", cfg.mem_layers, 0, 4)),
+        encode_frame(Cmd.INFER_DENSE, bytes(x)),
+        encode_frame(Cmd.INFER_DENSE, bytes(x[:4])),
+    ]
+    r = receive(cfg, frames)
+    for k in (2, 4):
+        assert r[k]["action"] == A_DENSE and r[k]["x"] == x and r[k]["crc_ok"], k
+    assert r[6]["hdr_err"] == Err.BAD_LENGTH
+    assert r[7]["action"] == A_DENSE and r[7]["x"] == x[:4]
+
+
 def test_frame_receiver_coded_input():
     import struct
     cfg = AcceleratorConfig(n_pes=2)

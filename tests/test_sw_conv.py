@@ -13,7 +13,7 @@ from sw.golden import (GoldenError, IntLayer, IntModel, calibrate, conv_patches,
                        ideal_cycles, infer, random_conv_model)
 from sw.modelfile import CompressedModel, LayerRecord, load_model, save_model
 from sw.nn import Conv2D, Dense, Flatten, MaxPool2, Model, ReLU, Reshape
-from sw.pack import PackError, PackLimits, pack, sized_limits
+from sw.pack import PackedImages, PackError, PackLimits, pack, sized_limits
 from sw.refdecoder import (RefDecodeError, infer_packed, infer_packed_events,
                            read_descriptors)
 from sw.sparse import encode_columns
@@ -400,3 +400,90 @@ def test_accumulator_proof_covers_conv():
     with pytest.raises(PackError, match="layer 0 \\(conv1\\) row 0: accumulator could reach"):
         pack(bad, 1, "sim", limits=BIG)
     assert math.prod(conv.in_shape) == conv.input_size
+
+
+# --------------------------------------------------------------------------------------------
+# Host
+
+
+class RefDecoderBoard:
+    """A protocol-level board that keeps what the host uploads and answers INFER requests with
+    the reference decoder run on those memories (STATUS ``in_features`` is layer 0's
+    ``in_values`` word, the input size: 196 for a conv model on a 1 x 14 x 14 map)."""
+
+    def __init__(self, status):
+        self.status = status
+        self.memory = {}
+
+    def _images(self):
+        n = self.status["n_pes"]
+        images = {}
+        for (mem, addr), word in self.memory.items():
+            images.setdefault(mem, {})[addr] = word
+        out = {}
+        for mem in range(2 * n + 6):
+            words = images.get(mem, {})
+            img = np.zeros(max(words, default=-1) + 1, dtype=np.uint16)
+            for addr, w in words.items():
+                img[addr] = w
+            out[mem] = img
+        params = {k: self.status[k] for k in ("act_bits", "weight_bits", "acc_bits", "idx_bits",
+                                              "gap_bits", "huff_max_len")}
+        return PackedImages(n, out, {"n_pes": n, "params": params})
+
+    def __call__(self, frame):
+        import struct
+        from contract.protocol import STATUS_FIELDS, Cmd, Resp, encode_frame
+        from sw import incode
+        n_in = self.memory.get((self.status["n_pes"] + 4, DESC_WORD["in_values"]), 0)
+        cmd, payload = frame[1], frame[4:4 + (frame[2] | frame[3] << 8)]
+        if cmd == Cmd.PING:
+            fields = dict(self.status, in_features=n_in)
+            fmt = "<" + "".join({1: "B", 2: "H", 4: "I"}[k] for _, k in STATUS_FIELDS)
+            return encode_frame(Resp.STATUS, struct.pack(fmt, *(fields[k] for k, _ in
+                                                               STATUS_FIELDS)))
+        if cmd == Cmd.LOAD:
+            mem, addr = struct.unpack("<BH", payload[:3])
+            for i, w in enumerate(np.frombuffer(payload[3:], dtype="<u2")):
+                self.memory[(mem, addr + i)] = int(w)
+            return encode_frame(Resp.ACK, struct.pack("<H", (len(payload) - 3) // 2))
+        seq = 0x80
+        if cmd == Cmd.INFER_DENSE:
+            x = np.frombuffer(payload, dtype=np.uint8)
+        elif cmd == Cmd.INFER_CODED:
+            seq, x = payload[0], np.asarray(incode.decode(payload[1:], n_in))
+        else:
+            x = np.zeros(n_in, dtype=np.int64)
+            for i in range(0, len(payload), 3):
+                idx, v = struct.unpack("<HB", payload[i:i + 3])
+                x[idx] = v
+        logits = infer_packed(self._images(), x.astype(np.int64))
+        pred = int(np.argmax(logits))
+        body = struct.pack(f"<BB{len(logits)}iBI", seq, len(logits), *logits.tolist(), pred, 9)
+        return encode_frame(Resp.RESULT, body)
+
+
+def test_host_runs_a_conv_model():
+    """sw.host packs a conv model for the board (the feature-map banks hw.build gives it),
+    uploads it and sends the input maps as it sends MNIST images: the board's logits (here the
+    reference decoder on the uploaded memories) equal the golden model's."""
+    from contract.protocol import PROTOCOL_VERSION
+    from sw.host import Board, pack_for_board, run_benchmark, BoardStatus
+    from sw.transport import ScriptedTransport
+    im = random_conv_model(**MODELS["small"])
+    status = {"version": PROTOCOL_VERSION, "n_pes": 2, "act_bits": 8, "weight_bits": 16,
+              "acc_bits": 32, "idx_bits": 4, "gap_bits": 4, "huff_max_len": 12,
+              "max_layers": 4, "max_features": 1024, "pe_mem_log2": 12, "max_rows_per_pe": 256,
+              "symbol_depth": 512, "fifo_depth": 8, "max_logits": 16, "clock_hz": 24_000_000,
+              "divisor": 8, "in_features": 0, "flags": 1 << 5, "accel_error": 0,
+              "rx_buffer": 512, "flash": 0}
+    fake = RefDecoderBoard(status)
+    board = Board(ScriptedTransport(fake))
+    packed = pack_for_board(BoardStatus(dict(status)), im, "sim")
+    assert packed.manifest["limits"]["fmap_depth"] == 128       # 100 values in one bank
+    board.upload(packed)
+    assert board.status().in_features == im.in_features == 100
+    x = np.concatenate([adversarial_inputs(100), inputs(4, 100, 8)])
+    for stream in (False, True):
+        res = run_benchmark(board, im, x, stream=stream)
+        assert res.mismatches == 0 and res.n == len(x)

@@ -414,7 +414,7 @@ CONV_CASES = {
 @pytest.mark.parametrize("case", sorted(CONV_CASES))
 def test_malformed_conv_header(tmp_path, case):
     edit, field_name = CONV_CASES[case]
-    h, arrs = read_raw(MODELS / "lenet5.npz")
+    h, arrs = read_raw(MODELS / "lenet5_caffe.npz")     # (no in_shape in its header)
     edit(h, arrs)
     p = tmp_path / "m.npz"
     write_raw(p, h, arrs)
@@ -426,7 +426,7 @@ def test_malformed_conv_header(tmp_path, case):
 def test_conv_input_shapes(tmp_path):
     # The flat [784] of the committed file and the explicit [1, 28, 28] are the same input;
     # a conv layer's in_shape (as sw.compress records it) reshapes what it gets.
-    h, arrs = read_raw(MODELS / "lenet5.npz")
+    h, arrs = read_raw(MODELS / "lenet5_caffe.npz")     # (no in_shape in its header)
     h["input_shape"] = [1, 28, 28]
     h["layers"][0]["in_shape"] = [1, 28, 28]
     h["layers"][1]["in_shape"] = [20, 12, 12]

@@ -210,6 +210,8 @@ def test_model_forward_shapes():
     x = np.zeros((3, 784), np.float32)
     assert build_model("lenet5").forward(x).shape == (3, 10)
     assert build_model("lenet300").forward(x).shape == (3, 10)
+    mlp = build_model("mlp1024")
+    assert mlp.forward(x).shape == (3, 10) and mlp.n_weights() == 784 * 1024 + 1024 * 1024 + 10240
     with pytest.raises(NNError):
         build_model("lenet300").forward(np.zeros((3, 100)))
     m = build_model("lenet300")

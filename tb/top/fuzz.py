@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from contract.memmap import DESC_WORD, DESC_WORDS
 from gateware.protocol import (PROTOCOL_VERSION, SOF, STATUS_FIELDS, STATUS_FLAGS, Cmd, Err,
                                Resp, crc16, encode_frame)
 from sw import incode
@@ -130,7 +131,7 @@ class BoardModel:
     # ---- memory --------------------------------------------------------------------------
     def _write(self, mem, addr, word):
         cfg = self.cfg
-        if mem >= cfg.n_mem_ids or (mem == cfg.mem_layers and addr >= 8 * cfg.max_layers) \
+        if mem >= cfg.n_mem_ids or (mem == cfg.mem_layers and addr >= DESC_WORDS * cfg.max_layers) \
                 or (mem == cfg.mem_colskip and addr >= cfg.colskip_depth):
             self.sticky = True      # the accelerator's ``load`` error flag
         for km, wrong in zip(self.models, self.wrong):
@@ -140,7 +141,7 @@ class BoardModel:
                     wrong.discard((mem, addr))
                 else:
                     wrong.add((mem, addr))
-        if mem == cfg.mem_layers and addr == 0:
+        if mem == cfg.mem_layers and (addr == 0 or addr == DESC_WORD["in_values"] and word):
             self.in_features = word
             self.loaded = 0 < word <= cfg.max_features
 
@@ -426,7 +427,8 @@ class FrameGenerator:
         cfg = self.model.cfg
         rng = self.rng
         mem, addr = rng.choice([(rng.randrange(cfg.n_mem_ids, 256), rng.randrange(1 << 16)),
-                                (cfg.mem_layers, rng.randrange(8 * cfg.max_layers, 1 << 16))])
+                                (cfg.mem_layers, rng.randrange(DESC_WORDS * cfg.max_layers,
+                                                               1 << 16))])
         return encode_frame(Cmd.LOAD, struct.pack("<BHH", mem, addr, rng.randrange(1 << 16)))
 
     def mutate(self, frame):
