@@ -68,7 +68,8 @@ class Accelerator(wiring.Component):
     o_cycles : Out(32)
         Cycles from the first cycle the central unit takes from the first input word (pushes
         one of its values or accepts it) to the final logit's transfer of the previous
-        inference.
+        inference; valid from the cycle after that transfer until the next inference takes
+        its first input (it counts meanwhile).
     o_error : Out(error_layout)
         Sticky error flags until reset (see :data:`error_layout`).
     """

@@ -178,9 +178,16 @@ class HuffmanDecodeLoop(wiring.Component):
         # ---- length decision on the 12 bits at pos -------------------------------------------
         # The peek is computed a cycle ahead (a register), so no shifter sits between the length
         # decision and the next one.
+        # Both segments' peeks are compared (two comparator sets, from registers) and the
+        # results selected by `from_pend`: the carry chains run in parallel with that select's
+        # fan-out instead of after it (the loop's critical path started with it).
         lt = Signal(MAX)
+        lt_cur = Signal(MAX)
+        lt_pend = Signal(MAX)
         for l in range(MAX):
-            m.d.comb += lt[l].eq(s_peek[MAX - l - 1:] < limit[l])
+            m.d.comb += [lt_cur[l].eq(peek[MAX - l - 1:] < limit[l]),
+                         lt_pend[l].eq(pp[MAX - l - 1:] < limit[l])]
+        m.d.comb += lt.eq(Mux(from_pend, lt_pend, lt_cur))
         onehot = Signal(MAX)
         m.d.comb += onehot.eq(lt & ~(lt << 1))
         # len - 1 straight from the thermometer code (len - 1 >= j  <=>  ~lt[j - 1]): one LUT

@@ -227,19 +227,29 @@ class ProcessingElement(wiring.Component):
             accum.i_cb_addr.eq(ld.addr),
             accum.i_cb_data.eq(ld.data),
         ]
-        m_we = Signal()
-        m.d.comb += [
+        # Load words for the data and pointer memories are written one cycle after they are
+        # taken, from registers: the accelerator's idle -> load hand-shake -> address
+        # multiplexer path was the iCEBreaker build's critical path. (No read meets that write:
+        # loads are taken only while the PE is idle, the accelerator starts no layer in a cycle
+        # that offers a load, and a start's first header read comes a cycle after it.)
+        m_we, p_we = Signal(), Signal()
+        ld_addr = Signal(MA)
+        ld_data = Signal(16)
+        m.d.sync += [
             m_we.eq(ld_fire & (ld.mem == self.index) & (ld.addr < cfg.pe_mem_depth)),
+            p_we.eq(ld_fire & (ld.mem == cfg.mem_pointers + self.index)
+                    & (ld.addr < cfg.pe_mem_depth)),
+        ]
+        with m.If(ld_fire):
+            m.d.sync += [ld_addr.eq(ld.addr), ld_data.eq(ld.data)]
+        m.d.comb += [
             mem.addr.eq(port.o_addr), mem.re.eq(port.o_re), mem.we.eq(m_we),
-            mem.wdata.eq(ld.data),
-            port.i_load_we.eq(m_we), port.i_load_addr.eq(ld.addr),
+            mem.wdata.eq(ld_data),
+            port.i_load_we.eq(m_we), port.i_load_addr.eq(ld_addr),
         ]
         # the pointer memory: written by loads, read only by the pointer fetch
-        p_we = Signal()
-        m.d.comb += [p_we.eq(ld_fire & (ld.mem == cfg.mem_pointers + self.index)
-                             & (ld.addr < cfg.pe_mem_depth)),
-                     pmem.we.eq(p_we), pmem.wdata.eq(ld.data),
-                     pmem.addr.eq(Mux(p_we, ld.addr, ptrs.o_addr)), pmem.re.eq(ptrs.o_re),
+        m.d.comb += [pmem.we.eq(p_we), pmem.wdata.eq(ld_data),
+                     pmem.addr.eq(Mux(p_we, ld_addr, ptrs.o_addr)), pmem.re.eq(ptrs.o_re),
                      ptrs.i_rdata.eq(pmem.rdata)]
         if two:
             # (ptr[col] on port 1 is read even when it is not needed: no gating logic)

@@ -125,12 +125,12 @@ class Requantize(wiring.Component):
             rq_shift, rq_bias_shift = self.i_shift, self.i_bias_shift
         ri = Signal(RW + 1)             # next local row to read
         rv1 = Signal()
-        rrow1 = Signal(RW)
         raddr1 = Signal(RB)
         rv2 = Signal()
-        rrow2 = Signal(RW)
         raddr2 = Signal(RB)
         rv3 = Signal()
+        # Rows leave stage 3 in issue order, so stage 3's local row is the count of rows that
+        # left it before (a counter instead of a row number carried through the stages).
         rrow3 = Signal(RW)
         rt3 = Signal(signed(ACC))
         ov = Signal()
@@ -181,9 +181,9 @@ class Requantize(wiring.Component):
 
         with m.If(r_adv):
             m.d.sync += [
-                rv1.eq(r_issue), rrow1.eq(ri), raddr1.eq(rq_acc_base + ri[:RB]),
-                rv2.eq(rv1), rrow2.eq(rrow1), raddr2.eq(raddr1),
-                rv3.eq(rv2), rrow3.eq(rrow2), rt3.eq(rq_sum),
+                rv1.eq(r_issue), raddr1.eq(rq_acc_base + ri[:RB]),
+                rv2.eq(rv1), raddr2.eq(raddr1),
+                rv3.eq(rv2), rt3.eq(rq_sum),
             ]
         hval = round_shift_saturate(m, rt3, rq_shift, A)
         with m.If(r_adv):
@@ -192,6 +192,8 @@ class Requantize(wiring.Component):
                 orow.eq(rrow3 * cfg.n_pes + self.index),
                 oval[:A].eq(Mux(rq_last, rt3[:A], hval)),
             ]
+            with m.If(rv3):
+                m.d.sync += rrow3.eq(rrow3 + 1)
         # the high bits are zero on hidden layers: written as a synchronous reset of their
         # flip-flops (SB_DFFESR) rather than a multiplexer
         with m.If(r_adv & ~rq_last):
@@ -210,7 +212,7 @@ class Requantize(wiring.Component):
         with m.Switch(rstate):
             with m.Case(RIDLE):
                 with m.If(self.i_start):
-                    m.d.sync += [rstate.eq(REQ), ri.eq(0)]
+                    m.d.sync += [rstate.eq(REQ), ri.eq(0), rrow3.eq(0)]
                     if overlap:
                         m.d.sync += [
                             rq_rows.eq(self.i_rows), rq_bias_base.eq(self.i_bias_base),

@@ -73,7 +73,8 @@ class LayerSequencer(wiring.Component):
         The final logit is transferred this cycle (stops the counter).
     o_cycles : Out(32)
         Cycles from the first input transfer to the final logit transfer of the last completed
-        inference (``t_last - t_first``).
+        inference (``t_last - t_first``), from the cycle after that transfer until the next
+        inference's first input transfer (it counts during an inference).
     """
 
     def __init__(self, config):
@@ -208,12 +209,14 @@ class LayerSequencer(wiring.Component):
                     m.d.comb += again.eq(self.i_pes_idle)
 
         # ---- cycle counter -----------------------------------------------------------------
-        counter = Signal(32)
+        # The counter stops on the final logit and is ``o_cycles`` itself until the next
+        # inference's first input restarts it (no second 32-bit register: 30 iCE40 logic cells).
+        counter = self.o_cycles
         counting = Signal()
-        with m.If(counting):
+        with m.If(counting & ~self.i_last_logit):
             m.d.sync += counter.eq(counter + 1)
         with m.If(self.i_first & ~counting):
             m.d.sync += [counter.eq(1), counting.eq(1)]
         with m.If(self.i_last_logit & counting):
-            m.d.sync += [counting.eq(0), self.o_cycles.eq(counter)]
+            m.d.sync += counting.eq(0)
         return m

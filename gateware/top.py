@@ -193,8 +193,9 @@ class BoardTop(wiring.Component):
         platform has a ``spi_flash_1x`` resource; ``contract.protocol.FLASH_OFFSET`` is where
         ``sw.host --program-flash`` writes it); ``None`` (default): no flash loader. A flash
         resource without a ``clk`` pin is clocked through ECP5's ``USRMCLK``. The loader
-        costs about 150 logic cells, which the iCEBreaker's LeNet-300-100 build does not have
-        left (docs/PROTOCOL.md, "Model in flash").
+        costs about 160 logic cells; on the iCEBreaker's LeNet-300-100 build it fits now but
+        its stream multiplexer lengthens the load path into the PE memory past the 24 MHz
+        clock (docs/PROTOCOL.md, "Cost on the iCEBreaker").
     """
 
     def __init__(self, config, *, clock_hz=None, baud=3_000_000,
