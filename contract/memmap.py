@@ -113,7 +113,8 @@ CONV_KERNEL_BITS = 4
 
 def fmap_bank_words(channels, height, width, n_pes):
     """Entries of one feature-map bank a ``channels x height x width`` map needs with ``n_pes``
-    banks (channel ``c`` in bank ``c mod N`` at ``((c div N) * height + y) * width + x``)."""
+    banks (channel ``c`` in bank ``c mod N`` at ``((c div N) * height + y) * width + x``; layer
+    0's input map is stored whole in every bank: ``n_pes = 1``)."""
     return -(-channels // n_pes) * height * width
 
 

@@ -487,3 +487,46 @@ def test_host_runs_a_conv_model():
     for stream in (False, True):
         res = run_benchmark(board, im, x, stream=stream)
         assert res.mismatches == 0 and res.n == len(x)
+
+
+# --------------------------------------------------------------------------------------------
+# The committed LeNet-5
+
+
+def _lenet5():
+    from pathlib import Path
+    return IntModel.from_model(load_model(Path(__file__).resolve().parent.parent / "models"
+                                          / "lenet5.npz"))
+
+
+def _mnist_test_bytes(n=None):
+    from sw.golden import images_to_uint8, load_mnist
+    x, y = load_mnist()["test"]
+    return images_to_uint8(x[:n]), y[:n]
+
+
+def test_lenet5_packed_equals_golden():
+    """The committed LeNet-5 packed for 3 PEs (balanced channels and rows): the reference
+    decoder, batched and column by column, gives the golden logits."""
+    im = _lenet5()
+    assert [l.conv for l in im.layers] == [True, True, False, False]
+    assert im.layers[1].in_shape == (20, 12, 12) and im.layers[1].out_shape == (50, 4, 4)
+    x, _ = _mnist_test_bytes(20)
+    gold = infer(im, x).logits
+    pk = pack(im, 3, "sim", limits=sized_limits(im, 3, PackLimits(), balance="greedy"),
+              balance="greedy")
+    assert pk.manifest["fmap_words"] == 7 * 12 * 12      # conv1: 20 channels, 7 per bank
+    assert np.array_equal(infer_packed(pk, x), gold)
+    logits, work = infer_packed_events(pk, x[0])
+    assert np.array_equal(logits, gold[0]) and work.sum() > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_pes", [1, 4, 8])
+def test_lenet5_packed_equals_golden_on_all_test_images(n_pes):
+    im = _lenet5()
+    x, y = _mnist_test_bytes()
+    gold = infer(im, x, trace=False)
+    pk = pack(im, n_pes, "sim", limits=sized_limits(im, n_pes, PackLimits()), balance="data")
+    assert np.array_equal(infer_packed(pk, x), gold.logits)
+    assert (gold.prediction != y).mean() <= 0.0080
