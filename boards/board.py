@@ -193,6 +193,10 @@ class Board:
         PE count when neither ``--pes`` nor the build's sizing chooses one.
     id : int
         Board id reported in STATUS (docs/PROTOCOL.md), unique per board file.
+    pnr_seed : int or None
+        nextpnr's placement seed for this board's builds (``hw.build --seed`` overrides it);
+        ``None``: nextpnr's default. fmax moves by a few per cent with the placement alone, so
+        a board whose design clock sits near its fmax names the seed its documented build used.
     """
     name: str
     family: str
@@ -210,6 +214,7 @@ class Board:
     profile: Profile = Profile()
     programmer: Programmer = None
     description: str = ""
+    pnr_seed: int = None
 
     @property
     def facts(self):

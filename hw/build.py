@@ -265,12 +265,14 @@ def memory_depth_for(model_path, config, board):
 
 
 def build(board="icebreaker", *, model=None, n_pes=None, out=None, freq_mhz=None,
-          program=False, mock=False, min_fmax=None, core_args=None, synth_only=False):
+          program=False, mock=False, min_fmax=None, core_args=None, synth_only=False,
+          seed=None):
     """Run the whole flow; returns a :class:`BuildReport`.
 
     ``synth_only``: stop after yosys (the same script the bitstream build runs) and report its
     cells against the device (``logic``, ``bram``, ``dsp``: an estimate in minutes where place
-    and route takes tens of minutes; packing adds some logic).
+    and route takes tens of minutes; packing adds some logic). ``seed``: nextpnr's placement
+    seed (default: the board's ``pnr_seed``).
 
     Raises
     ------
@@ -320,6 +322,9 @@ def build(board="icebreaker", *, model=None, n_pes=None, out=None, freq_mhz=None
                        family=family.name, flash_offset=flash_offset,
                        **{**family.core_args, **(core_args or {})})
         options = family.build_options(spec, clock_hz or spec.clock.osc_hz)
+        seed = spec.pnr_seed if seed is None else seed
+        if seed is not None:
+            options["nextpnr_opts"] = f"{options['nextpnr_opts']} --seed {seed}"
         t0 = time.monotonic()
         if synth_only:
             plan = platform.build(top, name="top", build_dir=str(out / "gateware"),
@@ -495,6 +500,8 @@ def build_parser():
     ap.add_argument("--synth-only", action="store_true",
                     help="stop after synthesis: yosys' cells against the device (minutes; "
                          "place and route of the larger boards takes tens of minutes)")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="nextpnr placement seed (default: the board file's pnr_seed)")
     ap.add_argument("--mock-accelerator", action="store_true",
                     help="UART/protocol path with the test stand-in accelerator (runs from the "
                          "board oscillator unless --freq is given)")
@@ -513,7 +520,8 @@ def main(argv=None):
         n_pes = _pes_argument(args.pes, args.board, model)
         report = build(args.board, model=model, n_pes=n_pes, out=out, freq_mhz=args.freq,
                        program=args.program, mock=args.mock_accelerator,
-                       min_fmax=args.min_fmax, synth_only=args.synth_only)
+                       min_fmax=args.min_fmax, synth_only=args.synth_only,
+                       seed=args.seed)
     except BuildError:
         report_txt = Path(out) / "report.txt"
         if report_txt.exists():

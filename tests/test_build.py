@@ -1,5 +1,6 @@
 """Build flow: board registry, PLL settings, log parsing, tool selection, build plans; the full
 bitstream builds are @slow."""
+import dataclasses
 import os
 
 import pytest
@@ -233,3 +234,33 @@ def test_size_config_committed_lenet300():
         cfg = size_config(path, AcceleratorConfig(n_pes=n, memory="ice40"))
         assert cfg.gap_bits == gap and cfg.idx_bits == 4
         assert cfg.symbol_depth == (1024 if n <= 2 else 512)
+
+
+class _StopAtPlaceAndRoute(Exception):
+    """Raised by the stand-in platform build: the test only wants its options."""
+
+
+@pytest.mark.parametrize("seed, board_seed, expected", [
+    (None, None, None), (7, None, "7"), (None, 5, "5"), (3, 5, "3")])
+def test_seed_reaches_nextpnr(tmp_path, monkeypatch, seed, board_seed, expected):
+    """``--seed`` (else the board file's ``pnr_seed``) is nextpnr's ``--seed``; without either
+    nextpnr keeps its default."""
+    platform_cls = get_platform("icebreaker")
+    seen = {}
+
+    def fake_build(self, top, **kwargs):
+        seen.update(kwargs)
+        raise _StopAtPlaceAndRoute
+
+    monkeypatch.setattr(platform_cls, "build", fake_build)
+    monkeypatch.setattr(platform_cls, "board",
+                        dataclasses.replace(platform_cls.board, pnr_seed=board_seed))
+    monkeypatch.setattr("hw.build.get_platform", lambda name: platform_cls)
+    with pytest.raises(_StopAtPlaceAndRoute):
+        build("icebreaker", out=tmp_path, mock=True, seed=seed)
+    opts = seen["nextpnr_opts"].split()
+    assert "--timing-allow-fail" in opts
+    if expected is None:
+        assert "--seed" not in opts
+    else:
+        assert opts[opts.index("--seed") + 1] == expected
