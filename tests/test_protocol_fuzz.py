@@ -62,7 +62,7 @@ def test_fuzz_mutated_expectation_fails(tmp_path):
     reports violations."""
     from tb.runner import SimulationFailed
     with pytest.raises(SimulationFailed, match="invariant violations"):
-        _run("stream", 40, 3, AcceleratorConfig(n_pes=1), "fuzz_stream", mutate=True,
+        _run("stream", 80, 3, AcceleratorConfig(n_pes=1), "fuzz_stream", mutate=True,
              report=tmp_path / "r")
     assert " 0 invariant violations" not in (tmp_path / "r").read_text()
 
