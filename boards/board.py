@@ -31,6 +31,8 @@ class Profile:
         Requantize layer L while layer L + 1 accumulates (two accumulator banks).
     column_skip : bool
         The central unit's column skip table (used with up to 16 PEs).
+    colskip_register : bool
+        The skip table's read data is registered (+1 cycle a layer, for fmax).
     pointer_ports : int
         Read ports of each PE's pointer memory (1 or 2).
     stream_words : int
@@ -42,6 +44,7 @@ class Profile:
     input_lanes: int = _DEFAULT.input_lanes
     requant_overlap: bool = _DEFAULT.requant_overlap
     column_skip: bool = _DEFAULT.column_skip
+    colskip_register: bool = _DEFAULT.colskip_register
     pointer_ports: int = _DEFAULT.pointer_ports
     stream_words: int = _DEFAULT.stream_words
     segment_queue_depth: int = _DEFAULT.segment_queue_depth

@@ -25,9 +25,10 @@ BOARD = Board(
     # the simulation defaults with 4 input lanes (the 16-lane scan was the critical path at N = 4
     # and 8); the column skip table works up to 16 PEs (AcceleratorConfig.skip_columns). 16 PEs
     # is hw.area.estimate_pes' answer (82 % of the LUT4s, 123 DP16KD; not placed yet); 4 PEs are
-    # placed at 51.44 MHz (docs/HARDWARE.md)
+    # placed at 51.44 MHz (docs/HARDWARE.md); the skip table's read is registered (its block
+    # RAM output was the 4-PE critical path at 49.35 MHz)
     profile=Profile(fifo_depth=8, input_lanes=4, requant_overlap=True, column_skip=True,
-                    pointer_ports=2, stream_words=2),
+                    colskip_register=True, pointer_ports=2, stream_words=2),
     default_pes=16,
     # the bitstream into the flash too (-f), so the board starts with the model at power-up
     programmer=Programmer(board="ulx3s", flash=True),

@@ -58,6 +58,12 @@ class AcceleratorConfig:
         share of a column is often empty with N >= 4). Each PE then has its own FIFO (with
         the table off they share one ring). Only with ``n_pes <= 16`` (one 16-bit word per
         column); ignored otherwise. An unloaded table (all zeros) skips nothing.
+    colskip_register : bool
+        With the column skip table: its read data (the PE mask of a taken word) passes a
+        register before the FIFO-room check and the hand-shake back to the word sources, one
+        more cycle of latency per broadcast word (about one cycle a layer: a full pipeline
+        still takes a word every cycle). The ECP5's block RAM clock-to-out (5.8 ns) otherwise
+        sits on the ULX3S build's critical path; ``False`` (the default) keeps the cycle.
     broadcast_width : int
         Activations the central unit hands to the PE FIFOs per cycle, 1 or 2. Two need the
         column skip table (``skip_columns``; else one is used): a FIFO then takes up to two
@@ -121,6 +127,7 @@ class AcceleratorConfig:
     input_lanes: int = 16
     requant_overlap: bool = True
     column_skip: bool = True
+    colskip_register: bool = False
     broadcast_width: int = 2
     pointer_ports: int = 2
     early_start: bool = True

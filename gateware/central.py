@@ -13,14 +13,14 @@ runs four phases (docs/ARCHITECTURE.md sections 5 and 7):
    FIFOs in the same cycle and waits while any FIFO is full.
 
    With the *column skip table* (``config.skip_columns``: per layer and column one bit per PE,
-   set when the PE's share of the column is empty; memory id ``2N+5``) a taken word waits two
-   cycles in holding registers while its entry is read (first) and held in flip-flops (second:
-   the block RAM's output does not reach the hand-shake), then enters only the FIFOs of the PEs
-   whose bit is clear (each PE has its own ring), once those have room: a PE never spends a
-   cycle on a column it has no weights in. With ``bcast_width == 2`` two words are taken per
-   cycle (layer 0: the two lowest non-zero lanes; later layers: the heads of the two
-   lowest-numbered banks that have one, as soon as they have it: bank order, no longer
-   ascending) and a PE's ring takes both in one cycle.
+   set when the PE's share of the column is empty; memory id ``2N+5``) a taken word waits one
+   cycle in a holding register while its entry is read (two with ``config.colskip_register``:
+   the entry is held in flip-flops, so the block RAM's output does not reach the hand-shake),
+   then enters only the FIFOs of the PEs whose bit is clear (each PE has its own ring), once
+   those have room: a PE never spends a cycle on a column it has no weights in. With
+   ``bcast_width == 2`` two words are taken per cycle (layer 0: the two lowest non-zero lanes;
+   later layers: the heads of the two lowest-numbered banks that have one, as soon as they
+   have it: bank order, no longer ascending) and a PE's ring takes both in one cycle.
 2. *End token*: one ``end`` word into all FIFOs; the collect of this layer begins. When every
    PE has taken the token (its column engine hands the layer to its requantization engine),
    ``o_bdone`` pulses: the sequencer starts the next layer, whose broadcast (phase 1) runs
@@ -47,12 +47,13 @@ is broadcast), which also takes one cycle off the merge latency.
 Without the skip table the N broadcast FIFOs always hold the same words, so they share one
 ring of ``fifo_depth`` registers with one read pointer and level per PE (no block RAM).
 
-Latency: an input value is at the PE FIFO outputs 1 cycle after its push (3 with the skip
-table); the first merged word 4 cycles after the layer start (3 with N = 1; two more with the
-skip table). Throughput: ``bcast_width`` broadcast words per cycle while the FIFOs they go to
-have room (layer 0: a K-lane input word without non-zero inputs in one cycle, else one cycle
-per ``bcast_width`` non-zero inputs); the collect phase never stalls a PE on a hidden layer
-and follows ``o_logit.ready`` on the last layer.
+Latency: an input value is at the PE FIFO outputs 1 cycle after its push (2 with the skip
+table, 3 with its registered read); the first merged word 4 cycles after the layer start (3
+with N = 1; one more with the skip table, two with its registered read). Throughput:
+``bcast_width`` broadcast words per cycle while the FIFOs they go to have room (layer 0: a
+K-lane input word without non-zero inputs in one cycle, else one cycle per ``bcast_width``
+non-zero inputs); the collect phase never stalls a PE on a hidden layer and follows
+``o_logit.ready`` on the last layer.
 
 Components, composed here with the broadcast state machine: the words to broadcast come from
 :class:`gateware.central_lanes.LaneFilter` (layer 0), :class:`gateware.central_merge.BankMerge`

@@ -113,23 +113,24 @@ class BroadcastRing(wiring.Component):
 
 
 class ColumnSkip(wiring.Component):
-    """Column skip stage: a taken word waits two cycles while its skip bits are read and
-    registered, then enters only the FIFOs of the PEs with work in its column.
+    """Column skip stage: a taken word waits while its skip bits are read (one cycle; two with
+    ``colskip_register``), then enters only the FIFOs of the PEs with work in its column.
 
     The table (memory id ``2N+5``) has per layer and column one bit per PE, set when the PE's
     share of the column is empty; the layers' columns back to back, layer 0 first. The words
-    taken in one cycle pass two holding registers: in the first their entries (the layer's
-    first entry + column) are read from the table, in the second the PE masks they go to are
-    held in flip-flops; from there they enter the FIFOs of the PEs whose bit is clear (the
-    ``end`` token enters all), once each of those has room for its words. The second register
-    keeps the block RAM's clock-to-out delay (5.8 ns on the ECP5) out of the FIFO-room check
-    and the hand-shake back to the word sources, the ULX3S build's critical path with one
-    register; a full pipeline still takes a word every cycle.
+    taken in one cycle wait in a holding register while their entries (the layer's first
+    entry + column) are read from the table, then enter the FIFOs of the PEs whose bit is
+    clear (the ``end`` token enters all), once each of those has room for its words. With
+    ``config.colskip_register`` a second holding register keeps the PE masks in flip-flops:
+    the block RAM's clock-to-out delay (5.8 ns on the ECP5) then stays out of the FIFO-room
+    check and the hand-shake back to the word sources (the ULX3S build's critical path
+    without it) for one more cycle of latency; a full pipeline still takes a word every cycle.
 
     Parameters
     ----------
     config : gateware.config.AcceleratorConfig
-        Uses ``n_pes``, ``fifo_depth``, ``bcast_width`` and ``colskip_depth``.
+        Uses ``n_pes``, ``fifo_depth``, ``bcast_width``, ``colskip_depth`` and
+        ``colskip_register``.
 
     Attributes
     ----------
@@ -139,16 +140,16 @@ class ColumnSkip(wiring.Component):
     i_take_data : In(broadcast_layout(config)).array(bcast_width)
         The taken words.
     o_can_take : Out(1)
-        The first holding register is empty or moves on this cycle (it does not depend on
+        The (first) holding register is empty or moves on this cycle (it does not depend on
         ``i_take``).
     o_push, o_push_data, o_push_to : Out(1), Out(broadcast_layout).array(W), Out(N).array(W)
-        To :class:`BroadcastRing`: the held words enter the FIFOs in ``o_push_to``, two cycles
-        after they were taken at the earliest (later while a FIFO they go to is full).
+        To :class:`BroadcastRing`: the held words enter the FIFOs in ``o_push_to``, one cycle
+        (two with ``colskip_register``) after they were taken at the earliest (later while a
+        FIFO they go to is full).
     i_level : In(range(fifo_depth + 1)).array(N)
         The FIFOs' levels (:attr:`BroadcastRing.o_level`).
     o_busy : Out(1)
-        A word is held in either register (nothing may follow the ``end`` token until it is
-        pushed).
+        A word is held (nothing may follow the ``end`` token until it is pushed).
     i_start : In(1)
         A layer starts (``i_layer_index``, ``i_in_features``): its entries follow the previous
         layer's in the table (layer 0 at entry 0).
@@ -199,13 +200,18 @@ class ColumnSkip(wiring.Component):
         # stage 1: the taken words while their table entries are read
         held = [Signal(bl, name=f"held{k}") for k in range(W)]
         held_valid = [Signal(name=f"held_valid{k}") for k in range(W)]
-        # stage 2: the words with their PE masks in flip-flops
-        ready = [Signal(bl, name=f"ready{k}") for k in range(W)]
-        ready_valid = [Signal(name=f"ready_valid{k}") for k in range(W)]
-        ready_to = [Signal(N, name=f"ready_to{k}") for k in range(W)]
+        # stage 2: the words with their PE masks (in flip-flops with ``colskip_register``,
+        # else stage 1 itself with the table's read data)
+        if cfg.colskip_register:
+            ready = [Signal(bl, name=f"ready{k}") for k in range(W)]
+            ready_valid = [Signal(name=f"ready_valid{k}") for k in range(W)]
+            ready_to = [Signal(N, name=f"ready_to{k}") for k in range(W)]
+        else:
+            ready, ready_valid = held, held_valid
+            ready_to = [Mux(held[k].end, (1 << N) - 1, ~sk_rds[k].data) for k in range(W)]
         fits = Signal(N)            # every PE has room for the stage-2 words it gets
         stage2_free = Signal()      # stage 2 is empty or pushes this cycle
-        move = Signal()             # stage 1 moves into stage 2
+        move = Signal()             # stage 1 moves into stage 2 (or, unregistered, is pushed)
         for k in range(W):
             m.d.comb += [
                 sk_rds[k].addr.eq(sk_base + take_datas[k].col[:SA]),
@@ -220,20 +226,25 @@ class ColumnSkip(wiring.Component):
             push.eq(ready_valid[0] & fits.all()),
             stage2_free.eq(~ready_valid[0] | push),
             move.eq(held_valid[0] & stage2_free),
-            self.o_can_take.eq(~held_valid[0] | stage2_free),
             self.o_busy.eq(held_valid[0] | ready_valid[0]),
         ]
+        if cfg.colskip_register:
+            m.d.comb += self.o_can_take.eq(~held_valid[0] | stage2_free)
+        else:
+            m.d.comb += self.o_can_take.eq(stage2_free)
         for k in range(W):
             # (the table's read data holds while stage 1 waits: it is read only on a take)
             with m.If(take):
                 m.d.sync += [held[k].eq(take_datas[k]), held_valid[k].eq(takes[k])]
             with m.Elif(move):
                 m.d.sync += held_valid[k].eq(0)
-            with m.If(move):
-                m.d.sync += [ready[k].eq(held[k]), ready_valid[k].eq(held_valid[k]),
-                             ready_to[k].eq(Mux(held[k].end, (1 << N) - 1, ~sk_rds[k].data))]
-            with m.Elif(push):
-                m.d.sync += ready_valid[k].eq(0)
+            if cfg.colskip_register:
+                with m.If(move):
+                    m.d.sync += [ready[k].eq(held[k]), ready_valid[k].eq(held_valid[k]),
+                                 ready_to[k].eq(Mux(held[k].end, (1 << N) - 1,
+                                                    ~sk_rds[k].data))]
+                with m.Elif(push):
+                    m.d.sync += ready_valid[k].eq(0)
 
         # the layer's entries follow the previous layer's in the column skip table
         with m.If(self.i_start):

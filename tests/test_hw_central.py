@@ -26,20 +26,26 @@ CASES = {
     "n4_skip2_no_stalls": (4, 4, "64,48,10", 13, 1.0, 1.0, True, 2),
     "n3_k3_skip2_no_stalls": (3, 3, "50,20,10", 17, 1.0, 1.0, True, 2),
     "n8_k16_skip2": (8, 16, "70,50,10", 14, 0.7, 0.7, True, 2),
+    # the two cases above with the skip table's read registered (the ULX3S profile): one more
+    # cycle of latency
+    "n4_k4_skip2_reg": (4, 4, "45,33,12", 16, 0.6, 0.5, True, 2, True),
+    "n4_skip2_reg_no_stalls": (4, 4, "64,48,10", 13, 1.0, 1.0, True, 2, True),
 }
 
 
-def _run(name, n, k, sizes, seed, p_valid, p_ready, skip=False, width=1, testcase=None,
-         inputs=5, **checks):
+def _run(name, n, k, sizes, seed, p_valid, p_ready, skip=False, width=1, reg=False,
+         testcase=None, inputs=5, **checks):
     """Run the bench (all its cocotb tests unless ``testcase``) on a central unit for ``n`` PEs,
-    ``k`` input lanes, with the column skip table when ``skip`` (``width`` words per cycle);
-    ``checks``: ``break_order`` / ``break_skip`` expect wrong behaviour (the bench must fail)."""
-    cfg = AcceleratorConfig(n_pes=n, input_lanes=k, column_skip=skip, broadcast_width=width)
+    ``k`` input lanes, with the column skip table when ``skip`` (``width`` words per cycle; its
+    read registered when ``reg``); ``checks``: ``break_order`` / ``break_skip`` expect wrong
+    behaviour (the bench must fail)."""
+    cfg = AcceleratorConfig(n_pes=n, input_lanes=k, column_skip=skip, broadcast_width=width,
+                            colskip_register=reg)
     run_bench(CentralUnit(cfg), toplevel="central", test_module="tb.central.test_central",
               name=f"central_{name}", testcase=testcase,
               params={"n": n, "k": k, "sizes": [int(v) for v in sizes.split(",")],
                       "seed": seed, "inputs": inputs, "p_valid": p_valid, "p_ready": p_ready,
-                      "skip": skip, "width": width, **checks})
+                      "skip": skip, "width": width, "reg": reg, **checks})
 
 
 @pytest.mark.sim

@@ -26,8 +26,8 @@ index of the maximum; ``o_error`` stays 0 (and flags a wrong input length in the
 With ``CENTRAL_SKIP=1`` the unit has the column skip table: the testbench writes a random
 table (per layer and column an N-bit mask: none, some or all PEs skip it) after the reset and
 each PE must receive exactly the columns whose bit is clear (the latency bounds above allow the
-table's two stages: two cycles). ``CENTRAL_WIDTH=2`` (with the table): two words per cycle;
-layer 0 then takes a word in one cycle per two non-zero inputs, and a hidden layer's broadcast
+table's stage: one cycle, two with ``reg``, its registered read). ``CENTRAL_WIDTH=2`` (with the
+table): two words per cycle; layer 0 then takes a word in one cycle per two non-zero inputs, and a hidden layer's broadcast
 comes in bank order, so it is compared as a set (each column exactly once).
 
 Parameters (:func:`tb.bench.params`): ``n`` (PEs), ``k`` (input lanes), ``sizes``
@@ -63,7 +63,12 @@ SKIP = bool(_P.get("skip", False))
 #: Test of the testbench: with the skip table loaded, expect every column at every PE.
 BREAK_SKIP = bool(_P.get("break_skip", False))
 WIDTH = _P.get("width", 1)
-CFG = AcceleratorConfig(n_pes=N, input_lanes=K, column_skip=SKIP, broadcast_width=WIDTH)
+#: The skip table's read data is registered (one more cycle of latency).
+REG = bool(_P.get("reg", False))
+CFG = AcceleratorConfig(n_pes=N, input_lanes=K, column_skip=SKIP, broadcast_width=WIDTH,
+                        colskip_register=REG)
+#: Cycles the skip table adds to a word's way into the FIFOs.
+SKIP_LATENCY = (1 + REG) if SKIP else 0
 #: The early start (``o_bend``: the layer's end token is in every FIFO) is on by default.
 EARLY = CFG.early
 assert CFG.bcast_width == WIDTH, "two words per cycle need the column skip table"
@@ -232,14 +237,14 @@ class TB:
                                            for r, v in outputs[p]] + [pack_fields(self.ol, end=1)])
                         if li > 0 and P_READY >= 1.0:
                             # the merge delivers one word per cycle after a 4-cycle start
-                            assert cyc <= len(acts) + 5 + 2 * SKIP, \
+                            assert cyc <= len(acts) + 5 + SKIP_LATENCY, \
                                 f"layer {li}: {len(acts)} words + end took {cyc + 1} cycles"
                         if li == 0 and P_READY >= 1.0 and P_VALID >= 1.0:
                             # a word without non-zero inputs takes one cycle, else one per
                             # non-zero input; the end token follows
                             # (two words per cycle: a PE still takes one per cycle)
                             bound = max(layer0_cycles, max(len(e) for e in expect) + 1)
-                            assert cyc <= bound + 1 + 2 * SKIP, \
+                            assert cyc <= bound + 1 + SKIP_LATENCY, \
                                 f"layer 0: {layer0_cycles} cycles of input, end at {cyc}"
                     else:
                         got[p].append((f["col"], f["value"]))
