@@ -208,9 +208,12 @@ class CentralUnit(wiring.Component):
         fmap_layer = Signal()           # the layer reads its input from the feature-map buffer
         if cfg.conv:
             m.d.comb += fmap_layer.eq(layer.fmap_in)
-        # (a pass's end token waits for the previous pass's collect: one collect at a time)
-        m.d.comb += end_take.eq((state == END) & can_take
-                                & ~(fmap_layer & collect.o_collecting))
+        # (a layer that reads the feature-map buffer collects one layer at a time; a conv pass's
+        # end token only waits while the collector's pass queue is full)
+        collect_busy = Signal()
+        if cfg.conv:
+            m.d.comb += collect_busy.eq(Mux(layer.conv, collect.o_full, collect.o_collecting))
+        m.d.comb += end_take.eq((state == END) & can_take & ~(fmap_layer & collect_busy))
         takes = [Signal(name=f"take{k}") for k in range(W)]
         take_datas = [Signal(broadcast_layout(cfg), name=f"take_data{k}") for k in range(W)]
         conv = cfg.conv
@@ -298,7 +301,7 @@ class CentralUnit(wiring.Component):
                 pool.i_height.eq(layer.in_height), pool.i_width.eq(layer.in_width),
                 pool.i_kernel_h.eq(layer.kernel_h), pool.i_kernel_w.eq(layer.kernel_w),
                 pool.i_pos_y.eq(layer.pos_y), pool.i_pos_x.eq(layer.pos_x),
-                pool.i_valid.eq(collect.o_pool_we),
+                pool.i_valid.eq(collect.o_pool_we), pool.i_end.eq(collect.o_pool_end),
                 *(pool.i_value[p].eq(collect.o_bank_wdata[p].value) for p in range(N)),
                 fmap.i_rmw_re.eq(pool.o_rmw_re), fmap.i_we.eq(pool.o_we),
                 *(fmap.i_rmw_addr[p].eq(pool.o_rmw_addr[p]) for p in range(N)),

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from .central_merge import bank_entry_layout
 from .config import pe_output_layout, logit_layout
+from .conv_pool import PASS_QUEUE
 
 __all__ = ["Collector", "reciprocal"]
 
@@ -73,9 +74,18 @@ class Collector(wiring.Component):
     i_conv : In(1)
         Only with ``config.conv``: the collected layer is a conv pass (sampled with
         ``i_begin``): every output goes to the pool writer (``o_pool_we``), none to the banks.
+        A conv pass may begin while earlier passes of its layer are still collected (up to
+        ``PASS_QUEUE`` per PE, see ``o_full``): each PE's outputs and end tokens belong to its
+        oldest pass, and ``o_collecting`` stays high until every PE has ended every pass.
     o_pool_we : Out(N)
         Only with ``config.conv``: bit ``p``: PE ``p``'s output (value on
         ``o_bank_wdata[p].value``) is taken for the pool writer this cycle.
+    o_pool_end : Out(N)
+        Only with ``config.conv``: bit ``p``: PE ``p``'s end token of a conv pass is taken this
+        cycle (its oldest pass is complete).
+    o_full : Out(1)
+        Only with ``config.conv``: some PE has ``PASS_QUEUE`` conv passes outstanding: no
+        further pass may begin.
     """
 
     def __init__(self, config, bank_depth, out_features_bits):
@@ -97,7 +107,8 @@ class Collector(wiring.Component):
             "o_done": Out(1),
             "o_err_overflow": Out(1),
             "o_err_logits": Out(1),
-            **({"i_conv": In(1), "o_pool_we": Out(n)} if config.conv else {}),
+            **({"i_conv": In(1), "o_pool_we": Out(n), "o_pool_end": Out(n), "o_full": Out(1)}
+               if config.conv else {}),
         })
         self.out_features_bits = out_features_bits
 
@@ -126,8 +137,22 @@ class Collector(wiring.Component):
             cand.eq(Cat(self.i_out[p].valid & ~outs[p].end for p in range(N))),
         ]
         grant = Signal(N)
+        owed = Signal(N)                # conv: bit p: PE p has a pass outstanding
+        if cfg.conv:
+            # conv passes: per PE the passes begun and not yet ended (the pass queue)
+            Q = PASS_QUEUE
+            owe = [Signal(range(Q + 1), name=f"owe{p}") for p in range(N)]
+            m.d.comb += owed.eq(Cat(o != 0 for o in owe))
+            take_end = Signal(N)
+            m.d.comb += [take_end.eq(is_end & owed & Mux(cl_conv, (1 << N) - 1, 0)),
+                         self.o_pool_end.eq(take_end),
+                         self.o_full.eq(Cat(o == Q for o in owe).any())]
+            conv_begin = self.i_begin & self.i_conv
+            for p in range(N):
+                m.d.sync += owe[p].eq(owe[p] + conv_begin - take_end[p])
         for p in range(N):
-            m.d.comb += self.i_out[p].ready.eq(collecting & (is_end[p] | grant[p]))
+            end_ok = Mux(cl_conv, owed[p], 1) if cfg.conv else 1
+            m.d.comb += self.i_out[p].ready.eq(collecting & ((is_end[p] & end_ok) | grant[p]))
         ended_now = Signal(N)
         m.d.comb += ended_now.eq(ended | Mux(collecting, is_end, 0))
         with m.If(collecting):
@@ -143,7 +168,7 @@ class Collector(wiring.Component):
                          self.o_bank_wdata[p].row.eq(local),
                          self.o_bank_wdata[p].value.eq(outs[p].value[:A])]
             if cfg.conv:
-                with m.If(hidden & cand[p] & cl_conv):
+                with m.If(hidden & cand[p] & cl_conv & owed[p]):
                     m.d.comb += [grant[p].eq(1), self.o_pool_we[p].eq(1)]
             with m.If(hidden & cand[p] & ~cl_conv):
                 m.d.comb += grant[p].eq(1)
@@ -181,9 +206,16 @@ class Collector(wiring.Component):
             with m.If(lo.last):
                 m.d.sync += self.o_argmax.eq(Mux(better, n_logit, best_idx))
 
-        # barrier
+        # barrier (conv: every PE has ended every pass begun, none begins now)
+        barrier = Signal()
+        if cfg.conv:
+            none_left = Cat((o == 0) | ((o == 1) & take_end[p]) for p, o in enumerate(owe))
+            m.d.comb += barrier.eq(Mux(cl_conv, none_left.all() & ~self.i_begin,
+                                       ended_now.all()))
+        else:
+            m.d.comb += barrier.eq(ended_now.all())
         m.d.sync += self.o_done.eq(0)
-        with m.If(collecting & ended_now.all()):
+        with m.If(collecting & barrier):
             m.d.sync += [collecting.eq(0), self.o_done.eq(cl_last)]
             with m.If(cl_last & (n_logit != cl_out)):
                 m.d.sync += self.o_err_logits.eq(1)

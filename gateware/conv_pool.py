@@ -1,6 +1,6 @@
-"""The pool writer of convolutional layers: a pass's outputs, 2 x 2 max-pooled, into the
+"""The pool writer of convolutional layers: the passes' outputs, 2 x 2 max-pooled, into the
 feature-map buffer (docs/ARCHITECTURE.md sections 1 and 5; part of
-:class:`gateware.central_collect.Collector` with ``config.conv``)."""
+:class:`gateware.central.CentralUnit` with ``config.conv``)."""
 from amaranth import Module, Signal, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -9,11 +9,16 @@ from contract.memmap import CONV_DIM_BITS
 
 from .conv_fmap import fmap_addr_bits
 
-__all__ = ["PoolWriter"]
+__all__ = ["PoolWriter", "PASS_QUEUE"]
+
+#: Conv passes whose outputs may be outstanding at once (the collector's pass queue): a PE
+#: still sends pass k - 2 when pass k's end token goes out (the early start lets the sequencer
+#: start pass k once every PE has taken pass k - 1's start, i.e. handed over pass k - 2).
+PASS_QUEUE = 4
 
 
 class PoolWriter(wiring.Component):
-    """Read-modify-write max of one conv pass's outputs into the output map.
+    """Read-modify-write max of conv passes' outputs into the output map.
 
     The pass of output position ``(oy, ox)`` of a layer with an ``H x W`` input map and a
     ``KH x KW`` kernel (output map ``OH x OW``, ``OH = H - KH + 1``, pooled ``PH x PW =
@@ -27,6 +32,13 @@ class PoolWriter(wiring.Component):
     in the output's cycle and written in the next (the read port is transparent for the write,
     so the same entry in consecutive cycles reads the new value).
 
+    Up to :data:`PASS_QUEUE` passes may be outstanding: each ``i_begin`` queues the pass's
+    position, and each PE works through the queue at its own pace (``i_end[p]``: PE ``p`` is
+    done with its oldest pass), so a fast PE sends pass k + 1 while a slow one still sends pass
+    k. A PE's passes reach its bank in order, so the window's first position still writes
+    first. The caller keeps at most ``PASS_QUEUE`` passes outstanding per PE; the geometry of a
+    layer's passes is the same (a layer's first pass begins with no pass outstanding).
+
     Parameters
     ----------
     config : gateware.config.AcceleratorConfig
@@ -35,11 +47,16 @@ class PoolWriter(wiring.Component):
     Attributes
     ----------
     i_begin : In(1)
-        A pass's collect begins: its geometry and position (the inputs below) are sampled.
+        A pass's collect begins: its geometry and position (the inputs below) are sampled and
+        the pass is queued.
     i_height, i_width, i_kernel_h, i_kernel_w, i_pos_y, i_pos_x : In(CONV_DIM_BITS)
     i_valid : In(N)
-        Bit ``p``: PE ``p``'s next output is taken this cycle (value ``i_value[p]``).
+        Bit ``p``: PE ``p``'s next output of its oldest pass is taken this cycle (value
+        ``i_value[p]``).
     i_value : In(act_bits).array(N)
+    i_end : In(N)
+        Bit ``p``: PE ``p``'s oldest pass is complete (its end token; never with
+        ``i_valid[p]``).
     o_rmw_re, o_rmw_addr : Out(N), Out(fmap_addr_bits).array(N)
         Per bank, the read of the entry (to :class:`gateware.conv_fmap.FeatureMapBuffer`,
         the half it writes).
@@ -59,6 +76,7 @@ class PoolWriter(wiring.Component):
             "i_pos_y": In(G), "i_pos_x": In(G),
             "i_valid": In(n),
             "i_value": In(a).array(n),
+            "i_end": In(n),
             "o_rmw_re": Out(n),
             "o_rmw_addr": Out(fa).array(n),
             "i_rmw_data": In(a).array(n),
@@ -73,32 +91,49 @@ class PoolWriter(wiring.Component):
         N, A = cfg.n_pes, cfg.act_bits
         FA = fmap_addr_bits(cfg)
         G = CONV_DIM_BITS
+        Q = PASS_QUEUE
         ph, pw = Signal(G), Signal(G)
         m.d.comb += [ph.eq((self.i_height - self.i_kernel_h + 1) >> 1),
                      pw.eq((self.i_width - self.i_kernel_w + 1) >> 1)]
         plane = Signal(FA + 1)          # PH * PW: the entries of a pooled channel
-        first = Signal()                # the window's first position: overwrite
-        keep = Signal()                 # the position is inside the pooled map
-        addrs = [Signal(FA + 1, name=f"addr{p}") for p in range(N)]   # next output's entry
+        # the queued passes: the pooled position's entry in channel 0, the window's first
+        # position (overwrite), the position is inside the pooled map
+        q_base = [Signal(FA + 1, name=f"q_base{k}") for k in range(Q)]
+        q_first = Signal(Q)
+        q_keep = Signal(Q)
+        wptr = Signal(range(Q))
         with m.If(self.i_begin):
             py, px = self.i_pos_y >> 1, self.i_pos_x >> 1
-            m.d.sync += [
-                plane.eq(ph * pw),
-                first.eq(~self.i_pos_y[0] & ~self.i_pos_x[0]),
-                keep.eq((py < ph) & (px < pw)),
-                *(a.eq(py * pw + px) for a in addrs),
-            ]
+            m.d.sync += [plane.eq(ph * pw), wptr.eq(wptr + 1)]
+            with m.Switch(wptr):
+                for k in range(Q):
+                    with m.Case(k):
+                        m.d.sync += [q_base[k].eq(py * pw + px),
+                                     q_first[k].eq(~self.i_pos_y[0] & ~self.i_pos_x[0]),
+                                     q_keep[k].eq((py < ph) & (px < pw))]
         for p in range(N):
+            rptr = Signal(range(Q), name=f"rptr{p}")    # PE p's oldest pass
+            off = Signal(FA + 1, name=f"off{p}")        # its next output's channel offset
+            base = Signal(FA + 1, name=f"base{p}")
+            first, keep = Signal(name=f"first{p}"), Signal(name=f"keep{p}")
+            m.d.comb += [first.eq(q_first.bit_select(rptr, 1)),
+                         keep.eq(q_keep.bit_select(rptr, 1))]
+            with m.Switch(rptr):
+                for k in range(Q):
+                    with m.Case(k):
+                        m.d.comb += base.eq(q_base[k])
+            with m.If(self.i_end[p]):
+                m.d.sync += [rptr.eq(rptr + 1), off.eq(0)]
+            with m.Elif(self.i_valid[p]):
+                m.d.sync += off.eq(off + plane)
             v1 = Signal(name=f"v1_{p}")
             addr1 = Signal(FA, name=f"addr1_{p}")
             val1 = Signal(A, name=f"val1_{p}")
             go = Signal(name=f"go{p}")
             m.d.comb += [go.eq(self.i_valid[p] & keep),
-                         self.o_rmw_re[p].eq(go), self.o_rmw_addr[p].eq(addrs[p])]
-            with m.If(self.i_valid[p] & ~self.i_begin):
-                m.d.sync += addrs[p].eq(addrs[p] + plane)
+                         self.o_rmw_re[p].eq(go), self.o_rmw_addr[p].eq(base + off)]
             first1 = Signal(name=f"first1_{p}")
-            m.d.sync += [v1.eq(go), addr1.eq(addrs[p]), val1.eq(self.i_value[p]),
+            m.d.sync += [v1.eq(go), addr1.eq(self.o_rmw_addr[p]), val1.eq(self.i_value[p]),
                          first1.eq(first)]
             old = self.i_rmw_data[p]
             m.d.comb += [

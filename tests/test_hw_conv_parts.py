@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 from gateware.config import AcceleratorConfig
 from gateware.conv_fmap import FeatureMapBuffer
 from gateware.conv_patch import PatchGenerator
-from gateware.conv_pool import PoolWriter
+from gateware.conv_pool import PASS_QUEUE, PoolWriter
 from gateware.conv_store import ImageStore
 
 
@@ -204,7 +204,9 @@ def rtl_pool(cfg, outputs, H, W, kh, kw, *, p_out, seed):
     """Send every position's outputs ``outputs[oy, ox]`` (``OC`` values, raster order of the
     positions) through a ``PoolWriter`` into half 1 of a ``FeatureMapBuffer`` after a first
     layer of random outputs (the buffer is not cleared in between); return the buffer's banks
-    afterwards."""
+    afterwards. Passes overlap as in the accelerator: a pass begins while up to
+    ``PASS_QUEUE - 1`` earlier ones are outstanding at some PE, and each PE sends its outputs
+    of a pass, then its end pulse, at random times and at its own pace."""
     m = Module()
     m.submodules.buf = buf = FeatureMapBuffer(cfg)
     m.submodules.pool = pool = PoolWriter(cfg)
@@ -224,25 +226,43 @@ def rtl_pool(cfg, outputs, H, W, kh, kw, *, p_out, seed):
         for name, v in dict(i_height=H, i_width=W, i_kernel_h=kh, i_kernel_w=kw).items():
             ctx.set(getattr(pool, name), v)
         garbage = np.random.default_rng(seed).integers(0, 256, size=outputs.shape)
-        for oy, ox, outs in [(y, x, o) for o in (garbage, outputs)
-                             for y in range(OH) for x in range(OW)]:
-            ctx.set(pool.i_pos_y, oy)
-            ctx.set(pool.i_pos_x, ox)
-            ctx.set(pool.i_begin, 1)
-            await ctx.tick()
-            ctx.set(pool.i_begin, 0)
-            # every PE sends its channels p, p + N, ... in order, at random times
-            queues = [[int(outs[oy, ox, oc]) for oc in range(p, OC, N)]
-                      for p in range(N)]
-            while any(queues):
-                valid = 0
+        for layer in (garbage, outputs):
+            passes = [(y, x) for y in range(OH) for x in range(OW)]
+            # per PE: the items still to send of the passes begun (values, then None = end)
+            queues = [[] for _ in range(N)]
+            owed = [0] * N
+            nxt = 0
+            while nxt < len(passes) or any(queues):
+                begin = (nxt < len(passes) and max(owed) < PASS_QUEUE
+                         and rng.random() < 0.5)
+                if begin:
+                    oy, ox = passes[nxt]
+                    nxt += 1
+                    ctx.set(pool.i_pos_y, oy)
+                    ctx.set(pool.i_pos_x, ox)
+                # every PE sends its channels p, p + N, ... in order, then its end pulse
+                valid = end = 0
                 for p in range(N):
                     if queues[p] and rng.random() < p_out:
-                        ctx.set(pool.i_value[p], queues[p].pop(0))
-                        valid |= 1 << p
+                        item = queues[p].pop(0)
+                        if item is None:
+                            end |= 1 << p
+                            owed[p] -= 1
+                        else:
+                            ctx.set(pool.i_value[p], item)
+                            valid |= 1 << p
+                ctx.set(pool.i_begin, int(begin))
                 ctx.set(pool.i_valid, valid)
+                ctx.set(pool.i_end, end)
                 await ctx.tick()
+                if begin:
+                    for p in range(N):
+                        queues[p] += [int(layer[oy, ox, oc]) for oc in range(p, OC, N)]
+                        queues[p].append(None)
+                        owed[p] += 1
+            ctx.set(pool.i_begin, 0)
             ctx.set(pool.i_valid, 0)
+            ctx.set(pool.i_end, 0)
             await ctx.tick()
         await ctx.tick()
         # read the banks back through the patch reader's port
