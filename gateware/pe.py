@@ -64,7 +64,7 @@ from .pe_accbanks import AccumulatorBanks
 from .pe_accumulate import Accumulate
 from .pe_arbiter import DataPortArbiter
 from .pe_header import LayerHeader
-from .pe_pointers import PointerFetch
+from .pe_pointers import PointerFetch, pe_tag_bits
 from .pe_requant import Requantize, round_shift_saturate
 from .pe_words import WordFetch
 
@@ -175,7 +175,11 @@ class ProcessingElement(wiring.Component):
                                               read_ports=cfg.pointer_ports)
         m.submodules.ptrs = ptrs = PointerFetch(cfg, self.seg_queue, len(layer.in_features))
         m.submodules.words = words = WordFetch(cfg, self.word_fifo, self.dec_queue)
-        m.submodules.dec = dec = HuffmanDecoder(cfg, tag_bits=cfg.act_bits)
+        m.submodules.dec = dec = HuffmanDecoder(cfg, tag_bits=pe_tag_bits(cfg))
+        # Overlapping conv passes: the column engine takes a repeated pass's activations
+        # right behind the previous pass's (each tagged with its pass's accumulator bank)
+        # instead of draining stages 1-4 first (about 12 cycles a pass).
+        overlap_passes = pe_tag_bits(cfg) > cfg.act_bits
         m.submodules.accum = accum = Accumulate(cfg)
         m.submodules.requant = rq = Requantize(cfg, self.index, len(layer.shift),
                                                len(layer.bias_shift))
@@ -304,14 +308,18 @@ class ProcessingElement(wiring.Component):
         drained = Signal()              # stages 1-4 are empty
         # the end token: the finished layer goes to the requantization engine once it is free
         handover = Signal()
+        col_bank = Signal()             # the accumulator bank of the column engine's layer
+        pass_on = Signal()              # overlapping conv passes: moves on to the next pass
+        rq_wait = Signal()              # a pass handed over on the fly waits for its symbols
         m.d.comb += handover.eq((state == RUN) & self.i_act.valid & act.end & ~ptrs.o_issuing
-                                & drained & rq.o_idle)
+                                & drained & rq.o_idle & ~rq_wait & ~pass_on)
         m.d.comb += [
             ptrs.i_act.valid.eq(((state == RUN) | (state == HDR)) & self.i_act.valid
                                 & ~act.end),
             ptrs.i_act.payload.col.eq(act.col),
-            ptrs.i_act.payload.value.eq(act.value),
-            self.i_act.ready.eq((ptrs.i_act.valid & ptrs.i_act.ready) | handover),
+            ptrs.i_act.payload.value.eq(Cat(act.value, col_bank) if overlap_passes
+                                        else act.value),
+            self.i_act.ready.eq((ptrs.i_act.valid & ptrs.i_act.ready) | handover | pass_on),
             ptrs.i_run.eq(state == RUN),
             ptrs.i_restart.eq((state == IDLE) & start),
             ptrs.i_ptr_base.eq(ptr_base),
@@ -329,7 +337,6 @@ class ProcessingElement(wiring.Component):
             m.d.comb += [mem.addr2.eq(words.o_addr2), mem.re2.eq(words.o_req)]
 
         # ---- stage 4: accumulate -----------------------------------------------------------
-        col_bank = Signal()
         m.d.comb += [
             # (conv: the sequencer alternates the bank with every pass and layer)
             col_bank.eq((layer.bank if cfg.conv else layer.index[0])
@@ -337,17 +344,23 @@ class ProcessingElement(wiring.Component):
             accum.i_rows_local.eq(rows_local),
             accum.i_acc_base.eq(acc_base),
             accum.i_layer_index.eq(layer.index),
-            accs.i_col_bank.eq(col_bank), accs.i_col_addr.eq(accum.o_acc_addr),
+            # (overlapping passes: the bank of the symbol being accumulated, its tag's)
+            accs.i_col_bank.eq(accum.o_bank if overlap_passes else col_bank),
+            accs.i_col_addr.eq(accum.o_acc_addr),
             accs.i_col_we.eq(accum.o_acc_we), accs.i_col_waddr.eq(accum.o_acc_waddr),
             accs.i_col_wdata.eq(accum.o_acc_wdata),
             accum.i_acc_data.eq(accs.o_col_data),
         ]
 
         # ---- requantization engine ---------------------------------------------------------
+        rq_go = Signal()                # the waiting pass's requantization starts
+        wait_bank = Signal()            # the waiting pass's bank
         m.d.comb += [
-            rq.i_start.eq(handover),
+            rq.i_start.eq(handover | rq_go),
+            # (a waiting pass has the same parameters as the column engine's, bar the bank)
             rq.i_rows.eq(rows_local), rq.i_bias_base.eq(bias_base), rq.i_acc_base.eq(acc_base),
-            rq.i_bank.eq(col_bank), rq.i_last.eq(layer.last), rq.i_shift.eq(layer.shift),
+            rq.i_bank.eq(Mux(rq_wait, wait_bank, col_bank)), rq.i_last.eq(layer.last),
+            rq.i_shift.eq(layer.shift),
             rq.i_dense.eq(layer.conv if cfg.conv else 0),
             rq.i_bias_shift.eq(layer.bias_shift),
             # its bias reads take the cycles without a header or word read
@@ -361,6 +374,28 @@ class ProcessingElement(wiring.Component):
             port.i_bias_addr.eq(rq.o_bias_addr),
         ]
 
+        # ---- overlapping conv passes -------------------------------------------------------
+        if overlap_passes:
+            # At pass k's end token, with the start of pass k + 1 of the same layer waiting,
+            # the column engine moves on at once if the requantization engine is free (pass
+            # k - 1 is requantized: pass k + 1 accumulates into its bank); stages 1-4 keep
+            # pass k's last columns, each symbol tagged with its bank. Pass k's requantization
+            # starts when none of its symbols is left in the stages: the stages are empty, or a
+            # symbol of pass k + 1 was accumulated (they leave the stages in order).
+            seen_next = Signal()        # a symbol of the next pass's bank was accumulated
+            m.d.comb += [
+                pass_on.eq((state == RUN) & self.i_act.valid & act.end & pending
+                           & next_layer.repeat & rq.o_idle & ~rq_wait),
+                rq_go.eq(rq_wait & rq.o_idle & (drained | seen_next)),
+            ]
+            with m.If(accum.o_acc_we & (accum.o_bank != wait_bank)):
+                m.d.sync += seen_next.eq(1)
+            with m.If(pass_on):         # (after the line above: a new wait starts unseen)
+                m.d.sync += [cur_layer.eq(next_layer), pending.eq(0), rq_wait.eq(1),
+                             wait_bank.eq(col_bank), seen_next.eq(0)]
+            with m.If(rq_go):
+                m.d.sync += rq_wait.eq(0)
+
         # ---- sequencing --------------------------------------------------------------------
         with m.Switch(state):
             with m.Case(IDLE):
@@ -373,10 +408,12 @@ class ProcessingElement(wiring.Component):
                 with m.If(handover):
                     m.d.sync += state.eq(IDLE)
         # signals the profiler (hw.profile) samples every cycle
-        self._top_probe = dict(start=start_fire if early else self.i_start & col_idle,
+        self._top_probe = dict(start=(start_fire | pass_on) if early
+                               else self.i_start & col_idle,
                                state=state, seg_valid=dec.i_seg.valid,
                                seg_ready=dec.i_seg.ready, word_valid=dec.i_word.valid,
-                               word_ready=dec.i_word.ready, sym=dec.o_sym.valid)
+                               word_ready=dec.i_word.ready, sym=dec.o_sym.valid,
+                               pass_on=pass_on, rq_wait=rq_wait)
         m.d.comb += drained.eq(~(ptrs.o_issuing | ptrs.o_returning | ptrs.o_seg.valid
                                  | words.o_busy | dec.o_busy | accum.o_busy))
         return m

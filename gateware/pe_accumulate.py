@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .huffman import symbol_out_layout
 from .memories import table_memory
+from .pe_pointers import pe_tag_bits
 
 __all__ = ["Accumulate"]
 
@@ -28,9 +29,10 @@ class Accumulate(wiring.Component):
 
     Attributes
     ----------
-    i_sym : In(stream.Signature(symbol_out_layout(config, act_bits)))
-        Decoded joint symbols, ``tag`` = the column's activation value, ``first`` on a
-        column's first symbol. Always ready.
+    i_sym : In(stream.Signature(symbol_out_layout(config, pe_tag_bits(config))))
+        Decoded joint symbols, ``tag`` = the column's activation value (with overlapping conv
+        passes the pass's accumulator bank above it), ``first`` on a column's first symbol.
+        Always ready.
     i_rows_local : In(log2(max_rows_per_pe) + 1)
         The layer's local row count: a row at or past it is dropped with ``o_error``.
     i_acc_base : In(log2(max_rows_per_pe))
@@ -49,6 +51,11 @@ class Accumulate(wiring.Component):
         Accumulator write-back, three cycles after the symbol.
     o_busy : Out(1)
         A symbol is in one of the stages.
+    o_bank : Out(1)
+        Only with overlapping conv passes (``pe_tag_bits(config) > act_bits``): the accumulator
+        bank of the symbol in stage 3 (its tag's top bit), whose read data ``i_acc_data``
+        carries and which ``o_acc_we`` writes; successive passes' symbols follow each other
+        through the stages, each into its own pass's bank.
     o_error : Out(1)
         Pulse: a row at or past ``i_rows_local``.
     """
@@ -58,7 +65,7 @@ class Accumulate(wiring.Component):
         rb = max(1, (config.max_rows_per_pe - 1).bit_length())
         rw = config.max_rows_per_pe.bit_length()
         super().__init__({
-            "i_sym": In(stream.Signature(symbol_out_layout(config, config.act_bits))),
+            "i_sym": In(stream.Signature(symbol_out_layout(config, pe_tag_bits(config)))),
             "i_rows_local": In(rw),
             "i_acc_base": In(rb),
             "i_layer_index": In(max(1, (config.max_layers - 1).bit_length())),
@@ -72,6 +79,7 @@ class Accumulate(wiring.Component):
             "o_acc_wdata": Out(signed(config.acc_bits)),
             "o_busy": Out(1),
             "o_error": Out(1),
+            **({"o_bank": Out(1)} if pe_tag_bits(config) > config.act_bits else {}),
         })
 
     def elaborate(self, platform):
@@ -106,7 +114,7 @@ class Accumulate(wiring.Component):
         val1 = Signal(A)
         m.d.sync += v1.eq(self.i_sym.valid)
         with m.If(self.i_sym.valid):
-            m.d.sync += [prev_row.eq(row0), row1.eq(row0), idx1.eq(idx), val1.eq(sym.tag)]
+            m.d.sync += [prev_row.eq(row0), row1.eq(row0), idx1.eq(idx), val1.eq(sym.tag[:A])]
 
         ok1 = Signal()
         m.d.comb += ok1.eq(v1 & (row1 < self.i_rows_local))
@@ -125,6 +133,13 @@ class Accumulate(wiring.Component):
         # value * weight (an SB_MAC16)
         m.d.sync += [v3.eq(v2), addr3.eq(addr2),
                      prod3.eq(Cat(val2, Const(0, 1)).as_signed() * cb_rd.data)]
+        if pe_tag_bits(cfg) > A:
+            # the symbol's pass bank travels with it: a pass's first symbols may follow the
+            # previous pass's last ones through the stages
+            bank1, bank2 = Signal(), Signal()
+            with m.If(self.i_sym.valid):
+                m.d.sync += bank1.eq(sym.tag[A])
+            m.d.sync += [bank2.eq(bank1), self.o_bank.eq(bank2)]
         # acc[addr2] is read in stage 2 and arrives with prod3 in stage 3, where the sum is
         # written back. The read port is transparent, so a read of the row written in the same
         # cycle (the same row in consecutive columns) sees the new sum; a row written two or more

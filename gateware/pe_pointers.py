@@ -4,19 +4,28 @@ from amaranth import Module, Signal, Cat, Mux
 from amaranth.lib import wiring, stream, data, fifo
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PointerFetch", "activation_layout", "column_segment_layout"]
+__all__ = ["PointerFetch", "activation_layout", "column_segment_layout", "pe_tag_bits"]
+
+
+def pe_tag_bits(config):
+    """Width of the tag an activation carries through the PE's stages 1-4 (its ``value`` field
+    here, the decoder's segment tag): the activation value, and with conv passes that overlap
+    in the column engine (``config.conv`` with ``config.early``) one more bit on top, the
+    accumulator bank of the activation's pass."""
+    return config.act_bits + (1 if config.conv and config.early else 0)
 
 
 def activation_layout(config):
-    """A non-zero activation ``value`` of input column ``col``."""
-    return data.StructLayout({"col": 16, "value": config.act_bits})
+    """A non-zero activation of input column ``col``: its tag (:func:`pe_tag_bits`: the value,
+    with overlapping conv passes the bank above it) in ``value``."""
+    return data.StructLayout({"col": 16, "value": pe_tag_bits(config)})
 
 
 def column_segment_layout(config):
     """A column's bit range ``[start, end)`` of the layer's Huffman stream (bit addresses) and
-    its activation ``value``."""
+    its activation's tag (:func:`pe_tag_bits`) in ``value``."""
     bits = (config.pe_mem_depth - 1).bit_length() + 4
-    return data.StructLayout({"start": bits, "end": bits, "value": config.act_bits})
+    return data.StructLayout({"start": bits, "end": bits, "value": pe_tag_bits(config)})
 
 
 class PointerFetch(wiring.Component):
@@ -34,7 +43,8 @@ class PointerFetch(wiring.Component):
     Parameters
     ----------
     config : gateware.config.AcceleratorConfig
-        Uses ``pe_mem_depth``, ``pointer_ports``, ``act_bits`` and ``max_features``.
+        Uses ``pe_mem_depth``, ``pointer_ports``, ``act_bits``, ``max_features``, ``conv`` and
+        ``early``.
     depth : int
         Entries of the segment queue.
     in_features_bits : int
@@ -98,7 +108,7 @@ class PointerFetch(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        A = cfg.act_bits
+        A = pe_tag_bits(cfg)                           # the activation's tag
         MA = (cfg.pe_mem_depth - 1).bit_length()      # word address bits
         BA = MA + 4                                    # bit address bits
         FB = max(1, cfg.max_features.bit_length())     # a column index + 1

@@ -5,7 +5,7 @@ from amaranth.lib import wiring, stream, data, fifo
 from amaranth.lib.wiring import In, Out
 
 from .huffman import segment_layout
-from .pe_pointers import column_segment_layout
+from .pe_pointers import column_segment_layout, pe_tag_bits
 
 __all__ = ["WordFetch"]
 
@@ -24,7 +24,7 @@ class WordFetch(wiring.Component):
     Parameters
     ----------
     config : gateware.config.AcceleratorConfig
-        Uses ``pe_mem_depth``, ``stream_words`` and ``act_bits``.
+        Uses ``pe_mem_depth``, ``stream_words``, ``act_bits``, ``conv`` and ``early``.
     word_fifo, dec_queue : int
         Depths of the word FIFO and of the decoder's segment queue.
 
@@ -34,7 +34,7 @@ class WordFetch(wiring.Component):
         Column segments (bit addresses relative to the stream base). ``ready`` (independent of
         ``valid``) while no segment's words are being requested, or its last word is requested
         this cycle, and the decoder's queue has room.
-    o_dseg : Out(stream.Signature(segment_layout(act_bits)))
+    o_dseg : Out(stream.Signature(segment_layout(pe_tag_bits(config))))
         The segments' framing for the decoder, from a ``SyncFIFO`` (``dec_queue`` entries).
     o_word : Out(stream.Signature(16 * stream_words))
         The segments' stream words, from a ``SyncFIFO`` (``word_fifo`` entries), two cycles
@@ -63,7 +63,7 @@ class WordFetch(wiring.Component):
         ma = (config.pe_mem_depth - 1).bit_length()
         super().__init__({
             "i_seg": In(stream.Signature(column_segment_layout(config))),
-            "o_dseg": Out(stream.Signature(segment_layout(config.act_bits))),
+            "o_dseg": Out(stream.Signature(segment_layout(pe_tag_bits(config)))),
             "o_word": Out(stream.Signature(16 * config.stream_words)),
             "i_run": In(1),
             "i_restart": In(1),
@@ -79,7 +79,6 @@ class WordFetch(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        A = cfg.act_bits
         MA = (cfg.pe_mem_depth - 1).bit_length()
         BA = MA + 4
         SW = cfg.stream_words
@@ -132,7 +131,7 @@ class WordFetch(wiring.Component):
         sq_out = self.i_seg.payload
         seg_nbits = Signal(BA)
         m.d.comb += seg_nbits.eq(sq_out.end - sq_out.start)
-        dseg = segment_layout(A)
+        dseg = segment_layout(pe_tag_bits(cfg))
         m.submodules.decq = decq = fifo.SyncFIFO(width=dseg.size, depth=self.dec_queue)
         dq_in = data.View(dseg, decq.w_data)
         wf_start = Signal()
