@@ -213,7 +213,11 @@ class CentralUnit(wiring.Component):
         collect_busy = Signal()
         if cfg.conv:
             m.d.comb += collect_busy.eq(Mux(layer.conv, collect.o_full, collect.o_collecting))
-        m.d.comb += end_take.eq((state == END) & can_take & ~(fmap_layer & collect_busy))
+        # (conv, early start: the end token goes out in the cycle the patch ends if that cycle
+        # hands over no patch word; ``end_now``)
+        end_now = Signal()
+        m.d.comb += end_take.eq(((state == END) | end_now) & can_take
+                                & ~(fmap_layer & collect_busy))
         takes = [Signal(name=f"take{k}") for k in range(W)]
         take_datas = [Signal(broadcast_layout(cfg), name=f"take_data{k}") for k in range(W)]
         conv = cfg.conv
@@ -231,7 +235,7 @@ class CentralUnit(wiring.Component):
                 take_datas[k].eq(lanes.o_take_data[k].as_value()
                                  | merge.o_take_data[k].as_value() | patch_data),
             ]
-        m.d.comb += take_datas[0].end.eq(state == END)
+        m.d.comb += take_datas[0].end.eq((state == END) | end_now)
 
         # the taken words wait for their skip bits (with the table) or enter all FIFOs at once
         held_busy = Signal()            # nothing may follow the end token until it is pushed
@@ -316,6 +320,8 @@ class CentralUnit(wiring.Component):
                 m.d.sync += out_half.eq(~layer.fmap_buf)
             with m.If(patch.o_last):
                 m.d.sync += state.eq(END)
+            if cfg.early:
+                m.d.comb += end_now.eq(patch.o_last & ~patch.o_take[0] & layer.conv)
             with m.If((state == WAITF) & ~collect.o_collecting):
                 m.d.sync += state.eq(BPATCH)
         else:
@@ -355,6 +361,13 @@ class CentralUnit(wiring.Component):
             m.d.sync += self.o_bend.eq(0)
             with m.If((state == DRAIN) & ~held_busy):
                 m.d.sync += [state.eq(IDLE), self.o_bend.eq(1)]
+            if conv:
+                # A conv pass's end token needs no drain: the next pass's words follow it
+                # through the skip stage in order (a repeated pass keeps the table's base; a
+                # new layer's start only moves the base for later reads, and the layer after
+                # a conv waits for its collect anyway), so the next pass may start at once.
+                with m.If(end_take & layer.conv):
+                    m.d.sync += [state.eq(IDLE), self.o_bend.eq(1)]
             with m.If(end_take):
                 m.d.sync += [etaken.eq(0), bd_wait.eq(1)]
             with m.Else():

@@ -200,7 +200,14 @@ class LayerSequencer(wiring.Component):
                 with m.If(cur.last & self.i_done):
                     m.d.sync += state.eq(IDLE)
                 with m.If(~cur.last & self.i_bdone):
-                    m.d.sync += state.eq(Mux(more_pos, REPEAT, NEXT))
+                    if conv:
+                        # the next pass starts in this cycle if it may (else from REPEAT)
+                        with m.If(more_pos & self.i_pes_idle):
+                            m.d.comb += again.eq(1)
+                        with m.Else():
+                            m.d.sync += state.eq(Mux(more_pos, REPEAT, NEXT))
+                    else:
+                        m.d.sync += state.eq(NEXT)
             with m.Case(NEXT):
                 m.d.comb += begin.eq(ready)
             if conv:
