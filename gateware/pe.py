@@ -377,18 +377,24 @@ class ProcessingElement(wiring.Component):
         # ---- overlapping conv passes -------------------------------------------------------
         if overlap_passes:
             # At pass k's end token, with the start of pass k + 1 of the same layer waiting,
-            # the column engine moves on at once if the requantization engine is free (pass
-            # k - 1 is requantized: pass k + 1 accumulates into its bank); stages 1-4 keep
-            # pass k's last columns, each symbol tagged with its bank. Pass k's requantization
-            # starts when none of its symbols is left in the stages: the stages are empty, or a
-            # symbol of pass k + 1 was accumulated (they leave the stages in order).
-            seen_next = Signal()        # a symbol of the next pass's bank was accumulated
+            # the column engine moves on at once if pass k - 1's requantization has started
+            # (one pass waits at most); stages 1-4 keep pass k's last columns, each symbol
+            # tagged with its bank. Pass k's requantization starts when the engine is free
+            # (pass k - 1 done) and none of pass k's symbols is left: the stages are empty, or
+            # a symbol of pass k + 1 reached the accumulate stage (symbols stay in order) and
+            # none of pass k's is in it. Pass k + 2 shares pass k's bank: its symbols wait at
+            # the accumulate stage's input while that bank is requantized.
+            seen_next = Signal()        # a symbol of the next pass reached the accumulate stage
+            sym_bank = dec.o_sym.payload.tag[cfg.act_bits]
             m.d.comb += [
                 pass_on.eq((state == RUN) & self.i_act.valid & act.end & pending
-                           & next_layer.repeat & rq.o_idle & ~rq_wait),
-                rq_go.eq(rq_wait & rq.o_idle & (drained | seen_next)),
+                           & next_layer.repeat & ~rq_wait),
+                rq_go.eq(rq_wait & rq.o_idle & (drained | seen_next)
+                         & ~accum.o_bank_busy.bit_select(wait_bank, 1)),
+                accum.i_hold.eq(rq.o_acc_active), accum.i_hold_bank.eq(rq.o_acc_bank),
             ]
-            with m.If(accum.o_acc_we & (accum.o_bank != wait_bank)):
+            with m.If((dec.o_sym.valid & (sym_bank != wait_bank))
+                      | accum.o_bank_busy.bit_select(~wait_bank, 1)):
                 m.d.sync += seen_next.eq(1)
             with m.If(pass_on):         # (after the line above: a new wait starts unseen)
                 m.d.sync += [cur_layer.eq(next_layer), pending.eq(0), rq_wait.eq(1),

@@ -32,7 +32,7 @@ class Accumulate(wiring.Component):
     i_sym : In(stream.Signature(symbol_out_layout(config, pe_tag_bits(config))))
         Decoded joint symbols, ``tag`` = the column's activation value (with overlapping conv
         passes the pass's accumulator bank above it), ``first`` on a column's first symbol.
-        Always ready.
+        Always ready, except for a symbol of the bank ``i_hold`` names.
     i_rows_local : In(log2(max_rows_per_pe) + 1)
         The layer's local row count: a row at or past it is dropped with ``o_error``.
     i_acc_base : In(log2(max_rows_per_pe))
@@ -56,6 +56,11 @@ class Accumulate(wiring.Component):
         bank of the symbol in stage 3 (its tag's top bit), whose read data ``i_acc_data``
         carries and which ``o_acc_we`` writes; successive passes' symbols follow each other
         through the stages, each into its own pass's bank.
+    o_bank_busy : Out(2)
+        Only with overlapping conv passes: bit ``b``: a symbol of bank ``b`` is in a stage.
+    i_hold, i_hold_bank : In(1), In(1)
+        Only with overlapping conv passes: bank ``i_hold_bank`` is being requantized, a symbol
+        of that bank (the pass after next) waits at the input.
     o_error : Out(1)
         Pulse: a row at or past ``i_rows_local``.
     """
@@ -79,7 +84,8 @@ class Accumulate(wiring.Component):
             "o_acc_wdata": Out(signed(config.acc_bits)),
             "o_busy": Out(1),
             "o_error": Out(1),
-            **({"o_bank": Out(1)} if pe_tag_bits(config) > config.act_bits else {}),
+            **({"o_bank": Out(1), "o_bank_busy": Out(2), "i_hold": In(1), "i_hold_bank": In(1)}
+               if pe_tag_bits(config) > config.act_bits else {}),
         })
 
     def elaborate(self, platform):
@@ -100,7 +106,13 @@ class Accumulate(wiring.Component):
         ]
 
         sym = self.i_sym.payload
-        m.d.comb += self.i_sym.ready.eq(1)
+        tagged = pe_tag_bits(cfg) > A
+        if tagged:
+            m.d.comb += self.i_sym.ready.eq(~(self.i_hold & (sym.tag[A] == self.i_hold_bank)))
+        else:
+            m.d.comb += self.i_sym.ready.eq(1)
+        take = Signal()
+        m.d.comb += take.eq(self.i_sym.valid & self.i_sym.ready)
         gap = Signal(cfg.gap_bits)
         idx = Signal(cfg.idx_bits)
         m.d.comb += Cat(idx, gap).eq(sym.symbol)
@@ -112,8 +124,8 @@ class Accumulate(wiring.Component):
         row1 = Signal(RW + 1)
         idx1 = Signal(cfg.idx_bits)
         val1 = Signal(A)
-        m.d.sync += v1.eq(self.i_sym.valid)
-        with m.If(self.i_sym.valid):
+        m.d.sync += v1.eq(take)
+        with m.If(take):
             m.d.sync += [prev_row.eq(row0), row1.eq(row0), idx1.eq(idx), val1.eq(sym.tag[:A])]
 
         ok1 = Signal()
@@ -133,13 +145,15 @@ class Accumulate(wiring.Component):
         # value * weight (an SB_MAC16)
         m.d.sync += [v3.eq(v2), addr3.eq(addr2),
                      prod3.eq(Cat(val2, Const(0, 1)).as_signed() * cb_rd.data)]
-        if pe_tag_bits(cfg) > A:
+        if tagged:
             # the symbol's pass bank travels with it: a pass's first symbols may follow the
             # previous pass's last ones through the stages
             bank1, bank2 = Signal(), Signal()
-            with m.If(self.i_sym.valid):
+            with m.If(take):
                 m.d.sync += bank1.eq(sym.tag[A])
             m.d.sync += [bank2.eq(bank1), self.o_bank.eq(bank2)]
+            m.d.comb += [self.o_bank_busy[b].eq((v1 & (bank1 == b)) | (v2 & (bank2 == b))
+                                                | (v3 & (self.o_bank == b))) for b in range(2)]
         # acc[addr2] is read in stage 2 and arrives with prod3 in stage 3, where the sum is
         # written back. The read port is transparent, so a read of the row written in the same
         # cycle (the same row in consecutive columns) sees the new sum; a row written two or more
