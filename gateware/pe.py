@@ -34,7 +34,11 @@ emit the non-zero ones (all on the last layer) with their global row, then ``end
 engine's layer parameters are latched at the hand-over, so layer L is requantized while the
 column engine runs layer L + 1 (``o_col_idle``); its bias reads take the data-memory cycles
 the header and word reads leave free. Without it, one bank, and the next layer waits for the
-requantization (``o_col_idle == o_idle``).
+requantization (``o_col_idle == o_idle``). With the early start a conv layer's passes overlap in
+stages 1-4 as well (``config.conv``): at pass k's end token, with pass k + 1's start waiting,
+the column engine moves on without a drain, each activation tagged with its pass's accumulator
+bank (:func:`gateware.pe_pointers.pe_tag_bits`), and pass k is requantized once none of its
+symbols is left in the stages (docs/ARCHITECTURE.md section 5).
 
 Throughput (no back-pressure): within a column one symbol per cycle, columns back to back
 (table loading and pipeline fill aside); short columns cost their pointer reads (one port: 1-2
