@@ -264,11 +264,14 @@ class HuffmanDecodeLoop(wiring.Component):
         fits = Signal(MAX + 1)          # per consumed length c: the next peek is in the window
         for c in range(MAX + 1):
             m.d.comb += fits[c].eq((s_pos + (c + MAX) <= (s_n << PB)) | s_lz)
+        fits_edge = Signal(MAX + 1)     # one-hot: the longest consumed length that fits
+        m.d.comb += fits_edge.eq(fits & ~(fits >> 1))
         peek_next = Signal(MAX)
         peek_ok_next = Signal()
         m.d.comb += [
             peek_next.eq(Mux(fire, peek_fired, ahead[MAX:])),
-            peek_ok_next.eq(Mux(fire, (onehot & fits[1:]).any(), fits[0])),
+            # fits[len], selected by the thermometer lt at the edge of fits (a thermometer too)
+            peek_ok_next.eq(Mux(fire, (lt & fits_edge[1:]).any(), fits[0])),
         ]
 
         # next window after this cycle's intake
