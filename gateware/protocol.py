@@ -229,6 +229,7 @@ class ProtocolEngine(wiring.Component):
         err_code = Signal(8)
         sent_status = Signal()              # the response being sent is STATUS
         kind_r = Signal(2)                  # its kind (R_*), decided in RESPOND
+        got_last = Signal()                 # WAIT_LOGITS: the final logit was taken
         action = rcv.o_action
         is_infer = Signal()
         m.d.comb += is_infer.eq((action == A_DENSE) | (action == A_SPARSE) | (action == A_CODED))
@@ -243,6 +244,11 @@ class ProtocolEngine(wiring.Component):
             m.d.sync += [crc.eq(CRC_INIT), f_timeout.eq(0), f_framing.eq(0),
                          f_accel_timeout.eq(0)]
             m.d.comb += results.i_clear.eq(1)
+
+        # The final logit's transfer (only collected in WAIT_LOGITS) is registered before it
+        # moves the state: the accelerator's logit valid / last -> engine state path was a
+        # critical path of the iCEBreaker build (one clock per response, no accelerator cycle).
+        m.d.sync += got_last.eq(results.o_last)
 
         with m.FSM():
             with m.State("RECEIVE"):
@@ -268,7 +274,7 @@ class ProtocolEngine(wiring.Component):
             with m.State("WAIT_LOGITS"):
                 m.d.comb += [watch.eq(1), progress.eq(self.i_logit.valid),
                              results.i_collect.eq(1)]
-                with m.If(results.o_last):
+                with m.If(got_last):
                     m.next = "WAIT_IDLE"
                 with m.If(wd.o_accel_expired):
                     m.next = "RESPOND"
