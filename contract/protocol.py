@@ -14,11 +14,13 @@ __all__ = [
     "FLASH_STATES", "FLASH_OFFSET", "FLASH_MAGIC", "FLASH_HEADER", "crc16", "encode_frame",
 ]
 
-PROTOCOL_VERSION = 5      # 2: per-PE pointer memories (mem ids N+5..2N+4)
+PROTOCOL_VERSION = 6      # 2: per-PE pointer memories (mem ids N+5..2N+4)
 #                           3: column skip table (mem id 2N+5)
 #                           4: INFER_CODED, RESULT carries a sequence byte, STATUS rx_buffer
 #                              and flash, PING may carry the host's version
 #                           5: 16-word layer descriptors with the conv geometry (issue 17)
+#                           6: STATUS board_id and fmap_depth (the host refuses a conv model
+#                              on a gateware without feature-map buffers)
 SOF = 0xA5
 #: CRC-16/CCITT-FALSE generator polynomial and initial value.
 CRC_POLY = 0x1021
@@ -84,7 +86,8 @@ STATUS_FIELDS = (
     ("idx_bits", 1), ("gap_bits", 1), ("huff_max_len", 1), ("max_layers", 1),
     ("max_features", 2), ("pe_mem_log2", 1), ("max_rows_per_pe", 2), ("symbol_depth", 2),
     ("fifo_depth", 1), ("max_logits", 1), ("clock_hz", 4), ("divisor", 2), ("in_features", 2),
-    ("flags", 1), ("accel_error", 1), ("rx_buffer", 2), ("flash", 1),
+    ("flags", 1), ("accel_error", 1), ("rx_buffer", 2), ("flash", 1), ("board_id", 1),
+    ("fmap_depth", 4),
 )
 STATUS_LENGTH = sum(n for _, n in STATUS_FIELDS)
 

@@ -69,6 +69,9 @@ class ProtocolEngine(wiring.Component):
     rx_buffer : int
         Bytes of the receive FIFO in front of ``i_rx``, reported by STATUS (the host keeps at
         most this many request bytes unanswered).
+    board_id : int
+        STATUS ``board_id``: the board file's ``id`` the gateware was built for (0: none, a
+        simulation; the host then recognises the board by clock and divisor).
 
     Attributes
     ----------
@@ -112,7 +115,8 @@ class ProtocolEngine(wiring.Component):
     """
 
     def __init__(self, config=AcceleratorConfig(), *, clock_hz=12_000_000, divisor=4,
-                 timeout=None, accel_timeout=1 << 24, max_logits=16, rx_buffer=32):
+                 timeout=None, accel_timeout=1 << 24, max_logits=16, rx_buffer=32,
+                 board_id=0):
         try:
             self._check(config, timeout, accel_timeout, max_logits, clock_hz)
         except (TypeError, ValueError):
@@ -127,6 +131,7 @@ class ProtocolEngine(wiring.Component):
         self.accel_timeout = accel_timeout
         self.max_logits = max_logits
         self.rx_buffer = rx_buffer
+        self.board_id = board_id
         super().__init__({
             "i_rx": In(stream.Signature(8)),
             "i_rx_frame_error": In(1),
@@ -163,14 +168,11 @@ class ProtocolEngine(wiring.Component):
             raise ValueError("the input buffer needs a power-of-two input_lanes, not "
                              f"{config.input_lanes}")
 
-    def elaborate(self, platform):
-        m = Module()
+    def status_constants(self):
+        """The STATUS fields fixed when the gateware is built (``STATUS_FIELDS`` but the
+        ``ResponseEmitter.DYNAMIC_FIELDS``)."""
         cfg = self.config
-        m.submodules.receiver = rcv = FrameReceiver(cfg)
-        m.submodules.inbuf = inbuf = InputBuffer(cfg)
-        m.submodules.results = results = ResultBuffer(cfg, self.max_logits)
-        m.submodules.watchdog = wd = Watchdog(self.timeout, self.accel_timeout)
-        m.submodules.emitter = emit = ResponseEmitter(self.max_logits, {
+        return {
             "version": PROTOCOL_VERSION, "n_pes": cfg.n_pes, "act_bits": cfg.act_bits,
             "weight_bits": cfg.weight_bits, "acc_bits": cfg.acc_bits, "idx_bits": cfg.idx_bits,
             "gap_bits": cfg.gap_bits, "huff_max_len": cfg.huff_max_len,
@@ -179,7 +181,17 @@ class ProtocolEngine(wiring.Component):
             "max_rows_per_pe": cfg.max_rows_per_pe, "symbol_depth": cfg.symbol_depth,
             "fifo_depth": cfg.fifo_depth, "max_logits": self.max_logits,
             "clock_hz": self.clock_hz, "divisor": self.divisor, "rx_buffer": self.rx_buffer,
-        })
+            "board_id": self.board_id, "fmap_depth": cfg.fmap_depth,
+        }
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        m.submodules.receiver = rcv = FrameReceiver(cfg)
+        m.submodules.inbuf = inbuf = InputBuffer(cfg)
+        m.submodules.results = results = ResultBuffer(cfg, self.max_logits)
+        m.submodules.watchdog = wd = Watchdog(self.timeout, self.accel_timeout)
+        m.submodules.emitter = emit = ResponseEmitter(self.max_logits, self.status_constants())
 
         # Streams to and from the outside.
         wiring.connect(m, wiring.flipped(self.i_rx), rcv.i_rx)

@@ -57,6 +57,8 @@ class UARTCore(wiring.Component):
     flash_offset : int or None
         Load the model stored at this byte address of the SPI flash at power-up
         (:class:`gateware.flash_loader.FlashLoader`); ``None``: no flash loader.
+    board_id : int
+        The board file's ``id`` (STATUS ``board_id``; 0 in simulation).
     input_register : bool
         Put a two-word buffered FIFO (registered output, full rate) between the protocol
         engine's input buffer and the accelerator's ``i_input``, so the buffer's read does not
@@ -80,7 +82,8 @@ class UARTCore(wiring.Component):
 
     def __init__(self, config=AcceleratorConfig(), *, clock_hz=12_000_000, baud=3_000_000,
                  accelerator=default_accelerator, timeout=None, accel_timeout=1 << 24,
-                 max_logits=16, rx_fifo_depth=512, flash_offset=None, input_register=False):
+                 max_logits=16, rx_fifo_depth=512, flash_offset=None, input_register=False,
+                 board_id=0):
         self.config = config
         self.clock_hz = clock_hz
         self.baud = baud
@@ -92,6 +95,7 @@ class UARTCore(wiring.Component):
         self.rx_fifo_depth = rx_fifo_depth
         self.input_register = input_register
         self.flash_offset = flash_offset
+        self.board_id = board_id
         members = {"i_rx": In(1, init=1), "o_tx": Out(1, init=1), "o_leds": Out(3)}
         if flash_offset is not None:
             members.update({"o_flash_cs_n": Out(1, init=1), "o_flash_sclk": Out(1),
@@ -106,7 +110,7 @@ class UARTCore(wiring.Component):
         m.submodules.protocol = proto = ProtocolEngine(
             self.config, clock_hz=self.clock_hz, divisor=self.divisor, timeout=self.timeout,
             accel_timeout=self.accel_timeout, max_logits=self.max_logits,
-            rx_buffer=self.rx_fifo_depth)
+            rx_buffer=self.rx_fifo_depth, board_id=self.board_id)
         accel = self.accelerator(self.config)
         m.submodules.accelerator = ResetInserter(proto.o_accel_reset)(accel)
 

@@ -320,7 +320,7 @@ def build(board="icebreaker", *, model=None, n_pes=None, out=None, freq_mhz=None
     try:
         top = BoardTop(config, clock_hz=clock_hz, baud=spec.uart.baud, accelerator=factory,
                        family=family.name, flash_offset=flash_offset,
-                       **{**family.core_args, **(core_args or {})})
+                       **{**family.core_args, "board_id": spec.id, **(core_args or {})})
         options = family.build_options(spec, clock_hz or spec.clock.osc_hz)
         seed = spec.pnr_seed if seed is None else seed
         if seed is not None:

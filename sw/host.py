@@ -115,7 +115,14 @@ class BoardStatus:
                 f"{self.pe_mem_depth} words/PE, {f['clock_hz'] / 1e6:g} MHz, "
                 f"divider {f['divisor']}, in_features {f['in_features']}, "
                 f"flags 0x{f['flags']:02x}, receive buffer {f.get('rx_buffer', 0)} bytes, "
-                f"flash: {FLASH_STATES.get(f.get('flash', 0), 'unknown state')}")
+                f"flash: {FLASH_STATES.get(f.get('flash', 0), 'unknown state')}, "
+                f"feature maps: {self.fmap_summary}, board id {f.get('board_id', 0)}")
+
+    @property
+    def fmap_summary(self):
+        """The feature-map buffers (STATUS ``fmap_depth``) in words."""
+        depth = self.fields.get("fmap_depth", 0)
+        return f"{depth} words per bank" if depth else "none (fc layers only)"
 
 
 @dataclass
@@ -487,14 +494,20 @@ def pack_for_board(status, int_model, board="icebreaker"):
         if the packer refuses the model (too large for the memories, too many layers...) or
         the result exceeds the board (:func:`check_fit`).
     """
-    # STATUS does not report the feature-map banks: a conv model assumes the gateware hw.build
-    # made for it (fmap_depth = the power of two its largest map needs on these PEs).
-    fmap = fmap_words(int_model, status.n_pes)
+    # the feature-map banks the gateware has (STATUS fmap_depth; 0: fc layers only)
+    fmap, fmap_depth = fmap_words(int_model, status.n_pes), status.fields["fmap_depth"]
+    if fmap and not fmap_depth:
+        raise ModelFitError("the model has conv layers but the board's gateware has no "
+                            "feature-map buffers (fc layers only): build it for the model "
+                            "(python -m hw.build --model ...)")
+    if fmap > fmap_depth:
+        raise ModelFitError(f"the model's feature maps need {fmap} words per bank on "
+                            f"{status.n_pes} PEs; the board's gateware has {fmap_depth} "
+                            f"(build it for the model: python -m hw.build --model ...)")
     limits = PackLimits(max_layers=status.max_layers, max_rows_per_pe=status.max_rows_per_pe,
                         max_features=status.max_features, symbol_depth=status.symbol_depth,
                         max_logits=status.max_logits, pe_mem_words=status.pe_mem_depth,
-                        fmap_depth=1 << (fmap - 1).bit_length() if fmap else 0,
-                        **{k: status.fields[k] for k in WIDTH_KEYS})
+                        fmap_depth=fmap_depth, **{k: status.fields[k] for k in WIDTH_KEYS})
     try:
         # Balanced rows are faster; they can need more joint symbols than the neuron order
         # (different gaps), so a board with a small symbol table gets the unbalanced packing.
@@ -579,13 +592,14 @@ def run_benchmark(board, int_model, images, labels=None, n_pes=None, log=None, s
 def board_of_status(status, name=None):
     """The ``boards.Board`` the host packs for.
 
-    STATUS carries no board id: a board is recognised by its design clock and
-    UART divisor (``clock_hz``, ``divisor``), which differ between the board files at their
-    default clocks. ``name`` (``--board``) overrides; a STATUS that matches no board file, or
-    several, needs it (``HostError``). A ``board_id`` field, should STATUS carry one, wins.
+    STATUS ``board_id`` (protocol 6) names the board file the gateware was built for; 0 (a
+    simulation top) falls back to the design clock and UART divisor (``clock_hz``,
+    ``divisor``), which differ between the board files at their default clocks. ``name``
+    (``--board``) overrides (it must agree with a non-zero ``board_id``); a STATUS that matches
+    no board file, or several, needs it (``HostError``).
     """
     fields = status.fields
-    if "board_id" in fields:
+    if fields.get("board_id"):
         reported = board_by_id(fields["board_id"])
         if reported is None and name is None:
             raise HostError(f"the board reports an unknown board id {fields['board_id']}; "

@@ -250,6 +250,8 @@ def test_host_recognises_the_board_from_status():
         st = BoardStatus({"clock_hz": b.clock.design_hz,
                           "divisor": b.clock.design_hz // b.uart.baud})
         assert board_of_status(st) is b
+        # board_id 0 (a simulation top) falls back to the clock and the divisor
+        assert board_of_status(BoardStatus(dict(st.fields, board_id=0))) is b
         assert board_of_status(st, "sim").name == "sim"          # --board overrides
     with pytest.raises(HostError, match="cannot tell the board.*pass --board"):
         board_of_status(BoardStatus({"clock_hz": 12_345_678, "divisor": 7}))

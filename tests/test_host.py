@@ -16,7 +16,8 @@ STATUS = {"version": PROTOCOL_VERSION, "n_pes": 4, "act_bits": 8, "weight_bits":
           "idx_bits": 4, "gap_bits": 4, "huff_max_len": 12, "max_layers": 4,
           "max_features": 1024, "pe_mem_log2": 14, "max_rows_per_pe": 256, "symbol_depth": 256,
           "fifo_depth": 8, "max_logits": 16, "clock_hz": 12_000_000, "divisor": 4,
-          "in_features": 6, "flags": 1 << 5, "accel_error": 0, "rx_buffer": 64, "flash": 0}
+          "in_features": 6, "flags": 1 << 5, "accel_error": 0, "rx_buffer": 64, "flash": 0,
+          "board_id": 0, "fmap_depth": 0}
 
 
 def response(code, payload=b""):

@@ -36,6 +36,24 @@ def test_engine_rejects_bad_parameters():
         ProtocolEngine(AcceleratorConfig(input_lanes=3))
 
 
+def test_status_reports_board_and_feature_maps():
+    """STATUS carries the board file's id (0 in simulation) and the feature-map banks' depth
+    (0: fc layers only), so the host recognises the board and refuses a conv model that the
+    gateware cannot run; every other fixed field is there too."""
+    from contract.protocol import STATUS_FIELDS
+    from gateware.response import ResponseEmitter
+    fc = ProtocolEngine(AcceleratorConfig(n_pes=2, input_lanes=4))
+    conv = ProtocolEngine(AcceleratorConfig(n_pes=2, input_lanes=4, fmap_depth=1024),
+                          board_id=2)
+    for engine in (fc, conv):
+        engine._MustUse__silence = True     # never elaborated
+    assert (fc.status_constants()["board_id"], fc.status_constants()["fmap_depth"]) == (0, 0)
+    assert (conv.status_constants()["board_id"], conv.status_constants()["fmap_depth"]) \
+        == (2, 1024)
+    fixed = {name for name, _ in STATUS_FIELDS} - set(ResponseEmitter.DYNAMIC_FIELDS)
+    assert set(conv.status_constants()) == fixed
+
+
 def test_watch_limit_rounding():
     """The watchdog expires at a count with at most four set bits, 7/8 .. 1 of the limit."""
     assert _watch_limit(600_000) == 599_040          # default 50 ms frame timeout at 12 MHz

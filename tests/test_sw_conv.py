@@ -468,7 +468,7 @@ def test_host_runs_a_conv_model():
     uploads it and sends the input maps as it sends MNIST images: the board's logits (here the
     reference decoder on the uploaded memories) equal the golden model's."""
     from contract.protocol import PROTOCOL_VERSION
-    from sw.host import Board, pack_for_board, run_benchmark, BoardStatus
+    from sw.host import Board, BoardStatus, ModelFitError, pack_for_board, run_benchmark
     from sw.transport import ScriptedTransport
     im = random_conv_model(**MODELS["small"])
     status = {"version": PROTOCOL_VERSION, "n_pes": 2, "act_bits": 8, "weight_bits": 16,
@@ -476,11 +476,15 @@ def test_host_runs_a_conv_model():
               "max_layers": 4, "max_features": 1024, "pe_mem_log2": 12, "max_rows_per_pe": 256,
               "symbol_depth": 512, "fifo_depth": 8, "max_logits": 16, "clock_hz": 24_000_000,
               "divisor": 8, "in_features": 0, "flags": 1 << 5, "accel_error": 0,
-              "rx_buffer": 512, "flash": 0}
+              "rx_buffer": 512, "flash": 0, "board_id": 0, "fmap_depth": 128}
     fake = RefDecoderBoard(status)
     board = Board(ScriptedTransport(fake))
     packed = pack_for_board(BoardStatus(dict(status)), im, "sim")
-    assert packed.manifest["limits"]["fmap_depth"] == 128       # 100 values in one bank
+    assert packed.manifest["limits"]["fmap_depth"] == 128       # STATUS fmap_depth
+    # a gateware without feature-map buffers, or with too few words, refuses the model clearly
+    for depth, match in ((0, "no feature-map buffers"), (64, "need 100 words per bank")):
+        with pytest.raises(ModelFitError, match=match):
+            pack_for_board(BoardStatus(dict(status, fmap_depth=depth)), im, "sim")
     board.upload(packed)
     assert board.status().in_features == im.in_features == 100
     x = np.concatenate([adversarial_inputs(100), inputs(4, 100, 8)])

@@ -15,12 +15,19 @@ before the next rising edge, so a transfer is counted exactly when the DUT sees 
 and random back-pressure on ``o_logit`` (the shared stream drivers of :mod:`tb.stream`). Protocol
 checks on every cycle: ``i_load.ready`` is low while ``o_busy``; ``o_logit`` ``valid`` never drops
 and its payload never changes before a transfer (stream rules).
+
+Once every input word of an inference is accepted and no logit is offered there is nothing to
+drive: the driver then waits for ``o_logit.valid`` to rise (and for any change of
+``i_load.ready`` or ``o_busy``, to keep the load-port check) instead of stepping every cycle, so
+Verilator runs the long compute phases (a conv layer's passes) without a Python call per cycle.
+Cycle counts come from the simulation time and are the same either way.
 """
 import random
 from dataclasses import dataclass
 
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
+from cocotb.triggers import ClockCycles, Edge, FallingEdge, First, ReadOnly, RisingEdge, Timer
+from cocotb.utils import get_sim_time
 
 from gateware.config import LoadWrite, input_layout, logit_layout
 from tb.pe.layouts import pack_fields, unpack_fields
@@ -103,6 +110,7 @@ class AcceleratorDriver:
         self.p_ready = p_ready
         self.rng = random.Random(seed)
         self.prefix = prefix
+        self.period_ns = 10
         self.logit_layout = logit_layout(config)
         # one generator for every stall, drawn in the order the ports are stepped
         self.loader = StreamSource(dut, prefix + "i_load", pause=random_pauses(p_valid, self.rng))
@@ -115,6 +123,7 @@ class AcceleratorDriver:
     async def reset(self, period_ns=10, start_clock=True):
         """Start the clock (unless ``start_clock`` is false) and hold ``rst`` for 3 cycles."""
         d = self.dut
+        self.period_ns = period_ns
         if start_clock:
             Clock(d.clk, period_ns, unit="ns").start()
         d.rst.value = 1
@@ -159,6 +168,22 @@ class AcceleratorDriver:
         loader.valid.value = 0
         return cycles
 
+    async def _quiet(self, budget):
+        """From the read-only phase of a cycle in which nothing transferred and every input
+        was accepted: wait (at most ``budget`` cycles) until ``o_logit.valid`` is high, checking
+        the load-port rule whenever ``i_load.ready`` or ``o_busy`` changes; returns in the
+        rising edge's time step, before the next falling edge."""
+        valid = self._sig("o_logit__valid")
+        watch = (self._sig("i_load__ready"), self._sig("o_busy"))
+        deadline = get_sim_time("ns") + budget * self.period_ns
+        while not int(valid.value):
+            left = deadline - get_sim_time("ns")
+            if left <= 0:
+                return
+            await First(RisingEdge(valid), *(Edge(s) for s in watch), Timer(left, unit="ns"))
+            await ReadOnly()
+            self._check_busy()
+
     async def infer(self, x, n_logits=None, timeout=1_000_000):
         """Send one input vector and collect its logits (until ``last``).
 
@@ -179,15 +204,22 @@ class AcceleratorDriver:
         acc = self.cfg.acc_bits
         logits, indices = [], []
         done = False
-        for cyc in range(timeout):
+        t_first = None
+        cyc = 0
+        while cyc < timeout:
             await FallingEdge(d.clk)
+            now = get_sim_time("ns")
+            t_first = now if t_first is None else t_first
+            cyc = round((now - t_first) / self.period_ns)   # cycles before this one
             self.input.drive()
             self.logit.drive()
             await ReadOnly()
             self._check_busy()
             self.input.sample()
             word = self.logit.sample()
-            if word is not None:
+            if word is None and self.input.idle:
+                await self._quiet(timeout - cyc)
+            elif word is not None:
                 f = unpack_fields(self.logit_layout, word)
                 v = f["value"]
                 logits.append(v - (1 << acc) if v >> (acc - 1) else v)

@@ -290,8 +290,8 @@ async def host_flooding_gets_busy(dut):
     w = await load_mock(tr, rng, n_in)
     x = [rng.randrange(256) for _ in range(n_in)]
     st = await status(tr)
-    # 7-byte PINGs answered by 36-byte STATUS frames: the receive FIFO (rx_buffer bytes)
-    # gains about 5.6 bytes per PING.
+    # 7-byte PINGs answered by 42-byte STATUS frames: the receive FIFO (rx_buffer bytes)
+    # fills faster than the responses drain it.
     flood = encode_frame(Cmd.INFER_DENSE, bytes(x)) + \
         encode_frame(Cmd.PING) * (st["rx_buffer"] // 5 + 12)
     await tr.awrite(flood)
