@@ -46,7 +46,9 @@ class Accelerator(wiring.Component):
     ----------
     i_load : In(stream.Signature(LoadWrite))
         One word of a memory image (``mem`` 8 bits, ``addr`` 16 bits, ``data`` 16 bits).
-        Ready only while idle (no inference in progress); a write for ``mem`` ``0..N+3`` or
+        Ready while idle (no inference in progress), from the cycle after the accelerator
+        became idle and not in a cycle after an input word was offered; a write for ``mem``
+        ``0..N+3`` or
         ``N+5..2N+4`` (pointer memories) goes to the PEs, ``N+4`` to the layers memory of the
         sequencer, ``2N+5`` to the central unit's column skip table (dropped when the
         configuration has none).
@@ -100,11 +102,17 @@ class Accelerator(wiring.Component):
         m.d.comb += idle.eq(seq.o_idle & pes_idle)
 
         # ---- load router -------------------------------------------------------------------
+        # The load port is ready one cycle after the accelerator is idle, from a register: the
+        # PEs' and central unit's idle -> load hand-shake -> protocol receiver path was the
+        # iCEBreaker build's critical path. Idle is left only by a start, which needs an input
+        # word, so a cycle without one keeps the accelerator idle in the next cycle too.
         ld = self.i_load.payload
         ld_fire = Signal()
+        load_ready = Signal()
+        m.d.sync += load_ready.eq(idle & ~self.i_input.valid)
         m.d.comb += [
-            self.i_load.ready.eq(idle),
-            ld_fire.eq(self.i_load.valid & idle),
+            self.i_load.ready.eq(load_ready),
+            ld_fire.eq(self.i_load.valid & load_ready),
             seq.i_we.eq(ld_fire & (ld.mem == cfg.mem_layers)),
             seq.i_addr.eq(ld.addr),
             seq.i_data.eq(ld.data),

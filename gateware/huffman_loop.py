@@ -201,17 +201,24 @@ class HuffmanDecodeLoop(wiring.Component):
             m.d.comb += len_m1[b].eq(Cat(*terms).any() if terms else 0)
         length = Signal(4)
         m.d.comb += length.eq(len_m1 + 1)
-        # Per length l, from registers only: the segment has fewer than l bits left.
+        # The code's length against the bits the segment has left (rem): lt is a thermometer
+        # code (the limits are monotone, huffman_tables), so len <= rem iff lt[rem - 1] and
+        # len == rem iff also ~lt[rem - 2]. Two selections of lt by a one-hot rem from
+        # registers take fewer levels and LUTs after the comparators than matching the one-hot
+        # length against per-length flags (the loop's paths into `from_pend` and `bad`).
         rem_small = Signal()
-        rem_lt = Signal(MAX)
         m.d.comb += rem_small.eq(s_rem[4:] == 0)
-        for l in range(MAX):
-            m.d.comb += [
-                rem_lt[l].eq(rem_small & (s_rem[:4] < l + 1)),
-            ]
+        rem_sel = Signal(MAX + 1)       # one-hot rem (0 .. MAX); all 0 when rem > MAX
+        for r in range(MAX + 1):
+            m.d.comb += rem_sel[r].eq(rem_small & (s_rem[:4] == r))
+        fits_rem = Signal()             # lt[rem - 1]: the code is not longer than the rest
+        lt_before = Signal()            # lt[rem - 2]: it is shorter
+        m.d.comb += [fits_rem.eq((lt & rem_sel[1:]).any()),
+                     lt_before.eq((lt[:MAX - 1] & rem_sel[2:]).any())]
         code_ok = Signal()
         m.d.comb += [
-            code_ok.eq(lt[MAX - 1] & ~(onehot & rem_lt).any()),
+            # a code at all, and (rem 1..MAX) not longer than the rest; rem 0 has no code
+            code_ok.eq(lt[MAX - 1] & (fits_rem | ~(rem_small & (s_rem[:4] <= MAX)))),
         ]
         # Enough bits: two words, or one word holding all of the segment's rest or 12 bits.
         have_bits = Signal()
@@ -257,11 +264,14 @@ class HuffmanDecodeLoop(wiring.Component):
         fits = Signal(MAX + 1)          # per consumed length c: the next peek is in the window
         for c in range(MAX + 1):
             m.d.comb += fits[c].eq((s_pos + (c + MAX) <= (s_n << PB)) | s_lz)
+        fits_edge = Signal(MAX + 1)     # one-hot: the longest consumed length that fits
+        m.d.comb += fits_edge.eq(fits & ~(fits >> 1))
         peek_next = Signal(MAX)
         peek_ok_next = Signal()
         m.d.comb += [
             peek_next.eq(Mux(fire, peek_fired, ahead[MAX:])),
-            peek_ok_next.eq(Mux(fire, (onehot & fits[1:]).any(), fits[0])),
+            # fits[len], selected by the thermometer lt at the edge of fits (a thermometer too)
+            peek_ok_next.eq(Mux(fire, (lt & fits_edge[1:]).any(), fits[0])),
         ]
 
         # next window after this cycle's intake
@@ -296,12 +306,9 @@ class HuffmanDecodeLoop(wiring.Component):
         new_rem = Signal(16)
         m.d.comb += new_rem.eq(cur_rem_m1 - len_m1)
         # last_hit: the code that fires is the segment's last one (== new_rem == 0 for a valid
-        # code), from the one-hot length and per-length flags of registers.
-        last_vec = Signal(MAX)
-        for l in range(MAX):
-            m.d.comb += last_vec[l].eq(rem_small & (s_rem[:4] == l + 1))
+        # code): its length is the rest (rem 1..MAX).
         last_hit = Signal()
-        m.d.comb += last_hit.eq((onehot & last_vec).any())
+        m.d.comb += last_hit.eq(fits_rem & ~lt_before)
         with m.If(fire):
             m.d.sync += [pos.eq(pos_next), cur_rem.eq(new_rem), rem_zero.eq(last_hit),
                          cur_first.eq(0)]

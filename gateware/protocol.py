@@ -240,6 +240,8 @@ class ProtocolEngine(wiring.Component):
         s_accel_timeout = Signal()
         err_code = Signal(8)
         sent_status = Signal()              # the response being sent is STATUS
+        kind_r = Signal(2)                  # its kind (R_*), decided in RESPOND
+        got_last = Signal()                 # WAIT_LOGITS: the final logit was taken
         action = rcv.o_action
         is_infer = Signal()
         m.d.comb += is_infer.eq((action == A_DENSE) | (action == A_SPARSE) | (action == A_CODED))
@@ -254,6 +256,11 @@ class ProtocolEngine(wiring.Component):
             m.d.sync += [crc.eq(CRC_INIT), f_timeout.eq(0), f_framing.eq(0),
                          f_accel_timeout.eq(0)]
             m.d.comb += results.i_clear.eq(1)
+
+        # The final logit's transfer (only collected in WAIT_LOGITS) is registered before it
+        # moves the state: the accelerator's logit valid / last -> engine state path was a
+        # critical path of the iCEBreaker build (one clock per response, no accelerator cycle).
+        m.d.sync += got_last.eq(results.o_last)
 
         with m.FSM():
             with m.State("RECEIVE"):
@@ -279,7 +286,7 @@ class ProtocolEngine(wiring.Component):
             with m.State("WAIT_LOGITS"):
                 m.d.comb += [watch.eq(1), progress.eq(self.i_logit.valid),
                              results.i_collect.eq(1)]
-                with m.If(results.o_last):
+                with m.If(got_last):
                     m.next = "WAIT_IDLE"
                 with m.If(wd.o_accel_expired):
                     m.next = "RESPOND"
@@ -315,20 +322,27 @@ class ProtocolEngine(wiring.Component):
                     m.d.comb += code.eq(Err.ACCEL_ERROR)
                 m.d.sync += [err_code.eq(code), overrun.eq(0), crc.eq(CRC_INIT),
                              self.o_error.eq(code != 0)]
-                m.d.comb += emit.i_start.eq(1)
-                m.d.sync += sent_status.eq(emit.i_kind == R_STATUS)
+                kind = Signal(2)
+                m.d.sync += [kind_r.eq(kind), sent_status.eq(kind == R_STATUS)]
                 with m.If(f_accel_timeout):
                     m.d.sync += [self.o_accel_reset.eq(1), s_accel_timeout.eq(1)]
                 with m.If(code != 0):
-                    m.d.comb += emit.i_kind.eq(R_ERROR)
+                    m.d.comb += kind.eq(R_ERROR)
                 with m.Elif(action == A_PING):
-                    m.d.comb += emit.i_kind.eq(R_STATUS)
+                    m.d.comb += kind.eq(R_STATUS)
                 with m.Elif(is_infer):
-                    m.d.comb += emit.i_kind.eq(R_RESULT)
+                    m.d.comb += kind.eq(R_RESULT)
                 with m.Else():
-                    m.d.comb += emit.i_kind.eq(R_ACK)
+                    m.d.comb += kind.eq(R_ACK)
                     with m.If(action == A_RESET):
                         m.d.sync += self.o_accel_reset.eq(1)
+                m.next = "START"
+
+            with m.State("START"):
+                # The response starts from the registered code and kind: the error priority
+                # chain -> kind -> the emitter's length was a deep path of the iCEBreaker build
+                # (one clock per response, no accelerator cycle).
+                m.d.comb += [emit.i_start.eq(1), emit.i_kind.eq(kind_r)]
                 m.next = "SEND"
 
             with m.State("SEND"):

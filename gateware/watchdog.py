@@ -63,13 +63,20 @@ class Watchdog(wiring.Component):
         count = Signal(max(t_rx, t_accel).bit_length())
         was_wait_rx = Signal()
         m.d.sync += was_wait_rx.eq(self.i_wait_rx)
-        with m.If(self.i_progress | ~self.i_watch | (self.i_wait_rx != was_wait_rx)):
-            m.d.sync += count.eq(0)
+        # The clear condition is registered (``restart``): the progress inputs come through the
+        # accelerator's hand-shakes and were the end of the iCEBreaker build's critical path.
+        # The count restarts at 1 one clock later, so from then on it equals the count cleared
+        # at once; in the clock in between it may be the old count + 1, and ``restart`` blocks
+        # the expiry there (the cleared count would be 0). Expiry is unchanged to the clock.
+        restart = Signal(init=1)
+        m.d.sync += restart.eq(self.i_progress | ~self.i_watch | (self.i_wait_rx != was_wait_rx))
+        with m.If(restart):
+            m.d.sync += count.eq(1)
         with m.Else():
             m.d.sync += count.eq(count + 1)
 
         def reached(limit):
-            return Cat(*(count[i] for i in range(len(count)) if limit >> i & 1)).all()
+            return Cat(*(count[i] for i in range(len(count)) if limit >> i & 1)).all() & ~restart
 
         m.d.comb += [
             self.o_rx_expired.eq(self.i_watch & self.i_wait_rx & was_wait_rx & reached(t_rx)),

@@ -60,6 +60,51 @@ def test_watchdog_expires_at_the_rounded_limit_and_restarts_on_progress():
     assert seen == {"rx": t_rx + 1, "accel": t_accel + 1}, seen
 
 
+def test_watchdog_matches_a_counter_cleared_at_once_on_every_clock():
+    # The reference is the watchdog's definition: a counter cleared in the clock after progress,
+    # no watching or a switch of the party waited for, expired while it has the rounded limit's
+    # bits set. The gateware registers the clear condition; its outputs must not differ by a
+    # clock, also when progress comes just before or at the expiry.
+    for seed, (rx_timeout, accel_timeout) in enumerate(((16, 20), (40, 17), (33, 64))):
+        dut = Watchdog(rx_timeout, accel_timeout)
+        t_rx, t_accel = watch_limit(rx_timeout), watch_limit(accel_timeout)
+        width = max(t_rx, t_accel).bit_length()
+        rng = random.Random(seed)
+        counts = {"rx": 0, "accel": 0}
+
+        def reached(count, limit):
+            return count & limit == limit
+
+        async def bench(ctx):
+            count, was_wait_rx = 0, 0
+            watch = wait_rx = progress = 0
+            for clock in range(6000):
+                if rng.random() < 0.02:
+                    watch = rng.random() < 0.8
+                if rng.random() < 0.01:
+                    wait_rx ^= 1
+                progress = rng.random() < 0.04
+                for name, value in (("i_watch", watch), ("i_wait_rx", wait_rx),
+                                    ("i_progress", progress)):
+                    ctx.set(getattr(dut, name), value)
+                rx = watch and wait_rx and was_wait_rx and reached(count, t_rx)
+                accel = watch and not wait_rx and not was_wait_rx and reached(count, t_accel)
+                assert ctx.get(dut.o_rx_expired) == rx, (seed, clock)
+                assert ctx.get(dut.o_accel_expired) == accel, (seed, clock)
+                counts["rx"] += rx
+                counts["accel"] += accel
+                if progress or not watch or wait_rx != was_wait_rx:
+                    count = 0
+                else:
+                    count = (count + 1) % (1 << width)
+                was_wait_rx = wait_rx
+                await ctx.tick()
+
+        run(dut, bench)
+        # both expiries were reached (the comparison above is not vacuous)
+        assert counts["rx"] > 0 and counts["accel"] > 0, (seed, counts)
+
+
 def test_input_buffer_streams_what_was_written():
     for lanes in (1, 4):
         cfg = AcceleratorConfig(n_pes=2, input_lanes=lanes)
