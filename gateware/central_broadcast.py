@@ -200,6 +200,8 @@ class ColumnSkip(wiring.Component):
         # stage 1: the taken words while their table entries are read
         held = [Signal(bl, name=f"held{k}") for k in range(W)]
         held_valid = [Signal(name=f"held_valid{k}") for k in range(W)]
+        # the PE mask of each held word (the end token goes to every PE)
+        held_to = [Mux(held[k].end, (1 << N) - 1, ~sk_rds[k].data) for k in range(W)]
         # stage 2: the words with their PE masks (in flip-flops with ``colskip_register``,
         # else stage 1 itself with the table's read data)
         if cfg.colskip_register:
@@ -208,7 +210,7 @@ class ColumnSkip(wiring.Component):
             ready_to = [Signal(N, name=f"ready_to{k}") for k in range(W)]
         else:
             ready, ready_valid = held, held_valid
-            ready_to = [Mux(held[k].end, (1 << N) - 1, ~sk_rds[k].data) for k in range(W)]
+            ready_to = held_to
         fits = Signal(N)            # every PE has room for the stage-2 words it gets
         stage2_free = Signal()      # stage 2 is empty or pushes this cycle
         move = Signal()             # stage 1 moves into stage 2 (or, unregistered, is pushed)
@@ -228,10 +230,8 @@ class ColumnSkip(wiring.Component):
             move.eq(held_valid[0] & stage2_free),
             self.o_busy.eq(held_valid[0] | ready_valid[0]),
         ]
-        if cfg.colskip_register:
-            m.d.comb += self.o_can_take.eq(~held_valid[0] | stage2_free)
-        else:
-            m.d.comb += self.o_can_take.eq(stage2_free)
+        # (without the register stage 2 is stage 1, so this is ``stage2_free``)
+        m.d.comb += self.o_can_take.eq(~held_valid[0] | stage2_free)
         for k in range(W):
             # (the table's read data holds while stage 1 waits: it is read only on a take)
             with m.If(take):
@@ -241,8 +241,7 @@ class ColumnSkip(wiring.Component):
             if cfg.colskip_register:
                 with m.If(move):
                     m.d.sync += [ready[k].eq(held[k]), ready_valid[k].eq(held_valid[k]),
-                                 ready_to[k].eq(Mux(held[k].end, (1 << N) - 1,
-                                                    ~sk_rds[k].data))]
+                                 ready_to[k].eq(held_to[k])]
                 with m.Elif(push):
                     m.d.sync += ready_valid[k].eq(0)
 
