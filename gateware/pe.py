@@ -315,8 +315,16 @@ class ProcessingElement(wiring.Component):
         col_bank = Signal()             # the accumulator bank of the column engine's layer
         pass_on = Signal()              # overlapping conv passes: moves on to the next pass
         rq_wait = Signal()              # a pass handed over on the fly waits for its symbols
+        # The requantization engine takes the layer: when idle, or (overlapping passes) a
+        # repeated pass of a conv layer as soon as the previous pass's rows are all issued
+        # (that pass is of the same layer: same parameters bar the bank).
+        rq_takes = Signal()
+        if overlap_passes:
+            m.d.comb += rq_takes.eq(rq.o_idle | (rq.o_ready & layer.repeat))
+        else:
+            m.d.comb += rq_takes.eq(rq.o_idle)
         m.d.comb += handover.eq((state == RUN) & self.i_act.valid & act.end & ~ptrs.o_issuing
-                                & drained & rq.o_idle & ~rq_wait & ~pass_on)
+                                & drained & rq_takes & ~rq_wait & ~pass_on)
         m.d.comb += [
             ptrs.i_act.valid.eq(((state == RUN) | (state == HDR)) & self.i_act.valid
                                 & ~act.end),
@@ -370,13 +378,20 @@ class ProcessingElement(wiring.Component):
             # its bias reads take the cycles without a header or word read
             rq.i_mem_free.eq(~words.o_req & (state != HDR)),
             rq.i_rdata.eq(mem.rdata),
-            accs.i_rq_active.eq(rq.o_acc_active), accs.i_rq_bank.eq(rq.o_acc_bank),
             accs.i_rq_raddr.eq(rq.o_acc_raddr), accs.i_rq_re.eq(rq.o_acc_re),
             accs.i_rq_waddr.eq(rq.o_acc_waddr), accs.i_rq_we.eq(rq.o_acc_we),
             rq.i_acc_data.eq(accs.o_rq_data),
             port.i_bias_re.eq(rq.o_bias_re),
             port.i_bias_addr.eq(rq.o_bias_addr),
         ]
+
+        if overlap_passes:
+            # (the engine may own both banks: a pass's first rows behind the previous pass's
+            # last ones)
+            m.d.comb += [accs.i_rq_busy.eq(rq.o_acc_busy), accs.i_rq_rbank.eq(rq.o_acc_rbank),
+                         accs.i_rq_wbank.eq(rq.o_acc_wbank)]
+        else:
+            m.d.comb += [accs.i_rq_active.eq(rq.o_acc_active), accs.i_rq_bank.eq(rq.o_acc_bank)]
 
         # ---- overlapping conv passes -------------------------------------------------------
         if overlap_passes:
@@ -389,20 +404,25 @@ class ProcessingElement(wiring.Component):
             # none of pass k's is in it. Pass k + 2 shares pass k's bank: its symbols wait at
             # the accumulate stage's input while that bank is requantized.
             seen_next = Signal()        # a symbol of the next pass reached the accumulate stage
+            wait_repeat = Signal()      # the waiting pass is a repeated one (it may follow)
             sym_bank = dec.o_sym.payload.tag[cfg.act_bits]
             m.d.comb += [
                 pass_on.eq((state == RUN) & self.i_act.valid & act.end & pending
                            & next_layer.repeat & ~rq_wait),
-                rq_go.eq(rq_wait & rq.o_idle & (drained | seen_next)
+                rq_go.eq(rq_wait & (rq.o_idle | (rq.o_ready & wait_repeat))
+                         & (drained | seen_next)
                          & ~accum.o_bank_busy.bit_select(wait_bank, 1)),
-                accum.i_hold.eq(rq.o_acc_active), accum.i_hold_bank.eq(rq.o_acc_bank),
+                # a symbol waits while its bank is the requantization engine's
+                accum.i_hold.eq(rq.o_acc_busy.bit_select(sym_bank, 1)),
+                accum.i_hold_bank.eq(sym_bank),
             ]
             with m.If((dec.o_sym.valid & (sym_bank != wait_bank))
                       | accum.o_bank_busy.bit_select(~wait_bank, 1)):
                 m.d.sync += seen_next.eq(1)
             with m.If(pass_on):         # (after the line above: a new wait starts unseen)
                 m.d.sync += [cur_layer.eq(next_layer), pending.eq(0), rq_wait.eq(1),
-                             wait_bank.eq(col_bank), seen_next.eq(0)]
+                             wait_bank.eq(col_bank), seen_next.eq(0),
+                             wait_repeat.eq(cur_layer.repeat)]
             with m.If(rq_go):
                 m.d.sync += rq_wait.eq(0)
 

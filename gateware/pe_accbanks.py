@@ -53,13 +53,22 @@ class AccumulatorBanks(wiring.Component):
         Its clearing write (data 0).
     o_rq_data : Out(signed(acc_bits))
         Read data of its bank.
+    i_rq_busy, i_rq_rbank, i_rq_wbank : In(2), In(1), In(1)
+        Only with overlapping conv passes (``config.conv`` and ``config.early``; instead of
+        ``i_rq_active`` / ``i_rq_bank``): the requantization engine owns the banks whose bit
+        is set (two passes' rows may be in its stages), reads bank ``i_rq_rbank`` and writes
+        bank ``i_rq_wbank``, whose read data is ``o_rq_data``.
     """
 
     def __init__(self, config):
         self.cfg = config
         rb = max(1, (config.max_rows_per_pe - 1).bit_length())
         acc = signed(config.acc_bits)
+        self.follow = config.conv and config.early
+        follow_ports = ({"i_rq_busy": In(2), "i_rq_rbank": In(1), "i_rq_wbank": In(1)}
+                        if self.follow else {})
         super().__init__({
+            **follow_ports,
             "o_clearing": Out(1, init=1),
             "i_col_bank": In(1), "i_col_addr": In(rb),
             "i_col_we": In(1), "i_col_waddr": In(rb), "i_col_wdata": In(acc),
@@ -87,8 +96,10 @@ class AccumulatorBanks(wiring.Component):
                 return acc_banks[0][0].data
             return Mux(bank, acc_banks[1][0].data, acc_banks[0][0].data)
 
+        follow = self.follow
         m.d.comb += [self.o_col_data.eq(read_data(self.i_col_bank)),
-                     self.o_rq_data.eq(read_data(self.i_rq_bank))]
+                     self.o_rq_data.eq(read_data(self.i_rq_wbank if follow
+                                                 else self.i_rq_bank))]
         clearing = self.o_clearing
         clear_row = Signal(RB)
         with m.If(clearing):
@@ -99,11 +110,21 @@ class AccumulatorBanks(wiring.Component):
         for k, (rd, wr) in enumerate(acc_banks):
             with m.If(clearing):
                 m.d.comb += [wr.en.eq(1), wr.addr.eq(clear_row), wr.data.eq(0)]
-            with m.Elif(self.i_rq_active & (self.i_rq_bank == k)):
-                m.d.comb += [
-                    rd.addr.eq(self.i_rq_raddr), rd.en.eq(self.i_rq_re),
-                    wr.en.eq(self.i_rq_we), wr.addr.eq(self.i_rq_waddr), wr.data.eq(0),
-                ]
+            if follow:
+                with m.Elif(self.i_rq_busy[k]):
+                    # (a bank the engine owns but does not read this cycle keeps its data)
+                    m.d.comb += [
+                        rd.addr.eq(self.i_rq_raddr),
+                        rd.en.eq(self.i_rq_re & (self.i_rq_rbank == k)),
+                        wr.en.eq(self.i_rq_we & (self.i_rq_wbank == k)),
+                        wr.addr.eq(self.i_rq_waddr), wr.data.eq(0),
+                    ]
+            else:
+                with m.Elif(self.i_rq_active & (self.i_rq_bank == k)):
+                    m.d.comb += [
+                        rd.addr.eq(self.i_rq_raddr), rd.en.eq(self.i_rq_re),
+                        wr.en.eq(self.i_rq_we), wr.addr.eq(self.i_rq_waddr), wr.data.eq(0),
+                    ]
             with m.Else():
                 m.d.comb += [
                     rd.addr.eq(self.i_col_addr), rd.en.eq(1),

@@ -21,6 +21,14 @@ class Requantize(wiring.Component):
     the column engine may move on to the next layer; without it they must stay stable until
     ``o_idle``.
 
+    With overlapping conv passes (``config.conv`` and ``config.early``) the ``end`` token
+    follows the last row through the stages as a marker, and the engine takes the next start
+    (``o_ready``) as soon as the marker is issued: the next pass of the same conv layer, which
+    differs only in its accumulator bank, is requantized while the previous pass's last rows
+    and its ``end`` are still in stages r1-r3 (each row carries its bank through r1 and r2), so
+    a pass costs ``rows + 2`` cycles instead of ``rows + 6``. A start of anything else (a new
+    layer: other parameters) must wait for ``o_idle``.
+
     Parameters
     ----------
     config : gateware.config.AcceleratorConfig
@@ -52,6 +60,11 @@ class Requantize(wiring.Component):
         The engine owns accumulator bank ``o_acc_bank`` (from ``i_start`` to ``o_idle``).
     o_acc_bank : Out(1)
         The bank of the layer requantized.
+    o_acc_busy, o_acc_rbank, o_acc_wbank : Out(2), Out(1), Out(1)
+        Only with overlapping conv passes (instead of ``o_acc_active`` / ``o_acc_bank``): bit
+        ``b`` of ``o_acc_busy``: the engine owns bank ``b`` (a row of it is to be issued or in
+        r1 or r2); the bank ``o_acc_raddr`` reads, the bank ``o_acc_waddr`` clears and
+        ``i_acc_data`` comes from.
     o_acc_raddr, o_acc_re : Out(log2(max_rows_per_pe)), Out(1)
         Accumulator read (data on ``i_acc_data`` one cycle later).
     o_acc_waddr, o_acc_we : Out(log2(max_rows_per_pe)), Out(1)
@@ -62,7 +75,12 @@ class Requantize(wiring.Component):
         ``(global row, value)`` outputs from registers, then the ``end`` token; the pipeline
         holds while ``ready`` is low.
     o_idle : Out(1)
-        No layer is being requantized.
+        No layer is being requantized (with overlapping conv passes: nor any row or ``end`` in
+        the stages).
+    o_ready : Out(1)
+        Only with overlapping conv passes: ``i_start`` is taken (all rows and the ``end`` of
+        the pass requantized last are issued); a start while not ``o_idle`` must be the next
+        pass of the same conv layer.
     """
 
     def __init__(self, config, index, shift_bits, bias_shift_bits):
@@ -71,7 +89,13 @@ class Requantize(wiring.Component):
         ma = (config.pe_mem_depth - 1).bit_length()
         rb = max(1, (config.max_rows_per_pe - 1).bit_length())
         rw = config.max_rows_per_pe.bit_length()
+        # overlapping conv passes: the end token is a marker in the stages, the next pass of
+        # the layer starts behind it
+        self.follow = follow = config.conv and config.early
+        follow_ports = {"o_acc_busy": Out(2), "o_acc_rbank": Out(1), "o_acc_wbank": Out(1),
+                        "o_ready": Out(1)} if follow else {}
         super().__init__({
+            **follow_ports,
             "i_start": In(1),
             "i_rows": In(rw),
             "i_bias_base": In(ma),
@@ -141,6 +165,14 @@ class Requantize(wiring.Component):
         r_issue = Signal()
         m.d.comb += r_issue.eq((rstate == REQ) & r_adv & (ri < rq_rows)
                                & (self.i_mem_free if overlap else 1))
+        follow = self.follow
+        if follow:
+            # the end marker enters r1 once every row is issued; r1 and r2 carry their row's
+            # bank (the next pass, in the other bank, may follow right behind)
+            e_issue = Signal()
+            m.d.comb += e_issue.eq((rstate == REQ) & r_adv & (ri >= rq_rows))
+            e1, e2, e3, oe = Signal(), Signal(), Signal(), Signal()
+            b1, b2 = Signal(), Signal()
         with m.If(r_issue):
             m.d.sync += ri.eq(ri + 1)
         m.d.comb += [self.o_bias_re.eq(r_issue), self.o_bias_addr.eq(rq_bias_base + ri)]
@@ -178,6 +210,12 @@ class Requantize(wiring.Component):
             self.o_acc_raddr.eq(raddr1), self.o_acc_re.eq(rv1 & r_adv),
             self.o_acc_we.eq(rv2 & r_adv), self.o_acc_waddr.eq(raddr2),
         ]
+        if follow:
+            # (two passes' rows may be in r1 and r2 at once, each in its own bank)
+            m.d.comb += [
+                self.o_acc_busy[b].eq(((rstate == REQ) & (rq_bank == b)) | (rv1 & (b1 == b))
+                                      | (rv2 & (b2 == b))) for b in range(2)]
+            m.d.comb += [self.o_acc_rbank.eq(b1), self.o_acc_wbank.eq(b2)]
 
         with m.If(r_adv):
             m.d.sync += [
@@ -185,6 +223,9 @@ class Requantize(wiring.Component):
                 rv2.eq(rv1), raddr2.eq(raddr1),
                 rv3.eq(rv2), rt3.eq(rq_sum),
             ]
+            if follow:
+                m.d.sync += [e1.eq(e_issue), b1.eq(rq_bank), e2.eq(e1), b2.eq(b1), e3.eq(e2),
+                             oe.eq(e3)]
         hval = round_shift_saturate(m, rt3, rq_shift, A)
         with m.If(r_adv):
             m.d.sync += [
@@ -194,6 +235,10 @@ class Requantize(wiring.Component):
             ]
             with m.If(rv3):
                 m.d.sync += rrow3.eq(rrow3 + 1)
+            if follow:
+                # (the next pass's rows count from 0 again behind the marker)
+                with m.If(e3):
+                    m.d.sync += rrow3.eq(0)
         # the high bits are zero on hidden layers: written as a synchronous reset of their
         # flip-flops (SB_DFFESR) rather than a multiplexer
         with m.If(r_adv & ~rq_last):
@@ -201,18 +246,30 @@ class Requantize(wiring.Component):
         with m.Elif(r_adv):
             m.d.sync += oval[A:].eq(rt3[A:])
         out = self.o_out.payload
-        m.d.comb += [
-            self.o_out.valid.eq(ov | (rstate == ENDT)),
-            out.row.eq(orow),
-            out.value.eq(oval),
-            out.end.eq(rstate == ENDT),
-            self.o_idle.eq(rstate == RIDLE),
-        ]
+        if follow:
+            m.d.comb += [
+                self.o_out.valid.eq(ov | oe),
+                out.row.eq(orow),
+                out.value.eq(oval),
+                out.end.eq(oe),
+                self.o_idle.eq((rstate == RIDLE) & ~(rv1 | rv2 | rv3 | ov | e1 | e2 | e3 | oe)),
+                self.o_ready.eq(rstate == RIDLE),
+            ]
+        else:
+            m.d.comb += [
+                self.o_out.valid.eq(ov | (rstate == ENDT)),
+                out.row.eq(orow),
+                out.value.eq(oval),
+                out.end.eq(rstate == ENDT),
+                self.o_idle.eq(rstate == RIDLE),
+            ]
 
         with m.Switch(rstate):
             with m.Case(RIDLE):
                 with m.If(self.i_start):
-                    m.d.sync += [rstate.eq(REQ), ri.eq(0), rrow3.eq(0)]
+                    m.d.sync += [rstate.eq(REQ), ri.eq(0)]
+                    if not follow:
+                        m.d.sync += rrow3.eq(0)
                     if overlap:
                         m.d.sync += [
                             rq_rows.eq(self.i_rows), rq_bias_base.eq(self.i_bias_base),
@@ -222,8 +279,12 @@ class Requantize(wiring.Component):
                             rq_bias_shift.eq(self.i_bias_shift),
                         ]
             with m.Case(REQ):
-                with m.If((ri >= rq_rows) & ~rv1 & ~rv2 & ~rv3 & ~ov):
-                    m.d.sync += rstate.eq(ENDT)
+                if follow:
+                    with m.If(e_issue):
+                        m.d.sync += rstate.eq(RIDLE)
+                else:
+                    with m.If((ri >= rq_rows) & ~rv1 & ~rv2 & ~rv3 & ~ov):
+                        m.d.sync += rstate.eq(ENDT)
             with m.Case(ENDT):
                 with m.If(self.o_out.ready):
                     m.d.sync += rstate.eq(RIDLE)
