@@ -285,8 +285,10 @@ class CentralUnit(wiring.Component):
                 store.i_width.eq(layer.in_width), fmap.i_st_half.eq(layer.fmap_buf),
                 fmap.i_st_we.eq(store.o_we), fmap.i_st_addr.eq(store.o_waddr),
                 fmap.i_st_data.eq(store.o_wdata),
-                # patches: a pass reads half L mod 2
-                patch.i_start.eq(start & fmap_layer),
+                # patches: a pass reads half L mod 2; a conv layer's later passes were scanned
+                # ahead by the generator (the next position in raster order, as the sequencer's)
+                patch.i_start.eq(start & fmap_layer & ~(layer.conv & layer.repeat)),
+                patch.i_next.eq(start & fmap_layer & layer.conv & layer.repeat),
                 # (the fc layer after a conv: the whole map is its one patch)
                 patch.i_channels.eq(layer.in_channels), patch.i_height.eq(layer.in_height),
                 patch.i_width.eq(layer.in_width),

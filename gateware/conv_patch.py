@@ -43,6 +43,15 @@ class PatchGenerator(wiring.Component):
     step waits until its entries are stored (``i_stored``: the count of stored entries, in
     index order).
 
+    Scanning ahead: once the last step of a pass is read, the generator goes on with the next
+    position in raster order (``(oy, ox + 1)``, or ``(oy + 1, 0)`` after ``ox = W - KW``; none
+    after the last position ``(H - KH, W - KW)``) while the pass's last words are handed over
+    and while the broadcast side hands its end token over and the next pass starts
+    (``i_next`` instead of ``i_start``): steps without a non-zero entry are dropped at once,
+    the first one with a non-zero entry waits for ``i_next`` and ``i_active``. It scans at most
+    one pass ahead, so an all-zero patch costs its steps and no more (the start round trip of
+    the broadcast side overlaps the scan).
+
     Parameters
     ----------
     config : gateware.config.AcceleratorConfig
@@ -51,8 +60,12 @@ class PatchGenerator(wiring.Component):
     Attributes
     ----------
     i_start : In(1)
-        A pass begins: position ``(i_pos_y, i_pos_x)`` of the layer whose geometry is on the
-        ``i_channels .. i_kernel_w`` inputs (all stable until the pass ends).
+        A layer's first pass begins: position ``(i_pos_y, i_pos_x)`` of the layer whose
+        geometry is on the ``i_channels .. i_kernel_w`` inputs (all stable until the layer's
+        last pass ends; a pass still scanned ahead is dropped).
+    i_next : In(1)
+        The next pass of the layer begins (the position after the previous pass's, in raster
+        order; the previous pass is complete: ``o_last`` came).
     i_channels, i_height, i_width, i_kernel_h, i_kernel_w : In(...)
         C (``max_features`` bits), H, W, KH, KW (``CONV_DIM_BITS`` each) of the input map.
     i_pos_y, i_pos_x : In(CONV_DIM_BITS)
@@ -78,8 +91,8 @@ class PatchGenerator(wiring.Component):
     o_take_data : Out(broadcast_layout(config)).array(bcast_width)
         ``(column j, value)`` of the handed-over entries; zero while not ``i_active``.
     o_last : Out(1)
-        One-cycle pulse while ``i_active``: the patch is complete (its last non-zero entry is
-        handed over this cycle, or there is none left).
+        While ``i_active``: the patch is complete (its last non-zero entry is handed over this
+        cycle, or there is none left); ``i_active`` must fall after it until the next pass.
     """
 
     def __init__(self, config):
@@ -88,6 +101,7 @@ class PatchGenerator(wiring.Component):
         G = CONV_DIM_BITS
         super().__init__({
             "i_start": In(1),
+            "i_next": In(1),
             "i_channels": In(config.max_features.bit_length()),
             "i_height": In(G), "i_width": In(G), "i_kernel_h": In(G), "i_kernel_w": In(G),
             "i_pos_y": In(G), "i_pos_x": In(G),
@@ -127,7 +141,7 @@ class PatchGenerator(wiring.Component):
                 *(lane_off[b].eq(Mux(self.i_replicated, b, b * khkw_now)) for b in range(N)),
             ]
         # ---- step counters (the next step to read) -----------------------------------------
-        more = Signal()                             # steps remain
+        more = Signal()                             # steps of the scanned pass remain
         kx0 = Signal(G)                             # kx of lane 0
         ky = Signal(G)
         rrow = Signal(FA + 1)                       # ky * W
@@ -138,15 +152,15 @@ class PatchGenerator(wiring.Component):
         crem = Signal(CB)                           # channels left (this one included)
         addr = Signal(FA + 1)
         m.d.comb += addr.eq(gaddr + pos_base + rrow + kx0)
-        with m.If(self.i_start):
-            m.d.sync += [
-                more.eq(1), kx0.eq(0), ky.eq(0), rrow.eq(0), trow.eq(0),
-                pos_base.eq(self.i_pos_y * self.i_width + self.i_pos_x),
-                gaddr.eq(0), jg.eq(0), crem.eq(self.i_channels),
-            ]
+        # the scanned pass's position and the layer's last one (scanning ahead)
+        pos_x, pos_y = Signal(G), Signal(G)
+        last_x, last_y = Signal(G), Signal(G)       # W - KW, H - KH
+        ahead = Signal()                            # the scanned pass follows the broadcast one
+        go = Signal()                               # the layer's map may be read (it was active)
 
         # ---- lane stage: the step read last, its lanes still to push ----------------------
         full = Signal()
+        s_next = Signal()                           # the held step is of the pass scanned ahead
         s_j0 = Signal(JB)                           # column of lane 0 of the held step
         s_mask = Signal(N)                          # lanes that are channels (< C)
         pend = Signal(N)
@@ -172,9 +186,11 @@ class PatchGenerator(wiring.Component):
         active, can_take = self.i_active, self.i_can_take
         take = Signal()
         word_done = Signal()                        # the held step is finished this cycle
+        # (a step without a non-zero entry is dropped at once, also one scanned ahead; the
+        # broadcast pass's words go out while active)
         m.d.comb += [
-            take.eq(active & full & (todo != 0) & can_take),
-            word_done.eq(full & (rest == 0) & ((todo == 0) | can_take)),
+            take.eq(active & full & ~s_next & (todo != 0) & can_take),
+            word_done.eq(full & ((todo == 0) | (take & (rest == 0)))),
         ]
         with m.If(active):
             for k, (one, off, val) in enumerate(picks):
@@ -188,21 +204,34 @@ class PatchGenerator(wiring.Component):
         ready_in = Signal()                         # the step's entries are stored
         m.d.comb += [
             ready_in.eq(self.i_stored_all | (addr + N <= self.i_stored)),
-            advance.eq(active & (~full | word_done)),
-            issue.eq(advance & more & ready_in),
+            advance.eq(~full | word_done),
+            # (the first pass of a layer reads once active: its map is complete then)
+            issue.eq(advance & more & ready_in & (active | go)),
             self.o_rd_en.eq(issue),
             *(self.o_rd_addr[b].eq(addr + Mux(rep, b, 0)) for b in range(N)),
-            self.o_last.eq(active & ~more & (~full | word_done)),
+            # the broadcast pass is complete: its steps are all read (the scan is ahead or
+            # done) and none of them is held
+            self.o_last.eq(active & (ahead | ~more) & (~full | s_next | word_done)),
         ]
+        with m.If(active):
+            m.d.sync += go.eq(1)
+        ahead_now = Signal()                        # (with ``i_next`` the broadcast pass)
+        m.d.comb += ahead_now.eq(ahead & ~self.i_next)
         kw = self.i_kernel_w
         with m.If(advance):
             m.d.sync += [full.eq(issue), s_j0.eq(jg + trow + kx0), pend.eq((1 << N) - 1),
+                         s_next.eq(ahead_now),
                          s_mask.eq(Mux(rep, Cat(kx0 + b < kw for b in range(N)),
                                        Cat(crem > b for b in range(N))))]
         with m.Elif(take):
             m.d.sync += pend.eq(rest)
+        with m.If(self.i_next & ~advance):
+            m.d.sync += s_next.eq(0)
         kx_step = Mux(rep, N, 1)                    # kx per step
         ch_step = Mux(rep, 1, N)                    # channels per group
+        last_step = Signal()                        # the step to read is the pass's last
+        m.d.comb += last_step.eq(~(kx0 + kx_step < kw) & ~(ky + 1 < self.i_kernel_h)
+                                 & (crem <= ch_step))
         with m.If(issue):
             with m.If(kx0 + kx_step < kw):
                 m.d.sync += kx0.eq(kx0 + kx_step)
@@ -213,6 +242,35 @@ class PatchGenerator(wiring.Component):
                 m.d.sync += [kx0.eq(0), ky.eq(0), rrow.eq(0), trow.eq(0),
                              gaddr.eq(gaddr + plane), jg.eq(jg + ch_step * khkw),
                              crem.eq(crem - ch_step)]
-                with m.If(crem <= ch_step):
+                with m.If(last_step):
                     m.d.sync += more.eq(0)
+        # Scanning ahead: when the scanned pass has no step left and is the broadcast pass,
+        # the scan moves on to the next position (none after the layer's last).
+        last_pos = Signal()
+        reload = Signal()
+        m.d.comb += [
+            last_pos.eq((pos_x == last_x) & (pos_y == last_y)),
+            reload.eq(((issue & last_step) | ~more) & ~ahead_now & ~last_pos),
+        ]
+        with m.If(reload):
+            m.d.sync += [more.eq(1), ahead.eq(1), kx0.eq(0), ky.eq(0), rrow.eq(0), trow.eq(0),
+                         gaddr.eq(0), jg.eq(0), crem.eq(self.i_channels)]
+            with m.If(pos_x == last_x):
+                # (oy + 1) * W = oy * W + (W - KW) + KW
+                m.d.sync += [pos_x.eq(0), pos_y.eq(pos_y + 1), pos_base.eq(pos_base + kw)]
+            with m.Else():
+                m.d.sync += [pos_x.eq(pos_x + 1), pos_base.eq(pos_base + 1)]
+        with m.Elif(self.i_next):
+            m.d.sync += ahead.eq(0)
+        with m.If(self.i_start):
+            # (a new layer: nothing scanned ahead is kept)
+            m.d.sync += [
+                more.eq(1), kx0.eq(0), ky.eq(0), rrow.eq(0), trow.eq(0),
+                pos_base.eq(self.i_pos_y * self.i_width + self.i_pos_x),
+                gaddr.eq(0), jg.eq(0), crem.eq(self.i_channels),
+                pos_x.eq(self.i_pos_x), pos_y.eq(self.i_pos_y),
+                last_x.eq(self.i_width - self.i_kernel_w),
+                last_y.eq(self.i_height - self.i_kernel_h),
+                ahead.eq(0), full.eq(0), go.eq(0),
+            ]
         return m

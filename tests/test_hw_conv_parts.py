@@ -67,12 +67,15 @@ class _PatchHarness:
         ]
 
 
-def rtl_patches(cfg, fmap, kh, kw, positions, *, p_valid, p_take, seed, mode):
+def rtl_patches(cfg, fmap, kh, kw, positions, *, p_valid, p_take, seed, mode, raster=False):
     """Put the ``C x H x W`` map ``fmap`` into the buffer and generate the patches of
     ``positions``; return the handed-over ``(column, value)`` words per position. ``mode``:
     ``"image"`` (through the image store, replicated, the patches read while it is stored),
     ``"preload"`` (the same, stored before the first patch), ``"channels"`` (written into the
-    banks channel by channel, as a conv layer's pool writer leaves a map)."""
+    banks channel by channel, as a conv layer's pool writer leaves a map). ``raster``: the
+    positions are consecutive in raster order and every pass after the first begins with
+    ``i_next`` (the generator scanned it ahead) after 0-3 idle cycles, as in the central unit;
+    otherwise every pass begins with ``i_start``."""
     h = _PatchHarness(cfg)
     rng = random.Random(seed)
     C, H, W = fmap.shape
@@ -128,13 +131,18 @@ def rtl_patches(cfg, fmap, kh, kw, positions, *, p_valid, p_take, seed, mode):
                 await ctx.tick()
             ctx.set(st.i_input.valid, 0)
             assert ctx.get(st.o_done) and k == len(words)
-        for oy, ox in positions:
+        for n, (oy, ox) in enumerate(positions):
+            if raster and n:
+                for _ in range(rng.randrange(4)):       # the broadcast side's round trip
+                    step_store()
+                    await ctx.tick()
+            begin = gen.i_next if raster and n else gen.i_start
             ctx.set(gen.i_pos_y, oy)
             ctx.set(gen.i_pos_x, ox)
-            ctx.set(gen.i_start, 1)
+            ctx.set(begin, 1)
             step_store()
             await ctx.tick()
-            ctx.set(gen.i_start, 0)
+            ctx.set(begin, 0)
             ctx.set(gen.i_active, 1)
             words_out = []
             for _ in range(50 * C * kh * kw + 10 * len(flat) + 50):
@@ -186,6 +194,32 @@ def test_patch_generator(n_pes, width, lanes, C, H, W, kh, kw, mode):
         assert sorted(words) == reference_patch(fmap, kh, kw, oy, ox)
         if n_pes == 1 or mode != "channels":
             assert words == reference_patch(fmap, kh, kw, oy, ox)
+
+
+@pytest.mark.parametrize("n_pes, width, C, H, W, kh, kw, mode", [
+    (8, 2, 1, 10, 11, 5, 5, "image"),       # conv1-like on 8 PEs, read while stored
+    (4, 2, 1, 9, 9, 3, 3, "preload"),
+    (2, 2, 3, 6, 7, 2, 3, "channels"),
+    (3, 1, 4, 5, 5, 3, 2, "channels"),
+])
+def test_patch_generator_scans_ahead(n_pes, width, C, H, W, kh, kw, mode):
+    """A layer's passes in raster order, every pass after the first begun with ``i_next``
+    (scanned ahead while the previous one ends), on a map with all-zero regions (all-zero
+    patches, runs of them, and patches whose only non-zero entry is in their last step)."""
+    cfg = AcceleratorConfig(n_pes=n_pes, broadcast_width=width, input_lanes=4,
+                            fmap_depth=256)
+    fmap = _map(C, H, W, n_pes * 5 + C, density=0.4)
+    fmap[:, :, :W // 2] = 0
+    fmap[:, H // 2:, :] = 0
+    fmap[C - 1, H - 1, W - 1] = 9
+    positions = [(y, x) for y in range(H - kh + 1) for x in range(W - kw + 1)]
+    got = rtl_patches(cfg, fmap, kh, kw, positions, p_valid=0.7, p_take=0.6, seed=4,
+                      mode=mode, raster=True)
+    want = [reference_patch(fmap, kh, kw, oy, ox) for oy, ox in positions]
+    assert sum(not w for w in want) >= 3 and sum(bool(w) for w in want) >= 3
+    assert [sorted(g) for g in got] == want
+    want[-1], want[-2] = want[-2], want[-1]            # a pass's words in the wrong pass
+    assert [sorted(g) for g in got] != want
 
 
 def test_patch_generator_wrong_expectation_fails():
