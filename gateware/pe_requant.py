@@ -161,17 +161,21 @@ class Requantize(wiring.Component):
         orow = Signal(16)
         oval = Signal(ACC)
         r_adv = Signal()
-        m.d.comb += r_adv.eq(~ov | self.o_out.ready)
+        follow = self.follow
+        if follow:
+            e1, e2, e3, oe = Signal(), Signal(), Signal(), Signal()     # the end marker
+            # (the end token in the output register waits for ready like a row)
+            m.d.comb += r_adv.eq(~(ov | oe) | self.o_out.ready)
+        else:
+            m.d.comb += r_adv.eq(~ov | self.o_out.ready)
         r_issue = Signal()
         m.d.comb += r_issue.eq((rstate == REQ) & r_adv & (ri < rq_rows)
                                & (self.i_mem_free if overlap else 1))
-        follow = self.follow
         if follow:
             # the end marker enters r1 once every row is issued; r1 and r2 carry their row's
             # bank (the next pass, in the other bank, may follow right behind)
             e_issue = Signal()
             m.d.comb += e_issue.eq((rstate == REQ) & r_adv & (ri >= rq_rows))
-            e1, e2, e3, oe = Signal(), Signal(), Signal(), Signal()
             b1, b2 = Signal(), Signal()
         with m.If(r_issue):
             m.d.sync += ri.eq(ri + 1)

@@ -366,6 +366,131 @@ def test_requantize_wrong_expectation_fails():
     assert out != want
 
 
+def rtl_requant_passes(cfg, index, layers, *, p_ready, p_free, seed):
+    """Requantize conv passes with overlapping passes (``cfg.conv`` and ``cfg.early``).
+
+    ``layers``: list of ``(params, biases, passes)``, ``passes`` a list of accumulator lists
+    (one per pass, rows ``acc_base ..`` of the pass's bank, the banks alternating); every pass
+    after a layer's first starts as soon as ``o_ready`` allows (after 0-2
+    idle cycles), a layer's first pass once ``o_idle``. Returns the outputs ``(row, value)``
+    of every pass, the cycles a start was taken while rows were still in the stages, and the
+    check that a bank's accumulators were all cleared and not owned by the engine when the
+    next pass of that bank was put into it."""
+    dut = Requantize(cfg, index, 5, 5)
+    rng = random.Random(seed)
+    mask = (1 << cfg.acc_bits) - 1
+    R = cfg.max_rows_per_pe
+    banks = [[0] * R, [0] * R]
+    outs, info = [], {"overlapped": 0, "clean": True}
+
+    async def bench(ctx):
+        k = 0                                   # passes started (bank k % 2)
+        pending = []                            # passes started, outputs not all seen
+        starts = [(li, first) for li, (_, _, passes) in enumerate(layers)
+                  for first in [True] + [False] * (len(passes) - 1)]
+        pass_acc = [a for _, _, passes in layers for a in passes]
+        wait = 0
+        data_next = None
+        for _ in range(5000):
+            ctx.set(dut.i_start, 0)
+            if k < len(starts) and wait == 0:
+                li, first = starts[k]
+                params, _, _ = layers[li]
+                if ctx.get(dut.o_idle) if first else ctx.get(dut.o_ready):
+                    bank = k % 2
+                    base = params["acc_base"]
+                    rows = range(base, base + params["rows"])
+                    info["clean"] &= all(banks[bank][a] == 0 for a in rows)
+                    info["clean"] &= not (ctx.get(dut.o_acc_busy) >> bank) & 1
+                    for r, a in enumerate(rows):
+                        banks[bank][a] = pass_acc[k][r]
+                    for name in ("rows", "bias_base", "acc_base", "shift", "bias_shift"):
+                        ctx.set(getattr(dut, f"i_{name}"), params[name])
+                    ctx.set(dut.i_last, 0)
+                    ctx.set(dut.i_dense, 1)
+                    ctx.set(dut.i_bank, bank)
+                    ctx.set(dut.i_start, 1)
+                    info["overlapped"] += not ctx.get(dut.o_idle)
+                    pending.append([])
+                    k += 1
+                    wait = rng.randrange(3)
+            elif wait:
+                wait -= 1
+            ready = rng.random() < p_ready
+            ctx.set(dut.o_out.ready, ready)
+            ctx.set(dut.i_mem_free, rng.random() < p_free)
+            if ready and ctx.get(dut.o_out.valid):
+                o = ctx.get(dut.o_out.payload)
+                cur = len(outs)
+                if o.end:
+                    outs.append(pending[cur])
+                else:
+                    pending[cur].append((o.row, o.value))
+            li = starts[min(k, len(starts)) - 1][0] if k else 0
+            biases = layers[li][1]
+            bias = biases.get(ctx.get(dut.o_bias_addr)) if ctx.get(dut.o_bias_re) else None
+            rd = ((ctx.get(dut.o_acc_rbank), ctx.get(dut.o_acc_raddr))
+                  if ctx.get(dut.o_acc_re) else None)
+            clear = ((ctx.get(dut.o_acc_wbank), ctx.get(dut.o_acc_waddr))
+                     if ctx.get(dut.o_acc_we) else None)
+            await ctx.tick()
+            ctx.set(dut.i_rdata, bias & 0xFFFF if bias is not None
+                    else rng.randrange(1 << 16))        # another client's read
+            if rd is not None:
+                ctx.set(dut.i_acc_data, banks[rd[0]][rd[1]] & mask)
+            if clear is not None:
+                banks[clear[0]][clear[1]] = 0
+            if len(outs) == len(starts):
+                break
+        await ctx.tick()
+        assert ctx.get(dut.o_idle)
+
+    _simulate(dut, bench)
+    return outs, info
+
+
+def _requant_layers(cfg, index, seed):
+    """Two conv layers of passes (the second with other biases, rows and shifts), the golden
+    outputs of every pass (dense: zeros included)."""
+    rng = random.Random(seed)
+    layers, want = [], []
+    for rows, n_passes, bias_base in ((3, 7, 40), (5, 4, 90)):
+        params = dict(rows=rows, bias_base=bias_base, acc_base=rng.randrange(0, 20),
+                      shift=rng.randrange(4, 12), bias_shift=rng.randrange(0, 10))
+        biases = {bias_base + r: rng.randrange(-3000, 3000) for r in range(rows)}
+        passes = [[rng.randrange(-(1 << 18), 1 << 18) if rng.random() < 0.7 else 0
+                   for _ in range(rows)] for _ in range(n_passes)]
+        layers.append((params, biases, passes))
+        for acc in passes:
+            want.append([(r * cfg.n_pes + index,
+                          _requant_model(acc[r] + (biases[bias_base + r]
+                                                   << params["bias_shift"]), params["shift"]))
+                         for r in range(rows)])
+    return layers, want
+
+
+@pytest.mark.parametrize("p_ready, p_free", [(1.0, 1.0), (0.6, 0.5), (0.9, 0.2)])
+def test_requantize_overlapping_passes(p_ready, p_free):
+    """Conv passes back to back, two layers: each pass is taken while the previous one's last
+    rows (other bank) are still in the stages, also with back-pressure on the output and a
+    seldom free data memory."""
+    cfg = AcceleratorConfig(n_pes=3, fmap_depth=256)
+    assert cfg.conv and cfg.early
+    layers, want = _requant_layers(cfg, 2, int(p_free * 10))
+    got, info = rtl_requant_passes(cfg, 2, layers, p_ready=p_ready, p_free=p_free, seed=5)
+    assert got == want
+    assert info["clean"] and info["overlapped"] > 0
+    assert any(v for p in want for _, v in p) and any(not v for p in want for _, v in p)
+
+
+def test_requantize_overlapping_passes_wrong_expectation_fails():
+    cfg = AcceleratorConfig(n_pes=3, fmap_depth=256)
+    layers, want = _requant_layers(cfg, 1, 3)
+    got, _ = rtl_requant_passes(cfg, 1, layers, p_ready=0.8, p_free=0.6, seed=6)
+    want[8][1] = (want[8][1][0], want[8][1][1] ^ 1)
+    assert got != want
+
+
 # ---- data port arbiter ---------------------------------------------------------------------
 
 def test_data_port_arbiter():
