@@ -38,6 +38,9 @@ Two methods:
 
     The layers are independent (a layer's work does not depend on the previous layer's
     renumbering), so all calibration activations come from one :func:`sw.golden.infer` run.
+    A conv layer is refined on the non-empty patches of its calibration maps (each output
+    position is one pass of the PEs); one that feeds another conv layer keeps the greedy
+    order (measured faster: see :func:`balance_permutations`).
 
 Every caller that must agree on the row order (``sw.pack``, ``hw.bench``, ``hw.profile``,
 ``hw.build``, ``sw.host.pack_for_board``) goes through :func:`balance_model` and its default
@@ -62,7 +65,8 @@ import time
 import numpy as np
 
 from sw.cli import command
-from sw.golden import GoldenError, IntModel, ideal_cycles, images_to_uint8, infer, load_mnist
+from sw.golden import (GoldenError, IntModel, conv_patches, ideal_cycles, images_to_uint8, infer,
+                       load_mnist)
 from sw.modelfile import load_model
 from sw.sparse import encode_columns
 
@@ -80,6 +84,8 @@ REFINE_ROUNDS = 50
 #: Random row swaps per perturbation round.
 PERTURB_SWAPS = 3
 MNIST_INPUTS = 784
+#: Patches (output positions over the calibration maps) a conv layer is balanced on at most.
+CONV_CALIBRATION_PATCHES = 40000
 
 
 class BalanceError(ValueError):
@@ -324,13 +330,31 @@ def balance_permutations(int_model, n_pes, calibration=None):
     if calibration is not None:
         x = _check_calibration(int_model, calibration)
         inputs = infer(int_model, x, trace="inputs").inputs
-        # (a conv layer's columns see patches, not its input map: it keeps the greedy order)
-        perms = [perms[i] if l.conv else
-                 refine_permutation(l.index, inputs[i] != 0, n_pes, perms[i],
+        # A conv layer's columns see patches: its calibration inputs are the non-empty
+        # patches of the calibration maps, one pass each. A conv layer that feeds another
+        # keeps the greedy order: its rows are that layer's input channels, whose order sets
+        # how the patch words meet the PEs there; on LeNet-5 at 8 PEs refining conv1 took 659
+        # cycles off conv1 but added 1,273 to conv2 (MNIST test images 0-1, docs/HARDWARE.md).
+        perms = [perms[i] if (l.conv and layers[i + 1].conv) else
+                 refine_permutation(l.index,
+                                    _calibration_patches(l, inputs[i]) if l.conv
+                                    else inputs[i] != 0, n_pes, perms[i],
                                     gap_bits=int_model.gap_bits, idx_bits=int_model.idx_bits,
                                     seed=i)
                  for i, l in enumerate(layers[:-1])]
     return perms + [np.arange(layers[-1].out_features, dtype=np.int64)]
+
+
+def _calibration_patches(layer, inputs):
+    """Non-zero masks ``(n, C * KH * KW)`` of the non-empty patches of a conv layer's
+    calibration input maps ``inputs`` ``(images, C * H * W)``: every output position is a pass
+    whose PE work is that of an fc layer with the patch as its input (an empty patch costs no
+    PE any work). The first ``CONV_CALIBRATION_PATCHES // positions`` maps (at least one), so
+    the masks stay small."""
+    k = max(1, CONV_CALIBRATION_PATCHES // layer.positions)
+    maps = np.asarray(inputs[:k]).reshape((-1,) + tuple(layer.in_shape)) != 0
+    nz = conv_patches(maps, layer.kernel).reshape(-1, layer.in_features)
+    return nz[nz.any(axis=1)]
 
 
 def _column_permutation(layer, nxt, perm):

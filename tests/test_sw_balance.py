@@ -323,3 +323,48 @@ def test_lenet300_data_balance_beats_greedy_on_test_images():
     assert np.array_equal(infer(data, x).logits, infer(im, x).logits)
     g, b = ideal_cycles(balance_rows(im, 8)[0], x, 8), ideal_cycles(data, x, 8)
     assert b.pe_bound.sum() / b.ideal.sum() < g.pe_bound.sum() / g.ideal.sum() - 0.03
+
+
+@pytest.mark.parametrize("n_pes", [2, 4, 8])
+def test_conv_layers_are_refined_on_their_patches(n_pes):
+    """A conv layer's output channels are refined on the non-empty patches of the calibration
+    maps: identical logits, never worse than the greedy order on those patches, and a
+    different order than greedy's for some PE count (the refinement runs)."""
+    from sw.balance import _calibration_patches
+    from sw.golden import random_conv_model
+    im = random_conv_model(in_shape=(1, 12, 12), convs=((12, 3),), fc=(10,), seed=n_pes)
+    rng = np.random.default_rng(n_pes)
+    cal = rng.integers(1, 256, size=(40, 144)) * (rng.random((40, 144)) < 0.3)
+    x = rng.integers(1, 256, size=(8, 144)) * (rng.random((8, 144)) < 0.3)
+    bal, perms = balance_rows(im, n_pes, cal)
+    assert np.array_equal(infer(bal, x).logits, infer(im, x).logits)
+    greedy = balance_permutation((im.layers[0].index != 0).sum(axis=1), n_pes)
+    patches = _calibration_patches(im.layers[0], cal)
+    assert 0 < len(patches) < 40 * im.layers[0].positions      # the empty ones are left out
+    work = [ideal_cycles(balance_rows(im, n_pes)[0], cal, n_pes).layer_pe_bound[:, 0].sum(),
+            ideal_cycles(bal, cal, n_pes).layer_pe_bound[:, 0].sum()]
+    assert work[1] <= work[0]
+    assert not np.array_equal(perms[0], greedy)
+
+
+LENET5 = LENET.parent / "lenet5.npz"
+
+
+@pytest.mark.skipif(not LENET5.exists(), reason="committed model missing")
+def test_lenet5_conv_balance_beats_greedy_on_test_images():
+    """Held-out check on the committed LeNet-5 at 8 PEs (MNIST test images 0-19): refining
+    conv2 on its calibration patches lowers its PE-work bound; conv1, whose rows are conv2's
+    input channels, keeps the greedy order."""
+    from sw.golden import images_to_uint8
+    from sw.modelfile import load_model
+    d = _mnist_or_skip()
+    im = IntModel.from_model(load_model(LENET5))
+    x = images_to_uint8(d["test"][0][:20])
+    data, _, info = balance_model(im, 8, "data")
+    assert info["method"] == "data"
+    assert np.array_equal(infer(data, x).logits, infer(im, x).logits)
+    greedy, greedy_perms = balance_rows(im, 8)
+    assert np.array_equal(balance_model(im, 8, "data")[1][0], greedy_perms[0])
+    g = ideal_cycles(greedy, x, 8).layer_pe_bound.sum(axis=0)
+    b = ideal_cycles(data, x, 8).layer_pe_bound.sum(axis=0)
+    assert b[0] == g[0] and b[1] < 0.98 * g[1]
