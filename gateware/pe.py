@@ -318,11 +318,11 @@ class ProcessingElement(wiring.Component):
         # The requantization engine takes the layer: when idle, or (overlapping passes) a
         # repeated pass of a conv layer as soon as the previous pass's rows are all issued
         # (that pass is of the same layer: same parameters bar the bank).
-        rq_takes = Signal()
         if overlap_passes:
+            rq_takes = Signal()
             m.d.comb += rq_takes.eq(rq.o_idle | (rq.o_ready & layer.repeat))
         else:
-            m.d.comb += rq_takes.eq(rq.o_idle)
+            rq_takes = rq.o_idle
         m.d.comb += handover.eq((state == RUN) & self.i_act.valid & act.end & ~ptrs.o_issuing
                                 & drained & rq_takes & ~rq_wait & ~pass_on)
         m.d.comb += [
@@ -378,6 +378,8 @@ class ProcessingElement(wiring.Component):
             # its bias reads take the cycles without a header or word read
             rq.i_mem_free.eq(~words.o_req & (state != HDR)),
             rq.i_rdata.eq(mem.rdata),
+            *([] if overlap_passes else [accs.i_rq_active.eq(rq.o_acc_active),
+                                         accs.i_rq_bank.eq(rq.o_acc_bank)]),
             accs.i_rq_raddr.eq(rq.o_acc_raddr), accs.i_rq_re.eq(rq.o_acc_re),
             accs.i_rq_waddr.eq(rq.o_acc_waddr), accs.i_rq_we.eq(rq.o_acc_we),
             rq.i_acc_data.eq(accs.o_rq_data),
@@ -390,8 +392,6 @@ class ProcessingElement(wiring.Component):
             # last ones)
             m.d.comb += [accs.i_rq_busy.eq(rq.o_acc_busy), accs.i_rq_rbank.eq(rq.o_acc_rbank),
                          accs.i_rq_wbank.eq(rq.o_acc_wbank)]
-        else:
-            m.d.comb += [accs.i_rq_active.eq(rq.o_acc_active), accs.i_rq_bank.eq(rq.o_acc_bank)]
 
         # ---- overlapping conv passes -------------------------------------------------------
         if overlap_passes:
