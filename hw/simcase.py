@@ -33,14 +33,26 @@ def sim_config(n_pes, **kw):
     return AcceleratorConfig(n_pes=n_pes, **kw)
 
 
+#: The broadcast FIFO depth of a conv model's configuration unless one is given: a conv pass
+#: is short (LeNet-5's conv1 about 20 cycles on 8 PEs), and with 8 entries a PE busy with one
+#: pass's heavy columns soon stalls the broadcast to the others (LeNet-5, MNIST test images
+#: 0-1, N = 8: 8 / 16 / 32 entries 23,964.5 / 23,247 / 23,026.5 cycles; N = 4: 42,838.5 /
+#: 42,419 at 8 / 16), docs/HARDWARE.md.
+CONV_FIFO_DEPTH = 16
+
+
 def bench_config(int_model, n_pes, fifo_depth=None, input_lanes=None, requant_overlap=None,
                  column_skip=None, pointer_ports=None, stream_words=None, early_start=None,
                  segment_queue_depth=None):
     """``AcceleratorConfig(n_pes)`` built for ``int_model`` as it is packed (already balanced
     if it is to be): the model's widths (``idx_bits``, ``gap_bits``... ``sw.pack.WIDTH_KEYS``),
     accumulator rows and symbol table grown (powers of two) when the model needs more than the
-    defaults (e.g. LeNet-300-100 on one PE; 5-bit gaps need a 1024-entry symbol table)."""
+    defaults (e.g. LeNet-300-100 on one PE; 5-bit gaps need a 1024-entry symbol table); a
+    model with conv layers gets :data:`CONV_FIFO_DEPTH`-deep broadcast FIFOs unless
+    ``fifo_depth`` is given."""
     # (a zero FIFO depth or lane count means the default, as None does)
+    if not fifo_depth and any(layer.conv for layer in int_model.layers):
+        fifo_depth = CONV_FIFO_DEPTH
     given = dict(fifo_depth=fifo_depth or None, input_lanes=input_lanes or None,
                  requant_overlap=requant_overlap, column_skip=column_skip,
                  pointer_ports=pointer_ports, stream_words=stream_words, early_start=early_start,

@@ -216,6 +216,20 @@ def test_bench_config_follows_model_widths():
     case_from_int_model(big, np.zeros((1, 300), dtype=np.int64), cfg)     # packs
 
 
+def test_bench_config_deeper_fifos_for_conv_models():
+    """A model with conv layers is simulated with CONV_FIFO_DEPTH-deep broadcast FIFOs unless a
+    depth is given; an fc model keeps the default depth."""
+    from contract.config import AcceleratorConfig
+    from hw.simcase import CONV_FIFO_DEPTH, bench_config
+    from sw.golden import random_conv_model, random_int_model
+    conv = random_conv_model(seed=1)
+    assert CONV_FIFO_DEPTH > AcceleratorConfig().fifo_depth
+    assert bench_config(conv, 2).fifo_depth == CONV_FIFO_DEPTH
+    assert bench_config(conv, 2, fifo_depth=4).fifo_depth == 4
+    fc = random_int_model([50, 20, 10], density=0.3, seed=1)
+    assert bench_config(fc, 2).fifo_depth == AcceleratorConfig().fifo_depth
+
+
 def test_bench_refuses_missing_model(tmp_path, capsys):
     from hw.bench import main
     assert main(["--model", str(tmp_path / "none.npz"), "--pes", "2"]) == 1
