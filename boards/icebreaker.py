@@ -22,7 +22,7 @@ BOARD = Board(
     leds=(Led("led_r", "11", invert=True, attrs=_LVCMOS),
           Led("led_g", "37", invert=True, attrs=_LVCMOS)),
     flash=SPIFlash(cs_n="16", clk="15", copi="14", cipo="17", wp_n="12", hold_n="13",
-                   attrs=_LVCMOS),
+                   attrs=_LVCMOS, load_model=True),
     memory=Memory(bram_blocks=30, bram_bits=4096, luts=5280, dsps=8, large_ram_blocks=4,
                   large_ram_words=16384),
     profile=Profile(fifo_depth=2, input_lanes=1, requant_overlap=False, column_skip=False,
