@@ -6,7 +6,9 @@ profile spends no logic on what one PE does not need (docs/HARDWARE.md has the m
 a 2-deep broadcast FIFO instead of 4 saves 89 logic cells and costs one PE 0.04 % cycles, 1-entry
 segment queues instead of 2 save 188 and cost 1.3 %: the board is bound by its UART, not by the
 PE; input lanes / requantization overlap / column skip / a second pointer port / 32-bit stream
-words cost logic cells or SPRAMs the board does not have).
+words cost logic cells or SPRAMs the board does not have). The model is kept in the SPI flash
+above the bitstream (``load_model``: the flash loader reads it at power-up, 177 logic cells;
+docs/PROTOCOL.md, "Model in flash").
 """
 from boards.board import Board, Clock, Led, Memory, Profile, Programmer, SPIFlash, UART
 
