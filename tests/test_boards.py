@@ -129,6 +129,12 @@ def test_program_writes_bitstream_and_model(tmp_path, fake_loader):
     assert cmds[1][1:] == ["-b", "ulx3s", "-f", str(bit)]
     run = fake_loader()
     assert program_board("orangecrab", bit, run=run) == run.calls and len(run.calls) == 1
+    # the iCEBreaker: the model above its bitstream, then the bitstream into the flash at 0
+    run = fake_loader()
+    cmds = program_board("icebreaker", bit, image, run=run)
+    assert [c[1:] for c in cmds] == [
+        ["-b", "ice40_generic", "-f", "-o", str(0x100000), "--file-type", "bin", str(image)],
+        ["-b", "ice40_generic", "-f", str(bit)]]
 
 
 def test_synth_only_build(tmp_path):
