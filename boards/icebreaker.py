@@ -6,7 +6,9 @@ profile spends no logic on what one PE does not need (docs/HARDWARE.md has the m
 a 2-deep broadcast FIFO instead of 4 saves 89 logic cells and costs one PE 0.04 % cycles, 1-entry
 segment queues instead of 2 save 188 and cost 1.3 %: the board is bound by its UART, not by the
 PE; input lanes / requantization overlap / column skip / a second pointer port / 32-bit stream
-words cost logic cells or SPRAMs the board does not have).
+words cost logic cells or SPRAMs the board does not have). The model is kept in the SPI flash
+above the bitstream (``load_model``: the flash loader reads it at power-up, 177 logic cells;
+docs/PROTOCOL.md, "Model in flash").
 """
 from boards.board import Board, Clock, Led, Memory, Profile, Programmer, SPIFlash, UART
 
@@ -22,7 +24,7 @@ BOARD = Board(
     leds=(Led("led_r", "11", invert=True, attrs=_LVCMOS),
           Led("led_g", "37", invert=True, attrs=_LVCMOS)),
     flash=SPIFlash(cs_n="16", clk="15", copi="14", cipo="17", wp_n="12", hold_n="13",
-                   attrs=_LVCMOS),
+                   attrs=_LVCMOS, load_model=True),
     memory=Memory(bram_blocks=30, bram_bits=4096, luts=5280, dsps=8, large_ram_blocks=4,
                   large_ram_words=16384),
     profile=Profile(fifo_depth=2, input_lanes=1, requant_overlap=False, column_skip=False,

@@ -79,11 +79,20 @@ class FlashLoader(wiring.Component):
         hdr_left = Signal(range(FLASH_HEADER + 1), init=FLASH_HEADER)
         magic_ok = Signal(init=1)
         failed = Signal()
+        # ``frames == 0`` and ``inbyte == SOF`` are registered beside ``frames`` and ``inbyte``
+        # so that FEED's checks are a few gates: the offer they make is registered too, because
+        # the engine's receiver passes it on to the accelerator's load port in the same cycle
+        # (the loader's comparators on that path cost the iCEBreaker build 3 MHz).
+        no_frames = Signal()
+        byte_is_sof = Signal()
+        offer = Signal()                    # FEED: the byte is offered to the engine
+        checked = Signal()                  # ... after the checks between two frames
         with m.If(self.i_resp_done):
-            m.d.sync += frames.eq(frames - 1)
+            m.d.sync += [frames.eq(frames - 1), no_frames.eq(frames == 1)]
             with m.If(self.i_resp_error):
                 m.d.sync += failed.eq(1)
-        m.d.comb += [self.o_copi.eq(commands.bit_select(bit, 1)), self.o_rx.payload.eq(inbyte)]
+        m.d.comb += [self.o_copi.eq(commands.bit_select(bit, 1)), self.o_rx.payload.eq(inbyte),
+                     self.o_rx.valid.eq(offer & (checked | ~self.i_engine_idle))]
 
         def shift_byte(next_state):
             # One byte in, eight times: SCLK low (the flash sets up its bit on the falling
@@ -91,13 +100,14 @@ class FlashLoader(wiring.Component):
             with m.If(~self.o_sclk):
                 m.d.sync += self.o_sclk.eq(1)
             with m.Else():
-                m.d.sync += [self.o_sclk.eq(0), inbyte.eq(Cat(self.i_cipo, inbyte[:7])),
-                             nbits.eq(nbits - 1)]
+                next_byte = Cat(self.i_cipo, inbyte[:7])
+                m.d.sync += [self.o_sclk.eq(0), inbyte.eq(next_byte), nbits.eq(nbits - 1),
+                             byte_is_sof.eq(next_byte == SOF)]
                 with m.If(nbits == 1):
                     m.next = next_state
 
         def finish(state):
-            m.d.sync += [self.o_state.eq(state), self.o_cs_n.eq(1)]
+            m.d.sync += [self.o_state.eq(state), self.o_cs_n.eq(1), offer.eq(0)]
             m.next = "DONE"
 
         with m.FSM():
@@ -126,7 +136,8 @@ class FlashLoader(wiring.Component):
                 shift_byte("HEADER_BYTE")
             with m.State("HEADER_BYTE"):
                 m.d.sync += [hdr_left.eq(hdr_left - 1), nbits.eq(8),
-                             frames.eq(Cat(frames[8:], inbyte))]
+                             frames.eq(Cat(frames[8:], inbyte)),
+                             no_frames.eq(Cat(frames[8:], inbyte) == 0)]
                 magic_at = FLASH_HEADER - hdr_left  # byte index
                 for i, b in enumerate(FLASH_MAGIC):
                     with m.If((magic_at == i) & (inbyte != b)):
@@ -142,21 +153,25 @@ class FlashLoader(wiring.Component):
                 shift_byte("FEED")
             with m.State("FEED"):
                 # The image is frames back to back: between two frames (the engine idle) the
-                # next byte must be SOF, unless every frame has been answered.
-                with m.If(self.i_engine_idle & ~self.i_resp_done):
+                # next byte must be SOF, unless every frame has been answered. The offer is a
+                # register (``offer``), so the engine's input does not wait for this decision;
+                # ``checked`` says it was made with the engine idle. An offer made while the
+                # engine was busy is held back in the cycle the engine turns idle, and made
+                # again with the checks (one clock per frame).
+                with m.If(self.o_rx.valid & self.o_rx.ready):
+                    m.d.sync += [offer.eq(0), nbits.eq(8)]
+                    m.next = "READ"
+                with m.Elif(self.i_engine_idle & ~self.i_resp_done):
                     with m.If(failed):
                         finish(FlashState.CORRUPT)
-                    with m.Elif(frames == 0):
+                    with m.Elif(no_frames):
                         finish(FlashState.LOADED)
-                    with m.Elif(inbyte != SOF):
+                    with m.Elif(~byte_is_sof):
                         finish(FlashState.CORRUPT)       # missing frames or a bad length
                     with m.Else():
-                        m.d.comb += self.o_rx.valid.eq(1)
+                        m.d.sync += [offer.eq(1), checked.eq(1)]
                 with m.Else():
-                    m.d.comb += self.o_rx.valid.eq(1)
-                with m.If(self.o_rx.valid & self.o_rx.ready):
-                    m.d.sync += nbits.eq(8)
-                    m.next = "READ"
+                    m.d.sync += [offer.eq(1), checked.eq(0)]
             with m.State("DONE"):
                 m.d.comb += self.o_busy.eq(0)
         return m

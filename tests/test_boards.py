@@ -2,6 +2,7 @@
 per-family flows' tools, report parsers and programmer command lines. The synthesis checks per
 family are fast (one small design each); full place and route per board is @slow."""
 import os
+import re
 
 import pytest
 
@@ -85,26 +86,27 @@ def test_build_plan_pins_clock_and_pll(board):
 
 
 @pytest.mark.parametrize("board, pins", [
+    ("icebreaker", ("16", "15", "14", "17", "12", "13")),
     ("ulx3s", ("R2", "W2", "V2", "Y2", "W1")), ("tang_primer_20k", ("M9", "L10", "P10", "R10"))])
 def test_flash_loader_plan(board, pins):
-    """The ECP5 and Gowin boards load the model from their SPI flash: the build plan has the
-    flash pins, the loader, and the family's way to the flash clock (ECP5: USRMCLK, the
-    configuration clock pin; GW2A: the MSPI pins released by gowin_pack --mspi_as_gpio)."""
+    """The iCEBreaker, ECP5 and Gowin boards load the model from their SPI flash: the build
+    plan has the flash pins, the loader, and the family's way to the flash clock (iCE40: a user
+    pin; ECP5: USRMCLK, the configuration clock pin; GW2A: the MSPI pins released by gowin_pack
+    --mspi_as_gpio)."""
     b = get_board(board)
     assert b.flash.load_model and b.flash.model_offset >= 0x100000
     freq = b.clock.design_hz if b.clock.pll else None
     files, _ = _plan(board, freq, flash_offset=b.flash.model_offset)
-    constraints = next(v for k, v in files.items() if k.endswith((".lpf", ".cst")))
+    constraints = next(v for k, v in files.items() if k.endswith((".lpf", ".cst", ".pcf")))
     for pin in pins:
-        assert pin in constraints, (board, pin)
+        assert re.search(rf"\b{pin}\b", constraints), (board, pin)
     assert "FlashLoader" in files["top.il"] or "flash" in files["top.il"]
     assert ("USRMCLK" in files["top.il"]) == (b.family == "ecp5")
     assert ("--mspi_as_gpio" in files["build_top.sh"]) == (b.family == "gowin")
     without, _ = _plan(board, freq)
     assert "USRMCLK" not in without["top.il"]
-    # the iCEBreaker keeps its logic cells for the PE (no loader); the OrangeCrab's DFU
-    # bootloader cannot write the model at an offset
-    assert not get_board("icebreaker").flash.load_model and get_board("orangecrab").flash is None
+    # the OrangeCrab's DFU bootloader cannot write the model at an offset
+    assert get_board("orangecrab").flash is None
 
 
 def test_program_writes_bitstream_and_model(tmp_path, fake_loader):
@@ -127,6 +129,12 @@ def test_program_writes_bitstream_and_model(tmp_path, fake_loader):
     assert cmds[1][1:] == ["-b", "ulx3s", "-f", str(bit)]
     run = fake_loader()
     assert program_board("orangecrab", bit, run=run) == run.calls and len(run.calls) == 1
+    # the iCEBreaker: the model above its bitstream, then the bitstream into the flash at 0
+    run = fake_loader()
+    cmds = program_board("icebreaker", bit, image, run=run)
+    assert [c[1:] for c in cmds] == [
+        ["-b", "ice40_generic", "-f", "-o", str(0x100000), "--file-type", "bin", str(image)],
+        ["-b", "ice40_generic", "-f", str(bit)]]
 
 
 def test_synth_only_build(tmp_path):

@@ -287,6 +287,63 @@ def test_end_to_end_board_configuration():
               params=dict(SYS_PARAMS, sizes=[70, 24, 10], density=0.3, seed=4, images=5))
 
 
+def _icebreaker_config():
+    """The iCEBreaker's profile at one PE (generic memories in place of its SPRAM primitives,
+    which Verilator does not have)."""
+    from boards import get_board
+    from gateware.config import AcceleratorConfig
+    return AcceleratorConfig(n_pes=1, **get_board("icebreaker").profile.config_fields())
+
+
+def _flash_boot(config, int_model, tmp_path, name, params, board="icebreaker"):
+    """Boot SimTop (the iCEBreaker's flash loader at its model offset) from a behavioural SPI
+    flash holding ``int_model`` packed as ``hw.build`` packs it, then run images over the
+    simulated UART (tb/top/test_system.py): logits == sw.golden."""
+    from boards import get_board
+    from gateware.top import SimTop
+    from sw.flashimage import flash_image, load_runs
+    from sw.pack import PackLimits, pack
+    from tb.runner import run_bench
+    offset = get_board(board).flash.model_offset
+    packed = pack(int_model, config.n_pes, board="sim", balance=True,
+                  limits=PackLimits.from_config(config))
+    image = tmp_path / "flash.bin"
+    image.write_bytes(flash_image(load_runs(packed.load_words())))
+    top = SimTop(config, clock_hz=SYS_PARAMS["clock_hz"],
+                 baud=SYS_PARAMS["clock_hz"] // SYS_PARAMS["divisor"],
+                 timeout=SYS_PARAMS["timeout"], accel_timeout=1 << 22, flash_offset=offset)
+    run_bench(top, toplevel="sim_top", test_module="tb.top.test_system", name=name,
+              params=dict(SYS_PARAMS, n_pes=config.n_pes, flash_image=str(image),
+                          flash_offset=offset, **params))
+
+
+@pytest.mark.sim
+def test_flash_boot_board_configuration(tmp_path):
+    """The iCEBreaker's gateware (its profile, one PE, the flash loader) loads a random model
+    from the SPI flash at power-up and infers bit-exact over the simulated UART."""
+    pytest.importorskip("gateware.accelerator")
+    from sw.golden import random_int_model
+    spec = dict(sizes=[70, 24, 10], density=0.3, seed=6)
+    model = random_int_model(spec["sizes"], density=spec["density"], seed=spec["seed"])
+    _flash_boot(_icebreaker_config(), model, tmp_path, "top_system_flash",
+                dict(spec, images=4))
+
+
+@pytest.mark.slow
+def test_flash_boot_lenet300(tmp_path):
+    """LeNet-300-100 from the SPI flash on the iCEBreaker's gateware (sized for the model as
+    hw.build sizes it), 3 MNIST test images bit-exact."""
+    import os
+    pytest.importorskip("gateware.accelerator")
+    from hw.build import size_config
+    from sw.golden import IntModel
+    from sw.modelfile import load_model
+    path = os.path.abspath("models/lenet300.npz")
+    config = size_config(path, _icebreaker_config())
+    _flash_boot(config, IntModel.from_model(load_model(path)), tmp_path,
+                "top_system_flash_lenet300", dict(model=path, images=3, latency=0.05))
+
+
 @pytest.mark.slow
 def test_end_to_end_lenet_shaped_random():
     """A random 784-300-100-10 model at 8 % density (~13k words uploaded, ~90 s)."""

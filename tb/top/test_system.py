@@ -5,7 +5,10 @@ logit with sw.golden.
 Parameters (:func:`tb.bench.params`): ``n_pes``, ``clock_hz``, ``divisor``, ``timeout``,
 ``images``, ``latency`` (of the simulated host link, s) and either ``model`` (a calibrated
 dcmodel file: MNIST test images) or ``sizes``/``density``/``seed``/``n_indices``
-(sw.golden.random_int_model with random sparse inputs).
+(sw.golden.random_int_model with random sparse inputs); with ``flash_image`` (a file: the
+packed model's ``sw.flashimage`` image) and ``flash_offset`` the board loads the model from a
+behavioural SPI flash at power-up instead (SimTop built with that ``flash_offset``), and the host
+only checks STATUS before it runs the images.
 """
 import time
 
@@ -16,8 +19,10 @@ from cocotb.clock import Clock
 from cocotb.task import bridge
 from cocotb.triggers import ClockCycles
 
+from contract.protocol import FlashState
 from sw.transport import SimTransport
 from tb.bench import params
+from tb.top.spiflash import SpiFlash
 
 N_PES = params().get("n_pes", 4)
 CLOCK_HZ = params().get("clock_hz", 12_000_000)
@@ -52,6 +57,12 @@ def model_and_inputs():
 async def host_uploads_and_matches_golden(dut):
     from sw.host import Board, pack_for_board, run_benchmark
     cocotb.start_soon(Clock(dut.clk, CLK_PS, unit="ps").start())
+    flash_path = params().get("flash_image")
+    if flash_path:
+        with open(flash_path, "rb") as f:
+            # before the reset ends: the loader starts reading at power-up
+            flash = SpiFlash(dut.o_flash_cs_n, dut.o_flash_sclk, dut.o_flash_copi,
+                             dut.i_flash_cipo, f.read(), params()["flash_offset"])
     dut.i_rx.value = 1
     dut.rst.value = 1
     await ClockCycles(dut.clk, 4)
@@ -66,9 +77,14 @@ async def host_uploads_and_matches_golden(dut):
         board = Board(tr, board_timeout=4 * TIMEOUT / CLOCK_HZ)
         st = board.status()
         assert st.n_pes == N_PES, st.summary()
-        packed = pack_for_board(st, int_model, "sim")
         t0 = time.monotonic()
-        words = board.upload(packed)
+        if flash_path:
+            # the host's first STATUS waited in the receive FIFO while the loader ran
+            assert st.fields["flash"] == FlashState.LOADED, st.summary()
+            assert st.flag("loaded"), st.summary()
+            words = 0
+        else:
+            words = board.upload(pack_for_board(st, int_model, "sim"))
         upload_s = time.monotonic() - t0
         st = board.status()
         assert st.in_features == int_model.in_features, st.summary()
@@ -83,6 +99,9 @@ async def host_uploads_and_matches_golden(dut):
         return words, upload_s, res, res_dense, res_stream, logs, board.status()
 
     words, upload_s, res, res_dense, res_stream, logs, st = await host()
+    if flash_path:
+        flash.close()
+        assert flash.reads == 1 and flash.ignored == 0, "the loader read the flash once"
     cocotb.log.info(f"uploaded {words} words ({upload_s:.1f} s wall); {res.summary()}")
     assert not logs, "\n".join(logs[:5])
     assert res.mismatches == 0 and res_dense.mismatches == 0 and res_stream.mismatches == 0
