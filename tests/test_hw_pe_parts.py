@@ -626,3 +626,68 @@ def test_accumulator_banks(overlap):
     assert got == want
     want["rq_read"] = 555
     assert got != want
+
+
+def test_accumulator_banks_two_passes_in_the_requantizer():
+    """Overlapping conv passes: the requantizer may own both banks at once (a pass's first
+    rows behind the previous pass's last ones), reading one bank while it clears a row of the
+    other; the accumulate side's writes to an owned bank are dropped, to a free bank kept."""
+    cfg = AcceleratorConfig(n_pes=1, fmap_depth=256)
+    assert cfg.conv and cfg.early
+    dut = AccumulatorBanks(cfg)
+    got = {}
+
+    async def bench(ctx):
+        while ctx.get(dut.o_clearing):
+            await ctx.tick()
+        for bank in range(2):                             # row 4 = 40 + bank in each bank
+            ctx.set(dut.i_col_bank, bank)
+            ctx.set(dut.i_col_we, 1)
+            ctx.set(dut.i_col_waddr, 4)
+            ctx.set(dut.i_col_wdata, 40 + bank)
+            await ctx.tick()
+        ctx.set(dut.i_col_we, 0)
+        # both banks owned: read row 4 of bank 1 while clearing row 4 of bank 0
+        ctx.set(dut.i_rq_busy, 0b11)
+        ctx.set(dut.i_rq_rbank, 1)
+        ctx.set(dut.i_rq_raddr, 4)
+        ctx.set(dut.i_rq_re, 1)
+        ctx.set(dut.i_rq_wbank, 0)
+        ctx.set(dut.i_rq_waddr, 4)
+        ctx.set(dut.i_rq_we, 1)
+        ctx.set(dut.i_col_bank, 0)                        # dropped: bank 0 is owned
+        ctx.set(dut.i_col_we, 1)
+        ctx.set(dut.i_col_waddr, 6)
+        ctx.set(dut.i_col_wdata, 66)
+        await ctx.tick()
+        ctx.set(dut.i_rq_we, 0)
+        ctx.set(dut.i_rq_re, 0)
+        ctx.set(dut.i_col_we, 0)
+        ctx.set(dut.i_rq_wbank, 1)                        # the read data of bank 1, held
+        got["rq_read1"] = ctx.get(dut.o_rq_data)
+        await ctx.tick()
+        got["rq_held1"] = ctx.get(dut.o_rq_data)
+        # bank 1 released: the accumulate side writes and reads it again
+        ctx.set(dut.i_rq_busy, 0b01)
+        ctx.set(dut.i_col_bank, 1)
+        ctx.set(dut.i_col_we, 1)
+        ctx.set(dut.i_col_waddr, 7)
+        ctx.set(dut.i_col_wdata, 77)
+        await ctx.tick()
+        ctx.set(dut.i_col_we, 0)
+        ctx.set(dut.i_col_addr, 7)
+        await ctx.tick()
+        got["col7_bank1"] = ctx.get(dut.o_col_data)
+        ctx.set(dut.i_rq_busy, 0)
+        for bank, row in ((0, 4), (0, 6), (1, 4)):
+            ctx.set(dut.i_col_bank, bank)
+            ctx.set(dut.i_col_addr, row)
+            await ctx.tick()
+            got[f"bank{bank}_row{row}"] = ctx.get(dut.o_col_data)
+
+    _simulate(dut, bench)
+    want = {"rq_read1": 41, "rq_held1": 41, "col7_bank1": 77, "bank0_row4": 0, "bank0_row6": 0,
+            "bank1_row4": 41}
+    assert got == want
+    want["bank0_row6"] = 66
+    assert got != want
