@@ -44,7 +44,9 @@ Throughput (no back-pressure): within a column one symbol per cycle, columns bac
 (table loading and pipeline fill aside); short columns cost their pointer reads (one port: 1-2
 cycles per column; two ports: one, the fetch takes a column per cycle while the segment queue
 has room) and stream words (one per cycle into the decoder: 16 or 32 bits), empty columns their
-pointer reads. Requantization takes ``rows_local + 6`` cycles. Measured rates and the area of
+pointer reads. Requantization takes ``rows_local + 6`` cycles (a conv layer's passes one after
+another with the early start: ``rows_local + 2`` each, the next pass taken behind the previous
+one's last rows, :class:`gateware.pe_requant.Requantize`). Measured rates and the area of
 each variant: docs/HARDWARE.md ("The processing element"; ``python -m hw.area --part pe``).
 
 Components, composed here with the layer control (start, header reads, hand-over):
