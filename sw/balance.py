@@ -39,8 +39,9 @@ Two methods:
     The layers are independent (a layer's work does not depend on the previous layer's
     renumbering), so all calibration activations come from one :func:`sw.golden.infer` run.
     A conv layer is refined on the non-empty patches of its calibration maps (each output
-    position is one pass of the PEs); one that feeds another conv layer keeps the greedy
-    order (measured faster: see :func:`balance_permutations`).
+    position is one pass of the PEs); one that feeds another conv layer skips step 2 (its
+    row order is the next layer's channel order; measured faster: see
+    :func:`balance_permutations`).
 
 Every caller that must agree on the row order (``sw.pack``, ``hw.bench``, ``hw.profile``,
 ``hw.build``, ``sw.host.pack_for_board``) goes through :func:`balance_model` and its default
@@ -332,15 +333,15 @@ def balance_permutations(int_model, n_pes, calibration=None):
         inputs = infer(int_model, x, trace="inputs").inputs
         # A conv layer's columns see patches: its calibration inputs are the non-empty
         # patches of the calibration maps, one pass each. A conv layer that feeds another
-        # keeps the greedy order: its rows are that layer's input channels, whose order sets
-        # how the patch words meet the PEs there; on LeNet-5 at 8 PEs refining conv1 took 659
-        # cycles off conv1 but added 1,273 to conv2 (MNIST test images 0-1, docs/HARDWARE.md).
-        perms = [perms[i] if (l.conv and layers[i + 1].conv) else
-                 refine_permutation(l.index,
+        # keeps its rows in their order inside each PE (no filler order): its rows are that
+        # layer's input channels, whose order sets how the patch words meet the PEs there; on
+        # LeNet-5 at 8 PEs conv1 refined with the filler order took 659 cycles off conv1 but
+        # added 1,273 to conv2 (MNIST test images 0-1, docs/HARDWARE.md).
+        perms = [refine_permutation(l.index,
                                     _calibration_patches(l, inputs[i]) if l.conv
                                     else inputs[i] != 0, n_pes, perms[i],
                                     gap_bits=int_model.gap_bits, idx_bits=int_model.idx_bits,
-                                    seed=i)
+                                    seed=i, order=not (l.conv and layers[i + 1].conv))
                  for i, l in enumerate(layers[:-1])]
     return perms + [np.arange(layers[-1].out_features, dtype=np.int64)]
 

@@ -352,9 +352,9 @@ LENET5 = LENET.parent / "lenet5.npz"
 
 @pytest.mark.skipif(not LENET5.exists(), reason="committed model missing")
 def test_lenet5_conv_balance_beats_greedy_on_test_images():
-    """Held-out check on the committed LeNet-5 at 8 PEs (MNIST test images 0-19): refining
-    conv2 on its calibration patches lowers its PE-work bound; conv1, whose rows are conv2's
-    input channels, keeps the greedy order."""
+    """Held-out check on the committed LeNet-5 at 8 PEs (MNIST test images 0-19): refining the
+    conv layers on their calibration patches lowers the PE-work bound of both; conv1, whose
+    rows are conv2's input channels, keeps its rows in their original order inside each PE."""
     from sw.golden import images_to_uint8
     from sw.modelfile import load_model
     d = _mnist_or_skip()
@@ -364,7 +364,9 @@ def test_lenet5_conv_balance_beats_greedy_on_test_images():
     assert info["method"] == "data"
     assert np.array_equal(infer(data, x).logits, infer(im, x).logits)
     greedy, greedy_perms = balance_rows(im, 8)
-    assert np.array_equal(balance_model(im, 8, "data")[1][0], greedy_perms[0])
+    conv1 = balance_model(im, 8, "data")[1][0]
+    assert not np.array_equal(conv1, greedy_perms[0])
+    assert all(np.all(np.diff(conv1[p::8]) > 0) for p in range(8))
     g = ideal_cycles(greedy, x, 8).layer_pe_bound.sum(axis=0)
     b = ideal_cycles(data, x, 8).layer_pe_bound.sum(axis=0)
-    assert b[0] == g[0] and b[1] < 0.98 * g[1]
+    assert b[0] < 0.95 * g[0] and b[1] < 0.98 * g[1]
