@@ -374,3 +374,20 @@ def test_pes_auto_on_the_command_line(monkeypatch, capsys):
     assert hwb.main(["--board", "ulx3s", "--pes", "auto"]) == 0
     assert seen["n_pes"] == 7 and "--pes auto: 7 PEs" in capsys.readouterr().out
     assert hwb.main(["--board", "ulx3s", "--pes", "5"]) == 0 and seen["n_pes"] == 5
+
+
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_every_profile_field_reaches_the_bench(board):
+    """``hw.bench --board`` / ``hw.profile --board`` take the whole feature profile: each field
+    of the board's ``Profile`` is a keyword of ``run_bench`` and ends up in the simulated
+    configuration (a profile field the bench did not know crashed ``hw.bench --board ulx3s``)."""
+    import inspect
+    from hw.bench import bench_config, board_features, run_bench
+    from sw.golden import random_int_model
+    model = random_int_model([20, 12, 10], density=0.5, seed=1)
+    features = board_features(board)
+    assert features == get_board(board).profile.config_fields()
+    inspect.signature(run_bench).bind(model, [2], 1, **features)
+    config = bench_config(model, 2, **features)
+    for name, value in features.items():
+        assert getattr(config, name) == value, (board, name)
