@@ -794,8 +794,10 @@ def main(argv=None):
           f"{t['shared_bytes']}) vs dense float32 {t['dense_float32_bytes']} bytes: "
           f"compression {t['compression_ratio']:.1f}x")
     print("  bytes by kind: " + ", ".join(f"{k} {v}" for k, v in t["breakdown_bytes"].items()))
-    print(f"SPRAM used {100 * t['spram_fraction_used']:.1f}% of {n} banks; tables "
-          f"{t['ebr_blocks_tables']} of {t['board_ebr_blocks']} EBR blocks")
+    # family-neutral words: the PE memories are SPRAM on the iCE40, block RAM elsewhere
+    print(f"PE memories {100 * t['spram_fraction_used']:.1f} % used ({n} PEs' data and pointer "
+          f"memories); shared tables {t['ebr_blocks_tables']} blocks of 256 x 16 bits (the "
+          f"board has {t['board_ebr_blocks']} block RAMs)")
     for pr in m["accumulator_proof"]:
         print(f"  layer {pr['layer']}: max |acc| {pr['max_abs_acc']} < {pr['limit']} "
               f"({pr['headroom_bits']:.2f} bits headroom)")
