@@ -251,22 +251,19 @@ class Requantize(wiring.Component):
             m.d.sync += oval[A:].eq(rt3[A:])
         out = self.o_out.payload
         if follow:
-            m.d.comb += [
-                self.o_out.valid.eq(ov | oe),
-                out.row.eq(orow),
-                out.value.eq(oval),
-                out.end.eq(oe),
-                self.o_idle.eq((rstate == RIDLE) & ~(rv1 | rv2 | rv3 | ov | e1 | e2 | e3 | oe)),
-                self.o_ready.eq(rstate == RIDLE),
-            ]
+            end = oe
+            idle = (rstate == RIDLE) & ~(rv1 | rv2 | rv3 | ov | e1 | e2 | e3 | oe)
+            m.d.comb += self.o_ready.eq(rstate == RIDLE)
         else:
-            m.d.comb += [
-                self.o_out.valid.eq(ov | (rstate == ENDT)),
-                out.row.eq(orow),
-                out.value.eq(oval),
-                out.end.eq(rstate == ENDT),
-                self.o_idle.eq(rstate == RIDLE),
-            ]
+            end = rstate == ENDT
+            idle = rstate == RIDLE
+        m.d.comb += [
+            self.o_out.valid.eq(ov | end),
+            out.row.eq(orow),
+            out.value.eq(oval),
+            out.end.eq(end),
+            self.o_idle.eq(idle),
+        ]
 
         with m.Switch(rstate):
             with m.Case(RIDLE):
