@@ -360,11 +360,11 @@ def test_lenet5_conv_balance_beats_greedy_on_test_images():
     d = _mnist_or_skip()
     im = IntModel.from_model(load_model(LENET5))
     x = images_to_uint8(d["test"][0][:20])
-    data, _, info = balance_model(im, 8, "data")
+    data, perms, info = balance_model(im, 8, "data")
     assert info["method"] == "data"
     assert np.array_equal(infer(data, x).logits, infer(im, x).logits)
     greedy, greedy_perms = balance_rows(im, 8)
-    conv1 = balance_model(im, 8, "data")[1][0]
+    conv1 = perms[0]
     assert not np.array_equal(conv1, greedy_perms[0])
     assert all(np.all(np.diff(conv1[p::8]) > 0) for p in range(8))
     g = ideal_cycles(greedy, x, 8).layer_pe_bound.sum(axis=0)
