@@ -30,7 +30,7 @@ class Profile:
     requant_overlap : bool
         Requantize layer L while layer L + 1 accumulates (two accumulator banks).
     column_skip : bool
-        The central unit's column skip table (used with up to 16 PEs).
+        The central unit's column skip table (used with up to 64 PEs).
     colskip_register : bool
         The skip table's read data is registered (+1 cycle a layer, for fmax).
     pointer_ports : int

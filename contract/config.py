@@ -56,8 +56,9 @@ class AcceleratorConfig:
         no filler). A non-zero activation is pushed only into the FIFOs of the PEs that have
         work in its column, so a PE spends no cycle on columns it has nothing in (one PE's
         share of a column is often empty with N >= 4). Each PE then has its own FIFO (with
-        the table off they share one ring). Only with ``n_pes <= 16`` (one 16-bit word per
-        column); ignored otherwise. An unloaded table (all zeros) skips nothing.
+        the table off they share one ring). Up to ``memmap.COLSKIP_MAX_PES`` (64) PEs: one
+        16-bit load word per column up to 16 PEs, ``memmap.colskip_words`` above; ignored with
+        more. An unloaded table (all zeros) skips nothing.
     colskip_register : bool
         With the column skip table: its read data (the PE mask of a taken word) passes a
         register before the FIFO-room check and the hand-shake back to the word sources, one
@@ -204,8 +205,9 @@ class AcceleratorConfig:
 
     @property
     def skip_columns(self):
-        """The central unit has the column skip table (``column_skip`` and ``n_pes <= 16``)."""
-        return self.column_skip and self.n_pes <= 16
+        """The central unit has the column skip table (``column_skip`` and ``n_pes <=
+        COLSKIP_MAX_PES``)."""
+        return self.column_skip and self.n_pes <= memmap.COLSKIP_MAX_PES
 
     @property
     def early(self):
@@ -223,6 +225,11 @@ class AcceleratorConfig:
         """Entries of the column skip table: every layer's input columns, layer after layer
         (``max_layers * max_features``)."""
         return self.max_layers * self.max_features
+
+    @property
+    def colskip_words(self):
+        """16-bit load words per column skip table entry (``memmap.colskip_words``)."""
+        return memmap.colskip_words(self.n_pes)
 
     @property
     def conv(self):

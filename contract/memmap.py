@@ -16,7 +16,8 @@ mem                       name              contents
 """
 
 __all__ = ["MEM_ID_BITS", "ADDR_BITS", "SHARED_MEMORIES", "shared_mem", "pointer_mem",
-           "colskip_mem", "n_mem_ids", "mem_names", "is_pe_memory", "COLSKIP_MAX_PES",
+           "colskip_mem", "colskip_words", "n_mem_ids", "mem_names", "is_pe_memory",
+           "COLSKIP_MAX_PES",
            "DESC_FIELDS", "DESC_WORDS", "DESC_WORD", "DESC_FLAGS", "FLAG_RELU", "FLAG_LAST",
            "FLAG_PTR2", "FLAG_CONV", "FLAG_FMAP_IN", "FLAG_FMAP_BUF", "CONV_FIELDS",
            "CONV_LIMITS", "CONV_DIM_BITS", "CONV_KERNEL_BITS", "fmap_bank_words",
@@ -31,8 +32,18 @@ ADDR_BITS = 16
 #: ``N`` on.
 SHARED_MEMORIES = ("codebook", "huff_limit", "huff_base", "huff_symbols", "layers")
 
-#: Largest PE count with a column skip table (one 16-bit word per column, bit p for PE p).
-COLSKIP_MAX_PES = 16
+#: Largest PE count with a column skip table: bit p of an entry is PE p, one 16-bit word per
+#: entry up to 16 PEs, a power of two of them above (:func:`colskip_words`).
+COLSKIP_MAX_PES = 64
+
+
+def colskip_words(n_pes):
+    """16-bit words per column skip table entry (1 up to 16 PEs, 2 up to 32, 4 up to 64): word
+    ``w`` of entry ``e`` is at address ``e * colskip_words + w`` and holds PEs ``16w..16w+15``."""
+    words = 1
+    while 16 * words < n_pes:
+        words *= 2
+    return words
 
 
 def shared_mem(n_pes, name):

@@ -45,7 +45,8 @@ class Accelerator(wiring.Component):
     Attributes
     ----------
     i_load : In(stream.Signature(LoadWrite))
-        One word of a memory image (``mem`` 8 bits, ``addr`` 16 bits, ``data`` 16 bits).
+        One word of a memory image (``mem`` 8 bits, ``addr`` 16 bits, ``data`` 16 bits),
+        written one cycle after it is taken (no inference starts in that cycle).
         Ready while idle (no inference in progress), from the cycle after the accelerator
         became idle and not in a cycle after an input word was offered; a write for ``mem``
         ``0..N+3`` or
@@ -106,33 +107,44 @@ class Accelerator(wiring.Component):
         # PEs' and central unit's idle -> load hand-shake -> protocol receiver path was the
         # iCEBreaker build's critical path. Idle is left only by a start, which needs an input
         # word, so a cycle without one keeps the accelerator idle in the next cycle too.
-        ld = self.i_load.payload
+        ld_in = self.i_load.payload
         ld_fire = Signal()
         load_ready = Signal()
         m.d.sync += load_ready.eq(idle & ~self.i_input.valid)
         m.d.comb += [
             self.i_load.ready.eq(load_ready),
             ld_fire.eq(self.i_load.valid & load_ready),
-            seq.i_we.eq(ld_fire & (ld.mem == cfg.mem_layers)),
+        ]
+        # A taken word is written one cycle later, from registers: the load bus fans out to
+        # every PE's memories and codebook, and unregistered it carried the protocol receiver's
+        # and the flash loader's hand-shake logic across the whole device (the 16-PE ULX3S
+        # build's critical path, 23.9 ns). No inference starts while a write is pending.
+        ld = Signal.like(ld_in)
+        ld_write = Signal()
+        m.d.sync += [ld_write.eq(ld_fire), ld.eq(ld_in)]
+        m.d.comb += [
+            seq.i_we.eq(ld_write & (ld.mem == cfg.mem_layers)),
             seq.i_addr.eq(ld.addr),
             seq.i_data.eq(ld.data),
         ]
         for pe in pes:
-            m.d.comb += [pe.i_load.valid.eq(ld_fire), pe.i_load.payload.eq(ld)]
+            m.d.comb += [pe.i_load.valid.eq(ld_write), pe.i_load.payload.eq(ld)]
         if cfg.skip_columns:
-            m.d.comb += [cu.i_skip_we.eq(ld_fire & (ld.mem == cfg.mem_colskip)),
+            m.d.comb += [cu.i_skip_we.eq(ld_write & (ld.mem == cfg.mem_colskip)),
                          cu.i_skip_addr.eq(ld.addr), cu.i_skip_data.eq(ld.data)]
         # (without the column skip table its writes are accepted and dropped)
+        # the flag is set as the word is taken (one flip-flop, not on the fan-out)
         err_load = Signal()
         layers_depth = DESC_WORDS * cfg.max_layers
-        with m.If(ld_fire & ((ld.mem >= cfg.n_mem_ids)
-                             | ((ld.mem == cfg.mem_layers) & (ld.addr >= layers_depth))
-                             | ((ld.mem == cfg.mem_colskip) & (ld.addr >= cfg.colskip_depth)))):
+        with m.If(ld_fire & ((ld_in.mem >= cfg.n_mem_ids)
+                             | ((ld_in.mem == cfg.mem_layers) & (ld_in.addr >= layers_depth))
+                             | ((ld_in.mem == cfg.mem_colskip)
+                                & (ld_in.addr >= cfg.colskip_depth * cfg.colskip_words)))):
             m.d.sync += err_load.eq(1)
 
         # ---- layer control -----------------------------------------------------------------
         m.d.comb += [
-            seq.i_go.eq(self.i_input.valid & ~self.i_load.valid),
+            seq.i_go.eq(self.i_input.valid & ~self.i_load.valid & ~ld_write),
             seq.i_pes_idle.eq(Mux(seq.o_idle, pes_idle, can_start)),
             seq.i_done.eq(cu.o_done),
             # the next layer starts when this one's broadcast is complete (early start: its end

@@ -18,7 +18,12 @@ class BroadcastRing(wiring.Component):
     per PE a read pointer and a level. The ring is written only when no PE's level is at the
     depth (then no unread entry is overwritten). Registers, not block RAM: N copies of a small
     FIFO would cost N EBRs. With the table a word enters only the FIFOs of the PEs with work in
-    its column: one ring per PE.
+    its column: one ring per PE, a ``lib.memory`` with an asynchronous read port (the ECP5's and
+    Gowin's distributed RAM; flip-flops on the iCE40, as before). Distributed RAM has one write
+    port, so with two words a cycle the ring is two banks of ``fifo_depth / 2`` entries, even
+    and odd slots: the two words of a cycle go to consecutive slots, one in each bank. As
+    registers written at any slot from either word, the 16 rings of the 16-PE ULX3S build were
+    most of the central unit's 21k LUT4.
 
     Parameters
     ----------
@@ -62,12 +67,7 @@ class BroadcastRing(wiring.Component):
         m = Module()
         cfg = self.cfg
         N, D, W = cfg.n_pes, cfg.fifo_depth, cfg.bcast_width
-        skip = cfg.skip_columns
         slot = data.StructLayout({"col": cfg.feature_bits, "value": cfg.act_bits, "end": 1})
-        n_rings = N if skip else 1
-        rings = [Array(Signal(slot, name=f"ring{r}_{k}") for k in range(D))
-                 for r in range(n_rings)]
-        wptrs = [Signal(range(D), name=f"wptr{r}") for r in range(n_rings)]
         rptrs = [Signal(range(D), name=f"rptr{p}") for p in range(N)]
         levels = list(self.o_level)
         push, push_datas, push_to = self.i_push, self.i_push_data, self.i_push_to
@@ -77,24 +77,20 @@ class BroadcastRing(wiring.Component):
             t = x + k
             return Mux(t >= D, t - D, t)
 
-        for r in range(n_rings):
-            ring, wptr = rings[r], wptrs[r]
-            w = [push & (push_to[k][r] if skip else 1) for k in range(W)]
-            pos = [wptr] + ([wrap_add(wptr, w[0])] if W == 2 else [])
-            for k in range(W):
-                with m.If(w[k]):
-                    m.d.sync += [ring[pos[k]].col.eq(push_datas[k].col),
-                                 ring[pos[k]].value.eq(push_datas[k].value),
-                                 ring[pos[k]].end.eq(push_datas[k].end)]
-            if W == 1:
-                with m.If(w[0]):
-                    m.d.sync += wptr.eq(Mux(wptr == D - 1, 0, wptr + 1))
-            else:
-                m.d.sync += wptr.eq(wrap_add(wptr, sum(w)))
+        def word(k):
+            """Push word ``k`` as a ring slot (``col`` kept to ``feature_bits`` bits)."""
+            d = push_datas[k]
+            return Cat(d.col[:cfg.feature_bits], d.value, d.end)
+
+        if cfg.skip_columns:
+            heads = [self._memory_ring(m, p, slot, word, rptrs[p], wrap_add) for p in range(N)]
+        else:
+            heads = self._shared_ring(m, slot, word, rptrs, wrap_add)
+
         end_pops = []                   # per PE: it takes an end token this cycle
         for p in range(N):
             act = self.o_act[p]
-            head = rings[p if skip else 0][rptrs[p]]
+            head = heads[p]
             pop = Signal(name=f"act_pop{p}")
             end_pops.append(pop & head.end)
             m.d.comb += [
@@ -110,6 +106,58 @@ class BroadcastRing(wiring.Component):
                                      - pop)
         m.d.comb += self.o_end_pop.eq(Cat(*end_pops))
         return m
+
+    def _shared_ring(self, m, slot, word, rptrs, wrap_add):
+        """Without the skip table (one word a cycle, into every FIFO): one ring of registers
+        for all N FIFOs; their heads."""
+        cfg = self.cfg
+        N, D = cfg.n_pes, cfg.fifo_depth
+        assert cfg.bcast_width == 1
+        ring = Array(Signal(slot, name=f"ring_{k}") for k in range(D))
+        wptr = Signal(range(D), name="wptr")
+        with m.If(self.i_push):
+            m.d.sync += [ring[wptr].eq(word(0)), wptr.eq(wrap_add(wptr, 1))]
+        return [ring[rptrs[p]] for p in range(N)]
+
+    def _memory_ring(self, m, p, slot, word, rptr, wrap_add):
+        """PE ``p``'s ring (skip table): a memory, two one-write-port banks with two words a
+        cycle (even ``fifo_depth``); its head at ``rptr``."""
+        cfg = self.cfg
+        D, W = cfg.fifo_depth, cfg.bcast_width
+        w = [self.i_push & self.i_push_to[k][p] for k in range(W)]
+        wptr = Signal(range(D), name=f"wptr{p}")
+        m.d.sync += wptr.eq(wrap_add(wptr, sum(w)))
+        # word 1 takes the slot after word 0's, or wptr's when word 0 skips this PE
+        pos = [wptr, wrap_add(wptr, w[0])][:W]
+        banks = W if D % W == 0 else 1
+        mems = [memory.Memory(shape=slot, depth=D // banks, init=[]) for _ in range(banks)]
+        for b, mem in enumerate(mems):
+            m.submodules[f"ring{p}_{b}"] = mem
+        if banks == 1:
+            for k in range(W):
+                wp = mems[0].write_port()
+                m.d.comb += [wp.addr.eq(pos[k]), wp.data.eq(word(k)), wp.en.eq(w[k])]
+            rp = mems[0].read_port(domain="comb")
+            m.d.comb += rp.addr.eq(rptr)
+            return rp.data
+        # two banks: slot s is entry s // 2 of bank s % 2. wptr's bank takes word 0, or word 1
+        # when word 0 skips this PE; the other bank takes word 1 when both come.
+        heads = []
+        for b, mem in enumerate(mems):
+            wp = mem.write_port()
+            at_wptr = wptr[0] if b else ~wptr[0]        # this bank holds slot wptr
+            first = Mux(w[0], word(0), word(1))
+            m.d.comb += [
+                wp.addr.eq(Mux(at_wptr, wptr, pos[1]) >> 1),
+                wp.data.eq(Mux(at_wptr, first, word(1))),
+                wp.en.eq(Mux(at_wptr, w[0] | w[1], w[0] & w[1])),
+            ]
+            rp = mem.read_port(domain="comb")
+            m.d.comb += rp.addr.eq(rptr >> 1)
+            heads.append(rp.data)
+        head = Signal(slot, name=f"head{p}")
+        m.d.comb += head.eq(Mux(rptr[0], heads[1], heads[0]))
+        return head
 
 
 class ColumnSkip(wiring.Component):
@@ -157,7 +205,9 @@ class ColumnSkip(wiring.Component):
     i_in_features : In(feature count width)
     i_skip_we, i_skip_addr, i_skip_data : In(1), In(16), In(16)
         Write ``i_skip_data`` (bit ``p``: PE ``p``'s share is empty) into entry
-        ``i_skip_addr``; writes past ``colskip_depth`` are dropped. Only while idle.
+        ``i_skip_addr``; above 16 PEs into word ``i_skip_addr % colskip_words`` (PEs
+        ``16w..16w+15``) of entry ``i_skip_addr // colskip_words``. Writes past the table are
+        dropped. Only while idle.
     """
 
     def __init__(self, config, layer_index_bits, in_features_bits):
@@ -188,20 +238,35 @@ class ColumnSkip(wiring.Component):
         bl = broadcast_layout(cfg)
         takes, take_datas, take = self.i_take, self.i_take_data, self.i_take[0]
         push, push_to, levels = self.o_push, self.o_push_to, self.i_level
-        sk = memory.Memory(shape=N, depth=cfg.colskip_depth, init=[])
-        m.submodules.colskip = sk
-        sk_wr = sk.write_port()
-        sk_rds = [sk.read_port() for _ in range(W)]
         SA = (cfg.colskip_depth - 1).bit_length()
-        m.d.comb += [sk_wr.addr.eq(self.i_skip_addr), sk_wr.data.eq(self.i_skip_data[:N]),
-                     sk_wr.en.eq(self.i_skip_we & (self.i_skip_addr < cfg.colskip_depth))]
+        in_table = self.i_skip_addr < cfg.colskip_depth * cfg.colskip_words
+        if cfg.colskip_words == 1:
+            sk = memory.Memory(shape=N, depth=cfg.colskip_depth, init=[])
+            sk_wr = sk.write_port()
+            m.d.comb += [sk_wr.addr.eq(self.i_skip_addr), sk_wr.data.eq(self.i_skip_data[:N]),
+                         sk_wr.en.eq(self.i_skip_we & in_table)]
+        else:
+            # above 16 PEs an entry is several 16-bit load words: a memory as wide as they
+            # are, written a word (a granule) at a time
+            G = cfg.colskip_words
+            GB = G.bit_length() - 1
+            sk = memory.Memory(shape=16 * G, depth=cfg.colskip_depth, init=[])
+            sk_wr = sk.write_port(granularity=16)
+            m.d.comb += [
+                sk_wr.addr.eq(self.i_skip_addr >> GB),
+                sk_wr.data.eq(Cat(*[self.i_skip_data] * G)),
+                sk_wr.en.eq(Cat(self.i_skip_we & in_table & (self.i_skip_addr[:GB] == g)
+                                for g in range(G))),
+            ]
+        m.submodules.colskip = sk
+        sk_rds = [sk.read_port() for _ in range(W)]
         sk_base = Signal(SA)        # the current layer's first table entry
         sk_next = Signal(SA + 1)    # the next layer's (this layer's base + in_features)
         # stage 1: the taken words while their table entries are read
         held = [Signal(bl, name=f"held{k}") for k in range(W)]
         held_valid = [Signal(name=f"held_valid{k}") for k in range(W)]
         # the PE mask of each held word (the end token goes to every PE)
-        held_to = [Mux(held[k].end, (1 << N) - 1, ~sk_rds[k].data) for k in range(W)]
+        held_to = [Mux(held[k].end, (1 << N) - 1, ~sk_rds[k].data[:N]) for k in range(W)]
         # stage 2: the words with their PE masks (in flip-flops with ``colskip_register``,
         # else stage 1 itself with the table's read data)
         if cfg.colskip_register:

@@ -29,8 +29,8 @@ from contract.config import AcceleratorConfig
 from contract.memmap import (ADDR_BITS, COLSKIP_MAX_PES, CONV_LIMITS, DESC_FIELDS, DESC_WORDS,
                              FLAG_CONV, FLAG_FMAP_BUF, FLAG_FMAP_IN, FLAG_LAST, FLAG_PTR2,
                              FLAG_RELU, HEADER_WORD, HEADER_WORDS, MEM_ID_BITS, SHARED_MEMORIES,
-                             colskip_mem, fmap_bank_words, is_pe_memory, mem_names, pointer_mem,
-                             shared_mem)
+                             colskip_mem, colskip_words, fmap_bank_words, is_pe_memory,
+                             mem_names, pointer_mem, shared_mem)
 from contract.widths import WIDTH_KEYS, WORD_BITS
 from sw.balance import BalanceError, METHODS, balance_model
 from sw.cli import command
@@ -171,8 +171,10 @@ def fmap_words(im, n_pes):
 
 
 def colskip_table(col_ptrs):
-    """Column skip table image (docs/FORMATS.md): per layer, per input column one word whose
-    bit ``p`` is set when PE ``p``'s share of the column is empty; layers back to back.
+    """Column skip table image (docs/FORMATS.md): per layer, per input column one entry whose
+    bit ``p`` is set when PE ``p``'s share of the column is empty; layers back to back. An entry
+    is ``colskip_words(N)`` 16-bit words (one up to 16 PEs), word ``w`` holding PEs
+    ``16w..16w+15``.
 
     ``col_ptrs[i][p]`` is PE ``p``'s column pointer array (``in + 1`` offsets, any unit) of
     layer ``i``. Needs at most :data:`COLSKIP_MAX_PES` PEs.
@@ -180,11 +182,14 @@ def colskip_table(col_ptrs):
     parts = []
     for ptrs in col_ptrs:
         if len(ptrs) > COLSKIP_MAX_PES:
-            raise PackError(f"the column skip table has 16 bits per column: {len(ptrs)} PEs")
-        words = np.zeros(len(ptrs[0]) - 1, dtype=np.int64)
+            raise PackError(f"the column skip table holds at most {COLSKIP_MAX_PES} PEs, "
+                            f"not {len(ptrs)}")
+        n_words = colskip_words(len(ptrs))
+        words = np.zeros((len(ptrs[0]) - 1, n_words), dtype=np.int64)
         for p, ptr in enumerate(ptrs):
-            words |= (np.diff(np.asarray(ptr, dtype=np.int64)) == 0).astype(np.int64) << p
-        parts.append(words)
+            empty = (np.diff(np.asarray(ptr, dtype=np.int64)) == 0).astype(np.int64)
+            words[:, p // 16] |= empty << (p % 16)
+        parts.append(words.reshape(-1))
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
@@ -348,7 +353,7 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
     if N <= COLSKIP_MAX_PES:
         images[colskip_mem(N)] = _u16(colskip_table([[pe.col_ptr for pe in e.pes]
                                                      for e in enc]))
-        caps[colskip_mem(N)] = limits.max_layers * limits.max_features
+        caps[colskip_mem(N)] = limits.max_layers * limits.max_features * colskip_words(N)
 
     manifest = _manifest(im, N, spec, limits, images, mem_names(N), caps, pe_cap, pe_usage,
                          streams, enc, codes, ptr_words, proof, rows_local)
@@ -697,7 +702,7 @@ def _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, stream
             | {"tables": shared_bytes},
             # the column skip table only speeds the broadcast up (it follows from the pointer
             # tables; a configuration without it runs the same images): not in total_bytes
-            "colskip_bits": N * int(len(images.get(colskip_mem(N), []))),
+            "colskip_bits": N * int(len(images.get(colskip_mem(N), []))) // colskip_words(N),
         },
     }
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from contract.memmap import (CONV_FIELDS, DESC_WORD, DESC_WORDS, FLAG_CONV, FLAG_FMAP_BUF,
                              FLAG_FMAP_IN, FLAG_LAST, FLAG_PTR2, FLAG_RELU, HEADER_WORDS,
-                             colskip_mem, pointer_mem, shared_mem)
+                             colskip_mem, colskip_words, pointer_mem, shared_mem)
 from sw.cli import EXIT_MISMATCH, EXIT_OK, command
 from sw.golden import IntModel, conv_patches, images_to_uint8, infer, load_mnist, max_pool2
 from sw.huffman import HuffmanError, table_decode, words_to_bits
@@ -208,12 +208,13 @@ def _skip_bits(packed, descs, d, p):
     table = packed.images.get(colskip_mem(N))
     if table is None:
         return np.zeros(d.in_features, dtype=bool)
-    base = sum(e.in_features for e in descs[:d.index])
-    entries = np.asarray(table, dtype=np.int64)[base:base + d.in_features]
-    if len(entries) != d.in_features:
+    n_words = colskip_words(N)
+    base = sum(e.in_features for e in descs[:d.index]) * n_words
+    words = np.asarray(table, dtype=np.int64)[base:base + d.in_features * n_words]
+    if len(words) != d.in_features * n_words:
         raise RefDecodeError(f"layer {d.index}: the column skip table ends at {len(table)} "
-                             f"entries, before the layer's columns")
-    return (entries >> p & 1).astype(bool)
+                             f"words, before the layer's columns")
+    return (words.reshape(-1, n_words)[:, p // 16] >> (p % 16) & 1).astype(bool)
 
 
 def _check_skip(packed, descs, d, p, ptr):

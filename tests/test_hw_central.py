@@ -26,6 +26,8 @@ CASES = {
     "n4_skip2_no_stalls": (4, 4, "64,48,10", 13, 1.0, 1.0, True, 2),
     "n3_k3_skip2_no_stalls": (3, 3, "50,20,10", 17, 1.0, 1.0, True, 2),
     "n8_k16_skip2": (8, 16, "70,50,10", 14, 0.7, 0.7, True, 2),
+    # above 16 PEs a skip table entry is two load words
+    "n20_k4_skip2": (20, 4, "60,45,10", 18, 0.7, 0.7, True, 2),
     # the two cases above with the skip table's read registered (the ULX3S profile): one more
     # cycle of latency
     "n4_k4_skip2_reg": (4, 4, "45,33,12", 16, 0.6, 0.5, True, 2, True),

@@ -138,6 +138,7 @@ def rtl_ring(cfg, n_words, *, p_push, p_pop, seed):
 
 
 @pytest.mark.parametrize("kw", [dict(n_pes=3), dict(n_pes=4, broadcast_width=1),
+                                dict(n_pes=2, fifo_depth=5),
                                 dict(n_pes=2, column_skip=False, fifo_depth=4),
                                 dict(n_pes=1, column_skip=False, fifo_depth=2)])
 def test_broadcast_ring(kw):

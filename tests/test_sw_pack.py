@@ -18,7 +18,7 @@ def small_model(seed=0, sizes=(40, 24, 10), density=0.3, **kw):
     return random_int_model(list(sizes), density=density, seed=seed, **kw)
 
 
-@pytest.mark.parametrize("n_pes", [1, 2, 3, 4])
+@pytest.mark.parametrize("n_pes", [1, 2, 3, 4, 20])
 def test_layout_addresses(n_pes):
     im = small_model(seed=n_pes)
     pk = pack(im, n_pes, "sim", limits=BIG)
@@ -26,7 +26,9 @@ def test_layout_addresses(n_pes):
     L = im.huff_max_len
     assert sorted(pk.images) == list(range(2 * N + 6))
     assert all(img.dtype == np.uint16 for img in pk.images.values())
-    skip = pk.images[2 * N + 5].astype(np.int64)        # the column skip table
+    # the column skip table: an entry per column, two 16-bit words above 16 PEs
+    n_words = 1 if N <= 16 else 2
+    skip = pk.images[2 * N + 5].astype(np.int64).reshape(-1, n_words)
     assert len(skip) == sum(l.in_features for l in im.layers)
     assert pk.manifest["totals"]["colskip_bits"] == N * len(skip)
     desc = pk.images[N + 4]
@@ -56,8 +58,8 @@ def test_layout_addresses(n_pes):
             assert rows_local == -(-(l.out_features - p) // N)
             ptr = pimg[ptr_base:ptr_base + l.in_features + 1].astype(np.int64)
             # bit p of the layer's skip entry j: PE p's column j is empty
-            skip_l = skip[sum(k.in_features for k in im.layers[:i]):][:l.in_features]
-            assert np.array_equal(skip_l >> p & 1, (np.diff(ptr) == 0).astype(np.int64))
+            skip_l = skip[sum(k.in_features for k in im.layers[:i]):][:l.in_features, p // 16]
+            assert np.array_equal(skip_l >> p % 16 & 1, (np.diff(ptr) == 0).astype(np.int64))
             # tables back to back from address 0; streams after the headers, layer after layer
             assert ptr_base == sum(k.in_features + 1 for k in im.layers[:i])
             assert stream_base == 4 * len(im.layers) + sum(

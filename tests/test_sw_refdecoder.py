@@ -39,7 +39,7 @@ def test_batch_equals_golden(n_pes, seed):
     assert (hidden == 255).any() and (hidden == 0).any()
 
 
-@pytest.mark.parametrize("n_pes", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("n_pes", [1, 2, 3, 4, 8, 20])
 def test_events_equal_golden(n_pes):
     im = random_int_model([90, 48, 10], density=0.2, seed=10 + n_pes)
     x = inputs(4, 90, n_pes)
@@ -53,6 +53,21 @@ def test_events_equal_golden(n_pes):
         # Symbols decoded per PE = the golden model's per-PE work (non-zeros + fillers).
         assert np.array_equal(work, cs.pe_work[i])
     assert infer_packed(pk, x[2]).shape == (10,)
+
+
+def test_skip_table_above_16_pes():
+    """Above 16 PEs a skip table entry is two words (PEs 16.. in the second): a table that
+    keeps PE 17's non-empty column from it is refused, and the right one decodes."""
+    im = random_int_model([90, 48, 10], density=0.2, seed=5)
+    pk = pack(im, 20, "sim", limits=BIG)
+    x = inputs(3, 90, 5)
+    assert np.array_equal(infer_packed(pk, x), infer(im, x).logits)
+    skip = pk.images[2 * 20 + 5]
+    assert len(skip) == 2 * (90 + 48)
+    j = next(j for j in range(90) if skip[2 * j + 1] & 2 == 0)      # layer 0, PE 17 has it
+    skip[2 * j + 1] |= np.uint16(2)
+    with pytest.raises(RefDecodeError, match=f"layer 0 PE 17: .*skips column {j}"):
+        infer_packed(pk, x)
 
 
 def test_long_gaps_small_gap_bits():

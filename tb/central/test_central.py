@@ -126,11 +126,16 @@ class TB:
                     mask = 0 if u < 0.3 else (1 << N) - 1 if u < 0.4 else \
                         sum(int(self.rng.random() < 0.5) << p for p in range(N))
                     masks.append(mask)
-                    d.i_skip_we.value = 1
-                    d.i_skip_addr.value = addr
-                    d.i_skip_data.value = mask | (self.rng.randrange(1 << 16) << N & 0xFFFF)
-                    addr += 1
-                    await FallingEdge(d.clk)
+                    # (garbage in the bits past PE N - 1; above 16 PEs an entry is
+                    # CFG.colskip_words words, PEs 16w..16w+15 in word w)
+                    word = mask | (self.rng.randrange(1 << 16) << N
+                                   & ((1 << 16 * CFG.colskip_words) - 1))
+                    for w in range(CFG.colskip_words):
+                        d.i_skip_we.value = 1
+                        d.i_skip_addr.value = addr
+                        d.i_skip_data.value = word >> (16 * w) & 0xFFFF
+                        addr += 1
+                        await FallingEdge(d.clk)
                 self.skip.append(masks)
             d.i_skip_we.value = 0
 
