@@ -73,8 +73,8 @@ class LayerSequencer(wiring.Component):
         The final logit is transferred this cycle (stops the counter).
     o_cycles : Out(32)
         Cycles from the first input transfer to the final logit transfer of the last completed
-        inference (``t_last - t_first``), from the cycle after that transfer until the next
-        inference's first input transfer (it counts during an inference).
+        inference (``t_last - t_first``), from the cycle after that transfer until the cycle
+        after the next inference's first input transfer (it counts during an inference).
     """
 
     def __init__(self, config):
@@ -218,12 +218,17 @@ class LayerSequencer(wiring.Component):
         # ---- cycle counter -----------------------------------------------------------------
         # The counter stops on the final logit and is ``o_cycles`` itself until the next
         # inference's first input restarts it (no second 32-bit register: 30 iCE40 logic cells).
+        # The first input's take (the central unit's hand-shake with every PE FIFO's room)
+        # restarts it a cycle late, from a register, with the cycle already gone counted: on
+        # the 16-PE ULX3S build that hand-shake ran on into the counter's 32 resets (47 MHz).
         counter = self.o_cycles
         counting = Signal()
+        first = Signal()
+        m.d.sync += first.eq(self.i_first & ~counting)
         with m.If(counting & ~self.i_last_logit):
             m.d.sync += counter.eq(counter + 1)
-        with m.If(self.i_first & ~counting):
-            m.d.sync += [counter.eq(1), counting.eq(1)]
+        with m.If(first & ~counting):
+            m.d.sync += [counter.eq(2), counting.eq(1)]
         with m.If(self.i_last_logit & counting):
             m.d.sync += counting.eq(0)
         return m
