@@ -25,9 +25,10 @@ BOARD = Board(
     # the simulation defaults with 4 input lanes (the 16-lane scan was the critical path at N = 4
     # and 8); the column skip table works up to 16 PEs (AcceleratorConfig.skip_columns); the
     # skip table's read is registered (its block RAM output was the 4-PE critical path at
-    # 49.35 MHz). 8 PEs by default: placed and routed at 54.24 MHz (44 % of the LUT4s, 71
-    # DP16KD); 16 PEs (hw.area.estimate_pes' answer) place at 87 % of the LUT4s but reach
-    # 41.82 MHz (the load path's fan-out into 16 PEs; `--pes 16 --freq 40`), docs/HARDWARE.md
+    # 49.35 MHz). 8 PEs by default: placed and routed at 55.72 MHz (41 % of the LUT4s, 71
+    # DP16KD); 16 PEs (hw.area.estimate_pes' answer) place at 81 % of the LUT4s but reach
+    # 47.12 MHz (the broadcast hand-shake with 16 FIFOs across the device; `--pes 16 --freq
+    # 40`), docs/HARDWARE.md
     profile=Profile(fifo_depth=8, input_lanes=4, requant_overlap=True, column_skip=True,
                     colskip_register=True, pointer_ports=2, stream_words=2),
     default_pes=8,
