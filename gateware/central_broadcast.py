@@ -142,11 +142,11 @@ class BroadcastRing(wiring.Component):
             return rp.data
         # two banks: slot s is entry s // 2 of bank s % 2. wptr's bank takes word 0, or word 1
         # when word 0 skips this PE; the other bank takes word 1 when both come.
+        first = Mux(w[0], word(0), word(1))             # the word for slot wptr
         heads = []
         for b, mem in enumerate(mems):
             wp = mem.write_port()
             at_wptr = wptr[0] if b else ~wptr[0]        # this bank holds slot wptr
-            first = Mux(w[0], word(0), word(1))
             m.d.comb += [
                 wp.addr.eq(Mux(at_wptr, wptr, pos[1]) >> 1),
                 wp.data.eq(Mux(at_wptr, first, word(1))),
