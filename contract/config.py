@@ -149,6 +149,9 @@ class AcceleratorConfig:
             raise ValueError(f"input_lanes must be 1..16, not {self.input_lanes}")
         if self.broadcast_width not in (1, 2):
             raise ValueError(f"broadcast_width must be 1 or 2, not {self.broadcast_width}")
+        if not self.bcast_width <= self.fifo_depth <= 255:
+            raise ValueError(f"fifo_depth must be {self.bcast_width}..255 (at least the words "
+                             f"broadcast per cycle), not {self.fifo_depth}")
         if isinstance(self.pointer_ports, bool) or self.pointer_ports not in (1, 2):
             raise ValueError(f"pointer_ports must be 1 or 2, not {self.pointer_ports!r}")
         if isinstance(self.stream_words, bool) or self.stream_words not in (1, 2):

@@ -250,7 +250,7 @@ class CentralUnit(wiring.Component):
                 sk.i_in_features.eq(layer.in_features),
                 *(sk.i_take[k].eq(takes[k]) for k in range(W)),
                 *(sk.i_take_data[k].eq(take_datas[k]) for k in range(W)),
-                *(sk.i_level[p].eq(ring.o_level[p]) for p in range(N)),
+                *(sk.i_room[p].eq(ring.o_room[p]) for p in range(N)),
                 can_take.eq(sk.o_can_take), held_busy.eq(sk.o_busy),
                 ring.i_push.eq(sk.o_push),
                 *(ring.i_push_data[k].eq(sk.o_push_data[k]) for k in range(W)),

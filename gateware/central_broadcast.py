@@ -46,6 +46,10 @@ class BroadcastRing(wiring.Component):
         through the ring's read multiplexer; ``ready`` pops.
     o_level : Out(range(fifo_depth + 1)).array(N)
         Words in each PE's FIFO (registers).
+    o_room : Out(bcast_width).array(N)
+        Per PE, bit ``j``: its FIFO has room for ``j + 1`` more words (``o_level <= depth - j -
+        1``). Registers, worked out from the next level, so that the writer's room check (the
+        broadcast hand-shake, on the 16-PE ULX3S build's critical path) has no adder in it.
     o_end_pop : Out(N)
         Bit ``p``: PE ``p`` pops an ``end`` word this cycle.
     """
@@ -60,6 +64,8 @@ class BroadcastRing(wiring.Component):
             "i_push_to": In(n).array(w),
             "o_act": Out(stream.Signature(bl)).array(n),
             "o_level": Out(range(d + 1)).array(n),
+            # (an empty FIFO has room for every word of a cycle: fifo_depth >= bcast_width)
+            "o_room": Out(w, init=(1 << w) - 1).array(n),
             "o_end_pop": Out(n),
         })
 
@@ -102,8 +108,20 @@ class BroadcastRing(wiring.Component):
             ]
             with m.If(pop):
                 m.d.sync += rptrs[p].eq(Mux(rptrs[p] == D - 1, 0, rptrs[p] + 1))
-            m.d.sync += levels[p].eq(levels[p] + sum(push & push_to[k][p] for k in range(W))
-                                     - pop)
+            pushed = [push & push_to[k][p] for k in range(W)]
+            m.d.sync += levels[p].eq(levels[p] + sum(pushed) - pop)
+            # room for j + 1 words after this cycle: the compares are made on this cycle's
+            # level for each count of words in (0 .. W), with and without a pop, and the late
+            # push and pop bits only select among them
+            for j in range(W):
+                def room_after(n):
+                    return Mux(pop, levels[p] + n - 1 <= D - 1 - j, levels[p] + n <= D - 1 - j)
+                if W == 1:
+                    room_next = Mux(pushed[0], room_after(1), room_after(0))
+                else:
+                    room_next = Mux(pushed[0] & pushed[1], room_after(2),
+                                    Mux(pushed[0] | pushed[1], room_after(1), room_after(0)))
+                m.d.sync += self.o_room[p][j].eq(room_next)
         m.d.comb += self.o_end_pop.eq(Cat(*end_pops))
         return m
 
@@ -194,8 +212,9 @@ class ColumnSkip(wiring.Component):
         To :class:`BroadcastRing`: the held words enter the FIFOs in ``o_push_to``, one cycle
         (two with ``colskip_register``) after they were taken at the earliest (later while a
         FIFO they go to is full).
-    i_level : In(range(fifo_depth + 1)).array(N)
-        The FIFOs' levels (:attr:`BroadcastRing.o_level`).
+    i_room : In(bcast_width).array(N)
+        Per FIFO, bit ``j``: it has room for ``j + 1`` more words (:attr:`BroadcastRing.o_room`,
+        registers).
     o_busy : Out(1)
         A word is held (nothing may follow the ``end`` token until it is pushed).
     i_start : In(1)
@@ -221,7 +240,7 @@ class ColumnSkip(wiring.Component):
             "o_push": Out(1),
             "o_push_data": Out(bl).array(w),
             "o_push_to": Out(n).array(w),
-            "i_level": In(range(d + 1)).array(n),
+            "i_room": In(w).array(n),
             "o_busy": Out(1),
             "i_start": In(1),
             "i_layer_index": In(layer_index_bits),
@@ -237,7 +256,7 @@ class ColumnSkip(wiring.Component):
         N, D, W = cfg.n_pes, cfg.fifo_depth, cfg.bcast_width
         bl = broadcast_layout(cfg)
         takes, take_datas, take = self.i_take, self.i_take_data, self.i_take[0]
-        push, push_to, levels = self.o_push, self.o_push_to, self.i_level
+        push, push_to, rooms = self.o_push, self.o_push_to, self.i_room
         SA = (cfg.colskip_depth - 1).bit_length()
         in_table = self.i_skip_addr < cfg.colskip_depth * cfg.colskip_words
         if cfg.colskip_words == 1:
@@ -282,13 +301,20 @@ class ColumnSkip(wiring.Component):
         for k in range(W):
             m.d.comb += [
                 sk_rds[k].addr.eq(sk_base + take_datas[k].col[:SA]),
-                sk_rds[k].en.eq(take),
+                # (read whenever stage 1 can take a word, taken or not: it is then empty or
+                # moves on, so its entry is no longer needed; `take` itself comes through the
+                # word sources, after `o_can_take`)
+                sk_rds[k].en.eq(self.o_can_take),
                 push_to[k].eq(Mux(ready_valid[k], ready_to[k], 0)),
                 self.o_push_data[k].eq(ready[k]),
             ]
         for p in range(N):
-            n_words = sum(push_to[k][p] for k in range(W))
-            m.d.comb += fits[p].eq(levels[p] + n_words <= D)
+            # room for the words PE p gets from stage 2: none, one (either) or both
+            if W == 1:
+                m.d.comb += fits[p].eq(~push_to[0][p] | rooms[p][0])
+            else:
+                a, b = push_to[0][p], push_to[1][p]
+                m.d.comb += fits[p].eq(Mux(a & b, rooms[p][1], ~(a | b) | rooms[p][0]))
         m.d.comb += [
             push.eq(ready_valid[0] & fits.all()),
             stage2_free.eq(~ready_valid[0] | push),
@@ -298,11 +324,10 @@ class ColumnSkip(wiring.Component):
         # (without the register stage 2 is stage 1, so this is ``stage2_free``)
         m.d.comb += self.o_can_take.eq(~held_valid[0] | stage2_free)
         for k in range(W):
-            # (the table's read data holds while stage 1 waits: it is read only on a take)
-            with m.If(take):
+            # (the table's read data holds while stage 1 waits: it is read only while stage 1
+            # can take)
+            with m.If(self.o_can_take):
                 m.d.sync += [held[k].eq(take_datas[k]), held_valid[k].eq(takes[k])]
-            with m.Elif(move):
-                m.d.sync += held_valid[k].eq(0)
             if cfg.colskip_register:
                 with m.If(move):
                     m.d.sync += [ready[k].eq(held[k]), ready_valid[k].eq(held_valid[k]),

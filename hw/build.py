@@ -50,6 +50,8 @@ __all__ = ["BuildError", "BuildReport", "select_tools", "parse_nextpnr_log", "pa
 #: The project's timing target (docs: SPEC). Builds fail only below the design clock itself;
 #: below this target they succeed with a warning in the report.
 TARGET_FMAX_MHZ = 24.0
+#: nextpnr routers ``--router`` picks from (every family's nextpnr has both)
+ROUTERS = ("router1", "router2")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -266,13 +268,14 @@ def memory_depth_for(model_path, config, board):
 
 def build(board="icebreaker", *, model=None, n_pes=None, out=None, freq_mhz=None,
           program=False, mock=False, min_fmax=None, core_args=None, synth_only=False,
-          seed=None):
+          seed=None, router=None):
     """Run the whole flow; returns a :class:`BuildReport`.
 
     ``synth_only``: stop after yosys (the same script the bitstream build runs) and report its
     cells against the device (``logic``, ``bram``, ``dsp``: an estimate in minutes where place
     and route takes tens of minutes; packing adds some logic). ``seed``: nextpnr's placement
-    seed (default: the board's ``pnr_seed``).
+    seed (default: the board's ``pnr_seed``). ``router``: nextpnr's router (``"router1"`` or
+    ``"router2"``; default: nextpnr's own, router1).
 
     Raises
     ------
@@ -325,6 +328,10 @@ def build(board="icebreaker", *, model=None, n_pes=None, out=None, freq_mhz=None
         seed = spec.pnr_seed if seed is None else seed
         if seed is not None:
             options["nextpnr_opts"] = f"{options['nextpnr_opts']} --seed {seed}"
+        if router is not None:
+            if router not in ROUTERS:
+                raise BuildError(f"unknown router {router!r}: one of {', '.join(ROUTERS)}")
+            options["nextpnr_opts"] = f"{options['nextpnr_opts']} --router {router}"
         t0 = time.monotonic()
         if synth_only:
             plan = platform.build(top, name="top", build_dir=str(out / "gateware"),
@@ -502,6 +509,9 @@ def build_parser():
                          "place and route of the larger boards takes tens of minutes)")
     ap.add_argument("--seed", type=int, default=None,
                     help="nextpnr placement seed (default: the board file's pnr_seed)")
+    ap.add_argument("--router", choices=ROUTERS, default=None,
+                    help="nextpnr's router (default: router1). router2 routed the 16-PE ULX3S "
+                         "build where router1 stalled in congestion")
     ap.add_argument("--mock-accelerator", action="store_true",
                     help="UART/protocol path with the test stand-in accelerator (runs from the "
                          "board oscillator unless --freq is given)")
@@ -521,7 +531,7 @@ def main(argv=None):
         report = build(args.board, model=model, n_pes=n_pes, out=out, freq_mhz=args.freq,
                        program=args.program, mock=args.mock_accelerator,
                        min_fmax=args.min_fmax, synth_only=args.synth_only,
-                       seed=args.seed)
+                       seed=args.seed, router=args.router)
     except BuildError:
         report_txt = Path(out) / "report.txt"
         if report_txt.exists():

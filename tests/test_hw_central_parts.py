@@ -110,6 +110,9 @@ def rtl_ring(cfg, n_words, *, p_push, p_pop, seed):
                      for _ in range(n)]
             room = all(ctx.get(dut.o_level[p]) + sum(mk >> p & 1 for mk in masks) <= D
                        for p in range(N))
+            for p in range(N):          # o_room (registers) agrees with the level
+                level = ctx.get(dut.o_level[p])
+                assert ctx.get(dut.o_room[p]) == sum((level + j + 1 <= D) << j for j in range(W))
             push = sent < n_words and room and rng.random() < p_push
             ctx.set(dut.i_push, push)
             for k in range(W):
