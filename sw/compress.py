@@ -49,7 +49,8 @@ from sw.modelfile import (CompressedModel, LayerRecord, ModelFormatError,  # noq
 from sw.nn import ARCHS, MaxPool2, ReLU, build_model  # noqa: E402
 from sw.onnx_import import fold_input_scale, import_onnx  # noqa: E402
 from sw.pack import PackError, PackLimits, pack, sized_limits  # noqa: E402
-from sw.prune import format_sensitivity, iterative_prune, sensitivity  # noqa: E402
+from sw.prune import (drop_dead_neurons, format_sensitivity, iterative_prune,  # noqa: E402
+                      sensitivity)
 from sw.quantize import (CentroidSGD, INIT_METHODS, QuantizeError,  # noqa: E402
                          limit_joint_symbols_all,
                          quantize_model)
@@ -629,6 +630,12 @@ def run(args, log=print):
     prune_hist, sens_md = prune_stage(args, model, data, log, metrics)
     books = quantize_stage(args, model, data, log, metrics)
     cm = calibrate_stage(args, to_compressed_model(model, books, metrics), data, log, metrics)
+    cm, dead = drop_dead_neurons(cm)
+    if dead:
+        # (the accelerator would broadcast their bias-only outputs to every PE)
+        log("dead neurons dropped (no weight of the next layer reads them): "
+            + ", ".join(f"{name} {n}" for name, n in dead.items()))
+        metrics["dead_neurons"] = dead
 
     stem = args.name or args.model
     out = None if args.out is None else Path(args.out)

@@ -9,14 +9,14 @@ the run can be reproduced with fixed qualities via :func:`prune_layer`).
 :func:`sensitivity` measures the error when a single layer is pruned to each of a list of ratios
 (no retraining), the paper's per-layer sensitivity analysis.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from sw.train import TrainConfig, train
 
 __all__ = ["PruneError", "PruneStep", "prune_layer", "quality_for_density", "iterative_prune",
-           "sensitivity", "density_schedule", "format_sensitivity"]
+           "sensitivity", "density_schedule", "format_sensitivity", "drop_dead_neurons"]
 
 
 class PruneError(ValueError):
@@ -201,3 +201,47 @@ def format_sensitivity(sens):
     rows = [f"| {n} | " + " | ".join(f"{100 * e:.2f}%" for e in errs) + " |"
             for n, errs in sens["layers"].items()]
     return "\n".join([f"Baseline error {100 * sens['baseline']:.2f}%.", "", head, sep] + rows)
+
+
+def drop_dead_neurons(model):
+    """Remove the dead hidden neurons of a compressed model: those no weight reads.
+
+    Pruning can leave a hidden neuron whose column in the next fully connected layer is
+    empty: nothing uses its output, yet its bias keeps it non-zero after the ReLU, so the
+    accelerator broadcasts it to every PE (and its PE computes it). Its row (weights and
+    bias, float and integer) is cleared: its output is then 0 and is never broadcast. The
+    logits do not change, bit for bit (the dropped output was only ever multiplied by pruned
+    weights, exact zeros in both the float and the integer model). Layers are visited from the
+    classifier backwards, so a neuron that only fed dropped neurons goes too. Only an fc layer
+    followed by an fc layer is looked at (a conv layer's map is pooled on its way out).
+
+    Parameters
+    ----------
+    model : sw.modelfile.CompressedModel
+
+    Returns
+    -------
+    (CompressedModel, dict)
+        A copy with the dead rows cleared (the input is not modified) and, per layer name, the
+        number of neurons dropped (layers with none are left out).
+    """
+    layers = [replace(l, index=l.index.copy(), bias=l.bias.copy(),
+                      bias_q=None if l.bias_q is None else l.bias_q.copy())
+              for l in model.layers]
+    dropped = {}
+    for layer, nxt in reversed(list(zip(layers, layers[1:]))):
+        if layer.kind != "fc" or nxt.kind != "fc" or nxt.index.shape[1] != layer.index.shape[0]:
+            continue
+        dead = ~(nxt.index != 0).any(axis=0)
+        alive_before = (layer.index[dead] != 0).any(axis=1) | (layer.bias[dead] != 0)
+        if layer.bias_q is not None:
+            alive_before |= layer.bias_q[dead] != 0
+        n = int(alive_before.sum())
+        if n == 0:
+            continue
+        layer.index[dead] = 0
+        layer.bias[dead] = 0
+        if layer.bias_q is not None:
+            layer.bias_q[dead] = 0
+        dropped[layer.name] = n
+    return replace(model, layers=layers, metrics=dict(model.metrics)), dropped

@@ -94,3 +94,73 @@ def test_sensitivity_restores_parameters(data):
     assert "| ip2 |" in md and "99% pruned" in md
     with pytest.raises(PruneError):
         sensitivity(m, te.images, te.labels, ratios=(1.0,))
+
+
+# ---- dead neurons ----------------------------------------------------------------------------
+
+def _dead_case(seed):
+    """A random 3-layer integer model whose classifier reads few hidden neurons, as a model
+    file, and random inputs."""
+    from sw.golden import random_int_model
+    im = random_int_model([60, 40, 30, 10], density=0.08, seed=seed)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, size=(50, 60))
+    x[x < 120] = 0
+    return im.to_model(), x
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_drop_dead_neurons_keeps_every_logit(seed):
+    """The integer model with the dead neurons dropped gives the same logits on every input,
+    its hidden layers have no non-zero output that no weight reads, and a second pass drops
+    nothing (the input model is unchanged)."""
+    from sw.golden import IntModel, infer
+    from sw.prune import drop_dead_neurons
+    cm, x = _dead_case(seed)
+    before = [l.index.copy() for l in cm.layers]
+    out, dropped = drop_dead_neurons(cm)
+    assert dropped                              # the case has dead neurons at all
+    assert all(np.array_equal(b, l.index) for b, l in zip(before, cm.layers))
+    ref = infer(IntModel.from_model(cm), x, trace="inputs")
+    got = infer(IntModel.from_model(out), x, trace="inputs")
+    assert np.array_equal(ref.logits, got.logits)
+    for l, nxt_in in zip(out.layers[1:], got.inputs[1:]):
+        unread = ~(l.index != 0).any(axis=0)
+        assert not nxt_in[:, unread].any()      # a dead neuron's output is 0
+    ref_unread = sum(int(a[:, ~(l.index != 0).any(axis=0)].astype(bool).sum())
+                     for l, a in zip(cm.layers[1:], ref.inputs[1:]))
+    assert ref_unread > 0                       # ... and was not before
+    assert drop_dead_neurons(out)[1] == {}
+
+
+def test_drop_dead_neurons_counts_and_clears_the_rows():
+    """A neuron that only fed a dead neuron is dead too (the pass runs backwards); the rows'
+    weights and biases (float and integer) are cleared, the live rows are untouched."""
+    from sw.prune import drop_dead_neurons
+    cm, _ = _dead_case(4)
+    l1, l2, l3 = cm.layers
+    l3.index[:, 5] = 0                          # neuron 5 of l2 is dead ...
+    l2.index[5, :] = 0
+    l2.index[:, 7] = 0
+    l2.index[5, 7] = 1                          # ... and is the only reader of neuron 7 of l1
+    l1.bias[7] = l1.bias_q[7] = 3
+    l2.bias[5] = l2.bias_q[5] = 3
+    out, dropped = drop_dead_neurons(cm)
+    o1, o2, o3 = out.layers
+    assert not o2.index[5].any() and o2.bias[5] == 0 and o2.bias_q[5] == 0
+    assert not o1.index[7].any() and o1.bias[7] == 0 and o1.bias_q[7] == 0
+    assert np.array_equal(o3.index, l3.index)
+    live2 = (l3.index != 0).any(axis=0)
+    assert np.array_equal(o2.index[live2], l2.index[live2])
+    assert dropped[l2.name] == int((~live2 & ((l2.index != 0).any(axis=1)
+                                              | (l2.bias != 0))).sum())
+    assert dropped[l1.name] >= 1
+
+
+def test_committed_mlp1024_has_no_dead_neurons():
+    """models/mlp1024.npz was written with its dead neurons dropped (sw.compress does it)."""
+    from pathlib import Path
+    from sw.modelfile import load_model
+    from sw.prune import drop_dead_neurons
+    path = Path(__file__).resolve().parent.parent / "models" / "mlp1024.npz"
+    assert drop_dead_neurons(load_model(path))[1] == {}
