@@ -31,6 +31,7 @@ from contract.widths import WORD_BITS
 from sw.cli import command
 from sw.huffman import HuffmanCode
 from sw.modelfile import load_model, save_model
+from sw.prune import drop_dead_neurons
 from sw.sparse import encode_columns, split_symbol
 
 __all__ = ["ReportError", "CODINGS", "layer_storage", "model_storage", "paper_table",
@@ -366,13 +367,27 @@ def write_report(rep, out_dir, stem):
 RUN_FIELDS = ("prune_history", "sensitivity_md", "command", "seconds", "plot_note")
 
 
-def refresh(path, n_pes=4):
+def refresh(path, n_pes=4, drop_dead=False):
     """Recount the sizes of the model file ``path`` with the current layout (e.g. after the
     descriptor grew) and rewrite its size metrics, ``STEM_report.md`` and ``STEM_report.json``
     beside it (the training run's fields of an existing report are kept). Returns the new
-    report."""
+    report.
+
+    ``drop_dead``: first clear the model's dead hidden neurons (:func:`sw.prune.
+    drop_dead_neurons`, as ``sw.compress`` does since it has it; the logits do not change),
+    recording them in the ``dead_neurons`` metric and the layers' kept fraction in ``density``.
+    """
     path = Path(path)
     model = load_model(path)
+    if drop_dead:
+        model, dead = drop_dead_neurons(model)
+        if dead:
+            counts = dict(model.metrics.get("dead_neurons", {}))
+            for name, n in dead.items():
+                counts[name] = counts.get(name, 0) + n
+            model.metrics["dead_neurons"] = counts
+            model.metrics["density"] = {l.name: float((l.index != 0).mean())
+                                        for l in model.layers}
     stem = path.name[:-len(".npz")] if path.name.endswith(".npz") else path.stem
     old = path.parent / f"{stem}_report.json"
     extra = {}
@@ -400,6 +415,9 @@ def build_parser():
     ap.add_argument("--pes", type=int, default=4, help="PE count of the hardware accounting")
     ap.add_argument("--write", action="store_true",
                     help="also rewrite the model's size metrics and its STEM_report.md/.json")
+    ap.add_argument("--drop-dead", action="store_true",
+                    help="with --write: first clear the hidden neurons no weight reads "
+                         "(sw.prune.drop_dead_neurons; the logits do not change)")
     return ap
 
 
@@ -409,8 +427,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.pes < 1:
         raise ReportError(f"--pes must be >= 1, not {args.pes}")
+    if args.drop_dead and not args.write:
+        raise ReportError("--drop-dead rewrites the model: give --write too")
     if args.write:
-        st = refresh(args.model, args.pes)["storage"]
+        st = refresh(args.model, args.pes, drop_dead=args.drop_dead)["storage"]
     else:
         model = load_model(args.model)
         st = build_report(model, n_pes=args.pes)["storage"]

@@ -125,3 +125,28 @@ def test_report_command_refreshes_sizes(tmp_path, capsys):
     assert rep["command"] == "python -m sw.compress X" and rep["metrics"] == m.metrics
     assert (tmp_path / "m_report.md").exists()
     assert main([str(tmp_path / "m.npz"), "--pes", "0"]) == 1
+
+
+def test_report_command_drops_dead_neurons(tmp_path, capsys):
+    """python -m sw.report --write --drop-dead clears the dead hidden neurons, records them and
+    the kept fractions, and the logits stay the same; --drop-dead alone is refused."""
+    from sw.golden import IntModel, infer, random_int_model
+    from sw.modelfile import load_model, save_model
+    from sw.report import main
+    cm = random_int_model([50, 30, 20, 10], density=0.08, seed=5).to_model()
+    save_model(tmp_path / "m.npz", cm)
+    assert main([str(tmp_path / "m.npz"), "--drop-dead"]) == 1
+    assert "give --write too" in capsys.readouterr().err
+    assert main([str(tmp_path / "m.npz"), "--write", "--drop-dead"]) == 0
+    m = load_model(tmp_path / "m.npz")
+    dead = m.metrics["dead_neurons"]
+    assert dead and all(n > 0 for n in dead.values())
+    assert m.metrics["density"] == {l.name: float((l.index != 0).mean()) for l in m.layers}
+    for l, nxt in zip(m.layers, m.layers[1:]):
+        unread = ~(nxt.index != 0).any(axis=0)
+        assert not l.index[unread].any() and not l.bias_q[unread].any()
+    x = np.random.default_rng(1).integers(0, 256, size=(40, 50))
+    assert np.array_equal(infer(IntModel.from_model(cm), x, trace=False).logits,
+                          infer(IntModel.from_model(m), x, trace=False).logits)
+    assert main([str(tmp_path / "m.npz"), "--write", "--drop-dead"]) == 0
+    assert load_model(tmp_path / "m.npz").metrics["dead_neurons"] == dead   # nothing more
