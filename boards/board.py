@@ -33,6 +33,8 @@ class Profile:
         The central unit's column skip table (used with up to 64 PEs).
     colskip_register : bool
         The skip table's read data is registered (+1 cycle a layer, for fmax).
+    output_register : bool
+        A two-entry FIFO behind each PE's output (+1 cycle a layer, for fmax).
     pointer_ports : int
         Read ports of each PE's pointer memory (1 or 2).
     stream_words : int
@@ -45,6 +47,7 @@ class Profile:
     requant_overlap: bool = _DEFAULT.requant_overlap
     column_skip: bool = _DEFAULT.column_skip
     colskip_register: bool = _DEFAULT.colskip_register
+    output_register: bool = _DEFAULT.output_register
     pointer_ports: int = _DEFAULT.pointer_ports
     stream_words: int = _DEFAULT.stream_words
     segment_queue_depth: int = _DEFAULT.segment_queue_depth

@@ -30,7 +30,8 @@ BOARD = Board(
     # 47.12 MHz (the broadcast hand-shake with 16 FIFOs across the device; `--pes 16 --freq
     # 40`), docs/HARDWARE.md
     profile=Profile(fifo_depth=8, input_lanes=4, requant_overlap=True, column_skip=True,
-                    colskip_register=True, pointer_ports=2, stream_words=2),
+                    colskip_register=True, output_register=True, pointer_ports=2,
+                    stream_words=2),
     default_pes=8,
     # the bitstream into the flash too (-f), so the board starts with the model at power-up
     programmer=Programmer(board="ulx3s", flash=True),

@@ -65,6 +65,12 @@ class AcceleratorConfig:
         more cycle of latency per broadcast word (about one cycle a layer: a full pipeline
         still takes a word every cycle). The ECP5's block RAM clock-to-out (5.8 ns) otherwise
         sits on the ULX3S build's critical path; ``False`` (the default) keeps the cycle.
+    output_register : bool
+        A two-entry FIFO between each PE's output and the collector, so that the collector's
+        hand-shake (in the last layer the in-order logit turn over all N PEs and the logit
+        count) reaches the PE's requantizer and its accumulator read from a register: the
+        16-PE ULX3S build's critical path without it. One more cycle at each layer's tail;
+        ``False`` (the default) keeps it.
     broadcast_width : int
         Activations the central unit hands to the PE FIFOs per cycle, 1 or 2. Two need the
         column skip table (``skip_columns``; else one is used): a FIFO then takes up to two
@@ -129,6 +135,7 @@ class AcceleratorConfig:
     requant_overlap: bool = True
     column_skip: bool = True
     colskip_register: bool = False
+    output_register: bool = False
     broadcast_width: int = 2
     pointer_ports: int = 2
     early_start: bool = True

@@ -12,7 +12,7 @@
 See docs/ARCHITECTURE.md section 5 and docs/HARDWARE.md.
 """
 from amaranth import Module, Signal, Cat, Mux
-from amaranth.lib import wiring, data
+from amaranth.lib import wiring, data, fifo
 
 from contract.memmap import DESC_WORDS
 
@@ -161,7 +161,10 @@ class Accelerator(wiring.Component):
         wiring.connect(m, cu.o_logit, wiring.flipped(self.o_logit))
         for p, pe in enumerate(pes):
             wiring.connect(m, cu.o_act[p], pe.i_act)
-            wiring.connect(m, pe.o_out, cu.i_out[p])
+            if cfg.output_register:
+                self._output_fifo(m, p, pe.o_out, cu.i_out[p])
+            else:
+                wiring.connect(m, pe.o_out, cu.i_out[p])
 
         # ---- status ------------------------------------------------------------------------
         m.d.comb += [
@@ -179,3 +182,17 @@ class Accelerator(wiring.Component):
             self.o_error.load.eq(err_load),
         ]
         return m
+
+    @staticmethod
+    def _output_fifo(m, p, out, collect_in):
+        """PE ``p``'s output into the collector through a two-entry FIFO
+        (``config.output_register``): its ``w_rdy`` and ``r_rdy`` come from the FIFO's level
+        register, so neither side's hand-shake passes through the other's logic, and a full
+        pipeline still moves a row a cycle."""
+        q = fifo.SyncFIFO(width=len(out.payload.as_value()), depth=2)
+        m.submodules[f"out_fifo{p}"] = q
+        m.d.comb += [
+            q.w_data.eq(out.payload), q.w_en.eq(out.valid), out.ready.eq(q.w_rdy),
+            collect_in.payload.eq(q.r_data), collect_in.valid.eq(q.r_rdy),
+            q.r_en.eq(collect_in.ready),
+        ]

@@ -77,7 +77,7 @@ def board_features(board, **given):
 def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=None,
               balance=True, input_lanes=None, requant_overlap=None, column_skip=None,
               pointer_ports=None, stream_words=None, early_start=None, segment_queue_depth=None,
-              colskip_register=None):
+              colskip_register=None, output_register=None):
     """Simulate every PE count; returns a list of result dicts (one per PE count).
 
     ``balance``: renumber hidden neurons per PE count as ``sw.pack --balance`` does for the board
@@ -98,7 +98,7 @@ def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=N
             raise BenchError(str(e)) from None
         cfg = bench_config(int_model, n, fifo_depth, input_lanes, requant_overlap,
                            column_skip, pointer_ports, stream_words, early_start,
-                           segment_queue_depth, colskip_register)
+                           segment_queue_depth, colskip_register, output_register)
         row = {"n_pes": n, "images": int(len(y)), "max_rows_per_pe": cfg.max_rows_per_pe,
                "symbol_depth": cfg.symbol_depth, "balance": info["method"]}
         try:

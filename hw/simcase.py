@@ -43,7 +43,7 @@ CONV_FIFO_DEPTH = 16
 
 def bench_config(int_model, n_pes, fifo_depth=None, input_lanes=None, requant_overlap=None,
                  column_skip=None, pointer_ports=None, stream_words=None, early_start=None,
-                 segment_queue_depth=None, colskip_register=None):
+                 segment_queue_depth=None, colskip_register=None, output_register=None):
     """``AcceleratorConfig(n_pes)`` built for ``int_model`` as it is packed (already balanced
     if it is to be): the model's widths (``idx_bits``, ``gap_bits``... ``sw.pack.WIDTH_KEYS``),
     accumulator rows and symbol table grown (powers of two) when the model needs more than the
@@ -56,7 +56,8 @@ def bench_config(int_model, n_pes, fifo_depth=None, input_lanes=None, requant_ov
     given = dict(fifo_depth=fifo_depth or None, input_lanes=input_lanes or None,
                  requant_overlap=requant_overlap, column_skip=column_skip,
                  pointer_ports=pointer_ports, stream_words=stream_words, early_start=early_start,
-                 segment_queue_depth=segment_queue_depth, colskip_register=colskip_register)
+                 segment_queue_depth=segment_queue_depth, colskip_register=colskip_register,
+                 output_register=output_register)
     base = AcceleratorConfig(n_pes=n_pes, **{k: v for k, v in given.items() if v is not None})
     return sized_config(int_model, base, balance=False)
 
