@@ -242,6 +242,11 @@ class AcceleratorConfig:
         return memmap.colskip_words(self.n_pes)
 
     @property
+    def colskip_table_words(self):
+        """Load words of the whole column skip table (``memmap.colskip_table_words``)."""
+        return memmap.colskip_table_words(self.n_pes, self.max_layers, self.max_features)
+
+    @property
     def conv(self):
         """The gateware runs conv layers (it has feature-map buffers: ``fmap_depth > 0``)."""
         return self.fmap_depth > 0

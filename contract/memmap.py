@@ -16,7 +16,7 @@ mem                       name              contents
 """
 
 __all__ = ["MEM_ID_BITS", "ADDR_BITS", "SHARED_MEMORIES", "shared_mem", "pointer_mem",
-           "colskip_mem", "colskip_words", "n_mem_ids", "mem_names", "is_pe_memory",
+           "colskip_mem", "colskip_words", "colskip_table_words", "n_mem_ids", "mem_names", "is_pe_memory",
            "COLSKIP_MAX_PES",
            "DESC_FIELDS", "DESC_WORDS", "DESC_WORD", "DESC_FLAGS", "FLAG_RELU", "FLAG_LAST",
            "FLAG_PTR2", "FLAG_CONV", "FLAG_FMAP_IN", "FLAG_FMAP_BUF", "CONV_FIELDS",
@@ -44,6 +44,13 @@ def colskip_words(n_pes):
     while 16 * words < n_pes:
         words *= 2
     return words
+
+
+def colskip_table_words(n_pes, max_layers, max_features):
+    """Load words of the whole column skip table: an entry per layer and input column
+    (``max_layers * max_features``), :func:`colskip_words` words each; addresses at or past it
+    are outside the table."""
+    return max_layers * max_features * colskip_words(n_pes)
 
 
 def shared_mem(n_pes, name):

@@ -139,7 +139,7 @@ class Accelerator(wiring.Component):
         with m.If(ld_fire & ((ld_in.mem >= cfg.n_mem_ids)
                              | ((ld_in.mem == cfg.mem_layers) & (ld_in.addr >= layers_depth))
                              | ((ld_in.mem == cfg.mem_colskip)
-                                & (ld_in.addr >= cfg.colskip_depth * cfg.colskip_words)))):
+                                & (ld_in.addr >= cfg.colskip_table_words)))):
             m.d.sync += err_load.eq(1)
 
         # ---- layer control -----------------------------------------------------------------

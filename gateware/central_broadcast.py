@@ -258,7 +258,7 @@ class ColumnSkip(wiring.Component):
         takes, take_datas, take = self.i_take, self.i_take_data, self.i_take[0]
         push, push_to, rooms = self.o_push, self.o_push_to, self.i_room
         SA = (cfg.colskip_depth - 1).bit_length()
-        in_table = self.i_skip_addr < cfg.colskip_depth * cfg.colskip_words
+        in_table = self.i_skip_addr < cfg.colskip_table_words
         if cfg.colskip_words == 1:
             sk = memory.Memory(shape=N, depth=cfg.colskip_depth, init=[])
             sk_wr = sk.write_port()

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from boards import BOARDS, board_by_id, get_board
-from contract.memmap import colskip_mem, colskip_words, pointer_mem, shared_mem
+from contract.memmap import colskip_mem, colskip_table_words, pointer_mem, shared_mem
 from contract.protocol import (ERROR_NAMES, FLASH_OFFSET, FLASH_STATES, PROTOCOL_VERSION, SOF,
                                STATUS_FIELDS, STATUS_FLAGS, STATUS_LENGTH, Cmd, Err, Resp, crc16,
                                encode_frame)
@@ -475,7 +475,7 @@ def check_fit(status, int_model, packed):
                             f"> {status.pe_mem_depth}")
         if mem == shared_mem(n, "huff_symbols") and len(image) > status.symbol_depth:
             problems.append(f"{len(image)} Huffman symbols > {status.symbol_depth}")
-        skip_cap = status.max_layers * status.max_features * colskip_words(n)
+        skip_cap = colskip_table_words(n, status.max_layers, status.max_features)
         if mem == colskip_mem(n) and len(image) > skip_cap:
             problems.append(f"column skip table of {len(image)} words > {skip_cap}")
         if mem > colskip_mem(n):

@@ -29,7 +29,8 @@ from contract.config import AcceleratorConfig
 from contract.memmap import (ADDR_BITS, COLSKIP_MAX_PES, CONV_LIMITS, DESC_FIELDS, DESC_WORDS,
                              FLAG_CONV, FLAG_FMAP_BUF, FLAG_FMAP_IN, FLAG_LAST, FLAG_PTR2,
                              FLAG_RELU, HEADER_WORD, HEADER_WORDS, MEM_ID_BITS, SHARED_MEMORIES,
-                             colskip_mem, colskip_words, fmap_bank_words, is_pe_memory,
+                             colskip_mem, colskip_table_words, colskip_words,
+                             fmap_bank_words, is_pe_memory,
                              mem_names, pointer_mem, shared_mem)
 from contract.widths import WIDTH_KEYS, WORD_BITS
 from sw.balance import BalanceError, METHODS, balance_model
@@ -353,7 +354,7 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
     if N <= COLSKIP_MAX_PES:
         images[colskip_mem(N)] = _u16(colskip_table([[pe.col_ptr for pe in e.pes]
                                                      for e in enc]))
-        caps[colskip_mem(N)] = limits.max_layers * limits.max_features * colskip_words(N)
+        caps[colskip_mem(N)] = colskip_table_words(N, limits.max_layers, limits.max_features)
 
     manifest = _manifest(im, N, spec, limits, images, mem_names(N), caps, pe_cap, pe_usage,
                          streams, enc, codes, ptr_words, proof, rows_local)
