@@ -69,8 +69,10 @@ class AcceleratorConfig:
         A two-entry FIFO between each PE's output and the collector, so that the collector's
         hand-shake (in the last layer the in-order logit turn over all N PEs and the logit
         count) reaches the PE's requantizer and its accumulator read from a register: the
-        16-PE ULX3S build's critical path without it. One more cycle at each layer's tail;
-        ``False`` (the default) keeps it.
+        16-PE ULX3S build's critical path without it. The collector's running argmax then
+        also works on a registered copy of each logit, a cycle behind (the N-way logit select
+        and the signed compare were the next critical path). One more cycle at each layer's
+        tail; ``False`` (the default) keeps it.
     broadcast_width : int
         Activations the central unit hands to the PE FIFOs per cycle, 1 or 2. Two need the
         column skip table (``skip_columns``; else one is used): a FIFO then takes up to two

@@ -49,7 +49,8 @@ class Collector(wiring.Component):
         Payload and valid come straight from the selected PE's output (no register).
     o_argmax : Out(8)
         Index of the largest logit of the last completed inference (lowest index on ties);
-        updated with the transfer of the final logit.
+        updated with the transfer of the final logit (a cycle later with
+        ``config.output_register``; either way before ``o_done``).
     i_begin : In(1)
         The collect of a layer begins (``i_last``, ``i_out_features`` are sampled).
     i_last, i_out_features : In(1), In(out_features_bits)
@@ -198,13 +199,29 @@ class Collector(wiring.Component):
             m.d.comb += grant.eq((self.o_logit.ready & sel_valid) << sel)
         max_val = Signal(ACC)
         best_idx = Signal(8)
-        with m.If(self.o_logit.valid & self.o_logit.ready):
+        handed = Signal()
+        m.d.comb += handed.eq(self.o_logit.valid & self.o_logit.ready)
+        with m.If(handed):
             m.d.sync += [n_logit.eq(n_logit + 1), sel.eq(Mux(sel == N - 1, 0, sel + 1))]
-            better = (n_logit == 0) | (max_val.as_signed() < sel_value.as_signed())
+        # the running argmax: on the logit handed over this cycle, or (``output_register``) on a
+        # registered copy of it a cycle later, so that the N-way logit select and the signed
+        # compare are not one path (the 16-PE ULX3S build's critical path); ``o_argmax`` is
+        # read only once the layer is done, cycles after its last logit
+        if cfg.output_register:
+            arg_go, arg_value = Signal(), Signal(ACC)
+            arg_index, arg_last = Signal(8), Signal()
+            m.d.sync += arg_go.eq(handed)
+            with m.If(handed):
+                m.d.sync += [arg_value.eq(sel_value), arg_index.eq(n_logit),
+                             arg_last.eq(lo.last)]
+        else:
+            arg_go, arg_value, arg_index, arg_last = handed, sel_value, n_logit, lo.last
+        with m.If(arg_go):
+            better = (arg_index == 0) | (max_val.as_signed() < arg_value.as_signed())
             with m.If(better):
-                m.d.sync += [max_val.eq(sel_value), best_idx.eq(n_logit)]
-            with m.If(lo.last):
-                m.d.sync += self.o_argmax.eq(Mux(better, n_logit, best_idx))
+                m.d.sync += [max_val.eq(arg_value), best_idx.eq(arg_index)]
+            with m.If(arg_last):
+                m.d.sync += self.o_argmax.eq(Mux(better, arg_index, best_idx))
 
         # barrier (conv: every PE has ended every pass begun, none begins now)
         barrier = Signal()
