@@ -50,7 +50,7 @@ class Collector(wiring.Component):
     o_argmax : Out(8)
         Index of the largest logit of the last completed inference (lowest index on ties);
         updated with the transfer of the final logit (a cycle later with
-        ``config.output_register``; either way before ``o_done``).
+        ``config.output_register``; either way at the latest in the cycle ``o_done`` is high).
     i_begin : In(1)
         The collect of a layer begins (``i_last``, ``i_out_features`` are sampled).
     i_last, i_out_features : In(1), In(out_features_bits)
