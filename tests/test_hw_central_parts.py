@@ -316,3 +316,14 @@ def test_collector_wrong_expectation_fails():
     assert got["logits"] == want and got["argmax"] == 7
     want[5] = (5, 7, 0)
     assert got["logits"] != want
+
+
+def test_fifo_depth_holds_a_cycles_words():
+    """A broadcast FIFO shallower than the words broadcast per cycle could never take a full
+    cycle's words (the ring's room bits start at all ones): such a configuration is refused."""
+    with pytest.raises(ValueError, match="fifo_depth must be 2..255"):
+        AcceleratorConfig(n_pes=2, fifo_depth=1)
+    with pytest.raises(ValueError, match="fifo_depth must be 1..255"):
+        AcceleratorConfig(n_pes=2, fifo_depth=0, column_skip=False)
+    assert AcceleratorConfig(n_pes=2, fifo_depth=1, column_skip=False).bcast_width == 1
+    assert AcceleratorConfig(n_pes=2, fifo_depth=1, broadcast_width=1).fifo_depth == 1
