@@ -25,10 +25,11 @@ BOARD = Board(
     # the simulation defaults with 4 input lanes (the 16-lane scan was the critical path at N = 4
     # and 8); the column skip table works up to 16 PEs (AcceleratorConfig.skip_columns); the
     # skip table's read is registered (its block RAM output was the 4-PE critical path at
-    # 49.35 MHz). 8 PEs by default: placed and routed at 55.72 MHz (41 % of the LUT4s, 71
-    # DP16KD); 16 PEs (hw.area.estimate_pes' answer) place at 81 % of the LUT4s but reach
-    # 47.12 MHz (the broadcast hand-shake with 16 FIFOs across the device; `--pes 16 --freq
-    # 40`), docs/HARDWARE.md
+    # 49.35 MHz); FIFOs behind the PE outputs (the collector's hand-shake reached into the PEs).
+    # 8 PEs by default: placed and routed at 62.02 MHz (42 % of the LUT4s, 71 DP16KD); 16 PEs
+    # (hw.area.estimate_pes' answer) place at 84 % of the LUT4s but reach 42.8-46.2 MHz, the
+    # critical path moving with the placement (`--pes 16 --freq 40 --router router2`),
+    # docs/HARDWARE.md
     profile=Profile(fifo_depth=8, input_lanes=4, requant_overlap=True, column_skip=True,
                     colskip_register=True, output_register=True, pointer_ports=2,
                     stream_words=2),
