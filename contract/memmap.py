@@ -16,8 +16,8 @@ mem                       name              contents
 """
 
 __all__ = ["MEM_ID_BITS", "ADDR_BITS", "SHARED_MEMORIES", "shared_mem", "pointer_mem",
-           "colskip_mem", "colskip_words", "colskip_table_words", "n_mem_ids", "mem_names", "is_pe_memory",
-           "COLSKIP_MAX_PES",
+           "colskip_mem", "colskip_words", "colskip_table_words", "n_mem_ids", "mem_names",
+           "is_pe_memory", "COLSKIP_MAX_PES",
            "DESC_FIELDS", "DESC_WORDS", "DESC_WORD", "DESC_FLAGS", "FLAG_RELU", "FLAG_LAST",
            "FLAG_PTR2", "FLAG_CONV", "FLAG_FMAP_IN", "FLAG_FMAP_BUF", "CONV_FIELDS",
            "CONV_LIMITS", "CONV_DIM_BITS", "CONV_KERNEL_BITS", "fmap_bank_words",

@@ -253,9 +253,9 @@ class ColumnSkip(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        N, D, W = cfg.n_pes, cfg.fifo_depth, cfg.bcast_width
+        N, W = cfg.n_pes, cfg.bcast_width
         bl = broadcast_layout(cfg)
-        takes, take_datas, take = self.i_take, self.i_take_data, self.i_take[0]
+        takes, take_datas = self.i_take, self.i_take_data
         push, push_to, rooms = self.o_push, self.o_push_to, self.i_room
         SA = (cfg.colskip_depth - 1).bit_length()
         in_table = self.i_skip_addr < cfg.colskip_table_words

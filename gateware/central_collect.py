@@ -206,7 +206,8 @@ class Collector(wiring.Component):
         # the running argmax: on the logit handed over this cycle, or (``output_register``) on a
         # registered copy of it a cycle later, so that the N-way logit select and the signed
         # compare are not one path (the 16-PE ULX3S build's critical path); ``o_argmax`` is
-        # read only once the layer is done, cycles after its last logit
+        # read only once the layer is done, and ``o_done`` comes at least two cycles after the
+        # last logit's hand-over (its PE's end token is behind it in the output FIFO)
         if cfg.output_register:
             arg_go, arg_value = Signal(), Signal(ACC)
             arg_index, arg_last = Signal(8), Signal()

@@ -635,7 +635,8 @@ def run(args, log=print):
         # (the accelerator would broadcast their bias-only outputs to every PE)
         log("dead neurons dropped (no weight of the next layer reads them): "
             + ", ".join(f"{name} {n}" for name, n in dead.items()))
-        metrics["dead_neurons"] = dead
+        metrics.update(dead_neurons=cm.metrics["dead_neurons"],
+                       density=cm.metrics["density"])
 
     stem = args.name or args.model
     out = None if args.out is None else Path(args.out)

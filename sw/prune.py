@@ -223,7 +223,9 @@ def drop_dead_neurons(model):
     -------
     (CompressedModel, dict)
         A copy with the dead rows cleared (the input is not modified) and, per layer name, the
-        number of neurons dropped (layers with none are left out).
+        number of neurons dropped (layers with none are left out). When any were, the copy's
+        metrics record them (``dead_neurons``, added to earlier counts) and every layer's kept
+        fraction (``density``).
     """
     layers = [replace(l, index=l.index.copy(), bias=l.bias.copy(),
                       bias_q=None if l.bias_q is None else l.bias_q.copy())
@@ -244,4 +246,11 @@ def drop_dead_neurons(model):
         if layer.bias_q is not None:
             layer.bias_q[dead] = 0
         dropped[layer.name] = n
-    return replace(model, layers=layers, metrics=dict(model.metrics)), dropped
+    metrics = dict(model.metrics)
+    if dropped:
+        counts = dict(metrics.get("dead_neurons", {}))
+        for name, n in dropped.items():
+            counts[name] = counts.get(name, 0) + n
+        metrics["dead_neurons"] = counts
+        metrics["density"] = {l.name: float((l.index != 0).mean()) for l in layers}
+    return replace(model, layers=layers, metrics=metrics), dropped

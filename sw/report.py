@@ -380,14 +380,7 @@ def refresh(path, n_pes=4, drop_dead=False):
     path = Path(path)
     model = load_model(path)
     if drop_dead:
-        model, dead = drop_dead_neurons(model)
-        if dead:
-            counts = dict(model.metrics.get("dead_neurons", {}))
-            for name, n in dead.items():
-                counts[name] = counts.get(name, 0) + n
-            model.metrics["dead_neurons"] = counts
-            model.metrics["density"] = {l.name: float((l.index != 0).mean())
-                                        for l in model.layers}
+        model, _ = drop_dead_neurons(model)
     stem = path.name[:-len(".npz")] if path.name.endswith(".npz") else path.stem
     old = path.parent / f"{stem}_report.json"
     extra = {}
