@@ -37,6 +37,9 @@ class Profile:
         A two-entry FIFO behind each PE's output (+1 cycle a layer, for fmax).
     pointer_ports : int
         Read ports of each PE's pointer memory (1 or 2).
+    huffman : bool
+        The PEs decode Huffman-coded columns; ``False``: fixed-width entries (EIE's format,
+        far smaller PEs, more memory).
     stream_words : int
         16-bit memory words the PE's decoder takes per cycle (1 or 2).
     segment_queue_depth : int
@@ -49,6 +52,7 @@ class Profile:
     colskip_register: bool = _DEFAULT.colskip_register
     output_register: bool = _DEFAULT.output_register
     pointer_ports: int = _DEFAULT.pointer_ports
+    huffman: bool = _DEFAULT.huffman
     stream_words: int = _DEFAULT.stream_words
     segment_queue_depth: int = _DEFAULT.segment_queue_depth
 

@@ -95,6 +95,15 @@ class AcceleratorConfig:
         that come from finished rows (the central unit broadcasts each PE's outputs as they are
         collected) while the busiest PE finishes L, and the per-layer start costs (header,
         table load, the first columns' fetch) overlap that PE's tail.
+    huffman : bool
+        The PEs decode Huffman-coded columns (the default: the joint-symbol tables and the
+        decoder of ``gateware.huffman``). ``False``: the columns are stored as fixed-width
+        entries, EIE's own format (``memmap.fixed_entry_bits``: the joint symbol in a byte, or
+        a word when ``idx_bits + gap_bits > 8``), and the PE's decoder is a slot selector of a
+        few dozen logic cells instead of the Huffman decoder's 1,270 on the iCE40: the streams
+        take more memory (LeNet-300-100 about 1.9x) and the PEs far less logic. The packer
+        writes the images for whichever the gateware has (STATUS ``symbol_depth`` is 0 without
+        the Huffman decoder).
     stream_words : int
         16-bit memory words the PE's word fetch reads and its Huffman decoder takes per cycle
         (1 or 2). With 2 the data memory has a second read port (``"ice40"``: a duplicate SPRAM
@@ -141,6 +150,7 @@ class AcceleratorConfig:
     broadcast_width: int = 2
     pointer_ports: int = 2
     early_start: bool = True
+    huffman: bool = True
     stream_words: int = 2
     segment_queue_depth: int = 0
     fmap_depth: int = 0
@@ -165,6 +175,8 @@ class AcceleratorConfig:
             raise ValueError(f"pointer_ports must be 1 or 2, not {self.pointer_ports!r}")
         if isinstance(self.stream_words, bool) or self.stream_words not in (1, 2):
             raise ValueError(f"stream_words must be 1 or 2, not {self.stream_words!r}")
+        if not isinstance(self.huffman, bool):
+            raise ValueError(f"huffman must be True or False, not {self.huffman!r}")
         if isinstance(self.segment_queue_depth, bool) or not 0 <= self.segment_queue_depth <= 16:
             raise ValueError(f"segment_queue_depth must be 0..16, not "
                              f"{self.segment_queue_depth!r}")
@@ -231,6 +243,18 @@ class AcceleratorConfig:
         """Activations broadcast per cycle: ``broadcast_width`` with the column skip table,
         else 1."""
         return self.broadcast_width if self.skip_columns else 1
+
+    @property
+    def symbol_entries(self):
+        """Entries of the joint-symbol table the gateware has: ``symbol_depth`` with the
+        Huffman decoder, 0 with fixed-width column entries (``huffman`` off)."""
+        return self.symbol_depth if self.huffman else 0
+
+    @property
+    def fixed_entry_bits(self):
+        """Bits of one stored column entry without the Huffman decoder
+        (``memmap.fixed_entry_bits``)."""
+        return memmap.fixed_entry_bits(self.idx_bits, self.gap_bits)
 
     @property
     def colskip_depth(self):

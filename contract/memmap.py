@@ -16,7 +16,8 @@ mem                       name              contents
 """
 
 __all__ = ["MEM_ID_BITS", "ADDR_BITS", "SHARED_MEMORIES", "shared_mem", "pointer_mem",
-           "colskip_mem", "colskip_words", "colskip_table_words", "n_mem_ids", "mem_names",
+           "colskip_mem", "colskip_words", "colskip_table_words", "fixed_entry_bits",
+           "n_mem_ids", "mem_names",
            "is_pe_memory", "COLSKIP_MAX_PES",
            "DESC_FIELDS", "DESC_WORDS", "DESC_WORD", "DESC_FLAGS", "FLAG_RELU", "FLAG_LAST",
            "FLAG_PTR2", "FLAG_CONV", "FLAG_FMAP_IN", "FLAG_FMAP_BUF", "CONV_FIELDS",
@@ -51,6 +52,14 @@ def colskip_table_words(n_pes, max_layers, max_features):
     (``max_layers * max_features``), :func:`colskip_words` words each; addresses at or past it
     are outside the table."""
     return max_layers * max_features * colskip_words(n_pes)
+
+
+def fixed_entry_bits(idx_bits, gap_bits):
+    """Bits of one stored entry with fixed-width column codes (``AcceleratorConfig.huffman``
+    off, EIE's format): the joint symbol ``gap << idx_bits | idx`` right-aligned in a byte when
+    it fits one (two entries a word, the first in the high byte), else in a whole word. A
+    column pointer stays a bit offset into the PE's stream, so it is a multiple of this."""
+    return 8 if idx_bits + gap_bits <= 8 else 16
 
 
 def shared_mem(n_pes, name):

@@ -40,16 +40,16 @@ entry is read only once written: read pointer below write pointer). Bank depth:
 ``min(max_rows_per_pe, ceil(max_features / N))`` entries of ``(local row, value)``: 8 + 8 bits
 with the default configuration, one iCE40 EBR per bank (the local row ``(row - p) / N`` is
 computed with a constant reciprocal multiply, the global row back as ``local * N + p``). With
-N > 1 each bank has a 2-entry head queue so the merge can take from the same bank on consecutive
-cycles; with N = 1 the bank's read port is the head (the next entry is read in the cycle the head
-is broadcast), which also takes one cycle off the merge latency.
+N > 2 each bank has a 2-entry head queue so the merge can take from the same bank on consecutive
+cycles; with N <= 2 the bank's read port is the head (the next entry is read in the cycle the
+head is broadcast), which also takes one cycle off the merge latency.
 
 Without the skip table the N broadcast FIFOs always hold the same words, so they share one
 ring of ``fifo_depth`` registers with one read pointer and level per PE (no block RAM).
 
 Latency: an input value is at the PE FIFO outputs 1 cycle after its push (2 with the skip
 table, 3 with its registered read); the first merged word 4 cycles after the layer start (3
-with N = 1; one more with the skip table, two with its registered read). Throughput:
+with N <= 2; one more with the skip table, two with its registered read). Throughput:
 ``bcast_width`` broadcast words per cycle while the FIFOs they go to have room (layer 0: a
 K-lane input word without non-zero inputs in one cycle, else one cycle per ``bcast_width``
 non-zero inputs); the collect phase never stalls a PE on a hidden layer and follows

@@ -19,7 +19,9 @@ pointer memory with ``config.pointer_ports == 2``: two read ports), and two engi
    With ``config.stream_words == 2`` a stream word is two memory words, ``a`` and ``a + 1``
    (the data memory's second read port), from the column's first word on: a column of one or
    two codes then fits one stream word instead of straddling two 16-bit words.
-3. :class:`gateware.huffman.HuffmanDecoder`: one joint symbol per cycle, columns back to back.
+3. :class:`gateware.huffman.HuffmanDecoder`: one joint symbol per cycle, columns back to back
+   (without Huffman coding, ``config.huffman`` off: :class:`gateware.fixed_decoder.
+   FixedDecoder`, the same for fixed-width entries).
 4. *Accumulate*: ``row = prev + gap + 1``; read ``acc[row]`` and ``codebook[idx]``, multiply
    ``value * weight`` (an SB_MAC16), add and write back. The accumulator is read one stage
    before the write-back through a port that is transparent for it, so the same row in
@@ -64,6 +66,7 @@ from amaranth.lib import wiring, stream
 from amaranth.lib.wiring import In, Out
 
 from .config import LoadWrite, broadcast_layout, pe_output_layout, layer_config_layout
+from .fixed_decoder import FixedDecoder
 from .huffman import HuffmanDecoder
 from .memories import PEMemory
 from .pe_accbanks import AccumulatorBanks
@@ -146,6 +149,9 @@ class ProcessingElement(wiring.Component):
         self.dec_queue = self.DEC_QUEUE_MANY if many else self.DEC_QUEUE
         if config.segment_queue_depth:      # the board's choice (area) over the automatic one
             self.seg_queue = self.dec_queue = config.segment_queue_depth
+            # (and the word FIFO of one PE: a board that trades cycles for area does so with
+            # every PE count; 2 words, one in the decoder and one behind it)
+            self.word_fifo = self.WORD_FIFO
         super().__init__({
             "i_load": In(stream.Signature(LoadWrite)),
             "i_layer": In(layer_config_layout(config)),
@@ -181,7 +187,9 @@ class ProcessingElement(wiring.Component):
                                               read_ports=cfg.pointer_ports)
         m.submodules.ptrs = ptrs = PointerFetch(cfg, self.seg_queue, len(layer.in_features))
         m.submodules.words = words = WordFetch(cfg, self.word_fifo, self.dec_queue)
-        m.submodules.dec = dec = HuffmanDecoder(cfg, tag_bits=pe_tag_bits(cfg))
+        # (without Huffman coding the columns are fixed-width entries: a slot selector)
+        decoder = HuffmanDecoder if cfg.huffman else FixedDecoder
+        m.submodules.dec = dec = decoder(cfg, tag_bits=pe_tag_bits(cfg))
         # Overlapping conv passes: the column engine takes a repeated pass's activations
         # right behind the previous pass's (each tagged with its pass's accumulator bank)
         # instead of draining stages 1-4 first (about 12 cycles a pass).

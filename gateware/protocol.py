@@ -178,7 +178,7 @@ class ProtocolEngine(wiring.Component):
             "gap_bits": cfg.gap_bits, "huff_max_len": cfg.huff_max_len,
             "max_layers": cfg.max_layers, "max_features": cfg.max_features,
             "pe_mem_log2": cfg.pe_mem_depth.bit_length() - 1,
-            "max_rows_per_pe": cfg.max_rows_per_pe, "symbol_depth": cfg.symbol_depth,
+            "max_rows_per_pe": cfg.max_rows_per_pe, "symbol_depth": cfg.symbol_entries,
             "fifo_depth": cfg.fifo_depth, "max_logits": self.max_logits,
             "clock_hz": self.clock_hz, "divisor": self.divisor, "rx_buffer": self.rx_buffer,
             "board_id": self.board_id, "fmap_depth": cfg.fmap_depth,

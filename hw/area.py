@@ -32,6 +32,7 @@ from boards import get_board
 from contract.config import AcceleratorConfig
 from gateware.accelerator import Accelerator
 from gateware.central import CentralUnit
+from gateware.fixed_decoder import FixedDecoder
 from gateware.huffman import HuffmanDecoder
 from gateware.mock_accel import MockAccelerator
 from gateware.pe import ProcessingElement
@@ -50,11 +51,12 @@ class AreaError(ToolError):
 
 
 def part_config(n_pes, model=None, input_lanes=None, pointer_ports=None, stream_words=None,
-                board=None):
+                board=None, huffman=None):
     """``AcceleratorConfig`` synthesised: the default for ``n_pes`` PEs (with iCE40 SPRAM) or
     the ``board``'s (its profile and memory kind), sized for the ``model`` file as ``hw.build``
     does (its widths, tables grown to fit, block-RAM PE memories cut to the model); and
-    ``input_lanes``, ``pointer_ports`` and ``stream_words`` override the defaults."""
+    ``input_lanes``, ``pointer_ports``, ``stream_words`` and ``huffman`` override the
+    defaults."""
     if board is None:
         cfg = AcceleratorConfig(n_pes=n_pes, memory="ice40")
     else:
@@ -63,7 +65,8 @@ def part_config(n_pes, model=None, input_lanes=None, pointer_ports=None, stream_
         except (BuildError, ValueError) as exc:
             raise AreaError(str(exc)) from None
     overrides = {k: v for k, v in dict(input_lanes=input_lanes, pointer_ports=pointer_ports,
-                                       stream_words=stream_words).items() if v is not None}
+                                       stream_words=stream_words, huffman=huffman).items()
+                 if v is not None}
     try:
         cfg = dataclasses.replace(cfg, **overrides)
     except ValueError as exc:
@@ -79,16 +82,17 @@ def part_config(n_pes, model=None, input_lanes=None, pointer_ports=None, stream_
 
 
 def _component(part, n_pes, model=None, input_lanes=None, pointer_ports=None,
-               stream_words=None, board=None):
+               stream_words=None, board=None, huffman=None):
     if part not in PARTS:
         raise AreaError(f"unknown part {part!r}")
-    cfg = part_config(n_pes, model, input_lanes, pointer_ports, stream_words, board)
+    cfg = part_config(n_pes, model, input_lanes, pointer_ports, stream_words, board, huffman)
     if part == "accelerator":
         return Accelerator(cfg)
     if part == "pe":
         return ProcessingElement(cfg, 0)
     if part == "decoder":
-        return HuffmanDecoder(cfg, tag_bits=cfg.act_bits)
+        decoder = HuffmanDecoder if cfg.huffman else FixedDecoder
+        return decoder(cfg, tag_bits=cfg.act_bits)
     if part == "central":
         return CentralUnit(cfg)
     if part == "core":
@@ -115,7 +119,8 @@ def module_table(stat_text):
 
 
 def synthesise(part="accelerator", n_pes=4, flat=False, workdir=None, model=None,
-               input_lanes=None, pointer_ports=None, stream_words=None, board=None):
+               input_lanes=None, pointer_ports=None, stream_words=None, board=None,
+               huffman=None):
     """Synthesise ``part`` for the ``board``'s family (iCE40 without one; configuration sized
     for the ``model`` file if given) and return ``{module: {cell: count}}``."""
     family = get_family(get_board(board).family if board else "ice40")
@@ -126,7 +131,8 @@ def synthesise(part="accelerator", n_pes=4, flat=False, workdir=None, model=None
     work = Path(workdir or ROOT / "build" / "area")
     work.mkdir(parents=True, exist_ok=True)
     name = part
-    component = _component(part, n_pes, model, input_lanes, pointer_ports, stream_words, board)
+    component = _component(part, n_pes, model, input_lanes, pointer_ports, stream_words, board,
+                           huffman)
     # RTLIL, as the bitstream build reads it (memories keep Amaranth's read-during-write
     # behaviour, which decides how yosys maps them to block RAM)
     (work / f"{name}.il").write_text(rtlil.convert(component, name=name))
@@ -164,6 +170,9 @@ def build_parser():
                          "default)")
     ap.add_argument("--stream-words", type=int, default=None, choices=(1, 2),
                     help="memory words per decoder word (default: the AcceleratorConfig default)")
+    ap.add_argument("--column-code", choices=("huffman", "fixed"), default=None,
+                    help="the PEs' decoder: Huffman-coded columns or fixed-width entries "
+                         "(default: the board's, or Huffman)")
     return ap
 
 
@@ -174,7 +183,8 @@ def main(argv=None):
         args.pes = get_board(args.board).default_pes if args.board else 4
     table = synthesise(args.part, args.pes, args.flat, model=args.model, input_lanes=args.lanes,
                        pointer_ports=args.pointer_ports, stream_words=args.stream_words,
-                       board=args.board)
+                       board=args.board, huffman=None if args.column_code is None
+                       else args.column_code == "huffman")
     family = get_family(get_board(args.board).family if args.board else "ice40")
     print(f"{'module':40s} {'LUT4':>6s} {'FF':>6s} {'CARRY':>6s} {'BRAM':>4s} {'DSP':>4s}")
     for name, cells in table.items():

@@ -74,16 +74,14 @@ def board_features(board, **given):
     return features
 
 
-def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=None,
-              balance=True, input_lanes=None, requant_overlap=None, column_skip=None,
-              pointer_ports=None, stream_words=None, early_start=None, segment_queue_depth=None,
-              colskip_register=None, output_register=None):
+def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, balance=True, **features):
     """Simulate every PE count; returns a list of result dicts (one per PE count).
 
     ``balance``: renumber hidden neurons per PE count as ``sw.pack --balance`` does for the board
     (``sw.balance.balance_model``: ``"data"`` or ``True``, ``"greedy"``, ``"none"`` or
     ``False``; same logits; the PE-work bound is that of the balanced model). Each row's
-    ``balance`` says which method was used."""
+    ``balance`` says which method was used. ``features``: ``AcceleratorConfig`` fields for
+    :func:`hw.simcase.bench_config` (``None``: the default)."""
     xs, ys = load_mnist()["test"]
     if not 0 <= offset < len(ys) or n_images < 1:
         raise BenchError(f"images {offset}..{offset + n_images - 1} outside the test set")
@@ -96,9 +94,7 @@ def run_bench(int_model, n_pes_list, n_images, offset=0, log=print, fifo_depth=N
             int_model, _, info = balance_model(original, n, balance)
         except BalanceError as e:
             raise BenchError(str(e)) from None
-        cfg = bench_config(int_model, n, fifo_depth, input_lanes, requant_overlap,
-                           column_skip, pointer_ports, stream_words, early_start,
-                           segment_queue_depth, colskip_register, output_register)
+        cfg = bench_config(int_model, n, **features)
         row = {"n_pes": n, "images": int(len(y)), "max_rows_per_pe": cfg.max_rows_per_pe,
                "symbol_depth": cfg.symbol_depth, "balance": info["method"]}
         try:
@@ -178,6 +174,9 @@ def build_parser():
     ap.add_argument("--segment-queue", type=int, default=None,
                     help="entries of each PE's column-segment queues (default: automatic, 2 "
                          "with one PE and 4 with more; the iCEBreaker build uses 1)")
+    ap.add_argument("--column-code", choices=("huffman", "fixed"), default=None,
+                    help="the PEs decode Huffman-coded columns or fixed-width entries "
+                         "(default: the board's, or Huffman)")
     ap.add_argument("--no-early", action="store_true",
                     help="start a layer only when every PE has taken the previous one's end "
                          "token (default: as soon as it is in every FIFO; the iCEBreaker build "
@@ -199,7 +198,8 @@ def main(argv=None):
         args.board, fifo_depth=args.fifo_depth, input_lanes=args.lanes,
         requant_overlap=False if args.no_overlap else None,
         column_skip=False if args.no_skip else None, pointer_ports=args.pointer_ports,
-        stream_words=args.stream_words, segment_queue_depth=args.segment_queue)
+        stream_words=args.stream_words, segment_queue_depth=args.segment_queue,
+        huffman=None if args.column_code is None else args.column_code == "huffman")
     if args.pes is None:
         args.pes = str(get_board(args.board).default_pes) if args.board else "1,2,4,8"
     try:

@@ -221,10 +221,11 @@ def _write_report(out, report):
     (out / "report.txt").write_text(report.text() + "\n")
 
 
-def board_config(board, n_pes=None, pe_mem_depth=None):
+def board_config(board, n_pes=None, pe_mem_depth=None, huffman=None):
     """The ``AcceleratorConfig`` a board builds with: its feature profile, its family's memory
     kind, ``n_pes`` (default: the board's) and the PE memory depth (large RAM: its size; block
-    RAM: ``pe_mem_depth``, default the family's largest).
+    RAM: ``pe_mem_depth``, default the family's largest); ``huffman`` (not ``None``) overrides
+    the profile's choice of the PEs' decoder.
 
     Raises
     ------
@@ -242,8 +243,11 @@ def board_config(board, n_pes=None, pe_mem_depth=None):
         depth = board.pe_mem_words
     else:
         depth = pe_mem_depth or facts.max_pe_mem_words
+    features = board.profile.config_fields()
+    if huffman is not None:
+        features["huffman"] = huffman
     return AcceleratorConfig(n_pes=n_pes, memory=facts.memory_kind, pe_mem_depth=depth,
-                             **board.profile.config_fields())
+                             **features)
 
 
 def memory_depth_for(model_path, config, board):
@@ -268,14 +272,15 @@ def memory_depth_for(model_path, config, board):
 
 def build(board="icebreaker", *, model=None, n_pes=None, out=None, freq_mhz=None,
           program=False, mock=False, min_fmax=None, core_args=None, synth_only=False,
-          seed=None, router=None):
+          seed=None, router=None, huffman=None):
     """Run the whole flow; returns a :class:`BuildReport`.
 
     ``synth_only``: stop after yosys (the same script the bitstream build runs) and report its
     cells against the device (``logic``, ``bram``, ``dsp``: an estimate in minutes where place
     and route takes tens of minutes; packing adds some logic). ``seed``: nextpnr's placement
     seed (default: the board's ``pnr_seed``). ``router``: nextpnr's router (``"router1"`` or
-    ``"router2"``; default: nextpnr's own, router1).
+    ``"router2"``; default: nextpnr's own, router1). ``huffman``: the PEs decode Huffman-coded
+    columns (``True``) or fixed-width entries (``False``); default: the board profile's.
 
     Raises
     ------
@@ -291,7 +296,7 @@ def build(board="icebreaker", *, model=None, n_pes=None, out=None, freq_mhz=None
         raise BuildError(str(exc)) from None
     spec = platform_cls.board
     family = platform_cls.flow
-    config = board_config(spec, n_pes)
+    config = board_config(spec, n_pes, huffman=huffman)
     out = Path(out or f"build/{spec.name}")
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("report.json", "report.txt"):
@@ -512,6 +517,9 @@ def build_parser():
     ap.add_argument("--router", choices=ROUTERS, default=None,
                     help="nextpnr's router (default: router1). router2 routed the 16-PE ULX3S "
                          "build where router1 stalled in congestion")
+    ap.add_argument("--column-code", choices=("huffman", "fixed"), default=None,
+                    help="the PEs decode Huffman-coded columns or fixed-width entries (EIE's "
+                         "format: far smaller PEs, more memory); default: the board's")
     ap.add_argument("--mock-accelerator", action="store_true",
                     help="UART/protocol path with the test stand-in accelerator (runs from the "
                          "board oscillator unless --freq is given)")
@@ -531,7 +539,9 @@ def main(argv=None):
         report = build(args.board, model=model, n_pes=n_pes, out=out, freq_mhz=args.freq,
                        program=args.program, mock=args.mock_accelerator,
                        min_fmax=args.min_fmax, synth_only=args.synth_only,
-                       seed=args.seed, router=args.router)
+                       seed=args.seed, router=args.router,
+                       huffman=None if args.column_code is None
+                       else args.column_code == "huffman")
     except BuildError:
         report_txt = Path(out) / "report.txt"
         if report_txt.exists():

@@ -41,24 +41,27 @@ def sim_config(n_pes, **kw):
 CONV_FIFO_DEPTH = 16
 
 
-def bench_config(int_model, n_pes, fifo_depth=None, input_lanes=None, requant_overlap=None,
-                 column_skip=None, pointer_ports=None, stream_words=None, early_start=None,
-                 segment_queue_depth=None, colskip_register=None, output_register=None):
+def bench_config(int_model, n_pes, **features):
     """``AcceleratorConfig(n_pes)`` built for ``int_model`` as it is packed (already balanced
     if it is to be): the model's widths (``idx_bits``, ``gap_bits``... ``sw.pack.WIDTH_KEYS``),
     accumulator rows and symbol table grown (powers of two) when the model needs more than the
     defaults (e.g. LeNet-300-100 on one PE; 5-bit gaps need a 1024-entry symbol table); a
     model with conv layers gets :data:`CONV_FIFO_DEPTH`-deep broadcast FIFOs unless
-    ``fifo_depth`` is given."""
-    # (a zero FIFO depth or lane count means the default, as None does)
-    if not fifo_depth and any(layer.conv for layer in int_model.layers):
-        fifo_depth = CONV_FIFO_DEPTH
-    given = dict(fifo_depth=fifo_depth or None, input_lanes=input_lanes or None,
-                 requant_overlap=requant_overlap, column_skip=column_skip,
-                 pointer_ports=pointer_ports, stream_words=stream_words, early_start=early_start,
-                 segment_queue_depth=segment_queue_depth, colskip_register=colskip_register,
-                 output_register=output_register)
-    base = AcceleratorConfig(n_pes=n_pes, **{k: v for k, v in given.items() if v is not None})
+    ``fifo_depth`` is given.
+
+    ``features`` are ``AcceleratorConfig`` fields (a board's ``Profile.config_fields()`` and
+    the like); ``None`` leaves a field at its default, as does 0 for ``fifo_depth`` and
+    ``input_lanes``."""
+    unknown = set(features) - {f.name for f in dataclasses.fields(AcceleratorConfig)}
+    if unknown:
+        raise TypeError(f"bench_config: no AcceleratorConfig field {sorted(unknown)}")
+    given = {k: v for k, v in features.items() if v is not None}
+    for name in ("fifo_depth", "input_lanes"):
+        if not given.get(name, 1):
+            del given[name]
+    if "fifo_depth" not in given and any(layer.conv for layer in int_model.layers):
+        given["fifo_depth"] = CONV_FIFO_DEPTH
+    base = AcceleratorConfig(n_pes=n_pes, **given)
     return sized_config(int_model, base, balance=False)
 
 

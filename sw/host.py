@@ -116,7 +116,9 @@ class BoardStatus:
                 f"divider {f['divisor']}, in_features {f['in_features']}, "
                 f"flags 0x{f['flags']:02x}, receive buffer {f.get('rx_buffer', 0)} bytes, "
                 f"flash: {FLASH_STATES.get(f.get('flash', 0), 'unknown state')}, "
-                f"feature maps: {self.fmap_summary}, board id {f.get('board_id', 0)}")
+                f"feature maps: {self.fmap_summary}, columns: "
+                + ("Huffman-coded" if f.get("symbol_depth", 1) else "fixed-width entries")
+                + f", board id {f.get('board_id', 0)}")
 
     @property
     def fmap_summary(self):
@@ -464,6 +466,13 @@ def check_fit(status, int_model, packed):
     if int_model.out_features > status.max_logits:
         problems.append(f"{int_model.out_features} outputs > result buffer of "
                         f"{status.max_logits}")
+    # gateware without the Huffman decoder reports no symbol table (STATUS symbol_depth 0)
+    board_code = "huffman" if status.symbol_depth else "fixed"
+    packed_code = getattr(packed, "manifest", {}).get("column_code", "huffman")
+    if packed_code != board_code:
+        problems.append(f"the images hold {packed_code} columns, the board's gateware decodes "
+                        f"{board_code} ones (pack for the board: sw.pack --board, or "
+                        f"--column-code {board_code})")
     n = status.n_pes
     images = getattr(packed, "images", {})
     for mem, image in images.items():
@@ -507,7 +516,7 @@ def pack_for_board(status, int_model, board="icebreaker"):
     limits = PackLimits(max_layers=status.max_layers, max_rows_per_pe=status.max_rows_per_pe,
                         max_features=status.max_features, symbol_depth=status.symbol_depth,
                         max_logits=status.max_logits, pe_mem_words=status.pe_mem_depth,
-                        fmap_depth=fmap_depth, **{k: status.fields[k] for k in WIDTH_KEYS})
+                        fmap_depth=fmap_depth, huffman=status.symbol_depth > 0, **{k: status.fields[k] for k in WIDTH_KEYS})
     try:
         # Balanced rows are faster; they can need more joint symbols than the neuron order
         # (different gaps), so a board with a small symbol table gets the unbalanced packing.

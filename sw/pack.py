@@ -29,7 +29,7 @@ from contract.config import AcceleratorConfig
 from contract.memmap import (ADDR_BITS, COLSKIP_MAX_PES, CONV_LIMITS, DESC_FIELDS, DESC_WORDS,
                              FLAG_CONV, FLAG_FMAP_BUF, FLAG_FMAP_IN, FLAG_LAST, FLAG_PTR2,
                              FLAG_RELU, HEADER_WORD, HEADER_WORDS, MEM_ID_BITS, SHARED_MEMORIES,
-                             colskip_mem, colskip_table_words, colskip_words,
+                             colskip_mem, colskip_table_words, colskip_words, fixed_entry_bits,
                              fmap_bank_words, is_pe_memory,
                              mem_names, pointer_mem, shared_mem)
 from contract.widths import WIDTH_KEYS, WORD_BITS
@@ -42,6 +42,7 @@ from sw.modelfile import CompressedModel, load_model
 from sw.sparse import encode_columns
 
 __all__ = ["PackError", "PackLimits", "WIDTH_KEYS", "PackedImages", "pack", "sized_limits",
+           "FixedCode",
            "fmap_maps", "fmap_words", "layer_descriptors",
            "mem_names", "pointer_mem", "colskip_mem", "colskip_table", "is_pe_memory",
            "build_parser", "main", "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2", "DESC_WORDS",
@@ -82,6 +83,10 @@ class PackLimits:
     fmap_depth : int
         Entries of each feature-map bank (``AcceleratorConfig.fmap_depth``; 0: the gateware
         has no feature-map buffers and runs no conv layer).
+    huffman : bool
+        The gateware decodes Huffman-coded columns (``AcceleratorConfig.huffman``); ``False``:
+        the columns are written as fixed-width entries (:class:`FixedCode`) and the Huffman
+        tables stay empty.
     act_bits, weight_bits, acc_bits, idx_bits, gap_bits, huff_max_len : int or None
         Widths the gateware is built with (``contract.config.AcceleratorConfig``); the model's
         must be equal (:func:`pack` raises :class:`PackError` otherwise). ``None``: not checked (any
@@ -94,6 +99,7 @@ class PackLimits:
     max_logits: int = 256
     pe_mem_words: int = None
     fmap_depth: int = _DEFAULT_CONFIG.fmap_depth
+    huffman: bool = True
     act_bits: int = None
     weight_bits: int = None
     acc_bits: int = None
@@ -107,7 +113,7 @@ class PackLimits:
         return cls(max_layers=cfg.max_layers, max_rows_per_pe=cfg.max_rows_per_pe,
                    max_features=cfg.max_features, symbol_depth=cfg.symbol_depth,
                    pe_mem_words=cfg.pe_mem_depth, fmap_depth=cfg.fmap_depth,
-                   **{k: getattr(cfg, k) for k in WIDTH_KEYS})
+                   huffman=cfg.huffman, **{k: getattr(cfg, k) for k in WIDTH_KEYS})
 
     def widths(self):
         """``{name: width}`` of the widths that are fixed (not ``None``)."""
@@ -471,12 +477,43 @@ def _accumulator_proof(im):
     return proof
 
 
+class FixedCode:
+    """Fixed-width column entries, the code of gateware without the Huffman decoder
+    (``PackLimits.huffman`` off; EIE's format): every joint symbol ``gap << idx_bits | idx``
+    takes ``bits`` bits (``contract.memmap.fixed_entry_bits``: 8 or 16), right-aligned, MSB
+    first in the stream, so an entry never straddles a memory word. The part of
+    :class:`sw.huffman.HuffmanCode`'s interface the packer uses; it has no table entries.
+    """
+
+    def __init__(self, bits):
+        self.bits = int(bits)
+        self.lengths = np.array([self.bits], dtype=np.int64)   # (the manifest's max_code_len)
+
+    def __len__(self):
+        return 0
+
+    def symbol_lengths(self, symbols):
+        """int64 ``bits`` for each symbol of ``symbols``."""
+        return np.full(len(symbols), self.bits, dtype=np.int64)
+
+    def encode(self, symbols):
+        """uint8 0/1 bits of the symbols, ``bits`` each, MSB first."""
+        s = np.asarray(symbols, dtype=np.int64).ravel()
+        shifts = np.arange(self.bits - 1, -1, -1)
+        return ((s[:, None] >> shifts) & 1).astype(np.uint8).ravel()
+
+
 def _encode_layers(im, N, limits):
     """Sparse column encoding of every layer for ``N`` PEs and one Huffman code per layer
-    (section 3); refuses more joint symbols than the symbol table holds."""
+    (section 3), or the fixed-width entries of gateware without the Huffman decoder;
+    refuses more joint symbols than the symbol table holds."""
     enc, codes = [], []
     for i, l in enumerate(im.layers):
         e = encode_columns(l.index, N, im.gap_bits, im.idx_bits)
+        if not limits.huffman:
+            enc.append(e)
+            codes.append(FixedCode(fixed_entry_bits(im.idx_bits, im.gap_bits)))
+            continue
         try:
             code = HuffmanCode.from_symbols(e.all_symbols(), im.huff_max_len)
         except HuffmanError as err:
@@ -606,9 +643,12 @@ def _shared_images(im, N, codes, ptr_words, limits):
     sym_base = 0
     for i, (l, code) in enumerate(zip(im.layers, codes)):
         codebook[i * cb_size:(i + 1) * cb_size] = l.cb_q
-        lim, base, syms = code.tables()
-        limit_img[i * L_max:(i + 1) * L_max] = lim
-        base_img[i * L_max:(i + 1) * L_max] = base
+        if limits.huffman:
+            lim, base, syms = code.tables()
+            limit_img[i * L_max:(i + 1) * L_max] = lim
+            base_img[i * L_max:(i + 1) * L_max] = base
+        else:                   # fixed-width entries: no Huffman tables
+            syms = np.zeros(0, dtype=np.int64)
         sym_parts.append(syms)
         fields = descriptors[i] | {"flags": descriptors[i]["flags"]
                                    | (FLAG_PTR2 if ptr_words[i] == 2 else 0),
@@ -616,6 +656,8 @@ def _shared_images(im, N, codes, ptr_words, limits):
         desc[DESC_WORDS * i:DESC_WORDS * (i + 1)] = [fields[name] for name in DESC_FIELDS]
         sym_base += len(syms)
     symbols = np.concatenate(sym_parts) if sym_parts else np.zeros(0, dtype=np.int64)
+    if not limits.huffman:
+        limit_img = base_img = np.zeros(0, dtype=np.int64)
     shared = {"codebook": (codebook, limits.max_layers * cb_size),
               "huff_limit": (limit_img, limits.max_layers * L_max),
               "huff_base": (base_img, limits.max_layers * L_max),
@@ -680,6 +722,9 @@ def _manifest(im, N, spec, limits, images, names, caps, pe_cap, pe_usage, stream
                    "acc_bits": im.acc_bits, "idx_bits": im.idx_bits, "gap_bits": im.gap_bits,
                    "huff_max_len": im.huff_max_len},
         "n_pes": N, "board": spec.name, "n_layers": len(im.layers),
+        # how the column streams are coded: "huffman", or "fixed" (entries of
+        # contract.memmap.fixed_entry_bits bits, for gateware without the Huffman decoder)
+        "column_code": "huffman" if limits.huffman else "fixed",
         "limits": {"max_layers": limits.max_layers,
                    "max_rows_per_pe": limits.max_rows_per_pe,
                    "max_features": limits.max_features, "symbol_depth": limits.symbol_depth,
@@ -734,6 +779,9 @@ def build_parser():
     ap.add_argument("--gap-bits", type=int, default=None,
                     help="relative-index (gap) width of the gateware (default: the model's; "
                          "a model with another width is refused)")
+    ap.add_argument("--column-code", choices=("huffman", "fixed"), default=None,
+                    help="how the columns are stored: Huffman-coded, or fixed-width entries "
+                         "for gateware without the Huffman decoder (default: the board's)")
     ap.add_argument("--balance", choices=METHODS, default="data",
                     help="renumber hidden neurons so every PE gets the same work (the logits "
                          "are identical): data = greedy refined on the first 2000 MNIST "
@@ -760,7 +808,9 @@ def main(argv=None):
     limits = PackLimits(max_layers=args.max_layers,
                         max_rows_per_pe=args.max_rows or defaults.max_rows_per_pe,
                         max_features=args.max_features,
-                        symbol_depth=args.symbol_depth or defaults.symbol_depth)
+                        symbol_depth=args.symbol_depth or defaults.symbol_depth,
+                        huffman=(spec.profile.huffman if args.column_code is None
+                                 else args.column_code == "huffman"))
     if args.max_rows is None or args.symbol_depth is None or args.fmap_depth is None:
         grown = sized_limits(model, n, limits, balance=args.balance)
         limits = dataclasses.replace(

@@ -25,7 +25,8 @@ import numpy as np
 
 from contract.memmap import (CONV_FIELDS, DESC_WORD, DESC_WORDS, FLAG_CONV, FLAG_FMAP_BUF,
                              FLAG_FMAP_IN, FLAG_LAST, FLAG_PTR2, FLAG_RELU, HEADER_WORDS,
-                             colskip_mem, colskip_words, pointer_mem, shared_mem)
+                             colskip_mem, colskip_words, fixed_entry_bits, pointer_mem,
+                             shared_mem)
 from sw.cli import EXIT_MISMATCH, EXIT_OK, command
 from sw.golden import IntModel, conv_patches, images_to_uint8, infer, load_mnist, max_pool2
 from sw.huffman import HuffmanError, table_decode, words_to_bits
@@ -247,6 +248,13 @@ def decode_layer(packed, d, p):
     _check_skip(packed, read_descriptors(packed), d, p, ptr)
     total = int(ptr[-1])
     bits = _stream_bits(pe_img, stream_base, total, L).astype(np.int64)
+    fixed = _fixed_bits(packed)
+    if fixed:
+        starts, syms = _fixed_entries(bits, 0, total, fixed, f"layer {d.index} PE {p}")
+        if np.any(ptr % fixed):
+            raise RefDecodeError(f"layer {d.index} PE {p}: a column pointer splits an entry")
+        return _layer_matrix(packed, d, p, pe_img, ptr, starts, syms, total, bias_base,
+                             rows_local, idx_bits)
     limit, base, symbols = _tables(packed, d)
     lut_len, lut_sym = _lut(limit, base, symbols, L)
     # peek value at every bit position (L-bit sliding window).
@@ -275,6 +283,36 @@ def decode_layer(packed, d, p):
     bad = (col_start < len(starts)) & (ptr[:-1] < total)
     if np.any(starts[np.minimum(col_start[bad], max(len(starts) - 1, 0))] != ptr[:-1][bad]):
         raise RefDecodeError(f"layer {d.index} PE {p}: a column pointer splits a code")
+    return _layer_matrix(packed, d, p, pe_img, ptr, starts, syms, total, bias_base, rows_local,
+                         idx_bits)
+
+
+def _fixed_bits(packed):
+    """Bits of a stored entry when the images hold fixed-width entries (manifest
+    ``column_code == "fixed"``, ``contract.memmap.fixed_entry_bits``), else 0."""
+    code = packed.manifest.get("column_code", "huffman")
+    if code == "huffman":
+        return 0
+    if code != "fixed":
+        raise RefDecodeError(f"unknown column_code {code!r} in the manifest")
+    _, _, _, idx_bits, gap_bits, _ = _params(packed)
+    return fixed_entry_bits(idx_bits, gap_bits)
+
+
+def _fixed_entries(bits, start, end, width, where):
+    """Bit positions and values of the ``width``-bit entries from bit ``start`` to ``end``."""
+    if (end - start) % width or start % width:
+        raise RefDecodeError(f"{where}: {end - start} stream bits from bit {start} are not "
+                             f"whole {width}-bit entries")
+    starts = np.arange(start, end, width, dtype=np.int64)
+    chunk = np.asarray(bits[start:end], dtype=np.int64).reshape(-1, width)
+    syms = chunk @ (1 << np.arange(width - 1, -1, -1, dtype=np.int64))
+    return starts, syms
+
+
+def _layer_matrix(packed, d, p, pe_img, ptr, starts, syms, total, bias_base, rows_local,
+                  idx_bits):
+    """``decode_layer``'s result from the decoded symbols and their bit positions."""
     col = np.searchsorted(ptr, starts, side="right") - 1
     gap = syms >> idx_bits
     index = syms & ((1 << idx_bits) - 1)
@@ -389,7 +427,8 @@ class _ColumnReader:
         self.ptr = _pointers(packed.images[pointer_mem(N, p)], d, ptr_base)
         _check_skip(packed, descs, d, p, self.ptr)
         self.bits = _stream_bits(pe_img, stream_base, int(self.ptr[-1]), self.L)
-        self.tables = _tables(packed, d)
+        self.fixed = _fixed_bits(packed)
+        self.tables = None if self.fixed else _tables(packed, d)
         self.bias = _signed16(pe_img[self.bias_base:self.bias_base + self.rows_local])
         self.cache = {}
 
@@ -398,12 +437,18 @@ class _ColumnReader:
         if j not in self.cache:
             pos, end = int(self.ptr[j]), int(self.ptr[j + 1])
             row, rows, idx = -1, [], []
+            where = f"layer {self.d.index} PE {self.p} column {j}"
+            fixed = iter(_fixed_entries(self.bits, pos, end, self.fixed, where)[1].tolist()
+                         if self.fixed else ())
             while pos < end:
-                try:
-                    (sym,), pos = table_decode(self.bits, 1, *self.tables, self.L, start=pos)
-                except HuffmanError as e:
-                    raise RefDecodeError(f"layer {self.d.index} PE {self.p} column {j}: {e}") \
-                        from None
+                if self.fixed:
+                    sym, pos = next(fixed), pos + self.fixed
+                else:
+                    try:
+                        (sym,), pos = table_decode(self.bits, 1, *self.tables, self.L,
+                                                   start=pos)
+                    except HuffmanError as e:
+                        raise RefDecodeError(f"{where}: {e}") from None
                 row += int(sym >> self.idx_bits) + 1
                 if row >= self.rows_local:
                     raise RefDecodeError(f"layer {self.d.index} PE {self.p} column {j}: row "

@@ -1,0 +1,163 @@
+"""Fixed-width column entries to joint symbols, one per cycle: the PE's decoder without Huffman
+coding (``config.huffman`` off; EIE's own format, docs/ARCHITECTURE.md section 3).
+
+Each stored entry is ``S = config.fixed_entry_bits`` bits (8 or 16, ``contract.memmap.
+fixed_entry_bits``) holding the joint symbol ``gap << idx_bits | idx`` right-aligned, MSB first
+in the stream like the Huffman codes, so an entry never straddles a memory word and a ``W``-bit
+stream word holds ``E = W / S`` of them (1, 2 or 4). The column pointers stay bit offsets, so
+the PE's pointer and word fetch (segments and their words) are the same as with the Huffman
+decoder; this component replaces :class:`gateware.huffman.HuffmanDecoder` behind the same ports.
+
+It works on the heads of its two input streams (the word fetch's segment queue and word FIFO,
+both registered queue outputs): the head segment's entry number ``k`` sits in slot
+``(offset / S + k) mod E`` of the head word. A word is taken after its last slot or the
+segment's last entry, a segment after its last entry, so columns follow each other without an
+idle cycle and no window or pending-segment registers are needed (the Huffman decoder's loop
+needs them because a code may start anywhere in a word). The symbol leaves through an output
+register. About 60 logic cells on the iCE40 where the Huffman decoder has 1,270
+(``python -m hw.area --part pe``).
+"""
+from amaranth import Module, Signal, Mux
+from amaranth.lib import wiring, stream
+from amaranth.lib.wiring import In, Out
+
+from .config import LoadWrite
+from .huffman_loop import segment_layout
+from .huffman_lookup import symbol_out_layout
+
+__all__ = ["FixedDecoder"]
+
+
+class FixedDecoder(wiring.Component):
+    """Slot selector for fixed-width column entries (the ports of
+    :class:`gateware.huffman.HuffmanDecoder`).
+
+    Parameters
+    ----------
+    config : gateware.config.AcceleratorConfig
+        Uses ``fixed_entry_bits``, ``stream_words``, ``idx_bits``, ``gap_bits`` and
+        ``max_layers``.
+    tag_bits : int
+        Width of the per-segment tag.
+
+    Attributes
+    ----------
+    i_load : In(stream.Signature(LoadWrite))
+        Ignored (there are no tables); always ready.
+    i_layer_index : In(log2(max_layers))
+        Unused (the entries need no per-layer table).
+    i_sym_base : In(16)
+        Unused.
+    i_start : In(1)
+        Layer start pulse: clears ``o_error``.
+    i_seg : In(stream.Signature(segment_layout(tag_bits)))
+        Segments in stream order: ``offset`` (bit of the first 16-bit word, a multiple of
+        ``S``), ``nbits`` (a multiple of ``S``; 0: dropped, no words) and the ``tag``. Taken
+        with the segment's last entry.
+    i_word : In(stream.Signature(W))
+        The segments' ``W``-bit words (``W = 16 * config.stream_words``), MSB first,
+        ``ceil((offset + nbits) / W)`` per segment. Taken with their last entry.
+    o_sym : Out(stream.Signature(symbol_out_layout(config, tag_bits)))
+        Joint symbols (the low ``idx_bits + gap_bits`` bits of each entry) with their segment's
+        tag, ``first`` on a segment's first; one per cycle while ``ready`` is high. From
+        registers.
+    o_busy : Out(1)
+        A segment is waiting or a symbol is in the output register.
+    o_error : Out(1)
+        Sticky (cleared by ``i_start``): a segment's offset or length is not a whole number of
+        entries, or an entry has bits set above the joint symbol. The entries are still
+        passed on (the words stay in step with the segments when the length is the fault).
+    """
+
+    def __init__(self, config, tag_bits=8):
+        self.cfg = config
+        self.tag_bits = tag_bits
+        self.entry_bits = config.fixed_entry_bits
+        self.word_bits = 16 * config.stream_words
+        self.layer_bits = max(1, (config.max_layers - 1).bit_length())
+        super().__init__({
+            "i_load": In(stream.Signature(LoadWrite)),
+            "i_layer_index": In(self.layer_bits),
+            "i_sym_base": In(16),
+            "i_start": In(1),
+            "i_seg": In(stream.Signature(segment_layout(tag_bits))),
+            "i_word": In(stream.Signature(self.word_bits)),
+            "o_sym": Out(stream.Signature(symbol_out_layout(config, tag_bits))),
+            "o_busy": Out(1),
+            "o_error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        S, W = self.entry_bits, self.word_bits
+        E = W // S                                  # entries per stream word
+        SH = S.bit_length() - 1                     # log2(S)
+        SYM = self.cfg.idx_bits + self.cfg.gap_bits
+        seg, word, out = self.i_seg.payload, self.i_word.payload, self.o_sym
+
+        # The head segment's progress: ``first`` until its first entry is out, then the entries
+        # left and the slot of the next one (the head segment's fields give both for the first).
+        first = Signal(init=1)
+        left_reg = Signal(16 - SH + 1)
+        slot_reg = Signal(range(E))
+        n_entries = Signal(16 - SH + 1)
+        m.d.comb += n_entries.eq((seg.nbits + (S - 1)) >> SH)
+        left = Signal.like(left_reg)
+        slot = Signal.like(slot_reg)
+        m.d.comb += [left.eq(Mux(first, n_entries, left_reg)),
+                     slot.eq(Mux(first, (seg.offset >> SH) % E, slot_reg) if E > 1 else 0)]
+
+        last = Signal()                             # the head segment's last entry
+        can_emit = Signal()
+        fire = Signal()
+        drop = Signal()                             # an empty segment: no words, no symbol
+        m.d.comb += [
+            last.eq(left == 1),
+            can_emit.eq(~out.valid | out.ready),
+            fire.eq(self.i_seg.valid & self.i_word.valid & can_emit & (left != 0)),
+            drop.eq(self.i_seg.valid & first & (n_entries == 0)),
+            self.i_seg.ready.eq((fire & last) | drop),
+            self.i_word.ready.eq(fire & (last | (slot == E - 1))),
+            self.i_load.ready.eq(1),
+            self.o_busy.eq(self.i_seg.valid | out.valid),
+        ]
+
+        # the entry in slot ``slot`` of the head word (slot 0 = the most significant bits)
+        entries = [word[W - S * (k + 1):W - S * k] for k in range(E)]
+        entry = Signal(S)
+        with m.Switch(slot):
+            for k in range(E):
+                with m.Case(k):
+                    m.d.comb += entry.eq(entries[k])
+
+        with m.If(fire):
+            m.d.sync += [
+                out.valid.eq(1),
+                out.payload.symbol.eq(entry[:SYM]),
+                out.payload.tag.eq(seg.tag),
+                out.payload.first.eq(first),
+                first.eq(last),
+                left_reg.eq(left - 1),
+                slot_reg.eq(slot + 1 if E > 1 else 0),
+            ]
+        with m.Elif(out.ready):
+            m.d.sync += out.valid.eq(0)
+
+        error = Signal()
+        m.d.comb += self.o_error.eq(error)
+        bad_frame = (seg.offset[:SH] != 0) | (seg.nbits[:SH] != 0) if SH < 16 else 0
+        bad_entry = entry[SYM:].any() if SYM < S else 0
+        with m.If(self.i_start):
+            m.d.sync += error.eq(0)
+        with m.Elif((fire & ((first & bad_frame) | bad_entry)) | (drop & bad_frame)):
+            m.d.sync += error.eq(1)
+
+        # signals the profiler (hw.profile) samples every cycle: the Huffman loop's names, the
+        # ones that have no counterpart here held at their idle values
+        probe = {name: Signal(name=f"probe_{name}") for name in
+                 ("fire", "from_pend", "cur_valid", "pend_valid", "have_bits", "s_ok",
+                  "loading", "rem_zero", "flush")}
+        m.d.comb += [probe["fire"].eq(fire), probe["cur_valid"].eq(self.i_seg.valid),
+                     probe["have_bits"].eq(self.i_word.valid), probe["s_ok"].eq(1)]
+        self._probe = probe
+        return m
