@@ -1,7 +1,10 @@
 """1BitSquared iCEBreaker: iCE40UP5K-SG48, 12 MHz oscillator, FT2232H channel B as the UART.
 
-Pins as in ``amaranth_boards.icebreaker``. One PE fits the UP5K's 5,280 logic cells (each PE's
-data and pointer memories take one SPRAM each, so the 4 SPRAMs allow two PEs); the feature
+Pins as in ``amaranth_boards.icebreaker``. Two PEs, the most the 4 SPRAMs allow (each PE's data
+and pointer memories take one each), fit the UP5K's 5,280 logic cells with fixed-width column
+entries (``huffman=False``, EIE's format: a PE is about 1,080 LUT4, where the Huffman decoder
+alone is 1,270; the SPRAMs hold the larger streams easily, LeNet-300-100 takes 18.5k of their 64k
+words). With Huffman decoding one PE fits (``--pes 1 --column-code huffman``). The feature
 profile spends no logic on what one PE does not need (docs/HARDWARE.md has the measurements:
 a 2-deep broadcast FIFO instead of 4 saves 89 logic cells and costs one PE 0.04 % cycles, 1-entry
 segment queues instead of 2 save 188 and cost 1.3 %: the board is bound by its UART, not by the
@@ -28,7 +31,7 @@ BOARD = Board(
     memory=Memory(bram_blocks=30, bram_bits=4096, luts=5280, dsps=8, large_ram_blocks=4,
                   large_ram_words=16384),
     profile=Profile(fifo_depth=2, input_lanes=1, requant_overlap=False, column_skip=False,
-                    pointer_ports=1, stream_words=1, segment_queue_depth=1),
-    default_pes=1,
+                    pointer_ports=1, stream_words=1, segment_queue_depth=1, huffman=False),
+    default_pes=2,
     programmer=Programmer(board="ice40_generic", flash=True),
 )

@@ -9,13 +9,15 @@ the PE's pointer and word fetch (segments and their words) are the same as with 
 decoder; this component replaces :class:`gateware.huffman.HuffmanDecoder` behind the same ports.
 
 It works on the heads of its two input streams (the word fetch's segment queue and word FIFO,
-both registered queue outputs): the head segment's entry number ``k`` sits in slot
+both registered queue outputs): a segment's entry number ``k`` sits in slot
 ``(offset / S + k) mod E`` of the head word. A word is taken after its last slot or the
-segment's last entry, a segment after its last entry, so columns follow each other without an
-idle cycle and no window or pending-segment registers are needed (the Huffman decoder's loop
-needs them because a code may start anywhere in a word). The symbol leaves through an output
-register. About 60 logic cells on the iCE40 where the Huffman decoder has 1,270
-(``python -m hw.area --part pe``).
+segment's last entry. A segment is taken with its first entry, its tag and progress kept in
+registers from then on, so the word fetch can start on the next column while this one is
+decoded (with a one-entry segment queue, taking it with its last entry cost the LeNet-300-100
+iCEBreaker build 2 cycles a column). Columns follow each other without an idle cycle, and no
+window or pending-segment registers are needed (the Huffman decoder's loop needs them because
+a code may start anywhere in a word). The symbol leaves through an output register. About 80
+LUT4 on the iCE40 where the Huffman decoder has 1,270 (``python -m hw.area --part pe``).
 """
 from amaranth import Module, Signal, Mux
 from amaranth.lib import wiring, stream
@@ -53,7 +55,7 @@ class FixedDecoder(wiring.Component):
     i_seg : In(stream.Signature(segment_layout(tag_bits)))
         Segments in stream order: ``offset`` (bit of the first 16-bit word, a multiple of
         ``S``), ``nbits`` (a multiple of ``S``; 0: dropped, no words) and the ``tag``. Taken
-        with the segment's last entry.
+        with the segment's first entry.
     i_word : In(stream.Signature(W))
         The segments' ``W``-bit words (``W = 16 * config.stream_words``), MSB first,
         ``ceil((offset + nbits) / W)`` per segment. Taken with their last entry.
@@ -62,7 +64,7 @@ class FixedDecoder(wiring.Component):
         tag, ``first`` on a segment's first; one per cycle while ``ready`` is high. From
         registers.
     o_busy : Out(1)
-        A segment is waiting or a symbol is in the output register.
+        A segment is waiting or being decoded, or a symbol is in the output register.
     o_error : Out(1)
         Sticky (cleared by ``i_start``): a segment's offset or length is not a whole number of
         entries, or an entry has bits set above the joint symbol. The entries are still
@@ -95,31 +97,37 @@ class FixedDecoder(wiring.Component):
         SYM = self.cfg.idx_bits + self.cfg.gap_bits
         seg, word, out = self.i_seg.payload, self.i_word.payload, self.o_sym
 
-        # The head segment's progress: ``first`` until its first entry is out, then the entries
-        # left and the slot of the next one (the head segment's fields give both for the first).
+        # A segment is taken off its queue with its first entry (so the word fetch can move on
+        # to the next column while this one is decoded); its tag, the slot of the next entry
+        # and whether that is the segment's last then come from registers (``first`` low).
+        # ``last`` drives the word FIFO's pop, which the word fetch's request sees in the same
+        # cycle: from a register, or for a first entry from a compare without an adder.
         first = Signal(init=1)
-        left_reg = Signal(16 - SH + 1)
+        left_reg = Signal(16 - SH + 1)          # entries after the next one
+        last_reg = Signal()
         slot_reg = Signal(range(E))
-        n_entries = Signal(16 - SH + 1)
-        m.d.comb += n_entries.eq((seg.nbits + (S - 1)) >> SH)
-        left = Signal.like(left_reg)
+        tag_reg = Signal(self.tag_bits)
+        nbits = seg.nbits
+        # the segment holds one entry: ceil(nbits / S) == 1, i.e. 0 < nbits <= S
+        first_is_last = (nbits[SH + 1:] == 0) & Mux(nbits[SH], nbits[:SH] == 0,
+                                                     nbits[:SH] != 0)
         slot = Signal.like(slot_reg)
-        m.d.comb += [left.eq(Mux(first, n_entries, left_reg)),
-                     slot.eq(Mux(first, (seg.offset >> SH) % E, slot_reg) if E > 1 else 0)]
+        last = Signal()
+        m.d.comb += [slot.eq(Mux(first, (seg.offset >> SH) % E, slot_reg) if E > 1 else 0),
+                     last.eq(Mux(first, first_is_last, last_reg))]
 
-        last = Signal()                             # the head segment's last entry
         can_emit = Signal()
         fire = Signal()
         drop = Signal()                             # an empty segment: no words, no symbol
+        empty = nbits == 0
         m.d.comb += [
-            last.eq(left == 1),
             can_emit.eq(~out.valid | out.ready),
-            fire.eq(self.i_seg.valid & self.i_word.valid & can_emit & (left != 0)),
-            drop.eq(self.i_seg.valid & first & (n_entries == 0)),
-            self.i_seg.ready.eq((fire & last) | drop),
+            fire.eq(Mux(first, self.i_seg.valid & ~empty, 1) & self.i_word.valid & can_emit),
+            drop.eq(first & self.i_seg.valid & empty),
+            self.i_seg.ready.eq((fire & first) | drop),
             self.i_word.ready.eq(fire & (last | (slot == E - 1))),
             self.i_load.ready.eq(1),
-            self.o_busy.eq(self.i_seg.valid | out.valid),
+            self.o_busy.eq(self.i_seg.valid | out.valid | ~first),
         ]
 
         # the entry in slot ``slot`` of the head word (slot 0 = the most significant bits)
@@ -134,12 +142,16 @@ class FixedDecoder(wiring.Component):
             m.d.sync += [
                 out.valid.eq(1),
                 out.payload.symbol.eq(entry[:SYM]),
-                out.payload.tag.eq(seg.tag),
+                out.payload.tag.eq(Mux(first, seg.tag, tag_reg)),
                 out.payload.first.eq(first),
                 first.eq(last),
-                left_reg.eq(left - 1),
                 slot_reg.eq(slot + 1 if E > 1 else 0),
             ]
+            with m.If(first):
+                m.d.sync += tag_reg.eq(seg.tag)
+            # the entries after this one's successor, and whether that successor is the last
+            after = Mux(first, ((nbits + (S - 1)) >> SH) - 1, left_reg)
+            m.d.sync += [left_reg.eq(after - 1), last_reg.eq(after == 1)]
         with m.Elif(out.ready):
             m.d.sync += out.valid.eq(0)
 

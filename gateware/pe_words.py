@@ -99,10 +99,21 @@ class WordFetch(wiring.Component):
 
         wf_credit = Signal()
         reuse = Signal()
-        m.d.comb += [
-            wf_credit.eq(wfifo.level + push_pending < self.word_fifo),
-            reuse.eq(lw_valid & (lw_addr == wf_addr)),
-        ]
+        if cfg.huffman:
+            m.d.comb += wf_credit.eq(wfifo.level + push_pending < self.word_fifo)
+        else:
+            # Fixed-width entries: a 16-bit entry takes a whole word, so the decoder may take a
+            # word every cycle; the FIFO's room then counts this cycle's pop too (with 2 entries
+            # the plain count allows a word every other cycle). The Huffman decoder takes words
+            # more slowly and its ready comes late, so there the count stays registered.
+            pop = Signal()
+            m.d.comb += [pop.eq(wfifo.r_rdy & self.o_word.ready),
+                         wf_credit.eq(wfifo.level + push_pending < self.word_fifo + pop)]
+        # Adjacent columns share their boundary word, read once, unless every entry fills a
+        # whole memory word (16-bit fixed-width entries): then a column never ends inside a
+        # word, and the last word's registers (about 50 iCE40 logic cells) are left out.
+        share = cfg.huffman or cfg.fixed_entry_bits < 16
+        m.d.comb += reuse.eq(lw_valid & (lw_addr == wf_addr) if share else 0)
         wf_req = self.o_req
         wf_act = Signal()
         m.d.comb += [
@@ -123,10 +134,11 @@ class WordFetch(wiring.Component):
         mem_word = self.i_rdata
         m.d.comb += [
             wfifo.w_en.eq(push_pending),
-            wfifo.w_data.eq(Mux(push_mem, mem_word, lw_data)),
+            wfifo.w_data.eq(Mux(push_mem, mem_word, lw_data) if share else mem_word),
         ]
-        with m.If(push_pending & push_mem):
-            m.d.sync += lw_data.eq(mem_word)
+        if share:
+            with m.If(push_pending & push_mem):
+                m.d.sync += lw_data.eq(mem_word)
 
         sq_out = self.i_seg.payload
         seg_nbits = Signal(BA)

@@ -598,8 +598,10 @@ def pack_stage(args, cm, data, out, stem, log):
         return None
     balance = "data" if data.name == "mnist" else "greedy"
     try:
-        n = args.pack_pes or get_board(args.board).default_pes
-        limits = sized_limits(cm, n, PackLimits(), balance=balance)
+        board = get_board(args.board)
+        n = args.pack_pes or board.default_pes
+        # (the board's column code: Huffman, or fixed-width entries for its gateware)
+        limits = sized_limits(cm, n, PackLimits(huffman=board.profile.huffman), balance=balance)
         packed = pack(cm, n, args.board, limits=limits, x=data.test_uint8(), balance=balance)
     except (PackError, GoldenError, ValueError) as e:
         raise CompressError(f"packing failed: {e}") from None

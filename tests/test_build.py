@@ -69,7 +69,7 @@ def test_select_tools_prefers_env_and_reports_missing(tmp_path):
 
 def test_platform_registry():
     platform = get_platform("icebreaker")
-    assert platform.board.default_pes == 1 and platform.board.max_pes == 2
+    assert platform.board.default_pes == 2 and platform.board.max_pes == 2
     assert platform.board.pe_mem_words == 16384
     with pytest.raises(BoardError, match="simulation-only"):
         get_platform("sim")

@@ -36,7 +36,7 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def compressed(files):
-    """``python -m sw.compress --onnx ... --data ... --pack`` (1 PE on the iCEBreaker)."""
+    """``python -m sw.compress --onnx ... --data ... --pack`` (the iCEBreaker's 2 PEs)."""
     out = files / "out"
     argv = ["--onnx", str(files / "mlp128.onnx"), "--data", str(files / "digits.npz"),
             "--out", str(out), "--pack", "--no-sensitivity", "--quiet", "--seed", "3"]
@@ -66,7 +66,8 @@ def test_cli_writes_model_report_and_images(compressed, files, capsys):
     assert rep["metrics"]["ratio"] == pytest.approx(m.metrics["ratio"]) and m.metrics["ratio"] > 20
     assert "| fc1 |" in (compressed / "mlp128_report.md").read_text()
     man = json.loads((compressed / "mlp128_pack" / "manifest.json").read_text())
-    assert man["n_pes"] == 1 and man["board"] == "icebreaker"
+    assert man["n_pes"] == 2 and man["board"] == "icebreaker"
+    assert man["column_code"] == "fixed"            # the board's gateware has no Huffman decoder
     print(f"imported 784-128-64-10 MLP: dense {100 * m.metrics['dense_error']:.2f}%, compressed "
           f"float {100 * err:.2f}%, integer {100 * ierr:.2f}% test error on {N_TEST} images, "
           f"{m.metrics['ratio']:.1f}x")
