@@ -314,7 +314,8 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
         Board whose memory capacities are checked (a ``boards/`` file name: ``"icebreaker"``,
         ``"ulx3s"``, ``"sim"``...).
     limits : PackLimits, optional
-        Hardware limits (default: the ``contract.config.AcceleratorConfig`` defaults).
+        Hardware limits (default: the ``contract.config.AcceleratorConfig`` defaults, with the
+        board profile's ``huffman``: Huffman-coded columns or fixed-width entries).
     x : array_like, optional
         Input vectors (e.g. MNIST test bytes) for the ideal-cycle statistics in the manifest.
     balance : bool or str
@@ -339,7 +340,8 @@ def pack(int_model, n_pes, board="sim", limits=None, x=None, balance=False):
         spec = get_board(board) if isinstance(board, str) else board
     except ValueError as e:
         raise PackError(str(e)) from None
-    limits = limits or PackLimits()
+    # (without limits: the default gateware's, with the board's column code)
+    limits = limits or PackLimits(huffman=spec.profile.huffman)
     N = int(n_pes)
     pe_cap = _check_board(N, n_pes, spec, limits)
     try:

@@ -65,6 +65,15 @@ def test_fixed_images_decode_to_the_model(gap_bits):
     assert streams[0] < streams[1]
 
 
+def test_pack_follows_the_board_column_code():
+    """Without limits, ``pack`` writes the board's form: the iCEBreaker's gateware has no
+    Huffman decoder, the simulation defaults and the ULX3S have."""
+    im = random_int_model([40, 30, 10], 0.3, 5)
+    assert pack(im, 2, board="icebreaker").manifest["column_code"] == "fixed"
+    assert pack(im, 2, board="sim").manifest["column_code"] == "huffman"
+    assert pack(im, 2, board="ulx3s").manifest["column_code"] == "huffman"
+
+
 def test_refdecoder_rejects_split_fixed_entries():
     """A column pointer moved off an entry boundary is reported, not decoded."""
     from contract.memmap import pointer_mem
