@@ -516,7 +516,8 @@ def pack_for_board(status, int_model, board="icebreaker"):
     limits = PackLimits(max_layers=status.max_layers, max_rows_per_pe=status.max_rows_per_pe,
                         max_features=status.max_features, symbol_depth=status.symbol_depth,
                         max_logits=status.max_logits, pe_mem_words=status.pe_mem_depth,
-                        fmap_depth=fmap_depth, huffman=status.symbol_depth > 0, **{k: status.fields[k] for k in WIDTH_KEYS})
+                        fmap_depth=fmap_depth, huffman=status.symbol_depth > 0,
+                        **{k: status.fields[k] for k in WIDTH_KEYS})
     try:
         # Balanced rows are faster; they can need more joint symbols than the neuron order
         # (different gaps), so a board with a small symbol table gets the unbalanced packing.

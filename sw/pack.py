@@ -831,8 +831,10 @@ def main(argv=None):
     t = m["totals"]
     p = m["params"]
     print(f"packed {args.model} for {n} PEs on {spec.name} -> {out} (gateware limits: "
-          f"{limits.max_rows_per_pe} accumulator rows per PE, {limits.symbol_depth} symbols of "
-          f"{p['idx_bits']} index + {p['gap_bits']} gap bits"
+          f"{limits.max_rows_per_pe} accumulator rows per PE, "
+          + (f"{limits.symbol_depth} Huffman symbols" if limits.huffman else
+             f"fixed-width {fixed_entry_bits(p['idx_bits'], p['gap_bits'])}-bit entries")
+          + f" of {p['idx_bits']} index + {p['gap_bits']} gap bits"
           + (f", feature-map banks of {limits.fmap_depth} entries" if limits.fmap_depth else "")
           + ")")
     for nm, info in m["memories"].items():
