@@ -4,7 +4,8 @@ Random conv models (``sw.golden.random_conv_model``: conv layers with ReLU and 2
 then fc layers reading the pooled map), packed by ``sw.pack``, with random input idles and logit
 back-pressure; inputs include an all-zero image and an all-255 one. Configurations: 1..4 PEs,
 one and two broadcast words per cycle, several input channels, the iCEBreaker's feature
-profile (no overlap, no column skip table, no early start, one input lane); a wrong expected
+profile (no overlap, no column skip table, no early start, one input lane, fixed-width column
+entries instead of Huffman coding); a wrong expected
 logit must fail. The compressed LeNet-5 on MNIST: tests/test_hw_lenet5.py.
 """
 import numpy as np
@@ -25,7 +26,8 @@ CASES = {
     "n4_wide": (4, dict(in_shape=(3, 12, 12), convs=((9, 3), (5, 2)), fc=(10,), seed=4), {}),
     "n2_board_profile": (2, dict(seed=5), dict(requant_overlap=False, column_skip=False,
                                                early_start=False, pointer_ports=1,
-                                               stream_words=1, input_lanes=1, fifo_depth=4)),
+                                               stream_words=1, input_lanes=1, fifo_depth=4,
+                                               huffman=False)),
 }
 
 
