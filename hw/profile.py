@@ -450,6 +450,9 @@ def build_parser():
     ap.add_argument("--pointer-ports", type=int, default=None, choices=(1, 2),
                     help="read ports of each PE's pointer memory (default: the "
                          "AcceleratorConfig default, 2)")
+    ap.add_argument("--column-code", choices=("huffman", "fixed"), default=None,
+                    help="the PEs decode Huffman-coded columns or fixed-width entries "
+                         "(default: the board's, or Huffman)")
     ap.add_argument("--balance", choices=METHODS, default="data",
                     help="hidden-neuron order as sw.pack / hw.bench --balance (default data)")
     return ap
@@ -459,7 +462,9 @@ def build_parser():
 def main(argv=None):
     a = build_parser().parse_args(argv)
     im, name = _model(a.model, False)
-    features = board_features(a.board, pointer_ports=a.pointer_ports)
+    features = board_features(a.board, pointer_ports=a.pointer_ports,
+                              huffman=None if a.column_code is None
+                              else a.column_code == "huffman")
     if a.pes is None:
         a.pes = get_board(a.board).default_pes if a.board else 4
     if a.pes < 1 or a.images < 1:
