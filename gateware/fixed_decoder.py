@@ -20,14 +20,12 @@ a code may start anywhere in a word). The symbol leaves through an output regist
 LUT4 on the iCE40 where the Huffman decoder has 1,270 (``python -m hw.area --part pe``).
 """
 from amaranth import Module, Signal, Mux
-from amaranth.lib import wiring, stream
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
-from .config import LoadWrite
-from .huffman_loop import segment_layout
-from .huffman_lookup import symbol_out_layout
+from .huffman import HuffmanDecoder, decoder_ports
 
-__all__ = ["FixedDecoder"]
+__all__ = ["FixedDecoder", "column_decoder"]
+
 
 
 class FixedDecoder(wiring.Component):
@@ -76,18 +74,7 @@ class FixedDecoder(wiring.Component):
         self.tag_bits = tag_bits
         self.entry_bits = config.fixed_entry_bits
         self.word_bits = 16 * config.stream_words
-        self.layer_bits = max(1, (config.max_layers - 1).bit_length())
-        super().__init__({
-            "i_load": In(stream.Signature(LoadWrite)),
-            "i_layer_index": In(self.layer_bits),
-            "i_sym_base": In(16),
-            "i_start": In(1),
-            "i_seg": In(stream.Signature(segment_layout(tag_bits))),
-            "i_word": In(stream.Signature(self.word_bits)),
-            "o_sym": Out(stream.Signature(symbol_out_layout(config, tag_bits))),
-            "o_busy": Out(1),
-            "o_error": Out(1),
-        })
+        super().__init__(decoder_ports(config, tag_bits))
 
     def elaborate(self, platform):
         m = Module()
@@ -157,7 +144,7 @@ class FixedDecoder(wiring.Component):
 
         error = Signal()
         m.d.comb += self.o_error.eq(error)
-        bad_frame = (seg.offset[:SH] != 0) | (seg.nbits[:SH] != 0) if SH < 16 else 0
+        bad_frame = (seg.offset[:SH] != 0) | (seg.nbits[:SH] != 0)
         bad_entry = entry[SYM:].any() if SYM < S else 0
         with m.If(self.i_start):
             m.d.sync += error.eq(0)
@@ -173,3 +160,9 @@ class FixedDecoder(wiring.Component):
                      probe["have_bits"].eq(self.i_word.valid), probe["s_ok"].eq(1)]
         self._probe = probe
         return m
+
+
+def column_decoder(config, tag_bits):
+    """The PE's column decoder for ``config``: :class:`gateware.huffman.HuffmanDecoder`, or
+    without Huffman coding (``config.huffman`` off) a :class:`FixedDecoder`."""
+    return (HuffmanDecoder if config.huffman else FixedDecoder)(config, tag_bits=tag_bits)

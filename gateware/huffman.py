@@ -50,7 +50,25 @@ from .huffman_lookup import HuffmanLookup, symbol_out_layout
 from .huffman_loop import HuffmanDecodeLoop, segment_layout
 from .huffman_tables import HuffmanTables
 
-__all__ = ["HuffmanDecoder", "segment_layout", "symbol_out_layout"]
+__all__ = ["HuffmanDecoder", "decoder_ports", "segment_layout", "symbol_out_layout"]
+
+
+def decoder_ports(config, tag_bits):
+    """Signature members of a PE's column decoder: this one and
+    :class:`gateware.fixed_decoder.FixedDecoder` take them from here, so the PE can hold
+    either (``config.huffman``) and the two interfaces cannot drift."""
+    layer_bits = max(1, (config.max_layers - 1).bit_length())
+    return {
+        "i_load": In(stream.Signature(LoadWrite)),
+        "i_layer_index": In(layer_bits),
+        "i_sym_base": In(16),
+        "i_start": In(1),
+        "i_seg": In(stream.Signature(segment_layout(tag_bits))),
+        "i_word": In(stream.Signature(16 * config.stream_words)),
+        "o_sym": Out(stream.Signature(symbol_out_layout(config, tag_bits))),
+        "o_busy": Out(1),
+        "o_error": Out(1),
+    }
 
 
 class HuffmanDecoder(wiring.Component):
@@ -94,19 +112,7 @@ class HuffmanDecoder(wiring.Component):
         self.cfg = config
         self.tag_bits = tag_bits
         self.max_len = config.huff_max_len
-        self.layer_bits = max(1, (config.max_layers - 1).bit_length())
-        self.word_bits = 16 * config.stream_words
-        super().__init__({
-            "i_load": In(stream.Signature(LoadWrite)),
-            "i_layer_index": In(self.layer_bits),
-            "i_sym_base": In(16),
-            "i_start": In(1),
-            "i_seg": In(stream.Signature(segment_layout(tag_bits))),
-            "i_word": In(stream.Signature(self.word_bits)),
-            "o_sym": Out(stream.Signature(symbol_out_layout(config, tag_bits))),
-            "o_busy": Out(1),
-            "o_error": Out(1),
-        })
+        super().__init__(decoder_ports(config, tag_bits))
 
     def elaborate(self, platform):
         m = Module()

@@ -66,8 +66,7 @@ from amaranth.lib import wiring, stream
 from amaranth.lib.wiring import In, Out
 
 from .config import LoadWrite, broadcast_layout, pe_output_layout, layer_config_layout
-from .fixed_decoder import FixedDecoder
-from .huffman import HuffmanDecoder
+from .fixed_decoder import column_decoder
 from .memories import PEMemory
 from .pe_accbanks import AccumulatorBanks
 from .pe_accumulate import Accumulate
@@ -188,8 +187,7 @@ class ProcessingElement(wiring.Component):
         m.submodules.ptrs = ptrs = PointerFetch(cfg, self.seg_queue, len(layer.in_features))
         m.submodules.words = words = WordFetch(cfg, self.word_fifo, self.dec_queue)
         # (without Huffman coding the columns are fixed-width entries: a slot selector)
-        decoder = HuffmanDecoder if cfg.huffman else FixedDecoder
-        m.submodules.dec = dec = decoder(cfg, tag_bits=pe_tag_bits(cfg))
+        m.submodules.dec = dec = column_decoder(cfg, pe_tag_bits(cfg))
         # Overlapping conv passes: the column engine takes a repeated pass's activations
         # right behind the previous pass's (each tagged with its pass's accumulator bank)
         # instead of draining stages 1-4 first (about 12 cycles a pass).

@@ -32,14 +32,13 @@ from boards import get_board
 from contract.config import AcceleratorConfig
 from gateware.accelerator import Accelerator
 from gateware.central import CentralUnit
-from gateware.fixed_decoder import FixedDecoder
-from gateware.huffman import HuffmanDecoder
+from gateware.fixed_decoder import column_decoder
 from gateware.mock_accel import MockAccelerator
 from gateware.pe import ProcessingElement
 from gateware.top import UARTCore
 from hw.build import BuildError, board_config, memory_depth_for, select_tools, size_config
 from hw.families import get_family, stat_cell
-from sw.cli import ToolError, command
+from sw.cli import ToolError, add_column_code, command, huffman_of
 
 __all__ = ["AreaError", "part_config", "synthesise", "module_table", "build_parser", "main"]
 
@@ -91,8 +90,7 @@ def _component(part, n_pes, model=None, input_lanes=None, pointer_ports=None,
     if part == "pe":
         return ProcessingElement(cfg, 0)
     if part == "decoder":
-        decoder = HuffmanDecoder if cfg.huffman else FixedDecoder
-        return decoder(cfg, tag_bits=cfg.act_bits)
+        return column_decoder(cfg, cfg.act_bits)
     if part == "central":
         return CentralUnit(cfg)
     if part == "core":
@@ -170,9 +168,7 @@ def build_parser():
                          "default)")
     ap.add_argument("--stream-words", type=int, default=None, choices=(1, 2),
                     help="memory words per decoder word (default: the AcceleratorConfig default)")
-    ap.add_argument("--column-code", choices=("huffman", "fixed"), default=None,
-                    help="the PEs' decoder: Huffman-coded columns or fixed-width entries "
-                         "(default: the board's, or Huffman)")
+    add_column_code(ap)
     return ap
 
 
@@ -183,8 +179,7 @@ def main(argv=None):
         args.pes = get_board(args.board).default_pes if args.board else 4
     table = synthesise(args.part, args.pes, args.flat, model=args.model, input_lanes=args.lanes,
                        pointer_ports=args.pointer_ports, stream_words=args.stream_words,
-                       board=args.board, huffman=None if args.column_code is None
-                       else args.column_code == "huffman")
+                       board=args.board, huffman=huffman_of(args.column_code))
     family = get_family(get_board(args.board).family if args.board else "ice40")
     print(f"{'module':40s} {'LUT4':>6s} {'FF':>6s} {'CARRY':>6s} {'BRAM':>4s} {'DSP':>4s}")
     for name, cells in table.items():

@@ -34,7 +34,7 @@ from boards import get_board
 from hw.simcase import bench_config, case_from_int_model
 from hw.verilator import SimulationFailed, run_case
 from sw.balance import BalanceError, METHODS, balance_model
-from sw.cli import EXIT_MISMATCH, EXIT_OK, ToolError, command
+from sw.cli import EXIT_MISMATCH, EXIT_OK, ToolError, add_column_code, command, huffman_of
 from sw.golden import GoldenError, IntModel, images_to_uint8, load_mnist, random_int_model
 from sw.modelfile import ModelFormatError, load_model
 from sw.pack import PackError
@@ -174,9 +174,7 @@ def build_parser():
     ap.add_argument("--segment-queue", type=int, default=None,
                     help="entries of each PE's column-segment queues (default: automatic, 2 "
                          "with one PE and 4 with more; the iCEBreaker build uses 1)")
-    ap.add_argument("--column-code", choices=("huffman", "fixed"), default=None,
-                    help="the PEs decode Huffman-coded columns or fixed-width entries "
-                         "(default: the board's, or Huffman)")
+    add_column_code(ap)
     ap.add_argument("--no-early", action="store_true",
                     help="start a layer only when every PE has taken the previous one's end "
                          "token (default: as soon as it is in every FIFO; the iCEBreaker build "
@@ -199,7 +197,7 @@ def main(argv=None):
         requant_overlap=False if args.no_overlap else None,
         column_skip=False if args.no_skip else None, pointer_ports=args.pointer_ports,
         stream_words=args.stream_words, segment_queue_depth=args.segment_queue,
-        huffman=None if args.column_code is None else args.column_code == "huffman")
+        huffman=huffman_of(args.column_code))
     if args.pes is None:
         args.pes = str(get_board(args.board).default_pes) if args.board else "1,2,4,8"
     try:

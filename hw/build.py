@@ -37,7 +37,7 @@ from gateware.top import BoardTop, TopError, default_accelerator
 from gateware.uart import UARTError
 from hw.families import FlowToolError, get_family, parse_nextpnr_log, parse_yosys_log
 from hw.platforms import BoardError, get_platform
-from sw.cli import ToolError, command
+from sw.cli import ToolError, add_column_code, command, huffman_of
 from sw.flashimage import FlashImageError, flash_image, load_runs
 from sw.loader import LoaderError, flash_image_command, run_loader
 from sw.modelfile import ModelFormatError, load_model
@@ -517,9 +517,7 @@ def build_parser():
     ap.add_argument("--router", choices=ROUTERS, default=None,
                     help="nextpnr's router (default: router1). router2 routed the 16-PE ULX3S "
                          "build where router1 stalled in congestion")
-    ap.add_argument("--column-code", choices=("huffman", "fixed"), default=None,
-                    help="the PEs decode Huffman-coded columns or fixed-width entries (EIE's "
-                         "format: far smaller PEs, more memory); default: the board's")
+    add_column_code(ap)
     ap.add_argument("--mock-accelerator", action="store_true",
                     help="UART/protocol path with the test stand-in accelerator (runs from the "
                          "board oscillator unless --freq is given)")
@@ -540,8 +538,7 @@ def main(argv=None):
                        program=args.program, mock=args.mock_accelerator,
                        min_fmax=args.min_fmax, synth_only=args.synth_only,
                        seed=args.seed, router=args.router,
-                       huffman=None if args.column_code is None
-                       else args.column_code == "huffman")
+                       huffman=huffman_of(args.column_code))
     except BuildError:
         report_txt = Path(out) / "report.txt"
         if report_txt.exists():

@@ -61,7 +61,7 @@ from gateware.accelerator import Accelerator
 from hw.bench import _model, board_features
 from hw.simcase import bench_config, case_from_int_model
 from sw.balance import METHODS, balance_model
-from sw.cli import ToolError, command
+from sw.cli import ToolError, add_column_code, command, huffman_of
 from sw.golden import ideal_cycles, images_to_uint8, infer, load_mnist
 
 __all__ = ["ProfileError", "CLASSES", "LayerProfile", "Profile", "profile_int_model",
@@ -450,9 +450,7 @@ def build_parser():
     ap.add_argument("--pointer-ports", type=int, default=None, choices=(1, 2),
                     help="read ports of each PE's pointer memory (default: the "
                          "AcceleratorConfig default, 2)")
-    ap.add_argument("--column-code", choices=("huffman", "fixed"), default=None,
-                    help="the PEs decode Huffman-coded columns or fixed-width entries "
-                         "(default: the board's, or Huffman)")
+    add_column_code(ap)
     ap.add_argument("--balance", choices=METHODS, default="data",
                     help="hidden-neuron order as sw.pack / hw.bench --balance (default data)")
     return ap
@@ -463,8 +461,7 @@ def main(argv=None):
     a = build_parser().parse_args(argv)
     im, name = _model(a.model, False)
     features = board_features(a.board, pointer_ports=a.pointer_ports,
-                              huffman=None if a.column_code is None
-                              else a.column_code == "huffman")
+                              huffman=huffman_of(a.column_code))
     if a.pes is None:
         a.pes = get_board(a.board).default_pes if a.board else 4
     if a.pes < 1 or a.images < 1:

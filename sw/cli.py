@@ -19,7 +19,7 @@ import functools
 import sys
 
 __all__ = ["EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_MISMATCH", "ToolError", "ERRORS",
-           "error_line", "command"]
+           "error_line", "command", "COLUMN_CODES", "add_column_code", "huffman_of"]
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -60,3 +60,22 @@ def command(main):
             print(error_line(exc), file=sys.stderr)
             return EXIT_ERROR
     return run
+
+
+#: Values of ``--column-code``: how the PEs' columns are stored (docs/ARCHITECTURE.md section 3).
+COLUMN_CODES = ("huffman", "fixed")
+
+
+def add_column_code(parser):
+    """Add ``--column-code {huffman,fixed}`` (default ``None``: the board's) to ``parser``; the
+    same option on ``sw.pack``, ``hw.build``, ``hw.area``, ``hw.bench`` and ``hw.profile``."""
+    parser.add_argument("--column-code", choices=COLUMN_CODES, default=None,
+                        help="the PEs decode Huffman-coded columns or fixed-width entries "
+                             "(EIE's format: far smaller PEs, more memory); default: the "
+                             "board's (Huffman without a board)")
+
+
+def huffman_of(column_code):
+    """``--column-code`` as ``AcceleratorConfig.huffman``: ``True``, ``False``, or ``None``
+    when not given."""
+    return None if column_code is None else column_code == "huffman"

@@ -108,6 +108,12 @@ class BoardStatus:
     def pe_mem_depth(self):
         return 1 << self.fields["pe_mem_log2"]
 
+    @property
+    def column_code(self):
+        """How the gateware reads the columns: ``"huffman"``, or ``"fixed"`` (fixed-width
+        entries) when it reports no symbol table (STATUS ``symbol_depth`` 0)."""
+        return "huffman" if self.fields.get("symbol_depth", 1) else "fixed"
+
     def summary(self):
         f = self.fields
         return (f"protocol v{f['version']}, {f['n_pes']} PEs, A{f['act_bits']}/W{f['weight_bits']}"
@@ -117,7 +123,7 @@ class BoardStatus:
                 f"flags 0x{f['flags']:02x}, receive buffer {f.get('rx_buffer', 0)} bytes, "
                 f"flash: {FLASH_STATES.get(f.get('flash', 0), 'unknown state')}, "
                 f"feature maps: {self.fmap_summary}, columns: "
-                + ("Huffman-coded" if f.get("symbol_depth", 1) else "fixed-width entries")
+                + ("Huffman-coded" if self.column_code == "huffman" else "fixed-width entries")
                 + f", board id {f.get('board_id', 0)}")
 
     @property
@@ -466,8 +472,7 @@ def check_fit(status, int_model, packed):
     if int_model.out_features > status.max_logits:
         problems.append(f"{int_model.out_features} outputs > result buffer of "
                         f"{status.max_logits}")
-    # gateware without the Huffman decoder reports no symbol table (STATUS symbol_depth 0)
-    board_code = "huffman" if status.symbol_depth else "fixed"
+    board_code = status.column_code
     packed_code = getattr(packed, "manifest", {}).get("column_code", "huffman")
     if packed_code != board_code:
         problems.append(f"the images hold {packed_code} columns, the board's gateware decodes "
@@ -516,7 +521,7 @@ def pack_for_board(status, int_model, board="icebreaker"):
     limits = PackLimits(max_layers=status.max_layers, max_rows_per_pe=status.max_rows_per_pe,
                         max_features=status.max_features, symbol_depth=status.symbol_depth,
                         max_logits=status.max_logits, pe_mem_words=status.pe_mem_depth,
-                        fmap_depth=fmap_depth, huffman=status.symbol_depth > 0,
+                        fmap_depth=fmap_depth, huffman=status.column_code == "huffman",
                         **{k: status.fields[k] for k in WIDTH_KEYS})
     try:
         # Balanced rows are faster; they can need more joint symbols than the neuron order

@@ -34,7 +34,7 @@ from contract.memmap import (ADDR_BITS, COLSKIP_MAX_PES, CONV_LIMITS, DESC_FIELD
                              mem_names, pointer_mem, shared_mem)
 from contract.widths import WIDTH_KEYS, WORD_BITS
 from sw.balance import BalanceError, METHODS, balance_model
-from sw.cli import command
+from sw.cli import add_column_code, command, huffman_of
 from sw.golden import (GoldenError, IntModel, accumulator_bounds, conv_geometry, ideal_cycles,
                        images_to_uint8, load_mnist)
 from sw.huffman import HuffmanCode, HuffmanError, bits_to_words
@@ -781,9 +781,7 @@ def build_parser():
     ap.add_argument("--gap-bits", type=int, default=None,
                     help="relative-index (gap) width of the gateware (default: the model's; "
                          "a model with another width is refused)")
-    ap.add_argument("--column-code", choices=("huffman", "fixed"), default=None,
-                    help="how the columns are stored: Huffman-coded, or fixed-width entries "
-                         "for gateware without the Huffman decoder (default: the board's)")
+    add_column_code(ap)
     ap.add_argument("--balance", choices=METHODS, default="data",
                     help="renumber hidden neurons so every PE gets the same work (the logits "
                          "are identical): data = greedy refined on the first 2000 MNIST "
@@ -812,7 +810,7 @@ def main(argv=None):
                         max_features=args.max_features,
                         symbol_depth=args.symbol_depth or defaults.symbol_depth,
                         huffman=(spec.profile.huffman if args.column_code is None
-                                 else args.column_code == "huffman"))
+                                 else huffman_of(args.column_code)))
     if args.max_rows is None or args.symbol_depth is None or args.fmap_depth is None:
         grown = sized_limits(model, n, limits, balance=args.balance)
         limits = dataclasses.replace(
