@@ -2,8 +2,8 @@
 
 Pins as in ``amaranth_boards.icebreaker``. Two PEs, the most the 4 SPRAMs allow (each PE's data
 and pointer memories take one each), fit the UP5K's 5,280 logic cells with fixed-width column
-entries (``huffman=False``, EIE's format: a PE is about 1,080 LUT4, where the Huffman decoder
-alone is 1,270; the SPRAMs hold the larger streams easily, LeNet-300-100 takes 18.5k of their 64k
+entries (``huffman=False``, EIE's format: a PE is about 1,050 LUT4, where the Huffman decoder
+alone is 1,276; the SPRAMs hold the larger streams easily, LeNet-300-100 takes 18.5k of their 64k
 words). With Huffman decoding one PE fits (``--pes 1 --column-code huffman``). The feature
 profile spends no logic on what one PE does not need (docs/HARDWARE.md has the measurements:
 a 2-deep broadcast FIFO instead of 4 saves 89 logic cells and costs one PE 0.04 % cycles, 1-entry

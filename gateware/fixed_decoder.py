@@ -17,7 +17,7 @@ decoded (with a one-entry segment queue, taking it with its last entry cost the 
 iCEBreaker build 2 cycles a column). Columns follow each other without an idle cycle, and no
 window or pending-segment registers are needed (the Huffman decoder's loop needs them because
 a code may start anywhere in a word). The symbol leaves through an output register. About 80
-LUT4 on the iCE40 where the Huffman decoder has 1,270 (``python -m hw.area --part pe``).
+LUT4 on the iCE40 where the Huffman decoder has 1,276 (``python -m hw.area --part pe``).
 """
 from amaranth import Module, Signal, Mux
 from amaranth.lib import wiring
