@@ -250,16 +250,29 @@ def board_config(board, n_pes=None, pe_mem_depth=None, huffman=None):
                              **features)
 
 
+#: Fewest accumulator rows a block-RAM build cuts ``max_rows_per_pe`` to (one 16-entry
+#: distributed RAM deep).
+MIN_ROWS_PER_PE = 16
+
+
 def memory_depth_for(model_path, config, board):
     """Block-RAM families: ``config`` with ``pe_mem_depth`` cut to the power of two (>= 256)
     that holds the largest of the model's PE images (data or pointers), so the PE memories take
-    the block RAM the model needs and no more. Large-RAM families: ``config`` unchanged."""
+    the block RAM the model needs and no more, and ``max_rows_per_pe`` cut to the power of two
+    (>= :data:`MIN_ROWS_PER_PE`) that holds the model's accumulator rows per PE. The rows size
+    the accumulators and the central unit's output banks (``gateware.central_merge.bank_depth``):
+    cut to the model, the N banks of a few dozen entries go to distributed RAM instead of one
+    18-kbit block RAM each (yosys picks by cost; 8 of the Tang Primer 20K's 46 BSRAMs at 8 PEs).
+    Large-RAM families: ``config`` unchanged."""
     board = get_board(board)
     if board.facts.pe_memory == "large_ram" or model_path is None:
         return config
     try:
-        packed = pack(load_model(model_path), config.n_pes, board=board, balance=True,
+        model = load_model(model_path)
+        packed = pack(model, config.n_pes, board=board, balance=True,
                       limits=PackLimits.from_config(config))
+        rows = sized_limits(model, config.n_pes, dataclasses.replace(
+            PackLimits.from_config(config), max_rows_per_pe=MIN_ROWS_PER_PE)).max_rows_per_pe
     except PackError as exc:
         raise BuildError(f"cannot pack {model_path}: {exc}") from None
     need = max(len(img) for mem, img in packed.images.items()
@@ -267,7 +280,8 @@ def memory_depth_for(model_path, config, board):
     depth = 256
     while depth < need:
         depth *= 2
-    return dataclasses.replace(config, pe_mem_depth=depth)
+    return dataclasses.replace(config, pe_mem_depth=depth,
+                               max_rows_per_pe=min(rows, config.max_rows_per_pe))
 
 
 def build(board="icebreaker", *, model=None, n_pes=None, out=None, freq_mhz=None,

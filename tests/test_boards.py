@@ -319,6 +319,35 @@ def test_pe_memory_second_read_port_uses_the_second_bram_port(family, blocks, tm
         assert fam.neutral_cells(cells)["bram"] == want, (ports, cells)
 
 
+@pytest.mark.parametrize("family", ["ecp5", "gowin"])
+def test_output_banks_sized_to_the_model_go_to_distributed_ram(family, tmp_path):
+    """Memory plan of the block-RAM families: the build cuts ``max_rows_per_pe`` to the model
+    (LeNet-300-100 on 8 PEs: 53 rows, 64), so the central unit's 8 output banks are 64 entries
+    deep and yosys maps them to distributed RAM, not to one block RAM each as at the default's
+    256 rows (128-entry banks); on the Tang Primer 20K that is 8 of its 46 BSRAMs."""
+    import dataclasses
+    import subprocess
+    from amaranth.back import rtlil
+    from gateware.central_merge import BankMerge, bank_depth
+    from hw.build import memory_depth_for, size_config
+    from hw.families import parse_yosys_log
+    model = "models/lenet300.npz"
+    cfg = memory_depth_for(model, size_config(model, board_config("tang_primer_20k", 8,
+                                                                   huffman=False)),
+                           "tang_primer_20k")
+    assert cfg.max_rows_per_pe == 64 and bank_depth(cfg) == 64
+    fam = get_family(family)
+    tools = fam.select_tools(dict(os.environ))
+    for rows, want_bram in ((64, 0), (256, 8)):
+        c = dataclasses.replace(cfg, max_rows_per_pe=rows)
+        (tmp_path / "m.il").write_text(rtlil.convert(BankMerge(c, bank_depth(c)), name="m"))
+        script = f"read_rtlil m.il; {fam.synth_command} -top m; tee -q -o m.stat stat"
+        subprocess.run([tools["YOSYS"], "-q", "-p", script], cwd=tmp_path, check=True,
+                       capture_output=True)
+        cells = parse_yosys_log("Printing statistics\n" + (tmp_path / "m.stat").read_text())
+        assert fam.neutral_cells(cells)["bram"] == want_bram, (rows, cells)
+
+
 @pytest.mark.parametrize("board", ["ulx3s", "tang_primer_20k", "orangecrab"])
 def test_pes_auto_estimate(board, monkeypatch):
     """``--pes auto`` (hw.area.estimate_pes) with yosys replaced by a cost model whose answer is
