@@ -44,6 +44,9 @@ class Profile:
         16-bit memory words the PE's decoder takes per cycle (1 or 2).
     segment_queue_depth : int
         Entries of each PE's column-segment queues (0: automatic).
+    block_ram_banks : int
+        Output banks of the central unit held in block RAM (the rest go to the tool: small
+        ones to distributed RAM).
     """
     fifo_depth: int = _DEFAULT.fifo_depth
     input_lanes: int = _DEFAULT.input_lanes
@@ -55,6 +58,7 @@ class Profile:
     huffman: bool = _DEFAULT.huffman
     stream_words: int = _DEFAULT.stream_words
     segment_queue_depth: int = _DEFAULT.segment_queue_depth
+    block_ram_banks: int = _DEFAULT.block_ram_banks
 
     def config_fields(self):
         """``{AcceleratorConfig field: value}``."""

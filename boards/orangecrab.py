@@ -18,11 +18,14 @@ BOARD = Board(
     leds=(Led("led_g", "M3", invert=True, attrs=_LVCMOS33),
           Led("led_r", "K4", invert=True, attrs=_LVCMOS33)),
     memory=Memory(bram_blocks=56, bram_bits=18432, luts=24288, dsps=28),
-    # the iCEBreaker's lean profile at 4 PEs (placed: 14,178 / 24,288 LUT4, 31 / 56 DP16KD,
-    # 82.91 MHz); 6 PEs do not fit (31 / 28 MULT18X18D, 83 % of the LUT4s)
-    profile=Profile(fifo_depth=4, input_lanes=1, requant_overlap=False, column_skip=False,
-                    pointer_ports=1, stream_words=1),
-    default_pes=4,
+    # fixed-width column entries (a PE 5 DP16KD: data 2, pointers 2, accumulators), the
+    # output banks in distributed RAM, and 4 input lanes: 8 PEs. 10 would fit the 56 DP16KD
+    # (53) but not the DSPs: with N not a power of two the row numbers (local * N + PE) of
+    # the central unit and the requantizers take multipliers (50 / 28 MULT18X18D: hw.area
+    # --part accelerator --pes 10 has 10 in the collector, 10 in the merge, 3 a PE)
+    profile=Profile(fifo_depth=4, input_lanes=4, requant_overlap=False, column_skip=False,
+                    pointer_ports=1, stream_words=1, huffman=False),
+    default_pes=8,
     # the DFU bootloader (hold the button while plugging in)
     programmer=Programmer(board="orangecrab"),
 )

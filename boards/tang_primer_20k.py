@@ -22,14 +22,15 @@ BOARD = Board(
     flash=SPIFlash(cs_n="M9", clk="L10", copi="R10", cipo="P10", attrs=_LVCMOS33,
                    load_model=True, model_offset=0x200000),
     memory=Memory(bram_blocks=46, bram_bits=18432, luts=20736, dsps=48),
-    # the iCEBreaker's lean profile at 4 PEs, the most that fit: one PE with it is 3,105 LUT4
-    # (ALU included) and 6 BSRAM (data 2, pointers 2, symbol table, accumulators), so 8 PEs
-    # would need about 28k LUT4 and 55 BSRAM of 20,736 and 46 (hw.area.estimate_pes; the full
-    # profile at 8 PEs synthesised to 31,090 LUT4 + 7,078 ALU and 86 BSRAM before the memory
-    # plan fix)
+    # the iCEBreaker's lean profile with fixed-width column entries at 8 PEs: a PE is 1,546
+    # LUT4 and 5 BSRAM (data 2, pointers 2, accumulators) against 3,600 and 6 with the Huffman
+    # decoder (hw.area), so 8 fit where 4 Huffman PEs used 91 % of the logic. The output banks
+    # (64 entries, the rows cut to LeNet-300-100) in distributed RAM would take 128 of the
+    # 648 RAM16SDP4 sites and the placer found no legal place for them at 94 % of the logic:
+    # 3 of the 8 stay in block RAM (46 / 46 BSRAM)
     profile=Profile(fifo_depth=4, input_lanes=1, requant_overlap=False, column_skip=False,
-                    pointer_ports=1, stream_words=1),
-    default_pes=4,
+                    pointer_ports=1, stream_words=1, huffman=False, block_ram_banks=3),
+    default_pes=8,
     # the bitstream into the flash too (-f), so the board starts with the model at power-up
     programmer=Programmer(board="tangprimer20k", flash=True),
 )

@@ -125,6 +125,13 @@ class AcceleratorConfig:
         feature-map buffers, the gateware runs fully-connected layers only and the packer
         refuses conv layers. Otherwise a power of two; ``hw.build`` / ``hw.bench`` size it from
         the model (LeNet-5: 4096 at N = 1, 1024 at N = 4).
+    block_ram_banks : int
+        Of the central unit's N output banks, the first ``block_ram_banks`` are held in block
+        RAM whatever their depth (yosys ``ram_style = "block"``); the others are left to the
+        synthesis tool, which puts a bank of a few dozen entries (the build cuts
+        ``max_rows_per_pe`` to the model) in distributed RAM. A board whose logic is nearly
+        full but whose block RAM is not spends the block RAM it has left here (the Tang Primer
+        20K at 8 PEs: 3). 0 (the default): every bank to the tool. No effect on behaviour.
     memory : str
         ``"lib"``: every memory is an ``amaranth.lib.memory.Memory`` (simulation, any FPGA);
         ``"ice40"``: PE memories (data and pointers) map to SB_SPRAM256KA.
@@ -154,6 +161,7 @@ class AcceleratorConfig:
     stream_words: int = 2
     segment_queue_depth: int = 0
     fmap_depth: int = 0
+    block_ram_banks: int = 0
     memory: str = "lib"
 
     def __post_init__(self):
@@ -180,6 +188,9 @@ class AcceleratorConfig:
         if isinstance(self.segment_queue_depth, bool) or not 0 <= self.segment_queue_depth <= 16:
             raise ValueError(f"segment_queue_depth must be 0..16, not "
                              f"{self.segment_queue_depth!r}")
+        if isinstance(self.block_ram_banks, bool) or not isinstance(self.block_ram_banks, int) \
+                or not 0 <= self.block_ram_banks <= 64:
+            raise ValueError(f"block_ram_banks must be 0..64, not {self.block_ram_banks!r}")
         if self.memory not in ("lib", "ice40"):
             raise ValueError(f"memory must be 'lib' or 'ice40', not {self.memory!r}")
         if isinstance(self.fmap_depth, bool) or not isinstance(self.fmap_depth, int) \

@@ -104,7 +104,10 @@ class BankMerge(wiring.Component):
         take, take_data = self.o_take[0], self.o_take_data[0]
         banks = []
         for p in range(N):
-            mem = memory.Memory(shape=entry, depth=bdepth, init=[])
+            # (the first config.block_ram_banks in block RAM: a board short of logic but not
+            # of block RAM; the others to the tool, distributed RAM when they are small)
+            attrs = {"ram_style": "block"} if p < cfg.block_ram_banks else None
+            mem = memory.Memory(shape=entry, depth=bdepth, init=[], attrs=attrs)
             m.submodules[f"bank{p}"] = mem
             bank = dict(wr=mem.write_port(), rd=mem.read_port(),
                         wp=Signal(range(bdepth + 1), name=f"wp{p}"),

@@ -270,8 +270,8 @@ def test_host_recognises_the_board_from_status():
 
 
 #: PE counts of the larger boards placed and routed (docs/HARDWARE.md, "The larger boards"):
-#: the ULX3S's default of 16 is a synthesis estimate (hw.build --pes auto) not yet placed.
-PLACED_PES = {"ulx3s": 4, "orangecrab": 4, "tang_primer_20k": 4}
+#: the OrangeCrab's and the Tang Primer 20K's defaults (8, fixed-width entries, stop 25).
+PLACED_PES = {"ulx3s": 4, "orangecrab": 8, "tang_primer_20k": 8}
 
 
 @pytest.mark.slow
@@ -324,7 +324,8 @@ def test_output_banks_sized_to_the_model_go_to_distributed_ram(family, tmp_path)
     """Memory plan of the block-RAM families: the build cuts ``max_rows_per_pe`` to the model
     (LeNet-300-100 on 8 PEs: 53 rows, 64), so the central unit's 8 output banks are 64 entries
     deep and yosys maps them to distributed RAM, not to one block RAM each as at the default's
-    256 rows (128-entry banks); on the Tang Primer 20K that is 8 of its 46 BSRAMs."""
+    256 rows (128-entry banks); on the Tang Primer 20K that is 8 of its 46 BSRAMs.
+    ``block_ram_banks`` keeps that many in block RAM whatever their depth."""
     import dataclasses
     import subprocess
     from amaranth.back import rtlil
@@ -338,8 +339,9 @@ def test_output_banks_sized_to_the_model_go_to_distributed_ram(family, tmp_path)
     assert cfg.max_rows_per_pe == 64 and bank_depth(cfg) == 64
     fam = get_family(family)
     tools = fam.select_tools(dict(os.environ))
-    for rows, want_bram in ((64, 0), (256, 8)):
-        c = dataclasses.replace(cfg, max_rows_per_pe=rows)
+    assert cfg.block_ram_banks == 3         # the board keeps 3 in block RAM (logic is short)
+    for rows, in_bram, want_bram in ((64, 0, 0), (256, 0, 8), (64, 3, 3)):
+        c = dataclasses.replace(cfg, max_rows_per_pe=rows, block_ram_banks=in_bram)
         (tmp_path / "m.il").write_text(rtlil.convert(BankMerge(c, bank_depth(c)), name="m"))
         script = f"read_rtlil m.il; {fam.synth_command} -top m; tee -q -o m.stat stat"
         subprocess.run([tools["YOSYS"], "-q", "-p", script], cwd=tmp_path, check=True,
