@@ -296,15 +296,23 @@ def test_accelerator_board_profiles(board):
 @pytest.mark.slow
 @pytest.mark.parametrize("board", ["ulx3s", "orangecrab", "tang_primer_20k"])
 def test_board_configuration_lenet300(board):
-    """The configuration each larger board builds - its feature profile, its default PE count,
-    LeNet-300-100's widths - bit exact on MNIST test images (what ``python -m hw.bench --board
-    NAME`` runs; the README's compute-bound images/s come from its cycles)."""
+    """The configuration each larger board builds - as ``hw.build`` makes it: its feature
+    profile, its default PE count, LeNet-300-100's widths, the memory plan's cuts (PE memory
+    depth, accumulator rows and so the output banks) and the hidden neurons balanced as the
+    build packs them - bit exact on MNIST test images (every logit bit against sw.golden)."""
     from boards import get_board
-    from hw.bench import board_features, run_bench
+    from hw.build import board_config, memory_depth_for, size_config
+    from hw.simcase import case_from_int_model
+    from sw.balance import balance_model
     from sw.golden import IntModel
+    from sw.mnist import load_mnist
     from sw.modelfile import load_model
     spec = get_board(board)
-    rows = run_bench(IntModel.from_model(load_model(ROOT / "models" / "lenet300.npz")),
-                     [spec.default_pes], 3, log=lambda *a: None, **board_features(board))
-    assert rows[0]["status"] == "bit-exact", rows[0]
-    assert rows[0]["n_pes"] == spec.default_pes and rows[0]["cycles_mean"] > 0
+    model = ROOT / "models" / "lenet300.npz"
+    cfg = memory_depth_for(model, size_config(model, board_config(spec)), spec)
+    assert cfg.n_pes == spec.default_pes and cfg.max_rows_per_pe < 256
+    im, _, _ = balance_model(IntModel.from_model(load_model(model)), cfg.n_pes, "data")
+    te = load_mnist().test
+    case = case_from_int_model(im, te.uint8()[:3], cfg, labels=te.labels[:3])
+    stats = run_case(f"lenet300_{board}", case)
+    assert [s["prediction"] for s in stats["inferences"]] == case["argmax"]
