@@ -41,7 +41,8 @@ from sw.cli import ToolError, add_column_code, command, huffman_of
 from sw.flashimage import FlashImageError, flash_image, load_runs
 from sw.loader import LoaderError, flash_image_command, run_loader
 from sw.modelfile import ModelFormatError, load_model
-from sw.pack import PackError, PackLimits, is_pe_memory, pack, sized_limits
+from sw.pack import (PackError, PackLimits, accumulator_rows, is_pe_memory, pack,
+                     sized_limits)
 
 __all__ = ["BuildError", "BuildReport", "select_tools", "parse_nextpnr_log", "parse_yosys_log",
            "board_config", "build", "program_command", "program_bitstream", "program_model",
@@ -271,8 +272,7 @@ def memory_depth_for(model_path, config, board):
         model = load_model(model_path)
         packed = pack(model, config.n_pes, board=board, balance=True,
                       limits=PackLimits.from_config(config))
-        rows = sized_limits(model, config.n_pes, dataclasses.replace(
-            PackLimits.from_config(config), max_rows_per_pe=MIN_ROWS_PER_PE)).max_rows_per_pe
+        need_rows = max(accumulator_rows(model, config.n_pes))
     except PackError as exc:
         raise BuildError(f"cannot pack {model_path}: {exc}") from None
     need = max(len(img) for mem, img in packed.images.items()
@@ -280,6 +280,9 @@ def memory_depth_for(model_path, config, board):
     depth = 256
     while depth < need:
         depth *= 2
+    rows = MIN_ROWS_PER_PE
+    while rows < need_rows:
+        rows *= 2
     return dataclasses.replace(config, pe_mem_depth=depth,
                                max_rows_per_pe=min(rows, config.max_rows_per_pe))
 

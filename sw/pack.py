@@ -42,7 +42,7 @@ from sw.modelfile import CompressedModel, load_model
 from sw.sparse import encode_columns
 
 __all__ = ["PackError", "PackLimits", "WIDTH_KEYS", "PackedImages", "pack", "sized_limits",
-           "FixedCode",
+           "accumulator_rows", "FixedCode",
            "fmap_maps", "fmap_words", "layer_descriptors",
            "mem_names", "pointer_mem", "colskip_mem", "colskip_table", "is_pe_memory",
            "build_parser", "main", "FLAG_RELU", "FLAG_LAST", "FLAG_PTR2", "DESC_WORDS",
@@ -120,6 +120,14 @@ class PackLimits:
         return {k: getattr(self, k) for k in WIDTH_KEYS if getattr(self, k) is not None}
 
 
+def accumulator_rows(model, n_pes):
+    """Accumulator rows each of ``n_pes`` PEs needs for ``model`` (a ``CompressedModel`` or
+    ``IntModel``), all layers together: rows are interleaved ``r mod N``, so the count does not
+    depend on the neuron order (balancing)."""
+    im = _as_int_model(model)
+    return [sum(-(-(l.out_features - p) // n_pes) for l in im.layers) for p in range(n_pes)]
+
+
 def sized_limits(model, n_pes, limits=None, balance=True):
     """``limits`` with ``max_rows_per_pe``, ``symbol_depth`` and (conv models) ``fmap_depth``
     grown (doubling; ``fmap_depth`` from 0 to the power of two the largest feature map needs per
@@ -134,7 +142,7 @@ def sized_limits(model, n_pes, limits=None, balance=True):
         im = balance_model(im, int(n_pes), balance)[0]
     except BalanceError as e:
         raise PackError(str(e)) from None
-    rows = max(sum(-(-(l.out_features - p) // n_pes) for l in im.layers) for p in range(n_pes))
+    rows = max(accumulator_rows(im, n_pes))
     symbols = sum(len(np.unique(encode_columns(l.index, n_pes, im.gap_bits, im.idx_bits)
                                 .all_symbols())) for l in im.layers)
 
