@@ -18,7 +18,7 @@ LOAD_WRITE_FIELDS = {"mem": MEM_ID_BITS, "addr": ADDR_BITS, "data": WORD_BITS}
 LOGIT_INDEX_BITS = 8
 #: Width of an input column index in the broadcast.
 COLUMN_BITS = 16
-#: Width of a global row index in a PE's output.
+#: Width of a (PE-local) row index in a PE's output.
 ROW_BITS = 16
 
 
@@ -34,8 +34,8 @@ def broadcast_fields(cfg):
 
 
 def pe_output_fields(cfg):
-    """PE -> central unit: result ``value`` of global row ``row``; ``end`` is the PE's
-    completion token for the layer."""
+    """PE -> central unit: result ``value`` of local row ``row`` (PE ``p``'s row ``i`` is global
+    row ``p + N * i``); ``end`` is the PE's completion token for the layer."""
     return {"row": ROW_BITS, "value": cfg.acc_bits, "end": 1}
 
 

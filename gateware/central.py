@@ -38,8 +38,8 @@ runs four phases (docs/ARCHITECTURE.md sections 5 and 7):
 A bank is written in phase 3 of layer L and read in phase 1 of layer L + 1, concurrently (an
 entry is read only once written: read pointer below write pointer). Bank depth:
 ``min(max_rows_per_pe, ceil(max_features / N))`` entries of ``(local row, value)``: 8 + 8 bits
-with the default configuration, one iCE40 EBR per bank (the local row ``(row - p) / N`` is
-computed with a constant reciprocal multiply, the global row back as ``local * N + p``). With
+with the default configuration, one iCE40 EBR per bank (the PEs report local rows; the merge
+works out the global row ``local * N + p`` with shifts and adds, no multiplier). With
 N > 2 each bank has a 2-entry head queue so the merge can take from the same bank on consecutive
 cycles; with N <= 2 the bank's read port is the head (the next entry is read in the cycle the
 head is broadcast), which also takes one cycle off the merge latency.
@@ -112,7 +112,7 @@ class CentralUnit(wiring.Component):
         Per-PE FIFO outputs (depth ``fifo_depth``): ``(col, value)`` non-zero activations, then
         the ``end`` token. ``valid``/payload come from registers through the ring's read mux.
     i_out : In(stream.Signature(pe_output_layout(config))).array(N)
-        Per-PE outputs (``(global row, value)`` then ``end``).
+        Per-PE outputs (``(local row, value)`` then ``end``).
     o_logit : Out(stream.Signature(logit_layout(config)))
         Last layer: the logits (signed ``acc_bits``) in index order, ``last`` on the final one.
         Payload and valid come straight from the selected PE's registered output.

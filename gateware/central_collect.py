@@ -9,24 +9,15 @@ from .central_merge import bank_entry_layout
 from .config import pe_output_layout, logit_layout
 from .conv_pool import PASS_QUEUE
 
-__all__ = ["Collector", "reciprocal"]
-
-
-def reciprocal(n, limit):
-    """``(m, k)`` with ``(r * m) >> k == r // n`` for every ``0 <= r < limit`` (checked)."""
-    for k in range(max(1, (limit - 1).bit_length()), 64):
-        m = -(-(1 << k) // n)
-        if all((r * m) >> k == r // n for r in range(limit)):
-            return m, k
-    raise ValueError(f"no reciprocal of {n} for rows below {limit}")
+__all__ = ["Collector"]
 
 
 class Collector(wiring.Component):
     """Collect one layer's PE outputs until every PE's ``end`` token is in.
 
-    Hidden layer: PE ``p``'s non-zero outputs ``(row, value)`` are appended to bank ``p`` as
-    ``(local row, value)`` (one write port per bank, so the PEs never wait; the local row
-    ``(row - p) / N`` is computed with a constant reciprocal multiply). Last layer: the logits
+    Hidden layer: PE ``p``'s non-zero outputs ``(row, value)`` (``row`` is the PE's local row
+    ``i``, global row ``p + N * i``) are appended to bank ``p`` as they are (one write port per
+    bank, so the PEs never wait). Last layer: the logits
     are forwarded in index order, row ``r`` from PE ``r mod N``, with ``last`` on row
     ``out_features - 1``; ``o_argmax`` follows (lowest index wins ties).
 
@@ -42,7 +33,7 @@ class Collector(wiring.Component):
     Attributes
     ----------
     i_out : In(stream.Signature(pe_output_layout(config))).array(N)
-        Per-PE outputs (``(global row, value)`` then ``end``). ``end`` tokens are always taken
+        Per-PE outputs (``(local row, value)`` then ``end``). ``end`` tokens are always taken
         while collecting; hidden-layer outputs at once; logits as ``o_logit`` takes them.
     o_logit : Out(stream.Signature(logit_layout(config)))
         Last layer: the logits (signed ``acc_bits``) in index order, ``last`` on the final one.
@@ -116,7 +107,7 @@ class Collector(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        N, A, ACC, FB = cfg.n_pes, cfg.act_bits, cfg.acc_bits, cfg.feature_bits
+        N, A, ACC = cfg.n_pes, cfg.act_bits, cfg.acc_bits
         bdepth = self.bank_depth
         collecting, ended = self.o_collecting, self.o_ended
         n_logit = Signal(9)
@@ -160,21 +151,17 @@ class Collector(wiring.Component):
             m.d.sync += ended.eq(ended_now)
 
         # hidden layer: every PE writes its own bank, no stall
-        div_m, div_k = reciprocal(N, cfg.max_features)
         hidden = Signal()
         m.d.comb += hidden.eq(collecting & ~cl_last)
         for p in range(N):
-            local = Signal(FB, name=f"local{p}")        # (row - p) / N, row = local * N + p
-            m.d.comb += [local.eq((outs[p].row[:FB] * div_m) >> div_k),
-                         self.o_bank_wdata[p].row.eq(local),
+            m.d.comb += [self.o_bank_wdata[p].row.eq(outs[p].row),
                          self.o_bank_wdata[p].value.eq(outs[p].value[:A])]
             if cfg.conv:
                 with m.If(hidden & cand[p] & cl_conv & owed[p]):
                     m.d.comb += [grant[p].eq(1), self.o_pool_we[p].eq(1)]
             with m.If(hidden & cand[p] & ~cl_conv):
                 m.d.comb += grant[p].eq(1)
-                with m.If((outs[p].row < cfg.max_features) & (local < bdepth)
-                          & self.i_bank_room[p]):
+                with m.If((outs[p].row < bdepth) & self.i_bank_room[p]):
                     m.d.comb += self.o_bank_we[p].eq(1)
                 with m.Else():
                     m.d.sync += self.o_err_overflow.eq(1)

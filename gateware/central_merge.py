@@ -6,12 +6,19 @@ from amaranth.lib.wiring import In, Out
 
 from .config import broadcast_layout
 
-__all__ = ["BankMerge", "bank_entry_layout", "bank_depth"]
+__all__ = ["BankMerge", "bank_entry_layout", "bank_depth", "times_constant"]
 
 
 def bank_depth(config):
     """Entries of each PE's output bank: the most non-zero outputs one PE has in a layer."""
     return min(config.max_rows_per_pe, -(-config.max_features // config.n_pes))
+
+
+def times_constant(value, k):
+    """``value * k`` for a constant ``k >= 1`` as a sum of shifted copies of ``value``: yosys
+    maps a multiplication by a constant that is not a power of two to a DSP block (one per
+    output bank with N = 10), where this is one adder per set bit of ``k`` past the first."""
+    return sum(value << s for s in range(k.bit_length()) if k >> s & 1)
 
 
 def bank_entry_layout(config, bank_depth):
@@ -169,7 +176,7 @@ class BankMerge(wiring.Component):
             with m.If(issue):
                 m.d.sync += b["rp"].eq(b["rp"] + 1)
             grow = Signal(FB, name=f"grow{p}")          # global row = local * N + p
-            m.d.comb += grow.eq(head.row * N + p)
+            m.d.comb += grow.eq(times_constant(head.row, N) + p)
             heads.append((grow, head.value))
 
         # ---- merge -------------------------------------------------------------------------

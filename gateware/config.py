@@ -62,7 +62,8 @@ def broadcast_layout(cfg):
 
 
 def pe_output_layout(cfg):
-    """PE -> central unit: result of global row ``row``.
+    """PE -> central unit: result of local row ``row`` (PE ``p``'s row ``i`` is global row
+    ``p + N * i``).
 
     Hidden layers: only non-zero requantized activations (``value`` zero-extended).
     Last layer: every row's accumulator (``value`` two's complement ``acc_bits``), in local row

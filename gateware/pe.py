@@ -31,7 +31,7 @@ On the ``end`` token, once stages 1-4 are empty and the *requantization engine* 
 layer is handed over and the column engine is idle again. The requantization engine, one row per
 cycle: ``acc + (bias << bias_shift)`` (the bias scaled by a second SB_MAC16 and a byte shift),
 round-shift-saturate (hidden, :func:`round_shift_saturate`) or raw (last layer), write 0 back,
-emit the non-zero ones (all on the last layer) with their global row, then ``end``. With
+emit the non-zero ones (all on the last layer) with their local row, then ``end``. With
 ``config.requant_overlap`` the accumulators are two banks (even and odd layers) and the
 engine's layer parameters are latched at the hand-over, so layer L is requantized while the
 column engine runs layer L + 1 (``o_col_idle``); its bias reads take the data-memory cycles
@@ -86,7 +86,7 @@ class ProcessingElement(wiring.Component):
     ----------
     config : gateware.config.AcceleratorConfig
     index : int
-        PE number ``p`` (0..N-1): its memory id and the global row of local row ``i`` is
+        PE number ``p`` (0..N-1): its memory id; its local row ``i`` is global row
         ``p + N * i``.
 
     Attributes
@@ -107,7 +107,7 @@ class ProcessingElement(wiring.Component):
     i_act : In(stream.Signature(broadcast_layout(config)))
         Non-zero input activations ``(col, value)``, then one ``end`` token.
     o_out : Out(stream.Signature(pe_output_layout(config)))
-        After ``end``: hidden layer: non-zero requantized outputs ``(global row, value)`` (a
+        After ``end``: hidden layer: non-zero requantized outputs ``(local row, value)`` (a
         conv layer's pass: every row, zeros included, for the pool writer); last layer: every
         accumulator in local row order; then one ``end`` token.
     o_idle : Out(1)

@@ -72,7 +72,7 @@ class Requantize(wiring.Component):
     i_acc_data : In(signed(acc_bits))
         The accumulator read data.
     o_out : Out(stream.Signature(pe_output_layout(config)))
-        ``(global row, value)`` outputs from registers, then the ``end`` token; the pipeline
+        ``(local row, value)`` outputs from registers, then the ``end`` token; the pipeline
         holds while ``ready`` is low.
     o_idle : Out(1)
         No layer is being requantized (with overlapping conv passes: nor any row or ``end`` in
@@ -234,7 +234,7 @@ class Requantize(wiring.Component):
         with m.If(r_adv):
             m.d.sync += [
                 ov.eq(rv3 & (rq_last | rq_dense | (hval != 0))),
-                orow.eq(rrow3 * cfg.n_pes + self.index),
+                orow.eq(rrow3),
                 oval[:A].eq(Mux(rq_last, rt3[:A], hval)),
             ]
             with m.If(rv3):

@@ -231,7 +231,7 @@ def test_bank_merge_wrong_expectation_fails():
 
 def rtl_collect(cfg, outputs, last, out_features, *, p_valid, p_ready, seed):
     """Offer PE ``p``'s ``outputs[p]`` (``(global row, value)``, then ``end``) to a
-    ``Collector``; return the bank writes per PE, the logits in order, ``o_argmax`` and
+    ``Collector`` (as the PE reports them: the local row ``row // N``); return the bank writes per PE, the logits in order, ``o_argmax`` and
     whether ``o_done`` pulsed."""
     depth = bank_depth(cfg)
     dut = Collector(cfg, depth, 16)
@@ -257,7 +257,7 @@ def rtl_collect(cfg, outputs, last, out_features, *, p_valid, p_ready, seed):
                 if offer:
                     head = queues[p][0]
                     ctx.set(dut.i_out[p].payload, {"row": 0, "value": 0, "end": 1}
-                            if head == "end" else {"row": head[0], "value": head[1], "end": 0})
+                            if head == "end" else {"row": head[0] // N, "value": head[1], "end": 0})
             ctx.set(dut.o_logit.ready, rng.random() < p_ready)
             we = ctx.get(dut.o_bank_we)
             for p in range(N):

@@ -339,9 +339,9 @@ def _requant_case(cfg, index, last, seed):
     for r in range(rows):
         t = acc[acc_base + r] + (biases[bias_base + r] << bias_shift)
         if last:
-            out.append((r * cfg.n_pes + index, t & ((1 << cfg.acc_bits) - 1)))
+            out.append((r, t & ((1 << cfg.acc_bits) - 1)))   # (local rows)
         elif _requant_model(t, shift):
-            out.append((r * cfg.n_pes + index, _requant_model(t, shift)))
+            out.append((r, _requant_model(t, shift)))
     cleared = [0 if acc_base <= a < acc_base + rows else v for a, v in enumerate(acc)]
     params = dict(rows=rows, bias_base=bias_base, acc_base=acc_base, last=last, shift=shift,
                   bias_shift=bias_shift)
@@ -462,7 +462,7 @@ def _requant_layers(cfg, index, seed):
                    for _ in range(rows)] for _ in range(n_passes)]
         layers.append((params, biases, passes))
         for acc in passes:
-            want.append([(r * cfg.n_pes + index,
+            want.append([(r,
                           _requant_model(acc[r] + (biases[bias_base + r]
                                                    << params["bias_shift"]), params["shift"]))
                          for r in range(rows)])

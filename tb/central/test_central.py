@@ -238,7 +238,8 @@ class TB:
                             assert got[p] == expect[p], \
                                 f"layer {li} PE {p}: broadcast {got[p]}, expected {expect[p]}"
                         phase[p] = "emit"
-                        self.outs[p].send([pack_fields(self.ol, row=r, value=v)
+                        # (a PE reports its local row r // N)
+                        self.outs[p].send([pack_fields(self.ol, row=r // N, value=v)
                                            for r, v in outputs[p]] + [pack_fields(self.ol, end=1)])
                         if li > 0 and P_READY >= 1.0:
                             # the merge delivers one word per cycle after a 4-cycle start

@@ -73,6 +73,10 @@ class TB:
         await FallingEdge(d.clk)
         d.i_start.value = 0
 
+    def global_row(self, local):
+        """The global row of this PE's local row ``local`` (the PE reports local rows)."""
+        return self.case["index"] + self.cfg.n_pes * local
+
     async def run_layer(self, desc, acts, timeout=200000):
         """Start a layer, broadcast ``acts`` then ``end``, collect outputs until ``end``.
 
@@ -99,7 +103,7 @@ class TB:
                 if f["end"]:
                     log["total_cycles"] = cyc
                     break
-                got.append([f["row"], f["value"]])
+                got.append([self.global_row(f["row"]), f["value"]])
             await FallingEdge(d.clk)
         else:
             raise AssertionError(f"layer {desc['index']}: no end token after {timeout} cycles")
@@ -207,7 +211,7 @@ async def pe_early_start(dut):
                     if out_layer == len(layers):
                         break
                 else:
-                    got[out_layer].append([f["row"], f["value"]])
+                    got[out_layer].append([tb.global_row(f["row"]), f["value"]])
             await FallingEdge(d.clk)
             d.i_start.value = 0
             if start_now:
