@@ -175,21 +175,26 @@ class BankMerge(wiring.Component):
             m.d.comb += [rd.addr.eq(b["rp"]), rd.en.eq(issue)]
             with m.If(issue):
                 m.d.sync += b["rp"].eq(b["rp"] + 1)
-            grow = Signal(FB, name=f"grow{p}")          # global row = local * N + p
-            m.d.comb += grow.eq(times_constant(head.row, N) + p)
-            heads.append((grow, head.value))
+            heads.append((head.row, head.value))        # (local row: global local * N + p)
+
+        def global_row(local, p):
+            """Global row ``local * N + p`` of bank ``p``'s local row ``local``."""
+            return times_constant(local, N) + p
 
         # ---- merge -------------------------------------------------------------------------
         if W == 1:
             # smallest present head; bank 0 is taken as the candidate unconditionally (when it
-            # is not present, ``found`` is 0 and the next present bank replaces it)
+            # is not present, ``found`` is 0 and the next present bank replaces it). Bank p's
+            # global row local * N + p is below a lower-numbered bank's exactly when its local
+            # row is, so the chain compares local rows (no adder in it, fewer bits) and only
+            # the winner's global row is worked out.
             found = present[0]
             best = Const(0, range(N))
             best_row, best_val = heads[0]
             for p in range(1, N):
                 smaller = present[p] & (~found | (heads[p][0] < best_row))
                 f_p, b_p = Signal(name=f"sf{p}"), Signal(range(N), name=f"sb{p}")
-                r_p, v_p = Signal(FB, name=f"sr{p}"), Signal(A, name=f"sv{p}")
+                r_p, v_p = Signal(len(heads[p][0]), name=f"sr{p}"), Signal(A, name=f"sv{p}")
                 m.d.comb += [f_p.eq(found | present[p]), b_p.eq(Mux(smaller, p, best)),
                              r_p.eq(Mux(smaller, heads[p][0], best_row)),
                              v_p.eq(Mux(smaller, heads[p][1], best_val))]
@@ -198,7 +203,7 @@ class BankMerge(wiring.Component):
                 ok = (present | exhausted).all() & found & can_take
                 m.d.comb += [
                     take.eq(ok),
-                    take_data.col.eq(best_row),
+                    take_data.col.eq(global_row(best_row, best)),
                     take_data.value.eq(best_val),
                     pop.eq(Mux(ok, 1 << best, 0)),
                 ]
@@ -216,7 +221,7 @@ class BankMerge(wiring.Component):
                 m.d.comb += [row.eq(0), val.eq(0)]
                 for p in range(N):
                     with m.If(onehot[p]):
-                        m.d.comb += [row.eq(heads[p][0]), val.eq(heads[p][1])]
+                        m.d.comb += [row.eq(global_row(heads[p][0], p)), val.eq(heads[p][1])]
                 with m.If(bbuf):
                     m.d.comb += [self.o_take_data[k].col.eq(row),
                                  self.o_take_data[k].value.eq(val)]
