@@ -1,12 +1,12 @@
 """The central unit's output banks and their merge (docs/ARCHITECTURE.md sections 5 and 7;
 part of :class:`gateware.central.CentralUnit`)."""
 from amaranth import Module, Signal, Const, Mux
-from amaranth.lib import wiring, data, fifo, memory
+from amaranth.lib import wiring, data, memory
 from amaranth.lib.wiring import In, Out
 
 from .config import broadcast_layout
 
-__all__ = ["BankMerge", "bank_entry_layout", "bank_depth", "times_constant"]
+__all__ = ["BankMerge", "HeadQueue", "bank_entry_layout", "bank_depth", "times_constant"]
 
 
 def bank_depth(config):
@@ -25,6 +25,66 @@ def bank_entry_layout(config, bank_depth):
     """One bank entry: the PE-local ``row`` and the activation ``value``."""
     return data.StructLayout({"row": max(1, (bank_depth - 1).bit_length()),
                               "value": config.act_bits})
+
+
+class HeadQueue(wiring.Component):
+    """A bank's two-entry head queue in the merge: first in, first out, in flip-flops.
+
+    The timing of ``lib.fifo.SyncFIFO(depth=2)`` (an entry pushed in one cycle is the head from
+    the next on, also into an empty queue), but the head is a register: the ``SyncFIFO``'s
+    head is an asynchronous read of its two-entry memory (distributed RAM on the ECP5 and
+    Gowin), and that read stood in front of the merge's compare chain on the OrangeCrab's
+    and the 16-PE ULX3S build's critical paths; on Gowin the memory also took 4 RAM16SDP4
+    of a CFU's LUTs.
+
+    Parameters
+    ----------
+    width : int
+        Bits of an entry.
+
+    Attributes
+    ----------
+    w_en : In(1)
+        Push ``w_data`` (only while ``level < 2``, or ``level == 2`` with a pop: the merge's
+        read credit keeps it so).
+    w_data : In(width)
+    r_en : In(1)
+        Pop the head (when there is one).
+    r_rdy : Out(1)
+        There is a head (``level != 0``).
+    r_data : Out(width)
+        The head (a register).
+    level : Out(range(3))
+        Entries held (a register).
+    """
+
+    depth = 2
+
+    def __init__(self, width):
+        super().__init__({"w_en": In(1), "w_data": In(width), "r_en": In(1), "r_rdy": Out(1),
+                          "r_data": Out(width), "level": Out(range(3))})
+
+    def elaborate(self, platform):
+        m = Module()
+        second = Signal.like(self.w_data, name="second")
+        pop = Signal()
+        push = Signal()
+        m.d.comb += [self.r_rdy.eq(self.level != 0), pop.eq(self.r_en & self.r_rdy),
+                     push.eq(self.w_en & ((self.level != 2) | pop))]
+        with m.Switch(self.level):
+            with m.Case(0):
+                with m.If(push):
+                    m.d.sync += self.r_data.eq(self.w_data)
+            with m.Case(1):
+                with m.If(push & pop):
+                    m.d.sync += self.r_data.eq(self.w_data)
+                with m.Elif(push):
+                    m.d.sync += second.eq(self.w_data)
+            with m.Case(2):
+                with m.If(pop):
+                    m.d.sync += [self.r_data.eq(second), second.eq(self.w_data)]
+        m.d.sync += self.level.eq(self.level + push - pop)
+        return m
 
 
 class BankMerge(wiring.Component):
@@ -121,7 +181,7 @@ class BankMerge(wiring.Component):
                         rp=Signal(range(bdepth + 1), name=f"rp{p}"),
                         inflight=Signal(name=f"inflight{p}"))
             if N > self.READ_PORT_HEADS:
-                bank["q"] = q = fifo.SyncFIFO(width=entry.size, depth=2)
+                bank["q"] = q = HeadQueue(entry.size)
                 m.submodules[f"head{p}"] = q
             banks.append(bank)
 
@@ -183,22 +243,31 @@ class BankMerge(wiring.Component):
 
         # ---- merge -------------------------------------------------------------------------
         if W == 1:
-            # smallest present head; bank 0 is taken as the candidate unconditionally (when it
-            # is not present, ``found`` is 0 and the next present bank replaces it). Bank p's
-            # global row local * N + p is below a lower-numbered bank's exactly when its local
-            # row is, so the chain compares local rows (no adder in it, fewer bits) and only
-            # the winner's global row is worked out.
-            found = present[0]
-            best = Const(0, range(N))
-            best_row, best_val = heads[0]
-            for p in range(1, N):
-                smaller = present[p] & (~found | (heads[p][0] < best_row))
-                f_p, b_p = Signal(name=f"sf{p}"), Signal(range(N), name=f"sb{p}")
-                r_p, v_p = Signal(len(heads[p][0]), name=f"sr{p}"), Signal(A, name=f"sv{p}")
-                m.d.comb += [f_p.eq(found | present[p]), b_p.eq(Mux(smaller, p, best)),
-                             r_p.eq(Mux(smaller, heads[p][0], best_row)),
-                             v_p.eq(Mux(smaller, heads[p][1], best_val))]
-                found, best, best_row, best_val = f_p, b_p, r_p, v_p
+            # smallest present head, by a tree of compares (depth log2 N, not N - 1). Bank q's
+            # global row local * N + q is below a lower-numbered bank p's exactly when its local
+            # row is (ties go to p), so the tree compares local rows (no adder in it, fewer
+            # bits; each compare has the lower banks' candidate on its left) and only the
+            # winner's global row is worked out.
+            level = [(present[p], Const(p, range(N)), heads[p][0], heads[p][1])
+                     for p in range(N)]
+            depth = 0
+            while len(level) > 1:
+                depth += 1
+                paired = []
+                for i in range(0, len(level) - 1, 2):
+                    (f_lo, b_lo, r_lo, v_lo), (f_hi, b_hi, r_hi, v_hi) = level[i:i + 2]
+                    name = f"{depth}_{i // 2}"
+                    hi_wins = f_hi & (~f_lo | (r_hi < r_lo))
+                    f_c, b_c = Signal(name=f"sf{name}"), Signal(range(N), name=f"sb{name}")
+                    r_c, v_c = Signal(len(r_lo), name=f"sr{name}"), Signal(A, name=f"sv{name}")
+                    m.d.comb += [f_c.eq(f_lo | f_hi), b_c.eq(Mux(hi_wins, b_hi, b_lo)),
+                                 r_c.eq(Mux(hi_wins, r_hi, r_lo)),
+                                 v_c.eq(Mux(hi_wins, v_hi, v_lo))]
+                    paired.append((f_c, b_c, r_c, v_c))
+                if len(level) % 2:
+                    paired.append(level[-1])
+                level = paired
+            found, best, best_row, best_val = level[0]
             with m.If(bbuf):
                 ok = (present | exhausted).all() & found & can_take
                 m.d.comb += [

@@ -5,12 +5,14 @@ collector (gateware.central_collect); each with a mutated expectation that must 
 import random
 
 import pytest
+from amaranth import Module
+from amaranth.lib import fifo
 from amaranth.sim import Simulator
 
 from gateware.central_broadcast import BroadcastRing
 from gateware.central_collect import Collector
 from gateware.central_lanes import LaneFilter
-from gateware.central_merge import BankMerge, bank_depth
+from gateware.central_merge import BankMerge, HeadQueue, bank_depth
 from gateware.config import AcceleratorConfig
 
 
@@ -206,7 +208,8 @@ def _merge_case(N, seed, rows=40):
     return banks, merged
 
 
-@pytest.mark.parametrize("n_pes, width", [(1, 1), (3, 1), (4, 1), (4, 2), (2, 2)])
+@pytest.mark.parametrize("n_pes, width", [(1, 1), (3, 1), (4, 1), (10, 1), (4, 2), (2, 2),
+                                          (3, 2), (5, 2)])
 def test_bank_merge(n_pes, width):
     cfg = AcceleratorConfig(n_pes=n_pes, broadcast_width=width)
     banks, merged = _merge_case(n_pes, n_pes * 10 + width)
@@ -225,6 +228,86 @@ def test_bank_merge_wrong_expectation_fails():
     banks, merged = _merge_case(3, 7)
     merged[4] = (merged[4][0] + 1, merged[4][1])
     assert rtl_merge(cfg, banks, p_take=0.7, seed=6) != merged
+
+
+def rtl_head_queue(n_cycles, *, p_push, p_pop, seed):
+    """Random pushes (while the queue holds fewer than two, as the merge's read credit keeps
+    it) and pops on a ``HeadQueue`` and, side by side, a ``lib.fifo.SyncFIFO(depth=2)`` given
+    the same; return per cycle ``(r_rdy, head or None, level)`` of each."""
+    queue, ref = HeadQueue(8), fifo.SyncFIFO(width=8, depth=2)
+    top = Module()
+    top.submodules.queue, top.submodules.ref = queue, ref
+    rng = random.Random(seed)
+    trace, ref_trace = [], []
+
+    async def bench(ctx):
+        for i in range(n_cycles):
+            level = ctx.get(queue.level)
+            pop = level != 0 and rng.random() < p_pop
+            push = level < 2 and rng.random() < p_push
+            for dut, out in ((queue, trace), (ref, ref_trace)):
+                ctx.set(dut.r_en, pop)
+                ctx.set(dut.w_en, push)
+                ctx.set(dut.w_data, i & 0xFF)
+                rdy = ctx.get(dut.r_rdy)
+                out.append((rdy, ctx.get(dut.r_data) if rdy else None, ctx.get(dut.level)))
+            await ctx.tick()
+
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return trace, ref_trace
+
+
+def _head_queue_model(pushes_pops):
+    """Reference: per cycle ``(r_rdy, head or None, level)`` for ``(push data or None, pop)``
+    per cycle (a push is the head from the next cycle on)."""
+    held, out = [], []
+    for data, pop in pushes_pops:
+        out.append((int(bool(held)), held[0] if held else None, len(held)))
+        if pop:
+            held.pop(0)
+        if data is not None:
+            held.append(data)
+    return out
+
+
+@pytest.mark.parametrize("p_push, p_pop", [(0.9, 0.5), (0.5, 0.9), (0.7, 0.7)])
+def test_head_queue_times_as_sync_fifo(p_push, p_pop):
+    trace, ref_trace = rtl_head_queue(400, p_push=p_push, p_pop=p_pop, seed=11)
+    assert {lv for _, _, lv in trace} == {0, 1, 2}
+    assert trace == ref_trace
+
+
+def test_head_queue_against_model():
+    """Full-queue push-and-pop cycles included (the SyncFIFO does not take those)."""
+    queue = HeadQueue(8)
+    rng = random.Random(12)
+    plan, got = [], []
+
+    async def bench(ctx):
+        level = 0
+        for i in range(500):
+            pop = level != 0 and rng.random() < 0.6
+            push = (level < 2 or pop) and rng.random() < 0.8
+            plan.append((i & 0xFF if push else None, pop))
+            ctx.set(queue.r_en, pop)
+            ctx.set(queue.w_en, push)
+            ctx.set(queue.w_data, i & 0xFF)
+            rdy = ctx.get(queue.r_rdy)
+            got.append((rdy, ctx.get(queue.r_data) if rdy else None, ctx.get(queue.level)))
+            await ctx.tick()
+            level = ctx.get(queue.level)
+
+    _simulate(queue, bench)
+    want = _head_queue_model(plan)
+    assert any(lv == 2 and p and d is not None for (d, p), (_, _, lv) in zip(plan, want))
+    assert got == want
+    wrong = list(want)
+    k = next(i for i, w in enumerate(want) if w[1] is not None)
+    wrong[k] = (wrong[k][0], wrong[k][1] ^ 1, wrong[k][2])
+    assert got != wrong
 
 
 # ---- collector -----------------------------------------------------------------------------
