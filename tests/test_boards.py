@@ -270,8 +270,8 @@ def test_host_recognises_the_board_from_status():
 
 
 #: PE counts of the larger boards placed and routed (docs/HARDWARE.md, "The larger boards"):
-#: the OrangeCrab's and the Tang Primer 20K's defaults (8, fixed-width entries, stop 25).
-PLACED_PES = {"ulx3s": 4, "orangecrab": 8, "tang_primer_20k": 8}
+#: the OrangeCrab's and the Tang Primer 20K's defaults (10 and 8, fixed-width entries, stops 25-26).
+PLACED_PES = {"ulx3s": 4, "orangecrab": 10, "tang_primer_20k": 8}
 
 
 @pytest.mark.slow
