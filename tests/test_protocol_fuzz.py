@@ -44,15 +44,18 @@ def _run(level, frames, seed, config, build, mutate=False, lenet=None, report=No
               test_module="tb.top.test_fuzz", name=build, params=params)
 
 
+# (the default suite runs half the cases, the whole count under -m slow: CI time)
 @pytest.mark.sim
-def test_fuzz_byte_level(tmp_path):
-    _run("stream", 400, 1, AcceleratorConfig(n_pes=1), "fuzz_stream", report=tmp_path / "r")
+@pytest.mark.parametrize("cases", [200, pytest.param(400, marks=pytest.mark.slow)])
+def test_fuzz_byte_level(tmp_path, cases):
+    _run("stream", cases, 1, AcceleratorConfig(n_pes=1), "fuzz_stream", report=tmp_path / "r")
     print((tmp_path / "r").read_text())
 
 
 @pytest.mark.sim
-def test_fuzz_uart_level(tmp_path):
-    _run("uart", 300, 2, AcceleratorConfig(n_pes=1), "top_n1", report=tmp_path / "r")
+@pytest.mark.parametrize("cases", [150, pytest.param(300, marks=pytest.mark.slow)])
+def test_fuzz_uart_level(tmp_path, cases):
+    _run("uart", cases, 2, AcceleratorConfig(n_pes=1), "top_n1", report=tmp_path / "r")
     print((tmp_path / "r").read_text())
 
 
