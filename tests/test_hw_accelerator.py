@@ -250,9 +250,8 @@ def _lenet(n_images, offset, n_pes=4):
 
 @pytest.mark.sim
 def test_accelerator_lenet300_mnist():
-    """The real compressed LeNet-300-100 on 8 MNIST test images, bit exact (200 more under
-    ``-m slow``)."""
-    _lenet(8, 0)
+    """The real compressed LeNet-300-100 on 20 MNIST test images, bit exact."""
+    _lenet(20, 0)
 
 
 @pytest.mark.sim
