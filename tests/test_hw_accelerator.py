@@ -58,6 +58,7 @@ def _cycles(name, case, stall_seed=None):
 
 
 @pytest.mark.sim
+@pytest.mark.slow   # (CI time: the on/off cycle comparison builds two models)
 def test_accelerator_requant_overlap_on_and_off():
     """The iCEBreaker's configuration (``requant_overlap=False``: one accumulator bank, each
     layer requantized before the next starts) is bit exact under random stalls, and the
@@ -75,6 +76,7 @@ def test_accelerator_requant_overlap_on_and_off():
 
 
 @pytest.mark.sim
+@pytest.mark.slow   # (CI time: the on/off cycle comparison builds two models)
 def test_accelerator_early_start_on_and_off():
     """The early start (default: a layer starts once the previous broadcast is complete; a PE
     still busy keeps the start waiting) and the start after every PE took its end token are
@@ -92,6 +94,7 @@ def test_accelerator_early_start_on_and_off():
 
 
 @pytest.mark.sim
+@pytest.mark.slow   # (CI time: the on/off cycle comparison builds two models)
 def test_accelerator_column_skip():
     """The column skip table (``column_skip``, default) is bit exact under random stalls, saves
     cycles on a model whose PEs have many empty columns (4 PEs, 8 % density), and a gateware
@@ -116,6 +119,7 @@ def test_accelerator_column_skip():
 
 
 @pytest.mark.sim
+@pytest.mark.slow   # (CI time: the on/off cycle comparison builds two models)
 def test_accelerator_board_pointer_ports():
     """The iCEBreaker's configuration (one pointer port, no overlap, one input value per word,
     2-deep broadcast FIFO: ``boards/icebreaker.py``'s profile) is bit exact under random stalls, and two pointer ports
@@ -137,6 +141,7 @@ def test_accelerator_board_pointer_ports():
 
 
 @pytest.mark.sim
+@pytest.mark.slow   # (CI time: the on/off cycle comparison builds two models)
 def test_accelerator_stream_words():
     """16-bit stream words (the iCEBreaker's ``stream_words = 1``) are bit exact under random
     stalls in the default configuration otherwise (skip table, overlap, two pointer ports; the
