@@ -230,6 +230,16 @@ def test_bank_merge_wrong_expectation_fails():
     assert rtl_merge(cfg, banks, p_take=0.7, seed=6) != merged
 
 
+async def _queue_cycle(ctx, dut, push, pop, data):
+    """Drive one cycle's push (``data``) and pop into a queue with the ``SyncFIFO`` ports;
+    return what it shows before the clock edge: ``(r_rdy, head or None, level)``."""
+    ctx.set(dut.r_en, pop)
+    ctx.set(dut.w_en, push)
+    ctx.set(dut.w_data, data)
+    rdy = ctx.get(dut.r_rdy)
+    return rdy, ctx.get(dut.r_data) if rdy else None, ctx.get(dut.level)
+
+
 def rtl_head_queue(n_cycles, *, p_push, p_pop, seed):
     """Random pushes (while the queue holds fewer than two, as the merge's read credit keeps
     it) and pops on a ``HeadQueue`` and, side by side, a ``lib.fifo.SyncFIFO(depth=2)`` given
@@ -246,17 +256,10 @@ def rtl_head_queue(n_cycles, *, p_push, p_pop, seed):
             pop = level != 0 and rng.random() < p_pop
             push = level < 2 and rng.random() < p_push
             for dut, out in ((queue, trace), (ref, ref_trace)):
-                ctx.set(dut.r_en, pop)
-                ctx.set(dut.w_en, push)
-                ctx.set(dut.w_data, i & 0xFF)
-                rdy = ctx.get(dut.r_rdy)
-                out.append((rdy, ctx.get(dut.r_data) if rdy else None, ctx.get(dut.level)))
+                out.append(await _queue_cycle(ctx, dut, push, pop, i & 0xFF))
             await ctx.tick()
 
-    sim = Simulator(top)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(top, bench)
     return trace, ref_trace
 
 
@@ -292,11 +295,7 @@ def test_head_queue_against_model():
             pop = level != 0 and rng.random() < 0.6
             push = (level < 2 or pop) and rng.random() < 0.8
             plan.append((i & 0xFF if push else None, pop))
-            ctx.set(queue.r_en, pop)
-            ctx.set(queue.w_en, push)
-            ctx.set(queue.w_data, i & 0xFF)
-            rdy = ctx.get(queue.r_rdy)
-            got.append((rdy, ctx.get(queue.r_data) if rdy else None, ctx.get(queue.level)))
+            got.append(await _queue_cycle(ctx, queue, push, pop, i & 0xFF))
             await ctx.tick()
             level = ctx.get(queue.level)
 
